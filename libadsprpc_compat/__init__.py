@@ -1,0 +1,1 @@
+"""The legacy FastRPC user API (libadsprpc / libcdsprpc) over qdarpc's emulated drivers."""
