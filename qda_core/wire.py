@@ -1,0 +1,112 @@
+"""Python views of what crosses the kernel <-> DSP transport (csrc/include/qdarpc/fastrpc_wire.h).
+
+Shared by the host side (``qda_core.fastrpc``) and the DSP side (``qda_core.dsp``). A test
+checks these sizes against the C header through ``qda_core._abi``.
+"""
+from __future__ import annotations
+
+import struct
+from typing import NamedTuple
+
+FASTRPC_ALIGN = 128
+FASTRPC_MAX_FDLIST = 16
+FASTRPC_MAX_CRCLIST = 64
+PAGE_SIZE = 4096
+PAGE_MASK = ~(PAGE_SIZE - 1) & 0xFFFF_FFFF_FFFF_FFFF
+
+FASTRPC_INIT_HANDLE = 1
+FASTRPC_DSP_UTILITIES_HANDLE = 2
+
+# Methods of FASTRPC_INIT_HANDLE and the scalars the kernels send with them.
+RMID_INIT_ATTACH = 0
+RMID_INIT_RELEASE = 1
+RMID_INIT_MMAP = 4
+RMID_INIT_MUNMAP = 5
+RMID_INIT_CREATE = 6
+RMID_INIT_CREATE_ATTR = 7
+RMID_INIT_CREATE_STATIC = 8
+RMID_INIT_MEM_MAP = 10
+RMID_INIT_MEM_UNMAP = 11
+
+ROOT_PD = 0
+USER_PD = 1
+SENSORS_PD = 2
+
+MSG = struct.Struct("<iiQIIQQ")        # struct fastrpc_msg, 40 B
+RSP = struct.Struct("<Qi4x")           # struct fastrpc_invoke_rsp, 16 B
+INVOKE_ARG = struct.Struct("<QQiI")    # struct fastrpc_invoke_args (uapi descriptor), 24 B
+PHY_PAGE = struct.Struct("<QQ")        # struct fastrpc_phy_page, 16 B
+BUF_ARG = struct.Struct("<QQ")         # struct fastrpc_buf_arg, 16 B
+DMA_ARG = struct.Struct("<iII4x")      # struct fastrpc_dma_arg in its 16-B union slot
+INVOKE_BUF = struct.Struct("<II")      # struct fastrpc_invoke_buf, 8 B
+
+# Payloads of the init-handle methods (drivers/misc/fastrpc.c, QDA RFC 13/15/16).
+CREATE_INBUF = struct.Struct("<iIIIII")     # client_id, namelen, filelen, pageslen, attrs, siglen
+CREATE_STATIC_INBUF = struct.Struct("<iII")  # client_id, namelen, pageslen
+MMAP_REQ = struct.Struct("<iIQi4x")          # client_id, flags, vaddr, num
+MUNMAP_REQ = struct.Struct("<i4xQQ")         # client_id, vaddr, size
+MEM_MAP_REQ = struct.Struct("<iiiIQii")      # client_id, fd, offset, flags, vaddrin, num, data_len
+MEM_UNMAP_REQ = struct.Struct("<iiQQ")       # client_id, fd, vaddrin, len
+U64 = struct.Struct("<Q")
+S32 = struct.Struct("<i")
+
+
+def scalars(method: int, nin: int, nout: int, ninh: int = 0, nouth: int = 0, attr: int = 0) -> int:
+    """REMOTE_SCALARS_MAKEX: pack a scalars word."""
+    return ((attr & 7) << 29) | ((method & 0x1F) << 24) | ((nin & 0xFF) << 16) | ((nout & 0xFF) << 8) \
+        | ((ninh & 0xF) << 4) | (nouth & 0xF)
+
+
+def sc_method(sc: int) -> int:
+    return (sc >> 24) & 0x1F
+
+
+def sc_counts(sc: int) -> tuple[int, int, int, int]:
+    """(inbufs, outbufs, inhandles, outhandles) of a scalars word."""
+    return (sc >> 16) & 0xFF, (sc >> 8) & 0xFF, (sc >> 4) & 0xF, sc & 0xF
+
+
+def sc_length(sc: int) -> int:
+    return sum(sc_counts(sc))
+
+
+def metadata_size(nscalars: int) -> int:
+    """Bytes of payload metadata for ``nscalars`` arguments: 40n + 384."""
+    return 40 * nscalars + 8 * FASTRPC_MAX_FDLIST + 4 * FASTRPC_MAX_CRCLIST
+
+
+class Msg(NamedTuple):
+    """struct fastrpc_msg."""
+
+    client_id: int
+    tid: int
+    ctx: int
+    handle: int
+    sc: int
+    addr: int
+    size: int
+
+    def pack(self) -> bytes:
+        return MSG.pack(*self)
+
+    @classmethod
+    def unpack(cls, data) -> "Msg":
+        return cls._make(MSG.unpack(data))
+
+    @property
+    def pd(self) -> int:
+        return self.ctx & 0xF
+
+
+class Rsp(NamedTuple):
+    """struct fastrpc_invoke_rsp."""
+
+    ctx: int
+    retval: int
+
+    def pack(self) -> bytes:
+        return RSP.pack(*self)
+
+    @classmethod
+    def unpack(cls, data) -> "Rsp":
+        return cls._make(RSP.unpack(data))
