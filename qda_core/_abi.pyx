@@ -62,7 +62,7 @@ cdef uint32_t _code32(object code) except? 0xFFFFFFFF:
     return <uint32_t>(code & 0xFFFF_FFFF)
 
 
-def errno_to_aee(err: int) -> int:
+def errno_to_aee(err):
     """The AEE code the FastRPC user library makes of a failed ioctl's errno.
 
     Follows ``convert_kernel_to_user_error`` (spec section 5.2): an errno in 1..135 that the
@@ -77,7 +77,7 @@ def errno_to_aee(err: int) -> int:
     return qda_errno_to_aee(<int>err)
 
 
-def aee_to_dsp(code: int) -> int:
+def aee_to_dsp(code):
     """The 32-bit value an AEE code has when the DSP returns it (``DSP_AEE_EOFFSET + code``).
 
     ``AEE_ENOSUCH`` (39), ``AEE_EINTERRUPTED`` (46), ``AEE_ECONNRESET`` (104) and
@@ -89,13 +89,13 @@ def aee_to_dsp(code: int) -> int:
     return qda_aee_to_dsp(<int>c)
 
 
-def aee_to_retval(code: int) -> int:
+def aee_to_retval(code):
     """:func:`aee_to_dsp` as the signed int32 a ``retval`` field / ioctl return carries."""
     cdef uint32_t c = aee_to_dsp(code)
     return <int32_t>c
 
 
-def is_dsp_error(code: int) -> bool:
+def is_dsp_error(code):
     """True if ``code`` is in the DSP form ``DSP_AEE_EOFFSET + 1..1024`` (int32 or 32-bit).
 
     The no-offset codes (39, 46, 104, 516) may come from either side and give False.
@@ -103,7 +103,7 @@ def is_dsp_error(code: int) -> bool:
     return bool(qda_aee_is_dsp(_code32(code)))
 
 
-def aee_name(code: int):
+def aee_name(code):
     """The name of a bare or DSP-form AEE code (``14`` and ``0x8000040e`` → ``"AEE_EBADPARM"``).
 
     Returns None if no AEE code has this value. See ``qda_aee_name()`` in aee_err.h for how
@@ -113,7 +113,7 @@ def aee_name(code: int):
     return None if e == NULL else e.name.decode()
 
 
-def aee_describe(code: int):
+def aee_describe(code):
     """The one-line description of a bare or DSP-form AEE code, or None if unknown."""
     cdef const qda_aee_entry *e = qda_aee_find(_code32(code))
     return None if e == NULL else e.desc.decode()
