@@ -58,18 +58,21 @@ PYBIND11_MODULE(_iova, m)
 	py::register_exception<qdarpc::range_not_found>(m, "IovaNotFound", PyExc_KeyError);
 	// qdarpc::range_bad_arg derives from std::invalid_argument: pybind11 raises ValueError.
 
-	py::class_<RangeAllocator>(m, "RangeAllocator", R"doc(
+	py::class_<RangeAllocator> cls(m, "RangeAllocator", R"doc(
 Best-fit allocator of granule-aligned ranges inside [start, start + size).
 
 Sizes are rounded up to the granule. Gaps are kept by (size, start): alloc() takes the smallest
 gap that can hold the aligned range, lowest start among equal sizes, at the lowest aligned
-address in it. Operations are O(log n); an alloc() with an alignment above the granule may scan
-the candidate gaps linearly, but only when no gap is large enough to fit at any alignment
-(near exhaustion), so IovaExhausted always means that no aligned gap fits.
+address in it. With an alignment above the granule a gap fits only if its aligned start leaves
+room: alloc() probes the BEST_FIT_PROBES smallest candidates in that order, then takes the
+smallest gap of at least size + align - granule (which fits wherever it starts), and only if
+there is none scans the remaining candidates. Operations are O(log n); the linear scan happens
+only near exhaustion, and IovaExhausted always means that no aligned gap fits.
 
 Not thread-safe by itself: every call holds the GIL, and callers serialize.
-)doc")
-		.def(py::init([](py::object start, py::object size, py::object granule) {
+)doc");
+	cls.attr("BEST_FIT_PROBES") = RangeAllocator::kBestFitProbes;
+	cls.def(py::init([](py::object start, py::object size, py::object granule) {
 			     return RangeAllocator(to_u64(start, "start"), to_u64(size, "size"),
 						   to_u64(granule, "granule"));
 		     }),
