@@ -1,1 +1,5 @@
-"""(filled in by the driver work)"""
+"""The emulated QDA DRM accel driver (``drivers/accel/qda``, RFC of Feb 2026)."""
+from .device import QdaDevice
+from .file import DmaHandle, GemRef, QdaFile
+
+__all__ = ["QdaDevice", "QdaFile", "GemRef", "DmaHandle"]

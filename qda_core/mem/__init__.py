@@ -1,1 +1,1 @@
-"""(filled in by the driver work)"""
+"""Device memory: memfd-backed buffers, GEM objects, context banks and the SMMU view."""

@@ -1,0 +1,1 @@
+"""The ``qdarpc`` command (import name ``qdarpc_cli``)."""

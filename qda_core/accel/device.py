@@ -1,0 +1,81 @@
+"""One emulated QDA device (``/dev/accel/accelN``) per DSP domain.
+
+Holds what the RFC keeps in ``qda_dev``: the DSP name returned by QUERY, the compute bus, the
+client-id counter (1, 2, 3, ... never reused), the DRM fake-offset space (page-granular, from
+4 GiB), the invoke engine on the device's rpmsg channel, and the dma-buf identities of the
+objects it created (so PRIME import of its own export finds the same object).
+"""
+from __future__ import annotations
+
+import errno
+import itertools
+import os
+import threading
+import weakref
+
+from .._ext import load
+from ..errors import errno_error
+from ..fastrpc import FastRpc, IdAllocator
+from ..mem.bus import ComputeBus
+from ..rpmsg import Channel
+
+_iova = load("_iova")
+
+FAKE_OFFSET_START = 1 << 32  # DRM_FILE_PAGE_OFFSET_START on 64-bit
+FAKE_OFFSET_END = 1 << 48
+
+
+class QdaDevice:
+    """The driver instance of one DSP; ``open()`` returns a :class:`QdaFile`."""
+
+    def __init__(self, minor: int, dsp_name: str, domain_id: int, bus: ComputeBus, channel: Channel):
+        self.minor = minor
+        self.path = f"/dev/accel/accel{minor}"
+        self.dsp_name = dsp_name
+        self.domain_id = domain_id
+        self.bus = bus
+        self.channel = channel
+        self.fastrpc = FastRpc(channel, IdAllocator(limit=0xFFFF_FFFF, cyclic=False))
+        self._client_ids = itertools.count(1)
+        self._offsets = _iova.RangeAllocator(FAKE_OFFSET_START, FAKE_OFFSET_END - FAKE_OFFSET_START)
+        self.offset_objects: dict[int, object] = {}  # fake offset -> GemObject
+        self.objects_by_key: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
+        self.lock = threading.Lock()  # protects the offset space, offset_objects and the open-file set
+        self.files: weakref.WeakSet = weakref.WeakSet()
+        self.removing = False
+
+    def open(self, flags: int = os.O_RDWR):
+        """``open(/dev/accel/accelN)``: a new DRM file; no CB and no DSP traffic yet."""
+        from .file import QdaFile
+
+        if self.removing:
+            raise errno_error(errno.ENODEV, f"{self.path}: device is being removed")
+        f = QdaFile(self, next(self._client_ids), flags)
+        with self.lock:
+            self.files.add(f)
+        return f
+
+    def offset_for(self, obj) -> int:
+        """Create (idempotently) the object's fake mmap offset."""
+        with self.lock:
+            if obj.mmap_offset is None:
+                off = self._offsets.alloc(obj.size)
+                obj.mmap_offset = off
+                self.offset_objects[off] = obj
+                obj.on_free(self._drop_offset)
+            return obj.mmap_offset
+
+    def _drop_offset(self, obj) -> None:
+        with self.lock:
+            self._offsets.free(obj.mmap_offset)
+            del self.offset_objects[obj.mmap_offset]
+
+    def info(self) -> dict:
+        return {
+            "path": self.path, "dsp_name": self.dsp_name, "domain_id": self.domain_id,
+            "context_banks": len(self.bus.cbs), "free_context_banks": self.bus.free_count,
+            "open_files": len(self.files),
+        }
+
+    def __repr__(self) -> str:
+        return f"<QdaDevice {self.path} {self.dsp_name}>"

@@ -1,0 +1,531 @@
+"""An open ``/dev/accel/accelN`` file (DRM ``file_priv`` + ``qda_user``) and its ioctls.
+
+``ioctl(request, arg)`` is the raw form: ``arg`` holds the uapi struct bytes (a writable buffer,
+or an int user address) and the return value is what the kernel returns (0, ``-errno``, or the
+DSP's retval verbatim). The typed methods build the same structs, go through the same
+dispatch, and raise ``OSError`` for a negative return.
+"""
+from __future__ import annotations
+
+import errno
+import mmap as _mmap
+import os
+import struct
+import threading
+import warnings
+
+from .. import debug, uapi, wire
+from ..errors import errno_error
+from ..mem import vma
+from ..mem.backing import Backing
+from ..mem.gem import GemObject
+from ..mem.handles import HandleTable
+from ..mem.msgpool import MessagePool
+from ..uaccess import address, copy_from_user, copy_to_user
+
+_OUT = uapi.IOC_READ
+_IN = uapi.IOC_WRITE
+
+
+class GemRef:
+    """An invoke buffer passed by reference: a GEM ``handle`` and the user mapping ``buf`` of it
+    (or a slice of that mapping). The DSP reads and writes the shared pages directly."""
+
+    __slots__ = ("handle", "buf")
+
+    def __init__(self, handle: int, buf):
+        self.handle = handle
+        self.buf = buf
+
+
+class DmaHandle:
+    """An invoke handle argument: ``fd`` (a GEM handle on QDA), ``offset`` and ``length``."""
+
+    __slots__ = ("fd", "offset", "length")
+
+    def __init__(self, fd: int, offset: int = 0, length: int = 0):
+        self.fd, self.offset, self.length = fd, offset, length
+
+
+def _comm() -> bytes:
+    """``current->comm`` of the calling thread, NUL-terminated, as INIT_CREATE sends it."""
+    try:
+        with open("/proc/thread-self/comm", "rb") as f:
+            return f.read().strip()[:15] + b"\0"
+    except OSError:
+        return b"python\0"
+
+
+class QdaFile:
+    """One open accel file. Not shared across processes; several threads may invoke at once."""
+
+    def __init__(self, device, client_id: int, flags: int):
+        self.device = device
+        self.client_id = client_id
+        self.flags = flags
+        self.pid = threading.get_native_id()  # current->pid of the opener: a thread id
+        self.handles: HandleTable[GemObject] = HandleTable()
+        self._handle_of: dict[int, int] = {}       # id(obj) -> handle (the file's PRIME cache)
+        self._imports: dict[tuple, int] = {}       # foreign dma-buf identity -> handle
+        self.cb = None
+        self._pool: MessagePool | None = None
+        self._init_mem: list[GemObject] = []       # RFC overwrites (leaks) older ones; freed at close
+        self._lock = threading.RLock()             # protects handles, PRIME caches, cb
+        self.closed = False
+        self.last_error: OSError | None = None
+        debug.created("accel_file")
+
+    # --- raw ioctl ------------------------------------------------------------------------
+    def ioctl(self, request: int, arg=None) -> int:
+        """The DRM core's ``drm_ioctl()``: dispatch on nr, size the copies as DRM does."""
+        if self.closed:
+            return -errno.EBADF
+        ioc = uapi.ACCEL_IOCTLS.get(uapi.IOC_NR(request))
+        if ioc is None:
+            self.last_error = errno_error(errno.EINVAL, f"ioctl {request:#x}: no such QDA/DRM ioctl")
+            return -errno.EINVAL
+        udir, usize = uapi.IOC_DIR(request), uapi.IOC_SIZE(request)
+        kdir = uapi.IOC_DIR(ioc.number)
+        in_size = usize if (udir & _IN and kdir & _IN) else 0
+        out_size = usize if (udir & _OUT and kdir & _OUT) else 0
+        kbuf = bytearray(max(in_size, out_size, ioc.layout.size if ioc.layout else 0))
+        try:
+            if in_size:
+                self._copy_in(kbuf, arg, in_size, ioc.name)
+            ret = _HANDLERS[ioc.nr](self, kbuf)
+        except OSError as exc:
+            self.last_error = exc
+            ret = -exc.errno
+        if out_size:
+            try:
+                self._copy_out(arg, kbuf, out_size, ioc.name)
+            except OSError as exc:
+                self.last_error = exc
+                ret = -errno.EFAULT
+        return ret
+
+    @staticmethod
+    def _copy_in(kbuf: bytearray, arg, n: int, name: str) -> None:
+        if isinstance(arg, int):
+            copy_from_user(memoryview(kbuf)[:n], arg, name)
+            return
+        if arg is None or memoryview(arg).nbytes < n:
+            raise errno_error(errno.EFAULT, f"{name}: argument shorter than the {n} bytes the command encodes")
+        kbuf[:n] = memoryview(arg).cast("B")[:n]
+
+    @staticmethod
+    def _copy_out(arg, kbuf: bytearray, n: int, name: str) -> None:
+        if isinstance(arg, int):
+            copy_to_user(arg, memoryview(kbuf)[:n], name)
+            return
+        mv = memoryview(arg).cast("B") if arg is not None else None
+        if mv is None or mv.readonly or mv.nbytes < n:
+            raise errno_error(errno.EFAULT, f"{name}: argument not writable for {n} bytes")
+        mv[:n] = kbuf[:n]
+
+    def _call(self, request: int, buf=None) -> bytearray | None:
+        ret = self.ioctl(request, buf)
+        if ret < 0:
+            err = self.last_error
+            raise err if err is not None and err.errno == -ret else errno_error(ret)
+        return buf
+
+    # --- state helpers --------------------------------------------------------------------
+    def ensure_cb(self):
+        """The RFC's lazy CB assignment on first memory use (``ENOMEM`` if none is free)."""
+        with self._lock:
+            if self.cb is None:
+                self.cb = self.device.bus.assign(self.pid)
+                self._pool = MessagePool(self.cb)
+            return self.cb
+
+    def lookup(self, handle: int) -> GemObject | None:
+        return self.handles.get(handle)
+
+    def _add_handle(self, obj: GemObject) -> int:
+        h = self.handles.add(obj)
+        self._handle_of[id(obj)] = h
+        return h
+
+    # --- FastRPC-backed ioctls ------------------------------------------------------------
+    def fastrpc(self, handle: int, sc: int, descs, pd: int = wire.ROOT_PD) -> int:
+        """``fastrpc_invoke()`` of the RFC: CB + message buffer, GEM lookups, send, wait."""
+        self.ensure_cb()
+        n = wire.sc_length(sc)
+        nbufs = ((sc >> 16) & 0xFF) + ((sc >> 8) & 0xFF)
+        refs = bytearray(16 * n)
+        held = []
+        try:
+            for i in range(n):
+                ptr, length, fd, _attr = wire.INVOKE_ARG.unpack_from(descs, 24 * i)
+                if fd <= 0 or (i < nbufs and not length):
+                    continue  # copied inline / nothing to map
+                with self._lock:
+                    obj = self.handles.get(fd)
+                    if obj is None:
+                        raise errno_error(errno.ENOENT, f"argument {i}: no GEM handle {fd} in this file")
+                    held.append(obj.get())
+                addr = obj.dma_addr
+                if i < nbufs:
+                    start = vma.find_vma_start(ptr)
+                    if start is not None:
+                        addr += (ptr & wire.PAGE_MASK) - start
+                wire.PHY_PAGE.pack_into(refs, 16 * i, addr, obj.size)
+            return self.device.fastrpc.invoke(
+                client_id=0 if handle == wire.FASTRPC_INIT_HANDLE else self.client_id,
+                tid=threading.get_native_id(), handle=handle, sc=sc, pd=pd,
+                args=descs, refs=refs, msg_alloc=self._pool.alloc)
+        finally:
+            for obj in held:
+                obj.put()
+
+    def _kernel_call(self, method: int, nin: int, nout: int, entries, pd: int = wire.ROOT_PD) -> int:
+        """A kernel-originated message on the init handle; ``entries`` are (ptr, len, fd)."""
+        descs = bytearray(24 * len(entries))
+        for i, (ptr, length, fd) in enumerate(entries):
+            wire.INVOKE_ARG.pack_into(descs, 24 * i, ptr, length, fd, 0)
+        return self.fastrpc(wire.FASTRPC_INIT_HANDLE, wire.scalars(method, nin, nout), descs, pd)
+
+    @staticmethod
+    def _k(buf) -> tuple[int, int, int]:
+        return (address(buf), len(buf), 0)
+
+    # --- typed API ------------------------------------------------------------------------
+    def query(self) -> str:
+        """DRM_IOCTL_QDA_QUERY: the DSP name."""
+        buf = self._call(uapi.DRM_IOCTL_QDA_QUERY, bytearray(uapi.drm_qda_query.size))
+        return uapi.drm_qda_query.get(buf, "dsp_name").split(b"\0")[0].decode()
+
+    def init_attach(self) -> int:
+        """DRM_IOCTL_QDA_INIT_ATTACH: join the DSP's root PD. Returns the DSP retval."""
+        return self._check_dsp(self.ioctl(uapi.DRM_IOCTL_QDA_INIT_ATTACH))
+
+    def init_create(self, image: bytes | None = None, *, attrs: int = 0, siglen: int = 0,
+                    gem: GemRef | None = None) -> int:
+        """DRM_IOCTL_QDA_INIT_CREATE: spawn a user PD. ``image`` is copied inline; ``gem``
+        passes an image held in a GEM buffer by reference. Returns the DSP retval."""
+        buf = uapi.qda_init_create.pack(attrs=attrs, siglen=siglen)
+        keep = image
+        if gem is not None:
+            uapi.qda_init_create.set(buf, "filefd", gem.handle)
+            uapi.qda_init_create.set(buf, "filelen", memoryview(gem.buf).nbytes)
+            uapi.qda_init_create.set(buf, "file", address(gem.buf))
+        elif image:
+            uapi.qda_init_create.set(buf, "filelen", len(image))
+            uapi.qda_init_create.set(buf, "file", address(image))
+        ret = self.ioctl(uapi.DRM_IOCTL_QDA_INIT_CREATE, buf)
+        del keep
+        return self._check_dsp(ret)
+
+    def gem_create(self, size: int) -> int:
+        """DRM_IOCTL_QDA_GEM_CREATE: a zeroed buffer of ``size`` (page-rounded); its handle."""
+        buf = uapi.drm_qda_gem_create.pack(size=size)
+        self._call(uapi.DRM_IOCTL_QDA_GEM_CREATE, buf)
+        return uapi.drm_qda_gem_create.get(buf, "handle")
+
+    def gem_mmap_offset(self, handle: int) -> int:
+        """DRM_IOCTL_QDA_GEM_MMAP_OFFSET: the fake offset to ``mmap`` the object at."""
+        buf = uapi.drm_qda_gem_mmap_offset.pack(handle=handle)
+        self._call(uapi.DRM_IOCTL_QDA_GEM_MMAP_OFFSET, buf)
+        return uapi.drm_qda_gem_mmap_offset.get(buf, "offset")
+
+    def gem_close(self, handle: int) -> None:
+        """DRM_IOCTL_GEM_CLOSE."""
+        self._call(uapi.DRM_IOCTL_GEM_CLOSE, uapi.drm_gem_close.pack(handle=handle))
+
+    def prime_handle_to_fd(self, handle: int, flags: int = uapi.DRM_CLOEXEC | uapi.DRM_RDWR) -> int:
+        """DRM_IOCTL_PRIME_HANDLE_TO_FD: a real dma-buf-like fd of the object (caller closes it)."""
+        buf = uapi.drm_prime_handle.pack(handle=handle, flags=flags)
+        self._call(uapi.DRM_IOCTL_PRIME_HANDLE_TO_FD, buf)
+        return uapi.drm_prime_handle.get(buf, "fd")
+
+    def prime_fd_to_handle(self, fd: int) -> int:
+        """DRM_IOCTL_PRIME_FD_TO_HANDLE: the handle of a dma-buf fd in this file."""
+        buf = uapi.drm_prime_handle.pack(fd=fd)
+        self._call(uapi.DRM_IOCTL_PRIME_FD_TO_HANDLE, buf)
+        return uapi.drm_prime_handle.get(buf, "handle")
+
+    def mmap(self, offset: int, size: int, prot: int = _mmap.PROT_READ | _mmap.PROT_WRITE) -> memoryview:
+        """``mmap(NULL, size, prot, MAP_SHARED, fd, offset)`` on this file: a CPU mapping."""
+        with self.device.lock:
+            obj = self.device.offset_objects.get(offset)
+        if obj is None:
+            raise errno_error(errno.EINVAL, f"mmap: no object at fake offset {offset:#x}")
+        if size <= 0 or size > obj.size:
+            raise errno_error(errno.EINVAL, f"mmap: length {size:#x} exceeds the {obj.size:#x}-byte object")
+        if id(obj) not in self._handle_of:
+            raise errno_error(errno.EACCES, "mmap: this file holds no handle to the object")
+        if obj.imported:
+            raise errno_error(errno.EINVAL, "mmap: imported (PRIME) objects must be mapped through their exporter")
+        if prot & _mmap.PROT_WRITE and (self.flags & os.O_ACCMODE) == os.O_RDONLY:
+            raise errno_error(errno.EACCES, "mmap: PROT_WRITE on a file opened read-only")
+        mm = _mmap.mmap(obj.backing.fd, size, _mmap.MAP_SHARED, prot)
+        view = memoryview(mm)
+        vma.register(mm, address(view), size)
+        return view
+
+    def map(self, request: int, fd: int, *, flags: int = 0, vaddrin: int = 0, size: int = 0,
+            attrs: int = 0, offset: int = 0) -> int:
+        """DRM_IOCTL_QDA_MAP; returns the DSP-chosen ``vaddrout``."""
+        buf = uapi.qda_mem_map.pack(request=request, flags=flags, fd=fd, attrs=attrs, offset=offset,
+                                    vaddrin=vaddrin, size=size)
+        self._check_dsp(self.ioctl(uapi.DRM_IOCTL_QDA_MAP, buf), raise_dsp=True)
+        return uapi.qda_mem_map.get(buf, "vaddrout")
+
+    def munmap(self, request: int, *, fd: int = 0, vaddr: int = 0, vaddrout: int = 0, size: int = 0) -> None:
+        """DRM_IOCTL_QDA_MUNMAP."""
+        buf = uapi.qda_mem_unmap.pack(request=request, fd=fd, vaddr=vaddr, vaddrout=vaddrout, size=size)
+        self._check_dsp(self.ioctl(uapi.DRM_IOCTL_QDA_MUNMAP, buf), raise_dsp=True)
+
+    def invoke(self, handle: int, sc: int, args=()) -> int:
+        """DRM_IOCTL_QDA_INVOKE with ``args`` in ``[inbufs, outbufs, inhandles, outhandles]``
+        order: plain buffers are copied, :class:`GemRef` buffers shared, :class:`DmaHandle`
+        entries are handles. Returns the DSP retval (0 or an AEE code, as unsigned 32-bit)."""
+        counts = wire.sc_counts(sc)
+        n = sum(counts)
+        if len(args) != n:
+            raise errno_error(errno.EINVAL, f"scalars {sc:#010x} declare {n} arguments, got {len(args)}")
+        nin, nbufs = counts[0], counts[0] + counts[1]
+        descs = bytearray(24 * n)
+        for i, a in enumerate(args):
+            if i >= nbufs:
+                if not isinstance(a, DmaHandle):
+                    raise TypeError(f"argument {i} is a handle slot: pass a DmaHandle")
+                wire.INVOKE_ARG.pack_into(descs, 24 * i, a.offset, a.length, a.fd, 0)
+                continue
+            ref = a.handle if isinstance(a, GemRef) else -1
+            buf = a.buf if isinstance(a, GemRef) else a
+            mv = memoryview(buf)
+            if i >= nin and mv.readonly:
+                raise TypeError(f"out-buffer {i - nin} must be writable")
+            wire.INVOKE_ARG.pack_into(descs, 24 * i, address(buf), mv.nbytes, ref, 0)
+        kbuf = uapi.qda_invoke_args.pack(handle=handle, sc=sc, args=address(descs) if n else 0)
+        return self._check_dsp(self.ioctl(uapi.DRM_IOCTL_QDA_INVOKE, kbuf))
+
+    def _check_dsp(self, ret: int, raise_dsp: bool = False) -> int:
+        """Negative errno -> OSError; a DSP code is returned as unsigned (or raised if asked)."""
+        if -4096 < ret < 0:
+            err = self.last_error
+            raise err if err is not None and err.errno == -ret else errno_error(ret)
+        code = ret & 0xFFFF_FFFF
+        if code and raise_dsp:
+            raise OSError(errno.EIO, f"DSP returned {code:#x}")
+        return code
+
+    # --- release --------------------------------------------------------------------------
+    def close(self) -> None:
+        """Release in the kernel's order: GEM handles (and PRIME caches), then the DSP release
+        message (always, unless the device is going away), init memory, the CB reference."""
+        with self._lock:
+            if self.closed:
+                return
+            self.closed = True
+            objs = [obj for _, obj in self.handles.items()]
+            self.handles = HandleTable()
+            self._handle_of.clear()
+            self._imports.clear()
+        for obj in objs:
+            obj.put()
+        if not self.device.removing and self.device.channel.up:
+            cid = struct.pack("<i", self.client_id)
+            try:
+                self._kernel_call(wire.RMID_INIT_RELEASE, 1, 0, [self._k(cid)])
+            except OSError as exc:  # errors are ignored by postclose, but worth a debug line
+                debug.dbg("accel", "release of client %d failed: %s", self.client_id, exc)
+        for obj in self._init_mem:
+            obj.put()
+        self._init_mem.clear()
+        if self._pool is not None:
+            self._pool.close()
+        if self.cb is not None:
+            self.device.bus.release(self.cb)
+            self.cb = None
+        debug.destroyed("accel_file")
+
+    def __enter__(self) -> "QdaFile":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        if not getattr(self, "closed", True):
+            warnings.warn(f"unclosed QDA file {self.device.path} (client {self.client_id})",
+                          ResourceWarning, stacklevel=2)
+            self.close()
+
+    def __repr__(self) -> str:
+        return f"<QdaFile {self.device.path} client={self.client_id}{' closed' if self.closed else ''}>"
+
+
+# --- ioctl handlers: (file, kbuf) -> int; raise OSError for -errno ----------------------------
+def _query(f: QdaFile, k: bytearray) -> int:
+    uapi.drm_qda_query.set(k, "dsp_name", f.device.dsp_name.encode()[:15])
+    return 0
+
+
+def _gem_create(f: QdaFile, k: bytearray) -> int:
+    size = uapi.drm_qda_gem_create.get(k, "size")
+    if size == 0:
+        raise errno_error(errno.EINVAL, "GEM_CREATE: size is 0")
+    cb = f.ensure_cb()
+    obj = GemObject.create(cb, size)
+    f.device.objects_by_key[obj.backing.key] = obj
+    with f._lock:
+        uapi.drm_qda_gem_create.set(k, "handle", f._add_handle(obj))
+    return 0
+
+
+def _gem_mmap_offset(f: QdaFile, k: bytearray) -> int:
+    h = uapi.drm_qda_gem_mmap_offset.get(k, "handle")
+    obj = f.lookup(h)
+    if obj is None:
+        raise errno_error(errno.ENOENT, f"GEM_MMAP_OFFSET: no handle {h}")
+    uapi.drm_qda_gem_mmap_offset.set(k, "offset", f.device.offset_for(obj))
+    return 0
+
+
+def _init_attach(f: QdaFile, k: bytearray) -> int:
+    cid = struct.pack("<i", f.client_id)
+    return f._kernel_call(wire.RMID_INIT_ATTACH, 1, 0, [f._k(cid)], pd=wire.ROOT_PD)
+
+
+def _init_create(f: QdaFile, k: bytearray) -> int:
+    a = uapi.qda_init_create.unpack(k)
+    cb = f.ensure_cb()
+    init_mem = GemObject.create(cb, uapi.INIT_MEM_SIZE, name="initmem")
+    f._init_mem.append(init_mem)  # the RFC overwrites (leaks) an earlier one; we free all at close
+    if a["filelen"] > uapi.INIT_FILELEN_MAX:
+        raise errno_error(errno.EINVAL, f"INIT_CREATE: filelen {a['filelen']:#x} > 4 MiB")
+    fd = a["filefd"]
+    if a["filelen"] and fd != 0:
+        if f.lookup(fd) is None:
+            raise errno_error(errno.EINVAL, f"INIT_CREATE: filefd {fd} is not a GEM handle of this file")
+    name = _comm()
+    inbuf = wire.CREATE_INBUF.pack(f.client_id, len(name), a["filelen"], 1, a["attrs"], a["siglen"])
+    page = wire.PHY_PAGE.pack(init_mem.dma_addr, init_mem.size)
+    image = (a["file"], a["filelen"], fd if fd > 0 else -1)
+    method = wire.RMID_INIT_CREATE_ATTR if a["attrs"] else wire.RMID_INIT_CREATE
+    return f._kernel_call(method, 4, 0, [f._k(inbuf), f._k(name), image, f._k(page)], pd=wire.USER_PD)
+
+
+def _map(f: QdaFile, k: bytearray) -> int:
+    a = uapi.qda_mem_map.unpack(k)
+    if a["request"] not in (uapi.QDA_MAP_REQUEST_LEGACY, uapi.QDA_MAP_REQUEST_ATTR):
+        raise errno_error(errno.EINVAL, f"MAP: unknown request {a['request']}")
+    f.ensure_cb()
+    page = bytearray(wire.PHY_PAGE.size)
+    if a["fd"] > 0:
+        obj = f.lookup(a["fd"])
+        if obj is None:
+            raise errno_error(errno.ENOENT, f"MAP: no GEM handle {a['fd']}")
+        # The whole object; the reference is dropped right away (the map does not pin it).
+        wire.PHY_PAGE.pack_into(page, 0, obj.dma_addr, obj.size)
+    out = bytearray(8)
+    if a["request"] == uapi.QDA_MAP_REQUEST_LEGACY:
+        req = wire.MMAP_REQ.pack(f.client_id, a["flags"], a["vaddrin"], wire.PHY_PAGE.size)
+        ret = f._kernel_call(wire.RMID_INIT_MMAP, 2, 1, [f._k(req), f._k(page), f._k(out)])
+    else:
+        req = wire.MEM_MAP_REQ.pack(f.client_id, a["fd"], a["offset"], a["flags"], a["vaddrin"],
+                                    wire.PHY_PAGE.size, 0)
+        ret = f._kernel_call(wire.RMID_INIT_MEM_MAP, 3, 1,
+                             [f._k(req), f._k(page), (0, 0, 0), f._k(out)])
+    if ret == 0:
+        uapi.qda_mem_map.set(k, "vaddrout", wire.U64.unpack(out)[0])
+    return ret
+
+
+def _munmap(f: QdaFile, k: bytearray) -> int:
+    a = uapi.qda_mem_unmap.unpack(k)
+    if a["request"] == uapi.QDA_MAP_REQUEST_LEGACY:
+        req = wire.MUNMAP_REQ.pack(f.client_id, a["vaddrout"], a["size"])
+        return f._kernel_call(wire.RMID_INIT_MUNMAP, 1, 0, [f._k(req)])
+    if a["request"] == uapi.QDA_MAP_REQUEST_ATTR:
+        req = wire.MEM_UNMAP_REQ.pack(f.client_id, a["fd"], a["vaddr"], a["size"])
+        return f._kernel_call(wire.RMID_INIT_MEM_UNMAP, 1, 0, [f._k(req)])
+    raise errno_error(errno.EINVAL, f"MUNMAP: unknown request {a['request']}")
+
+
+def _invoke(f: QdaFile, k: bytearray) -> int:
+    a = uapi.qda_invoke_args.unpack(k)
+    n = wire.sc_length(a["sc"])
+    descs = bytearray(24 * n)
+    if n:
+        copy_from_user(descs, a["args"], "invoke argument descriptors")
+    return f.fastrpc(a["handle"], a["sc"], descs)
+
+
+def _gem_close(f: QdaFile, k: bytearray) -> int:
+    h = uapi.drm_gem_close.get(k, "handle")
+    with f._lock:
+        obj = f.handles.remove(h)
+        if obj is None:
+            raise errno_error(errno.EINVAL, f"GEM_CLOSE: no handle {h}")
+        f._handle_of.pop(id(obj), None)
+        for key, hh in list(f._imports.items()):
+            if hh == h:
+                del f._imports[key]
+    obj.put()
+    return 0
+
+
+def _prime_handle_to_fd(f: QdaFile, k: bytearray) -> int:
+    a = uapi.drm_prime_handle.unpack(k)
+    if a["flags"] & ~(uapi.DRM_CLOEXEC | uapi.DRM_RDWR):
+        raise errno_error(errno.EINVAL, f"PRIME_HANDLE_TO_FD: bad flags {a['flags']:#x}")
+    obj = f.lookup(a["handle"])
+    if obj is None:
+        raise errno_error(errno.ENOENT, f"PRIME_HANDLE_TO_FD: no handle {a['handle']}")
+    cloexec = os.O_CLOEXEC if a["flags"] & uapi.DRM_CLOEXEC else 0
+    mode = os.O_RDWR if a["flags"] & uapi.DRM_RDWR else os.O_RDONLY
+    # A fresh open file description of the same pages, with the access mode the flags ask for.
+    fd = os.open(f"/proc/self/fd/{obj.backing.fd}", mode | cloexec)
+    if not cloexec:
+        os.set_inheritable(fd, True)
+    obj.exported = True
+    uapi.drm_prime_handle.set(k, "fd", fd)
+    return 0
+
+
+def _prime_fd_to_handle(f: QdaFile, k: bytearray) -> int:
+    fd = uapi.drm_prime_handle.get(k, "fd")
+    try:
+        st = os.fstat(fd)
+    except OSError as exc:
+        raise errno_error(exc.errno or errno.EBADF, f"PRIME_FD_TO_HANDLE: fd {fd}") from exc
+    key = (st.st_dev, st.st_ino)
+    with f._lock:
+        own = f.device.objects_by_key.get(key)
+        if own is not None and own.refs > 0:
+            h = f._handle_of.get(id(own))
+            if h is None:
+                h = f._add_handle(own.get())
+        elif key in f._imports:
+            h = f._imports[key]
+        else:
+            cb = f.ensure_cb()
+            backing = Backing.import_fd(fd)
+            try:
+                obj = GemObject(backing, cb, imported=True, name="import")
+            except BaseException:
+                backing.close()
+                raise
+            h = f._add_handle(obj)
+            f._imports[key] = h
+    uapi.drm_prime_handle.set(k, "handle", h)
+    return 0
+
+
+_HANDLERS = {
+    uapi.IOC_NR(uapi.DRM_IOCTL_QDA_QUERY): _query,
+    uapi.IOC_NR(uapi.DRM_IOCTL_QDA_GEM_CREATE): _gem_create,
+    uapi.IOC_NR(uapi.DRM_IOCTL_QDA_GEM_MMAP_OFFSET): _gem_mmap_offset,
+    uapi.IOC_NR(uapi.DRM_IOCTL_QDA_INIT_ATTACH): _init_attach,
+    uapi.IOC_NR(uapi.DRM_IOCTL_QDA_INIT_CREATE): _init_create,
+    uapi.IOC_NR(uapi.DRM_IOCTL_QDA_MAP): _map,
+    uapi.IOC_NR(uapi.DRM_IOCTL_QDA_MUNMAP): _munmap,
+    uapi.IOC_NR(uapi.DRM_IOCTL_QDA_INVOKE): _invoke,
+    uapi.IOC_NR(uapi.DRM_IOCTL_GEM_CLOSE): _gem_close,
+    uapi.IOC_NR(uapi.DRM_IOCTL_PRIME_HANDLE_TO_FD): _prime_handle_to_fd,
+    uapi.IOC_NR(uapi.DRM_IOCTL_PRIME_FD_TO_HANDLE): _prime_fd_to_handle,
+}

@@ -1,0 +1,39 @@
+"""Diagnostics: live-object counters (tests assert they return to zero) and QDARPC_DEBUG logging.
+
+``QDARPC_DEBUG=gem,cb,rpmsg,dsp`` (or ``all``) enables debug logging for those categories.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections import Counter
+
+log = logging.getLogger("qdarpc")
+_enabled = {c.strip() for c in os.environ.get("QDARPC_DEBUG", "").split(",") if c.strip()}
+
+# Protects _live.
+_lock = threading.Lock()
+_live: Counter[str] = Counter()
+
+
+def dbg(category: str, msg: str, *args) -> None:
+    """Log ``msg`` if ``category`` is enabled in QDARPC_DEBUG."""
+    if category in _enabled or "all" in _enabled:
+        log.debug(f"[{category}] " + msg, *args)
+
+
+def created(kind: str) -> None:
+    with _lock:
+        _live[kind] += 1
+
+
+def destroyed(kind: str) -> None:
+    with _lock:
+        _live[kind] -= 1
+
+
+def live_objects() -> dict[str, int]:
+    """Counts of emulator objects alive now, by kind (``gem``, ``backing``, ``accel_file``...)."""
+    with _lock:
+        return {k: v for k, v in _live.items() if v}

@@ -1,0 +1,139 @@
+"""The compute bus of one DSP: its IOMMU context banks (CBs) and the SMMU view the DSP reads.
+
+Assignment follows the QDA RFC (``qda_memory_manager.c``, spec §1.1): lazy, on a file's first
+memory use; a CB already assigned to the same opener thread id is shared (refcounted); else the
+lowest-numbered free CB; none free -> ``ENOMEM``. The legacy driver takes one whole CB per
+``open()`` instead (``EBUSY`` when none is free). Both drivers draw from the same bus because the
+CBs are hardware: one SMMU, one set of SIDs.
+
+Device addresses are ``iova | sid << 32`` (32-bit IOVA space per CB).
+"""
+from __future__ import annotations
+
+import errno
+import threading
+from typing import TYPE_CHECKING
+
+from .._ext import load
+from ..errors import DeviceFault, errno_error
+
+if TYPE_CHECKING:
+    from .gem import GemObject
+
+_iova = load("_iova")
+
+IOVA_START = 0x1000          # page 0 stays unmapped so a NULL device address always faults
+IOVA_END = 1 << 32           # DMA_BIT_MASK(32)
+
+
+class ContextBank:
+    """One SMMU context bank: a SID, its IOVA space, and who holds it."""
+
+    def __init__(self, index: int, sid: int, dsp_name: str):
+        self.index = index
+        self.sid = sid
+        self.name = f"qda-cb-{dsp_name}-{sid}"
+        self._space = _iova.RangeAllocator(IOVA_START, IOVA_END - IOVA_START)
+        self._objects: dict[int, GemObject] = {}  # iova start -> object
+        self.assigned_pid = 0
+        self.refcount = 0
+        self.owner = ""  # "accel" or "legacy" while assigned
+
+    def map(self, obj: "GemObject") -> int:
+        try:
+            iova = self._space.alloc(obj.size)
+        except MemoryError as exc:
+            raise errno_error(errno.ENOMEM, f"{self.name}: IOVA space exhausted ({obj.size:#x} bytes)") from exc
+        self._objects[iova] = obj
+        return iova
+
+    def unmap(self, obj: "GemObject") -> None:
+        self._space.free(obj.iova)
+        del self._objects[obj.iova]
+
+    def lookup(self, iova: int) -> tuple["GemObject", int] | None:
+        """The object mapped at ``iova`` and the offset into it."""
+        hit = self._space.find(iova)
+        if hit is None:
+            return None
+        start, _ = hit
+        return self._objects[start], iova - start
+
+    @property
+    def mapped(self) -> int:
+        return len(self._objects)
+
+    @property
+    def free(self) -> bool:
+        return self.assigned_pid == 0 and self.refcount == 0
+
+
+class ComputeBus:
+    """The ``qda-compute-cb`` bus of one DSP: CBs in DT order, ids from 0."""
+
+    def __init__(self, dsp_name: str, sids: list[int]):
+        self.dsp_name = dsp_name
+        self.cbs = [ContextBank(i, sid, dsp_name) for i, sid in enumerate(sids)]
+        self._by_sid = {cb.sid: cb for cb in self.cbs}
+        self.lock = threading.Lock()  # protects assignment state of every CB
+
+    def assign(self, pid: int) -> ContextBank:
+        """RFC lazy assignment for an accel file opened by thread ``pid``."""
+        with self.lock:
+            for cb in self.cbs:
+                if cb.owner == "accel" and cb.assigned_pid == pid:
+                    cb.refcount += 1
+                    return cb
+            for cb in self.cbs:
+                if cb.free:
+                    cb.assigned_pid, cb.refcount, cb.owner = pid, 1, "accel"
+                    return cb
+        raise errno_error(errno.ENOMEM, f"{self.dsp_name}: no free context bank ({len(self.cbs)} in use)")
+
+    def take_session(self, pid: int) -> ContextBank:
+        """Legacy ``fastrpc_session_alloc``: one free CB per open, never shared."""
+        with self.lock:
+            for cb in self.cbs:
+                if cb.free:
+                    cb.assigned_pid, cb.refcount, cb.owner = pid, 1, "legacy"
+                    return cb
+        raise errno_error(errno.EBUSY, f"{self.dsp_name}: no free session (context bank)")
+
+    def release(self, cb: ContextBank) -> None:
+        with self.lock:
+            cb.refcount -= 1
+            if cb.refcount == 0:
+                cb.assigned_pid, cb.owner = 0, ""
+
+    def by_sid(self, sid: int) -> ContextBank | None:
+        return self._by_sid.get(sid)
+
+    @property
+    def free_count(self) -> int:
+        return sum(cb.free for cb in self.cbs)
+
+
+class Smmu:
+    """What the DSP sees of memory: device addresses translated through the context banks.
+
+    Implements ``qda_core.dsp.DeviceMemory``. A range that no CB maps, or that runs past the
+    end of the object it starts in, raises :class:`DeviceFault` (an SMMU fault on hardware).
+    """
+
+    def __init__(self, bus: ComputeBus):
+        self._bus = bus
+
+    def view(self, addr: int, length: int, writable: bool) -> memoryview:
+        if length == 0:
+            return memoryview(b"")
+        cb = self._bus.by_sid(addr >> 32)
+        if cb is None:
+            raise DeviceFault(addr, length, f"no context bank with SID {addr >> 32}")
+        hit = cb.lookup(addr & 0xFFFF_FFFF)
+        if hit is None:
+            raise DeviceFault(addr, length, f"{cb.name}: IOVA not mapped")
+        obj, off = hit
+        if off + length > obj.size:
+            raise DeviceFault(addr, length, f"{cb.name}: range runs past a {obj.size:#x}-byte buffer")
+        mv = obj.backing.view[off:off + length]
+        return mv if writable else mv.toreadonly()

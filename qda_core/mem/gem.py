@@ -1,0 +1,78 @@
+"""GEM objects: page-rounded buffers placed in a context bank's IOVA space.
+
+Mirrors the RFC's ``qda_gem_obj``: backing pages, a SID-prefixed device address in the CB that
+allocated (or imported) it, a fake mmap offset created on demand, and a reference count held by
+handles, in-flight invokes and kernel-internal users (message buffers, init memory).
+"""
+from __future__ import annotations
+
+import threading
+
+from .. import debug
+from ..errors import InternalError
+from .backing import Backing, page_align
+from .bus import ContextBank
+
+
+class GemObject:
+    """One buffer object. ``dma_addr`` is what the DSP sees: ``iova | sid << 32``."""
+
+    __slots__ = ("backing", "size", "cb", "iova", "dma_addr", "imported", "mmap_offset",
+                 "_refs", "_lock", "_on_free", "name", "exported", "__weakref__")
+
+    def __init__(self, backing: Backing, cb: ContextBank, *, imported: bool = False, name: str = "gem"):
+        self.backing = backing
+        self.size = backing.size
+        self.cb = cb
+        self.iova = cb.map(self)  # ENOMEM if the CB's IOVA space is full
+        self.dma_addr = self.iova | (cb.sid << 32)
+        self.imported = imported
+        self.mmap_offset: int | None = None
+        self.exported = False
+        self.name = name
+        self._refs = 1
+        self._lock = threading.Lock()  # protects _refs
+        self._on_free: list = []
+        debug.created("gem")
+
+    @classmethod
+    def create(cls, cb: ContextBank, size: int, name: str = "gem") -> "GemObject":
+        """Allocate zeroed shared memory (like dma_alloc_coherent) in ``cb``."""
+        backing = Backing(page_align(size), name=f"qdarpc-{name}")
+        try:
+            return cls(backing, cb, name=name)
+        except BaseException:
+            backing.close()
+            raise
+
+    def get(self) -> "GemObject":
+        with self._lock:
+            if self._refs <= 0:
+                raise InternalError(f"get() on freed GEM object {self!r}")
+            self._refs += 1
+        return self
+
+    def put(self) -> None:
+        with self._lock:
+            self._refs -= 1
+            last = self._refs == 0
+            if self._refs < 0:
+                raise InternalError(f"put() underflow on GEM object {self!r}")
+        if last:
+            for cb in self._on_free:
+                cb(self)
+            self.cb.unmap(self)
+            self.backing.close()
+            debug.destroyed("gem")
+
+    def on_free(self, fn) -> None:
+        """Run ``fn(obj)`` when the last reference goes (e.g. drop the fake-offset node)."""
+        self._on_free.append(fn)
+
+    @property
+    def refs(self) -> int:
+        return self._refs
+
+    def __repr__(self) -> str:
+        kind = "imported " if self.imported else ""
+        return f"<{kind}GEM {self.name} size={self.size:#x} dma={self.dma_addr:#x} refs={self._refs}>"

@@ -1,0 +1,47 @@
+"""The transport between a host driver and the DSP: messages out, replies back. Protocol-blind.
+
+In-process by default: ``send`` is a direct call into the remote endpoint, which answers by
+calling ``reply`` before returning (no thread hop, no sleep). The interface admits an
+out-of-process channel later: replies may then arrive on another thread through ``on_receive``.
+"""
+from __future__ import annotations
+
+import errno
+from typing import Callable, Protocol
+
+from .errors import errno_error
+
+
+class Endpoint(Protocol):
+    """The remote side of a channel (the emulated DSP's rpmsg endpoint)."""
+
+    def receive(self, data: bytes, reply: Callable[[bytes], None]) -> None: ...
+
+
+class Channel:
+    """One rpmsg channel from a host driver to a remote endpoint."""
+
+    def __init__(self, name: str, remote: Endpoint):
+        self.name = name
+        self._remote = remote
+        self.on_receive: Callable[[bytes], None] | None = None
+        self.up = True
+        self.sent = 0
+        self.received = 0
+
+    def send(self, data: bytes) -> None:
+        """Send one message; ``ENODEV`` once the channel is removed (DSP gone)."""
+        if not self.up:
+            raise errno_error(errno.ENODEV, f"rpmsg channel {self.name} is down")
+        self.sent += 1
+        self._remote.receive(data, self._deliver)
+
+    def _deliver(self, data: bytes) -> None:
+        self.received += 1
+        cb = self.on_receive
+        if cb is not None:
+            cb(data)
+
+    def remove(self) -> None:
+        """rpmsg remove (subsystem restart): later sends fail with ENODEV."""
+        self.up = False

@@ -1,0 +1,122 @@
+"""The emulated SoC: which DSPs exist, their context banks and device nodes, wired together.
+
+Per DSP domain there is one emulated DSP, one compute bus (its context banks, shared by both
+drivers because they are hardware), one SMMU view, and one rpmsg channel per driver. The accel
+nodes are numbered ``/dev/accel/accelN`` in table order.
+
+Profiles: ``QDARPC_SOC`` names a built-in profile (see :data:`PROFILES`) or a path to a JSON or
+TOML file ``{"domains": [{"name": "cdsp", "context_banks": 4}, ...]}`` (optional per domain:
+``"sids": [...]``).
+"""
+from __future__ import annotations
+
+import errno
+import json
+import os
+import threading
+import tomllib
+from dataclasses import dataclass, field
+
+from .accel.device import QdaDevice
+from .dsp import EmulatedDsp
+from .errors import errno_error
+from .mem.bus import ComputeBus, Smmu
+from .rpmsg import Channel
+
+#: Domain ids and names (qualcomm/fastrpc inc/remote.h; spec legacy §3.1).
+DOMAINS = {"adsp": 0, "mdsp": 1, "sdsp": 2, "cdsp": 3, "cdsp1": 4, "gdsp0": 5, "gdsp1": 6}
+
+#: Built-in SoC profiles: (domain, number of context banks).
+PROFILES: dict[str, list[tuple[str, int]]] = {
+    # RB5-class board: audio DSP with 3 CBs, compute DSP with 8, sensors DSP with 3.
+    "default": [("adsp", 3), ("cdsp", 8), ("sdsp", 3)],
+    # Everything the domain table knows, for tests of domain handling.
+    "full": [("adsp", 3), ("mdsp", 2), ("sdsp", 3), ("cdsp", 8), ("cdsp1", 4), ("gdsp0", 4), ("gdsp1", 4)],
+    # One compute DSP with two CBs: makes exhaustion easy to reach.
+    "minimal": [("cdsp", 2)],
+}
+
+
+@dataclass
+class DomainSpec:
+    name: str
+    context_banks: int
+    sids: list[int] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if self.name not in DOMAINS:
+            raise ValueError(f"unknown DSP domain {self.name!r}; known: {', '.join(DOMAINS)}")
+        if self.context_banks < 1:
+            raise ValueError(f"{self.name}: a DSP needs at least one context bank")
+        if not self.sids:
+            self.sids = list(range(1, self.context_banks + 1))
+        if len(self.sids) != self.context_banks or len(set(self.sids)) != len(self.sids):
+            raise ValueError(f"{self.name}: need {self.context_banks} distinct SIDs, got {self.sids}")
+
+
+def load_profile(spec: str | None = None) -> list[DomainSpec]:
+    """The domain list of a profile name or file path (default: ``$QDARPC_SOC`` or ``default``)."""
+    spec = spec or os.environ.get("QDARPC_SOC") or "default"
+    if spec in PROFILES:
+        return [DomainSpec(n, c) for n, c in PROFILES[spec]]
+    if os.path.sep in spec or spec.endswith((".json", ".toml")):
+        with open(spec, "rb") as f:
+            data = tomllib.load(f) if spec.endswith(".toml") else json.load(f)
+        doms = [DomainSpec(d["name"], int(d["context_banks"]), list(d.get("sids", []))) for d in data["domains"]]
+        if len({d.name for d in doms}) != len(doms):
+            raise ValueError(f"{spec}: a domain is listed twice")
+        return doms
+    raise ValueError(f"unknown SoC profile {spec!r}; valid profiles: {', '.join(PROFILES)} (or a .json/.toml path)")
+
+
+class Domain:
+    """One DSP and what hangs off it."""
+
+    def __init__(self, spec: DomainSpec, minor: int):
+        self.name = spec.name
+        self.domain_id = DOMAINS[spec.name]
+        self.bus = ComputeBus(spec.name, spec.sids)
+        self.smmu = Smmu(self.bus)
+        self.dsp = EmulatedDsp(spec.name, self.smmu)
+        self.accel = QdaDevice(minor, spec.name, self.domain_id, self.bus, Channel(f"{spec.name}-accel", self.dsp))
+
+
+class Soc:
+    """An emulated SoC. Independent instances have independent DSPs (handy in tests)."""
+
+    def __init__(self, profile: str | list[DomainSpec] | None = None):
+        specs = profile if isinstance(profile, list) else load_profile(profile)
+        self.domains = {s.name: Domain(s, minor) for minor, s in enumerate(specs)}
+
+    def domain(self, which: str | int) -> Domain:
+        for d in self.domains.values():
+            if which in (d.name, d.domain_id):
+                return d
+        raise errno_error(errno.ENODEV, f"no DSP domain {which!r} on this SoC (have: {', '.join(self.domains)})")
+
+    def open(self, path: str, flags: int = os.O_RDWR):
+        """Open a device node of the emulated SoC by path (``/dev/accel/accelN``)."""
+        for d in self.domains.values():
+            if path == d.accel.path:
+                return d.accel.open(flags)
+        raise errno_error(errno.ENOENT, f"{path}: no such emulated device node")
+
+    def open_device(self, domain: str | int, flags: int = os.O_RDWR):
+        """Open the accel node of a DSP domain (by name or domain id)."""
+        return self.domain(domain).accel.open(flags)
+
+    def accel_nodes(self) -> list[str]:
+        return [d.accel.path for d in self.domains.values()]
+
+
+_default: Soc | None = None
+_default_lock = threading.Lock()
+
+
+def default_soc() -> Soc:
+    """The process-wide SoC used by ``qda_core.open()``; built on first use from ``QDARPC_SOC``."""
+    global _default
+    with _default_lock:
+        if _default is None:
+            _default = Soc()
+        return _default

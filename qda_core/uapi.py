@@ -1,0 +1,271 @@
+"""Single source of truth for the ioctl numbers and struct layouts of both emulated drivers.
+
+Revisions tracked (see ``REVISION``):
+
+* QDA accel driver: the kernel RFC "[PATCH RFC 00/18] accel/qda" of 2026-02-24 (the spec's
+  **RFC** tag). Where the ``accel/staging`` user library (LIB 759d6f8) disagrees, the kernel RFC
+  layout is what the emulated driver implements; :data:`LIB_DIFFERENCES` lists every difference
+  and how the emulator treats it. This is the one place those choices are written down.
+* Legacy driver: upstream ``include/uapi/misc/fastrpc.h`` / ``drivers/misc/fastrpc.c`` (magic 'R').
+
+Layouts are declared as (field, C type) lists; offsets follow the C rules for natural alignment,
+so a test can check every offset and size against the spec tables.
+"""
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+from typing import Any
+
+REVISION = {
+    "accel": "QDA RFC v1 (20260224-qda-firstpost-v1, base d4906ae14a5f)",
+    "legacy": "upstream misc/fastrpc (include/uapi/misc/fastrpc.h)",
+}
+
+# --- ioctl number encoding (include/uapi/asm-generic/ioctl.h) ------------------------------
+IOC_NONE, IOC_WRITE, IOC_READ = 0, 1, 2
+
+
+def IOC(direction: int, type_: int, nr: int, size: int) -> int:
+    return (direction << 30) | (size << 16) | (type_ << 8) | nr
+
+
+def IOC_DIR(req: int) -> int:
+    return (req >> 30) & 3
+
+
+def IOC_TYPE(req: int) -> int:
+    return (req >> 8) & 0xFF
+
+
+def IOC_NR(req: int) -> int:
+    return req & 0xFF
+
+
+def IOC_SIZE(req: int) -> int:
+    return (req >> 16) & 0x3FFF
+
+
+# --- struct layouts -------------------------------------------------------------------------
+_CTYPES = {"u8": ("B", 1), "u32": ("I", 4), "s32": ("i", 4), "u64": ("Q", 8)}
+
+
+class Layout:
+    """A C struct with natural alignment, as a compiler lays it out on LP64."""
+
+    def __init__(self, name: str, fields: list[tuple[str, str]]):
+        self.name = name
+        self.fields: dict[str, tuple[int, str, int]] = {}  # name -> (offset, ctype, count)
+        fmt, off, align = "<", 0, 1
+        for fname, ctype in fields:
+            base, _, count = ctype.partition("[")
+            n = int(count.rstrip("]")) if count else 1
+            code, size = _CTYPES[base]
+            pad = -off % size
+            if pad:
+                fmt += f"{pad}x"
+                off += pad
+            self.fields[fname] = (off, ctype, n)
+            fmt += f"{n}s" if base == "u8" else (code * n)
+            off += size * n
+            align = max(align, size)
+        tail = -off % align
+        if tail:
+            fmt += f"{tail}x"
+            off += tail
+        self.size = off
+        self._struct = struct.Struct(fmt)
+        self._names = [f for f, _ in fields]
+        self._counts = [self.fields[f][2] if not self.fields[f][1].startswith("u8") else 1 for f in self._names]
+
+    def offset(self, field: str) -> int:
+        return self.fields[field][0]
+
+    def pack(self, **values: Any) -> bytearray:
+        """Bytes of the struct; unnamed fields are zero."""
+        flat: list[Any] = []
+        for fname, n in zip(self._names, self._counts):
+            v = values.get(fname, b"" if self.fields[fname][1].startswith("u8") else 0)
+            if n > 1:
+                flat.extend(v if isinstance(v, (list, tuple)) else [v] * n)
+            else:
+                flat.append(v)
+        return bytearray(self._struct.pack(*flat))
+
+    def unpack(self, buf) -> dict[str, Any]:
+        raw = self._struct.unpack_from(buf)
+        out, i = {}, 0
+        for fname, n in zip(self._names, self._counts):
+            out[fname] = raw[i] if n == 1 else tuple(raw[i:i + n])
+            i += n
+        return out
+
+    def get(self, buf, field: str) -> Any:
+        off, ctype, n = self.fields[field]
+        base = ctype.partition("[")[0]
+        if base == "u8":
+            return bytes(buf[off:off + n])
+        return struct.unpack_from("<" + _CTYPES[base][0], buf, off)[0]
+
+    def set(self, buf, field: str, value: Any) -> None:
+        off, ctype, n = self.fields[field]
+        base = ctype.partition("[")[0]
+        if base == "u8":
+            data = bytes(value)[:n]
+            buf[off:off + n] = data.ljust(n, b"\0")
+        else:
+            struct.pack_into("<" + _CTYPES[base][0], buf, off, value)
+
+    def __repr__(self) -> str:
+        return f"<Layout {self.name} size={self.size}>"
+
+
+@dataclass(frozen=True)
+class Ioctl:
+    """One ioctl: its name, number and argument layout (None for DRM_IO/_IO)."""
+
+    name: str
+    number: int
+    layout: Layout | None
+
+    @property
+    def nr(self) -> int:
+        return IOC_NR(self.number)
+
+
+# --- QDA accel driver (include/uapi/drm/qda_accel.h, RFC) ---------------------------------
+DRM_IOCTL_BASE = ord("d")
+DRM_COMMAND_BASE = 0x40
+
+drm_qda_query = Layout("drm_qda_query", [("dsp_name", "u8[16]")])
+drm_qda_gem_create = Layout("drm_qda_gem_create", [("handle", "u32"), ("pad", "u32"), ("size", "u64")])
+drm_qda_gem_mmap_offset = Layout("drm_qda_gem_mmap_offset", [("handle", "u32"), ("pad", "u32"), ("offset", "u64")])
+qda_init_create = Layout("qda_init_create", [
+    ("filelen", "u32"), ("filefd", "s32"), ("attrs", "u32"), ("siglen", "u32"), ("file", "u64")])
+qda_mem_map = Layout("qda_mem_map", [
+    ("request", "u32"), ("flags", "u32"), ("fd", "s32"), ("attrs", "u32"), ("offset", "u32"),
+    ("reserved", "u32"), ("vaddrin", "u64"), ("size", "u64"), ("vaddrout", "u64")])
+qda_mem_unmap = Layout("qda_mem_unmap", [
+    ("request", "u32"), ("fd", "s32"), ("vaddr", "u64"), ("vaddrout", "u64"), ("size", "u64")])
+qda_invoke_args = Layout("qda_invoke_args", [("handle", "u32"), ("sc", "u32"), ("args", "u64")])
+fastrpc_invoke_args = Layout("fastrpc_invoke_args", [
+    ("ptr", "u64"), ("length", "u64"), ("fd", "s32"), ("attr", "u32")])
+drm_gem_close = Layout("drm_gem_close", [("handle", "u32"), ("pad", "u32")])
+drm_prime_handle = Layout("drm_prime_handle", [("handle", "u32"), ("flags", "u32"), ("fd", "s32")])
+
+QDA_MAP_REQUEST_LEGACY = 1
+QDA_MAP_REQUEST_ATTR = 2
+DRM_CLOEXEC = 0o2000000  # O_CLOEXEC
+DRM_RDWR = 0o2           # O_RDWR
+INIT_FILELEN_MAX = 4 << 20
+INIT_MEM_SIZE = 4 << 20
+
+
+def _drm(direction: int, nr: int, layout: Layout | None) -> int:
+    return IOC(direction, DRM_IOCTL_BASE, nr, layout.size if layout else 0)
+
+
+_RW = IOC_READ | IOC_WRITE
+DRM_IOCTL_QDA_QUERY = _drm(IOC_READ, DRM_COMMAND_BASE + 0x00, drm_qda_query)
+DRM_IOCTL_QDA_GEM_CREATE = _drm(_RW, DRM_COMMAND_BASE + 0x01, drm_qda_gem_create)
+DRM_IOCTL_QDA_GEM_MMAP_OFFSET = _drm(_RW, DRM_COMMAND_BASE + 0x02, drm_qda_gem_mmap_offset)
+DRM_IOCTL_QDA_INIT_ATTACH = _drm(IOC_NONE, DRM_COMMAND_BASE + 0x03, None)
+DRM_IOCTL_QDA_INIT_CREATE = _drm(_RW, DRM_COMMAND_BASE + 0x04, qda_init_create)
+DRM_IOCTL_QDA_MAP = _drm(_RW, DRM_COMMAND_BASE + 0x05, qda_mem_map)
+DRM_IOCTL_QDA_MUNMAP = _drm(_RW, DRM_COMMAND_BASE + 0x06, qda_mem_unmap)
+DRM_IOCTL_QDA_INVOKE = _drm(_RW, DRM_COMMAND_BASE + 0x07, qda_invoke_args)
+DRM_IOCTL_GEM_CLOSE = _drm(IOC_WRITE, 0x09, drm_gem_close)
+DRM_IOCTL_PRIME_HANDLE_TO_FD = _drm(_RW, 0x2D, drm_prime_handle)
+DRM_IOCTL_PRIME_FD_TO_HANDLE = _drm(_RW, 0x2E, drm_prime_handle)
+
+ACCEL_IOCTLS = {i.nr: i for i in (
+    Ioctl("DRM_IOCTL_QDA_QUERY", DRM_IOCTL_QDA_QUERY, drm_qda_query),
+    Ioctl("DRM_IOCTL_QDA_GEM_CREATE", DRM_IOCTL_QDA_GEM_CREATE, drm_qda_gem_create),
+    Ioctl("DRM_IOCTL_QDA_GEM_MMAP_OFFSET", DRM_IOCTL_QDA_GEM_MMAP_OFFSET, drm_qda_gem_mmap_offset),
+    Ioctl("DRM_IOCTL_QDA_INIT_ATTACH", DRM_IOCTL_QDA_INIT_ATTACH, None),
+    Ioctl("DRM_IOCTL_QDA_INIT_CREATE", DRM_IOCTL_QDA_INIT_CREATE, qda_init_create),
+    Ioctl("DRM_IOCTL_QDA_MAP", DRM_IOCTL_QDA_MAP, qda_mem_map),
+    Ioctl("DRM_IOCTL_QDA_MUNMAP", DRM_IOCTL_QDA_MUNMAP, qda_mem_unmap),
+    Ioctl("DRM_IOCTL_QDA_INVOKE", DRM_IOCTL_QDA_INVOKE, qda_invoke_args),
+    Ioctl("DRM_IOCTL_GEM_CLOSE", DRM_IOCTL_GEM_CLOSE, drm_gem_close),
+    Ioctl("DRM_IOCTL_PRIME_HANDLE_TO_FD", DRM_IOCTL_PRIME_HANDLE_TO_FD, drm_prime_handle),
+    Ioctl("DRM_IOCTL_PRIME_FD_TO_HANDLE", DRM_IOCTL_PRIME_FD_TO_HANDLE, drm_prime_handle),
+)}
+
+#: Where the accel/staging library (LIB 759d6f8) and the RFC kernel disagree. The emulated
+#: driver follows the kernel column; the note says what a LIB-built caller observes.
+LIB_DIFFERENCES = {
+    "QUERY size": ("kernel 16 B (0x80106440)", "LIB 20 B with a trailing `capabilities` (0x80146440)",
+                   "dispatch is by nr; the extra 4 bytes read back as 0"),
+    "GEM_CREATE layout": ("kernel {u32 handle; u32 pad; u64 size}", "LIB {u64 size; u32 handle}",
+                          "a LIB-layout caller has its size read as 0 -> EINVAL, as on the RFC"),
+    "INVOKE command size": ("kernel 16 B (0xC0106447)", "LIB 24 B (0xC0186447)",
+                            "dispatch is by nr; 8 extra bytes copied in and back out unchanged"),
+    "INIT_CREATE filefd=-1": ("non-zero handle looked up -> EINVAL", "LIB passes -1 for static PDs",
+                              "static PD creation through QDA fails with EINVAL"),
+    "PRIME export flags": ("access follows DRM_RDWR", "LIB passes only O_CLOEXEC",
+                           "LIB-style exports are read-only fds (mmap PROT_WRITE -> EACCES)"),
+}
+
+# --- legacy misc/fastrpc driver (include/uapi/misc/fastrpc.h) ------------------------------
+FASTRPC_IOCTL_MAGIC = ord("R")
+
+fastrpc_alloc_dma_buf = Layout("fastrpc_alloc_dma_buf", [("fd", "s32"), ("flags", "u32"), ("size", "u64")])
+fastrpc_free_dma_buf = Layout("u32", [("value", "u32")])
+fastrpc_invoke = Layout("fastrpc_invoke", [("handle", "u32"), ("sc", "u32"), ("args", "u64")])
+fastrpc_init_create = Layout("fastrpc_init_create", [
+    ("filelen", "u32"), ("filefd", "s32"), ("attrs", "u32"), ("siglen", "u32"), ("file", "u64")])
+fastrpc_req_mmap = Layout("fastrpc_req_mmap", [
+    ("fd", "s32"), ("flags", "u32"), ("vaddrin", "u64"), ("size", "u64"), ("vaddrout", "u64")])
+fastrpc_req_munmap = Layout("fastrpc_req_munmap", [("vaddrout", "u64"), ("size", "u64")])
+fastrpc_init_create_static = Layout("fastrpc_init_create_static", [
+    ("namelen", "u32"), ("memlen", "u32"), ("name", "u64")])
+fastrpc_mem_map = Layout("fastrpc_mem_map", [
+    ("version", "s32"), ("fd", "s32"), ("offset", "s32"), ("flags", "u32"), ("vaddrin", "u64"),
+    ("length", "u64"), ("vaddrout", "u64"), ("attrs", "s32"), ("reserved", "s32[4]")])
+fastrpc_mem_unmap = Layout("fastrpc_mem_unmap", [
+    ("vesion", "s32"), ("fd", "s32"), ("vaddr", "u64"), ("length", "u64"), ("reserved", "s32[5]")])
+fastrpc_ioctl_capability = Layout("fastrpc_ioctl_capability", [
+    ("domain", "u32"), ("attribute_id", "u32"), ("capability", "u32"), ("reserved", "u32[4]")])
+
+
+def _r(direction: int, nr: int, layout: Layout | None) -> int:
+    return IOC(direction, FASTRPC_IOCTL_MAGIC, nr, layout.size if layout else 0)
+
+
+FASTRPC_IOCTL_ALLOC_DMA_BUFF = _r(_RW, 1, fastrpc_alloc_dma_buf)
+FASTRPC_IOCTL_FREE_DMA_BUFF = _r(_RW, 2, fastrpc_free_dma_buf)
+FASTRPC_IOCTL_INVOKE = _r(_RW, 3, fastrpc_invoke)
+FASTRPC_IOCTL_INIT_ATTACH = _r(IOC_NONE, 4, None)
+FASTRPC_IOCTL_INIT_CREATE = _r(_RW, 5, fastrpc_init_create)
+FASTRPC_IOCTL_MMAP = _r(_RW, 6, fastrpc_req_mmap)
+FASTRPC_IOCTL_MUNMAP = _r(_RW, 7, fastrpc_req_munmap)
+FASTRPC_IOCTL_INIT_ATTACH_SNS = _r(IOC_NONE, 8, None)
+FASTRPC_IOCTL_INIT_CREATE_STATIC = _r(_RW, 9, fastrpc_init_create_static)
+FASTRPC_IOCTL_MEM_MAP = _r(_RW, 10, fastrpc_mem_map)
+FASTRPC_IOCTL_MEM_UNMAP = _r(_RW, 11, fastrpc_mem_unmap)
+FASTRPC_IOCTL_GET_DSP_INFO = _r(_RW, 13, fastrpc_ioctl_capability)
+
+LEGACY_IOCTLS = {i.number: i for i in (
+    Ioctl("FASTRPC_IOCTL_ALLOC_DMA_BUFF", FASTRPC_IOCTL_ALLOC_DMA_BUFF, fastrpc_alloc_dma_buf),
+    Ioctl("FASTRPC_IOCTL_FREE_DMA_BUFF", FASTRPC_IOCTL_FREE_DMA_BUFF, fastrpc_free_dma_buf),
+    Ioctl("FASTRPC_IOCTL_INVOKE", FASTRPC_IOCTL_INVOKE, fastrpc_invoke),
+    Ioctl("FASTRPC_IOCTL_INIT_ATTACH", FASTRPC_IOCTL_INIT_ATTACH, None),
+    Ioctl("FASTRPC_IOCTL_INIT_CREATE", FASTRPC_IOCTL_INIT_CREATE, fastrpc_init_create),
+    Ioctl("FASTRPC_IOCTL_MMAP", FASTRPC_IOCTL_MMAP, fastrpc_req_mmap),
+    Ioctl("FASTRPC_IOCTL_MUNMAP", FASTRPC_IOCTL_MUNMAP, fastrpc_req_munmap),
+    Ioctl("FASTRPC_IOCTL_INIT_ATTACH_SNS", FASTRPC_IOCTL_INIT_ATTACH_SNS, None),
+    Ioctl("FASTRPC_IOCTL_INIT_CREATE_STATIC", FASTRPC_IOCTL_INIT_CREATE_STATIC, fastrpc_init_create_static),
+    Ioctl("FASTRPC_IOCTL_MEM_MAP", FASTRPC_IOCTL_MEM_MAP, fastrpc_mem_map),
+    Ioctl("FASTRPC_IOCTL_MEM_UNMAP", FASTRPC_IOCTL_MEM_UNMAP, fastrpc_mem_unmap),
+    Ioctl("FASTRPC_IOCTL_GET_DSP_INFO", FASTRPC_IOCTL_GET_DSP_INFO, fastrpc_ioctl_capability),
+)}
+
+#: Process attribute bits of INIT_CREATE (enum fastrpc_proc_attr).
+FASTRPC_MODE_DEBUG = 0x1
+FASTRPC_MODE_PTRACE = 0x2
+FASTRPC_MODE_CRC = 0x4
+FASTRPC_MODE_UNSIGNED_MODULE = 0x8
+FASTRPC_MODE_ADAPTIVE_QOS = 0x10
+FASTRPC_MODE_SYSTEM_PROCESS = 0x20
+FASTRPC_MODE_PRIVILEGED = 0x40
