@@ -231,10 +231,15 @@ def test_restart_destroys_everything(dsp, mem, client):
 
 def test_malformed_payload_is_an_error_reply(dsp, mem, client):
     addr = mem.alloc(4096)
-    struct.pack_into("<QQ", mem.view(addr, 4096, True), 0, 0, 100)  # in0: len 100, no pages
+    pl = mem.view(addr, 4096, True)
+    struct.pack_into("<QQ", pl, 0, 0, 100)
+    struct.pack_into("<II", pl, 16, 2, 0)  # list[0].num = 2: more than one page entry
     rv, _ = client.send(0x35F08000, 0x02010000, raw_payload=(addr, 4096, []))
     assert u32(rv) == aee.ERR_MALFORMED
     rv, _ = client.send(0x35F08000, scalars(2, 200, 0), raw_payload=(addr, 64, []))  # too short
+    assert u32(rv) == aee.ERR_MALFORMED
+    struct.pack_into("<II", pl, 16, 1, 5)  # page index beyond the argument count
+    rv, _ = client.send(1, 0x00010000, raw_payload=(addr, 4096, []))
     assert u32(rv) == aee.ERR_MALFORMED
     assert dsp.processes()[0].state == "alive"
 
