@@ -52,6 +52,8 @@ ERR_MALFORMED = dsp(AEE_EBADPARM)  # (our choice)
 # A message on a client that has no PD, or whose PD crashed or exited: the PD-exiting code of
 # §5.3 (the calculator test retries on it), kept until INIT_RELEASE clears the client.
 ERR_NO_PD = dsp(AEE_EBADSTATE)  # (our choice, suggested by the brief)
+# Also the answer when the payload itself is unreachable (SMMU fault): the PD named by the
+# header client id crashes, except for kernel (INIT/utility) messages, which change nothing.
 ERR_PD_CRASHED = dsp(AEE_EBADSTATE)  # spec §5.1: "PD exiting/crashed, exception"
 # Constant handle below 0x100 that nothing serves: §5.3 (qualcomm/fastrpc PR #96).
 ERR_UNKNOWN_CONST_HANDLE = dsp(AEE_ERPC)
@@ -59,7 +61,10 @@ ERR_UNKNOWN_CONST_HANDLE = dsp(AEE_ERPC)
 ERR_STATIC_UNSUPPORTED = dsp(AEE_EUNSUPPORTED)
 # Dynamic handle not open in the calling process: mod-table lookup failure, §5.3 [inferred].
 ERR_NO_SUCH_HANDLE = dsp(AEE_ENOSUCHMOD)
-# Wrong scalars (counts) or too-short buffers for a static or declared method: §2.4.
+# Wrong scalars (counts) or too-short buffers for a static or declared method: §2.4. Also
+# (our choice) INIT-handle requests that contradict themselves: CREATE name/file lengths that
+# disagree with the buffers, MMAP/MEM_MAP of a zero-size page descriptor (QDA sends {0, 0}
+# for fd <= 0, the kernel does not check, so the DSP refuses it).
 ERR_BAD_PARM = dsp(AEE_EBADPARM)
 # Unknown method of a skel or of a static handle: §2.4 / §5.3.
 ERR_UNKNOWN_METHOD = dsp(AEE_EUNSUPPORTED)
