@@ -1,1 +1,11 @@
-"""(filled in by the driver work)"""
+"""Built-in skeletons, keyed by the skel file name a URI names."""
+from __future__ import annotations
+
+from types import MappingProxyType
+
+from .calculator import Calculator
+from .qdarpc_test import QdarpcTest
+
+__all__ = ["BUILTIN_SKELS", "Calculator", "QdarpcTest"]
+
+BUILTIN_SKELS = MappingProxyType({cls.skel_name: cls for cls in (Calculator, QdarpcTest)})

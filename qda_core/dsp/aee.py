@@ -1,0 +1,96 @@
+"""Every result code the emulated DSP can put in an invoke response, in one place.
+
+Codes produced by DSP code carry the DSP offset (``AEE_EOFFSET = 0x80000400`` on Hexagon, see
+legacy_fastrpc_api.md §5.1), so ``dsp(AEE_EBADPARM) == 0x8000040e``. They travel as an int32
+``retval``; :func:`to_int32` folds them into that range. Each ``ERR_*`` constant below is the
+answer to one situation, with the reason for the choice next to it; where the spec names a
+value we use it, where it does not the choice is ours and marked "(our choice)".
+"""
+from __future__ import annotations
+
+DSP_AEE_EOFFSET = 0x80000400
+
+# Bare AEE values (QF inc/AEEStdErr.h).
+AEE_SUCCESS = 0
+AEE_EFAILED = 0x01
+AEE_ENOMEMORY = 0x02
+AEE_EUNABLETOLOAD = 0x06
+AEE_EBADSTATE = 0x0D
+AEE_EBADPARM = 0x0E
+AEE_EBADITEM = 0x10
+AEE_EINVALIDFORMAT = 0x11
+AEE_EUNSUPPORTED = 0x14
+AEE_EALREADY = 0x1A
+AEE_EINVHANDLE = 0x2C
+AEE_ENOSUCHMOD = 0x3E
+AEE_ENOSUCHSYMBOL = 0x42
+AEE_ENOSUCHMAP = 0x48
+AEE_ESTUBSKELVERMISMATCH = 0x194
+AEE_ERPC = 0x200
+
+
+def dsp(code: int) -> int:
+    """The DSP form of a bare AEE code (``0x80000400 + code``), as an unsigned 32-bit value."""
+    return (DSP_AEE_EOFFSET + code) & 0xFFFF_FFFF
+
+
+def to_int32(value: int) -> int:
+    """Fold a 32-bit result (e.g. ``0x8000040e``) into the signed ``retval`` field."""
+    value &= 0xFFFF_FFFF
+    return value - (1 << 32) if value & 0x8000_0000 else value
+
+
+def to_u32(value: int) -> int:
+    """The unsigned view of an int32 result, for messages and comparisons."""
+    return value & 0xFFFF_FFFF
+
+
+# -- Transport / dispatch ---------------------------------------------------------------------
+# Payload metadata that does not decode (counts beyond the payload, buffers outside their
+# pages). Kernel bug, never a user one; the DSP refuses the message like a bad argument.
+ERR_MALFORMED = dsp(AEE_EBADPARM)  # (our choice)
+# A message on a client that has no PD, or whose PD crashed or exited: the PD-exiting code of
+# §5.3 (the calculator test retries on it), kept until INIT_RELEASE clears the client.
+ERR_NO_PD = dsp(AEE_EBADSTATE)  # (our choice, suggested by the brief)
+# Also the answer when the payload itself is unreachable (SMMU fault): the PD named by the
+# header client id crashes, except for kernel (INIT/utility) messages, which change nothing.
+ERR_PD_CRASHED = dsp(AEE_EBADSTATE)  # spec §5.1: "PD exiting/crashed, exception"
+# Constant handle below 0x100 that nothing serves: §5.3 (qualcomm/fastrpc PR #96).
+ERR_UNKNOWN_CONST_HANDLE = dsp(AEE_ERPC)
+# A known static interface (listener, perf, msgd, ...) that the emulator does not implement.
+ERR_STATIC_UNSUPPORTED = dsp(AEE_EUNSUPPORTED)
+# Dynamic handle not open in the calling process: mod-table lookup failure, §5.3 [inferred].
+ERR_NO_SUCH_HANDLE = dsp(AEE_ENOSUCHMOD)
+# Wrong scalars (counts) or too-short buffers for a static or declared method: §2.4. Also
+# (our choice) INIT-handle requests that contradict themselves: CREATE name/file lengths that
+# disagree with the buffers, MMAP/MEM_MAP of a zero-size page descriptor (QDA sends {0, 0}
+# for fd <= 0, the kernel does not check, so the DSP refuses it).
+ERR_BAD_PARM = dsp(AEE_EBADPARM)
+# Unknown method of a skel or of a static handle: §2.4 / §5.3.
+ERR_UNKNOWN_METHOD = dsp(AEE_EUNSUPPORTED)
+
+# -- Module loader (reported through remotectl's dlerr, the invoke itself returns 0) ---------
+ERR_MOD_NOT_FOUND = dsp(AEE_ENOSUCHMOD)  # no skel of that file name anywhere (brief)
+ERR_SYM_NOT_FOUND = dsp(AEE_ENOSUCHSYMBOL)  # file found, symbol missing (observed, QF #379)
+# A file exists but cannot be loaded: a Python skel that fails to import or defines no
+# Skeleton, a .so that dlopen rejects (e.g. a real Hexagon skel on an x86 host).
+ERR_MOD_UNLOADABLE = dsp(AEE_EUNABLETOLOAD)  # (our choice)
+ERR_BAD_URI = dsp(AEE_EBADPARM)  # "file://" URI without "?symbol" (QF parse_uri fails) (our choice)
+ERR_IDL_VERSION = dsp(AEE_ESTUBSKELVERMISMATCH)  # calculator _idlver check, §2.5 [inferred]
+# remotectl close of a handle this process does not have open.
+ERR_CLOSE_UNKNOWN = dsp(AEE_ENOSUCHMOD)  # (our choice, same as invoking it)
+
+# -- INIT handle (1) ---------------------------------------------------------------------------
+# Non-empty shell image that is not a 32-bit little-endian Hexagon (EM_QDSP6) ELF.
+ERR_BAD_SHELL = dsp(AEE_EINVALIDFORMAT)  # (our choice)
+# CREATE / CREATE_STATIC / ATTACH for a client that already has a different live PD.
+ERR_PD_EXISTS = dsp(AEE_EALREADY)  # (our choice)
+# Unsigned PD requested on a domain whose capability table says UNSIGNED_PD_SUPPORT = 0.
+ERR_UNSIGNED_UNSUPPORTED = dsp(AEE_EUNSUPPORTED)  # (our choice)
+# CREATE_STATIC with a name this domain has no static PD for ("bad PD type", §5.1).
+ERR_UNKNOWN_STATIC_PD = dsp(AEE_EBADITEM)  # (our choice)
+# MMAP / MEM_MAP that does not fit the process's DSP virtual address space.
+ERR_VA_EXHAUSTED = dsp(AEE_ENOMEMORY)
+# MUNMAP / MEM_UNMAP with no matching mapping; also a skel's mapping lookup by fd that fails
+# (HAP_mmap_get analogue).
+ERR_NO_SUCH_MAP = dsp(AEE_ENOSUCHMAP)  # (our choice)

@@ -1,0 +1,524 @@
+"""The emulated DSP: receives ``fastrpc_msg`` requests, runs them, answers ``invoke_rsp``.
+
+Handle map (legacy_fastrpc_api.md §6.2, §7.5):
+
+===========  ================================================================================
+handle       served by
+===========  ================================================================================
+1            kernel INIT handle: ATTACH, RELEASE, MMAP, MUNMAP, CREATE(_ATTR), CREATE_STATIC,
+             MEM_MAP, MEM_UNMAP. Client id from in-buffer 0 (the header's may be 0).
+2            kernel "DSP utilities": method 0 capability query. Needs no PD.
+0 / 8        ``remotectl`` / ``remotectl1``: open, close, set_param (grow_heap unsupported).
+4            ``adsp_current_process1``: 2 exit, 3 thread_exit (others unsupported).
+3,5,6,7,9    known static interfaces not emulated -> ``0x80000414``.
+other < 0x100  unknown constant handle -> ``0x80000600``.
+>= 0x100     dynamic handles returned by remotectl open in *this* process, else ``0x8000043e``.
+===========  ================================================================================
+
+Every code is defined and justified in :mod:`qda_core.dsp.aee`.
+"""
+from __future__ import annotations
+
+import struct
+import threading
+from typing import Callable, Mapping, Protocol
+
+from .. import errors
+from ..marshal import decode
+from ..wire import (FASTRPC_DSP_UTILITIES_HANDLE, FASTRPC_INIT_HANDLE, MEM_MAP_REQ, MEM_UNMAP_REQ,
+                    MMAP_REQ, MUNMAP_REQ, PAGE_SIZE, PHY_PAGE, S32, SENSORS_PD, U64, CREATE_INBUF,
+                    CREATE_STATIC_INBUF, Msg, Rsp, sc_counts, sc_method)
+from . import aee, caps
+from .cost import DOMAIN_COST, CostModel, DspStats
+from .loader import Loader, LoadError, parse_uri
+from .modules import NativeModule, PythonModule
+from .process import Mapping as DspMapping
+from .process import MmapRegion, ModuleInstance, Process, ProcessInfo
+from .skel import Call, DmaHandle
+
+__all__ = ["EmulatedDsp", "DeviceMemory", "STATIC_PDS", "FIRST_DYNAMIC_HANDLE", "HANDLE_STEP"]
+
+
+class DeviceMemory(Protocol):
+    """What the DSP can reach: device (IOVA) addresses through the host's SMMU model."""
+
+    def view(self, addr: int, length: int, writable: bool) -> memoryview:
+        """A byte view of ``length`` bytes at device address ``addr``.
+
+        Raises :class:`qda_core.errors.DeviceFault` if any byte is unmapped.
+        """
+        ...
+
+
+#: Static PD names CREATE_STATIC accepts, per domain.
+STATIC_PDS: Mapping[str, frozenset[str]] = {
+    "adsp": frozenset({"audiopd", "sensorspd", "oispd"}),
+    "sdsp": frozenset({"sensorspd"}),
+}
+#: DSP handles look like heap addresses (observed ``0x35f08490``) and step like allocations.
+FIRST_DYNAMIC_HANDLE = 0x35F0_8000
+HANDLE_STEP = 0x10
+
+_REMOTECTL = 0
+_CURRENT_PROCESS1 = 4
+_REMOTECTL1 = 8
+_UNIMPLEMENTED_STATIC = frozenset({3, 5, 6, 7, 9})
+_CONST_HANDLE_LIMIT = 0x100
+
+# (method -> operation) of remotectl and remotectl1, with the counts each expects.
+_RCTL_OPS = {
+    _REMOTECTL: {0: "open", 1: "close", 3: "set_param", 2: "grow_heap"},
+    _REMOTECTL1: {2: "open", 3: "close", 5: "set_param", 4: "grow_heap"},
+}
+_RCTL_COUNTS = {"open": (2, 2, 0, 0), "close": (1, 2, 0, 0), "set_param": (2, 0, 0, 0)}
+_PARAM_THREAD = 1
+_PARAM_ADAPTIVE_QOS = 2
+
+_FASTRPC_MODE_UNSIGNED_MODULE = 0x8
+_EM_QDSP6 = 164
+_U32X2 = struct.Struct("<II")
+_U32 = struct.Struct("<I")
+
+
+class _SkelCrash(Exception):
+    """Skel code (or the memory it reached) failed: the PD crashes."""
+
+
+class _Args:
+    __slots__ = ("inbufs", "outbufs", "inhandles", "outhandles", "nbytes_in", "nbytes_out")
+
+    def __init__(self, inbufs=(), outbufs=(), inhandles=(), outhandles=()):
+        self.inbufs = tuple(inbufs)
+        self.outbufs = tuple(outbufs)
+        self.inhandles = tuple(inhandles)
+        self.outhandles = tuple(outhandles)
+        self.nbytes_in = sum(len(b) for b in self.inbufs)
+        self.nbytes_out = sum(len(b) for b in self.outbufs)
+
+
+class EmulatedDsp:
+    """One emulated DSP subsystem (``domain``), reachable only through :meth:`receive`.
+
+    ``memory``: the host's device-memory model (:class:`DeviceMemory`). ``skel_path_env``: the
+    environment the loader reads ``DSP_LIBRARY_PATH``/``ADSP_LIBRARY_PATH`` from (default: the
+    live ``os.environ``). ``capabilities``: attribute -> value overrides for the capability
+    table (:mod:`.caps`). ``cost``: a :class:`~.cost.CostModel` replacing the domain default.
+    """
+
+    def __init__(self, domain: str, memory: DeviceMemory, *, skel_path_env: Mapping[str, str] | None = None,
+                 capabilities: Mapping[int, int] | None = None, cost: CostModel | None = None):
+        from .skels import BUILTIN_SKELS
+
+        self.domain = domain
+        self.memory = memory
+        self.capabilities = caps.capability_table(domain, capabilities)
+        self.cost = cost or DOMAIN_COST[domain]
+        self.stats = DspStats()
+        self.loader = Loader(domain, BUILTIN_SKELS, skel_path_env)
+        # Protects _procs (client id -> Process) and _next_handle.
+        self._lock = threading.Lock()
+        self._procs: dict[int, Process] = {}
+        self._next_handle = FIRST_DYNAMIC_HANDLE
+
+    # -- public API ------------------------------------------------------------------------
+
+    def receive(self, msg: bytes, reply: Callable[[bytes], None]) -> None:
+        """Handle one 40-byte ``fastrpc_msg``; call ``reply`` once with the 16-byte response."""
+        try:
+            m = Msg.unpack(msg)
+        except (struct.error, TypeError):
+            self.stats.record(error=True)
+            reply(Rsp(0, aee.to_int32(aee.ERR_MALFORMED)).pack())
+            return
+        retval = self._handle(m)
+        reply(Rsp(m.ctx, aee.to_int32(retval)).pack())
+
+    def restart(self) -> None:
+        """Subsystem restart: every PD is destroyed and its modules unloaded (no close calls)."""
+        with self._lock:
+            procs = list(self._procs.values())
+            self._procs.clear()
+        for p in procs:
+            p.exit()
+
+    def processes(self) -> list[ProcessInfo]:
+        """A snapshot of every PD, ordered by client id."""
+        with self._lock:
+            procs = sorted(self._procs.values(), key=lambda p: p.client_id)
+        return [p.info() for p in procs]
+
+    def __repr__(self) -> str:
+        return f"<EmulatedDsp {self.domain} processes={len(self._procs)}>"
+
+    # -- dispatch --------------------------------------------------------------------------
+
+    def _handle(self, m: Msg) -> int:
+        nin, nout, ninh, nouth = sc_counts(m.sc)
+        proc: Process | None = None
+        crashed = False
+        args = _Args()
+        call_ns = 0
+        try:
+            args = self._resolve(m)
+            if m.handle == FASTRPC_INIT_HANDLE:
+                rv = self._init_handle(m, args)
+            elif m.handle == FASTRPC_DSP_UTILITIES_HANDLE:
+                rv = self._utilities(m, args)
+            else:
+                proc = self._proc(m.client_id)
+                if proc is None:
+                    rv = aee.ERR_NO_PD
+                elif not proc.alive:
+                    rv = aee.ERR_PD_CRASHED
+                else:
+                    rv, call_ns = self._user_handle(proc, m, args)
+        except _Malformed:
+            rv = aee.ERR_MALFORMED
+        except _SkelCrash as exc:
+            crashed = True
+            rv = aee.ERR_PD_CRASHED
+            if proc is None and m.handle not in (FASTRPC_INIT_HANDLE, FASTRPC_DSP_UTILITIES_HANDLE):
+                proc = self._proc(m.client_id)
+            if proc is not None:
+                proc.crash(str(exc.__cause__ or exc))
+        ns = self.cost.charge(args.nbytes_in + args.nbytes_out, call_ns)
+        if proc is not None:
+            with proc.lock:
+                proc.invokes += 1
+                proc.modeled_ns += ns
+        self.stats.record(bytes_in=args.nbytes_in, bytes_out=args.nbytes_out,
+                          handles_in=ninh, handles_out=nouth, ns=ns, error=rv != 0, crash=crashed)
+        return rv
+
+    def _resolve(self, m: Msg) -> _Args:
+        """Decode the payload and view every argument in device memory."""
+        nin, nout, ninh, nouth = sc_counts(m.sc)
+        if nin + nout + ninh + nouth == 0 and m.size == 0:
+            return _Args()
+        try:
+            payload = self.memory.view(m.addr, m.size, True)
+        except errors.DeviceFault as exc:
+            raise _SkelCrash(f"payload unreachable: {exc}") from exc
+        try:
+            bufs, handles = decode(m.sc, payload)
+        except OSError as exc:
+            raise _Malformed(str(exc)) from exc
+        if len(bufs) != nin + nout or len(handles) != ninh + nouth:
+            raise _Malformed(f"decode returned {len(bufs)} buffers/{len(handles)} handles for sc {m.sc:#x}")
+        views = []
+        try:
+            for i, (addr, length) in enumerate(bufs):
+                out = i >= nin
+                if length == 0:
+                    views.append(memoryview(bytearray()) if out else memoryview(b""))
+                    continue
+                mv = memoryview(self.memory.view(addr, length, out))
+                if mv.format != "B" or mv.ndim != 1:
+                    mv = mv.cast("B")
+                views.append(mv if out else mv.toreadonly())
+        except errors.DeviceFault as exc:
+            raise _SkelCrash(f"argument unreachable: {exc}") from exc
+        hs = [DmaHandle(*h) for h in handles]
+        return _Args(views[:nin], views[nin:], hs[:ninh], hs[ninh:])
+
+    # -- handle 1: the kernel's INIT handle ------------------------------------------------
+
+    def _init_handle(self, m: Msg, a: _Args) -> int:
+        method = sc_method(m.sc)
+        op = {0: self._attach, 1: self._release, 4: self._mmap, 5: self._munmap,
+              6: self._create, 7: self._create, 8: self._create_static,
+              10: self._mem_map, 11: self._mem_unmap}.get(method)
+        if op is None:
+            return aee.ERR_UNKNOWN_METHOD
+        expected = {0: (1, 0), 1: (1, 0), 4: (2, 1), 5: (1, 0), 6: (4, 0), 7: (4, 0), 8: (3, 0),
+                    10: (3, 1), 11: (1, 0)}[method] + (0, 0)
+        if sc_counts(m.sc) != expected or len(a.inbufs[0]) < 4:
+            return aee.ERR_BAD_PARM
+        return op(m, a)
+
+    def _attach(self, m: Msg, a: _Args) -> int:
+        cid = S32.unpack_from(a.inbufs[0])[0]
+        kind = "sensorspd" if m.pd == SENSORS_PD else "root"
+        with self._lock:
+            p = self._procs.get(cid)
+            if p is None:
+                self._procs[cid] = Process(cid, kind, self.memory)
+                return 0
+        if not p.alive:
+            return aee.ERR_PD_CRASHED
+        return 0 if p.kind == kind else aee.ERR_PD_EXISTS  # re-attach is harmless (QDA §3.4)
+
+    def _release(self, m: Msg, a: _Args) -> int:
+        cid = S32.unpack_from(a.inbufs[0])[0]
+        with self._lock:
+            p = self._procs.pop(cid, None)
+        if p is not None:
+            p.exit()  # modules dropped without their close method (spec §9.6)
+        return 0
+
+    def _add_process(self, p: Process) -> int:
+        with self._lock:
+            old = self._procs.get(p.client_id)
+            if old is None:
+                self._procs[p.client_id] = p
+                return 0
+        return aee.ERR_PD_EXISTS if old.alive else aee.ERR_PD_CRASHED
+
+    def _create(self, m: Msg, a: _Args) -> int:
+        in0, name, shell, pages = a.inbufs
+        if len(in0) < CREATE_INBUF.size or len(pages) < PHY_PAGE.size:
+            return aee.ERR_BAD_PARM
+        cid, namelen, filelen, pageslen, attrs, _siglen = CREATE_INBUF.unpack_from(in0)
+        if namelen != len(name) or filelen != len(shell) or pageslen != 1:
+            return aee.ERR_BAD_PARM
+        if len(shell) and not _is_hexagon_elf(shell):
+            return aee.ERR_BAD_SHELL
+        unsigned = bool(attrs & _FASTRPC_MODE_UNSIGNED_MODULE)
+        if unsigned and not self.capabilities.get(caps.UNSIGNED_PD_SUPPORT, 0):
+            return aee.ERR_UNSIGNED_UNSUPPORTED
+        pname = bytes(name).split(b"\0", 1)[0].decode("utf-8", "replace")
+        return self._add_process(Process(cid, "user", self.memory, name=pname, unsigned=unsigned,
+                                         init_mem=PHY_PAGE.unpack_from(pages)))
+
+    def _create_static(self, m: Msg, a: _Args) -> int:
+        in0, name, heap = a.inbufs
+        if len(in0) < CREATE_STATIC_INBUF.size:
+            return aee.ERR_BAD_PARM
+        cid, namelen, _pageslen = CREATE_STATIC_INBUF.unpack_from(in0)
+        if namelen != len(name) or namelen == 0:
+            return aee.ERR_BAD_PARM
+        pname = bytes(name).split(b"\0", 1)[0].decode("utf-8", "replace")
+        if pname not in STATIC_PDS.get(self.domain, ()):
+            return aee.ERR_UNKNOWN_STATIC_PD
+        heap_page = PHY_PAGE.unpack_from(heap) if len(heap) >= PHY_PAGE.size else (0, 0)
+        return self._add_process(Process(cid, pname, self.memory, name=pname, init_mem=heap_page))
+
+    def _proc(self, cid: int) -> Process | None:
+        with self._lock:
+            return self._procs.get(cid)
+
+    def _live(self, cid: int) -> tuple[Process | None, int]:
+        p = self._proc(cid)
+        if p is None:
+            return None, aee.ERR_NO_PD
+        return (p, 0) if p.alive else (None, aee.ERR_PD_CRASHED)
+
+    def _map_va(self, p: Process, size: int) -> int | None:
+        try:
+            return p.va.alloc(-(-size // PAGE_SIZE) * PAGE_SIZE)
+        except MemoryError:
+            return None
+
+    def _mmap(self, m: Msg, a: _Args) -> int:
+        req, pagebuf = a.inbufs
+        out = a.outbufs[0]
+        if len(req) < MMAP_REQ.size or len(out) < U64.size or len(pagebuf) < PHY_PAGE.size \
+                or len(pagebuf) % PHY_PAGE.size:
+            return aee.ERR_BAD_PARM
+        cid, flags, _vaddr_hint, _num = MMAP_REQ.unpack_from(req)
+        pages = tuple(PHY_PAGE.iter_unpack(pagebuf))
+        size = sum(sz for _, sz in pages)
+        if size == 0:
+            return aee.ERR_BAD_PARM
+        p, err = self._live(cid)
+        if p is None:
+            return err
+        with p.lock:
+            vaddr = self._map_va(p, size)
+            if vaddr is None:
+                return aee.ERR_VA_EXHAUSTED
+            p.mmaps[vaddr] = MmapRegion(vaddr, size, pages, flags)
+        U64.pack_into(out, 0, vaddr)
+        return 0
+
+    def _munmap(self, m: Msg, a: _Args) -> int:
+        if len(a.inbufs[0]) < MUNMAP_REQ.size:
+            return aee.ERR_BAD_PARM
+        cid, vaddr, size = MUNMAP_REQ.unpack_from(a.inbufs[0])
+        p, err = self._live(cid)
+        if p is None:
+            return err
+        with p.lock:
+            region = p.mmaps.get(vaddr)
+            if region is None or region.size != size:
+                return aee.ERR_NO_SUCH_MAP
+            del p.mmaps[vaddr]
+            p.va.free(vaddr)
+        return 0
+
+    def _mem_map(self, m: Msg, a: _Args) -> int:
+        req, pagebuf, _data = a.inbufs
+        out = a.outbufs[0]
+        if len(req) < MEM_MAP_REQ.size or len(pagebuf) < PHY_PAGE.size or len(out) < U64.size:
+            return aee.ERR_BAD_PARM
+        cid, fd, offset, flags, vaddrin, _num, _data_len = MEM_MAP_REQ.unpack_from(req)
+        dev_addr, size = PHY_PAGE.unpack_from(pagebuf)
+        if size == 0:
+            return aee.ERR_BAD_PARM
+        p, err = self._live(cid)
+        if p is None:
+            return err
+        with p.lock:
+            vaddr = self._map_va(p, size)
+            if vaddr is None:
+                return aee.ERR_VA_EXHAUSTED
+            p.mappings.append(DspMapping(fd, vaddr, dev_addr, size, offset, flags, vaddrin))
+        U64.pack_into(out, 0, vaddr)
+        return 0
+
+    def _mem_unmap(self, m: Msg, a: _Args) -> int:
+        if len(a.inbufs[0]) < MEM_UNMAP_REQ.size:
+            return aee.ERR_BAD_PARM
+        cid, fd, vaddr, _length = MEM_UNMAP_REQ.unpack_from(a.inbufs[0])
+        p, err = self._live(cid)
+        if p is None:
+            return err
+        with p.lock:
+            for i, mp in enumerate(p.mappings):
+                # vaddr 0 = "by fd" (fastrpc_unmap_fd); fd < 0 = "by address" (legacy kernel).
+                if (mp.fd == fd and vaddr in (0, mp.vaddr)) or (fd < 0 and vaddr == mp.vaddr):
+                    del p.mappings[i]
+                    p.va.free(mp.vaddr)
+                    return 0
+        return aee.ERR_NO_SUCH_MAP
+
+    # -- handle 2: DSP utilities -----------------------------------------------------------
+
+    def _utilities(self, m: Msg, a: _Args) -> int:
+        if sc_method(m.sc) != 0:
+            return aee.ERR_UNKNOWN_METHOD
+        if sc_counts(m.sc) != (1, 1, 0, 0) or len(a.inbufs[0]) < 4:
+            return aee.ERR_BAD_PARM
+        # The kernel asks for attributes 1..n into out[0..n-1]; attribute 0 (DOMAIN_SUPPORT)
+        # is filled on the CPU side (drivers/misc/fastrpc.c fastrpc_get_info_from_dsp).
+        n = min(_U32.unpack_from(a.inbufs[0])[0], len(a.outbufs[0]) // 4)
+        out = a.outbufs[0]
+        for i in range(n):
+            _U32.pack_into(out, 4 * i, self.capabilities.get(i + 1, 0))
+        return 0
+
+    # -- handles served inside a PD --------------------------------------------------------
+
+    def _user_handle(self, p: Process, m: Msg, a: _Args) -> tuple[int, int]:
+        h = m.handle
+        if h in _RCTL_OPS:
+            return self._remotectl(p, m, a), 0
+        if h == _CURRENT_PROCESS1:
+            return self._current_process(p, m), 0
+        if h in _UNIMPLEMENTED_STATIC:
+            return aee.ERR_STATIC_UNSUPPORTED, 0
+        if h < _CONST_HANDLE_LIMIT:
+            return aee.ERR_UNKNOWN_CONST_HANDLE, 0
+        with p.lock:
+            mi = p.modules.get(h)
+        if mi is None:
+            return aee.ERR_NO_SUCH_HANDLE, 0
+        call = Call(m.sc, sc_method(m.sc), a.inbufs, a.outbufs, a.inhandles, a.outhandles, p, h)
+        rv = _skel(mi.impl.invoke, call)
+        return rv, call.extra_ns
+
+    def _current_process(self, p: Process, m: Msg) -> int:
+        method = sc_method(m.sc)
+        if method not in (2, 3):
+            return aee.ERR_STATIC_UNSUPPORTED
+        if sc_counts(m.sc) != (0, 0, 0, 0):
+            return aee.ERR_BAD_PARM
+        if method == 2:
+            p.exit()  # like RELEASE: modules go without close; later calls see 0x8000040d
+        return 0
+
+    def _remotectl(self, p: Process, m: Msg, a: _Args) -> int:
+        op = _RCTL_OPS[m.handle].get(sc_method(m.sc))
+        if op is None or op == "grow_heap":
+            return aee.ERR_UNKNOWN_METHOD
+        if sc_counts(m.sc) != _RCTL_COUNTS[op] or len(a.inbufs[0]) < 8:
+            return aee.ERR_BAD_PARM
+        if op == "set_param":
+            req_id, nparams = _U32X2.unpack_from(a.inbufs[0])
+            if len(a.inbufs[1]) != 4 * nparams:
+                return aee.ERR_BAD_PARM
+            if req_id not in (_PARAM_THREAD, _PARAM_ADAPTIVE_QOS):
+                return aee.ERR_STATIC_UNSUPPORTED
+            with p.lock:
+                p.params[req_id] = struct.unpack(f"<{nparams}I", a.inbufs[1])
+            return 0
+        out0, errbuf = a.outbufs
+        if op == "open":
+            name_len, dlerror_len = _U32X2.unpack_from(a.inbufs[0])
+            raw = bytes(a.inbufs[1])
+            if len(out0) < 8 or name_len != len(raw) or b"\0" not in raw:
+                return aee.ERR_BAD_PARM
+            handle, dlerr, text = self._open_module(p, raw.split(b"\0", 1)[0])
+            _U32X2.pack_into(out0, 0, handle, dlerr)
+        else:
+            handle, dlerror_len = _U32X2.unpack_from(a.inbufs[0])
+            if len(out0) < 4:
+                return aee.ERR_BAD_PARM
+            dlerr, text = self._close_module(p, handle)
+            _U32.pack_into(out0, 0, dlerr)
+        _put_cstring(errbuf, text, dlerror_len)
+        return 0
+
+    def _open_module(self, p: Process, raw: bytes) -> tuple[int, int, str]:
+        try:
+            uri = parse_uri(raw.decode("utf-8"))
+            src = self.loader.resolve(uri)
+        except (UnicodeDecodeError, ValueError) as exc:
+            return 0, aee.ERR_BAD_URI, f"bad module URI: {exc}"
+        except LoadError as exc:
+            return 0, exc.code, exc.text
+        if src.skel is not None:
+            impl = _skel(PythonModule, src.skel, uri)
+        else:
+            impl = NativeModule(src.native, uri)
+        if uri.handle_style:
+            rv = _skel(impl.open)
+            if rv != 0:
+                return 0, aee.to_u32(rv), f"{uri.file}: open returned {aee.to_u32(rv):#x}"
+        with self._lock:
+            handle = self._next_handle
+            self._next_handle = (self._next_handle + HANDLE_STEP) & 0xFFFF_FFFF
+        with p.lock:
+            if not p.alive:  # crashed or exited meanwhile on another thread
+                return 0, aee.ERR_PD_CRASHED, "process is exiting"
+            p.modules[handle] = ModuleInstance(handle, uri, impl, src.origin)
+        return handle, 0, ""
+
+    def _close_module(self, p: Process, handle: int) -> tuple[int, str]:
+        with p.lock:
+            mi = p.modules.pop(handle, None)
+        if mi is None:
+            return aee.ERR_CLOSE_UNKNOWN, f"handle {handle:#x} is not open"
+        if not mi.uri.handle_style:
+            return 0, ""
+        rv = _skel(mi.impl.close)
+        return (aee.to_u32(rv), f"{mi.uri.file}: close returned {aee.to_u32(rv):#x}") if rv else (0, "")
+
+
+class _Malformed(Exception):
+    """The payload does not decode."""
+
+
+def _skel(fn, *args):
+    """Run skel code; any exception out of it is a crash of the calling PD."""
+    try:
+        return fn(*args)
+    except Exception as exc:
+        raise _SkelCrash(f"{type(exc).__name__}: {exc}") from exc
+
+
+def _put_cstring(buf: memoryview, text: str, limit: int) -> None:
+    n = min(len(buf), limit)
+    if n <= 0:
+        return
+    data = text.encode("utf-8", "replace")[: n - 1] + b"\0"
+    buf[: len(data)] = data
+
+
+def _is_hexagon_elf(image: memoryview) -> bool:
+    """A 32-bit little-endian ELF for EM_QDSP6, what a DSP shell must be."""
+    if len(image) < 52:  # sizeof(Elf32_Ehdr)
+        return False
+    hdr = bytes(image[:20])
+    return (hdr[:4] == b"\x7fELF" and hdr[4] == 1 and hdr[5] == 1
+            and struct.unpack_from("<H", hdr, 18)[0] == _EM_QDSP6)

@@ -1,0 +1,236 @@
+"""Module loader: URI -> skeleton implementation (the DSP's dlopen/dlsym step).
+
+URI grammar (legacy_fastrpc_api.md §3.2, mirroring QF ``mod_table.c parse_uri``):
+``file://[/]<file>?<symbol>[&name[=value]]...``; ``_modver=1.0`` selects the
+``handle_invoke(h, sc, pra)`` convention (implicit open/close methods 0/1). A name without
+``file://`` (non-domain stubs such as ``adsp_current_process``) loads ``lib<name>_skel.so``,
+symbol ``<name>_skel_invoke``.
+
+Resolution order for the skel file:
+
+1. the built-in registry (:mod:`qda_core.dsp.skels`);
+2. installed plugins: entry points of group ``qdarpc.skels`` named after the file
+   (``libfoo_skel.so``) whose value is a :class:`~qda_core.dsp.skel.Skeleton` subclass;
+3. the search path: ``DSP_LIBRARY_PATH``, else ``ADSP_LIBRARY_PATH``, then the library's
+   default ``;/usr/lib/rfsa/adsp;/usr/lib/dsp``. Entries are ``;``-separated, an empty entry is
+   the current directory, and each entry is tried as ``dir/<domain>/`` then ``dir/``. In each
+   directory a Python skel ``<stem>.py`` (``libfoo_skel.py``; module attribute ``SKEL`` or its
+   single Skeleton subclass) wins over a host-compiled native ``libfoo_skel.so`` (called via
+   ctypes with the C ``remote_arg`` ABI).
+
+Errors are :class:`LoadError` carrying the dlerr code (:mod:`.aee`) and dlerror-style text.
+"""
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import importlib.metadata
+import importlib.util
+import os
+import sys
+import threading
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Mapping
+
+from . import aee
+from .skel import Skeleton
+
+__all__ = ["ModuleUri", "parse_uri", "LoadError", "SkelSource", "Loader", "ENTRY_POINT_GROUP",
+           "DEFAULT_SEARCH_PATH"]
+
+ENTRY_POINT_GROUP = "qdarpc.skels"
+#: What QF appends to the user's path on Linux (``DSP_LIBS_LOCATION``).
+DEFAULT_SEARCH_PATH = ";/usr/lib/rfsa/adsp;/usr/lib/dsp;"
+
+
+@dataclass(frozen=True)
+class ModuleUri:
+    """A parsed module name."""
+
+    raw: str
+    file: str
+    symbol: str
+    params: Mapping[str, str | None] = field(default_factory=dict)
+
+    @property
+    def modver(self) -> str | None:
+        return self.params.get("_modver")
+
+    @property
+    def handle_style(self) -> bool:
+        """True for ``_modver`` modules: ``handle_invoke(h, sc, pra)`` with implicit 0/1."""
+        return "_modver" in self.params
+
+
+def parse_uri(name: str) -> ModuleUri:
+    """Parse a module name as the DSP does; ``ValueError`` for a malformed ``file://`` URI."""
+    if not name.startswith("file://"):
+        if not name or any(c in name for c in "/?&"):
+            raise ValueError(f"bad module name {name!r}")
+        return ModuleUri(name, f"lib{name}_skel.so", f"{name}_skel_invoke", MappingProxyType({}))
+    rest = name[len("file://"):]
+    if rest.startswith("/"):
+        rest = rest[1:]
+    file, qmark, query = rest.partition("?")
+    if not file or not qmark:
+        raise ValueError(f"URI {name!r} has no '?<symbol>'")
+    symbol, _, pairs = query.partition("&")
+    if not symbol:
+        raise ValueError(f"URI {name!r} has an empty symbol")
+    params: dict[str, str | None] = {}
+    for pair in pairs.split("&") if pairs else ():
+        if not pair:
+            continue
+        key, eq, value = pair.partition("=")
+        if not key:
+            raise ValueError(f"URI {name!r} has a parameter without a name")
+        params[key] = value if eq else None
+    return ModuleUri(name, file, symbol, MappingProxyType(params))
+
+
+class LoadError(Exception):
+    """The open failed; ``code`` goes to remotectl's dlerr, ``text`` to its dlerror buffer."""
+
+    def __init__(self, code: int, text: str):
+        super().__init__(text)
+        self.code = code
+        self.text = text
+
+
+@dataclass(frozen=True)
+class SkelSource:
+    """Where a skel was found: a Python class or a native library, plus a description."""
+
+    origin: str                       # "builtin", "plugin:<dist>", or the file path
+    skel: type[Skeleton] | None = None
+    native: object | None = None      # ctypes function pointer
+
+
+def _search_dirs(env: Mapping[str, str], domain: str) -> list[str]:
+    user = env.get("DSP_LIBRARY_PATH")
+    if user is None:
+        user = env.get("ADSP_LIBRARY_PATH", "")
+    out: list[str] = []
+    for entry in (user + ";" + DEFAULT_SEARCH_PATH).split(";"):
+        base = entry or os.getcwd()
+        for d in (os.path.join(base, domain), base):
+            if d not in out:
+                out.append(d)
+    return out
+
+
+class Loader:
+    """Resolves :class:`ModuleUri` to a :class:`SkelSource`; caches loaded files like dlopen.
+
+    Loaded Python skel files are cached by (path, mtime, size) and native libraries by path;
+    like ``dlclose`` on a real DSP that keeps other references, they stay loaded for the life
+    of the emulator (ctypes cannot unload safely).
+    """
+
+    def __init__(self, domain: str, builtins: Mapping[str, type[Skeleton]],
+                 env: Mapping[str, str] | None = None):
+        self.domain = domain
+        self._builtins = builtins
+        self._env = env
+        # Protects _py_cache and _so_cache.
+        self._lock = threading.Lock()
+        self._py_cache: dict[tuple, type[Skeleton]] = {}
+        self._so_cache: dict[str, ctypes.CDLL] = {}
+
+    def resolve(self, uri: ModuleUri) -> SkelSource:
+        base = uri.file.rsplit("/", 1)[-1]
+        cls = self._builtins.get(base)
+        if cls is not None:
+            return self._check_symbol(SkelSource("builtin", skel=cls), uri, base)
+        src = self._from_plugins(base)
+        if src is not None:
+            return self._check_symbol(src, uri, base)
+        env = self._env if self._env is not None else os.environ
+        stem = base[:-3] if base.endswith(".so") else base
+        for d in _search_dirs(env, self.domain):
+            py = os.path.join(d, os.path.dirname(uri.file), stem + ".py")
+            if os.path.isfile(py):
+                return self._check_symbol(SkelSource(py, skel=self._load_py(py, base)), uri, base)
+            so = os.path.join(d, uri.file)
+            if os.path.isfile(so):
+                return SkelSource(so, native=self._load_so(so, uri.symbol))
+        raise LoadError(aee.ERR_MOD_NOT_FOUND, f"{uri.file}: cannot open shared object file: "
+                        "No such file or directory")
+
+    @staticmethod
+    def _check_symbol(src: SkelSource, uri: ModuleUri, base: str) -> SkelSource:
+        assert src.skel is not None
+        if uri.symbol not in src.skel.exported_symbols(base):
+            raise LoadError(aee.ERR_SYM_NOT_FOUND, f"{base}: undefined symbol: {uri.symbol}")
+        return src
+
+    def _from_plugins(self, base: str) -> SkelSource | None:
+        for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+            if ep.name != base:
+                continue
+            dist = getattr(ep.dist, "name", None) or ep.value
+            try:
+                obj = ep.load()
+            except Exception as exc:  # a broken plugin is a load failure, not an emulator crash
+                raise LoadError(aee.ERR_MOD_UNLOADABLE,
+                                f"{base}: plugin {ep.value} failed to load: {exc!r}") from exc
+            if not (isinstance(obj, type) and issubclass(obj, Skeleton)):
+                raise LoadError(aee.ERR_MOD_UNLOADABLE,
+                                f"{base}: plugin {ep.value} is not a Skeleton subclass")
+            return SkelSource(f"plugin:{dist}", skel=obj)
+        return None
+
+    def _load_py(self, path: str, base: str) -> type[Skeleton]:
+        st = os.stat(path)
+        key = (path, st.st_mtime_ns, st.st_size)
+        with self._lock:
+            cached = self._py_cache.get(key)
+        if cached is not None:
+            return cached
+        modname = "qda_core.dsp._skelfile_" + hashlib.sha1(repr(key).encode()).hexdigest()[:16]
+        try:
+            spec = importlib.util.spec_from_file_location(modname, path)
+            if spec is None or spec.loader is None:
+                raise ImportError(f"cannot import {path}")
+            mod = importlib.util.module_from_spec(spec)
+            sys.modules[modname] = mod  # dataclasses and pickling look the module up here
+            try:
+                spec.loader.exec_module(mod)
+            except BaseException:
+                del sys.modules[modname]
+                raise
+        except Exception as exc:
+            raise LoadError(aee.ERR_MOD_UNLOADABLE, f"{path}: {exc!r}") from exc
+        cls = getattr(mod, "SKEL", None)
+        if cls is None:
+            found = [v for v in vars(mod).values() if isinstance(v, type)
+                     and issubclass(v, Skeleton) and v.__module__ == modname]
+            if len(found) != 1:
+                raise LoadError(aee.ERR_MOD_UNLOADABLE,
+                                f"{path}: defines {len(found)} Skeleton subclasses and no SKEL")
+            cls = found[0]
+        if not (isinstance(cls, type) and issubclass(cls, Skeleton)):
+            raise LoadError(aee.ERR_MOD_UNLOADABLE, f"{path}: SKEL is not a Skeleton subclass")
+        if not cls.skel_name:
+            cls.skel_name = base
+        with self._lock:
+            self._py_cache[key] = cls
+        return cls
+
+    def _load_so(self, path: str, symbol: str):
+        with self._lock:
+            lib = self._so_cache.get(path)
+        if lib is None:
+            try:
+                lib = ctypes.CDLL(path, mode=os.RTLD_NOW | os.RTLD_LOCAL)
+            except OSError as exc:  # e.g. a real Hexagon skel: wrong ELF machine
+                raise LoadError(aee.ERR_MOD_UNLOADABLE, str(exc)) from exc
+            with self._lock:
+                lib = self._so_cache.setdefault(path, lib)
+        try:
+            return getattr(lib, symbol)
+        except AttributeError as exc:
+            raise LoadError(aee.ERR_SYM_NOT_FOUND,
+                            f"{os.path.basename(path)}: undefined symbol: {symbol}") from exc
+

@@ -1,0 +1,141 @@
+"""Open module instances: the object behind one DSP handle, Python or native.
+
+Both kinds offer ``open(uri)``, ``invoke(call)`` and ``close()`` returning AEE codes; an
+exception out of any of them means the skel crashed (the caller turns it into a PD crash).
+"""
+from __future__ import annotations
+
+import ctypes
+import struct
+
+import numpy as np
+
+from . import aee
+from .loader import ModuleUri
+from .skel import ESCAPE_METHOD, Call, Skeleton
+
+__all__ = ["PythonModule", "NativeModule", "RemoteArg"]
+
+
+class PythonModule:
+    """One open of a Python :class:`Skeleton`: a fresh instance per handle."""
+
+    kind = "python"
+
+    def __init__(self, cls: type[Skeleton], uri: ModuleUri):
+        self.cls = cls
+        self.uri = uri
+        self.skel = cls()
+
+    def open(self) -> int:
+        return _checked(self.skel.open(self.uri), "open")
+
+    def close(self) -> int:
+        return _checked(self.skel.close(), "close")
+
+    def invoke(self, call: Call) -> int:
+        mid = call.method
+        if mid == ESCAPE_METHOD:
+            if not call.inbufs or len(call.inbufs[0]) < 4:
+                return aee.ERR_BAD_PARM  # QF apps_std_skel: escape needs a 4-byte in-buffer 0
+            mid = struct.unpack_from("<I", call.inbufs[0])[0]
+            call.method = mid
+        spec = self.cls._methods.get(mid)
+        # Handle-style modules reserve 0/1 for the framework's open/close.
+        if spec is None or (self.uri.handle_style and mid in (0, 1)):
+            return aee.ERR_UNKNOWN_METHOD
+        if not spec.counts_match(call.sc):
+            return aee.ERR_BAD_PARM
+        call.add_cost(spec.cost_ns)
+        return _checked(spec.fn(self.skel, call), spec.fn.__name__)
+
+
+def _checked(rv, what: str) -> int:
+    if isinstance(rv, bool) or not isinstance(rv, int):
+        raise TypeError(f"skel {what} returned {rv!r}, not an int AEE code")
+    return aee.to_int32(rv)
+
+
+class _RemoteBuf(ctypes.Structure):
+    _fields_ = [("pv", ctypes.c_void_p), ("nLen", ctypes.c_size_t)]
+
+
+class _RemoteDma(ctypes.Structure):
+    _fields_ = [("fd", ctypes.c_int32), ("offset", ctypes.c_uint32)]
+
+
+class RemoteArg(ctypes.Union):
+    """``remote_arg`` of the host ABI (csrc/include/qdarpc/remote_abi.h), 16 B on LP64."""
+
+    _fields_ = [("buf", _RemoteBuf), ("h", ctypes.c_uint32), ("h64", ctypes.c_uint64),
+                ("dma", _RemoteDma)]
+
+
+_HANDLE_INVOKE = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_uint64, ctypes.c_uint32,
+                                  ctypes.POINTER(RemoteArg))
+_INVOKE = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_uint32, ctypes.POINTER(RemoteArg))
+_SC_OPEN = 0x00020001   # REMOTE_SCALARS_MAKEX(0, 0, 2, 0, 0, 1), spec §2.4
+_SC_CLOSE = 0x01000010  # REMOTE_SCALARS_MAKEX(0, 1, 0, 0, 1, 0)
+
+
+class NativeModule:
+    """One open of a host-compiled C skel, called through ctypes.
+
+    ``_modver`` modules use ``int sym(remote_handle64 h, uint32_t sc, remote_arg *pra)`` and get
+    the framework's open (sc 0x00020001: ``{int32 len}``, the URI, out ``h64``) and close
+    (sc 0x01000010, ``pra[0].h64``); others use ``int sym(uint32_t sc, remote_arg *pra)``.
+    Buffers point straight at device memory (in-buffers must not be written, as on a DSP).
+    A native skel that faults takes the host process with it: there is no sandbox.
+    """
+
+    kind = "native"
+
+    def __init__(self, fnptr, uri: ModuleUri):
+        addr = ctypes.cast(fnptr, ctypes.c_void_p).value
+        self.uri = uri
+        self._hfn = _HANDLE_INVOKE(addr) if uri.handle_style else None
+        self._fn = None if uri.handle_style else _INVOKE(addr)
+        self.h64 = 0
+
+    def open(self) -> int:
+        if self._hfn is None:
+            return 0
+        name = self.uri.raw.encode() + b"\0"
+        ln = ctypes.c_int32(len(name))
+        namebuf = ctypes.create_string_buffer(name, len(name))
+        pra = (RemoteArg * 3)()
+        pra[0].buf.pv = ctypes.addressof(ln)
+        pra[0].buf.nLen = 4
+        pra[1].buf.pv = ctypes.addressof(namebuf)
+        pra[1].buf.nLen = len(name)
+        rv = self._hfn(0, _SC_OPEN, pra)
+        if rv == 0:
+            self.h64 = pra[2].h64
+        return aee.to_int32(rv)
+
+    def close(self) -> int:
+        if self._hfn is None:
+            return 0
+        pra = (RemoteArg * 1)()
+        pra[0].h64 = self.h64
+        return aee.to_int32(self._hfn(0, _SC_CLOSE, pra))
+
+    def invoke(self, call: Call) -> int:
+        bufs = list(call.inbufs) + list(call.outbufs)
+        handles = list(call.inhandles) + list(call.outhandles)
+        pra = (RemoteArg * max(1, len(bufs) + len(handles)))()
+        keep = []  # numpy views pinning each buffer's address for the call
+        for i, mv in enumerate(bufs):
+            arr = np.frombuffer(mv, dtype=np.uint8) if len(mv) else None
+            keep.append(arr)
+            pra[i].buf.pv = arr.ctypes.data if arr is not None else None
+            pra[i].buf.nLen = len(mv)
+        for j, h in enumerate(handles, start=len(bufs)):
+            pra[j].dma.fd = h.fd
+            pra[j].dma.offset = h.offset
+        if self._hfn is not None:
+            rv = self._hfn(self.h64, call.sc, pra)
+        else:
+            rv = self._fn(call.sc, pra)
+        del keep
+        return aee.to_int32(rv)

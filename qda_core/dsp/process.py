@@ -1,0 +1,138 @@
+"""Protection domains (DSP processes) and their address spaces, handles and mappings."""
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, NamedTuple
+
+from .. import _ext
+from ..wire import PAGE_SIZE
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .loader import ModuleUri
+
+__all__ = ["Process", "Mapping", "MmapRegion", "ModuleInstance", "ProcessInfo", "new_va_space",
+           "VA_BASE", "VA_SIZE"]
+
+# DSP virtual addresses handed out by MMAP/MEM_MAP: a 32-bit DSP, the low 256 MiB left to the
+# shell image and heap.
+VA_BASE = 0x1000_0000
+VA_SIZE = 0xE000_0000
+
+
+def new_va_space(start: int = VA_BASE, size: int = VA_SIZE):
+    """The one place that creates a DSP virtual-address allocator (C++ ``_iova``)."""
+    return _ext.load("_iova").RangeAllocator(start, size, PAGE_SIZE)
+
+
+@dataclass(frozen=True)
+class Mapping:
+    """A MEM_MAP'd buffer (what ``HAP_mmap_get(fd)`` finds on the DSP)."""
+
+    fd: int
+    vaddr: int          # DSP virtual address handed back to the caller
+    dev_addr: int       # device (IOVA) address of the pages
+    size: int           # bytes the page descriptor covers
+    offset: int
+    flags: int
+    vaddrin: int        # the caller's virtual address, as sent
+
+
+@dataclass(frozen=True)
+class MmapRegion:
+    """An INIT_MMAP'd region (DSP heap growth / remote heap)."""
+
+    vaddr: int
+    size: int
+    pages: tuple[tuple[int, int], ...]
+    flags: int
+
+
+class ModuleInstance(NamedTuple):
+    handle: int
+    uri: "ModuleUri"
+    impl: object        # PythonModule | NativeModule
+    origin: str
+
+
+class ProcessInfo(NamedTuple):
+    """Introspection record returned by ``EmulatedDsp.processes()``."""
+
+    client_id: int
+    kind: str           # "root", "user", or the static PD name ("audiopd", "sensorspd", ...)
+    name: str           # process name sent with CREATE ("" for attached PDs)
+    signed: bool
+    state: str          # "alive", "crashed" or "exited"
+    modules: tuple[tuple[int, str], ...]   # (DSP handle, URI) of each open module
+    mappings: int
+    mmaps: int
+    invokes: int
+    modeled_ns: int
+
+
+class Process:
+    """One protection domain as seen by one client id.
+
+    ``lock`` protects ``state``, ``modules``, ``mappings``, ``mmaps``, ``params`` and the VA
+    allocator; skel code runs without it so calls into one PD can proceed in parallel.
+    """
+
+    def __init__(self, client_id: int, kind: str, memory, *, name: str = "", unsigned: bool = False,
+                 init_mem: tuple[int, int] = (0, 0)):
+        self.client_id = client_id
+        self.kind = kind
+        self.name = name
+        self.unsigned = unsigned
+        self.init_mem = init_mem
+        self.memory = memory
+        self.lock = threading.Lock()
+        self.state = "alive"
+        self.crash_reason = ""
+        self.modules: dict[int, ModuleInstance] = {}
+        self.mappings: list[Mapping] = []
+        self.mmaps: dict[int, MmapRegion] = {}
+        self.params: dict[int, tuple[int, ...]] = {}
+        self.va = new_va_space()
+        self.invokes = 0
+        self.modeled_ns = 0
+
+    @property
+    def alive(self) -> bool:
+        return self.state == "alive"
+
+    def crash(self, reason: str) -> None:
+        """Mark the PD dead; its modules are dropped without their close method."""
+        with self.lock:
+            if self.state == "alive":
+                self.state = "crashed"
+                self.crash_reason = reason
+            self.modules.clear()
+
+    def exit(self) -> None:
+        with self.lock:
+            if self.state == "alive":
+                self.state = "exited"
+            self.modules.clear()
+
+    def find_mapping(self, fd: int) -> Mapping | None:
+        with self.lock:
+            for m in self.mappings:
+                if m.fd == fd:
+                    return m
+        return None
+
+    def mapped_view(self, fd: int, offset: int, length: int, writable: bool) -> memoryview:
+        m = self.find_mapping(fd)
+        if m is None:
+            raise LookupError(f"fd {fd} is not mapped in client {self.client_id}")
+        if offset < 0 or length < 0 or offset + length > m.size:
+            raise ValueError(f"range {offset:#x}+{length:#x} outside the {m.size:#x}-byte mapping "
+                             f"of fd {fd}")
+        return self.memory.view(m.dev_addr + offset, length, writable)
+
+    def info(self) -> ProcessInfo:
+        with self.lock:
+            return ProcessInfo(
+                self.client_id, self.kind, self.name, not self.unsigned, self.state,
+                tuple((h, mi.uri.raw) for h, mi in sorted(self.modules.items())),
+                len(self.mappings), len(self.mmaps), self.invokes, self.modeled_ns)
