@@ -275,8 +275,10 @@ int qda_pack(uint32_t sc, const void *args_, size_t args_len, const void *refs_,
 
 		if (i >= inbufs)
 			continue;	/* out-buffer: left for the DSP to fill */
-		if (o->offset > at)
-			return fail(st, -EFAULT, (int)i, "inline copy would land before the payload");
+		/* only a by-ref buffer overlapping this one gets here; the kernel would write
+		 * over its metadata or before its buffer */
+		if (o->offset > at - metalen)
+			return fail(st, -EFAULT, (int)i, "inline copy would land before the data area");
 		dst = at - o->offset;
 		if (len > pkt_size - dst)
 			return fail(st, -EFAULT, (int)i, "inline copy would run past the payload");

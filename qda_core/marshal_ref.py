@@ -229,8 +229,10 @@ def pack(sc: int, args, refs, payload, payload_va: int, payload_dev: int) -> int
                        _page_span((payload_va + at) & _M64, length))
         if i >= nin:
             continue
-        if offset > at:
-            raise _fail(errno.EFAULT, i, "inline copy would land before the payload")
+        if offset > at - metalen:
+            # only when a by-ref buffer overlaps this one: the kernel would overwrite its
+            # metadata or memory before its buffer
+            raise _fail(errno.EFAULT, i, "inline copy would land before the data area")
         dst = at - offset
         if length > pkt - dst:
             raise _fail(errno.EFAULT, i, "inline copy would run past the payload")

@@ -158,9 +158,11 @@ int qda_payload_size(uint32_t sc, const void *args, size_t args_len, const void 
  *
  * Writes the whole metadata block (rpra, list, pages, zeroed fdlist and crclist) and copies
  * inline in-buffers from user memory; inline out-buffer regions and alignment gaps are left
- * untouched. An in-buffer copy that would land outside [0, pkt_size) (possible only when a
- * by-reference buffer overlaps a later inline one: the kernel then writes outside its
- * buffer) fails with -EFAULT. On failure the payload contents are unspecified.
+ * untouched. An in-buffer copy that would land outside the data area [metalen, pkt_size)
+ * fails with -EFAULT: that happens only when a by-reference buffer overlaps a later inline
+ * one, where the kernel (which offsets from the by-reference buffer's end) would overwrite
+ * its own metadata or memory before its buffer. On failure the payload contents are
+ * unspecified.
  *
  * Return: 0, or the errors of qda_plan(), -EINVAL (payload too small), -EFAULT (copy).
  */
