@@ -31,7 +31,7 @@ def c_ext(name, sources):
     """A Cython module over pure C99 sources from csrc/ (the C-ABI lane)."""
     return Extension(
         name, sources, include_dirs=include, define_macros=version_macro,
-        extra_compile_args=cflags, extra_link_args=ldflags,
+        extra_compile_args=list(cflags), extra_link_args=list(ldflags),
     )
 
 
@@ -50,8 +50,8 @@ iova = Pybind11Extension(
     include_dirs=include,
     define_macros=version_macro,
     cxx_std=17,
-    extra_compile_args=cflags,
-    extra_link_args=ldflags,
+    extra_compile_args=list(cflags),  # copies: Pybind11Extension appends to them
+    extra_link_args=list(ldflags),
 )
 
 setup(ext_modules=[*cython_exts, iova])

@@ -21,3 +21,26 @@ def fd_guard():
     leaked = _open_fds() - before
     leaked = {fd for fd in leaked if os.path.exists(f"/proc/self/fd/{fd}")}
     assert not leaked, f"leaked fds: {sorted((fd, os.readlink(f'/proc/self/fd/{fd}')) for fd in leaked)}"
+
+
+@pytest.fixture
+def soc(fd_guard):
+    """A fresh emulated SoC (default profile); checks that every emulator object is gone after."""
+    from qda_core import debug
+    from qda_core.soc import Soc
+
+    before = debug.live_objects()
+    s = Soc("default")
+    yield s
+    import gc
+
+    gc.collect()
+    assert debug.live_objects() == before, f"live emulator objects left: {debug.live_objects()}"
+
+
+@pytest.fixture
+def cdsp(soc):
+    """An open accel file on the compute DSP, closed after the test."""
+    f = soc.open_device("cdsp")
+    yield f
+    f.close()

@@ -11,6 +11,7 @@ import errno
 import mmap as _mmap
 import os
 import struct
+import sys
 import threading
 import warnings
 
@@ -94,13 +95,13 @@ class QdaFile:
                 self._copy_in(kbuf, arg, in_size, ioc.name)
             ret = _HANDLERS[ioc.nr](self, kbuf)
         except OSError as exc:
-            self.last_error = exc
+            self.last_error = OSError(exc.errno, exc.strerror)  # no traceback: never pin callers' buffers
             ret = -exc.errno
         if out_size:
             try:
                 self._copy_out(arg, kbuf, out_size, ioc.name)
             except OSError as exc:
-                self.last_error = exc
+                self.last_error = OSError(exc.errno, exc.strerror)  # no traceback: never pin callers' buffers
                 ret = -errno.EFAULT
         return ret
 
@@ -126,9 +127,16 @@ class QdaFile:
     def _call(self, request: int, buf=None) -> bytearray | None:
         ret = self.ioctl(request, buf)
         if ret < 0:
-            err = self.last_error
-            raise err if err is not None and err.errno == -ret else errno_error(ret)
+            raise self._error(ret)
         return buf
+
+    def _error(self, ret: int) -> OSError:
+        """A fresh exception for a negative return, with the handler's message when it has one
+        (fresh, so a raised traceback is never kept alive by ``last_error``)."""
+        err = self.last_error
+        if err is not None and err.errno == -ret:
+            return OSError(err.errno, err.strerror)
+        return errno_error(ret)
 
     # --- state helpers --------------------------------------------------------------------
     def ensure_cb(self):
@@ -305,8 +313,7 @@ class QdaFile:
     def _check_dsp(self, ret: int, raise_dsp: bool = False) -> int:
         """Negative errno -> OSError; a DSP code is returned as unsigned (or raised if asked)."""
         if -4096 < ret < 0:
-            err = self.last_error
-            raise err if err is not None and err.errno == -ret else errno_error(ret)
+            raise self._error(ret)
         code = ret & 0xFFFF_FFFF
         if code and raise_dsp:
             raise OSError(errno.EIO, f"DSP returned {code:#x}")
@@ -349,7 +356,7 @@ class QdaFile:
         self.close()
 
     def __del__(self) -> None:
-        if not getattr(self, "closed", True):
+        if not getattr(self, "closed", True) and not sys.is_finalizing():
             warnings.warn(f"unclosed QDA file {self.device.path} (client {self.client_id})",
                           ResourceWarning, stacklevel=2)
             self.close()

@@ -63,7 +63,7 @@ class Backing:
             raise errno_error(22, f"fd {fd} is not a dma-buf (need a non-empty memfd/shm file)")
         dup = os.dup(fd)
         # The importer maps read-write if the fd allows it; otherwise fall back to read-only pages.
-        return cls(page_align(st.st_size), fd=dup) if _writable(dup) else cls._readonly(dup, st.st_size)
+        return cls(st.st_size, fd=dup) if _writable(dup) else cls._readonly(dup, st.st_size)
 
     @classmethod
     def _readonly(cls, fd: int, size: int) -> "Backing":

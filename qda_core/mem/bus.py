@@ -133,7 +133,7 @@ class Smmu:
         if hit is None:
             raise DeviceFault(addr, length, f"{cb.name}: IOVA not mapped")
         obj, off = hit
-        if off + length > obj.size:
-            raise DeviceFault(addr, length, f"{cb.name}: range runs past a {obj.size:#x}-byte buffer")
+        if off + length > obj.backing.size:
+            raise DeviceFault(addr, length, f"{cb.name}: range runs past a {obj.backing.size:#x}-byte buffer")
         mv = obj.backing.view[off:off + length]
         return mv if writable else mv.toreadonly()

@@ -22,7 +22,7 @@ class GemObject:
 
     def __init__(self, backing: Backing, cb: ContextBank, *, imported: bool = False, name: str = "gem"):
         self.backing = backing
-        self.size = backing.size
+        self.size = page_align(backing.size)  # an imported file may end mid-page
         self.cb = cb
         self.iova = cb.map(self)  # ENOMEM if the CB's IOVA space is full
         self.dma_addr = self.iova | (cb.sid << 32)

@@ -1,0 +1,108 @@
+"""Source-level checks: the one-way import layering of ARCHITECTURE.md, and csrc hygiene."""
+import ast
+import pathlib
+import re
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+# Lower rank = lower layer. A module may import its own layer or lower ones, never higher.
+RANKS = [
+    ("qda_core.dsp", 1),
+    ("qda_core.rpmsg", 2),
+    ("qda_core.fastrpc", 3),
+    ("qda_core.mem", 4),
+    ("qda_core.accel", 5),
+    ("qda_core.legacy", 5),
+    ("qda_core.soc", 6),
+    ("qda_core.selftest", 6),
+    ("qda_core", 0),  # leaves: uapi, wire, errors, marshal, uaccess, debug, extensions
+    ("libadsprpc_compat", 7),
+    ("qdarpc_cli", 8),
+]
+# Extra rules stated by ARCHITECTURE.md.
+ONLY = {
+    # the DSP sees only what crosses the transport
+    "qda_core.dsp": {"qda_core.dsp", "qda_core.wire", "qda_core.errors", "qda_core.marshal",
+                     "qda_core.marshal_ref", "qda_core._marshal", "qda_core._ext", "qda_core._iova",
+                     "qda_core._abi", "qda_core.debug"},
+    # the transport is protocol-blind
+    "qda_core.rpmsg": {"qda_core.errors"},
+}
+
+
+def rank(mod: str) -> int:
+    for prefix, r in RANKS:
+        if mod == prefix or mod.startswith(prefix + "."):
+            return r
+    raise AssertionError(f"no layer for {mod}")
+
+
+def modules():
+    for pkg, top in (("qda_core", "qda_core"), ("libadsprpc_compat", "libadsprpc_compat"), ("cli", "qdarpc_cli")):
+        for path in sorted((ROOT / pkg).rglob("*.py")):
+            rel = path.relative_to(ROOT / pkg).with_suffix("")
+            parts = [p for p in rel.parts if p != "__init__"]
+            yield ".".join([top, *parts]), path, path.name == "__init__.py"
+
+
+def imports(mod: str, path: pathlib.Path, is_pkg: bool):
+    tree = ast.parse(path.read_text())
+    base = mod.split(".") if is_pkg else mod.split(".")[:-1]
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for a in node.names:
+                yield a.name
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                pkg = base[: len(base) - node.level + 1]
+                target = ".".join(pkg + ([node.module] if node.module else []))
+            else:
+                target = node.module or ""
+            yield target
+            for a in node.names:  # "from . import wire" imports a submodule
+                yield f"{target}.{a.name}"
+
+
+OURS = ("qda_core", "libadsprpc_compat", "qdarpc_cli")
+
+
+def our_module(name: str) -> str | None:
+    if not name.startswith(OURS):
+        return None
+    # trim "from x import name" down to a module that exists
+    parts = name.split(".")
+    while parts:
+        cand = ".".join(parts)
+        top = {"qdarpc_cli": "cli"}.get(parts[0], parts[0])
+        rel = pathlib.Path(top, *parts[1:])
+        if (ROOT / rel).with_suffix(".py").exists() or (ROOT / rel / "__init__.py").exists() or \
+                list((ROOT / rel.parent).glob(rel.name + ".*.so")) or (ROOT / rel).with_suffix(".pyx").exists():
+            return cand
+        parts.pop()
+    return None
+
+
+CASES = [(m, p, pkg) for m, p, pkg in modules()]
+
+
+@pytest.mark.parametrize("mod,path,is_pkg", CASES, ids=[c[0] for c in CASES])
+def test_one_way_imports(mod, path, is_pkg):
+    mine = rank(mod)
+    for raw in imports(mod, path, is_pkg):
+        target = our_module(raw)
+        if target is None or target in (mod, "qda_core"):  # "from qda_core import x" is checked as qda_core.x
+            continue
+        if mod == "qda_core":  # the package facade imports lazily inside functions
+            continue
+        assert rank(target) <= mine, f"{mod} (layer {mine}) imports {target} (layer {rank(target)})"
+        for prefix, allowed in ONLY.items():
+            if mod == prefix or mod.startswith(prefix + "."):
+                assert any(target == a or target.startswith(a + ".") for a in allowed), \
+                    f"{mod} may not import {target}"
+
+
+def test_csrc_has_no_python_h():
+    for path in (ROOT / "csrc").rglob("*.[ch]"):
+        assert not re.search(r"#\s*include\s*[<\"]Python\.h", path.read_text()), path
