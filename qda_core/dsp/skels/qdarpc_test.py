@@ -18,6 +18,9 @@ id    name          sc           behaviour
                                  ``offset`` of the MEM_MAP'd buffer ``fd`` (HAP_mmap_get) into
                                  out0; fd not mapped -> 0x80000448, range outside the mapping or
                                  out0 too short -> 0x8000040e
+9     touch         0x09010100   out0 ``{u64 len, u8 first, u8 last}`` of in0 without scanning
+                                 it: the cost of reaching a buffer, independent of its size
+                                 when it is shared (the zero-copy benchmark)
 ====  ============  ===========  ==============================================================
 """
 from __future__ import annotations
@@ -85,4 +88,13 @@ class QdarpcTest(Skeleton):
         if offset + length > mapping.size or len(call.outbufs[0]) < length:
             return aee.ERR_BAD_PARM
         call.outbufs[0][:length] = call.mapped_view(fd, offset, length)
+        return 0
+
+    @method(9, sc=0x09010100)
+    def touch(self, call: Call) -> int:
+        buf, out = call.inbufs[0], call.outbufs[0]
+        if len(out) < 10:
+            return aee.ERR_BAD_PARM
+        n = len(buf)
+        struct.pack_into("<QBB", out, 0, n, buf[0] if n else 0, buf[n - 1] if n else 0)
         return 0
