@@ -402,7 +402,7 @@ def test_backend_switch(value, backend):
     env = {} if value is None else {"QDARPC_MARSHAL": value}
     out = subprocess.run(
         [sys.executable, "-c", "import qda_core.marshal as m; print(m.BACKEND, m.metadata_size(1))"],
-        env=_env(env), capture_output=True, text=True, check=True,
+        env=_env(env), capture_output=True, text=True, check=True, cwd="/",
     )
     assert out.stdout.split() == [backend, "424"]
 
@@ -410,7 +410,7 @@ def test_backend_switch(value, backend):
 def test_backend_switch_unknown():
     out = subprocess.run(
         [sys.executable, "-c", "import qda_core.marshal"],
-        env=_env({"QDARPC_MARSHAL": "rust"}), capture_output=True, text=True,
+        env=_env({"QDARPC_MARSHAL": "rust"}), capture_output=True, text=True, cwd="/",
     )
     assert out.returncode != 0
     assert "ImportError" in out.stderr and "'rust'" in out.stderr and "c, py" in out.stderr
@@ -418,7 +418,10 @@ def test_backend_switch_unknown():
 
 def _env(extra):
     import os
+
+    import qda_core
     env = {k: v for k, v in os.environ.items() if k != "QDARPC_MARSHAL"}
-    env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
+    # The child must import the same qda_core as this process (installed or built in place).
+    env["PYTHONPATH"] = os.path.dirname(os.path.dirname(os.path.abspath(qda_core.__file__)))
     env.update(extra)
     return env
