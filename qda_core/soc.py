@@ -78,7 +78,7 @@ class Domain:
         self.bus = ComputeBus(spec.name, spec.sids)
         self.smmu = Smmu(self.bus)
         self.dsp = EmulatedDsp(spec.name, self.smmu)
-        self.accel = QdaDevice(minor, spec.name, self.domain_id, self.bus, Channel(f"{spec.name}-accel", self.dsp))
+        self.accel = QdaDevice(minor, spec.name, self.domain_id, self.bus, Channel(f"{spec.name}-accel", self.dsp.endpoint("accel")))
 
 
 class Soc:

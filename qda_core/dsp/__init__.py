@@ -7,14 +7,14 @@ reached through a :class:`DeviceMemory`. Public API: :class:`EmulatedDsp`, the s
 from __future__ import annotations
 
 from . import aee, caps
-from .core import STATIC_PDS, DeviceMemory, EmulatedDsp
+from .core import STATIC_PDS, DeviceMemory, EmulatedDsp, Endpoint
 from .cost import CostModel, DspStats
 from .loader import ENTRY_POINT_GROUP, LoadError, ModuleUri, parse_uri
 from .process import Mapping, ProcessInfo
 from .skel import Call, DmaHandle, Skeleton, method
 
 __all__ = [
-    "EmulatedDsp", "DeviceMemory", "STATIC_PDS", "CostModel", "DspStats", "ProcessInfo",
+    "EmulatedDsp", "Endpoint", "DeviceMemory", "STATIC_PDS", "CostModel", "DspStats", "ProcessInfo",
     "Mapping", "Skeleton", "method", "Call", "DmaHandle", "ModuleUri", "parse_uri", "LoadError",
     "ENTRY_POINT_GROUP", "aee", "caps",
 ]

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import struct
 import threading
-from typing import Callable, Mapping, Protocol
+from typing import Callable, Mapping, NamedTuple, Protocol
 
 from .. import errors
 from ..marshal import decode
@@ -96,6 +96,35 @@ class _Args:
         self.nbytes_out = sum(len(b) for b in self.outbufs)
 
 
+class _Req(NamedTuple):
+    """A received ``fastrpc_msg`` and the channel it came in on."""
+
+    client_id: int
+    tid: int
+    ctx: int
+    handle: int
+    sc: int
+    addr: int
+    size: int
+    chan: str
+
+    @property
+    def pd(self) -> int:
+        return self.ctx & 0xF
+
+
+class Endpoint:
+    """One host driver's rpmsg endpoint on the DSP (see :meth:`EmulatedDsp.endpoint`)."""
+
+    __slots__ = ("dsp", "channel")
+
+    def __init__(self, dsp: "EmulatedDsp", channel: str):
+        self.dsp, self.channel = dsp, channel
+
+    def receive(self, msg: bytes, reply: Callable[[bytes], None]) -> None:
+        self.dsp.receive(msg, reply, self.channel)
+
+
 class EmulatedDsp:
     """One emulated DSP subsystem (``domain``), reachable only through :meth:`receive`.
 
@@ -115,17 +144,24 @@ class EmulatedDsp:
         self.cost = cost or DOMAIN_COST[domain]
         self.stats = DspStats()
         self.loader = Loader(domain, BUILTIN_SKELS, skel_path_env)
-        # Protects _procs (client id -> Process) and _next_handle.
+        # Protects _procs ((channel, client id) -> Process) and _next_handle.
         self._lock = threading.Lock()
-        self._procs: dict[int, Process] = {}
+        self._procs: dict[tuple[str, int], Process] = {}
         self._next_handle = FIRST_DYNAMIC_HANDLE
 
     # -- public API ------------------------------------------------------------------------
 
-    def receive(self, msg: bytes, reply: Callable[[bytes], None]) -> None:
-        """Handle one 40-byte ``fastrpc_msg``; call ``reply`` once with the 16-byte response."""
+    def endpoint(self, channel: str) -> "Endpoint":
+        """The rpmsg endpoint of one host driver. Each driver numbers its clients on its own
+        (the accel driver from a device counter, the legacy one by session), so processes are
+        kept per channel: ``client_id`` 1 of the legacy driver is not ``client_id`` 1 of QDA."""
+        return Endpoint(self, channel)
+
+    def receive(self, msg: bytes, reply: Callable[[bytes], None], channel: str = "") -> None:
+        """Handle one 40-byte ``fastrpc_msg`` arriving on ``channel``; call ``reply`` once with
+        the 16-byte response."""
         try:
-            m = Msg.unpack(msg)
+            m = _Req(*Msg.unpack(msg), channel)
         except (struct.error, TypeError):
             self.stats.record(error=True)
             reply(Rsp(0, aee.to_int32(aee.ERR_MALFORMED)).pack())
@@ -142,10 +178,10 @@ class EmulatedDsp:
             p.exit()
 
     def processes(self) -> list[ProcessInfo]:
-        """A snapshot of every PD, ordered by client id."""
+        """A snapshot of every PD, ordered by channel and client id."""
         with self._lock:
-            procs = sorted(self._procs.values(), key=lambda p: p.client_id)
-        return [p.info() for p in procs]
+            procs = sorted(self._procs.items())
+        return [p.info()._replace(channel=chan) for (chan, _), p in procs]
 
     def __repr__(self) -> str:
         return f"<EmulatedDsp {self.domain} processes={len(self._procs)}>"
@@ -165,7 +201,7 @@ class EmulatedDsp:
             elif m.handle == FASTRPC_DSP_UTILITIES_HANDLE:
                 rv = self._utilities(m, args)
             else:
-                proc = self._proc(m.client_id)
+                proc = self._proc(m.chan, m.client_id)
                 if proc is None:
                     rv = aee.ERR_NO_PD
                 elif not proc.alive:
@@ -178,7 +214,7 @@ class EmulatedDsp:
             crashed = True
             rv = aee.ERR_PD_CRASHED
             if proc is None and m.handle not in (FASTRPC_INIT_HANDLE, FASTRPC_DSP_UTILITIES_HANDLE):
-                proc = self._proc(m.client_id)
+                proc = self._proc(m.chan, m.client_id)
             if proc is not None:
                 proc.crash(str(exc.__cause__ or exc))
         ns = self.cost.charge(args.nbytes_in + args.nbytes_out, call_ns)
@@ -240,9 +276,9 @@ class EmulatedDsp:
         cid = S32.unpack_from(a.inbufs[0])[0]
         kind = "sensorspd" if m.pd == SENSORS_PD else "root"
         with self._lock:
-            p = self._procs.get(cid)
+            p = self._procs.get((m.chan, cid))
             if p is None:
-                self._procs[cid] = Process(cid, kind, self.memory)
+                self._procs[m.chan, cid] = Process(cid, kind, self.memory)
                 return 0
         if not p.alive:
             return aee.ERR_PD_CRASHED
@@ -251,16 +287,16 @@ class EmulatedDsp:
     def _release(self, m: Msg, a: _Args) -> int:
         cid = S32.unpack_from(a.inbufs[0])[0]
         with self._lock:
-            p = self._procs.pop(cid, None)
+            p = self._procs.pop((m.chan, cid), None)
         if p is not None:
             p.exit()  # modules dropped without their close method (spec §9.6)
         return 0
 
-    def _add_process(self, p: Process) -> int:
+    def _add_process(self, chan: str, p: Process) -> int:
         with self._lock:
-            old = self._procs.get(p.client_id)
+            old = self._procs.get((chan, p.client_id))
             if old is None:
-                self._procs[p.client_id] = p
+                self._procs[chan, p.client_id] = p
                 return 0
         return aee.ERR_PD_EXISTS if old.alive else aee.ERR_PD_CRASHED
 
@@ -277,7 +313,7 @@ class EmulatedDsp:
         if unsigned and not self.capabilities.get(caps.UNSIGNED_PD_SUPPORT, 0):
             return aee.ERR_UNSIGNED_UNSUPPORTED
         pname = bytes(name).split(b"\0", 1)[0].decode("utf-8", "replace")
-        return self._add_process(Process(cid, "user", self.memory, name=pname, unsigned=unsigned,
+        return self._add_process(m.chan, Process(cid, "user", self.memory, name=pname, unsigned=unsigned,
                                          init_mem=PHY_PAGE.unpack_from(pages)))
 
     def _create_static(self, m: Msg, a: _Args) -> int:
@@ -291,14 +327,14 @@ class EmulatedDsp:
         if pname not in STATIC_PDS.get(self.domain, ()):
             return aee.ERR_UNKNOWN_STATIC_PD
         heap_page = PHY_PAGE.unpack_from(heap) if len(heap) >= PHY_PAGE.size else (0, 0)
-        return self._add_process(Process(cid, pname, self.memory, name=pname, init_mem=heap_page))
+        return self._add_process(m.chan, Process(cid, pname, self.memory, name=pname, init_mem=heap_page))
 
-    def _proc(self, cid: int) -> Process | None:
+    def _proc(self, chan: str, cid: int) -> Process | None:
         with self._lock:
-            return self._procs.get(cid)
+            return self._procs.get((chan, cid))
 
-    def _live(self, cid: int) -> tuple[Process | None, int]:
-        p = self._proc(cid)
+    def _live(self, chan: str, cid: int) -> tuple[Process | None, int]:
+        p = self._proc(chan, cid)
         if p is None:
             return None, aee.ERR_NO_PD
         return (p, 0) if p.alive else (None, aee.ERR_PD_CRASHED)
@@ -320,7 +356,7 @@ class EmulatedDsp:
         size = sum(sz for _, sz in pages)
         if size == 0:
             return aee.ERR_BAD_PARM
-        p, err = self._live(cid)
+        p, err = self._live(m.chan, cid)
         if p is None:
             return err
         with p.lock:
@@ -335,7 +371,7 @@ class EmulatedDsp:
         if len(a.inbufs[0]) < MUNMAP_REQ.size:
             return aee.ERR_BAD_PARM
         cid, vaddr, size = MUNMAP_REQ.unpack_from(a.inbufs[0])
-        p, err = self._live(cid)
+        p, err = self._live(m.chan, cid)
         if p is None:
             return err
         with p.lock:
@@ -355,7 +391,7 @@ class EmulatedDsp:
         dev_addr, size = PHY_PAGE.unpack_from(pagebuf)
         if size == 0:
             return aee.ERR_BAD_PARM
-        p, err = self._live(cid)
+        p, err = self._live(m.chan, cid)
         if p is None:
             return err
         with p.lock:
@@ -370,7 +406,7 @@ class EmulatedDsp:
         if len(a.inbufs[0]) < MEM_UNMAP_REQ.size:
             return aee.ERR_BAD_PARM
         cid, fd, vaddr, _length = MEM_UNMAP_REQ.unpack_from(a.inbufs[0])
-        p, err = self._live(cid)
+        p, err = self._live(m.chan, cid)
         if p is None:
             return err
         with p.lock:

@@ -68,6 +68,7 @@ class ProcessInfo(NamedTuple):
     mmaps: int
     invokes: int
     modeled_ns: int
+    channel: str = ""   # the host driver's rpmsg channel the PD belongs to
 
 
 class Process:
