@@ -56,7 +56,8 @@ cdef extern from "qdarpc/uaccess.h" nogil:
 qda_uaccess_prepare()
 
 # Above this payload size the copies dominate; let other threads run meanwhile.
-DEF NOGIL_MIN = 65536
+cdef enum:
+    NOGIL_MIN = 65536
 
 
 cdef int _get(object obj, Py_buffer *view, int flags, str name) except -1:

@@ -474,3 +474,30 @@ def test_rejected_reply_writes_nothing(m):
     with pytest.raises(OSError):
         m.unpack(sc, args, r, payload, VA)
     assert outs == [bytearray(8)] * 3
+
+
+def test_batched_copies_after_fork(m):
+    """A forked child gets its own copy pipe (sharing the parent's would mix their data)."""
+    import os
+    n = 12
+    arena = bytearray(os.urandom(64 * n))
+    b = addr(arena)
+    sc = scalars(0, n, 0)
+    args, r = descs(*[(b + 64 * k, 48) for k in range(n)]), refs(*[(0, 0)] * n)
+
+    def check() -> bool:
+        for _ in range(200):
+            p = bytearray(m.payload_size(sc, args, r))
+            m.pack(sc, args, r, p, VA, DEV)
+            for k in range(n):
+                pv, ln = rpra(p, k)
+                if p[pv - VA:pv - VA + ln] != arena[64 * k:64 * k + 48]:
+                    return False
+        return True
+
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - child
+        os._exit(0 if check() else 1)
+    ok = check()
+    _, status = os.waitpid(pid, 0)
+    assert ok and os.waitstatus_to_exitcode(status) == 0
