@@ -214,11 +214,41 @@ static uint64_t page_span(uint64_t addr, uint64_t len)
 	return (pg_end - pg_start + 1) * FASTRPC_PAGE_SIZE;
 }
 
+#define MAX_BUFS_ONE_WAY 255	/* inbufs or outbufs: an 8-bit field */
+
+/*
+ * Run the user copies in order; -1 when all succeeded, else the index of the first that
+ * faulted. Our own accessors batch them (two syscalls for any number of small buffers);
+ * substituted ones are called once per copy.
+ */
+static long run_copies(const struct qda_uaccess *ua, const struct qda_ucopy *v, size_t n,
+		       int to_user)
+{
+	size_t k;
+
+	if (ua == &qda_uaccess_self) {
+		if ((to_user ? qda_copy_to_user_vec(v, n, &k) : qda_copy_from_user_vec(v, n, &k)))
+			return (long)k;
+		return -1;
+	}
+	for (k = 0; k < n; k++) {
+		int e = to_user ? ua->to(ua->ctx, v[k].user, v[k].local, v[k].len)
+				: ua->from(ua->ctx, v[k].local, v[k].user, v[k].len);
+
+		if (e)
+			return (long)k;
+	}
+	return -1;
+}
+
 int qda_pack(uint32_t sc, const void *args_, size_t args_len, const void *refs_, size_t refs_len,
 	     void *payload_, size_t payload_len, uint64_t payload_va, uint64_t payload_dev,
 	     const struct qda_uaccess *ua, uint64_t *pkt_size_out, struct qda_marshal_status *st)
 {
 	struct qda_olap olaps[REMOTE_SCALARS_MAX_LENGTH];
+	struct qda_ucopy copies[MAX_BUFS_ONE_WAY];
+	uint32_t copy_arg[MAX_BUFS_ONE_WAY];
+	size_t ncopies = 0;
 	const uint8_t *args = args_, *refs = refs_;
 	uint8_t *payload = payload_, *rpra, *list, *pages;
 	uint32_t n = REMOTE_SCALARS_LENGTH(sc);
@@ -226,11 +256,11 @@ int qda_pack(uint32_t sc, const void *args_, size_t args_len, const void *refs_,
 	uint32_t nbufs = inbufs + REMOTE_SCALARS_OUTBUFS(sc);
 	uint64_t pkt_size, metalen = qda_metadata_size(n), pos;
 	uint32_t k;
-	int err;
+	long err;
 
 	err = qda_plan(sc, args, args_len, refs, refs_len, olaps, &pkt_size, st);
 	if (err)
-		return err;
+		return (int)err;
 	if (payload_len < pkt_size)
 		return fail(st, -EINVAL, -1, "payload is smaller than the packet size");
 	if (!ua)
@@ -282,9 +312,15 @@ int qda_pack(uint32_t sc, const void *args_, size_t args_len, const void *refs_,
 		dst = at - o->offset;
 		if (len > pkt_size - dst)
 			return fail(st, -EFAULT, (int)i, "inline copy would run past the payload");
-		if (ua->from(ua->ctx, payload + dst, ptr, (size_t)len))
-			return fail(st, -EFAULT, (int)i, "cannot read the in-buffer");
+		/* copies only touch the data area, so deferring them keeps the kernel's result */
+		copies[ncopies].local = payload + dst;
+		copies[ncopies].user = ptr;
+		copies[ncopies].len = (size_t)len;
+		copy_arg[ncopies++] = i;
 	}
+	err = run_copies(ua, copies, ncopies, 0);
+	if (err >= 0)
+		return fail(st, -EFAULT, (int)copy_arg[err], "cannot read the in-buffer");
 
 	for (k = nbufs; k < n; k++) {
 		const uint8_t *a = args + (size_t)k * QDA_ARG_SIZE;
@@ -311,6 +347,10 @@ int qda_unpack(uint32_t sc, const void *args_, size_t args_len, const void *refs
 	       struct qda_marshal_status *st)
 {
 	const uint8_t *args = args_, *refs = refs_, *payload = payload_;
+	struct qda_ucopy copies[MAX_BUFS_ONE_WAY];
+	uint32_t copy_arg[MAX_BUFS_ONE_WAY];
+	size_t ncopies = 0;
+	long bad;
 	uint32_t n = REMOTE_SCALARS_LENGTH(sc);
 	uint32_t inbufs = REMOTE_SCALARS_INBUFS(sc);
 	uint32_t nbufs = inbufs + REMOTE_SCALARS_OUTBUFS(sc);
@@ -343,9 +383,15 @@ int qda_unpack(uint32_t sc, const void *args_, size_t args_len, const void *refs
 		off = pv - payload_va;
 		if (off > payload_len || len > payload_len - off)
 			return fail(st, -EFAULT, (int)i, "DSP returned an out-buffer outside the payload");
-		if (ua->to(ua->ctx, ld64(a), payload + off, (size_t)len))
-			return fail(st, -EFAULT, (int)i, "cannot write the out-buffer");
+		copies[ncopies].local = (void *)(uintptr_t)(payload + off);	/* only read */
+		copies[ncopies].user = ld64(a);
+		copies[ncopies].len = (size_t)len;
+		copy_arg[ncopies++] = i;
 	}
+	/* all replies validated first: a lying DSP gets nothing written */
+	bad = run_copies(ua, copies, ncopies, 1);
+	if (bad >= 0)
+		return fail(st, -EFAULT, (int)copy_arg[bad], "cannot write the out-buffer");
 
 	fdl = payload + 40 * (size_t)n;
 	for (cnt = 0; cnt < FASTRPC_MAX_FDLIST; cnt++) {

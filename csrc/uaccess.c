@@ -8,7 +8,9 @@
 #endif
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <string.h>
+#include <sys/syscall.h>
 #include <sys/types.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -202,6 +204,190 @@ int qda_copy_to_user(uint64_t uaddr, const void *src, size_t len)
 	}
 	/* process_vm_writev only reads from the local iovec; the cast drops const for iovec. */
 	return pvm_copy((void *)(uintptr_t)src, uaddr, len, 1);
+}
+
+/*
+ * Vectored copies through a private pipe. The kernel's copy_{from,to}_user() behind
+ * writev()/readv() turn a bad user pointer into EFAULT (or a short count), so a pipe is a
+ * safe copy engine that handles many buffers in two syscalls. Raw syscall() bypasses
+ * sanitizer interceptors, which would otherwise inspect the (possibly bad) user ranges.
+ */
+#define PIPE_COPY_MAX   ((size_t)16 << 10)	/* larger copies go alone */
+#define PIPE_BATCH_MAX  ((size_t)32 << 10)	/* stays below the 64 KiB pipe capacity */
+#define PIPE_IOV_MAX    64
+
+static pthread_mutex_t pipe_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_once_t pipe_once = PTHREAD_ONCE_INIT;
+static int pipe_fd[2] = { -1, -1 };
+
+static void pipe_reset(void)
+{
+	if (pipe_fd[0] >= 0)
+		close(pipe_fd[0]);
+	if (pipe_fd[1] >= 0)
+		close(pipe_fd[1]);
+	pipe_fd[0] = pipe_fd[1] = -1;
+}
+
+/* A forked child must not share the parent's pipe (their data would interleave). */
+static void pipe_atfork_child(void)
+{
+	pthread_mutex_t fresh = PTHREAD_MUTEX_INITIALIZER;
+
+	pipe_lock = fresh;
+	pipe_reset();
+}
+
+static void pipe_register(void)
+{
+	pthread_atfork(NULL, NULL, pipe_atfork_child);
+}
+
+static int pipe_ready_locked(void)
+{
+	pthread_once(&pipe_once, pipe_register);
+	if (pipe_fd[0] >= 0)
+		return 0;
+	if (pipe2(pipe_fd, O_CLOEXEC | O_NONBLOCK)) {
+		pipe_fd[0] = pipe_fd[1] = -1;
+		return -errno;
+	}
+	return 0;
+}
+
+int qda_uaccess_prepare(void)
+{
+	int err;
+
+	pthread_mutex_lock(&pipe_lock);
+	err = pipe_ready_locked();
+	pthread_mutex_unlock(&pipe_lock);
+	return err;
+}
+
+/* Read exactly @len queued bytes into the first iovecs of @lv (NULL: discard); 0 or -1. */
+static int pipe_take(const struct qda_ucopy *v, size_t n, size_t len)
+{
+	struct iovec lv[PIPE_IOV_MAX];
+	size_t k = 0;
+	long r;
+
+	if (!v) {
+		char sink[4096];
+
+		while (len) {
+			r = syscall(SYS_read, pipe_fd[0], sink, len < sizeof(sink) ? len : sizeof(sink));
+			if (r <= 0)
+				return -1;
+			len -= (size_t)r;
+		}
+		return 0;
+	}
+	{
+		size_t left = len;
+
+		while (left && k < n) {
+			lv[k].iov_base = v[k].local;
+			lv[k].iov_len = v[k].len < left ? v[k].len : left;
+			left -= lv[k].iov_len;
+			k++;
+		}
+	}
+	r = len ? syscall(SYS_readv, pipe_fd[0], lv, (int)k) : 0;
+	return r == (long)len ? 0 : -1;
+}
+
+/*
+ * One batch (n <= PIPE_IOV_MAX small copies) through the pipe, pipe lock held. Returns the
+ * number of leading copies fully done (n on success); a short transfer stops at the copy
+ * that was cut, which the caller then redoes alone. -1: the pipe misbehaved (reset).
+ */
+static long pipe_batch(const struct qda_ucopy *v, size_t n, int to_user)
+{
+	struct iovec uv[PIPE_IOV_MAX], lv[PIPE_IOV_MAX];
+	size_t i, total = 0, done = 0;
+	long w, r;
+
+	for (i = 0; i < n; i++) {
+		uv[i].iov_base = (void *)(uintptr_t)v[i].user;
+		uv[i].iov_len = v[i].len;
+		lv[i].iov_base = v[i].local;
+		lv[i].iov_len = v[i].len;
+		total += v[i].len;
+	}
+	if (!to_user) {
+		w = syscall(SYS_writev, pipe_fd[1], uv, (int)n);
+		if (w < 0)
+			w = 0;	/* EFAULT before the first byte: nothing queued */
+		if (pipe_take(v, n, (size_t)w))
+			goto broken;
+		done = (size_t)w;
+	} else {
+		w = syscall(SYS_writev, pipe_fd[1], lv, (int)n);
+		if (w != (long)total) {
+			if (w > 0)
+				pipe_take(NULL, 0, (size_t)w);
+			goto broken;
+		}
+		r = syscall(SYS_readv, pipe_fd[0], uv, (int)n);
+		if (r < 0)
+			r = 0;
+		if ((size_t)r < total && pipe_take(NULL, 0, total - (size_t)r))
+			goto broken;
+		done = (size_t)r;
+	}
+	/* count the copies wholly inside the transferred prefix */
+	for (i = 0; i < n && done >= v[i].len; i++)
+		done -= v[i].len;
+	return (long)i;
+broken:
+	pipe_reset();
+	return -1;
+}
+
+static int copy_vec(const struct qda_ucopy *v, size_t n, size_t *bad, int to_user)
+{
+	size_t i = 0;
+
+	while (i < n) {
+		size_t k = 0, bytes = 0;
+		long done = -1;
+
+		while (i + k < n && k < PIPE_IOV_MAX && v[i + k].len <= PIPE_COPY_MAX &&
+		       bytes + v[i + k].len <= PIPE_BATCH_MAX) {
+			bytes += v[i + k].len;
+			k++;
+		}
+		if (k > 1) {
+			pthread_mutex_lock(&pipe_lock);
+			if (pipe_ready_locked() == 0)
+				done = pipe_batch(v + i, k, to_user);
+			pthread_mutex_unlock(&pipe_lock);
+		}
+		if (done > 0) {
+			i += (size_t)done;
+			continue;
+		}
+		/* alone: a large copy, a single one, the copy a batch was cut at, or no pipe */
+		if (to_user ? qda_copy_to_user(v[i].user, v[i].local, v[i].len)
+			    : qda_copy_from_user(v[i].local, v[i].user, v[i].len)) {
+			if (bad)
+				*bad = i;
+			return -EFAULT;
+		}
+		i++;
+	}
+	return 0;
+}
+
+int qda_copy_from_user_vec(const struct qda_ucopy *v, size_t n, size_t *bad)
+{
+	return copy_vec(v, n, bad, 0);
+}
+
+int qda_copy_to_user_vec(const struct qda_ucopy *v, size_t n, size_t *bad)
+{
+	return copy_vec(v, n, bad, 1);
 }
 
 static int self_from(void *ctx, void *dst, uint64_t src, size_t n)

@@ -48,8 +48,16 @@ cdef extern from "qdarpc/marshal.h" nogil:
                    size_t bufs_cap, qda_dec_handle *handles, size_t handles_cap,
                    qda_marshal_status *st)
 
+cdef extern from "qdarpc/uaccess.h" nogil:
+    int qda_uaccess_prepare()
+
+# The copy pipe exists from import on, so it never shows up as a descriptor "leaked" by
+# whichever call happens to be first (failure is fine: copies then go one syscall each).
+qda_uaccess_prepare()
+
 # Above this payload size the copies dominate; let other threads run meanwhile.
-DEF NOGIL_MIN = 65536
+cdef enum:
+    NOGIL_MIN = 65536
 
 
 cdef int _get(object obj, Py_buffer *view, int flags, str name) except -1:

@@ -209,6 +209,7 @@ def pack(sc: int, args, refs, payload, payload_va: int, payload_dev: int) -> int
     rpra, lst, pages = 0, 16 * n, 24 * n
     pv_[:metalen] = bytes(metalen)
     pos = metalen
+    copies = []
 
     for start, end, mstart, mend, offset, i in olaps:
         ptr, length = descs[i][0], descs[i][1]
@@ -236,6 +237,9 @@ def pack(sc: int, args, refs, payload, payload_va: int, payload_dev: int) -> int
         dst = at - offset
         if length > pkt - dst:
             raise _fail(errno.EFAULT, i, "inline copy would run past the payload")
+        copies.append((i, dst, ptr, length))
+    # copies touch only the data area, so doing them after the metadata changes nothing
+    for i, dst, ptr, length in copies:
         data = copy_from_user(ptr, length)
         if data is None:
             raise _fail(errno.EFAULT, i, "cannot read the in-buffer")
@@ -259,6 +263,7 @@ def unpack(sc: int, args, refs, payload, payload_va: int) -> tuple[int, ...]:
     _check_lens(n, av, rv)
     if len(pv_) < metadata_size(n):
         raise _fail(errno.EINVAL, -1, "payload is shorter than its metadata")
+    copies = []
     for i in range(nin, nin + nout):
         if _REF.unpack_from(rv, 16 * i)[1] != 0:
             continue
@@ -271,6 +276,9 @@ def unpack(sc: int, args, refs, payload, payload_va: int) -> tuple[int, ...]:
         off = (pv - payload_va) & _M64
         if off > len(pv_) or length > len(pv_) - off:
             raise _fail(errno.EFAULT, i, "DSP returned an out-buffer outside the payload")
+        copies.append((i, ptr, off, length))
+    # every reply is validated before anything is written back
+    for i, ptr, off, length in copies:
         if not copy_to_user(ptr, pv_[off:off + length]):
             raise _fail(errno.EFAULT, i, "cannot write the out-buffer")
     fds = []

@@ -425,3 +425,82 @@ def _env(extra):
     env["PYTHONPATH"] = os.path.dirname(os.path.dirname(os.path.abspath(qda_core.__file__)))
     env.update(extra)
     return env
+
+
+def test_many_small_buffers_fault_names_the_right_arg(m, fd_guard):
+    """The C side batches small copies; a bad pointer in the middle must still be attributed
+    to its own argument, earlier copies done and later ones not."""
+    n = 12
+    arena = bytearray(range(256)) * 4
+    b = addr(arena)
+    ro = raw_map(4096, mmap.PROT_READ)
+    try:
+        sc = scalars(0, n, 0)
+        items = [(b + 64 * k, 48) for k in range(n)]
+        items[7] = (8, 48)
+        args, r = descs(*items), refs(*[(0, 0)] * n)
+        with pytest.raises(OSError) as ei:
+            m.pack(sc, args, r, bytearray(m.payload_size(sc, args, r)), VA, DEV)
+        assert _errno_of(ei) == errno.EFAULT and "arg 7: cannot read" in str(ei.value)
+
+        sc = scalars(0, 0, n)
+        items = [(b + 64 * k, 48) for k in range(n)]
+        items[5] = (ro, 48)
+        args = descs(*items)
+        payload = bytearray(m.payload_size(sc, args, r))
+        m.pack(sc, args, r, payload, VA, DEV)
+        for k in range(n):
+            pv, ln = rpra(payload, k)
+            payload[pv - VA:pv - VA + ln] = bytes([0xE0 + k]) * ln
+        before = bytes(arena)
+        with pytest.raises(OSError) as ei:
+            m.unpack(sc, args, r, payload, VA)
+        assert _errno_of(ei) == errno.EFAULT and "arg 5: cannot write" in str(ei.value)
+        for k in range(n):
+            got = arena[64 * k:64 * k + 48]
+            want = bytes([0xE0 + k]) * 48 if k < 5 else before[64 * k:64 * k + 48]
+            assert got == want, k
+    finally:
+        _libc.munmap(ro, 4096)
+
+
+def test_rejected_reply_writes_nothing(m):
+    outs = [bytearray(8) for _ in range(3)]
+    sc = scalars(0, 0, 3)
+    args, r = descs(*[(addr(o), 8) for o in outs]), refs(*[(0, 0)] * 3)
+    payload = bytearray(m.payload_size(sc, args, r))
+    m.pack(sc, args, r, payload, VA, DEV)
+    for k in range(3):
+        pv, _ = rpra(payload, k)
+        payload[pv - VA:pv - VA + 8] = b"\xff" * 8
+    REF.pack_into(payload, 32, rpra(payload, 2)[0], 9)   # the last reply lies
+    with pytest.raises(OSError):
+        m.unpack(sc, args, r, payload, VA)
+    assert outs == [bytearray(8)] * 3
+
+
+def test_batched_copies_after_fork(m):
+    """A forked child gets its own copy pipe (sharing the parent's would mix their data)."""
+    import os
+    n = 12
+    arena = bytearray(os.urandom(64 * n))
+    b = addr(arena)
+    sc = scalars(0, n, 0)
+    args, r = descs(*[(b + 64 * k, 48) for k in range(n)]), refs(*[(0, 0)] * n)
+
+    def check() -> bool:
+        for _ in range(200):
+            p = bytearray(m.payload_size(sc, args, r))
+            m.pack(sc, args, r, p, VA, DEV)
+            for k in range(n):
+                pv, ln = rpra(p, k)
+                if p[pv - VA:pv - VA + ln] != arena[64 * k:64 * k + 48]:
+                    return False
+        return True
+
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - child
+        os._exit(0 if check() else 1)
+    ok = check()
+    _, status = os.waitpid(pid, 0)
+    assert ok and os.waitstatus_to_exitcode(status) == 0

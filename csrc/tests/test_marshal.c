@@ -249,6 +249,44 @@ static void test_uaccess(void)
 	free(local);
 }
 
+static void test_uaccess_vec(void)
+{
+	static uint8_t src[8][100], dst[8][100];
+	struct qda_ucopy v[8];
+	uint8_t *ro = mmap(NULL, 4096, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	size_t bad = 99;
+	int k;
+
+	CHECK(ro != MAP_FAILED);
+	CHECK(qda_uaccess_prepare() == 0);
+	for (k = 0; k < 8; k++) {
+		memset(src[k], 'a' + k, sizeof(src[k]));
+		v[k].local = dst[k];
+		v[k].user = (uintptr_t)src[k];
+		v[k].len = sizeof(src[k]);
+	}
+	CHECK(qda_copy_from_user_vec(v, 8, &bad) == 0 && dst[7][99] == 'h' && dst[0][0] == 'a');
+	memset(dst, 0, sizeof(dst));
+	v[4].user = 8;	/* a bad pointer in the middle of a batch */
+	CHECK(qda_copy_from_user_vec(v, 8, &bad) == -EFAULT && bad == 4);
+	CHECK(dst[3][99] == 'd' && dst[5][0] == 0);
+	v[4].user = (uintptr_t)src[4];
+	CHECK(qda_copy_from_user_vec(v, 8, &bad) == 0 && dst[7][0] == 'h');	/* pipe is clean */
+
+	for (k = 0; k < 8; k++) {	/* to user: local dst[] -> user src[] */
+		memset(dst[k], 'A' + k, sizeof(dst[k]));
+		v[k].user = (uintptr_t)src[k];
+	}
+	if (ro != MAP_FAILED)
+		v[2].user = (uintptr_t)ro + 100;	/* read-only destination */
+	CHECK(qda_copy_to_user_vec(v, 8, &bad) == -EFAULT && bad == 2);
+	CHECK(src[1][0] == 'B' && src[3][0] == 'd');
+	v[2].user = (uintptr_t)src[2];
+	CHECK(qda_copy_to_user_vec(v, 8, &bad) == 0 && src[7][99] == 'H');
+	if (ro != MAP_FAILED)
+		munmap(ro, 4096);
+}
+
 int main(void)
 {
 	test_layout_sizes();
@@ -257,6 +295,7 @@ int main(void)
 	test_decode_bounds();
 	test_heapsort_order();
 	test_uaccess();
+	test_uaccess_vec();
 	if (failures) {
 		fprintf(stderr, "test_marshal: %d check(s) failed\n", failures);
 		return 1;

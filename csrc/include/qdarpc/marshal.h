@@ -158,11 +158,12 @@ int qda_payload_size(uint32_t sc, const void *args, size_t args_len, const void 
  *
  * Writes the whole metadata block (rpra, list, pages, zeroed fdlist and crclist) and copies
  * inline in-buffers from user memory; inline out-buffer regions and alignment gaps are left
- * untouched. An in-buffer copy that would land outside the data area [metalen, pkt_size)
- * fails with -EFAULT: that happens only when a by-reference buffer overlaps a later inline
- * one, where the kernel (which offsets from the by-reference buffer's end) would overwrite
- * its own metadata or memory before its buffer. On failure the payload contents are
- * unspecified.
+ * untouched; the in-buffer copies run after the metadata is written, in overlap order
+ * (batched when @ua is &qda_uaccess_self). An in-buffer copy that would land outside the
+ * data area [metalen, pkt_size) fails with -EFAULT: that happens only when a by-reference
+ * buffer overlaps a later inline one, where the kernel (which offsets from the by-reference
+ * buffer's end) would overwrite its own metadata or memory before its buffer. On failure
+ * the payload contents are unspecified.
  *
  * Return: 0, or the errors of qda_plan(), -EINVAL (payload too small), -EFAULT (copy).
  */
@@ -187,7 +188,9 @@ int qda_pack(uint32_t sc, const void *args, size_t args_len, const void *refs, s
  * For each inline out-buffer in index order, reads rpra[i].buf.{pv,len} from the payload
  * (the DSP may have changed them) and copies len bytes from payload offset pv - @payload_va
  * to args[i].ptr. len 0 copies nothing; len > args[i].length or a source outside the
- * payload -> -EFAULT (the kernel does not check; we must not read out of bounds).
+ * payload -> -EFAULT (the kernel does not check; we must not read out of bounds). All
+ * entries are validated before the first copy, so a rejected reply writes no user memory;
+ * a faulting user pointer stops the copies there (earlier ones are done).
  *
  * Return: number of fdlist entries (0..16), or -EINVAL / -EFAULT.
  */

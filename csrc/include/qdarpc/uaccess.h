@@ -62,6 +62,57 @@ int qda_copy_from_user(void *dst, uint64_t uaddr, size_t len);
  */
 int qda_copy_to_user(uint64_t uaddr, const void *src, size_t len);
 
+/**
+ * struct qda_ucopy - one copy of a vectored user-memory transfer
+ * @local: our side (destination of a read, source of a write)
+ * @user: the user address
+ * @len: bytes
+ */
+struct qda_ucopy {
+	void *local;
+	uint64_t user;
+	size_t len;
+};
+
+/**
+ * qda_copy_from_user_vec() - qda_copy_from_user() for each of @n copies, in order
+ * @v: the copies
+ * @n: number of copies
+ * @bad: out: on failure, index of the first copy that faulted
+ *
+ * Small copies are batched through a private pipe (one writev() from the user ranges, one
+ * readv() into ours: the kernel's copy_from_user() reports bad pointers as EFAULT), which
+ * costs two syscalls for any number of buffers instead of one process_vm_readv() each. The
+ * pipe is created on first use (or by qda_uaccess_prepare()), is close-on-exec, guarded by
+ * a mutex and recreated after fork(). Large copies go through qda_copy_from_user(). Any
+ * short transfer is retried through process_vm_readv() alone, so a fault is attributed to
+ * the right copy. Copies before @bad are complete.
+ *
+ * Return: 0 or -EFAULT.
+ */
+int qda_copy_from_user_vec(const struct qda_ucopy *v, size_t n, size_t *bad);
+
+/**
+ * qda_copy_to_user_vec() - qda_copy_to_user() for each of @n copies, in order
+ * @v: the copies (@local is read)
+ * @n: number of copies
+ * @bad: out: on failure, index of the first copy that faulted
+ *
+ * As qda_copy_from_user_vec() in the other direction (readv() into the user ranges).
+ *
+ * Return: 0 or -EFAULT.
+ */
+int qda_copy_to_user_vec(const struct qda_ucopy *v, size_t n, size_t *bad);
+
+/**
+ * qda_uaccess_prepare() - create the batching pipe now (e.g. at module import), so the
+ * two descriptors do not appear in the middle of a caller's fd accounting
+ *
+ * Return: 0, or -errno if the pipe cannot be created (the vectored copies then fall back
+ * to one process_vm_* call per copy).
+ */
+int qda_uaccess_prepare(void);
+
 /** Smallest copy that may take the validated memcpy() fast path (bytes). */
 #define QDA_UACCESS_FAST_MIN ((size_t)4 << 20)
 

@@ -1,0 +1,217 @@
+"""Property tests: the C marshaller and the pure-Python reference agree byte for byte.
+
+Descriptor sets point into one real bytearray arena, so inline copies read real memory and
+unpack writes real memory; the arena is snapshotted so both backends see the same state.
+"""
+from __future__ import annotations
+
+import ctypes
+import random
+import struct
+
+from hypothesis import event, given, settings
+from hypothesis import strategies as st
+
+from qda_core import marshal_ref as py
+from qda_core._ext import load
+from qda_core.wire import INVOKE_ARG, scalars
+
+c = load("_marshal")
+
+ARENA = 1 << 16
+M64 = (1 << 64) - 1
+REF = struct.Struct("<QQ")
+
+
+def outcome(fn, *a):
+    """('ok', value) or ('err', errno / exception type) so results and errors compare alike."""
+    try:
+        return ("ok", fn(*a))
+    except OSError as e:
+        return ("err", e.errno)
+    except (TypeError, OverflowError) as e:
+        return ("exc", type(e))
+
+
+class Arena:
+    def __init__(self, seed: int):
+        self.buf = bytearray(random.Random(seed).randbytes(ARENA))
+        self.base = ctypes.addressof((ctypes.c_char * ARENA).from_buffer(self.buf))
+
+    def snapshot(self) -> bytes:
+        return bytes(self.buf)
+
+    def restore(self, snap: bytes) -> None:
+        self.buf[:] = snap
+
+
+@st.composite
+def counts(draw):
+    if draw(st.integers(0, 9)) == 0:  # sometimes the maxima
+        return draw(st.sampled_from([(255, 255, 15, 15), (255, 0, 0, 0), (0, 255, 15, 0)]))
+    return (draw(st.integers(0, 24)), draw(st.integers(0, 24)),
+            draw(st.integers(0, 15)), draw(st.integers(0, 15)))
+
+
+@st.composite
+def invocations(draw, valid_only: bool = False):
+    """(sc, args, refs, arena_seed) with a mix of inline/by-ref, overlapping and empty buffers."""
+    nin, nout, nih, noh = draw(counts())
+    sc = scalars(draw(st.integers(0, 31)), nin, nout, nih, noh)
+    seed = draw(st.integers(0, 2**32))
+    rnd = random.Random(draw(st.integers(0, 2**32)))
+    p_ref = draw(st.sampled_from([0.0, 0.1, 0.5]))
+    p_wild = 0.0 if valid_only else draw(st.sampled_from([0.0, 0.0, 0.02]))
+    hot = rnd.randrange(ARENA - 4096)    # cluster pointers so overlaps are common
+    recs, refs = [], []
+    for i in range(nin + nout):
+        length = rnd.choice([0, rnd.randrange(1, 64), rnd.randrange(1, 4096), rnd.randrange(1, 12000)])
+        length = min(length, ARENA)
+        off = rnd.choice([hot + rnd.randrange(-256, 256), rnd.randrange(ARENA)])
+        off = max(0, min(off, ARENA - length))
+        ptr = off  # arena offset; made absolute per arena below
+        fd = -1
+        ref = (0, 0)
+        if rnd.random() < p_ref:
+            fd = rnd.randrange(1, 50)
+            ref = (rnd.randrange(1 << 40) & ~0xFFF, rnd.randrange(1, 1 << 24))
+        if rnd.random() < p_wild:
+            ptr, length = rnd.choice([(None, rnd.randrange(1, 64)), (M64 - rnd.randrange(64), rnd.randrange(65)),
+                                      (None, 0), ("huge", 1 << 63)])
+        recs.append([ptr, length, fd])
+        refs.append(ref)
+    for i in range(nih + noh):
+        recs.append([rnd.randrange(1 << 64), rnd.randrange(1 << 64), rnd.randrange(-(1 << 31), 1 << 31)])
+        refs.append((rnd.randrange(1 << 64), rnd.randrange(1 << 64)))
+    return sc, recs, refs, seed, nin + nout
+
+
+def materialize(recs, refs, arena: Arena, nbufs: int):
+    out = []
+    for i, (ptr, length, fd) in enumerate(recs):
+        if i < nbufs:
+            if ptr is None:
+                ptr = 0
+            elif ptr == "huge":
+                ptr = arena.base
+            elif ptr < ARENA:
+                ptr += arena.base
+        out.append(INVOKE_ARG.pack(ptr, length, fd, 0))
+    return b"".join(out), b"".join(REF.pack(*r) for r in refs)
+
+
+addresses = st.sampled_from([0x7F00_0000_0000, 0x1000, M64 + 1 - 4096, 0]) | \
+    st.integers(0, (1 << 52) - 1).map(lambda v: v << 12)
+
+
+@settings(deadline=None)
+@given(invocations(), addresses, addresses, st.integers(0, 2**32))
+def test_c_matches_reference(inv, va, dev, dsp_seed):
+    sc, recs, refs, seed, nbufs = inv
+    arena = Arena(seed)
+    args, rr = materialize(recs, refs, arena, nbufs)
+    size_c, size_py = outcome(c.payload_size, sc, args, rr), outcome(py.payload_size, sc, args, rr)
+    assert size_c == size_py
+    event(f"payload_size: {size_c[0] if size_c[0] == 'ok' else size_c}")
+    if size_c[0] != "ok" or size_c[1] > (4 << 20):
+        return
+    size = size_c[1]
+    pc, pp = bytearray(size), bytearray(size)
+    r_c = outcome(c.pack, sc, args, rr, pc, va, dev)
+    r_py = outcome(py.pack, sc, args, rr, pp, va, dev)
+    assert r_c == r_py
+    assert pc == pp
+    event(f"pack: {r_c[0] if r_c[0] == 'ok' else r_c}")
+    if r_c[0] != "ok":
+        return
+    assert r_c[1] == size
+
+    # the DSP's reply: random output data, sometimes lies in rpra, an fdlist
+    rnd = random.Random(dsp_seed)
+    n = len(recs)
+    reply = bytearray(pc)
+    meta = c.metadata_size(n)
+    if size > meta:
+        for _ in range(rnd.randrange(4)):
+            a = rnd.randrange(meta, size)
+            reply[a:a + 64] = rnd.randbytes(min(64, size - a))
+    for _ in range(rnd.choice([0, 0, 1])):
+        if nbufs:
+            i = rnd.randrange(nbufs)
+            struct.pack_into("<Q", reply, 16 * i + rnd.choice([0, 8]), rnd.randrange(1 << 64))
+    for k in range(rnd.randrange(17)):
+        struct.pack_into("<Q", reply, 40 * n + 8 * k, rnd.randrange(1 << 64))
+
+    snap = arena.snapshot()
+    u_c = outcome(c.unpack, sc, args, rr, reply, va)
+    after_c = arena.snapshot()
+    arena.restore(snap)
+    u_py = outcome(py.unpack, sc, args, rr, bytes(reply), va)
+    assert u_c == u_py
+    assert arena.snapshot() == after_c
+    event(f"unpack: {u_c[0] if u_c[0] == 'ok' else u_c}, arena {'changed' if after_c != snap else 'unchanged'}")
+
+
+@settings(deadline=None)
+@given(invocations(valid_only=True), addresses)
+def test_decode_of_pack_round_trips(inv, va):
+    sc, recs, refs, seed, nbufs = inv
+    arena = Arena(seed)
+    args, rr = materialize(recs, refs, arena, nbufs)
+    size = c.payload_size(sc, args, rr)
+    payload = bytearray(size)
+    dev = (va ^ 0x5_0000_0000) & M64 & ~0xFFF     # same page offset as va
+    any_ref = any(refs[i][1] for i in range(nbufs) if recs[i][1])
+    try:
+        c.pack(sc, args, rr, payload, va, dev)
+    except OSError:
+        assert any_ref    # only a by-ref/inline overlap may fail on valid pointers
+        return
+    bufs, handles = c.decode(sc, payload)
+    assert (bufs, handles) == py.decode(sc, payload)
+    nin = (sc >> 16) & 0xFF
+    for i in range(nbufs):
+        ptr, length, _fd, _ = INVOKE_ARG.unpack_from(args, 24 * i)
+        addr, blen = bufs[i]
+        assert blen == length
+        if not length:
+            assert addr == 0
+        elif refs[i][1]:
+            assert addr == (refs[i][0] + (ptr & 0xFFF)) & M64
+        elif not any_ref:
+            pv = struct.unpack_from("<Q", payload, 16 * i)[0]
+            off = (addr - dev) & M64
+            assert off == (pv - va) & M64
+            assert c.metadata_size(len(recs)) <= off and off + length <= size
+            if i < nin:
+                assert payload[off:off + length] == arena.buf[ptr - arena.base:ptr - arena.base + length]
+    for k, h in enumerate(handles):
+        ptr, length, fd, _ = INVOKE_ARG.unpack_from(args, 24 * (nbufs + k))
+        assert h == (fd, ptr & 0xFFFFFFFF, length & 0xFFFFFFFF, *refs[nbufs + k])
+
+
+@st.composite
+def raw_payloads(draw):
+    sc = draw(st.integers(0, 2**32 - 1))
+    if draw(st.booleans()):
+        sc &= 0xFF0F0F33
+    n = sum(((sc >> 16) & 0xFF, (sc >> 8) & 0xFF, (sc >> 4) & 0xF, sc & 0xF))
+    meta = 40 * n + 384
+    rnd = random.Random(draw(st.integers(0, 2**32)))
+    length = draw(st.sampled_from([meta, meta + 100, max(0, meta - 1), rnd.randrange(meta + 1)]))
+    data = bytearray(rnd.randbytes(length))
+    if length >= meta and draw(st.sampled_from([True, True, True, False])):   # mostly-valid page lists
+        for i in range(n):
+            struct.pack_into("<II", data, 16 * n + 8 * i, rnd.randrange(2), rnd.randrange(n))
+        if n and draw(st.booleans()):
+            struct.pack_into("<II", data, 16 * n + 8 * rnd.randrange(n), *rnd.choice([(2, 0), (1, n), (0, 1 << 31)]))
+    return sc, bytes(data)
+
+
+@settings(deadline=None, max_examples=300)
+@given(raw_payloads())
+def test_decode_arbitrary_bytes_c_equals_reference(case):
+    sc, data = case
+    res = outcome(c.decode, sc, data)
+    assert res == outcome(py.decode, sc, data)
+    event(f"decode: {res[0] if res[0] == 'ok' else res}")
