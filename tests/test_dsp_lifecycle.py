@@ -172,7 +172,7 @@ def test_set_param(dsp, client):
     assert rv == 0
     rv, _ = client.send(0, 0x03020000, [struct.pack("<II", 2, 1), struct.pack("<I", 1)])
     assert rv == 0
-    p = dsp._procs[3]
+    p = dsp._procs["", 3]
     assert p.params == {1: (142, 16384), 2: (1,)}
     rv, _ = client.send(0, 0x03020000, [struct.pack("<II", 1, 2), struct.pack("<I", 1)])
     assert u32(rv) == 0x8000040E  # paramsLen says 2 u32s, buffer has 1
@@ -284,7 +284,7 @@ def test_mem_map_and_mapped_read(dsp, mem, client):
     buf = mem.alloc(len(data), data)
     rv, va = client.mem_map(fd=21, dev_addr=buf, size=len(data))
     assert rv == 0 and va
-    mp = dsp._procs[3].find_mapping(21)
+    mp = dsp._procs["", 3].find_mapping(21)
     assert (mp.vaddr, mp.dev_addr, mp.size) == (va, buf, len(data))
     assert dsp.processes()[0].mappings == 1
     _, h, _, _ = client.open(TEST_URI)

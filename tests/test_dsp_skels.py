@@ -131,7 +131,7 @@ def test_in_buffers_are_read_only(tmp_path):
 def test_crash_method(client):
     h = opened(client, TEST_URI)
     assert u32(client.send(h, 0x06000000)[0]) == 0x8000040D
-    assert "qdarpc_test.crash() called" in client.dsp._procs[1].crash_reason
+    assert "qdarpc_test.crash() called" in client.dsp._procs["", 1].crash_reason
 
 
 # -- escape, declared sc, return value checks -----------------------------------------------
