@@ -1,0 +1,95 @@
+"""Trace recorder: every driver ioctl, legacy API call and DSP dispatch, when switched on.
+
+Off by default, and then free: hot paths test one module global, ``trace.RECORDER``, and do
+nothing else when it is ``None``. Switch on with ``QDARPC_TRACE=<file>`` (written at exit) or::
+
+    with qda_core.trace.recording() as rec:
+        ...
+    rec.events  # list of dicts, see SCHEMA_VERSION
+
+Event schema (version 1), one dict per event; timestamps are ``time.perf_counter_ns()``:
+
+* common: ``v`` (schema version), ``kind`` (``ioctl`` | ``api`` | ``dsp``), ``ts`` (start, ns),
+  ``dur`` (ns), ``pid``, ``tid`` (thread id of the caller)
+* ``ioctl``: ``driver`` (``accel`` | ``legacy``), ``node`` (device path), ``name``, ``nr``
+  (full request number), ``fields`` (decoded struct fields), ``ret`` (kernel return: 0, -errno or
+  the DSP retval), ``errno`` (0 or the positive errno), ``copied`` / ``shared`` (INVOKE: payload
+  bytes copied inline / passed by reference)
+* ``api``: ``name`` (legacy C name), ``args`` (short summary string), ``ret`` (AEE code)
+* ``dsp``: ``domain``, ``channel``, ``client_id``, ``pd``, ``handle``, ``method``, ``sc``,
+  ``retval``, ``modeled_ns`` (cost-model on-device time)
+"""
+from __future__ import annotations
+
+import atexit
+import os
+import threading
+import time
+from contextlib import contextmanager
+from typing import Any, Iterator
+
+SCHEMA_VERSION = 1
+
+#: The active recorder, or None. Read it once per hot-path call: ``tr = trace.RECORDER``.
+RECORDER: "Recorder | None" = None
+
+now = time.perf_counter_ns
+
+
+class Recorder:
+    """Collects events in memory (thread-safe append)."""
+
+    def __init__(self) -> None:
+        self.events: list[dict[str, Any]] = []
+        self._lock = threading.Lock()  # protects events
+        self.pid = os.getpid()
+
+    def _add(self, kind: str, t0: int, t1: int, **fields: Any) -> None:
+        ev = {"v": SCHEMA_VERSION, "kind": kind, "ts": t0, "dur": t1 - t0, "pid": self.pid,
+              "tid": threading.get_native_id(), **fields}
+        with self._lock:
+            self.events.append(ev)
+
+    def ioctl(self, driver: str, node: str, name: str, nr: int, fields: dict, ret: int, t0: int, t1: int,
+              *, copied: int = 0, shared: int = 0) -> None:
+        err = -ret if -4096 < ret < 0 else 0
+        self._add("ioctl", t0, t1, driver=driver, node=node, name=name, nr=nr, fields=fields, ret=ret,
+                  errno=err, copied=copied, shared=shared)
+
+    def api(self, name: str, args: str, ret: int, t0: int, t1: int) -> None:
+        self._add("api", t0, t1, name=name, args=args, ret=ret)
+
+    def dsp(self, domain: str, channel: str, client_id: int, pd: int, handle: int, sc: int, retval: int,
+            modeled_ns: int, t0: int, t1: int) -> None:
+        self._add("dsp", t0, t1, domain=domain, channel=channel, client_id=client_id, pd=pd, handle=handle,
+                  method=(sc >> 24) & 0x1F, sc=sc, retval=retval, modeled_ns=modeled_ns)
+
+
+@contextmanager
+def recording() -> Iterator[Recorder]:
+    """Record everything inside the block (nests: the outer recorder is restored after)."""
+    global RECORDER
+    prev, rec = RECORDER, Recorder()
+    RECORDER = rec
+    try:
+        yield rec
+    finally:
+        RECORDER = prev
+
+
+def _from_env() -> None:
+    global RECORDER
+    path = os.environ.get("QDARPC_TRACE")
+    if not path:
+        return
+    RECORDER = rec = Recorder()
+
+    def _write() -> None:
+        from .trace_formats import write  # formats live apart from the hot-path module
+
+        write(rec.events, path)
+
+    atexit.register(_write)
+
+
+_from_env()
