@@ -1,18 +1,30 @@
-"""``qdarpc``: a thin click group over the library; commands import what they need lazily."""
+"""``qdarpc``: a thin click group over the library; commands import what they need lazily.
+
+Exit codes are listed once, in :mod:`qdarpc_cli.errors`; library exceptions become one-line
+messages there (``qdarpc --debug`` shows the traceback instead).
+"""
 from __future__ import annotations
 
+import json
 import sys
 
 import click
 
-EXIT_LIBRARY_ERROR = 2
+from . import options
+from .errors import EXIT_DSP, EXIT_FAILED, EXIT_UNAVAILABLE, CliError, translate
+from .invoke import IN_HELP, OUT_HELP, BufSpec, OrderedCommand
+
+EPILOG_EXIT = ("\b\nExit codes: 0 ok, 1 check failed, 2 usage, 3 device/driver error, 4 DSP error, "
+               "5 file error, 6 unavailable, 70 internal error.")
 
 
 def _version_text() -> str:
+    import platform
+
     import qda_core
     from qda_core._ext import versions
 
-    lines = [f"qdarpc {qda_core.__version__} from {qda_core.__path__[0]}"]
+    lines = [f"qdarpc {qda_core.__version__} from {qda_core.__path__[0]} (Python {platform.python_version()})"]
     try:
         lines += [f"  qda_core.{name}: {ver}" for name, ver in versions().items()]
     except ImportError as exc:
@@ -26,33 +38,335 @@ def _show_version(ctx: click.Context, _param, value: bool) -> None:
         ctx.exit()
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class QdarpcGroup(click.Group):
+    """Turns library exceptions escaping any subcommand into clean one-line errors."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.Exit, click.Abort, click.ClickException, SystemExit, KeyboardInterrupt):
+            raise
+        except Exception as exc:
+            if ctx.find_root().params.get("debug"):
+                raise
+            raise translate(exc) from None
+
+
+def _echo_json(obj) -> None:
+    click.echo(json.dumps(obj, indent=2, sort_keys=False))
+
+
+@click.group(cls=QdarpcGroup, context_settings={"help_option_names": ["-h", "--help"]}, epilog=EPILOG_EXIT)
 @click.option("--version", is_flag=True, expose_value=False, is_eager=True, callback=_show_version,
-              help="Show the package version and the version compiled into each extension.")
-def cli() -> None:
+              help="Show the package version, its path and the version compiled into each extension.")
+@options.debug
+def cli(debug: bool) -> None:
     """qdarpc: run, test and port Qualcomm FastRPC code without a DSP.
 
     An emulated Hexagon DSP behind the QDA accel driver (/dev/accel/accelN) and the legacy
-    FastRPC driver, all in this process.
+    FastRPC driver, all in this process. Each command builds a fresh emulated SoC.
+
+    \b
+    Examples:
+      qdarpc selftest
+      qdarpc devices --json
+      qdarpc invoke 'file:///libcalculator_skel.so?calculator_skel_handle_invoke&_modver=1.0' sum \\
+          --in i32:3 --in i32:1,2,3 --out i64:1
+      qdarpc trace -o run.json -- selftest
     """
 
 
+# --- selftest ---------------------------------------------------------------------------------
 @cli.command()
-@click.option("-d", "--domain", default="cdsp", show_default=True, help="DSP domain to run on.")
+@options.domain
 def selftest(domain: str) -> None:
     """Run the calculator example end to end on the emulated DSP and print each step.
 
+    Exits 0 when every result is right, 1 otherwise.
+
     \b
     Example:
-      qdarpc selftest
+      qdarpc selftest -d cdsp
     """
     from .selftest import run
 
+    sys.exit(0 if run(domain, click.echo) else EXIT_FAILED)
+
+
+# --- devices / query --------------------------------------------------------------------------
+@cli.command()
+@options.add_options(options.soc, options.json_output)
+def devices(soc_profile: str | None, as_json: bool) -> None:
+    """List the emulated SoC: DSP domains, device nodes of both drivers, context banks, PDs.
+
+    \b
+    Examples:
+      qdarpc devices
+      qdarpc devices --soc full --json
+    """
+    from .info import devices as info, format_devices
+
+    data = info(soc_profile)
+    _echo_json(data) if as_json else click.echo(format_devices(data))
+
+
+@cli.command()
+@click.argument("device")
+@options.add_options(options.soc, options.json_output)
+def query(device: str, soc_profile: str | None, as_json: bool) -> None:
+    """Issue DRM_IOCTL_QDA_QUERY on DEVICE and print what it returns.
+
+    DEVICE is an accel node (/dev/accel/accel1 or accel1), a domain name (cdsp) or id (3).
+
+    \b
+    Examples:
+      qdarpc query /dev/accel/accel1
+      qdarpc query cdsp --json
+    """
+    from .info import query as do_query
+
+    data = do_query(device, soc_profile)
+    if as_json:
+        _echo_json(data)
+    else:
+        click.echo(f"{data['device']}: {data['ioctl']} ({data['request']}) -> dsp_name={data['dsp_name']!r} "
+                   f"(client_id {data['client_id']})")
+
+
+# --- invoke -----------------------------------------------------------------------------------
+def _parse_sc(_ctx, param, value: str | None) -> int | None:
+    if value is None:
+        return None
     try:
-        ok = run(domain, click.echo)
-    except OSError as exc:
-        raise click.ClickException(str(exc)) from exc
-    sys.exit(0 if ok else 1)
+        sc = int(value, 0)
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not an integer (e.g. 0x02020100)", param=param) from None
+    if not 0 <= sc <= 0xFFFF_FFFF:
+        raise click.BadParameter(f"{value} is not a 32-bit scalars word", param=param)
+    return sc
+
+
+@cli.command(cls=OrderedCommand)
+@click.argument("uri")
+@click.argument("method")
+@click.option("--in", "ins", multiple=True, type=BufSpec(out=False, by_ref=False), metavar="SPEC",
+              help=f"An in-buffer, copied into the message: {IN_HELP}. Repeat in argument order.")
+@click.option("--in-rpcmem", "ins_ref", multiple=True, type=BufSpec(out=False, by_ref=True), metavar="SPEC",
+              help="An in-buffer passed by reference (shared rpcmem/GEM buffer); same SPEC as --in.")
+@click.option("--out", "outs", multiple=True, type=BufSpec(out=True, by_ref=False), metavar="SPEC",
+              help=f"An out-buffer: {OUT_HELP}.")
+@click.option("--out-rpcmem", "outs_ref", multiple=True, type=BufSpec(out=True, by_ref=True), metavar="SPEC",
+              help="An out-buffer passed by reference (shared); same SPEC as --out.")
+@click.option("--sc", callback=_parse_sc, metavar="WORD",
+              help="The scalars word (default: REMOTE_SCALARS_MAKE(METHOD, #in, #out)).")
+@click.option("--repeat", type=click.IntRange(min=1), default=1, show_default=True, metavar="N",
+              help="Invoke N times and print median/p99 wall time per call.")
+@options.domain_option(None, "DSP domain: name or id (default: the URI's &_dom=, else cdsp).")
+@options.add_options(options.unsigned_pd, options.backend, options.session, options.soc, options.json_output)
+def invoke(uri: str, method: str, ins, ins_ref, outs, outs_ref, sc, repeat, domain, unsigned_pd, backend,
+           session, soc_profile, as_json) -> None:
+    """Open the module URI on the DSP and invoke METHOD with typed buffers.
+
+    METHOD is a method id (2, 0x3) or, for Python skels, a method name (sum). Buffers go in
+    command-line order; outputs print decoded by their SPEC type, then the DSP return code
+    with its AEE name (exit code 4 when it is not 0).
+
+    \b
+    Examples:
+      qdarpc invoke 'file:///libcalculator_skel.so?calculator_skel_handle_invoke&_modver=1.0' sum \\
+          --in i32:3 --in i32:1,2,3 --out i64:1
+      qdarpc invoke 'file:///libcalculator_skel.so?calculator_skel_handle_invoke&_modver=1.0&_dom=cdsp' 3 \\
+          --in i32:4 --in-rpcmem i32:5,9,2,7 --out i32:1 -U --repeat 1000
+      qdarpc invoke 'file:///libqdarpc_test_skel.so?qdarpc_test_skel_handle_invoke&_modver=1.0' echo \\
+          --in str:hello --out str:16 --json
+    """
+    from . import invoke as inv
+    from .term import progress
+
+    ctx = click.get_current_context()
+    in_bufs = inv.in_order(ctx, ("ins", "ins_ref"), {"ins": ins, "ins_ref": ins_ref})
+    out_bufs = inv.in_order(ctx, ("outs", "outs_ref"), {"outs": outs, "outs_ref": outs_ref})
+    try:
+        res = inv.run(uri=uri, method=method, domain=domain, session=session, unsigned=unsigned_pd,
+                      backend=backend, soc_profile=soc_profile, ins=in_bufs, outs=out_bufs, sc=sc,
+                      repeat=repeat, progress=progress(f"invoke x{repeat}"))
+    except ValueError as exc:  # URI, method, scalars: the command line is wrong
+        raise click.UsageError(str(exc), ctx) from None
+    if as_json:
+        _echo_json(res.to_json())
+    else:
+        click.echo(_format_invoke(res))
+    if res.ret:
+        ctx.exit(EXIT_DSP)
+
+
+def _format_invoke(res) -> str:
+    data = res.to_json()
+    name = f" ({res.method_name})" if res.method_name else ""
+    lines = [f"{res.domain} via {res.backend}: {res.uri}",
+             f"method {res.method}{name}  sc {res.sc:#010x}"]
+    for o in data["outputs"]:
+        how = "rpcmem " if o["by_ref"] else ""
+        raw_len = len(o["hex"]) // 2
+        if o["type"] == "hex":
+            val = o["value"] if raw_len <= 64 else o["value"][:128] + f"... ({raw_len} bytes)"
+            lines.append(f"out{o['index']} {how}{raw_len} bytes: {val}")
+        elif o["type"] == "str":
+            lines.append(f"out{o['index']} {how}str[{raw_len}]: {o['value']!r}")
+        else:
+            lines.append(f"out{o['index']} {how}{o['type']}[{len(o['value'])}]: {' '.join(map(str, o['value']))}")
+    lines.append(f"ret {res.ret:#x} {data['ret_name']}")
+    if "timing" in data:
+        t = data["timing"]
+        lines.append(f"{t['calls']} calls: median {t['median_us']:.2f} us, p99 {t['p99_us']:.2f} us, "
+                     f"min {t['min_us']:.2f} us, mean {t['mean_us']:.2f} us")
+    return "\n".join(lines)
+
+
+# --- trace ------------------------------------------------------------------------------------
+class TraceGroup(click.Group):
+    """``qdarpc trace [run] ...``: anything that is not a subcommand is what to run."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if args and args[0] not in self.commands and args[0] not in ctx.help_option_names:
+            args = ["run", *args]
+        return super().parse_args(ctx, args)
+
+
+@cli.group(cls=TraceGroup)
+def trace() -> None:
+    """Record the ioctls, legacy API calls and DSP work of a run; summarize or convert traces.
+
+    \b
+    Examples:
+      qdarpc trace -o run.jsonl -- selftest
+      qdarpc trace -o run.json -- invoke URI sum --in i32:1 --in i32:5 --out i64:1
+      qdarpc trace -o app.jsonl my_app.py --its-args
+      qdarpc trace summarize run.jsonl
+      qdarpc trace convert run.jsonl -o run.json    # open in ui.perfetto.dev
+    """
+
+
+def _trace_output(_ctx, param, value: str) -> str:
+    from .tracecmd import TRACE_EXTS
+
+    if not value.lower().endswith(TRACE_EXTS):
+        raise click.BadParameter(f"{value!r}: use .jsonl (JSON Lines) or .json (Chrome/Perfetto trace)",
+                                 param=param)
+    return value
+
+
+@trace.command("run", context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
+@click.option("-o", "--output", default="qdarpc-trace.jsonl", show_default=True, callback=_trace_output,
+              help="Trace file: .jsonl (events, lossless) or .json (Chrome trace-event JSON).")
+@click.argument("target", nargs=-1, required=True, type=click.UNPROCESSED)
+def trace_run(output: str, target: tuple[str, ...]) -> None:
+    """Run TARGET under the recorder: a Python script (path, then its arguments) or a qdarpc
+    subcommand (after --). The trace is written even when TARGET fails; the exit code is TARGET's.
+
+    \b
+    Examples:
+      qdarpc trace run -o out.jsonl -- devices
+      qdarpc trace run -o out.json script.py arg1
+    """
+    from .tracecmd import is_script, run_script, traced
+
+    argv = list(target)
+
+    def sub() -> int:
+        rv = cli.main(args=argv, prog_name="qdarpc", standalone_mode=False)
+        return rv if isinstance(rv, int) else 0
+
+    def report(n: int) -> None:
+        click.echo(f"trace: {n} events -> {output}", err=True)
+
+    code = traced((lambda: run_script(argv)) if is_script(argv[0]) else sub, output, report)
+    click.get_current_context().exit(code)
+
+
+@trace.command("summarize")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False))
+@options.json_output
+def trace_summarize(file: str, as_json: bool) -> None:
+    """Summarize a .jsonl trace: top ioctls by count and time, bytes copied vs shared, errors.
+
+    \b
+    Example:
+      qdarpc trace summarize run.jsonl --json
+    """
+    from qda_core.trace_formats import read_jsonl, summarize
+
+    from .tracecmd import format_summary
+
+    s = summarize(read_jsonl(_jsonl_input(file)))
+    _echo_json(s) if as_json else click.echo(format_summary(file, s))
+
+
+def _jsonl_input(file: str) -> str:
+    if not file.lower().endswith(".jsonl"):
+        raise click.BadParameter(f"{file!r}: read a .jsonl trace (the lossless form; .json is for viewers)",
+                                 param_hint="FILE")
+    return file
+
+
+@trace.command("convert")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False))
+@click.option("-o", "--output", default=None, callback=lambda c, p, v: v and _trace_output(c, p, v),
+              help="Output file (default: FILE with .json).")
+def trace_convert(file: str, output: str | None) -> None:
+    """Convert a .jsonl trace to Chrome trace-event JSON (Perfetto UI, chrome://tracing).
+
+    \b
+    Example:
+      qdarpc trace convert run.jsonl -o run.json
+    """
+    from qda_core.trace_formats import read_jsonl, write
+
+    events = read_jsonl(_jsonl_input(file))
+    out = output or file[: -len(".jsonl")] + ".json"
+    write(events, out)
+    click.echo(f"{len(events)} events -> {out}")
+
+
+# --- bench ------------------------------------------------------------------------------------
+@cli.command()
+@click.option("--only", multiple=True, type=click.Choice(["marshal", "invoke"]),
+              help="Run only this benchmark (repeatable).")
+@click.option("--iterations", type=click.IntRange(min=1), default=None, metavar="N",
+              help="Iterations of the invoke latency benchmark (its default: 20000).")
+@options.json_output
+def bench(only: tuple[str, ...], iterations: int | None, as_json: bool) -> None:
+    """Run the benchmark scripts of the source checkout (bench/*.py) and print their tables.
+
+    \b
+    Examples:
+      qdarpc bench
+      qdarpc bench --only invoke --iterations 2000 --json
+    """
+    from .bench import SCRIPTS, find_bench_dir, run_script
+    from .term import progress
+
+    bench_dir = find_bench_dir()
+    if bench_dir is None:
+        raise CliError("benchmark scripts not found: bench/ ships with the source checkout, not the installed "
+                       "package (run from a checkout)", EXIT_UNAVAILABLE)
+    names = [n for n in SCRIPTS if not only or n in only]
+    results = []
+    with progress("bench")(names) as it:
+        for name in it:
+            results.append(run_script(bench_dir, name, iterations))
+    failed = [r for r in results if r["returncode"] != 0]
+    if as_json:
+        _echo_json({"bench_dir": str(bench_dir), "results": results})
+    else:
+        for r in results:
+            click.echo(f"== bench/{r['name']}.py ({r['seconds']:.1f} s)")
+            click.echo(r["output"].rstrip() or "(no output)")
+            if r["returncode"] != 0:
+                click.echo((r["stderr"].strip().splitlines() or ["failed"])[-1], err=True)
+            click.echo()
+    if failed:
+        raise CliError(f"benchmark failed: {', '.join(r['name'] for r in failed)}", EXIT_FAILED)
 
 
 def main() -> None:  # pragma: no cover - console entry

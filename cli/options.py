@@ -1,0 +1,83 @@
+"""Reusable options of ``qdarpc`` commands, one named decorator each (pip-tools style).
+
+Stack them on a command (``@options.domain``) or compose a set with :func:`add_options`.
+Names follow ``fastrpc_test``: ``-d`` domain, ``-U`` unsigned PD. Validation that needs the
+library imports it lazily, so ``qdarpc --help`` stays fast.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import click
+
+
+def add_options(*decorators: Callable) -> Callable:
+    """One decorator applying ``decorators`` in the order written (top one outermost)."""
+
+    def apply(fn: Callable) -> Callable:
+        for deco in reversed(decorators):
+            fn = deco(fn)
+        return fn
+
+    return apply
+
+
+def _domain_name(_ctx, param, value: str | None) -> str | None:
+    """Accept a domain name or numeric id (``cdsp`` or ``3``); return the name."""
+    if value is None:
+        return None
+    from qda_core.soc import DOMAINS
+
+    v = value.strip().lower()
+    if v.isdigit():
+        for name, did in DOMAINS.items():
+            if did == int(v):
+                return name
+    elif v in DOMAINS:
+        return v
+    raise click.BadParameter(f"unknown DSP domain {value!r}; known: {', '.join(DOMAINS)} (or their ids 0-6)",
+                             param=param)
+
+
+def _soc_profile(_ctx, param, value: str | None) -> str | None:
+    if value is None:
+        return None
+    from qda_core.soc import load_profile
+
+    try:
+        load_profile(value)
+    except (ValueError, OSError, KeyError) as exc:
+        raise click.BadParameter(str(exc), param=param) from None
+    return value
+
+
+def domain_option(default: str | None = "cdsp", help: str = "DSP domain: name or id.") -> Callable:
+    """A ``--domain/-d`` option with its own default (None: the command derives it)."""
+    return click.option("-d", "--domain", default=default, show_default=default is not None,
+                        callback=_domain_name, metavar="DOMAIN", help=help)
+
+
+domain = domain_option()
+
+unsigned_pd = click.option(
+    "-U", "--unsigned-pd", is_flag=True, default=False,
+    help="Create an unsigned user PD (FASTRPC_MODE_UNSIGNED_MODULE), as fastrpc_test -U 1.")
+
+backend = click.option(
+    "--backend", type=click.Choice(["accel", "legacy"]), default="accel", show_default=True,
+    envvar="QDARPC_BACKEND", help="Kernel driver to go through: QDA accel or legacy misc/fastrpc.")
+
+session = click.option(
+    "--session", type=click.IntRange(0, 3), default=0, show_default=True, metavar="N",
+    help="FastRPC session of the domain (0-3; appended to the URI as &_session=N).")
+
+json_output = click.option(
+    "--json", "as_json", is_flag=True, default=False, help="Print one JSON document instead of text.")
+
+soc = click.option(
+    "--soc", "soc_profile", default=None, envvar="QDARPC_SOC", callback=_soc_profile, metavar="PROFILE",
+    help="SoC profile to emulate: default, full, minimal, or a .json/.toml file [env QDARPC_SOC].")
+
+debug = click.option(
+    "--debug", is_flag=True, default=False,
+    help="Show Python tracebacks for errors instead of one-line messages.")
