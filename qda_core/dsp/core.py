@@ -23,7 +23,7 @@ import struct
 import threading
 from typing import Callable, Mapping, NamedTuple, Protocol
 
-from .. import errors
+from .. import errors, trace
 from ..marshal import decode
 from ..wire import (FASTRPC_DSP_UTILITIES_HANDLE, FASTRPC_INIT_HANDLE, MEM_MAP_REQ, MEM_UNMAP_REQ,
                     MMAP_REQ, MUNMAP_REQ, PAGE_SIZE, PHY_PAGE, S32, SENSORS_PD, U64, CREATE_INBUF,
@@ -166,7 +166,11 @@ class EmulatedDsp:
             self.stats.record(error=True)
             reply(Rsp(0, aee.to_int32(aee.ERR_MALFORMED)).pack())
             return
-        retval = self._handle(m)
+        tr = trace.RECORDER
+        t0 = trace.now() if tr is not None else 0
+        retval, ns = self._handle(m)
+        if tr is not None:
+            tr.dsp(self.domain, channel, m.client_id, m.pd, m.handle, m.sc, retval, ns, t0, trace.now())
         reply(Rsp(m.ctx, aee.to_int32(retval)).pack())
 
     def restart(self) -> None:
@@ -188,7 +192,8 @@ class EmulatedDsp:
 
     # -- dispatch --------------------------------------------------------------------------
 
-    def _handle(self, m: Msg) -> int:
+    def _handle(self, m: _Req) -> tuple[int, int]:
+        """Run one request: (retval, modeled on-device ns)."""
         nin, nout, ninh, nouth = sc_counts(m.sc)
         proc: Process | None = None
         crashed = False
@@ -224,7 +229,7 @@ class EmulatedDsp:
                 proc.modeled_ns += ns
         self.stats.record(bytes_in=args.nbytes_in, bytes_out=args.nbytes_out,
                           handles_in=ninh, handles_out=nouth, ns=ns, error=rv != 0, crash=crashed)
-        return rv
+        return rv, ns
 
     def _resolve(self, m: Msg) -> _Args:
         """Decode the payload and view every argument in device memory."""
