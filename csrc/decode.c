@@ -6,28 +6,7 @@
  */
 #include <errno.h>
 
-#include "qdarpc/marshal.h"
-
-static uint64_t ld64(const uint8_t *p)
-{
-	return (uint64_t)p[0] | (uint64_t)p[1] << 8 | (uint64_t)p[2] << 16 |
-	       (uint64_t)p[3] << 24 | (uint64_t)p[4] << 32 | (uint64_t)p[5] << 40 |
-	       (uint64_t)p[6] << 48 | (uint64_t)p[7] << 56;
-}
-
-static uint32_t ld32(const uint8_t *p)
-{
-	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
-static int fail(struct qda_marshal_status *st, int err, int arg, const char *why)
-{
-	if (st) {
-		st->arg = arg;
-		st->why = why;
-	}
-	return err;
-}
+#include "marshal_internal.h"
 
 int qda_decode(uint32_t sc, const void *payload_, size_t payload_len, struct qda_dec_buf *bufs,
 	       size_t bufs_cap, struct qda_dec_handle *handles, size_t handles_cap,

@@ -7,23 +7,10 @@
 #include <errno.h>
 #include <string.h>
 
-#include "qdarpc/marshal.h"
+#include "marshal_internal.h"
 
 #define ALIGN_MASK ((uint64_t)FASTRPC_ALIGN - 1)
 #define PAGE_SHIFT 12
-
-/* Little-endian loads/stores on unaligned bytes (compile to plain moves on LE hosts). */
-static uint64_t ld64(const uint8_t *p)
-{
-	return (uint64_t)p[0] | (uint64_t)p[1] << 8 | (uint64_t)p[2] << 16 |
-	       (uint64_t)p[3] << 24 | (uint64_t)p[4] << 32 | (uint64_t)p[5] << 40 |
-	       (uint64_t)p[6] << 48 | (uint64_t)p[7] << 56;
-}
-
-static uint32_t ld32(const uint8_t *p)
-{
-	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
 
 static void st64(uint8_t *p, uint64_t v)
 {
@@ -39,15 +26,6 @@ static void st32(uint8_t *p, uint32_t v)
 
 	for (k = 0; k < 4; k++)
 		p[k] = (uint8_t)(v >> (8 * k));
-}
-
-static int fail(struct qda_marshal_status *st, int err, int arg, const char *why)
-{
-	if (st) {
-		st->arg = arg;
-		st->why = why;
-	}
-	return err;
 }
 
 static void ok(struct qda_marshal_status *st)

@@ -12,7 +12,7 @@ import pytest
 
 from qda_core import marshal_ref
 from qda_core._ext import load
-from qda_core.wire import INVOKE_ARG, PAGE_MASK, scalars
+from qda_core.wire import INVOKE_ARG, scalars
 
 BACKENDS = {"c": load("_marshal"), "py": marshal_ref}
 

@@ -26,7 +26,7 @@ ONLY = {
     # the DSP sees only what crosses the transport
     "qda_core.dsp": {"qda_core.dsp", "qda_core.wire", "qda_core.errors", "qda_core.marshal",
                      "qda_core.marshal_ref", "qda_core._marshal", "qda_core._ext", "qda_core._iova",
-                     "qda_core._abi", "qda_core.debug"},
+                     "qda_core._abi", "qda_core.debug", "qda_core.trace"},
     # the transport is protocol-blind
     "qda_core.rpmsg": {"qda_core.errors"},
 }
@@ -106,3 +106,15 @@ def test_one_way_imports(mod, path, is_pkg):
 def test_csrc_has_no_python_h():
     for path in (ROOT / "csrc").rglob("*.[ch]"):
         assert not re.search(r"#\s*include\s*[<\"]Python\.h", path.read_text()), path
+
+
+def test_ruff_clean():
+    """pyflakes-level lint (unused imports/names, undefined names) over every Python file."""
+    import shutil
+    import subprocess
+    import sys
+
+    ruff = shutil.which("ruff") or shutil.which("ruff", path=str(pathlib.Path(sys.executable).parent))
+    assert ruff, "ruff is a test dependency (pip install '.[test]')"
+    out = subprocess.run([ruff, "check", "--quiet", str(ROOT)], capture_output=True, text=True, cwd=ROOT)
+    assert out.returncode == 0, out.stdout + out.stderr

@@ -15,7 +15,7 @@ import sys
 import threading
 import warnings
 
-from .. import debug, uapi, wire
+from .. import debug, trace, uapi, wire
 from ..errors import errno_error
 from ..mem import vma
 from ..mem.backing import Backing
@@ -74,6 +74,7 @@ class QdaFile:
         self._lock = threading.RLock()             # protects handles, PRIME caches, cb
         self.closed = False
         self.last_error: OSError | None = None
+        self._traffic = threading.local()          # last invoke's (copied, shared) bytes, for tracing
         debug.created("accel_file")
 
     # --- raw ioctl ------------------------------------------------------------------------
@@ -85,6 +86,8 @@ class QdaFile:
         if ioc is None:
             self.last_error = errno_error(errno.EINVAL, f"ioctl {request:#x}: no such QDA/DRM ioctl")
             return -errno.EINVAL
+        tr = trace.RECORDER
+        t0 = trace.now() if tr is not None else 0
         udir, usize = uapi.IOC_DIR(request), uapi.IOC_SIZE(request)
         kdir = uapi.IOC_DIR(ioc.number)
         in_size = usize if (udir & _IN and kdir & _IN) else 0
@@ -103,6 +106,13 @@ class QdaFile:
             except OSError as exc:
                 self.last_error = OSError(exc.errno, exc.strerror)  # no traceback: never pin callers' buffers
                 ret = -errno.EFAULT
+        if tr is not None:
+            copied, shared = getattr(self._traffic, "last", (0, 0)) if ioc.name == "DRM_IOCTL_QDA_INVOKE" else (0, 0)
+            fields = ioc.layout.unpack(kbuf) if ioc.layout else {}
+            fields = {k: (v.split(b"\0")[0].decode(errors="replace") if isinstance(v, bytes) else v)
+                      for k, v in fields.items()}
+            tr.ioctl("accel", self.device.path, ioc.name, request, fields, ret, t0, trace.now(),
+                     copied=copied, shared=shared)
         return ret
 
     @staticmethod
@@ -179,6 +189,8 @@ class QdaFile:
                     if start is not None:
                         addr += (ptr & wire.PAGE_MASK) - start
                 wire.PHY_PAGE.pack_into(refs, 16 * i, addr, obj.size)
+            if trace.RECORDER is not None:
+                self._traffic.last = _traffic(descs, refs, nbufs)
             return self.device.fastrpc.invoke(
                 client_id=0 if handle == wire.FASTRPC_INIT_HANDLE else self.client_id,
                 tid=threading.get_native_id(), handle=handle, sc=sc, pd=pd,
@@ -363,6 +375,18 @@ class QdaFile:
 
     def __repr__(self) -> str:
         return f"<QdaFile {self.device.path} client={self.client_id}{' closed' if self.closed else ''}>"
+
+
+def _traffic(descs, refs, nbufs: int) -> tuple[int, int]:
+    """(bytes copied inline, bytes passed by reference) of an invoke's buffers."""
+    copied = shared = 0
+    for i in range(nbufs):
+        length = wire.INVOKE_ARG.unpack_from(descs, 24 * i)[1]
+        if wire.PHY_PAGE.unpack_from(refs, 16 * i)[1]:
+            shared += length
+        else:
+            copied += length
+    return copied, shared
 
 
 # --- ioctl handlers: (file, kbuf) -> int; raise OSError for -errno ----------------------------

@@ -23,7 +23,7 @@ import struct
 import threading
 from typing import Callable, Mapping, NamedTuple, Protocol
 
-from .. import errors
+from .. import errors, trace
 from ..marshal import decode
 from ..wire import (FASTRPC_DSP_UTILITIES_HANDLE, FASTRPC_INIT_HANDLE, MEM_MAP_REQ, MEM_UNMAP_REQ,
                     MMAP_REQ, MUNMAP_REQ, PAGE_SIZE, PHY_PAGE, S32, SENSORS_PD, U64, CREATE_INBUF,
@@ -96,17 +96,8 @@ class _Args:
         self.nbytes_out = sum(len(b) for b in self.outbufs)
 
 
-class _Req(NamedTuple):
-    """A received ``fastrpc_msg`` and the channel it came in on."""
-
-    client_id: int
-    tid: int
-    ctx: int
-    handle: int
-    sc: int
-    addr: int
-    size: int
-    chan: str
+class _Req(NamedTuple("_Req", [*Msg.__annotations__.items(), ("chan", str)])):
+    """A received ``fastrpc_msg`` (its fields) and the channel it came in on (``chan``)."""
 
     @property
     def pd(self) -> int:
@@ -166,7 +157,11 @@ class EmulatedDsp:
             self.stats.record(error=True)
             reply(Rsp(0, aee.to_int32(aee.ERR_MALFORMED)).pack())
             return
-        retval = self._handle(m)
+        tr = trace.RECORDER
+        t0 = trace.now() if tr is not None else 0
+        retval, ns = self._handle(m)
+        if tr is not None:
+            tr.dsp(self.domain, channel, m.client_id, m.pd, m.handle, m.sc, retval, ns, t0, trace.now())
         reply(Rsp(m.ctx, aee.to_int32(retval)).pack())
 
     def restart(self) -> None:
@@ -188,7 +183,8 @@ class EmulatedDsp:
 
     # -- dispatch --------------------------------------------------------------------------
 
-    def _handle(self, m: Msg) -> int:
+    def _handle(self, m: _Req) -> tuple[int, int]:
+        """Run one request: (retval, modeled on-device ns)."""
         nin, nout, ninh, nouth = sc_counts(m.sc)
         proc: Process | None = None
         crashed = False
@@ -224,9 +220,9 @@ class EmulatedDsp:
                 proc.modeled_ns += ns
         self.stats.record(bytes_in=args.nbytes_in, bytes_out=args.nbytes_out,
                           handles_in=ninh, handles_out=nouth, ns=ns, error=rv != 0, crash=crashed)
-        return rv
+        return rv, ns
 
-    def _resolve(self, m: Msg) -> _Args:
+    def _resolve(self, m: _Req) -> _Args:
         """Decode the payload and view every argument in device memory."""
         nin, nout, ninh, nouth = sc_counts(m.sc)
         if nin + nout + ninh + nouth == 0 and m.size == 0:
@@ -259,7 +255,7 @@ class EmulatedDsp:
 
     # -- handle 1: the kernel's INIT handle ------------------------------------------------
 
-    def _init_handle(self, m: Msg, a: _Args) -> int:
+    def _init_handle(self, m: _Req, a: _Args) -> int:
         method = sc_method(m.sc)
         op = {0: self._attach, 1: self._release, 4: self._mmap, 5: self._munmap,
               6: self._create, 7: self._create, 8: self._create_static,
@@ -272,7 +268,7 @@ class EmulatedDsp:
             return aee.ERR_BAD_PARM
         return op(m, a)
 
-    def _attach(self, m: Msg, a: _Args) -> int:
+    def _attach(self, m: _Req, a: _Args) -> int:
         cid = S32.unpack_from(a.inbufs[0])[0]
         kind = "sensorspd" if m.pd == SENSORS_PD else "root"
         with self._lock:
@@ -284,7 +280,7 @@ class EmulatedDsp:
             return aee.ERR_PD_CRASHED
         return 0 if p.kind == kind else aee.ERR_PD_EXISTS  # re-attach is harmless (QDA §3.4)
 
-    def _release(self, m: Msg, a: _Args) -> int:
+    def _release(self, m: _Req, a: _Args) -> int:
         cid = S32.unpack_from(a.inbufs[0])[0]
         with self._lock:
             p = self._procs.pop((m.chan, cid), None)
@@ -300,7 +296,7 @@ class EmulatedDsp:
                 return 0
         return aee.ERR_PD_EXISTS if old.alive else aee.ERR_PD_CRASHED
 
-    def _create(self, m: Msg, a: _Args) -> int:
+    def _create(self, m: _Req, a: _Args) -> int:
         in0, name, shell, pages = a.inbufs
         if len(in0) < CREATE_INBUF.size or len(pages) < PHY_PAGE.size:
             return aee.ERR_BAD_PARM
@@ -316,7 +312,7 @@ class EmulatedDsp:
         return self._add_process(m.chan, Process(cid, "user", self.memory, name=pname, unsigned=unsigned,
                                          init_mem=PHY_PAGE.unpack_from(pages)))
 
-    def _create_static(self, m: Msg, a: _Args) -> int:
+    def _create_static(self, m: _Req, a: _Args) -> int:
         in0, name, heap = a.inbufs
         if len(in0) < CREATE_STATIC_INBUF.size:
             return aee.ERR_BAD_PARM
@@ -345,7 +341,21 @@ class EmulatedDsp:
         except MemoryError:
             return None
 
-    def _mmap(self, m: Msg, a: _Args) -> int:
+    def _place(self, chan: str, cid: int, size: int, out, record) -> int:
+        """Give ``size`` bytes a DSP virtual address in the client's PD, ``record(p, va)`` the
+        mapping under the PD lock, and answer ``{u64 vaddr}`` in ``out`` (MMAP and MEM_MAP)."""
+        p, err = self._live(chan, cid)
+        if p is None:
+            return err
+        with p.lock:
+            vaddr = self._map_va(p, size)
+            if vaddr is None:
+                return aee.ERR_VA_EXHAUSTED
+            record(p, vaddr)
+        U64.pack_into(out, 0, vaddr)
+        return 0
+
+    def _mmap(self, m: _Req, a: _Args) -> int:
         req, pagebuf = a.inbufs
         out = a.outbufs[0]
         if len(req) < MMAP_REQ.size or len(out) < U64.size or len(pagebuf) < PHY_PAGE.size \
@@ -356,18 +366,10 @@ class EmulatedDsp:
         size = sum(sz for _, sz in pages)
         if size == 0:
             return aee.ERR_BAD_PARM
-        p, err = self._live(m.chan, cid)
-        if p is None:
-            return err
-        with p.lock:
-            vaddr = self._map_va(p, size)
-            if vaddr is None:
-                return aee.ERR_VA_EXHAUSTED
-            p.mmaps[vaddr] = MmapRegion(vaddr, size, pages, flags)
-        U64.pack_into(out, 0, vaddr)
-        return 0
+        return self._place(m.chan, cid, size, out,
+                           lambda p, va: p.mmaps.__setitem__(va, MmapRegion(va, size, pages, flags)))
 
-    def _munmap(self, m: Msg, a: _Args) -> int:
+    def _munmap(self, m: _Req, a: _Args) -> int:
         if len(a.inbufs[0]) < MUNMAP_REQ.size:
             return aee.ERR_BAD_PARM
         cid, vaddr, size = MUNMAP_REQ.unpack_from(a.inbufs[0])
@@ -382,7 +384,7 @@ class EmulatedDsp:
             p.va.free(vaddr)
         return 0
 
-    def _mem_map(self, m: Msg, a: _Args) -> int:
+    def _mem_map(self, m: _Req, a: _Args) -> int:
         req, pagebuf, _data = a.inbufs
         out = a.outbufs[0]
         if len(req) < MEM_MAP_REQ.size or len(pagebuf) < PHY_PAGE.size or len(out) < U64.size:
@@ -391,18 +393,10 @@ class EmulatedDsp:
         dev_addr, size = PHY_PAGE.unpack_from(pagebuf)
         if size == 0:
             return aee.ERR_BAD_PARM
-        p, err = self._live(m.chan, cid)
-        if p is None:
-            return err
-        with p.lock:
-            vaddr = self._map_va(p, size)
-            if vaddr is None:
-                return aee.ERR_VA_EXHAUSTED
-            p.mappings.append(DspMapping(fd, vaddr, dev_addr, size, offset, flags, vaddrin))
-        U64.pack_into(out, 0, vaddr)
-        return 0
+        return self._place(m.chan, cid, size, out,
+                           lambda p, va: p.mappings.append(DspMapping(fd, va, dev_addr, size, offset, flags, vaddrin)))
 
-    def _mem_unmap(self, m: Msg, a: _Args) -> int:
+    def _mem_unmap(self, m: _Req, a: _Args) -> int:
         if len(a.inbufs[0]) < MEM_UNMAP_REQ.size:
             return aee.ERR_BAD_PARM
         cid, fd, vaddr, _length = MEM_UNMAP_REQ.unpack_from(a.inbufs[0])
@@ -420,7 +414,7 @@ class EmulatedDsp:
 
     # -- handle 2: DSP utilities -----------------------------------------------------------
 
-    def _utilities(self, m: Msg, a: _Args) -> int:
+    def _utilities(self, m: _Req, a: _Args) -> int:
         if sc_method(m.sc) != 0:
             return aee.ERR_UNKNOWN_METHOD
         if sc_counts(m.sc) != (1, 1, 0, 0) or len(a.inbufs[0]) < 4:
@@ -435,7 +429,7 @@ class EmulatedDsp:
 
     # -- handles served inside a PD --------------------------------------------------------
 
-    def _user_handle(self, p: Process, m: Msg, a: _Args) -> tuple[int, int]:
+    def _user_handle(self, p: Process, m: _Req, a: _Args) -> tuple[int, int]:
         h = m.handle
         if h in _RCTL_OPS:
             return self._remotectl(p, m, a), 0
@@ -453,7 +447,7 @@ class EmulatedDsp:
         rv = _skel(mi.impl.invoke, call)
         return rv, call.extra_ns
 
-    def _current_process(self, p: Process, m: Msg) -> int:
+    def _current_process(self, p: Process, m: _Req) -> int:
         method = sc_method(m.sc)
         if method not in (2, 3):
             return aee.ERR_STATIC_UNSUPPORTED
@@ -463,7 +457,7 @@ class EmulatedDsp:
             p.exit()  # like RELEASE: modules go without close; later calls see 0x8000040d
         return 0
 
-    def _remotectl(self, p: Process, m: Msg, a: _Args) -> int:
+    def _remotectl(self, p: Process, m: _Req, a: _Args) -> int:
         op = _RCTL_OPS[m.handle].get(sc_method(m.sc))
         if op is None or op == "grow_heap":
             return aee.ERR_UNKNOWN_METHOD
