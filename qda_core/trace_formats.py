@@ -97,6 +97,8 @@ def _check(value: Any, schema: dict, where: str) -> list[str]:
     if "enum" in schema and value not in schema["enum"]:
         return [f"{where}: must be one of {schema['enum']}, got {value!r}"]
     typ = schema.get("type")
+    if typ == "integer" and isinstance(value, float) and value.is_integer():
+        value = int(value)  # JSON Schema integers are mathematical: 3.0 is one
     if typ is not None and (not isinstance(value, _JSON_TYPES[typ]) or isinstance(value, bool)):
         return [f"{where}: must be {'an' if typ[0] in 'aeiou' else 'a'} {typ}, got {type(value).__name__}"]
     if "minimum" in schema and value < schema["minimum"]:
@@ -220,6 +222,8 @@ def to_chrome(events: Iterable[dict]) -> dict:
             args["handle"] = f"{ev['handle']:#x}"
         elif ev["kind"] == "ioctl":
             args["nr"] = f"{ev['nr']:#x}"
+            if isinstance(ev["fields"].get("sc"), int):
+                args["fields"] = {**ev["fields"], "sc": f"{ev['fields']['sc']:#010x}"}
         err = ret_name(ev)
         if err:
             args["error"] = err
