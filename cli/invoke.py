@@ -303,6 +303,7 @@ class InvokeResult:
     ret: int
     outputs: list[tuple[OutBuf, bytes]]
     times_ns: list[int] = field(default_factory=list)
+    repeat: int = 1  # calls asked for; fewer ran when one answered non-zero
 
     def timing(self) -> dict[str, float]:
         """Per-call wall time in microseconds: median, p99 (nearest rank), min, mean."""
@@ -319,7 +320,7 @@ class InvokeResult:
              "ret_name": _aee(self.ret),
              "outputs": [{"index": i, "type": o.kind, "by_ref": o.by_ref, "hex": raw.hex(), "value": o.decode(raw)}
                          for i, (o, raw) in enumerate(self.outputs)]}
-        if len(self.times_ns) > 1:
+        if self.repeat > 1:
             d["timing"] = self.timing()
         return d
 
@@ -370,5 +371,5 @@ def run(*, uri: str, method: str, domain: str | None, session: int, unsigned: bo
         del args, out_views
     finally:
         sess.close()
-    return InvokeResult(uri, domain, backend, mid, mname, sc, ret, outputs, times)
+    return InvokeResult(uri, domain, backend, mid, mname, sc, ret, outputs, times, repeat)
 
