@@ -570,7 +570,7 @@ def _undo_alloc(f: LegacyFile, k: bytearray) -> None:
     os.close(uapi.fastrpc_alloc_dma_buf.get(k, "fd"))
 
 
-def _mmap(f: LegacyFile, k: bytearray, xfer) -> int:
+def _req_mmap(f: LegacyFile, k: bytearray, xfer) -> int:
     a = uapi.fastrpc_req_mmap.unpack(k)
     if a["flags"] not in (ADSP_MMAP_ADD_PAGES, ADSP_MMAP_REMOTE_HEAP_ADDR):
         raise errno_error(errno.EINVAL, f"MMAP: flag {a['flags']:#x} not supported "
@@ -618,7 +618,7 @@ def _undo_mmap(f: LegacyFile, k: bytearray) -> None:
         _munmap_impl(f, buf)
 
 
-def _munmap(f: LegacyFile, k: bytearray, xfer) -> int:
+def _req_munmap(f: LegacyFile, k: bytearray, xfer) -> int:
     a = uapi.fastrpc_req_munmap.unpack(k)
     with f._lock:
         buf = next((b for b in f.mmaps if b.raddr == a["vaddrout"] and b.size == a["size"]), None)
@@ -707,8 +707,8 @@ _HANDLERS = {
     uapi.FASTRPC_IOCTL_INIT_CREATE_STATIC: _init_create_static,
     uapi.FASTRPC_IOCTL_INIT_CREATE: _init_create,
     uapi.FASTRPC_IOCTL_ALLOC_DMA_BUFF: _alloc_dma_buff,
-    uapi.FASTRPC_IOCTL_MMAP: _mmap,
-    uapi.FASTRPC_IOCTL_MUNMAP: _munmap,
+    uapi.FASTRPC_IOCTL_MMAP: _req_mmap,
+    uapi.FASTRPC_IOCTL_MUNMAP: _req_munmap,
     uapi.FASTRPC_IOCTL_MEM_MAP: _mem_map,
     uapi.FASTRPC_IOCTL_MEM_UNMAP: _mem_unmap,
     uapi.FASTRPC_IOCTL_GET_DSP_INFO: _get_dsp_info,
