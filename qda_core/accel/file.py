@@ -82,16 +82,16 @@ class QdaFile:
         """The DRM core's ``drm_ioctl()``: dispatch on nr, size the copies as DRM does."""
         if self.closed:
             return -errno.EBADF
-        ioc = uapi.ACCEL_IOCTLS.get(uapi.IOC_NR(request))
+        ioc = uapi.ACCEL_IOCTLS.get(request & 0xFF)
         if ioc is None:
             self.last_error = errno_error(errno.EINVAL, f"ioctl {request:#x}: no such QDA/DRM ioctl")
             return -errno.EINVAL
         tr = trace.RECORDER
         t0 = trace.now() if tr is not None else 0
-        udir, usize = uapi.IOC_DIR(request), uapi.IOC_SIZE(request)
-        kdir = uapi.IOC_DIR(ioc.number)
-        in_size = usize if (udir & _IN and kdir & _IN) else 0
-        out_size = usize if (udir & _OUT and kdir & _OUT) else 0
+        both = (request >> 30) & (ioc.number >> 30)  # directions the user and the driver share
+        usize = (request >> 16) & 0x3FFF
+        in_size = usize if both & _IN else 0
+        out_size = usize if both & _OUT else 0
         kbuf = bytearray(max(in_size, out_size, ioc.layout.size if ioc.layout else 0))
         try:
             if in_size:
@@ -168,7 +168,8 @@ class QdaFile:
     # --- FastRPC-backed ioctls ------------------------------------------------------------
     def fastrpc(self, handle: int, sc: int, descs, pd: int = wire.ROOT_PD) -> int:
         """``fastrpc_invoke()`` of the RFC: CB + message buffer, GEM lookups, send, wait."""
-        self.ensure_cb()
+        if self._pool is None:
+            self.ensure_cb()
         n = wire.sc_length(sc)
         nbufs = ((sc >> 16) & 0xFF) + ((sc >> 8) & 0xFF)
         refs = bytearray(16 * n)

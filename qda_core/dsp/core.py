@@ -96,6 +96,9 @@ class _Args:
         self.nbytes_out = sum(len(b) for b in self.outbufs)
 
 
+_NO_ARGS = _Args()
+
+
 class _Req(NamedTuple("_Req", [*Msg.__annotations__.items(), ("chan", str)])):
     """A received ``fastrpc_msg`` (its fields) and the channel it came in on (``chan``)."""
 
@@ -188,7 +191,7 @@ class EmulatedDsp:
         nin, nout, ninh, nouth = sc_counts(m.sc)
         proc: Process | None = None
         crashed = False
-        args = _Args()
+        args = _NO_ARGS
         call_ns = 0
         try:
             args = self._resolve(m)
@@ -226,11 +229,13 @@ class EmulatedDsp:
         """Decode the payload and view every argument in device memory."""
         nin, nout, ninh, nouth = sc_counts(m.sc)
         if nin + nout + ninh + nouth == 0 and m.size == 0:
-            return _Args()
+            return _NO_ARGS
         try:
             payload = self.memory.view(m.addr, m.size, True)
         except errors.DeviceFault as exc:
             raise _SkelCrash(f"payload unreachable: {exc}") from exc
+        if nin + nout + ninh + nouth == 0:
+            return _NO_ARGS  # the payload is reachable but carries no arguments
         try:
             bufs, handles = decode(m.sc, payload)
         except OSError as exc:
