@@ -61,6 +61,9 @@ def query(device: str, soc_profile: str | None) -> dict:
 
     soc = Soc(soc_profile)
     path = _node_for(soc, device)
+    if path.startswith("/dev/fastrpc-"):
+        raise ValueError(f"{path} is a legacy FastRPC node; DRM_IOCTL_QDA_QUERY exists on the QDA accel nodes "
+                         f"(/dev/accel/accelN) only")
     with soc.open(path) as f:
         name = f.query()
         return {"device": path, "domain": f.device.dsp_name, "ioctl": "DRM_IOCTL_QDA_QUERY",

@@ -1,8 +1,8 @@
 """``qdarpc invoke``: typed buffer specs, the call's scalars, and one invoke session.
 
-The session is :func:`_open_session`; everything else is backend-neutral. Today the accel path
-goes straight over ``qda_core`` (open the node, INIT_CREATE, remotectl open, INVOKE); switching to
-the legacy user API (``libadsprpc_compat``) replaces that one function.
+The session is :func:`_open_session`; everything else is backend-neutral. Today both backends
+go straight over their emulated driver in ``qda_core`` (open the node, INIT_CREATE, remotectl
+open, INVOKE); switching to the legacy user API (``libadsprpc_compat``) replaces that one function.
 """
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from typing import Any, Callable, Iterable
 
 import click
 
-from .errors import CliError, DspError, EXIT_UNAVAILABLE
+from .errors import DspError
 
 #: Element types of ``--in T:v,...`` and ``--out T:count`` (little-endian, as the DSP is).
 TYPES = {"i8": "<i1", "u8": "<u1", "i16": "<i2", "u16": "<u2", "i32": "<i4", "u32": "<u4",
@@ -232,40 +232,34 @@ def make_sc(method: int, nin: int, nout: int, sc: int | None) -> int:
 
 
 # --- the session: the one place that knows which API carries the call -------------------------
-class _AccelSession:
-    """The accel path straight over ``qda_core``: a file, a user PD, the module open."""
+class _Session:
+    """A user PD with the module open, through one emulated driver's typed file API."""
 
-    def __init__(self, soc, domain: str, uri: str, unsigned: bool):
+    def __init__(self, f, uri: str, unsigned: bool):
         from libadsprpc_compat.remotectl import open_module
         from qda_core import uapi
 
-        self.f = soc.open_device(domain)
+        self.f = f
         self.handle = 0
-        self._gems: list[int] = []
         self._views: list[memoryview] = []
         try:
-            ret = self.f.init_create(attrs=uapi.FASTRPC_MODE_UNSIGNED_MODULE if unsigned else 0)
+            ret = f.init_create(attrs=uapi.FASTRPC_MODE_UNSIGNED_MODULE if unsigned else 0)
             if ret:
-                raise DspError(ret, f"INIT_CREATE on {self.f.device.path}")
-            ret, self.handle = open_module(self.f, uri)
+                raise DspError(ret, f"INIT_CREATE on {f.device.path}")
+            ret, self.handle = open_module(f, uri)
             if ret:
                 raise DspError(ret, f"remotectl open of {uri}")
         except BaseException:
-            self.f.close()
+            f.close()
             raise
 
     def shared(self, size: int):
-        """A buffer shared with the DSP (a GEM object mapped here): ``(view, invoke_arg)``."""
-        from qda_core.accel import GemRef
-
+        """A buffer shared with the DSP, mapped here: ``(view, invoke_arg)``."""
         if size <= 0:
             raise ValueError("a by-reference (rpcmem) buffer needs at least one byte")
-        gem = self.f.gem_create(size)
-        self._gems.append(gem)
-        full = self.f.mmap(self.f.gem_mmap_offset(gem), size)
-        view = full[:size]
-        self._views += [view, full]
-        return view, GemRef(gem, view)
+        full, ref = self._alloc(size)
+        self._views.append(full)
+        return ref.buf, ref
 
     def invoke(self, sc: int, args: list) -> int:
         return self.f.invoke(self.handle, sc, args)
@@ -278,17 +272,73 @@ class _AccelSession:
                 close_module(self.f, self.handle)
             for v in self._views:
                 v.release()
-            for gem in self._gems:
-                self.f.gem_close(gem)
+            self._free()
         finally:
             self.f.close()
 
 
-def _open_session(backend: str, soc, domain: str, uri: str, unsigned: bool):
-    if backend != "accel":
-        raise CliError(f"backend {backend!r} is not available in this build yet (the legacy driver and the "
-                       "legacy user API are not merged); use --backend accel", EXIT_UNAVAILABLE)
-    return _AccelSession(soc, domain, uri, unsigned)
+class _AccelSession(_Session):
+    """QDA accel: ``/dev/accel/accelN``, shared buffers are GEM objects."""
+
+    def __init__(self, soc, domain: str, uri: str, unsigned: bool):
+        self._gems: list[int] = []
+        super().__init__(soc.open_device(domain), uri, unsigned)
+
+    def _alloc(self, size: int):
+        from qda_core.accel import GemRef
+
+        gem = self.f.gem_create(size)
+        self._gems.append(gem)
+        full = self.f.mmap(self.f.gem_mmap_offset(gem), size)
+        return full, GemRef(gem, full[:size])
+
+    def _free(self) -> None:
+        for gem in self._gems:
+            self.f.gem_close(gem)
+
+
+class _LegacySession(_Session):
+    """Legacy misc/fastrpc: the secure node first, then the plain one (as libadsprpc opens
+    them); shared buffers are ALLOC_DMA_BUFF dma-buf fds."""
+
+    def __init__(self, soc, domain: str, uri: str, unsigned: bool):
+        import errno
+
+        from qda_core.legacy import node_path
+
+        self._fds: list[int] = []
+        err: OSError | None = None
+        for secure in (True, False):
+            try:
+                f = soc.open(node_path(domain, secure))
+                break
+            except OSError as exc:
+                if exc.errno not in (errno.ENOENT, errno.EACCES):
+                    raise
+                err = exc
+        else:
+            raise err if err is not None else OSError(errno.ENOENT, "no legacy node")
+        super().__init__(f, uri, unsigned)
+
+    def _alloc(self, size: int):
+        from qda_core.legacy import DmaBufRef, dmabuf_mmap
+
+        fd = self.f.alloc_dma_buff(size)
+        self._fds.append(fd)
+        full = dmabuf_mmap(fd, size)
+        return full, DmaBufRef(fd, full[:size])
+
+    def _free(self) -> None:
+        import os
+
+        for fd in self._fds:
+            os.close(fd)
+
+
+def _open_session(backend: str, soc, domain: str, uri: str, unsigned: bool) -> _Session:
+    """The one switch point: today each backend drives its emulated driver directly; with the
+    legacy user API merged this becomes ``libadsprpc_compat.set_backend`` + ``remote_handle64_*``."""
+    return (_AccelSession if backend == "accel" else _LegacySession)(soc, domain, uri, unsigned)
 
 
 # --- the command's body -----------------------------------------------------------------------

@@ -143,7 +143,7 @@ def test_query(run, device):
 
 def test_query_errors(run):
     assert "ENODEV" in one_line_error(run("query", "mdsp", code=errors.EXIT_DEVICE))
-    assert "ENOENT" in one_line_error(run("query", "/dev/fastrpc-nope", code=errors.EXIT_DEVICE))
+    assert "ENOENT" in one_line_error(run("query", "/dev/dri/card0", code=errors.EXIT_DEVICE))
 
 
 # --- invoke -----------------------------------------------------------------------------------
@@ -271,12 +271,34 @@ def test_invoke_missing_module_and_device(run):
     assert "could not open" in one_line_error(res)
 
 
-def test_invoke_legacy_backend_unavailable(run):
-    if importlib.util.find_spec("qda_core.legacy") is not None:
-        pytest.skip("the legacy driver is in this build")
-    res = run("invoke", CALC, "sum", "--backend", "legacy", code=errors.EXIT_UNAVAILABLE)
-    assert "backend 'legacy' is not available" in one_line_error(res)
-    res = run("invoke", CALC, "sum", "--backend", "dsp", code=errors.EXIT_USAGE)
+@pytest.mark.parametrize("backend", ["accel", "legacy"])
+def test_invoke_both_backends_same_results(run, backend):
+    """Copied and shared buffers, in and out, through either driver against the same DSP code."""
+    data = json.loads(run("invoke", CALC, "max", "--backend", backend, "--in", "i32:3", "--in-rpcmem", "i32:4,8,1",
+                          "--out", "i32:1", "--json").stdout)
+    assert data["backend"] == backend and data["outputs"][0]["value"] == [8]
+    data = json.loads(run("invoke", CALC, "sum", "--backend", backend, "--in-rpcmem", "i32:2", "--in", "i64:-1",
+                          "--out-rpcmem", "i64:1", "--json", env={"QDARPC_BACKEND": "legacy"}).stdout)
+    assert data["outputs"][0] == {"index": 0, "type": "i64", "by_ref": True, "hex": "feffffffffffffff", "value": [-2]}
+
+
+def test_invoke_legacy_backend_errors(run):
+    res = run("invoke", CALC, "sum", "--backend", "legacy", "--soc", "full", "-d", "gdsp0", code=errors.EXIT_DEVICE)
+    assert "/dev/fastrpc-gdsp0" in one_line_error(res)  # upstream has no legacy node for the GDSPs
+    res = run("invoke", CALC, "sum", "--backend", "legacy", "-U", "-d", "sdsp", code=errors.EXIT_DSP)
+    assert "INIT_CREATE on /dev/fastrpc-sdsp" in one_line_error(res)
+    run("invoke", CALC, "sum", "--backend", "dsp", code=errors.EXIT_USAGE)
+    data = json.loads(run("invoke", CALC, "sum", "--in", "i32:0", "--in", "hex:", "--out", "8", "--json",
+                          env={"QDARPC_BACKEND": "legacy"}).stdout)
+    assert data["backend"] == "legacy"
+
+
+def test_devices_lists_legacy_nodes(run):
+    doms = {d["domain"]: d for d in json.loads(run("devices", "--soc", "full", "--json").stdout)["domains"]}
+    assert doms["cdsp"]["nodes"]["legacy"] == ["/dev/fastrpc-cdsp-secure", "/dev/fastrpc-cdsp"]
+    assert doms["adsp"]["nodes"]["legacy"] == ["/dev/fastrpc-adsp"] and doms["gdsp0"]["nodes"]["legacy"] == []
+    res = run("query", "/dev/fastrpc-cdsp", code=errors.EXIT_USAGE)
+    assert "legacy FastRPC node" in one_line_error(res)
 
 
 # --- bench ------------------------------------------------------------------------------------
