@@ -80,15 +80,34 @@ class Domain:
         self.bus = ComputeBus(spec.name, spec.sids)
         self.smmu = Smmu(self.bus)
         self.dsp = EmulatedDsp(spec.name, self.smmu)
-        self.accel = QdaDevice(minor, spec.name, self.domain_id, self.bus, Channel(f"{spec.name}-accel", self.dsp.endpoint("accel")))
+        self.restarts = 0
+        self._probe(minor)
+
+    def _probe(self, minor: int) -> None:
+        """What the two drivers' rpmsg probes create: a channel each, the accel node, the
+        legacy nodes (where the legacy driver has any for this DSP)."""
+        self.accel = QdaDevice(minor, self.name, self.domain_id, self.bus,
+                               Channel(f"{self.name}-accel", self.dsp.endpoint("accel")))
         #: The legacy driver's channel state, or None where it has no node for this DSP (gdsp*).
         self.legacy_channel: LegacyChannel | None = None
         #: Legacy device nodes of this DSP: path -> LegacyDevice.
         self.legacy: dict = {}
-        if spec.name in NODE_POLICY:
+        if self.name in NODE_POLICY:
             self.legacy_channel = LegacyChannel(
-                spec.name, self.bus, Channel(f"{spec.name}-legacy", self.dsp.endpoint("legacy")))
+                self.name, self.bus, Channel(f"{self.name}-legacy", self.dsp.endpoint("legacy")))
             self.legacy = dict(self.legacy_channel.devices)
+
+    def restart(self, new_minor: int) -> None:
+        """Subsystem restart: both drivers' channels go away (open accel files get ``ENODEV``
+        from FastRPC-backed ioctls, legacy files ``EPIPE``; close still works and sends no
+        release), every PD on the DSP is destroyed, then the drivers probe again: new legacy
+        nodes with the same names, a new accel node ``/dev/accel/accel<new_minor>``."""
+        self.accel.remove()
+        if self.legacy_channel is not None:
+            self.legacy_channel.remove()
+        self.dsp.restart()
+        self.restarts += 1
+        self._probe(new_minor)
 
 
 class Soc:
@@ -118,6 +137,13 @@ class Soc:
     def open_device(self, domain: str | int, flags: int = os.O_RDWR):
         """Open the accel node of a DSP domain (by name or domain id)."""
         return self.domain(domain).accel.open(flags)
+
+    def restart(self, domain: str | int) -> str:
+        """Subsystem restart (SSR) of one DSP; returns the path of its new accel node (minors
+        are assigned dynamically in probe order, so it is a new N)."""
+        d = self.domain(domain)
+        d.restart(1 + max(x.accel.minor for x in self.domains.values()))
+        return d.accel.path
 
     def accel_nodes(self) -> list[str]:
         return [d.accel.path for d in self.domains.values()]

@@ -4,6 +4,8 @@ import os
 import pytest
 from hypothesis import HealthCheck, settings
 
+import qda_core.marshal  # noqa: F401  - opens its process-lifetime copy pipe before any fd_guard
+
 settings.register_profile("ci", max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 settings.register_profile("dev", max_examples=60, deadline=None)
 settings.load_profile("ci" if os.environ.get("CI") else "dev")

@@ -55,6 +55,12 @@ class QdaDevice:
             self.files.add(f)
         return f
 
+    def remove(self) -> None:
+        """rpmsg remove: FastRPC-backed ioctls of open files fail with ENODEV from now on, new
+        opens fail, and closing a file skips the release message (RFC 03/13)."""
+        self.removing = True
+        self.channel.remove()
+
     def offset_for(self, obj) -> int:
         """Create (idempotently) the object's fake mmap offset."""
         with self.lock:
