@@ -81,11 +81,13 @@ class FastRpc:
         ctx.retval = rsp.retval
 
     def invoke(self, *, client_id: int, tid: int, handle: int, sc: int, pd: int,
-               args, refs, msg_alloc) -> int:
+               args, refs, msg_alloc, fdlist: list | None = None) -> int:
         """Run one invoke. ``args``: N x 24-byte descriptors; ``refs``: N x 16-byte device
         ranges for by-reference arguments (see ``qda_core.marshal``); ``msg_alloc(size)``
         returns the message buffer (a GEM object of the caller's context bank, zeroed, with
-        ``release()``). Returns the DSP retval, or raises OSError for a kernel-side failure."""
+        ``release()``). Returns the DSP retval, or raises OSError for a kernel-side failure.
+        ``fdlist``: if given, extended with the fds the DSP listed for the driver to unmap
+        (the legacy driver drops those maps; QDA ignores the list)."""
         size = marshal.payload_size(sc, args, refs)
         rounded = (size + wire.PAGE_SIZE - 1) & ~(wire.PAGE_SIZE - 1)
         with self._lock:
@@ -104,7 +106,9 @@ class FastRpc:
                     # dropped it. The RFC would wait forever; we fail the call instead.
                     raise errno_error(errno.EIO, f"no reply from the DSP for context {i}")
                 # Outputs are copied back before the retval is looked at, as the kernel does.
-                marshal.unpack(sc, args, refs, view, va)
+                fds = marshal.unpack(sc, args, refs, view, va)
+                if fdlist is not None:
+                    fdlist.extend(fds)
             finally:
                 msg.release()
         finally:

@@ -2,7 +2,8 @@
 
 Per DSP domain there is one emulated DSP, one compute bus (its context banks, shared by both
 drivers because they are hardware), one SMMU view, and one rpmsg channel per driver. The accel
-nodes are numbered ``/dev/accel/accelN`` in table order.
+nodes are numbered ``/dev/accel/accelN`` in table order; the legacy nodes are named
+``/dev/fastrpc-<dom>[-secure]`` (which ones: :data:`qda_core.legacy.NODE_POLICY`).
 
 Profiles: ``QDARPC_SOC`` names a built-in profile (see :data:`PROFILES`) or a path to a JSON or
 TOML file ``{"domains": [{"name": "cdsp", "context_banks": 4}, ...]}`` (optional per domain:
@@ -20,6 +21,7 @@ from dataclasses import dataclass, field
 from .accel.device import QdaDevice
 from .dsp import EmulatedDsp
 from .errors import errno_error
+from .legacy.device import NODE_POLICY, LegacyChannel
 from .mem.bus import ComputeBus, Smmu
 from .rpmsg import Channel
 
@@ -79,6 +81,14 @@ class Domain:
         self.smmu = Smmu(self.bus)
         self.dsp = EmulatedDsp(spec.name, self.smmu)
         self.accel = QdaDevice(minor, spec.name, self.domain_id, self.bus, Channel(f"{spec.name}-accel", self.dsp.endpoint("accel")))
+        #: The legacy driver's channel state, or None where it has no node for this DSP (gdsp*).
+        self.legacy_channel: LegacyChannel | None = None
+        #: Legacy device nodes of this DSP: path -> LegacyDevice.
+        self.legacy: dict = {}
+        if spec.name in NODE_POLICY:
+            self.legacy_channel = LegacyChannel(
+                spec.name, self.bus, Channel(f"{spec.name}-legacy", self.dsp.endpoint("legacy")))
+            self.legacy = dict(self.legacy_channel.devices)
 
 
 class Soc:
@@ -95,10 +105,14 @@ class Soc:
         raise errno_error(errno.ENODEV, f"no DSP domain {which!r} on this SoC (have: {', '.join(self.domains)})")
 
     def open(self, path: str, flags: int = os.O_RDWR):
-        """Open a device node of the emulated SoC by path (``/dev/accel/accelN``)."""
+        """Open a device node of the emulated SoC by path (``/dev/accel/accelN`` or
+        ``/dev/fastrpc-<dom>[-secure]``)."""
         for d in self.domains.values():
             if path == d.accel.path:
                 return d.accel.open(flags)
+            dev = d.legacy.get(path)
+            if dev is not None and dev.registered:
+                return dev.open(flags)
         raise errno_error(errno.ENOENT, f"{path}: no such emulated device node")
 
     def open_device(self, domain: str | int, flags: int = os.O_RDWR):
@@ -107,6 +121,10 @@ class Soc:
 
     def accel_nodes(self) -> list[str]:
         return [d.accel.path for d in self.domains.values()]
+
+    def legacy_nodes(self) -> list[str]:
+        """Registered legacy nodes (a removed channel's nodes are gone), in domain order."""
+        return [p for d in self.domains.values() for p, dev in d.legacy.items() if dev.registered]
 
 
 _default: Soc | None = None

@@ -1,0 +1,724 @@
+"""An open ``/dev/fastrpc-*`` file (``struct fastrpc_user``) and its ioctls.
+
+``ioctl(request, arg)`` is the raw form, dispatched like ``fastrpc_device_ioctl``: a switch on
+the full command number (anything else -> ``-ENOTTY``); each handler copies in the struct size
+of its command from ``arg`` (a buffer, or an int user address) and copies it back only where the
+kernel does (ALLOC_DMA_BUFF, MMAP, MEM_MAP, GET_DSP_INFO, on success). A bad pointer gives
+``-EFAULT``. The return value is the kernel's: 0, ``-errno``, or the DSP retval verbatim (a
+signed 32-bit value). Typed methods go through the same dispatch and raise ``OSError``.
+
+Where this differs from the QDA driver is the point of having both (spec qda_accel_uapi §8):
+one session per open (EBUSY), ``fd`` fields are dma-buf fds mapped into the session and cached
+per file by fd number, handle 1 is refused to users, MMAP allocates kernel memory, MUNMAP and
+MEM_UNMAP must match a kernel list, INIT_CREATE_STATIC / INIT_ATTACH_SNS are real, a removed
+channel gives EPIPE, context ids are cyclic 1..255.
+"""
+from __future__ import annotations
+
+import errno
+import mmap as _mmap
+import os
+import struct
+import sys
+import threading
+import warnings
+
+from .. import debug, trace, uapi, wire
+from ..errors import errno_error
+from ..mem import vma
+from ..mem.backing import Backing
+from ..mem.bus import IOVA_END, IOVA_START
+from ..mem.gem import GemObject
+from ..mem.msgpool import MessagePool
+from ..uaccess import address, copy_from_user, copy_to_user
+from .device import FASTRPC_DEV_MAX, LEGACY_DOMAINS
+
+ADSP_MMAP_REMOTE_HEAP_ADDR = 8
+ADSP_MMAP_ADD_PAGES = 0x1000
+INIT_FILELEN_MAX = 2 << 20
+INIT_FILE_NAMELEN_MAX = 128
+FASTRPC_MAX_DSP_ATTRIBUTES = 256
+DSP_UNSUPPORTED_API = 0x80000414
+_MDSP = LEGACY_DOMAINS["mdsp"]
+_MIB = 1 << 20
+
+
+class DmaBufRef:
+    """An invoke buffer passed by reference: ``buf`` lies inside a CPU mapping of dma-buf ``fd``
+    (e.g. from :func:`dmabuf_mmap`). The kernel maps the fd into the session; nothing is copied."""
+
+    __slots__ = ("fd", "buf")
+
+    def __init__(self, fd: int, buf):
+        self.fd = fd
+        self.buf = buf
+
+
+class DmaHandle:
+    """An invoke handle argument: a dma-buf ``fd``, ``offset`` and ``length``."""
+
+    __slots__ = ("fd", "offset", "length")
+
+    def __init__(self, fd: int, offset: int = 0, length: int = 0):
+        self.fd, self.offset, self.length = fd, offset, length
+
+
+def dmabuf_mmap(fd: int, length: int | None = None,
+                prot: int = _mmap.PROT_READ | _mmap.PROT_WRITE) -> memoryview:
+    """``mmap(NULL, length, prot, MAP_SHARED, fd, 0)`` of a dma-buf fd, registered so the
+    driver finds the mapping's start quickly (``find_vma``). The fd may be closed afterwards."""
+    if length is None:
+        length = os.fstat(fd).st_size
+    mm = _mmap.mmap(fd, length, _mmap.MAP_SHARED, prot)
+    view = memoryview(mm)
+    vma.register(mm, address(view), length)
+    return view
+
+
+def _comm() -> bytes:
+    """``current->comm`` of the calling thread, NUL-terminated (INIT_CREATE's process name)."""
+    try:
+        with open("/proc/thread-self/comm", "rb") as f:
+            return f.read().strip()[:15] + b"\0"
+    except OSError:
+        return b"python\0"
+
+
+class _Map:
+    """``struct fastrpc_map``: one dma-buf fd mapped into the session's context bank."""
+
+    __slots__ = ("fd", "obj", "phys", "size", "raddr", "refs")
+
+    def __init__(self, fd: int, obj: GemObject, size: int):
+        self.fd = fd
+        self.obj = obj
+        self.phys = obj.dma_addr
+        self.size = size   # the length of the first use, as the kernel records it
+        self.raddr = 0     # DSP address after MEM_MAP
+        self.refs = 1
+
+
+class _MmapBuf:
+    """A kernel-allocated MMAP buffer on the file's ``mmaps`` list."""
+
+    __slots__ = ("obj", "size", "raddr")
+
+    def __init__(self, obj: GemObject, size: int):
+        self.obj, self.size, self.raddr = obj, size, 0
+
+
+class LegacyFile:
+    """One open legacy node. Owns one session (context bank) from open to close."""
+
+    def __init__(self, device, cb, flags: int):
+        self.device = device
+        self.channel = device.channel
+        self.path = device.path
+        self.cb = cb
+        self.flags = flags
+        self.is_secure_dev = device.secure
+        self.client_id = cb.index + 1  # "session_idx + 1 is the simplest one"
+        self.pd = wire.ROOT_PD
+        self.maps: dict[int, _Map] = {}
+        self.mmaps: list[_MmapBuf] = []
+        self._init_mem: list[GemObject] = []    # the kernel overwrites (leaks) older ones; we free all at close
+        self._dma_bufs: list[GemObject] = []   # ALLOC_DMA_BUFF buffers' CB mappings, until close
+        self._pool = MessagePool(cb)
+        self._lock = threading.RLock()  # protects maps, mmaps, _init_mem, _dma_bufs, pd
+        self.closed = False
+        self.last_error: OSError | None = None
+        debug.created("legacy_file")
+
+    # --- raw ioctl ------------------------------------------------------------------------
+    def ioctl(self, request: int, arg=None) -> int:
+        """``fastrpc_device_ioctl``: switch on the full command number."""
+        tr = trace.RECORDER
+        if tr is None:
+            return self._ioctl(request, arg, None)[0]
+        xfer = [0, 0]
+        t0 = trace.now()
+        ret, kbuf = self._ioctl(request, arg, xfer)
+        t1 = trace.now()
+        ioc = uapi.LEGACY_IOCTLS.get(request)
+        name = ioc.name if ioc is not None else f"{request:#010x}"
+        fields = ioc.layout.unpack(kbuf) if ioc is not None and ioc.layout is not None and kbuf else {}
+        tr.ioctl("legacy", self.path, name, request, fields, ret, t0, t1, copied=xfer[0], shared=xfer[1])
+        return ret
+
+    def _ioctl(self, request: int, arg, xfer) -> tuple[int, bytearray | None]:
+        if self.closed:
+            return -errno.EBADF, None
+        handler = _HANDLERS.get(request)
+        if handler is None:
+            self.last_error = errno_error(errno.ENOTTY, f"ioctl {request:#x}: not a fastrpc command")
+            return -errno.ENOTTY, None
+        ioc = uapi.LEGACY_IOCTLS[request]
+        kbuf = bytearray(ioc.layout.size) if ioc.layout is not None else None
+        try:
+            if kbuf is not None:
+                self._copy_in(kbuf, arg, ioc.name)
+            ret = handler(self, kbuf, xfer)
+            if ret == 0 and request in _COPY_OUT:
+                try:
+                    self._copy_out(arg, kbuf, ioc.name)
+                except OSError:
+                    _COPY_OUT[request](self, kbuf)  # undo what the kernel undoes, then EFAULT
+                    raise
+        except OSError as exc:
+            self.last_error = OSError(exc.errno, exc.strerror)  # no traceback: never pin callers' buffers
+            ret = -(exc.errno or errno.EINVAL)
+        return ret, kbuf
+
+    @staticmethod
+    def _copy_in(kbuf: bytearray, arg, name: str) -> None:
+        n = len(kbuf)
+        if isinstance(arg, int):
+            copy_from_user(kbuf, arg, name)
+            return
+        if arg is None or memoryview(arg).nbytes < n:
+            raise errno_error(errno.EFAULT, f"{name}: argument shorter than the {n}-byte struct")
+        kbuf[:] = memoryview(arg).cast("B")[:n]
+
+    @staticmethod
+    def _copy_out(arg, kbuf: bytearray, name: str) -> None:
+        if isinstance(arg, int):
+            copy_to_user(arg, kbuf, name)
+            return
+        mv = memoryview(arg).cast("B")
+        if mv.readonly:
+            raise errno_error(errno.EFAULT, f"{name}: argument not writable")
+        mv[:len(kbuf)] = kbuf
+
+    def _error(self, ret: int) -> OSError:
+        err = self.last_error
+        if err is not None and err.errno == -ret:
+            return OSError(err.errno, err.strerror)
+        return errno_error(ret)
+
+    def _call(self, request: int, buf=None) -> int:
+        ret = self.ioctl(request, buf)
+        if -4096 < ret < 0:
+            raise self._error(ret)
+        return ret
+
+    def _check_dsp(self, ret: int, raise_dsp: bool = False) -> int:
+        """Negative errno -> OSError; a DSP code is returned as unsigned (or raised if asked)."""
+        if -4096 < ret < 0:
+            raise self._error(ret)
+        code = ret & 0xFFFF_FFFF
+        if code and raise_dsp:
+            raise OSError(errno.EIO, f"DSP returned {code:#x}")
+        return code
+
+    # --- maps (fastrpc_map_create / _lookup / _put) ---------------------------------------
+    def _map_create(self, fd: int, length: int) -> _Map:
+        """Reuse this file's map of ``fd`` (by fd number, as the kernel does) or import the
+        dma-buf into the session's context bank. Errors are the import's errno."""
+        with self._lock:
+            m = self.maps.get(fd)
+            if m is not None:
+                m.refs += 1
+                return m
+            try:
+                backing = Backing.import_fd(fd)
+            except OSError as exc:
+                raise errno_error(exc.errno or errno.EINVAL, f"fd {fd} is not a usable dma-buf") from None
+            try:
+                obj = GemObject(backing, self.cb, imported=True, name="map")
+            except BaseException:
+                backing.close()
+                raise
+            m = self.maps[fd] = _Map(fd, obj, length)
+            return m
+
+    def _map_put(self, m: _Map) -> None:
+        with self._lock:
+            m.refs -= 1
+            if m.refs > 0:
+                return
+            if self.maps.get(m.fd) is m:
+                del self.maps[m.fd]
+        m.obj.put()
+
+    # --- fastrpc_internal_invoke ------------------------------------------------------------
+    def internal_invoke(self, kernel: bool, handle: int, sc: int, descs, xfer=None) -> int:
+        """One invoke context: maps, payload, send, wait, copy back, fdlist, retval."""
+        if not self.channel.up:
+            raise errno_error(errno.EPIPE, f"{self.path}: DSP channel is down")
+        if handle == wire.FASTRPC_INIT_HANDLE and not kernel:
+            raise errno_error(errno.EPERM, "user app trying to send a kernel RPC message (handle 1)")
+        n = wire.sc_length(sc)
+        nin, nout, _, _ = wire.sc_counts(sc)
+        nbufs = nin + nout
+        refs = bytearray(16 * n)
+        maps: list[_Map | None] = [None] * n
+        try:
+            for i in range(n):
+                ptr, length, fd, _attr = wire.INVOKE_ARG.unpack_from(descs, 24 * i)
+                if fd in (0, -1) or length == 0:
+                    if xfer is not None and i < nbufs:
+                        xfer[0] += length
+                    continue
+                try:
+                    m = maps[i] = self._map_create(fd, length)
+                except OSError as exc:  # fastrpc_create_maps turns every failure into EINVAL
+                    raise errno_error(errno.EINVAL, f"argument {i}: cannot map fd {fd}: {exc.strerror}") from None
+                if i < nbufs:
+                    addr = m.phys
+                    start = vma.find_vma_start(ptr)
+                    if start is not None:
+                        addr += (ptr & wire.PAGE_MASK) - start
+                    wire.PHY_PAGE.pack_into(refs, 16 * i, addr, m.size)
+                    if xfer is not None:
+                        xfer[1] += length
+                else:
+                    wire.PHY_PAGE.pack_into(refs, 16 * i, m.phys, m.size)
+            fdlist: list[int] = []
+            try:
+                ret = self.channel.fastrpc.invoke(
+                    client_id=0 if kernel else self.client_id, tid=threading.get_native_id(),
+                    handle=handle, sc=sc, pd=self.pd, args=descs, refs=refs,
+                    msg_alloc=self._pool.alloc, fdlist=fdlist)
+            except OSError as exc:
+                if exc.errno == errno.ENODEV:  # the channel went away under us
+                    raise errno_error(errno.EPIPE, f"{self.path}: DSP channel is down") from None
+                raise
+            # put_args: the DSP lists fds whose maps the kernel must drop (handle maps).
+            for raw in fdlist:
+                fd = raw & 0xFFFF_FFFF  # the kernel looks up (int)fdlist[i]
+                fd = fd - (1 << 32) if fd >= (1 << 31) else fd
+                with self._lock:
+                    m = self.maps.get(fd)
+                if m is not None:
+                    self._map_put(m)
+            return ret
+        finally:
+            # context free: maps taken for buffers go, maps for handles stay (kernel quirk)
+            for m in maps[:nbufs]:
+                if m is not None:
+                    self._map_put(m)
+
+    def _kernel_call(self, method: int, nin: int, nout: int, entries) -> int:
+        """A kernel-originated message on the init handle; ``entries`` are (ptr, len, fd)."""
+        descs = bytearray(24 * len(entries))
+        for i, (ptr, length, fd) in enumerate(entries):
+            wire.INVOKE_ARG.pack_into(descs, 24 * i, ptr, length, fd, 0)
+        return self.internal_invoke(True, wire.FASTRPC_INIT_HANDLE, wire.scalars(method, nin, nout), descs)
+
+    @staticmethod
+    def _k(buf) -> tuple[int, int, int]:
+        return (address(buf), len(buf), -1)
+
+    # --- typed API ------------------------------------------------------------------------
+    def init_attach(self) -> int:
+        """FASTRPC_IOCTL_INIT_ATTACH: join the root (guest OS) PD. Returns the DSP retval."""
+        return self._check_dsp(self.ioctl(uapi.FASTRPC_IOCTL_INIT_ATTACH))
+
+    def init_attach_sns(self) -> int:
+        """FASTRPC_IOCTL_INIT_ATTACH_SNS: join the sensors PD. Returns the DSP retval."""
+        return self._check_dsp(self.ioctl(uapi.FASTRPC_IOCTL_INIT_ATTACH_SNS))
+
+    def init_create(self, image=None, *, fd: int = -1, attrs: int = 0, siglen: int = 0) -> int:
+        """FASTRPC_IOCTL_INIT_CREATE: spawn a user PD. The shell ``image`` travels in a dma-buf:
+        with ``fd`` given, ``image`` (optional) is the caller's mapping of it; without, the image
+        is put in a fresh ALLOC_DMA_BUFF buffer the way libadsprpc does. Returns the DSP retval."""
+        buf = uapi.fastrpc_init_create.pack(attrs=attrs, siglen=siglen, filefd=fd)
+        own_fd, view = -1, None
+        try:
+            if fd >= 0:
+                n = memoryview(image).nbytes if image is not None else os.fstat(fd).st_size
+                uapi.fastrpc_init_create.set(buf, "filelen", n)
+                uapi.fastrpc_init_create.set(buf, "file", address(image) if image is not None else 0)
+            elif image is not None and memoryview(image).nbytes:
+                n = memoryview(image).nbytes
+                own_fd = self.alloc_dma_buff(n)
+                view = dmabuf_mmap(own_fd, n)
+                view[:n] = memoryview(image).cast("B")
+                uapi.fastrpc_init_create.set(buf, "filefd", own_fd)
+                uapi.fastrpc_init_create.set(buf, "filelen", n)
+                uapi.fastrpc_init_create.set(buf, "file", address(view))
+            return self._check_dsp(self.ioctl(uapi.FASTRPC_IOCTL_INIT_CREATE, buf))
+        finally:
+            if view is not None:
+                view.release()
+            if own_fd >= 0:
+                os.close(own_fd)  # the kernel's map keeps the buffer until close
+
+    def init_create_static(self, name: str, memlen: int) -> int:
+        """FASTRPC_IOCTL_INIT_CREATE_STATIC: start a static PD (``audiopd``, ``sensorspd``...);
+        ``memlen`` sizes the channel's remote heap on first use. Returns the DSP retval."""
+        raw = name.encode() + b"\0"
+        buf = uapi.fastrpc_init_create_static.pack(namelen=len(raw), memlen=memlen, name=address(raw))
+        return self._check_dsp(self.ioctl(uapi.FASTRPC_IOCTL_INIT_CREATE_STATIC, buf))
+
+    def invoke(self, handle: int, sc: int, args=()) -> int:
+        """FASTRPC_IOCTL_INVOKE with ``args`` in ``[inbufs, outbufs, inhandles, outhandles]``
+        order: plain buffers are copied, :class:`DmaBufRef` buffers shared by fd,
+        :class:`DmaHandle` entries are handles. Returns the DSP retval as unsigned 32-bit."""
+        counts = wire.sc_counts(sc)
+        n = sum(counts)
+        if len(args) != n:
+            raise errno_error(errno.EINVAL, f"scalars {sc:#010x} declare {n} arguments, got {len(args)}")
+        nin, nbufs = counts[0], counts[0] + counts[1]
+        descs = bytearray(24 * n)
+        for i, a in enumerate(args):
+            if i >= nbufs:
+                if not isinstance(a, DmaHandle):
+                    raise TypeError(f"argument {i} is a handle slot: pass a DmaHandle")
+                wire.INVOKE_ARG.pack_into(descs, 24 * i, a.offset, a.length, a.fd, 0)
+                continue
+            fd = a.fd if isinstance(a, DmaBufRef) else -1
+            buf = a.buf if isinstance(a, DmaBufRef) else a
+            mv = memoryview(buf)
+            if i >= nin and mv.readonly:
+                raise TypeError(f"out-buffer {i - nin} must be writable")
+            wire.INVOKE_ARG.pack_into(descs, 24 * i, address(buf), mv.nbytes, fd, 0)
+        kbuf = uapi.fastrpc_invoke.pack(handle=handle, sc=sc, args=address(descs) if n else 0)
+        return self._check_dsp(self.ioctl(uapi.FASTRPC_IOCTL_INVOKE, kbuf))
+
+    def mmap(self, flags: int, size: int, vaddrin: int = 0) -> int:
+        """FASTRPC_IOCTL_MMAP: the kernel allocates ``size`` bytes and maps them on the DSP;
+        returns ``vaddrout``."""
+        buf = uapi.fastrpc_req_mmap.pack(fd=-1, flags=flags, vaddrin=vaddrin, size=size)
+        self._check_dsp(self.ioctl(uapi.FASTRPC_IOCTL_MMAP, buf), raise_dsp=True)
+        return uapi.fastrpc_req_mmap.get(buf, "vaddrout")
+
+    def munmap(self, vaddrout: int, size: int) -> None:
+        """FASTRPC_IOCTL_MUNMAP of an earlier MMAP, by exact (vaddrout, size)."""
+        buf = uapi.fastrpc_req_munmap.pack(vaddrout=vaddrout, size=size)
+        self._check_dsp(self.ioctl(uapi.FASTRPC_IOCTL_MUNMAP, buf), raise_dsp=True)
+
+    def mem_map(self, fd: int, length: int, *, offset: int = 0, flags: int = 0, vaddrin: int = 0,
+                attrs: int = 0) -> int:
+        """FASTRPC_IOCTL_MEM_MAP: map dma-buf ``fd`` on the DSP (held until MEM_UNMAP/close);
+        returns ``vaddrout``."""
+        buf = uapi.fastrpc_mem_map.pack(fd=fd, offset=offset, flags=flags, vaddrin=vaddrin,
+                                        length=length, attrs=attrs)
+        self._check_dsp(self.ioctl(uapi.FASTRPC_IOCTL_MEM_MAP, buf), raise_dsp=True)
+        return uapi.fastrpc_mem_map.get(buf, "vaddrout")
+
+    def mem_unmap(self, fd: int, vaddr: int, length: int) -> None:
+        """FASTRPC_IOCTL_MEM_UNMAP of the map with (fd, vaddr) (``fd < 0``: any fd)."""
+        buf = uapi.fastrpc_mem_unmap.pack(fd=fd, vaddr=vaddr, length=length)
+        self._check_dsp(self.ioctl(uapi.FASTRPC_IOCTL_MEM_UNMAP, buf), raise_dsp=True)
+
+    def get_dsp_info(self, domain: int, attribute_id: int) -> int:
+        """FASTRPC_IOCTL_GET_DSP_INFO: one DSP capability attribute."""
+        buf = uapi.fastrpc_ioctl_capability.pack(domain=domain, attribute_id=attribute_id)
+        self._check_dsp(self.ioctl(uapi.FASTRPC_IOCTL_GET_DSP_INFO, buf), raise_dsp=True)
+        return uapi.fastrpc_ioctl_capability.get(buf, "capability")
+
+    def alloc_dma_buff(self, size: int, flags: int = 0) -> int:
+        """FASTRPC_IOCTL_ALLOC_DMA_BUFF: a zeroed buffer in this session, as a dma-buf fd
+        (O_RDWR; the caller mmaps and closes it)."""
+        buf = uapi.fastrpc_alloc_dma_buf.pack(fd=-1, flags=flags, size=size)
+        self._call(uapi.FASTRPC_IOCTL_ALLOC_DMA_BUFF, buf)
+        return uapi.fastrpc_alloc_dma_buf.get(buf, "fd")
+
+    # --- release --------------------------------------------------------------------------
+    def close(self) -> None:
+        """``fastrpc_device_release``: INIT_RELEASE to the DSP (errors ignored, e.g. EPIPE
+        after a DSP restart), then init memory, maps, mmaps, the session."""
+        with self._lock:
+            if self.closed:
+                return
+            self.closed = True
+        cid = struct.pack("<i", self.client_id)
+        try:
+            self._kernel_call(wire.RMID_INIT_RELEASE, 1, 0, [self._k(cid)])
+        except OSError as exc:
+            debug.dbg("legacy", "release of client %d failed: %s", self.client_id, exc)
+        with self._lock:
+            objs = list(self._init_mem) + [m.obj for m in self.maps.values()] \
+                + [b.obj for b in self.mmaps] + list(self._dma_bufs)
+            self._init_mem.clear()
+            self.maps.clear()
+            self.mmaps.clear()
+            self._dma_bufs.clear()
+        for obj in objs:
+            obj.put()
+        self._pool.close()
+        with self.channel.lock:
+            self.channel.files.discard(self)
+        self.channel.bus.release(self.cb)
+        debug.destroyed("legacy_file")
+
+    def __enter__(self) -> "LegacyFile":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        if not getattr(self, "closed", True) and not sys.is_finalizing():
+            warnings.warn(f"unclosed legacy fastrpc file {self.path} (client {self.client_id})",
+                          ResourceWarning, stacklevel=2)
+            self.close()
+
+    def __repr__(self) -> str:
+        return f"<LegacyFile {self.path} client={self.client_id}{' closed' if self.closed else ''}>"
+
+
+# --- ioctl handlers: (file, kbuf, xfer) -> int; raise OSError for -errno ----------------------
+def _invoke(f: LegacyFile, k: bytearray, xfer) -> int:
+    a = uapi.fastrpc_invoke.unpack(k)
+    n = wire.sc_length(a["sc"])
+    descs = bytearray(24 * n)
+    if n:
+        copy_from_user(descs, a["args"], "invoke argument descriptors")
+    return f.internal_invoke(False, a["handle"], a["sc"], descs, xfer)
+
+
+def _attach(pd: int):
+    def handler(f: LegacyFile, k, xfer) -> int:
+        cid = struct.pack("<i", f.client_id)
+        with f._lock:
+            f.pd = pd
+        return f._kernel_call(wire.RMID_INIT_ATTACH, 1, 0, [f._k(cid)])
+    return handler
+
+
+def _init_create(f: LegacyFile, k: bytearray, xfer) -> int:
+    a = uapi.fastrpc_init_create.unpack(k)
+    unsigned = bool(a["attrs"] & uapi.FASTRPC_MODE_UNSIGNED_MODULE)
+    ch = f.channel
+    if not f.is_secure_dev and ch.secure and not (ch.unsigned_support and unsigned):
+        raise errno_error(errno.ECONNREFUSED, f"{f.path}: untrusted application trying to offload to a signed PD "
+                          "(the non-secure node may only create unsigned PDs, on CDSP/CDSP1)")
+    if a["filelen"] > INIT_FILELEN_MAX:
+        raise errno_error(errno.EINVAL, f"INIT_CREATE: filelen {a['filelen']:#x} > 2 MiB")
+    name = _comm()
+    inbuf = wire.CREATE_INBUF.pack(f.client_id, len(name), a["filelen"], 1, a["attrs"], a["siglen"])
+    with f._lock:
+        f.pd = wire.USER_PD
+    image_map = None
+    if a["filelen"] and a["filefd"]:
+        image_map = f._map_create(a["filefd"], a["filelen"])  # kept until close on success
+    try:
+        memlen = -(-max(INIT_FILELEN_MAX, a["filelen"] * 4) // _MIB) * _MIB
+        imem = GemObject.create(f.cb, memlen, name="initmem")
+    except BaseException:
+        if image_map is not None:
+            f._map_put(image_map)
+        raise
+    page = wire.PHY_PAGE.pack(imem.dma_addr, imem.size)
+    image = (a["file"], a["filelen"], a["filefd"])
+    method = wire.RMID_INIT_CREATE_ATTR if a["attrs"] else wire.RMID_INIT_CREATE
+    ret = -1
+    try:
+        ret = f._kernel_call(method, 4, 0, [f._k(inbuf), f._k(name), image, f._k(page)])
+    finally:
+        if ret != 0:
+            imem.put()
+            if image_map is not None:
+                f._map_put(image_map)
+    if ret == 0:
+        with f._lock:
+            f._init_mem.append(imem)
+    return ret
+
+
+def _init_create_static(f: LegacyFile, k: bytearray, xfer) -> int:
+    a = uapi.fastrpc_init_create_static.unpack(k)
+    if a["namelen"] > INIT_FILE_NAMELEN_MAX:
+        raise errno_error(errno.EINVAL, f"INIT_CREATE_STATIC: namelen {a['namelen']} > {INIT_FILE_NAMELEN_MAX}")
+    name = bytearray(a["namelen"])
+    copy_from_user(name, a["name"], "static PD name")
+    ch = f.channel
+    with ch.lock:
+        if ch.remote_heap is None:
+            if a["memlen"] == 0:
+                raise errno_error(errno.ENOMEM, "INIT_CREATE_STATIC: cannot allocate a 0-byte remote heap")
+            # Modelled in the caller's context bank so the DSP can reach it through the SMMU
+            # model; upstream allocates it on the rpmsg device. It belongs to the channel.
+            ch.remote_heap = GemObject.create(f.cb, a["memlen"], name="remoteheap")
+        heap = ch.remote_heap
+    inbuf = wire.CREATE_STATIC_INBUF.pack(f.client_id, a["namelen"], 0)
+    with f._lock:
+        f.pd = wire.USER_PD
+    page = wire.PHY_PAGE.pack(heap.dma_addr, heap.size)
+    ret = f._kernel_call(wire.RMID_INIT_CREATE_STATIC, 3, 0, [f._k(inbuf), f._k(name), f._k(page)])
+    if ret != 0:
+        # The kernel frees the heap on any failure (and keeps a dangling pointer); we forget it.
+        with ch.lock:
+            if ch.remote_heap is heap:
+                ch.remote_heap = None
+                heap.put()
+    return ret
+
+
+def _alloc_dma_buff(f: LegacyFile, k: bytearray, xfer) -> int:
+    size = uapi.fastrpc_alloc_dma_buf.get(k, "size")
+    if size == 0 or size > IOVA_END - IOVA_START:
+        raise errno_error(errno.ENOMEM, f"ALLOC_DMA_BUFF: cannot allocate {size:#x} bytes in a 32-bit session")
+    obj = GemObject.create(f.cb, size, name="dmabuf")
+    try:
+        # A new open file description of the pages: the dma-buf fd (O_RDWR, no O_CLOEXEC).
+        fd = os.open(f"/proc/self/fd/{obj.backing.fd}", os.O_RDWR)
+        os.set_inheritable(fd, True)
+    except BaseException:
+        obj.put()
+        raise
+    with f._lock:
+        f._dma_bufs.append(obj)
+    uapi.fastrpc_alloc_dma_buf.set(k, "fd", fd)
+    return 0
+
+
+def _undo_alloc(f: LegacyFile, k: bytearray) -> None:
+    # The kernel leaves the installed fd to process exit; nobody could learn its number, so we close it.
+    os.close(uapi.fastrpc_alloc_dma_buf.get(k, "fd"))
+
+
+def _req_mmap(f: LegacyFile, k: bytearray, xfer) -> int:
+    a = uapi.fastrpc_req_mmap.unpack(k)
+    if a["flags"] not in (ADSP_MMAP_ADD_PAGES, ADSP_MMAP_REMOTE_HEAP_ADDR):
+        raise errno_error(errno.EINVAL, f"MMAP: flag {a['flags']:#x} not supported "
+                          "(only ADSP_MMAP_ADD_PAGES 0x1000 or ADSP_MMAP_REMOTE_HEAP_ADDR 8)")
+    if a["vaddrin"]:
+        raise errno_error(errno.EINVAL, "MMAP: adding user allocated pages (vaddrin != 0) is not supported")
+    size = a["size"]
+    if size == 0 or size > IOVA_END - IOVA_START:
+        raise errno_error(errno.ENOMEM, f"MMAP: cannot allocate {size:#x} bytes")
+    buf = _MmapBuf(GemObject.create(f.cb, size, name="mmap"), size)
+    req = wire.MMAP_REQ.pack(f.client_id, a["flags"], a["vaddrin"], wire.PHY_PAGE.size)
+    page = wire.PHY_PAGE.pack(buf.obj.dma_addr, size)
+    out = bytearray(8)
+    ret = -1
+    try:
+        ret = f._kernel_call(wire.RMID_INIT_MMAP, 2, 1, [f._k(req), f._k(page), f._k(out)])
+    finally:
+        if ret != 0:
+            buf.obj.put()
+    if ret != 0:
+        return ret
+    buf.raddr = wire.U64.unpack(out)[0]
+    with f._lock:
+        f.mmaps.append(buf)
+    uapi.fastrpc_req_mmap.set(k, "vaddrout", buf.raddr)
+    return 0
+
+
+def _munmap_impl(f: LegacyFile, buf: _MmapBuf) -> int:
+    req = wire.MUNMAP_REQ.pack(f.client_id, buf.raddr, buf.size)
+    ret = f._kernel_call(wire.RMID_INIT_MUNMAP, 1, 0, [f._k(req)])
+    if ret == 0:
+        with f._lock:
+            if buf in f.mmaps:
+                f.mmaps.remove(buf)
+        buf.obj.put()
+    return ret
+
+
+def _undo_mmap(f: LegacyFile, k: bytearray) -> None:
+    vaddr = uapi.fastrpc_req_mmap.get(k, "vaddrout")
+    with f._lock:
+        buf = next((b for b in f.mmaps if b.raddr == vaddr), None)
+    if buf is not None:
+        _munmap_impl(f, buf)
+
+
+def _req_munmap(f: LegacyFile, k: bytearray, xfer) -> int:
+    a = uapi.fastrpc_req_munmap.unpack(k)
+    with f._lock:
+        buf = next((b for b in f.mmaps if b.raddr == a["vaddrout"] and b.size == a["size"]), None)
+    if buf is None:
+        raise errno_error(errno.EINVAL, f"MUNMAP: {a['vaddrout']:#x} [len {a['size']:#x}] not in list")
+    return _munmap_impl(f, buf)
+
+
+def _mem_map(f: LegacyFile, k: bytearray, xfer) -> int:
+    a = uapi.fastrpc_mem_map.unpack(k)
+    m = f._map_create(a["fd"], a["length"])  # upstream passes attr 0: `attrs` does not reach the SMMU
+    req = wire.MEM_MAP_REQ.pack(f.client_id, a["fd"], a["offset"], a["flags"], a["vaddrin"],
+                                wire.PHY_PAGE.size, 0)
+    page = wire.PHY_PAGE.pack(m.phys, m.size)
+    out = bytearray(8)
+    ret = -1
+    try:
+        ret = f._kernel_call(wire.RMID_INIT_MEM_MAP, 3, 1,
+                             [f._k(req), f._k(page), (address(page), 0, -1), f._k(out)])
+    finally:
+        if ret != 0:
+            f._map_put(m)
+    if ret != 0:
+        return ret
+    m.raddr = wire.U64.unpack(out)[0]
+    uapi.fastrpc_mem_map.set(k, "vaddrout", m.raddr)
+    return 0
+
+
+def _mem_unmap_impl(f: LegacyFile, fd: int, vaddr: int) -> int:
+    with f._lock:
+        m = next((m for m in f.maps.values() if (fd < 0 or m.fd == fd) and m.raddr == vaddr), None)
+    if m is None:
+        raise errno_error(errno.EINVAL, f"MEM_UNMAP: fd {fd} at {vaddr:#x}: map not in list")
+    req = wire.MEM_UNMAP_REQ.pack(f.client_id, m.fd, m.raddr, m.size)
+    ret = f._kernel_call(wire.RMID_INIT_MEM_UNMAP, 1, 0, [f._k(req)])
+    if ret == 0:
+        f._map_put(m)
+    return ret
+
+
+def _mem_unmap(f: LegacyFile, k: bytearray, xfer) -> int:
+    a = uapi.fastrpc_mem_unmap.unpack(k)
+    return _mem_unmap_impl(f, a["fd"], a["vaddr"])
+
+
+def _undo_mem_map(f: LegacyFile, k: bytearray) -> None:
+    _mem_unmap_impl(f, -1, uapi.fastrpc_mem_map.get(k, "vaddrout"))
+
+
+def _get_dsp_info(f: LegacyFile, k: bytearray, xfer) -> int:
+    L = uapi.fastrpc_ioctl_capability
+    a = L.unpack(k)
+    L.set(k, "capability", 0)
+    if a["domain"] >= FASTRPC_DEV_MAX or a["domain"] == _MDSP:
+        raise errno_error(errno.ECHRNG, f"GET_DSP_INFO: domain {a['domain']} invalid or modem (not supported)")
+    if a["attribute_id"] >= FASTRPC_MAX_DSP_ATTRIBUTES:
+        raise errno_error(errno.EOVERFLOW, f"GET_DSP_INFO: attribute {a['attribute_id']} >= 256")
+    ch = f.channel
+    with ch.lock:
+        attrs = ch.dsp_attributes
+    if attrs is None:
+        # Handle 2 method 0: in u32 count (255), out u32[255] = attributes 1..255. Attribute 0
+        # is left 0 by the kernel (libadsprpc fills DOMAIN_SUPPORT itself).
+        count = struct.pack("<I", FASTRPC_MAX_DSP_ATTRIBUTES - 1)
+        out = bytearray(4 * (FASTRPC_MAX_DSP_ATTRIBUTES - 1))
+        descs = bytearray(48)
+        wire.INVOKE_ARG.pack_into(descs, 0, address(count), len(count), -1, 0)
+        wire.INVOKE_ARG.pack_into(descs, 24, address(out), len(out), -1, 0)
+        ret = f.internal_invoke(True, wire.FASTRPC_DSP_UTILITIES_HANDLE, wire.scalars(0, 1, 1), descs)
+        if ret & 0xFFFF_FFFF == DSP_UNSUPPORTED_API:
+            raise errno_error(errno.EOPNOTSUPP, f"GET_DSP_INFO: DSP capabilities not supported on {ch.dsp_name}")
+        if ret:
+            return ret
+        attrs = (0, *struct.unpack(f"<{FASTRPC_MAX_DSP_ATTRIBUTES - 1}I", out))
+        with ch.lock:
+            ch.dsp_attributes = attrs
+    L.set(k, "capability", attrs[a["attribute_id"]])
+    return 0
+
+
+_HANDLERS = {
+    uapi.FASTRPC_IOCTL_INVOKE: _invoke,
+    uapi.FASTRPC_IOCTL_INIT_ATTACH: _attach(wire.ROOT_PD),
+    uapi.FASTRPC_IOCTL_INIT_ATTACH_SNS: _attach(wire.SENSORS_PD),
+    uapi.FASTRPC_IOCTL_INIT_CREATE_STATIC: _init_create_static,
+    uapi.FASTRPC_IOCTL_INIT_CREATE: _init_create,
+    uapi.FASTRPC_IOCTL_ALLOC_DMA_BUFF: _alloc_dma_buff,
+    uapi.FASTRPC_IOCTL_MMAP: _req_mmap,
+    uapi.FASTRPC_IOCTL_MUNMAP: _req_munmap,
+    uapi.FASTRPC_IOCTL_MEM_MAP: _mem_map,
+    uapi.FASTRPC_IOCTL_MEM_UNMAP: _mem_unmap,
+    uapi.FASTRPC_IOCTL_GET_DSP_INFO: _get_dsp_info,
+    # FASTRPC_IOCTL_FREE_DMA_BUFF has a number in the uapi but no case in the driver: ENOTTY.
+}
+
+#: Commands whose struct the kernel copies back (on success), with what it undoes if that fails.
+_COPY_OUT = {
+    uapi.FASTRPC_IOCTL_ALLOC_DMA_BUFF: _undo_alloc,
+    uapi.FASTRPC_IOCTL_MMAP: _undo_mmap,
+    uapi.FASTRPC_IOCTL_MEM_MAP: _undo_mem_map,
+    uapi.FASTRPC_IOCTL_GET_DSP_INFO: lambda f, k: None,
+}
