@@ -34,6 +34,7 @@ import weakref
 from qda_core import trace as _trace
 from qda_core._ext import load as _load
 from qda_core.mem import vma as _vma
+from qda_core.soc import default_soc as _default_soc
 from qda_core.uaccess import address as _address
 
 from . import _remote, remotectl
@@ -138,6 +139,10 @@ class RpcMem(mmap.mmap):
         return f"<RpcMem {self.address:#x} size={len(self)} fd={self.fd}>"
 
 
+class _VmaToken:
+    __slots__ = ("__weakref__",)
+
+
 def _rpcmem_alloc(size: int, flags: int) -> RpcMem:
     if size <= 0:
         _fail(A.AEE_EBADPARM, f"rpcmem_alloc: size {size} must be > 0")
@@ -154,7 +159,10 @@ def _rpcmem_alloc(size: int, flags: int) -> RpcMem:
     mm._pin = ctypes.c_char.from_buffer(mm)  # keeps the address fixed while allocated
     mm.address = ctypes.addressof(mm._pin)
     mm.fd = fd
-    _vma.register(mm, mm.address, size)  # the "kernel" knows this VMA (fast find_vma)
+    # The "kernel" knows this VMA (fast find_vma). The owner is a token dropped by rpcmem_free,
+    # so the entry goes when the mapping does, not when the caller drops the RpcMem object.
+    mm._vma_token = _VmaToken()
+    _vma.register(mm._vma_token, mm.address, size)
     with _lock:
         _rpcmem[mm.address] = mm
         if not flags & RPCMEM_HEAP_NOREG:
@@ -308,9 +316,7 @@ class Library:
             return self._soc
         if _state.soc is not None:
             return _state.soc
-        from qda_core.soc import default_soc
-
-        return default_soc()
+        return _default_soc()
 
     def _nodes(self) -> dict[str, str]:
         if self._discovered is None:
@@ -1124,6 +1130,7 @@ def rpcmem_free(po) -> None:
                 for s in lib._sessions.values():
                     s.backend.forget(mm.fd)
     del mm._pin
+    del mm._vma_token
     os.close(mm.fd)
     mm.fd = -1
     try:
