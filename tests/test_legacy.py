@@ -2,29 +2,38 @@
 INIT_* rules, MMAP/MUNMAP, MEM_MAP/MEM_UNMAP, GET_DSP_INFO, ALLOC_DMA_BUFF, channel removal,
 release on close, trace hook."""
 import ctypes
-import fcntl
 import errno
+import fcntl
 import gc
 import mmap
 import os
 import struct
 import sys
-import warnings
 from pathlib import Path
 
 import pytest
 
+from libadsprpc_compat.remotectl import open_module
 from qda_core import debug, trace, uapi, wire
 from qda_core.dsp import aee, caps
 from qda_core.legacy import LegacyFile, dmabuf_mmap
-from qda_core.legacy.file import ADSP_MMAP_ADD_PAGES, ADSP_MMAP_REMOTE_HEAP_ADDR, _HANDLERS
+from qda_core.legacy.file import (
+    _HANDLERS,
+    ADSP_MMAP_ADD_PAGES,
+    ADSP_MMAP_REMOTE_HEAP_ADDR,
+)
 from qda_core.soc import Soc
 from qda_core.uaccess import address
-from libadsprpc_compat.remotectl import open_module
 
 sys.path.insert(0, str(Path(__file__).parent))
-from legacy_helpers import (SC_MAPPED_READ, TEST, UNSIGNED, DspTap, hexagon_elf,  # noqa: E402
-                            raises_errno)
+from legacy_helpers import (
+    SC_MAPPED_READ,
+    TEST,
+    UNSIGNED,
+    DspTap,
+    hexagon_elf,
+    raises_errno,
+)
 
 CDSP = "/dev/fastrpc-cdsp"
 CDSP_SECURE = "/dev/fastrpc-cdsp-secure"
@@ -374,8 +383,8 @@ def test_release_on_close(soc):
     fd = f.alloc_dma_buff(4096)
     f.mem_map(fd, 4096)
     f.mmap(ADSP_MMAP_ADD_PAGES, 8192)
-    _, h = open_module(f, TEST)
-    assert len(dom.dsp.processes()) == 1 and dom.bus.free_count == len(dom.bus.cbs) - 1
+    assert open_module(f, TEST)[0] == 0
+    assert len(dom.dsp.processes()[0].modules) == 1 and dom.bus.free_count == len(dom.bus.cbs) - 1
     tap = DspTap(dom.dsp)
     dom.dsp.receive = tap
     try:
@@ -394,7 +403,6 @@ def test_unclosed_file_warns(soc):
     assert isinstance(f, LegacyFile)
     with pytest.warns(ResourceWarning, match="unclosed legacy fastrpc file"):
         del f
-        gc.collect()
 
 
 def test_trace_hook(soc, upd):

@@ -14,13 +14,23 @@ import pytest
 
 from libadsprpc_compat.remotectl import close_module, open_module
 from qda_core import wire
-from qda_core.dsp import aee
 from qda_core.accel import GemRef
+from qda_core.dsp import aee
 from qda_core.legacy import DmaBufRef, DmaHandle, dmabuf_mmap
 
 sys.path.insert(0, str(Path(__file__).parent))
-from legacy_helpers import (CALC, SC_CHECKSUM, SC_INC, SC_MAX, SC_NULL, SC_SUM, TEST, UNSIGNED,  # noqa: E402
-                            DspTap, raises_errno)
+from legacy_helpers import (
+    CALC,
+    SC_CHECKSUM,
+    SC_INC,
+    SC_MAX,
+    SC_NULL,
+    SC_SUM,
+    TEST,
+    UNSIGNED,
+    DspTap,
+    raises_errno,
+)
 
 CDSP = "/dev/fastrpc-cdsp"
 
