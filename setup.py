@@ -39,6 +39,7 @@ cython_exts = cythonize(
     [
         c_ext("qda_core._marshal", ["qda_core/_marshal.pyx", "csrc/marshal.c", "csrc/decode.c", "csrc/uaccess.c"]),
         c_ext("qda_core._abi", ["qda_core/_abi.pyx", "csrc/errmap.c"]),
+        c_ext("libadsprpc_compat._remote", ["libadsprpc_compat/_remote.pyx", "csrc/errmap.c"]),
     ],
     compiler_directives={"language_level": 3, "boundscheck": False, "wraparound": False},
     quiet=True,

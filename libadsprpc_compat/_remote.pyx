@@ -1,0 +1,352 @@
+# cython: language_level=3
+"""The invoke fast path of libadsprpc_compat, and the registered-buffer table it consults.
+
+:class:`RegTable` holds the process's registered ranges (rpcmem allocations and
+``remote_register_buf`` calls) as a sorted C array; :class:`Invoker` turns a caller's argument
+sequence into the 24-byte ``fastrpc_invoke_args`` descriptors in a C buffer it owns and calls a
+driver's raw ``ioctl(request, header)``. It returns the AEE code, like the C library; the
+errno of a failed ioctl and where the code came from are kept in C thread-locals
+(:func:`last_errno`, :func:`last_origin`), the way libc keeps ``errno``.
+
+On the fast path (one thread per session at a time, registered buffers already translated)
+nothing is allocated: the header is a bytearray the invoker owns, buffers are read through the
+buffer protocol, and the descriptors live in a C buffer owned by the invoker.
+"""
+from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_SIMPLE, PyBUF_WRITABLE
+from cpython.bytearray cimport PyByteArray_AS_STRING
+from cpython.ref cimport PyObject
+from cpython.sequence cimport PySequence_Fast, PySequence_Fast_GET_SIZE, PySequence_Fast_GET_ITEM
+from libc.stdint cimport int32_t, int64_t, uint32_t, uint64_t
+from libc.stdlib cimport malloc, free, realloc
+from libc.string cimport memset
+
+cdef extern from *:
+    const char *QDARPC_VERSION
+
+cdef extern from *:
+    """
+    static __thread int qda_compat_errno;
+    static __thread int qda_compat_origin;
+    """
+    int qda_compat_errno
+    int qda_compat_origin
+
+cdef extern from "qdarpc/aee_err.h":
+    int qda_errno_to_aee(int err)
+
+__version__ = QDARPC_VERSION.decode()
+
+#: Where the last code on this thread came from (:func:`last_origin`).
+ORIGIN_DSP = 0
+ORIGIN_HOST = 1
+ORIGIN_DRIVER = 2
+
+cdef enum:
+    AEE_EBADPARM = 0x0E
+    MAX_ARGS = 540          # 255 + 255 + 15 + 15
+    DESC_SIZE = 24
+
+
+def last_errno():
+    """errno of the last failed driver call made by an :class:`Invoker` on this thread (0 if
+    the last code did not come from the driver)."""
+    return qda_compat_errno
+
+
+def last_origin():
+    """Origin of the last invoke code on this thread: ORIGIN_DSP (the DSP's retval),
+    ORIGIN_HOST (a check in this library) or ORIGIN_DRIVER (an ioctl errno)."""
+    return qda_compat_origin
+
+
+cdef struct reg_t:
+    uint64_t start
+    uint64_t end
+    int32_t fd
+    uint32_t attr
+    int64_t refs
+    int32_t cache_key     # session key of the cached translation (0 = none)
+    int32_t cache_ref     # what that session calls this buffer (GEM handle on accel)
+
+
+cdef class RegTable:
+    """Registered ranges ``[start, start+size)`` -> ``(fd, attr)``, refcounted per exact triple.
+
+    ``find`` answers for a buffer: inside a range (by reference), starting inside but running
+    past its end (an error), or unregistered (copied).
+    """
+    cdef reg_t *regs
+    cdef Py_ssize_t n, cap
+
+    def __cinit__(self):
+        self.regs = NULL
+        self.n = 0
+        self.cap = 0
+
+    def __dealloc__(self):
+        free(self.regs)
+
+    def __len__(self):
+        return self.n
+
+    cdef Py_ssize_t _bisect(self, uint64_t addr) noexcept:
+        """Index of the first range with start > addr."""
+        cdef Py_ssize_t lo = 0, hi = self.n, mid
+        while lo < hi:
+            mid = (lo + hi) >> 1
+            if self.regs[mid].start <= addr:
+                lo = mid + 1
+            else:
+                hi = mid
+        return lo
+
+    def add(self, uint64_t start, uint64_t size, int32_t fd, uint32_t attr=0):
+        """Register (or add a reference to) a range; returns its reference count."""
+        cdef Py_ssize_t i, j
+        if size == 0:
+            raise ValueError("cannot register an empty range")
+        i = self._bisect(start)
+        j = i - 1
+        while j >= 0 and self.regs[j].start == start:
+            if self.regs[j].end == start + size and self.regs[j].fd == fd:
+                self.regs[j].refs += 1
+                self.regs[j].attr = attr
+                return self.regs[j].refs
+            j -= 1
+        if self.n == self.cap:
+            newcap = self.cap * 2 if self.cap else 16
+            p = <reg_t *>realloc(self.regs, newcap * sizeof(reg_t))
+            if p == NULL:
+                raise MemoryError()
+            self.regs = p
+            self.cap = newcap
+        for j in range(self.n, i, -1):
+            self.regs[j] = self.regs[j - 1]
+        self.regs[i].start = start
+        self.regs[i].end = start + size
+        self.regs[i].fd = fd
+        self.regs[i].attr = attr
+        self.regs[i].refs = 1
+        self.regs[i].cache_key = 0
+        self.regs[i].cache_ref = 0
+        self.n += 1
+        return 1
+
+    def remove(self, uint64_t start, uint64_t size):
+        """Drop one reference of the registration at ``start``. Returns ``(fd, refs_left)``;
+        ``(None, 0)`` if nothing is registered there; raises ValueError if the registration at
+        ``start`` has another size (where the C library aborts the process)."""
+        cdef Py_ssize_t i = self._bisect(start) - 1, j
+        cdef int32_t fd
+        cdef uint64_t other = 0
+        while i >= 0 and self.regs[i].start == start:
+            if self.regs[i].end - start == size:
+                fd = self.regs[i].fd
+                self.regs[i].refs -= 1
+                if self.regs[i].refs > 0:
+                    return fd, self.regs[i].refs
+                for j in range(i, self.n - 1):
+                    self.regs[j] = self.regs[j + 1]
+                self.n -= 1
+                return fd, 0
+            other = self.regs[i].end - start
+            i -= 1
+        if other:
+            raise ValueError(f"buffer {start:#x} is registered with size {other}, not {size}")
+        return None, 0
+
+    cdef int find(self, uint64_t addr, uint64_t length, reg_t **out) noexcept:
+        """1: [addr, addr+length) lies in a range (*out set); -1: starts in one but overruns
+        every range containing addr; 0: not registered."""
+        cdef Py_ssize_t i = self._bisect(addr) - 1
+        cdef int overrun = 0
+        while i >= 0:
+            if addr < self.regs[i].end:
+                if addr + length <= self.regs[i].end:
+                    out[0] = &self.regs[i]
+                    return 1
+                overrun = 1
+            i -= 1
+        return -1 if overrun else 0
+
+    def lookup(self, uint64_t addr, uint64_t length):
+        """``(fd, attr)`` of the range holding the buffer, None if unregistered; ValueError if
+        the buffer starts inside a range but runs past its end."""
+        cdef reg_t *r = NULL
+        cdef int k = self.find(addr, length, &r)
+        if k < 0:
+            raise ValueError(f"buffer {addr:#x}+{length} overruns its registered range")
+        return (r.fd, r.attr) if k else None
+
+    def ranges(self):
+        """Every registration as ``(start, size, fd, attr, refs)`` (for diagnostics/tests)."""
+        return [(self.regs[i].start, self.regs[i].end - self.regs[i].start, self.regs[i].fd,
+                 self.regs[i].attr, self.regs[i].refs) for i in range(self.n)]
+
+    def forget_session(self, int32_t key):
+        """Drop cached translations of a session that is going away."""
+        cdef Py_ssize_t i
+        for i in range(self.n):
+            if self.regs[i].cache_key == key:
+                self.regs[i].cache_key = 0
+
+
+cdef class Invoker:
+    """Invokes on one open driver file: ``ioctl`` is its raw ioctl, ``request`` the INVOKE
+    number. ``translate`` is None when the driver takes the registration's fd as is (legacy),
+    else ``translate(fd) -> ref`` (accel: the GEM handle in the session file), cached per
+    registration under ``key``. ``handle_slot(obj) -> (ptr, length, fd, attr)`` builds the
+    descriptor of a handle argument (slow path)."""
+    cdef object ioctl
+    cdef unsigned long request
+    cdef RegTable regs
+    cdef object translate
+    cdef int32_t key
+    cdef object handle_slot
+    cdef bytearray hdr
+    cdef char *descs
+    cdef Py_buffer *views
+    cdef bint busy
+    #: If non-zero, the next invoke fails with this code before reaching the driver (the
+    #: upstream remote_set_mode quirk); cleared when used.
+    cdef public uint32_t fail_next
+
+    def __cinit__(self, ioctl, unsigned long request, RegTable regs, translate, int32_t key, handle_slot):
+        import ctypes
+        self.ioctl = ioctl
+        self.request = request
+        self.regs = regs
+        self.translate = translate
+        self.key = key
+        self.handle_slot = handle_slot
+        self.hdr = bytearray(16)
+        self.descs = <char *>malloc(MAX_ARGS * DESC_SIZE)
+        self.views = <Py_buffer *>malloc(MAX_ARGS * sizeof(Py_buffer))
+        if self.descs == NULL or self.views == NULL:
+            raise MemoryError()
+        self.busy = False
+        self.fail_next = 0
+
+    def __dealloc__(self):
+        free(self.descs)
+        free(self.views)
+
+    def invoke(self, uint32_t handle, uint32_t sc, args):
+        """Invoke ``handle`` with ``sc`` and the argument sequence ``args`` (in-buffers,
+        out-buffers, in-handles, out-handles). Returns the AEE code (0 on success; DSP codes
+        as their unsigned 32-bit value)."""
+        cdef char *descs
+        cdef Py_buffer *views
+        cdef bint own = not self.busy
+        if own:
+            self.busy = True
+            descs, views = self.descs, self.views
+            try:
+                return self._invoke(handle, sc, args, self.hdr, descs, views)
+            finally:
+                self.busy = False
+        # Another thread is inside this invoker: use private buffers for this call.
+        descs = <char *>malloc(MAX_ARGS * DESC_SIZE)
+        views = <Py_buffer *>malloc(MAX_ARGS * sizeof(Py_buffer))
+        try:
+            if descs == NULL or views == NULL:
+                raise MemoryError()
+            return self._invoke(handle, sc, args, bytearray(16), descs, views)
+        finally:
+            free(descs)
+            free(views)
+
+    cdef uint32_t _host(self, uint32_t code) noexcept:
+        global qda_compat_errno, qda_compat_origin
+        qda_compat_errno = 0
+        qda_compat_origin = ORIGIN_HOST
+        return code
+
+    cdef object _invoke(self, uint32_t handle, uint32_t sc, object args, bytearray hdr, char *descs,
+                        Py_buffer *views):
+        global qda_compat_errno, qda_compat_origin
+        cdef Py_ssize_t nin = (sc >> 16) & 0xFF
+        cdef Py_ssize_t nout = (sc >> 8) & 0xFF
+        cdef Py_ssize_t nbufs = nin + nout
+        cdef Py_ssize_t n = nbufs + ((sc >> 4) & 0xF) + (sc & 0xF)
+        cdef Py_ssize_t i, held = 0, got
+        cdef uint64_t *d
+        cdef reg_t *r
+        cdef int k
+        cdef object seq, item, ret
+        cdef long long rv
+        cdef uint32_t *h32
+        if self.fail_next:
+            code = self.fail_next
+            self.fail_next = 0
+            return self._host(code)
+        if args is None:
+            if n:
+                return self._host(AEE_EBADPARM)
+            seq = ()
+        else:
+            seq = PySequence_Fast(args, "invoke arguments must be a sequence")
+        got = PySequence_Fast_GET_SIZE(seq)
+        if got != n:
+            return self._host(AEE_EBADPARM)
+        try:
+            try:
+                for i in range(n):
+                    item = <object>PySequence_Fast_GET_ITEM(seq, i)
+                    d = <uint64_t *>(descs + DESC_SIZE * i)
+                    if i >= nbufs:
+                        ptr, length, fd, attr = self.handle_slot(item)
+                        d[0] = ptr
+                        d[1] = length
+                        (<int32_t *>(d + 2))[0] = fd
+                        (<uint32_t *>(d + 2))[1] = attr
+                        continue
+                    if PyObject_GetBuffer(item, &views[i], PyBUF_SIMPLE | (PyBUF_WRITABLE if i >= nin else 0)) < 0:
+                        raise TypeError
+                    held = i + 1
+                    d[0] = <uint64_t><size_t>views[i].buf
+                    d[1] = <uint64_t>views[i].len
+                    (<int32_t *>(d + 2))[0] = -1
+                    (<uint32_t *>(d + 2))[1] = 0
+                    if views[i].len == 0:
+                        continue
+                    k = self.regs.find(d[0], d[1], &r)
+                    if k < 0:
+                        return self._host(AEE_EBADPARM)  # starts in a registered range, overruns it
+                    if k > 0:
+                        (<uint32_t *>(d + 2))[1] = r.attr
+                        if self.translate is None:
+                            (<int32_t *>(d + 2))[0] = r.fd
+                        elif r.cache_key == self.key:
+                            (<int32_t *>(d + 2))[0] = r.cache_ref
+                        else:
+                            ref = self.translate(r.fd)
+                            k = self.regs.find(d[0], d[1], &r)  # translate ran Python code
+                            if k <= 0:
+                                return self._host(AEE_EBADPARM)
+                            r.cache_key = self.key
+                            r.cache_ref = ref
+                            (<int32_t *>(d + 2))[0] = ref
+            except (TypeError, BufferError, ValueError, OverflowError):
+                # not a contiguous buffer, a read-only out-buffer, a bad handle slot
+                return self._host(AEE_EBADPARM)
+            h32 = <uint32_t *>PyByteArray_AS_STRING(hdr)
+            h32[0] = handle
+            h32[1] = sc
+            (<uint64_t *>(h32 + 2))[0] = <uint64_t><size_t>descs if n else 0
+            ret = self.ioctl(self.request, hdr)
+        finally:
+            for i in range(held):
+                PyBuffer_Release(&views[i])
+        rv = ret
+        if rv == 0:
+            qda_compat_errno = 0
+            qda_compat_origin = ORIGIN_DSP
+            return 0
+        if -4096 < rv < 0:
+            qda_compat_errno = <int>-rv
+            qda_compat_origin = ORIGIN_DRIVER
+            return <uint32_t>qda_errno_to_aee(<int>-rv)
+        qda_compat_errno = 0
+        qda_compat_origin = ORIGIN_DSP
+        return <uint32_t>(rv & 0xFFFFFFFF)

@@ -1,0 +1,234 @@
+"""The two ways down to the DSP: QDA accel ioctls (as ``accel/staging`` LIB 759d6f8 issues them)
+and the legacy misc/fastrpc ioctls (as ``src/fastrpc_ioctl.c`` issues them).
+
+A backend opens the session node, creates the user PD, and performs the memory ioctls. Every
+method returns ``0`` or an AEE code and never raises for a driver failure; the code of a
+failed ioctl is ``errno_to_aee(errno)`` and the errno is kept in ``self.errno``.
+
+Buffer identity: the legacy driver takes dma-buf fds as they are; QDA takes GEM handles of the
+session file, so the accel backend imports each fd once per session with PRIME_FD_TO_HANDLE
+(:meth:`AccelBackend.ref`). The DSP then knows a buffer by that handle (what ``HAP_mmap_get``
+and dma-handle arguments see), exactly as with the real QDA library.
+"""
+from __future__ import annotations
+
+import errno as _errno
+import os
+import struct
+
+from qda_core import uapi
+from qda_core._ext import load as _load
+
+from .constants import DOMAIN_NAMES
+
+_abi = _load("_abi")
+
+#: The QUERY size LIB 759d6f8 encodes (20 B, trailing ``capabilities``): dispatch is by nr.
+LIB_QUERY = uapi.IOC(uapi.IOC_READ, uapi.DRM_IOCTL_BASE, uapi.DRM_COMMAND_BASE, 20)
+
+
+def _os_error_code(exc: OSError) -> tuple[int, int]:
+    err = exc.errno or _errno.EIO
+    return _abi.errno_to_aee(err), err
+
+
+class _Base:
+    name = ""
+    #: the INVOKE request number used by the fast path
+    invoke_request = 0
+
+    def __init__(self, soc):
+        self.soc = soc
+        self.file = None
+        self.errno = 0
+
+    def _ioctl(self, request: int, buf) -> int:
+        """Raw ioctl; returns 0, an AEE code converted from -errno, or the DSP's code."""
+        ret = self.file.ioctl(request, buf)
+        if ret == 0:
+            self.errno = 0
+            return 0
+        if -4096 < ret < 0:
+            self.errno = -ret
+            return _abi.errno_to_aee(-ret)
+        self.errno = 0
+        return ret & 0xFFFF_FFFF
+
+    def close(self) -> None:
+        if self.file is not None:
+            self.file.close()
+            self.file = None
+
+    def ref(self, fd: int) -> int:
+        """The number the driver (and the DSP) knows dma-buf ``fd`` by in this session."""
+        return fd
+
+    def forget(self, fd: int) -> None:
+        """``fd`` is no longer registered: drop what this session holds for it."""
+
+
+class LegacyBackend(_Base):
+    """``/dev/fastrpc-<dom>[-secure]`` with the upstream misc/fastrpc uapi."""
+
+    name = "legacy"
+    invoke_request = uapi.FASTRPC_IOCTL_INVOKE
+
+    def open(self, domain: int) -> int:
+        dom = DOMAIN_NAMES[domain]
+        flags = os.O_RDWR | os.O_NONBLOCK
+        for path in (f"/dev/fastrpc-{dom}-secure", f"/dev/fastrpc-{dom}"):
+            try:
+                self.file = self.soc.open(path, flags)
+                return 0
+            except OSError as exc:
+                self.errno = exc.errno or 0
+                if exc.errno not in (_errno.ENOENT, _errno.EACCES):
+                    break
+        return _abi.AEE_ECONNREFUSED
+
+    def init_create(self, attrs: int) -> int:
+        # No shell image: QF sends filelen 0 when fastrpc_shell_<d> is not found (spec §6.1).
+        buf = uapi.fastrpc_init_create.pack(filelen=0, filefd=-1, attrs=attrs, siglen=0, file=0)
+        return self._ioctl(uapi.FASTRPC_IOCTL_INIT_CREATE, buf)
+
+    def mem_map(self, fd: int, offset: int, flags: int, vaddrin: int, length: int) -> tuple[int, int]:
+        buf = uapi.fastrpc_mem_map.pack(version=0, fd=fd, offset=offset, flags=flags, vaddrin=vaddrin,
+                                        length=length, attrs=0)
+        code = self._ioctl(uapi.FASTRPC_IOCTL_MEM_MAP, buf)
+        return code, (uapi.fastrpc_mem_map.get(buf, "vaddrout") if code == 0 else 0)
+
+    def mem_unmap(self, fd: int, vaddr: int, length: int) -> int:
+        buf = uapi.fastrpc_mem_unmap.pack(fd=fd, vaddr=vaddr, length=length)
+        return self._ioctl(uapi.FASTRPC_IOCTL_MEM_UNMAP, buf)
+
+    def mmap(self, fd: int, flags: int, vaddrin: int, size: int) -> tuple[int, int]:
+        buf = uapi.fastrpc_req_mmap.pack(fd=fd, flags=flags, vaddrin=vaddrin, size=size)
+        code = self._ioctl(uapi.FASTRPC_IOCTL_MMAP, buf)
+        return code, (uapi.fastrpc_req_mmap.get(buf, "vaddrout") if code == 0 else 0)
+
+    def munmap(self, vaddr: int, size: int) -> int:
+        return self._ioctl(uapi.FASTRPC_IOCTL_MUNMAP, uapi.fastrpc_req_munmap.pack(vaddrout=vaddr, size=size))
+
+    def dsp_info(self, domain: int, attribute: int) -> tuple[int, int | None]:
+        """GET_DSP_INFO on the session file (or a temporary one, as QF does without a session)."""
+        tmp = None
+        if self.file is None:
+            code = self.open(domain)
+            if code:
+                return code, None
+            tmp = self.file
+        try:
+            buf = uapi.fastrpc_ioctl_capability.pack(domain=domain, attribute_id=attribute)
+            code = self._ioctl(uapi.FASTRPC_IOCTL_GET_DSP_INFO, buf)
+            return code, (uapi.fastrpc_ioctl_capability.get(buf, "capability") if code == 0 else None)
+        finally:
+            if tmp is not None:
+                self.close()
+
+
+class AccelBackend(_Base):
+    """``/dev/accel/accelN`` found by QUERY, with the QDA RFC uapi."""
+
+    name = "accel"
+    # LIB encodes 24 B; the kernel's 16-B number dispatches identically and copies no more
+    # than the 16-B header we pass.
+    invoke_request = uapi.DRM_IOCTL_QDA_INVOKE
+
+    def __init__(self, soc):
+        super().__init__(soc)
+        self._refs: dict[int, int] = {}  # dma-buf fd -> GEM handle in the session file
+
+    def discover(self) -> dict[str, str]:
+        """LIB ``fastrpc_discovery_init``: QUERY every accel node; later nodes win a name."""
+        found: dict[str, str] = {}
+        for path in self.soc.accel_nodes():
+            try:
+                f = self.soc.open(path, os.O_RDWR | os.O_CLOEXEC)
+            except OSError:
+                continue
+            try:
+                buf = bytearray(20)
+                if f.ioctl(LIB_QUERY, buf) == 0:
+                    found[bytes(buf[:16]).split(b"\0", 1)[0].decode(errors="replace")] = path
+            finally:
+                f.close()
+        return found
+
+    def open(self, domain: int, nodes: dict[str, str]) -> int:
+        path = nodes.get(DOMAIN_NAMES[domain])
+        if path is None:  # LIB would open accel0 (any DSP); refusing is the honest answer
+            return _abi.AEE_ECONNREFUSED
+        try:
+            # LIB opens the session node with O_NONBLOCK only, i.e. read-only.
+            self.file = self.soc.open(path, os.O_RDONLY | os.O_NONBLOCK)
+        except OSError as exc:
+            self.errno = exc.errno or 0
+            return _abi.AEE_ECONNREFUSED
+        return 0
+
+    def init_create(self, attrs: int) -> int:
+        buf = uapi.qda_init_create.pack(filelen=0, filefd=0, attrs=attrs, siglen=0, file=0)
+        return self._ioctl(uapi.DRM_IOCTL_QDA_INIT_CREATE, buf)
+
+    def ref(self, fd: int) -> int:
+        h = self._refs.get(fd)
+        if h is None:
+            buf = uapi.drm_prime_handle.pack(fd=fd)
+            code = self._ioctl(uapi.DRM_IOCTL_PRIME_FD_TO_HANDLE, buf)
+            if code:
+                raise ValueError(f"fd {fd} cannot be imported into the session: errno {self.errno}")
+            h = self._refs[fd] = uapi.drm_prime_handle.get(buf, "handle")
+        return h
+
+    def forget(self, fd: int) -> None:
+        h = self._refs.pop(fd, None)
+        if h is not None and self.file is not None:
+            self._ioctl(uapi.DRM_IOCTL_GEM_CLOSE, uapi.drm_gem_close.pack(handle=h))
+
+    def _ref_or_code(self, fd: int) -> tuple[int, int]:
+        try:
+            return 0, self.ref(fd)
+        except ValueError:
+            return _abi.errno_to_aee(self.errno or _errno.EBADF), -1
+
+    def mem_map(self, fd: int, offset: int, flags: int, vaddrin: int, length: int) -> tuple[int, int]:
+        code, ref = self._ref_or_code(fd)
+        if code:
+            return code, 0
+        buf = uapi.qda_mem_map.pack(request=uapi.QDA_MAP_REQUEST_ATTR, flags=flags, fd=ref, attrs=0,
+                                    offset=offset, vaddrin=vaddrin, size=length)
+        code = self._ioctl(uapi.DRM_IOCTL_QDA_MAP, buf)
+        return code, (uapi.qda_mem_map.get(buf, "vaddrout") if code == 0 else 0)
+
+    def mem_unmap(self, fd: int, vaddr: int, length: int) -> int:
+        ref = self._refs.get(fd, fd)
+        buf = uapi.qda_mem_unmap.pack(request=uapi.QDA_MAP_REQUEST_ATTR, fd=ref, vaddr=vaddr, size=length)
+        return self._ioctl(uapi.DRM_IOCTL_QDA_MUNMAP, buf)
+
+    def mmap(self, fd: int, flags: int, vaddrin: int, size: int) -> tuple[int, int]:
+        code, ref = self._ref_or_code(fd) if fd > 0 else (0, fd)
+        if code:
+            return code, 0
+        buf = uapi.qda_mem_map.pack(request=uapi.QDA_MAP_REQUEST_LEGACY, flags=flags, fd=ref,
+                                    vaddrin=vaddrin, size=size)
+        code = self._ioctl(uapi.DRM_IOCTL_QDA_MAP, buf)
+        return code, (uapi.qda_mem_map.get(buf, "vaddrout") if code == 0 else 0)
+
+    def munmap(self, vaddr: int, size: int) -> int:
+        buf = uapi.qda_mem_unmap.pack(request=uapi.QDA_MAP_REQUEST_LEGACY, vaddrout=vaddr, size=size)
+        return self._ioctl(uapi.DRM_IOCTL_QDA_MUNMAP, buf)
+
+    def dsp_info(self, domain: int, attribute: int) -> tuple[int, int | None]:
+        """LIB's QDA ``ioctl_getdspinfo`` stub: only USERSPACE_ALLOCATION_SUPPORT is answered;
+        every other attribute leaves the caller's value untouched (no QDA capability ioctl)."""
+        if attribute == 258:
+            return 0, 1
+        return 0, None
+
+    def close(self) -> None:
+        self._refs.clear()  # the handles go with the file
+        super().close()
+
+
+def pack_u32s(*vals: int) -> bytes:
+    return struct.pack(f"<{len(vals)}I", *vals)
