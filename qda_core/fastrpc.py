@@ -5,7 +5,6 @@ ctx is decoded, which fds are by reference) is passed in by the driver.
 """
 from __future__ import annotations
 
-import ctypes
 import errno
 import heapq
 import threading
@@ -118,9 +117,14 @@ class FastRpc:
         return ctx.retval
 
 
-def zero(obj, n: int) -> None:
-    """Zero the first ``n`` bytes of a message buffer (coherent DMA memory is zeroed)."""
-    ctypes.memset(obj.backing.addr, 0, n)
+def current_comm() -> bytes:
+    """``current->comm`` of the calling thread, NUL-terminated: the process name both drivers
+    send with INIT_CREATE."""
+    try:
+        with open("/proc/thread-self/comm", "rb") as f:
+            return f.read().strip()[:15] + b"\0"
+    except OSError:
+        return b"python\0"
 
 
-__all__ = ["FastRpc", "IdAllocator", "InternalError", "zero"]
+__all__ = ["FastRpc", "IdAllocator", "InternalError", "current_comm"]

@@ -11,53 +11,36 @@ import errno
 import mmap as _mmap
 import os
 import struct
-import sys
 import threading
-import warnings
 
 from .. import debug, trace, uapi, wire
+from ..driver_file import DriverFile, copy_in, copy_out
 from ..errors import errno_error
+from ..fastrpc import current_comm
+from ..invoke_args import BufRef, DmaHandle, descriptors  # noqa: F401 - DmaHandle re-exported
 from ..mem import vma
 from ..mem.backing import Backing
 from ..mem.gem import GemObject
 from ..mem.handles import HandleTable
 from ..mem.msgpool import MessagePool
-from ..uaccess import address, copy_from_user, copy_to_user
+from ..uaccess import address, copy_from_user
 
 _OUT = uapi.IOC_READ
 _IN = uapi.IOC_WRITE
 
 
-class GemRef:
+class GemRef(BufRef):
     """An invoke buffer passed by reference: a GEM ``handle`` and the user mapping ``buf`` of it
     (or a slice of that mapping). The DSP reads and writes the shared pages directly."""
 
-    __slots__ = ("handle", "buf")
+    __slots__ = ()
 
-    def __init__(self, handle: int, buf):
-        self.handle = handle
-        self.buf = buf
-
-
-class DmaHandle:
-    """An invoke handle argument: ``fd`` (a GEM handle on QDA), ``offset`` and ``length``."""
-
-    __slots__ = ("fd", "offset", "length")
-
-    def __init__(self, fd: int, offset: int = 0, length: int = 0):
-        self.fd, self.offset, self.length = fd, offset, length
+    @property
+    def handle(self) -> int:
+        return self.ident
 
 
-def _comm() -> bytes:
-    """``current->comm`` of the calling thread, NUL-terminated, as INIT_CREATE sends it."""
-    try:
-        with open("/proc/thread-self/comm", "rb") as f:
-            return f.read().strip()[:15] + b"\0"
-    except OSError:
-        return b"python\0"
-
-
-class QdaFile:
+class QdaFile(DriverFile):
     """One open accel file. Not shared across processes; several threads may invoke at once."""
 
     def __init__(self, device, client_id: int, flags: int):
@@ -95,17 +78,15 @@ class QdaFile:
         kbuf = bytearray(max(in_size, out_size, ioc.layout.size if ioc.layout else 0))
         try:
             if in_size:
-                self._copy_in(kbuf, arg, in_size, ioc.name)
+                copy_in(kbuf, arg, in_size, ioc.name)
             ret = _HANDLERS[ioc.nr](self, kbuf)
         except OSError as exc:
-            self.last_error = OSError(exc.errno, exc.strerror)  # no traceback: never pin callers' buffers
-            ret = -exc.errno
+            ret = self._failed(exc)
         if out_size:
             try:
-                self._copy_out(arg, kbuf, out_size, ioc.name)
+                copy_out(arg, kbuf, out_size, ioc.name)
             except OSError as exc:
-                self.last_error = OSError(exc.errno, exc.strerror)  # no traceback: never pin callers' buffers
-                ret = -errno.EFAULT
+                ret = self._failed(exc)
         if tr is not None:
             copied, shared = getattr(self._traffic, "last", (0, 0)) if ioc.name == "DRM_IOCTL_QDA_INVOKE" else (0, 0)
             fields = ioc.layout.unpack(kbuf) if ioc.layout else {}
@@ -115,38 +96,11 @@ class QdaFile:
                      copied=copied, shared=shared)
         return ret
 
-    @staticmethod
-    def _copy_in(kbuf: bytearray, arg, n: int, name: str) -> None:
-        if isinstance(arg, int):
-            copy_from_user(memoryview(kbuf)[:n], arg, name)
-            return
-        if arg is None or memoryview(arg).nbytes < n:
-            raise errno_error(errno.EFAULT, f"{name}: argument shorter than the {n} bytes the command encodes")
-        kbuf[:n] = memoryview(arg).cast("B")[:n]
-
-    @staticmethod
-    def _copy_out(arg, kbuf: bytearray, n: int, name: str) -> None:
-        if isinstance(arg, int):
-            copy_to_user(arg, memoryview(kbuf)[:n], name)
-            return
-        mv = memoryview(arg).cast("B") if arg is not None else None
-        if mv is None or mv.readonly or mv.nbytes < n:
-            raise errno_error(errno.EFAULT, f"{name}: argument not writable for {n} bytes")
-        mv[:n] = kbuf[:n]
-
     def _call(self, request: int, buf=None) -> bytearray | None:
         ret = self.ioctl(request, buf)
         if ret < 0:
             raise self._error(ret)
         return buf
-
-    def _error(self, ret: int) -> OSError:
-        """A fresh exception for a negative return, with the handler's message when it has one
-        (fresh, so a raised traceback is never kept alive by ``last_error``)."""
-        err = self.last_error
-        if err is not None and err.errno == -ret:
-            return OSError(err.errno, err.strerror)
-        return errno_error(ret)
 
     # --- state helpers --------------------------------------------------------------------
     def ensure_cb(self):
@@ -302,35 +256,9 @@ class QdaFile:
         """DRM_IOCTL_QDA_INVOKE with ``args`` in ``[inbufs, outbufs, inhandles, outhandles]``
         order: plain buffers are copied, :class:`GemRef` buffers shared, :class:`DmaHandle`
         entries are handles. Returns the DSP retval (0 or an AEE code, as unsigned 32-bit)."""
-        counts = wire.sc_counts(sc)
-        n = sum(counts)
-        if len(args) != n:
-            raise errno_error(errno.EINVAL, f"scalars {sc:#010x} declare {n} arguments, got {len(args)}")
-        nin, nbufs = counts[0], counts[0] + counts[1]
-        descs = bytearray(24 * n)
-        for i, a in enumerate(args):
-            if i >= nbufs:
-                if not isinstance(a, DmaHandle):
-                    raise TypeError(f"argument {i} is a handle slot: pass a DmaHandle")
-                wire.INVOKE_ARG.pack_into(descs, 24 * i, a.offset, a.length, a.fd, 0)
-                continue
-            ref = a.handle if isinstance(a, GemRef) else -1
-            buf = a.buf if isinstance(a, GemRef) else a
-            mv = memoryview(buf)
-            if i >= nin and mv.readonly:
-                raise TypeError(f"out-buffer {i - nin} must be writable")
-            wire.INVOKE_ARG.pack_into(descs, 24 * i, address(buf), mv.nbytes, ref, 0)
-        kbuf = uapi.qda_invoke_args.pack(handle=handle, sc=sc, args=address(descs) if n else 0)
+        descs = descriptors(sc, args, GemRef)
+        kbuf = uapi.qda_invoke_args.pack(handle=handle, sc=sc, args=address(descs) if descs else 0)
         return self._check_dsp(self.ioctl(uapi.DRM_IOCTL_QDA_INVOKE, kbuf))
-
-    def _check_dsp(self, ret: int, raise_dsp: bool = False) -> int:
-        """Negative errno -> OSError; a DSP code is returned as unsigned (or raised if asked)."""
-        if -4096 < ret < 0:
-            raise self._error(ret)
-        code = ret & 0xFFFF_FFFF
-        if code and raise_dsp:
-            raise OSError(errno.EIO, f"DSP returned {code:#x}")
-        return code
 
     # --- release --------------------------------------------------------------------------
     def close(self) -> None:
@@ -362,17 +290,8 @@ class QdaFile:
             self.cb = None
         debug.destroyed("accel_file")
 
-    def __enter__(self) -> "QdaFile":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-    def __del__(self) -> None:
-        if not getattr(self, "closed", True) and not sys.is_finalizing():
-            warnings.warn(f"unclosed QDA file {self.device.path} (client {self.client_id})",
-                          ResourceWarning, stacklevel=2)
-            self.close()
+    def _describe(self) -> str:
+        return f"QDA file {self.device.path} (client {self.client_id})"
 
     def __repr__(self) -> str:
         return f"<QdaFile {self.device.path} client={self.client_id}{' closed' if self.closed else ''}>"
@@ -433,7 +352,7 @@ def _init_create(f: QdaFile, k: bytearray) -> int:
     if a["filelen"] and fd != 0:
         if f.lookup(fd) is None:
             raise errno_error(errno.EINVAL, f"INIT_CREATE: filefd {fd} is not a GEM handle of this file")
-    name = _comm()
+    name = current_comm()
     inbuf = wire.CREATE_INBUF.pack(f.client_id, len(name), a["filelen"], 1, a["attrs"], a["siglen"])
     page = wire.PHY_PAGE.pack(init_mem.dma_addr, init_mem.size)
     image = (a["file"], a["filelen"], fd if fd > 0 else -1)

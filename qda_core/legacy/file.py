@@ -19,18 +19,19 @@ import errno
 import mmap as _mmap
 import os
 import struct
-import sys
 import threading
-import warnings
 
 from .. import debug, trace, uapi, wire
+from ..driver_file import DriverFile, copy_in, copy_out
 from ..errors import errno_error
+from ..fastrpc import current_comm
+from ..invoke_args import BufRef, DmaHandle, descriptors  # noqa: F401 - DmaHandle re-exported
 from ..mem import vma
 from ..mem.backing import Backing
 from ..mem.bus import IOVA_END, IOVA_START
 from ..mem.gem import GemObject
 from ..mem.msgpool import MessagePool
-from ..uaccess import address, copy_from_user, copy_to_user
+from ..uaccess import address, copy_from_user
 from .device import FASTRPC_DEV_MAX, LEGACY_DOMAINS
 
 ADSP_MMAP_REMOTE_HEAP_ADDR = 8
@@ -43,24 +44,15 @@ _MDSP = LEGACY_DOMAINS["mdsp"]
 _MIB = 1 << 20
 
 
-class DmaBufRef:
+class DmaBufRef(BufRef):
     """An invoke buffer passed by reference: ``buf`` lies inside a CPU mapping of dma-buf ``fd``
     (e.g. from :func:`dmabuf_mmap`). The kernel maps the fd into the session; nothing is copied."""
 
-    __slots__ = ("fd", "buf")
+    __slots__ = ()
 
-    def __init__(self, fd: int, buf):
-        self.fd = fd
-        self.buf = buf
-
-
-class DmaHandle:
-    """An invoke handle argument: a dma-buf ``fd``, ``offset`` and ``length``."""
-
-    __slots__ = ("fd", "offset", "length")
-
-    def __init__(self, fd: int, offset: int = 0, length: int = 0):
-        self.fd, self.offset, self.length = fd, offset, length
+    @property
+    def fd(self) -> int:
+        return self.ident
 
 
 def dmabuf_mmap(fd: int, length: int | None = None,
@@ -73,15 +65,6 @@ def dmabuf_mmap(fd: int, length: int | None = None,
     view = memoryview(mm)
     vma.register(mm, address(view), length)
     return view
-
-
-def _comm() -> bytes:
-    """``current->comm`` of the calling thread, NUL-terminated (INIT_CREATE's process name)."""
-    try:
-        with open("/proc/thread-self/comm", "rb") as f:
-            return f.read().strip()[:15] + b"\0"
-    except OSError:
-        return b"python\0"
 
 
 class _Map:
@@ -107,7 +90,7 @@ class _MmapBuf:
         self.obj, self.size, self.raddr = obj, size, 0
 
 
-class LegacyFile:
+class LegacyFile(DriverFile):
     """One open legacy node. Owns one session (context bank) from open to close."""
 
     def __init__(self, device, cb, flags: int):
@@ -156,59 +139,23 @@ class LegacyFile:
         kbuf = bytearray(ioc.layout.size) if ioc.layout is not None else None
         try:
             if kbuf is not None:
-                self._copy_in(kbuf, arg, ioc.name)
+                copy_in(kbuf, arg, len(kbuf), ioc.name)
             ret = handler(self, kbuf, xfer)
             if ret == 0 and request in _COPY_OUT:
                 try:
-                    self._copy_out(arg, kbuf, ioc.name)
+                    copy_out(arg, kbuf, len(kbuf), ioc.name)
                 except OSError:
                     _COPY_OUT[request](self, kbuf)  # undo what the kernel undoes, then EFAULT
                     raise
         except OSError as exc:
-            self.last_error = OSError(exc.errno, exc.strerror)  # no traceback: never pin callers' buffers
-            ret = -(exc.errno or errno.EINVAL)
+            ret = self._failed(exc)
         return ret, kbuf
-
-    @staticmethod
-    def _copy_in(kbuf: bytearray, arg, name: str) -> None:
-        n = len(kbuf)
-        if isinstance(arg, int):
-            copy_from_user(kbuf, arg, name)
-            return
-        if arg is None or memoryview(arg).nbytes < n:
-            raise errno_error(errno.EFAULT, f"{name}: argument shorter than the {n}-byte struct")
-        kbuf[:] = memoryview(arg).cast("B")[:n]
-
-    @staticmethod
-    def _copy_out(arg, kbuf: bytearray, name: str) -> None:
-        if isinstance(arg, int):
-            copy_to_user(arg, kbuf, name)
-            return
-        mv = memoryview(arg).cast("B")
-        if mv.readonly:
-            raise errno_error(errno.EFAULT, f"{name}: argument not writable")
-        mv[:len(kbuf)] = kbuf
-
-    def _error(self, ret: int) -> OSError:
-        err = self.last_error
-        if err is not None and err.errno == -ret:
-            return OSError(err.errno, err.strerror)
-        return errno_error(ret)
 
     def _call(self, request: int, buf=None) -> int:
         ret = self.ioctl(request, buf)
         if -4096 < ret < 0:
             raise self._error(ret)
         return ret
-
-    def _check_dsp(self, ret: int, raise_dsp: bool = False) -> int:
-        """Negative errno -> OSError; a DSP code is returned as unsigned (or raised if asked)."""
-        if -4096 < ret < 0:
-            raise self._error(ret)
-        code = ret & 0xFFFF_FFFF
-        if code and raise_dsp:
-            raise OSError(errno.EIO, f"DSP returned {code:#x}")
-        return code
 
     # --- maps (fastrpc_map_create / _lookup / _put) ---------------------------------------
     def _map_create(self, fd: int, length: int) -> _Map:
@@ -355,25 +302,8 @@ class LegacyFile:
         """FASTRPC_IOCTL_INVOKE with ``args`` in ``[inbufs, outbufs, inhandles, outhandles]``
         order: plain buffers are copied, :class:`DmaBufRef` buffers shared by fd,
         :class:`DmaHandle` entries are handles. Returns the DSP retval as unsigned 32-bit."""
-        counts = wire.sc_counts(sc)
-        n = sum(counts)
-        if len(args) != n:
-            raise errno_error(errno.EINVAL, f"scalars {sc:#010x} declare {n} arguments, got {len(args)}")
-        nin, nbufs = counts[0], counts[0] + counts[1]
-        descs = bytearray(24 * n)
-        for i, a in enumerate(args):
-            if i >= nbufs:
-                if not isinstance(a, DmaHandle):
-                    raise TypeError(f"argument {i} is a handle slot: pass a DmaHandle")
-                wire.INVOKE_ARG.pack_into(descs, 24 * i, a.offset, a.length, a.fd, 0)
-                continue
-            fd = a.fd if isinstance(a, DmaBufRef) else -1
-            buf = a.buf if isinstance(a, DmaBufRef) else a
-            mv = memoryview(buf)
-            if i >= nin and mv.readonly:
-                raise TypeError(f"out-buffer {i - nin} must be writable")
-            wire.INVOKE_ARG.pack_into(descs, 24 * i, address(buf), mv.nbytes, fd, 0)
-        kbuf = uapi.fastrpc_invoke.pack(handle=handle, sc=sc, args=address(descs) if n else 0)
+        descs = descriptors(sc, args, DmaBufRef)
+        kbuf = uapi.fastrpc_invoke.pack(handle=handle, sc=sc, args=address(descs) if descs else 0)
         return self._check_dsp(self.ioctl(uapi.FASTRPC_IOCTL_INVOKE, kbuf))
 
     def mmap(self, flags: int, size: int, vaddrin: int = 0) -> int:
@@ -443,17 +373,8 @@ class LegacyFile:
         self.channel.bus.release(self.cb)
         debug.destroyed("legacy_file")
 
-    def __enter__(self) -> "LegacyFile":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-    def __del__(self) -> None:
-        if not getattr(self, "closed", True) and not sys.is_finalizing():
-            warnings.warn(f"unclosed legacy fastrpc file {self.path} (client {self.client_id})",
-                          ResourceWarning, stacklevel=2)
-            self.close()
+    def _describe(self) -> str:
+        return f"legacy fastrpc file {self.path} (client {self.client_id})"
 
     def __repr__(self) -> str:
         return f"<LegacyFile {self.path} client={self.client_id}{' closed' if self.closed else ''}>"
@@ -487,7 +408,7 @@ def _init_create(f: LegacyFile, k: bytearray, xfer) -> int:
                           "(the non-secure node may only create unsigned PDs, on CDSP/CDSP1)")
     if a["filelen"] > INIT_FILELEN_MAX:
         raise errno_error(errno.EINVAL, f"INIT_CREATE: filelen {a['filelen']:#x} > 2 MiB")
-    name = _comm()
+    name = current_comm()
     inbuf = wire.CREATE_INBUF.pack(f.client_id, len(name), a["filelen"], 1, a["attrs"], a["siglen"])
     with f._lock:
         f.pd = wire.USER_PD

@@ -1,0 +1,79 @@
+"""What the two emulated drivers' open files have in common: user-struct copies, the error
+convention (raw ``ioctl()`` returns ``-errno``; typed methods raise ``OSError`` with the
+handler's message), DSP-code handling, context management and the unclosed-file warning."""
+from __future__ import annotations
+
+import errno
+import sys
+import warnings
+
+from .errors import errno_error
+from .uaccess import copy_from_user, copy_to_user
+
+
+def copy_in(kbuf: bytearray, arg, n: int, name: str) -> None:
+    """``copy_from_user`` of an ioctl struct: ``arg`` is a buffer or an int user address."""
+    if isinstance(arg, int):
+        copy_from_user(memoryview(kbuf)[:n], arg, name)
+        return
+    if arg is None or memoryview(arg).nbytes < n:
+        raise errno_error(errno.EFAULT, f"{name}: argument shorter than the {n} bytes the command encodes")
+    kbuf[:n] = memoryview(arg).cast("B")[:n]
+
+
+def copy_out(arg, kbuf: bytearray, n: int, name: str) -> None:
+    """``copy_to_user`` of an ioctl struct."""
+    if isinstance(arg, int):
+        copy_to_user(arg, memoryview(kbuf)[:n], name)
+        return
+    mv = memoryview(arg).cast("B") if arg is not None else None
+    if mv is None or mv.readonly or mv.nbytes < n:
+        raise errno_error(errno.EFAULT, f"{name}: argument not writable for {n} bytes")
+    mv[:n] = kbuf[:n]
+
+
+class DriverFile:
+    """Base of ``QdaFile`` and ``LegacyFile``. Subclasses set ``closed`` and implement
+    ``ioctl()``, ``close()`` and ``_describe()``."""
+
+    closed = True
+    #: The last handler error, without its traceback (so it never pins a caller's buffers).
+    last_error: OSError | None = None
+
+    def _failed(self, exc: OSError) -> int:
+        """Record a handler's error and return the ``-errno`` the raw ioctl gives back."""
+        self.last_error = OSError(exc.errno, exc.strerror)
+        return -(exc.errno or errno.EINVAL)
+
+    def _error(self, ret: int) -> OSError:
+        """A fresh exception for a negative return, with the handler's message when it has one."""
+        err = self.last_error
+        if err is not None and err.errno == -ret:
+            return OSError(err.errno, err.strerror)
+        return errno_error(ret)
+
+    def _check_dsp(self, ret: int, raise_dsp: bool = False) -> int:
+        """Negative errno -> OSError; a DSP code is returned as unsigned (or raised if asked)."""
+        if -4096 < ret < 0:
+            raise self._error(ret)
+        code = ret & 0xFFFF_FFFF
+        if code and raise_dsp:
+            raise OSError(errno.EIO, f"DSP returned {code:#x}")
+        return code
+
+    def _describe(self) -> str:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        if not getattr(self, "closed", True) and not sys.is_finalizing():
+            warnings.warn(f"unclosed {self._describe()}", ResourceWarning, stacklevel=2)
+            self.close()

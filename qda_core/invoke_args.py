@@ -1,0 +1,60 @@
+"""Typed invoke arguments of the emulated drivers, and the uapi descriptors they become.
+
+Both drivers' typed ``invoke(handle, sc, args)`` take ``args`` in ``[inbufs, outbufs,
+inhandles, outhandles]`` order: a plain buffer is copied, a :class:`BufRef` of the driver's kind
+is passed by reference, a :class:`DmaHandle` fills a handle slot. :func:`descriptors` turns them
+into the 24-byte ``fastrpc_invoke_args`` array that the raw ioctl reads from user memory.
+"""
+from __future__ import annotations
+
+import errno
+
+from . import wire
+from .errors import errno_error
+from .uaccess import address
+
+
+class BufRef:
+    """A buffer passed by reference: ``buf`` lies inside a CPU mapping of the buffer object
+    ``ident`` names (a GEM handle on QDA, a dma-buf fd on legacy). The DSP works on those pages."""
+
+    __slots__ = ("ident", "buf")
+
+    def __init__(self, ident: int, buf):
+        self.ident = ident
+        self.buf = buf
+
+
+class DmaHandle:
+    """A handle argument: ``fd`` (a GEM handle on QDA, a dma-buf fd on legacy), ``offset`` and
+    ``length``."""
+
+    __slots__ = ("fd", "offset", "length")
+
+    def __init__(self, fd: int, offset: int = 0, length: int = 0):
+        self.fd, self.offset, self.length = fd, offset, length
+
+
+def descriptors(sc: int, args, ref_type: type[BufRef]) -> bytearray:
+    """The descriptor array for ``args`` (checked against ``sc``); the caller keeps ``args``
+    alive while the ioctl runs, since descriptors hold their addresses."""
+    counts = wire.sc_counts(sc)
+    n = sum(counts)
+    if len(args) != n:
+        raise errno_error(errno.EINVAL, f"scalars {sc:#010x} declare {n} arguments, got {len(args)}")
+    nin, nbufs = counts[0], counts[0] + counts[1]
+    descs = bytearray(24 * n)
+    for i, a in enumerate(args):
+        if i >= nbufs:
+            if not isinstance(a, DmaHandle):
+                raise TypeError(f"argument {i} is a handle slot: pass a DmaHandle")
+            wire.INVOKE_ARG.pack_into(descs, 24 * i, a.offset, a.length, a.fd, 0)
+            continue
+        if isinstance(a, BufRef) and not isinstance(a, ref_type):
+            raise TypeError(f"argument {i}: this driver takes {ref_type.__name__}, not {type(a).__name__}")
+        ident, buf = (a.ident, a.buf) if isinstance(a, BufRef) else (-1, a)
+        mv = memoryview(buf)
+        if i >= nin and mv.readonly:
+            raise TypeError(f"out-buffer {i - nin} must be writable")
+        wire.INVOKE_ARG.pack_into(descs, 24 * i, address(buf), mv.nbytes, ident, 0)
+    return descs
