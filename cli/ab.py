@@ -106,8 +106,8 @@ def format_text(rep: dict) -> str:
     rows = [("#", "STEP", a.upper(), b.upper(), "")]
     for st in rep["steps"]:
         rows.append((str(st["index"]), st["name"], _cell(st[a]), _cell(st[b]), "SAME" if st["same"] else "DIFF"))
-    lines += _table(rows) + ["", _verdict(rep), "", "ioctls, aligned on the operation (= same, ~ differ, "
-                                                    f"< {a} only, > {b} only):"]
+    lines += _table(rows) + ["", _verdict(rep), "", "ioctls, aligned on the operation (= same, ! same call "
+                                                    f"but another result, ~ differ, < {a} only, > {b} only):"]
     rows = [("", a.upper(), b.upper())]
     rows += [(r["op"], _ioctl_cell(r["a"]), _ioctl_cell(r["b"])) for r in rep["ioctl_alignment"]]
     lines += _table(rows)
@@ -178,11 +178,11 @@ def _report_html(rep: dict) -> str:
                    f'{_outcome_td(st[a])}{_outcome_td(st[b])}<td class="tag">{"SAME" if st["same"] else "DIFF"}</td>'
                    f'<td class="num">{_h(ta)}</td><td class="num">{_h(tb)}</td></tr>')
     out.append("</table>")
-    out.append(f'<h2>ioctl sequences</h2><p class="legend">Aligned on the operation: = same, ~ differ, '
+    out.append(f'<h2>ioctl sequences</h2><p class="legend">Aligned on the operation: = same, ! same call but another result, ~ differ, '
                f'&lt; {_h(a)} only, &gt; {_h(b)} only.</p><table><tr><th>step</th><th>{_h(a)}</th>'
                f'<th class="op"></th><th>{_h(b)}</th></tr>')
     for r in rep["ioctl_alignment"]:
-        cls = {"=": "", "~": "chg", "<": "only", ">": "only"}[r["op"]]
+        cls = {"=": "", "!": "chg", "~": "chg", "<": "only", ">": "only"}[r["op"]]
         step = (r["a"] or r["b"])["step"] or ""
         out.append(f'<tr class="{cls}"><td>{_h(step)}</td><td class="mono">{_h(_ioctl_cell(r["a"]))}</td>'
                    f'<td class="op">{_h(r["op"])}</td><td class="mono">{_h(_ioctl_cell(r["b"]))}</td></tr>')

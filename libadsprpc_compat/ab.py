@@ -417,7 +417,8 @@ def _summarize_run(backend: str, steps, windows, events, wall_ns: int) -> dict:
     # Events are appended when they complete; ioctls never nest, so start order is issue order.
     indexed = [(i, e) for i, e in enumerate(events)]
     ioctls = sorted(((i, e) for i, e in indexed if e["kind"] == "ioctl"), key=lambda ie: ie[1]["ts"])
-    step_of = (lambda i: _step_of(windows, names, i)) if windows else (lambda i: None)
+    # Events outside every step window are the workload's own clean-up (or the runner's).
+    step_of = (lambda i: _step_of(windows, names, i) or "(cleanup)") if windows else (lambda i: None)
     seq, invokes, maps, ioctl_errors = [], [], [], []
     for i, e in ioctls:
         err = _ioctl_error(e)
@@ -467,13 +468,14 @@ def _summarize_run(backend: str, steps, windows, events, wall_ns: int) -> dict:
 
 def align_ioctls(a: list[dict], b: list[dict]) -> list[dict]:
     """Rows ``{"op", "a", "b"}`` aligning two ioctl sequences on their operation keys; ``op`` is
-    ``"="`` (same operation), ``"~"`` (different operations at this place), ``"<"`` (only in
-    ``a``) or ``">"`` (only in ``b``)."""
+    ``"="`` (same operation, same result), ``"!"`` (same operation, different error),
+    ``"~"`` (different operations at this place), ``"<"`` (only in ``a``) or ``">"`` (only in ``b``)."""
     rows = []
     sm = difflib.SequenceMatcher(a=[x["op"] for x in a], b=[x["op"] for x in b], autojunk=False)
     for tag, i1, i2, j1, j2 in sm.get_opcodes():
         if tag == "equal":
-            rows += [{"op": "=", "a": a[i], "b": b[j]} for i, j in zip(range(i1, i2), range(j1, j2))]
+            rows += [{"op": "=" if a[i].get("error") == b[j].get("error") else "!", "a": a[i], "b": b[j]}
+                     for i, j in zip(range(i1, i2), range(j1, j2))]
             continue
         n = max(i2 - i1, j2 - j1)
         for k in range(n):

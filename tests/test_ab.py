@@ -54,6 +54,7 @@ def test_calculator_identical_and_from_each_driver(clean):
         assert t["shared"] == 8000 and t["modeled_ns"] > 0 and t["wall_ns"] > 0 and t["api_errors"] == 0
     # alignment pairs every INVOKE of one driver with the same call of the other
     pairs = [(r["a"]["name"], r["b"]["name"]) for r in rep["ioctl_alignment"] if r["op"] == "="]
+    assert all(r["op"] in "=<>" for r in rep["ioctl_alignment"])
     assert ("FASTRPC_IOCTL_INVOKE", "DRM_IOCTL_QDA_INVOKE") in pairs
     assert ("FASTRPC_IOCTL_INIT_CREATE", "DRM_IOCTL_QDA_INIT_CREATE") in pairs
     only_accel = [r["b"]["name"] for r in rep["ioctl_alignment"] if r["op"] == ">"]
@@ -193,3 +194,11 @@ def test_align_ioctls():
     assert rows == [(">", None, "QUERY"), ("=", "INIT_CREATE", "INIT_CREATE"), ("=", "INVOKE m 1", "INVOKE m 1"),
                     ("<", "MAP", None), ("=", "INVOKE m 2", "INVOKE m 2"), (">", None, "MUNMAP")]
     assert os.path.basename(ab.__file__) == "ab.py"
+
+
+def test_alignment_marks_same_call_other_result(clean):
+    rep = ab.run_ab("errors")
+    marked = [(r["a"]["name"], r["a"]["error"], r["b"]["error"]) for r in rep["ioctl_alignment"] if r["op"] == "!"]
+    assert ("FASTRPC_IOCTL_INVOKE", "EPERM", "DSP 0x8000040d AEE_EBADSTATE") in marked
+    assert ("FASTRPC_IOCTL_MUNMAP", "EINVAL", "DSP 0x80000448 AEE_ENOSUCHMAP") in marked
+    assert any(x["step"] == "(cleanup)" for x in rep["runs"]["legacy"]["invokes"])
