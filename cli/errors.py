@@ -9,9 +9,10 @@ code    name              meaning
 2       EXIT_USAGE        bad command line (click's usage errors): option, argument, value,
                           URI, ``--in``/``--out`` spec, ``--sc``
 3       EXIT_DEVICE       the emulated kernel refused (an ``OSError`` with its errno:
-                          ``ENODEV``, ``ENOENT``, ``ENOMEM``, ...)
+                          ``ENODEV``, ``ENOENT``, ``ENOMEM``, ...; or a legacy-API error
+                          whose origin is the driver)
 4       EXIT_DSP          the DSP answered non-zero: invoke retval (AEE code) or a module
-                          that would not load
+                          that would not load; or the legacy API refused a call (its AEE code)
 5       EXIT_FILE         an input/output file is missing, unreadable or not a valid trace
 6       EXIT_UNAVAILABLE  not in this build or install (legacy backend, ``bench/`` scripts)
 70      EXIT_INTERNAL     a bug in qdarpc (``EX_SOFTWARE``); ``qdarpc --debug`` shows the traceback
@@ -52,6 +53,10 @@ def translate(exc: BaseException) -> click.ClickException:
         return CliError(str(exc), EXIT_FILE)
     if isinstance(exc, DspError):
         return CliError(str(exc), EXIT_DSP)
+    from libadsprpc_compat.errors import FastRpcError
+
+    if isinstance(exc, FastRpcError):  # before ValueError: BadParameterError is one
+        return CliError(str(exc), EXIT_DEVICE if exc.origin == "driver" else EXIT_DSP)
     if type(exc).__name__ == "LoadError":  # libadsprpc_compat.remotectl / qda_core.dsp.loader
         code = getattr(exc, "code", 0)
         return CliError(f"{exc} ({_aee(code)})" if code else str(exc), EXIT_DSP)

@@ -1,8 +1,9 @@
 """``qdarpc invoke``: typed buffer specs, the call's scalars, and one invoke session.
 
-The session is :func:`_open_session`; everything else is backend-neutral. Today both backends
-go straight over their emulated driver in ``qda_core`` (open the node, INIT_CREATE, remotectl
-open, INVOKE); switching to the legacy user API (``libadsprpc_compat``) replaces that one function.
+The session is :func:`_open_session`; everything else is backend-neutral. Both backends go
+through the legacy user API (``libadsprpc_compat.Library(backend=...)``): ``remote_handle64_open``,
+``remote_handle64_invoke``, ``rpcmem_alloc`` for shared buffers, ``remote_handle64_close``, so
+``--backend`` is the library's backend and every error code is the library's.
 """
 from __future__ import annotations
 
@@ -15,7 +16,6 @@ from typing import Any, Callable, Iterable
 
 import click
 
-from .errors import DspError
 
 #: Element types of ``--in T:v,...`` and ``--out T:count`` (little-endian, as the DSP is).
 TYPES = {"i8": "<i1", "u8": "<u1", "i16": "<i2", "u16": "<u2", "i32": "<i4", "u32": "<u4",
@@ -232,113 +232,94 @@ def make_sc(method: int, nin: int, nout: int, sc: int | None) -> int:
 
 
 # --- the session: the one place that knows which API carries the call -------------------------
+def _nodes(soc, backend: str, domain: str) -> list[str]:
+    """The device nodes the legacy library tries for ``domain`` on ``backend`` (for messages)."""
+    if backend == "accel":
+        return [soc.domain(domain).accel.path]
+    return [f"/dev/fastrpc-{domain}-secure", f"/dev/fastrpc-{domain}"]
+
+
+def _dlerror(soc, domain: str, uri: str) -> str:
+    """The DSP loader's reason a module will not load (the dlerror text remotectl returns and
+    the legacy library only logs), as `` (DSP: ...)``; empty when the loader finds the module."""
+    from qda_core.dsp.loader import LoadError, parse_uri
+
+    try:
+        soc.domain(domain).dsp.loader.resolve(parse_uri(uri))
+    except LoadError as exc:
+        return f" (DSP: {exc.text})"
+    except Exception:  # noqa: BLE001 - only a hint for the message
+        return ""
+    return ""
+
+
 class _Session:
-    """A user PD with the module open, through one emulated driver's typed file API."""
+    """The module open through the legacy user API (``libadsprpc_compat``) on one backend:
+    a private :class:`~libadsprpc_compat.Library` on the command's SoC, so ``--backend`` is the
+    library's backend and every code is the one ``libadsprpc`` would return."""
 
-    def __init__(self, f, uri: str, unsigned: bool):
-        from libadsprpc_compat.remotectl import open_module
-        from qda_core import uapi
+    def __init__(self, backend: str, soc, domain: str, uri: str, unsigned: bool):
+        import libadsprpc_compat as rpc
+        from libadsprpc_compat.library import domain_from_uri
 
-        self.f = f
-        self.handle = 0
+        self.rpc = rpc
+        self.lib = rpc.Library(backend=backend, soc=soc)
+        self.handle: int | None = None
+        self._mems: list = []
         self._views: list[memoryview] = []
         try:
-            ret = f.init_create(attrs=uapi.FASTRPC_MODE_UNSIGNED_MODULE if unsigned else 0)
-            if ret:
-                raise DspError(ret, f"INIT_CREATE on {f.device.path}")
-            ret, self.handle = open_module(f, uri)
-            if ret:
-                raise DspError(ret, f"remotectl open of {uri}")
+            if unsigned:  # fastrpc_test -U 1: before the session exists, for its effective domain
+                ctl = rpc.remote_rpc_control_unsigned_module(domain_from_uri(uri), 1)
+                self.lib.remote_session_control(rpc.DSPRPC_CONTROL_UNSIGNED_MODULE, ctl)
+            self.handle = self.lib.remote_handle64_open(uri)
+        except rpc.FastRpcError as exc:
+            self.lib.close_all()
+            where = " | ".join(_nodes(soc, backend, domain))
+            why = _dlerror(soc, domain, uri) if exc.origin == "dsp" else ""
+            raise type(exc)(exc.aee, f"{backend} backend ({where}): could not open {uri!r}{why}",
+                            errno=exc.errno, origin=exc.origin) from None
         except BaseException:
-            f.close()
+            self.lib.close_all()
             raise
 
     def shared(self, size: int):
-        """A buffer shared with the DSP, mapped here: ``(view, invoke_arg)``."""
+        """An rpcmem buffer (registered: goes by reference): ``(view, invoke_arg)``."""
         if size <= 0:
             raise ValueError("a by-reference (rpcmem) buffer needs at least one byte")
-        full, ref = self._alloc(size)
-        self._views.append(full)
-        return ref.buf, ref
+        rpc = self.rpc
+        mem = rpc.rpcmem_alloc(rpc.RPCMEM_HEAP_ID_SYSTEM, rpc.RPCMEM_DEFAULT_FLAGS, size)
+        self._mems.append(mem)
+        view = memoryview(mem)[:size]
+        self._views.append(view)
+        return view, view
 
     def invoke(self, sc: int, args: list) -> int:
-        return self.f.invoke(self.handle, sc, args)
+        """``remote_handle64_invoke``; returns 0 or the AEE code the C call would return."""
+        try:
+            self.lib.remote_handle64_invoke(self.handle, sc, args)
+        except self.rpc.FastRpcError as exc:
+            return exc.aee
+        return 0
 
     def close(self) -> None:
-        from libadsprpc_compat.remotectl import close_module
-
+        """Close the handle (the last one ends the DSP process), free rpcmem, shut the Library down."""
         try:
-            if self.handle:
-                close_module(self.f, self.handle)
+            if self.handle is not None:
+                self.lib.remote_handle64_close(self.handle)
+                self.handle = None
+        finally:
             for v in self._views:
                 v.release()
-            self._free()
-        finally:
-            self.f.close()
-
-
-class _AccelSession(_Session):
-    """QDA accel: ``/dev/accel/accelN``, shared buffers are GEM objects."""
-
-    def __init__(self, soc, domain: str, uri: str, unsigned: bool):
-        self._gems: list[int] = []
-        super().__init__(soc.open_device(domain), uri, unsigned)
-
-    def _alloc(self, size: int):
-        from qda_core.accel import GemRef
-
-        gem = self.f.gem_create(size)
-        self._gems.append(gem)
-        full = self.f.mmap(self.f.gem_mmap_offset(gem), size)
-        return full, GemRef(gem, full[:size])
-
-    def _free(self) -> None:
-        for gem in self._gems:
-            self.f.gem_close(gem)
-
-
-class _LegacySession(_Session):
-    """Legacy misc/fastrpc: the secure node first, then the plain one (as libadsprpc opens
-    them); shared buffers are ALLOC_DMA_BUFF dma-buf fds."""
-
-    def __init__(self, soc, domain: str, uri: str, unsigned: bool):
-        import errno
-
-        from qda_core.legacy import node_path
-
-        self._fds: list[int] = []
-        err: OSError | None = None
-        for secure in (True, False):
-            try:
-                f = soc.open(node_path(domain, secure))
-                break
-            except OSError as exc:
-                if exc.errno not in (errno.ENOENT, errno.EACCES):
-                    raise
-                err = exc
-        else:
-            raise err if err is not None else OSError(errno.ENOENT, "no legacy node")
-        super().__init__(f, uri, unsigned)
-
-    def _alloc(self, size: int):
-        from qda_core.legacy import DmaBufRef, dmabuf_mmap
-
-        fd = self.f.alloc_dma_buff(size)
-        self._fds.append(fd)
-        full = dmabuf_mmap(fd, size)
-        return full, DmaBufRef(fd, full[:size])
-
-    def _free(self) -> None:
-        import os
-
-        for fd in self._fds:
-            os.close(fd)
+            for m in self._mems:
+                self.rpc.rpcmem_free(m)
+            self._views.clear()
+            self._mems.clear()
+            self.lib.close_all()
 
 
 def _open_session(backend: str, soc, domain: str, uri: str, unsigned: bool) -> _Session:
-    """The one switch point: today each backend drives its emulated driver directly; with the
-    legacy user API merged this becomes ``libadsprpc_compat.set_backend`` + ``remote_handle64_*``."""
-    return (_AccelSession if backend == "accel" else _LegacySession)(soc, domain, uri, unsigned)
+    """The one switch point: both backends go through the legacy user API's Library."""
+    return _Session(backend, soc, domain, uri, unsigned)
 
 
 # --- the command's body -----------------------------------------------------------------------

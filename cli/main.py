@@ -5,13 +5,14 @@ messages there (``qdarpc --debug`` shows the traceback instead).
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 
 import click
 
 from . import options
-from .errors import EXIT_DSP, EXIT_FAILED, EXIT_UNAVAILABLE, CliError, translate
+from .errors import EXIT_DSP, EXIT_FAILED, EXIT_FILE, EXIT_UNAVAILABLE, CliError, translate
 from .invoke import IN_HELP, OUT_HELP, BufSpec, OrderedCommand
 
 EPILOG_EXIT = ("\b\nExit codes: 0 ok, 1 check failed, 2 usage, 3 device/driver error, 4 DSP error, "
@@ -73,6 +74,7 @@ def cli(debug: bool) -> None:
       qdarpc invoke 'file:///libcalculator_skel.so?calculator_skel_handle_invoke&_modver=1.0' sum \\
           --in i32:3 --in i32:1,2,3 --out i64:1
       qdarpc trace -o run.json -- selftest
+      qdarpc ab calculator --html ab.html
     """
 
 
@@ -326,6 +328,66 @@ def trace_convert(file: str, output: str | None) -> None:
     out = output or file[: -len(".jsonl")] + ".json"
     write(events, out)
     click.echo(f"{len(events)} events -> {out}")
+
+
+# --- ab -------------------------------------------------------------------------------------
+@cli.command()
+@click.argument("workloads", nargs=-1, required=True, metavar="WORKLOAD...")
+@click.option("--order", type=click.Choice(["legacy,accel", "accel,legacy"]), default="legacy,accel",
+              show_default=True, help="Which backend runs first (both run against the same emulated DSP).")
+@click.option("--html", "html_file", type=click.Path(dir_okay=False), default=None, metavar="FILE",
+              help="Also write the report as one self-contained HTML file.")
+@click.option("--fail-on-diff", is_flag=True, default=False,
+              help="Exit 1 when the backends disagree on any step.")
+@options.add_options(options.soc, options.json_output)
+def ab(workloads: tuple[str, ...], order: str, html_file: str | None, fail_on_diff: bool, soc_profile: str | None,
+       as_json: bool) -> None:
+    """Run a workload through the legacy FastRPC API on the legacy driver and on the QDA accel
+    driver, against one emulated DSP, and compare: each step's result (SAME/DIFF), the ioctls
+    each driver saw (aligned), bytes copied vs shared per invoke, maps, errors and timings.
+
+    WORKLOAD is a built-in (calculator, rpcmem-roundtrip, mmap-lifecycle, errors; ``all`` runs
+    them all) or a Python script defining ``workload(lib)`` that returns ``[(step, value or
+    FastRpcError), ...]`` (``libadsprpc_compat.ab.Steps`` records per-step ioctls and times).
+
+    \b
+    Examples:
+      qdarpc ab calculator
+      qdarpc ab errors --json
+      qdarpc ab all --html ab.html
+      qdarpc ab my_workload.py --order accel,legacy
+    """
+    from libadsprpc_compat.ab import WORKLOADS, WorkloadError, run_ab
+
+    from .ab import format_html, format_text, resolve
+    from .term import progress
+
+    names = [w for name in workloads for w in (WORKLOADS if name == "all" else [name])]
+    try:
+        resolved = [resolve(w) for w in names]
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="WORKLOAD") from None
+    except WorkloadError as exc:
+        raise CliError(str(exc), EXIT_FILE) from None
+    reports = []
+    cases = resolved if len(resolved) > 1 else None  # a bar only when there are many cases
+    try:
+        with (progress(f"ab x{len(resolved)}")(resolved) if cases else contextlib.nullcontext(resolved)) as it:
+            for wl, label in it:
+                reports.append(run_ab(wl, order=order.split(","), soc_profile=soc_profile, name=label))
+    except WorkloadError as exc:
+        raise CliError(f"workload failed: {exc}", EXIT_FAILED) from None
+    if html_file:
+        with open(html_file, "w", encoding="utf-8") as f:
+            f.write(format_html(reports))
+    if as_json:
+        _echo_json(reports[0] if len(reports) == 1 else {"reports": reports})
+    else:
+        click.echo("\n\n".join(format_text(r) for r in reports))
+        if html_file:
+            click.echo(f"\nHTML report -> {html_file}", err=True)
+    if fail_on_diff and not all(r["agree"] for r in reports):
+        click.get_current_context().exit(EXIT_FAILED)
 
 
 # --- bench ------------------------------------------------------------------------------------

@@ -1,0 +1,534 @@
+"""A/B comparison of the legacy and the accel front end: one workload, two backends, one DSP.
+
+A *workload* is a function over a :class:`~libadsprpc_compat.Library` returning its steps,
+``[(name, value_or_FastRpcError), ...]``. :func:`run_ab` runs it once per backend (``legacy``
+then ``accel`` unless ``order`` says otherwise) against ONE emulated SoC, each run under
+:func:`qda_core.trace.recording`, and returns a plain, JSON-ready report dict:
+
+* ``steps``: each step's outcome on each backend (a value, or an error with its AEE code and
+  name) and whether they agree; ``agree`` / ``first_difference`` for the whole workload;
+* ``runs[backend]``: the ioctls that backend issued (``FASTRPC_IOCTL_*`` on legacy,
+  ``DRM_IOCTL_QDA_*`` / PRIME on accel), per INVOKE the payload bytes copied vs shared, the maps
+  made (MAP / MEM_MAP / MMAP), ioctl errnos and API AEE codes, wall time and modeled on-device
+  time (sum of the DSP events' ``modeled_ns``);
+* ``ioctl_alignment``: the two ioctl sequences aligned with :mod:`difflib` on the operation
+  (``INVOKE <sc>``, ``INIT_CREATE``, ``MAP`` ...), since the two drivers name them differently.
+
+Workloads that build their list with :class:`Steps` also get per-step wall time and the ioctls
+and bytes of each step. Built-ins: :data:`WORKLOADS`. A user script defines
+``def workload(lib) -> list[tuple[str, object]]`` (:func:`load_script`). Everything a run leaves
+open (sessions, rpcmem allocations) is closed after it, so nothing leaks into the next run.
+"""
+from __future__ import annotations
+
+import difflib
+import errno as _errno
+import hashlib
+import importlib.util
+import os
+import struct
+import time
+from typing import Any, Callable, Iterable
+
+from qda_core import trace as _trace
+from qda_core._ext import load as _load
+from qda_core.wire import MUNMAP_REQ
+
+from . import library as _library
+from .constants import (CDSP_DOMAIN, CDSP_DOMAIN_ID, DSPRPC_GET_DSP_INFO, FASTRPC_MAP_FD, RPCMEM_DEFAULT_FLAGS,
+                        RPCMEM_HEAP_ID_SYSTEM, remote_dsp_capability)
+from .errors import FastRpcError
+from .library import Library, remote_handle64_close, remote_handle64_invoke, rpcmem_alloc, rpcmem_free, rpcmem_to_fd
+
+_abi = _load("_abi")
+
+__all__ = ["Steps", "WORKLOADS", "DESCRIPTIONS", "run_ab", "load_script", "WorkloadError", "BACKEND_ORDER"]
+
+Workload = Callable[[Library], "list[tuple[str, object]]"]
+BACKEND_ORDER = ("legacy", "accel")
+
+CALC_URI = "file:///libcalculator_skel.so?calculator_skel_handle_invoke&_modver=1.0&_idlver=1.2.3" + CDSP_DOMAIN
+TEST_URI = "file:///libqdarpc_test_skel.so?qdarpc_test_skel_handle_invoke&_modver=1.0" + CDSP_DOMAIN
+SC_SUM, SC_MAX = 0x02020100, 0x03020100
+SC_NULL, SC_ECHO, SC_INC, SC_CRASH, SC_CHECKSUM, SC_MAPPED_READ = (0x02000000, 0x03010100, 0x04000100,
+                                                                  0x06000000, 0x07010100, 0x08010100)
+SC_INIT_MUNMAP = 0x05010000  # kernel INIT handle (1), method 5: what MUNMAP sends the DSP
+
+
+class WorkloadError(Exception):
+    """The workload itself failed (not a FastRPC error of one of its steps)."""
+
+
+class Steps(list):
+    """The steps of a workload, a ``list`` of ``(name, value_or_error)``. :meth:`call` runs one
+    step, catches its :class:`FastRpcError` as the outcome and remembers the step's wall time and
+    the trace events it produced (the ioctls and bytes of each step in the report)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.windows: list[tuple[int, int, int]] = []  # (first event, end event, wall ns) per step
+
+    def call(self, name: str, fn: Callable, *args, show: Callable[[Any], Any] | None = None, **kw):
+        """Run ``fn(*args, **kw)`` as step ``name``; record ``show(result)`` (default the result)
+        or the FastRpcError raised. Returns the raw result, or the exception."""
+        rec = _trace.RECORDER
+        first = len(rec.events) if rec is not None else 0
+        t0 = time.perf_counter_ns()
+        try:
+            raw = fn(*args, **kw)
+            value = show(raw) if show is not None else raw
+        except FastRpcError as exc:
+            raw = value = exc
+        dt = time.perf_counter_ns() - t0
+        self.append((name, value))
+        self.windows.append((first, len(rec.events) if rec is not None else 0, dt))
+        return raw
+
+
+def failed(v) -> bool:
+    return isinstance(v, FastRpcError)
+
+
+def _bytes_summary(b) -> str:
+    b = bytes(b)
+    if len(set(b)) == 1 and len(b) > 4:
+        return f"{len(b)} bytes, all {b[0]:#04x}"
+    return b.hex() if len(b) <= 32 else f"{len(b)} bytes sha256:{hashlib.sha256(b).hexdigest()[:16]}"
+
+
+# --- built-in workloads -------------------------------------------------------------------
+def calculator(lib: Library) -> Steps:
+    """fastrpc_test's libcalculator run_test: rpcmem before open, sum and max by reference."""
+    s = Steps()
+    buf = s.call("rpcmem_alloc(25, 1, 4000)", rpcmem_alloc, RPCMEM_HEAP_ID_SYSTEM, RPCMEM_DEFAULT_FLAGS, 4000,
+                 show=lambda m: f"{len(m)} bytes")
+    if failed(buf):
+        return s
+    handles = []
+    try:
+        struct.pack_into("<1000i", buf, 0, *range(1000))
+        prim = struct.pack("<i", 1000)
+        h_sum = s.call("remote_handle64_open (sum)", lib.remote_handle64_open, CALC_URI, show=lambda h: "opened")
+        if failed(h_sum):
+            return s
+        handles.append(h_sum)
+        res = bytearray(8)
+        s.call("calculator_sum  sc 0x02020100", remote_handle64_invoke, h_sum, SC_SUM, [prim, buf, res],
+               show=lambda _: struct.unpack("<q", res)[0])
+        h_max = s.call("remote_handle64_open (max)", lib.remote_handle64_open, CALC_URI, show=lambda h: "opened")
+        if not failed(h_max):
+            handles.append(h_max)
+            m = bytearray(4)
+            s.call("calculator_max  sc 0x03020100", remote_handle64_invoke, h_max, SC_MAX, [prim, buf, m],
+                   show=lambda _: struct.unpack("<i", m)[0])
+        for i, h in enumerate(list(handles)):
+            s.call(f"remote_handle64_close ({'sum' if i == 0 else 'max'})", remote_handle64_close, h,
+                   show=lambda _: "closed")
+            handles.remove(h)
+        return s
+    finally:
+        for h in handles:
+            _quiet(remote_handle64_close, h)
+        s.call("rpcmem_free", rpcmem_free, buf, show=lambda _: "freed")
+
+
+def rpcmem_roundtrip(lib: Library) -> Steps:
+    """qdarpc_test inc on rpcmem (by reference: caller bytes + 1) vs a plain bytearray (copied:
+    a zeroed out-buffer, all 1s); echo and checksum copied and by reference."""
+    s = Steps()
+    mem = s.call("rpcmem_alloc(25, 1, 4096)", rpcmem_alloc, RPCMEM_HEAP_ID_SYSTEM, RPCMEM_DEFAULT_FLAGS, 4096,
+                 show=lambda m: f"{len(m)} bytes")
+    if failed(mem):
+        return s
+    mv = memoryview(mem)
+    h = None
+    try:
+        h = s.call("remote_handle64_open", lib.remote_handle64_open, TEST_URI, show=lambda _: "opened")
+        if failed(h):
+            h = None
+            return s
+        mv[:64] = b"\x10" * 64
+        s.call("inc rpcmem[64] (0x10s, by reference)", remote_handle64_invoke, h, SC_INC, [mv[:64]],
+               show=lambda _: _bytes_summary(mv[:64]))
+        plain = bytearray(b"\x10" * 64)
+        s.call("inc bytearray[64] (0x10s, copied)", remote_handle64_invoke, h, SC_INC, [plain],
+               show=lambda _: _bytes_summary(plain))
+        out = bytearray(16)
+        s.call("echo 'hello, dsp' copied -> copied", remote_handle64_invoke, h, SC_ECHO, [b"hello, dsp", out],
+               show=lambda _: bytes(out).rstrip(b"\0").decode(errors="replace"))
+        mv[1024:1034] = b"hello, dsp"
+        out2 = bytearray(16)
+        s.call("echo rpcmem -> copied", remote_handle64_invoke, h, SC_ECHO, [mv[1024:1034], out2],
+               show=lambda _: bytes(out2).rstrip(b"\0").decode(errors="replace"))
+        mv[2048:4096] = bytes(range(256)) * 8
+        total = bytearray(8)
+        s.call("checksum rpcmem[2048] (by reference)", remote_handle64_invoke, h, SC_CHECKSUM,
+               [mv[2048:4096], total], show=lambda _: struct.unpack("<Q", total)[0])
+        s.call("checksum bytes[2048] (copied)", remote_handle64_invoke, h, SC_CHECKSUM,
+               [bytes(range(256)) * 8, total], show=lambda _: struct.unpack("<Q", total)[0])
+        s.call("remote_handle64_close", remote_handle64_close, h, show=lambda _: "closed")
+        h = None
+        return s
+    finally:
+        if h is not None:
+            _quiet(remote_handle64_close, h)
+        mv.release()
+        s.call("rpcmem_free", rpcmem_free, mem, show=lambda _: "freed")
+
+
+def mmap_lifecycle(lib: Library) -> Steps:
+    """fastrpc_mmap of an rpcmem fd, read through the skel, EALREADY, munmap, ENOSUCHMAP, and
+    remote_mem_map (the legacy kernel rejects flags 0; QDA forwards it)."""
+    s = Steps()
+    mem = s.call("rpcmem_alloc(25, 1, 4096)", rpcmem_alloc, RPCMEM_HEAP_ID_SYSTEM, RPCMEM_DEFAULT_FLAGS, 4096,
+                 show=lambda m: f"{len(m)} bytes")
+    if failed(mem):
+        return s
+    mem[:8] = b"mapped!!"
+    fd = rpcmem_to_fd(mem)
+    h = None
+    try:
+        h = s.call("remote_handle64_open", lib.remote_handle64_open, TEST_URI, show=lambda _: "opened")
+        if failed(h):
+            h = None
+            return s
+        s.call("fastrpc_mmap(fd, FASTRPC_MAP_FD)", lib.fastrpc_mmap, CDSP_DOMAIN_ID, fd, mem, 0, 4096,
+               FASTRPC_MAP_FD, show=lambda _: "mapped")
+        dsp_fd = s.call("dsp_fd(fd): the buffer's number on the DSP", lib.dsp_fd, fd,
+                        show=lambda n: "the dma-buf fd itself" if n == fd else f"GEM handle {n}")
+        req = struct.pack("<iII", -1 if failed(dsp_fd) else dsp_fd, 0, 8)
+        out = bytearray(8)
+        s.call("mapped_read(dsp_fd, 0, 8)", remote_handle64_invoke, h, SC_MAPPED_READ, [req, out],
+               show=lambda _: bytes(out).decode(errors="replace"))
+        s.call("fastrpc_mmap again", lib.fastrpc_mmap, CDSP_DOMAIN_ID, fd, mem, 0, 4096, FASTRPC_MAP_FD,
+               show=lambda _: "mapped")
+        s.call("fastrpc_munmap(fd)", lib.fastrpc_munmap, CDSP_DOMAIN_ID, fd, None, 0, show=lambda _: "unmapped")
+        s.call("fastrpc_munmap again", lib.fastrpc_munmap, CDSP_DOMAIN_ID, fd, None, 0, show=lambda _: "unmapped")
+        s.call("mapped_read after munmap", remote_handle64_invoke, h, SC_MAPPED_READ, [req, out],
+               show=lambda _: bytes(out).decode(errors="replace"))
+        va = s.call("remote_mem_map(fd, flags 0)", lib.remote_mem_map, CDSP_DOMAIN_ID, fd, 0, mem.address, 4096,
+                    show=lambda v: "mapped at a DSP address" if v else "address 0")
+        if failed(va):
+            s.append(("remote_mem_unmap", "skipped: nothing mapped"))
+            s.windows.append((0, 0, 0))
+        else:
+            s.call("remote_mem_unmap", lib.remote_mem_unmap, CDSP_DOMAIN_ID, va, 4096, show=lambda _: "unmapped")
+        s.call("remote_handle64_close", remote_handle64_close, h, show=lambda _: "closed")
+        h = None
+        return s
+    finally:
+        if h is not None:
+            _quiet(remote_handle64_close, h)
+        s.call("rpcmem_free", rpcmem_free, mem, show=lambda _: "freed")
+
+
+def errors(lib: Library) -> Steps:
+    """Error paths with their real codes, and the places the two front ends answer differently:
+    the kernel-reserved handle 1, an unknown legacy MMAP address, GET_DSP_INFO, invoke after SSR."""
+    s = Steps()
+    h = s.call("remote_handle64_open", lib.remote_handle64_open, TEST_URI, show=lambda _: "opened")
+    if failed(h):
+        return s
+    try:
+        s.call("invoke a bad handle64", remote_handle64_invoke, 0xDEAD_BEEF, SC_NULL, [], show=lambda _: "ok")
+        h2 = s.call("open a second handle", lib.remote_handle64_open, TEST_URI, show=lambda _: "opened")
+        if not failed(h2):
+            s.call("close it", remote_handle64_close, h2, show=lambda _: "closed")
+            s.call("invoke the closed handle", remote_handle64_invoke, h2, SC_NULL, [], show=lambda _: "ok")
+        s.call("open a missing module", lib.remote_handle64_open,
+               "file:///libnope_skel.so?nope_skel_handle_invoke&_modver=1.0" + CDSP_DOMAIN, show=lambda _: "opened")
+        s.call("unknown method 16", remote_handle64_invoke, h, 0x10000000, [], show=lambda _: "ok")
+        s.call("echo with 0 buffers (sc 0x03000000)", remote_handle64_invoke, h, 0x03000000, [],
+               show=lambda _: "ok")
+        s.call("raw invoke of kernel handle 1 (INIT_MUNMAP)", lib.remote_handle_invoke, 1, SC_INIT_MUNMAP,
+               [MUNMAP_REQ.pack(0, 0x1000, 4096)], show=lambda _: "ok")
+        s.call("remote_munmap64 of an address never mapped", lib.remote_munmap64, 0x1234000, 4096,
+               show=lambda _: "unmapped")
+        cap = remote_dsp_capability(CDSP_DOMAIN_ID, 3, 0)  # HVX_SUPPORT_128B
+        s.call("GET_DSP_INFO HVX_SUPPORT_128B", lib.remote_handle_control, DSPRPC_GET_DSP_INFO, cap,
+               show=lambda _: cap.capability)
+        s.call("crash the skel", remote_handle64_invoke, h, SC_CRASH, [], show=lambda _: "ok")
+        s.call("null on the dead PD", remote_handle64_invoke, h, SC_NULL, [], show=lambda _: "ok")
+        s.call("close on the dead PD", remote_handle64_close, h, show=lambda _: "closed")
+        h = None
+        h3 = s.call("reopen after the crash", lib.remote_handle64_open, TEST_URI, show=lambda _: "opened")
+        if not failed(h3):
+            h = h3
+            s.call("subsystem restart of cdsp", lib.soc.restart, "cdsp", show=lambda _: "restarted")
+            s.call("invoke after the restart", remote_handle64_invoke, h3, SC_NULL, [], show=lambda _: "ok")
+        return s
+    finally:
+        if h is not None:
+            _quiet(remote_handle64_close, h)
+
+
+def _quiet(fn, *args) -> None:
+    try:
+        fn(*args)
+    except FastRpcError:
+        pass  # cleanup after a failed step: the step already reported the error
+
+
+WORKLOADS: dict[str, Workload] = {
+    "calculator": calculator,
+    "rpcmem-roundtrip": rpcmem_roundtrip,
+    "mmap-lifecycle": mmap_lifecycle,
+    "errors": errors,
+}
+DESCRIPTIONS = {name: " ".join((fn.__doc__ or "").split("\n\n")[0].split()) for name, fn in WORKLOADS.items()}
+
+
+def load_script(path: str) -> Workload:
+    """The ``workload(lib)`` function of the Python script at ``path``. ``OSError`` if it cannot
+    be read; :class:`WorkloadError` if it fails to import or defines no callable ``workload``."""
+    with open(path, "rb"):  # a missing/unreadable file is an OSError naming it
+        pass
+    name = "qdarpc_ab_" + hashlib.sha1(os.path.abspath(path).encode()).hexdigest()[:12]
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        raise WorkloadError(f"{path}: not a Python script")
+    mod = importlib.util.module_from_spec(spec)
+    try:
+        spec.loader.exec_module(mod)
+    except Exception as exc:  # noqa: BLE001 - any import failure of user code
+        raise WorkloadError(f"{path}: {type(exc).__name__}: {exc}") from exc
+    fn = getattr(mod, "workload", None)
+    if not callable(fn):
+        raise WorkloadError(f"{path} defines no workload(lib) function (def workload(lib) -> list of "
+                            "(step name, value or FastRpcError))")
+    return fn
+
+
+# --- one run ----------------------------------------------------------------------------------
+def _jsonable(v):
+    if v is None or isinstance(v, (bool, int, float, str)):
+        return v
+    if isinstance(v, (bytes, bytearray, memoryview)):
+        return _bytes_summary(v)
+    if isinstance(v, dict):
+        return {str(k): _jsonable(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_jsonable(x) for x in v]
+    if hasattr(v, "tolist"):
+        return _jsonable(v.tolist())
+    return repr(v)
+
+
+def outcome(v) -> dict:
+    """A step's outcome as data: ``{"ok": True, "value": ...}`` or ``{"ok": False, "aee": code,
+    "aee_name": ..., "origin": ..., "errno": ...}``."""
+    if isinstance(v, FastRpcError):
+        return {"ok": False, "aee": v.aee & 0xFFFF_FFFF, "aee_name": _abi.aee_name(v.aee & 0xFFFF_FFFF) or "",
+                "origin": v.origin, "errno": v.errno or 0}
+    return {"ok": True, "value": _jsonable(v)}
+
+
+def outcome_text(o: dict) -> str:
+    """A short display form of an outcome."""
+    if o["ok"]:
+        v = o["value"]
+        return "ok" if v is None else str(v)
+    text = f"{o['aee']:#x} {o['aee_name']}".rstrip()
+    if o.get("errno"):
+        text += f" (errno {_errno.errorcode.get(o['errno'], o['errno'])})"
+    return text
+
+
+def _same(a: dict, b: dict) -> bool:
+    if a["ok"] != b["ok"]:
+        return False
+    return a["value"] == b["value"] if a["ok"] else a["aee"] == b["aee"]
+
+
+_MAP_OPS = {"FASTRPC_IOCTL_MMAP", "FASTRPC_IOCTL_MEM_MAP", "DRM_IOCTL_QDA_MAP"}
+_UNMAP_OPS = {"FASTRPC_IOCTL_MUNMAP", "FASTRPC_IOCTL_MEM_UNMAP", "DRM_IOCTL_QDA_MUNMAP"}
+_INVOKE_OPS = {"FASTRPC_IOCTL_INVOKE", "DRM_IOCTL_QDA_INVOKE"}
+_STATIC_HANDLES = {0: "remotectl", 1: "INIT (kernel)", 2: "utilities", 3: "listener", 4: "current_process",
+                   8: "remotectl1"}
+
+
+def _handle_label(h: int) -> str:
+    return _STATIC_HANDLES.get(h, f"static {h}" if h < 16 else "module")
+
+
+def op_key(ev: dict) -> str:
+    """The operation an ioctl event performs, named alike for both drivers (alignment key)."""
+    n = ev["name"]
+    for prefix in ("FASTRPC_IOCTL_", "DRM_IOCTL_QDA_", "DRM_IOCTL_"):
+        if n.startswith(prefix):
+            n = n[len(prefix):]
+            break
+    n = {"MEM_MAP": "MAP", "MMAP": "MAP", "MEM_UNMAP": "MUNMAP"}.get(n, n)
+    if n == "INVOKE":
+        f = ev.get("fields", {})
+        n += f" {_handle_label(int(f.get('handle', 0)))} {int(f.get('sc', 0)):#010x}"
+    return n
+
+
+def _ioctl_error(ev: dict) -> str | None:
+    ret = ev["ret"]
+    if ret == 0:
+        return None
+    if ev["errno"]:
+        return _errno.errorcode.get(ev["errno"], str(ev["errno"]))
+    code = ret & 0xFFFF_FFFF
+    return f"DSP {code:#x} {_abi.aee_name(code) or ''}".rstrip()
+
+
+def _step_of(windows, names, idx: int) -> str | None:
+    for (first, end, _dt), name in zip(windows, names):
+        if first <= idx < end:
+            return name
+    return None
+
+
+def _run_one(workload: Workload, backend: str, soc) -> dict:
+    lib = Library(backend=backend, soc=soc)
+    before = set(_library._rpcmem)
+    t0 = time.perf_counter_ns()
+    try:
+        with _trace.recording() as rec:
+            try:
+                steps = workload(lib)
+            except FastRpcError as exc:
+                raise WorkloadError(f"the workload raised outside a step: {exc}") from exc
+            except WorkloadError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - user code
+                raise WorkloadError(f"the workload failed on {backend}: {type(exc).__name__}: {exc}") from exc
+            finally:
+                wall = time.perf_counter_ns() - t0
+                lib.close_all()
+                for addr in set(_library._rpcmem) - before:  # left allocated by the workload
+                    rpcmem_free(addr)
+    finally:
+        lib.close_all()
+    windows = steps.windows if isinstance(steps, Steps) and len(steps.windows) == len(steps) else None
+    try:
+        steps = [(str(name), value) for name, value in steps]
+    except (TypeError, ValueError):
+        raise WorkloadError(f"the workload returned {type(steps).__name__}, not a list of (name, value) "
+                            "steps") from None
+    return _summarize_run(backend, steps, windows, rec.events, wall)
+
+
+def _summarize_run(backend: str, steps, windows, events, wall_ns: int) -> dict:
+    names = [n for n, _ in steps]
+    # Events are appended when they complete; ioctls never nest, so start order is issue order.
+    indexed = [(i, e) for i, e in enumerate(events)]
+    ioctls = sorted(((i, e) for i, e in indexed if e["kind"] == "ioctl"), key=lambda ie: ie[1]["ts"])
+    # Events outside every step window are the workload's own clean-up (or the runner's).
+    step_of = (lambda i: _step_of(windows, names, i) or "(cleanup)") if windows else (lambda i: None)
+    seq, invokes, maps, ioctl_errors = [], [], [], []
+    for i, e in ioctls:
+        err = _ioctl_error(e)
+        entry = {"name": e["name"], "op": op_key(e), "step": step_of(i), "error": err}
+        if e["name"] in _INVOKE_OPS:
+            entry.update(copied=e["copied"], shared=e["shared"])
+        seq.append(entry)
+        if e["name"] in _INVOKE_OPS:
+            f = e.get("fields", {})
+            invokes.append({"step": step_of(i), "handle": _handle_label(int(f.get("handle", 0))),
+                            "sc": f"{int(f.get('sc', 0)):#010x}", "copied": e["copied"], "shared": e["shared"],
+                            "error": err})
+        if e["name"] in _MAP_OPS | _UNMAP_OPS:
+            maps.append({"name": e["name"], "unmap": e["name"] in _UNMAP_OPS, "step": step_of(i), "error": err})
+        if err:
+            ioctl_errors.append({"name": e["name"], "step": step_of(i), "error": err})
+    api_errors = [{"name": e["name"], "aee": e["ret"] & 0xFFFF_FFFF,
+                   "aee_name": _abi.aee_name(e["ret"] & 0xFFFF_FFFF) or ""}
+                  for e in events if e["kind"] == "api" and e["ret"]]
+    modeled = sum(e["modeled_ns"] for e in events if e["kind"] == "dsp")
+    per_step = []
+    for k, (name, value) in enumerate(steps):
+        o = outcome(value)
+        if windows:
+            first, end, dt = windows[k]
+            evs = events[first:end]
+            o.update(wall_ns=dt, ioctls=sum(e["kind"] == "ioctl" for e in evs),
+                     copied=sum(e.get("copied", 0) for e in evs if e["kind"] == "ioctl"),
+                     shared=sum(e.get("shared", 0) for e in evs if e["kind"] == "ioctl"),
+                     modeled_ns=sum(e["modeled_ns"] for e in evs if e["kind"] == "dsp"))
+        per_step.append(o)
+    nodes = sorted({e["node"] for _, e in ioctls})
+    session_nodes = sorted({e["node"] for _, e in ioctls if e["name"].endswith("INIT_CREATE")})
+    return {
+        "backend": backend, "nodes": nodes, "session_nodes": session_nodes, "steps": per_step, "step_names": names,
+        "ioctls": seq, "invokes": invokes, "maps": maps,
+        "errors": {"ioctl": ioctl_errors, "api": api_errors},
+        "totals": {"ioctls": len(seq), "invokes": len(invokes),
+                   "copied": sum(x["copied"] for x in invokes), "shared": sum(x["shared"] for x in invokes),
+                   "maps_made": sum(1 for m in maps if not m["unmap"] and not m["error"]),
+                   "maps_failed": sum(1 for m in maps if not m["unmap"] and m["error"]),
+                   "unmaps": sum(1 for m in maps if m["unmap"] and not m["error"]),
+                   "ioctl_errors": len(ioctl_errors), "api_errors": len(api_errors),
+                   "wall_ns": wall_ns, "modeled_ns": modeled, "dsp_calls": sum(e["kind"] == "dsp" for e in events)},
+    }
+
+
+def align_ioctls(a: list[dict], b: list[dict]) -> list[dict]:
+    """Rows ``{"op", "a", "b"}`` aligning two ioctl sequences on their operation keys; ``op`` is
+    ``"="`` (same operation, same result), ``"!"`` (same operation, different error),
+    ``"~"`` (different operations at this place), ``"<"`` (only in ``a``) or ``">"`` (only in ``b``)."""
+    rows = []
+    sm = difflib.SequenceMatcher(a=[x["op"] for x in a], b=[x["op"] for x in b], autojunk=False)
+    for tag, i1, i2, j1, j2 in sm.get_opcodes():
+        if tag == "equal":
+            rows += [{"op": "=" if a[i].get("error") == b[j].get("error") else "!", "a": a[i], "b": b[j]}
+                     for i, j in zip(range(i1, i2), range(j1, j2))]
+            continue
+        n = max(i2 - i1, j2 - j1)
+        for k in range(n):
+            x = a[i1 + k] if i1 + k < i2 else None
+            y = b[j1 + k] if j1 + k < j2 else None
+            rows.append({"op": "~" if x and y else ("<" if x else ">"), "a": x, "b": y})
+    return rows
+
+
+def run_ab(workload: str | Workload, *, order: Iterable[str] = BACKEND_ORDER, soc=None,
+           soc_profile: str | None = None, name: str | None = None) -> dict:
+    """Run ``workload`` (a built-in name or a function) once per backend in ``order`` against one
+    emulated SoC (``soc``, else a fresh ``Soc(soc_profile)``); return the report dict described
+    in the module docstring. :class:`WorkloadError` when the workload itself fails; ``ValueError``
+    for an unknown name or backend."""
+    from qda_core.soc import Soc
+
+    order = tuple(order)
+    if sorted(order) != sorted(BACKEND_ORDER):
+        raise ValueError(f"order must name each backend once: {', '.join(BACKEND_ORDER)} (got {', '.join(order)})")
+    if isinstance(workload, str):
+        if workload not in WORKLOADS:
+            raise ValueError(f"unknown workload {workload!r}; built-in: {', '.join(WORKLOADS)}")
+        name, description, fn = workload, DESCRIPTIONS[workload], WORKLOADS[workload]
+    else:
+        fn = workload
+        name = name or getattr(fn, "__name__", "workload")
+        description = " ".join((fn.__doc__ or "").strip().split("\n\n")[0].split())
+    soc = soc if soc is not None else Soc(soc_profile)
+    runs = {b: _run_one(fn, b, soc) for b in order}
+    a, b = (runs[x] for x in order)
+    steps, first_diff = [], None
+    names_a, names_b = a["step_names"], b["step_names"]
+    for k in range(max(len(names_a), len(names_b))):
+        oa = a["steps"][k] if k < len(names_a) else None
+        ob = b["steps"][k] if k < len(names_b) else None
+        na = names_a[k] if k < len(names_a) else None
+        nb = names_b[k] if k < len(names_b) else None
+        same = oa is not None and ob is not None and na == nb and _same(oa, ob)
+        row = {"index": k, "name": na if na == nb or nb is None else (nb if na is None else f"{na} / {nb}"),
+               order[0]: oa, order[1]: ob, "same": same}
+        steps.append(row)
+        if not same and first_diff is None:
+            first_diff = {"index": k, "name": row["name"],
+                          order[0]: outcome_text(oa) if oa else "(no such step)",
+                          order[1]: outcome_text(ob) if ob else "(no such step)"}
+    for r in runs.values():
+        del r["step_names"]
+    return {
+        "workload": name, "description": description, "order": list(order),
+        "soc": soc_profile or "default",
+        "agree": first_diff is None, "first_difference": first_diff,
+        "differences": sum(not s["same"] for s in steps),
+        "steps": steps, "runs": runs,
+        "ioctl_alignment": align_ioctls(a["ioctls"], b["ioctls"]),
+    }
