@@ -27,7 +27,7 @@ from .. import errors, trace
 from ..marshal import decode
 from ..wire import (FASTRPC_DSP_UTILITIES_HANDLE, FASTRPC_INIT_HANDLE, MEM_MAP_REQ, MEM_UNMAP_REQ,
                     MMAP_REQ, MUNMAP_REQ, PAGE_SIZE, PHY_PAGE, S32, SENSORS_PD, U64, CREATE_INBUF,
-                    CREATE_STATIC_INBUF, Msg, Rsp, sc_counts, sc_method)
+                    CREATE_STATIC_INBUF, MSG, RSP, Msg, sc_counts, sc_method)
 from . import aee, caps
 from .cost import DOMAIN_COST, CostModel, DspStats
 from .loader import Loader, LoadError, parse_uri
@@ -155,17 +155,17 @@ class EmulatedDsp:
         """Handle one 40-byte ``fastrpc_msg`` arriving on ``channel``; call ``reply`` once with
         the 16-byte response."""
         try:
-            m = _Req(*Msg.unpack(msg), channel)
+            m = _Req._make((*MSG.unpack(msg), channel))
         except (struct.error, TypeError):
             self.stats.record(error=True)
-            reply(Rsp(0, aee.to_int32(aee.ERR_MALFORMED)).pack())
+            reply(RSP.pack(0, aee.to_int32(aee.ERR_MALFORMED)))
             return
         tr = trace.RECORDER
         t0 = trace.now() if tr is not None else 0
         retval, ns = self._handle(m)
         if tr is not None:
             tr.dsp(self.domain, channel, m.client_id, m.pd, m.handle, m.sc, retval, ns, t0, trace.now())
-        reply(Rsp(m.ctx, aee.to_int32(retval)).pack())
+        reply(RSP.pack(m.ctx, aee.to_int32(retval)))
 
     def restart(self) -> None:
         """Subsystem restart: every PD is destroyed and its modules unloaded (no close calls)."""
@@ -188,7 +188,6 @@ class EmulatedDsp:
 
     def _handle(self, m: _Req) -> tuple[int, int]:
         """Run one request: (retval, modeled on-device ns)."""
-        nin, nout, ninh, nouth = sc_counts(m.sc)
         proc: Process | None = None
         crashed = False
         args = _NO_ARGS
@@ -222,20 +221,21 @@ class EmulatedDsp:
                 proc.invokes += 1
                 proc.modeled_ns += ns
         self.stats.record(bytes_in=args.nbytes_in, bytes_out=args.nbytes_out,
-                          handles_in=ninh, handles_out=nouth, ns=ns, error=rv != 0, crash=crashed)
+                          handles_in=len(args.inhandles), handles_out=len(args.outhandles), ns=ns,
+                          error=rv != 0, crash=crashed)
         return rv, ns
 
     def _resolve(self, m: _Req) -> _Args:
         """Decode the payload and view every argument in device memory."""
-        nin, nout, ninh, nouth = sc_counts(m.sc)
-        if nin + nout + ninh + nouth == 0 and m.size == 0:
+        if not m.sc & 0xFFFFFF and m.size == 0:  # no arguments, no payload
             return _NO_ARGS
         try:
             payload = self.memory.view(m.addr, m.size, True)
         except errors.DeviceFault as exc:
             raise _SkelCrash(f"payload unreachable: {exc}") from exc
-        if nin + nout + ninh + nouth == 0:
+        if not m.sc & 0xFFFFFF:
             return _NO_ARGS  # the payload is reachable but carries no arguments
+        nin, nout, ninh, nouth = sc_counts(m.sc)
         try:
             bufs, handles = decode(m.sc, payload)
         except OSError as exc:
