@@ -39,17 +39,23 @@ class ContextBank:
         self.refcount = 0
         self.owner = ""  # "accel" or "legacy" while assigned
 
-    def map(self, obj: "GemObject") -> int:
+    def reserve(self, size: int) -> int:
+        """IOVA space for ``size`` bytes, taken before any memory is allocated (``ENOMEM``)."""
         try:
-            iova = self._space.alloc(obj.size)
+            return self._space.alloc(size)
         except MemoryError as exc:
-            raise errno_error(errno.ENOMEM, f"{self.name}: IOVA space exhausted ({obj.size:#x} bytes)") from exc
+            raise errno_error(errno.ENOMEM, f"{self.name}: IOVA space exhausted ({size:#x} bytes)") from exc
+
+    def unreserve(self, iova: int) -> None:
+        self._space.free(iova)
+
+    def attach(self, iova: int, obj: "GemObject") -> None:
+        """Make ``obj`` reachable at its reserved ``iova``."""
         self._objects[iova] = obj
-        return iova
 
     def unmap(self, obj: "GemObject") -> None:
-        self._space.free(obj.iova)
         del self._objects[obj.iova]
+        self._space.free(obj.iova)
 
     def lookup(self, iova: int) -> tuple["GemObject", int] | None:
         """The object mapped at ``iova`` and the offset into it."""

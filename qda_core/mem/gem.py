@@ -20,11 +20,13 @@ class GemObject:
     __slots__ = ("backing", "size", "cb", "iova", "dma_addr", "imported", "mmap_offset",
                  "_refs", "_lock", "_on_free", "name", "exported", "__weakref__")
 
-    def __init__(self, backing: Backing, cb: ContextBank, *, imported: bool = False, name: str = "gem"):
+    def __init__(self, backing: Backing, cb: ContextBank, *, iova: int | None = None,
+                 imported: bool = False, name: str = "gem"):
         self.backing = backing
         self.size = page_align(backing.size)  # an imported file may end mid-page
         self.cb = cb
-        self.iova = cb.map(self)  # ENOMEM if the CB's IOVA space is full
+        self.iova = cb.reserve(self.size) if iova is None else iova  # ENOMEM if the CB is full
+        cb.attach(self.iova, self)
         self.dma_addr = self.iova | (cb.sid << 32)
         self.imported = imported
         self.mmap_offset: int | None = None
@@ -37,13 +39,16 @@ class GemObject:
 
     @classmethod
     def create(cls, cb: ContextBank, size: int, name: str = "gem") -> "GemObject":
-        """Allocate zeroed shared memory (like dma_alloc_coherent) in ``cb``."""
-        backing = Backing(page_align(size), name=f"qdarpc-{name}")
+        """Allocate zeroed shared memory (like dma_alloc_coherent) in ``cb``. The IOVA space is
+        reserved first, so an impossible size fails with ``ENOMEM`` before any memory is touched."""
+        size = page_align(size)
+        iova = cb.reserve(size)
         try:
-            return cls(backing, cb, name=name)
+            backing = Backing(size, name=f"qdarpc-{name}")
         except BaseException:
-            backing.close()
+            cb.unreserve(iova)
             raise
+        return cls(backing, cb, iova=iova, name=name)
 
     def get(self) -> "GemObject":
         with self._lock:
