@@ -464,19 +464,7 @@ class Library:
         return h64
 
     def remote_handle64_invoke(self, h: int, sc: int, args=()) -> None:
-        """Invoke method ``REMOTE_SCALARS_METHOD(sc)`` of multi-domain handle ``h``.
-
-        @param[in] h     handle from remote_handle64_open
-        @param[in] sc    scalars word
-        @param[in,out] args  in-bufs, out-bufs, in-handles, out-handles: buffer-protocol objects
-                         (out-buffers writable); a buffer inside a registered range (rpcmem,
-                         remote_register_buf) goes by reference, others are copied; handle slots
-                         take ``remote_dma_handle`` or ``(fd, offset)``
-        AEE codes: AEE_EINVHANDLE, AEE_EBADPARM (count mismatch, read-only out-buffer, buffer
-        overrunning its registered range), AEE_EUNSUPPORTED (after remote_set_mode),
-        AEE_ECONNRESET, AEE_ERPC, DSP codes (0x8000040e, 0x80000414, 0x8000043e, 0x8000040d, any
-        code the method returns)
-        """
+        """Same as the module-level :func:`remote_handle64_invoke` (its docstring is copied here)."""
         return remote_handle64_invoke(h, sc, args)
 
     @_traced("remote_handle64_close")
@@ -919,6 +907,9 @@ def remote_handle64_invoke(h: int, sc: int, args=()) -> None:
     if code:
         _fail(code, f"remote_handle64_invoke({sc:#010x})", errno=_remote.last_errno() or None,
               origin=_ORIGINS[_remote.last_origin()])
+
+
+Library.remote_handle64_invoke.__doc__ = remote_handle64_invoke.__doc__
 
 
 def _invoke64_traced(tr, h, sc, args) -> None:

@@ -26,18 +26,23 @@ def fd_guard():
 
 
 @pytest.fixture
-def soc(fd_guard):
-    """A fresh emulated SoC (default profile); checks that every emulator object is gone after."""
+def make_soc(fd_guard):
+    """A factory of fresh emulated SoCs; after the test, every emulator object must be gone."""
+    import gc
+
     from qda_core import debug
     from qda_core.soc import Soc
 
     before = debug.live_objects()
-    s = Soc("default")
-    yield s
-    import gc
-
+    yield Soc
     gc.collect()
     assert debug.live_objects() == before, f"live emulator objects left: {debug.live_objects()}"
+
+
+@pytest.fixture
+def soc(make_soc):
+    """A fresh emulated SoC (default profile), leak-checked."""
+    return make_soc("default")
 
 
 @pytest.fixture
