@@ -10,6 +10,7 @@ a handle, in the caller's context bank.
 from __future__ import annotations
 
 import ctypes
+import threading
 
 from .bus import ContextBank
 from .gem import GemObject
@@ -37,33 +38,38 @@ class MessagePool:
 
     def __init__(self, cb: ContextBank):
         self.cb = cb
+        self._lock = threading.Lock()  # protects _free and _bytes: threads invoke on one file at once
         self._free: list[MsgBuf] = []  # smallest first
         self._bytes = 0
 
     def alloc(self, size: int) -> MsgBuf:
-        for i, buf in enumerate(self._free):
-            if buf.obj.size >= size:
-                del self._free[i]
+        with self._lock:
+            buf = next((b for b in self._free if b.obj.size >= size), None)
+            if buf is not None:
+                self._free.remove(buf)
                 self._bytes -= buf.obj.size
-                n = min(buf.dirty, buf.obj.size)
-                if n:
-                    ctypes.memset(buf.backing.addr, 0, n)
-                buf.dirty = size
-                return buf
+        if buf is not None:
+            n = min(buf.dirty, buf.obj.size)
+            if n:
+                ctypes.memset(buf.backing.addr, 0, n)
+            buf.dirty = size
+            return buf
         buf = MsgBuf(GemObject.create(self.cb, size, name="msg"), self)
         buf.dirty = size
         return buf
 
     def _give_back(self, buf: MsgBuf) -> None:
-        if len(self._free) < POOL_DEPTH and self._bytes + buf.obj.size <= POOL_MAX_BYTES:
-            self._free.append(buf)
-            self._free.sort(key=lambda b: b.obj.size)
-            self._bytes += buf.obj.size
-        else:
+        with self._lock:
+            keep = len(self._free) < POOL_DEPTH and self._bytes + buf.obj.size <= POOL_MAX_BYTES
+            if keep:
+                self._free.append(buf)
+                self._free.sort(key=lambda b: b.obj.size)
+                self._bytes += buf.obj.size
+        if not keep:
             buf.obj.put()
 
     def close(self) -> None:
-        for buf in self._free:
+        with self._lock:
+            free, self._free, self._bytes = self._free, [], 0
+        for buf in free:
             buf.obj.put()
-        self._free.clear()
-        self._bytes = 0
