@@ -247,7 +247,9 @@ int qda_pack(uint32_t sc, const void *args_, size_t args_len, const void *refs_,
 	rpra = payload;
 	list = payload + 16 * (size_t)n;
 	pages = payload + 24 * (size_t)n;
-	memset(payload, 0, (size_t)metalen);	/* incl. fdlist and crclist */
+	/* The whole packet starts zeroed, as the kernel's fresh coherent buffer does: copied
+	 * out-buffers reach the DSP as zeros, gaps carry nothing from an earlier call. */
+	memset(payload, 0, (size_t)pkt_size);
 	pos = metalen;
 
 	for (k = 0; k < nbufs; k++) {

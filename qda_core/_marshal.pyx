@@ -112,7 +112,8 @@ def payload_size(uint32_t sc, args, refs):
 def pack(uint32_t sc, args, refs, payload, uint64_t payload_va, uint64_t payload_dev):
     """Write the metadata and copy inline in-buffers into ``payload``; return the packet size.
 
-    The caller gives a zeroed payload (inline out-buffers and alignment gaps are not written).
+    The first ``pkt_size`` bytes of ``payload`` are all written: inline out-buffers and
+    alignment gaps are zeroed, so a reused buffer needs no clearing.
     """
     cdef Py_buffer a, r, p
     cdef uint64_t size = 0

@@ -193,7 +193,8 @@ def _page_span(addr: int, length: int) -> int:
 def pack(sc: int, args, refs, payload, payload_va: int, payload_dev: int) -> int:
     """Write the metadata and copy inline in-buffers into ``payload``; return the packet size.
 
-    The caller gives a zeroed payload (inline out-buffers and alignment gaps are not written).
+    The first ``pkt_size`` bytes of ``payload`` are all written: inline out-buffers and
+    alignment gaps are zeroed, so a reused buffer needs no clearing.
     """
     av, rv = _bytes_view(args, "args"), _bytes_view(refs, "refs")
     pv_ = _bytes_view(payload, "payload", writable=True)
@@ -207,7 +208,7 @@ def pack(sc: int, args, refs, payload, payload_va: int, payload_dev: int) -> int
     nbufs = nin + nout
     metalen = metadata_size(n)
     rpra, lst, pages = 0, 16 * n, 24 * n
-    pv_[:metalen] = bytes(metalen)
+    pv_[:pkt] = bytes(pkt)  # the whole packet starts zeroed, metadata included
     pos = metalen
     copies = []
 

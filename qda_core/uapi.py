@@ -100,6 +100,10 @@ class Layout:
             i += n
         return out
 
+    def values(self, buf) -> tuple:
+        """The fields in declaration order as a plain tuple (no dict): for hot paths."""
+        return self._struct.unpack_from(buf)
+
     def get(self, buf, field: str) -> Any:
         off, ctype, n = self.fields[field]
         base = ctype.partition("[")[0]

@@ -118,7 +118,7 @@ def test_zero_length_buffers(m):
     assert rpra(payload, 0) == (0, 0) and rpra(payload, 1) == (0, 0)
     assert lst(payload, 2, 0) == (0, 0) and lst(payload, 2, 1) == (0, 1)
     assert pages(payload, 2, 0) == (0, 0)
-    assert payload[464:] == b"\xaa" * 48             # inline area untouched
+    assert payload[464:] == bytes(48)                # the whole packet starts zeroed
     assert m.decode(sc, payload) == ([(0, 0), (0, 0)], [])
     assert m.unpack(sc, args, r, payload, VA) == ()
 
@@ -504,3 +504,20 @@ def test_batched_copies_after_fork(m):
     ok = check()
     _, status = os.waitpid(pid, 0)
     assert ok and os.waitstatus_to_exitcode(status) == 0
+
+
+def test_pack_defines_the_whole_packet(m):
+    """A recycled payload needs no clearing: pack zeroes [0, pkt_size), so a copied out-buffer
+    reaches the DSP as zeros whatever the buffer held before; bytes past pkt_size are untouched."""
+    data = bytearray(b"x" * 40)
+    out = bytearray(24)
+    sc = scalars(0, 1, 1)
+    args = descs((addr(data), 40), (addr(out), 24))
+    r = refs((0, 0), (0, 0))
+    size = m.payload_size(sc, args, r)
+    payload = bytearray(b"\xee" * (size + 16))
+    m.pack(sc, args, r, payload, VA, DEV)
+    bufs, _ = m.decode(sc, payload)
+    out_off = bufs[1][0] - DEV
+    assert payload[out_off:out_off + 24] == bytes(24)
+    assert payload[size:] == b"\xee" * 16

@@ -398,12 +398,12 @@ def _munmap(f: QdaFile, k: bytearray) -> int:
 
 
 def _invoke(f: QdaFile, k: bytearray) -> int:
-    a = uapi.qda_invoke_args.unpack(k)
-    n = wire.sc_length(a["sc"])
+    handle, sc, args = uapi.qda_invoke_args.values(k)
+    n = wire.sc_length(sc)
     descs = bytearray(24 * n)
     if n:
-        copy_from_user(descs, a["args"], "invoke argument descriptors")
-    return f.fastrpc(a["handle"], a["sc"], descs)
+        copy_from_user(descs, args, "invoke argument descriptors")
+    return f.fastrpc(handle, sc, descs)
 
 
 def _gem_close(f: QdaFile, k: bytearray) -> int:

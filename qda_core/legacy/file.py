@@ -382,12 +382,12 @@ class LegacyFile(DriverFile):
 
 # --- ioctl handlers: (file, kbuf, xfer) -> int; raise OSError for -errno ----------------------
 def _invoke(f: LegacyFile, k: bytearray, xfer) -> int:
-    a = uapi.fastrpc_invoke.unpack(k)
-    n = wire.sc_length(a["sc"])
+    handle, sc, args = uapi.fastrpc_invoke.values(k)
+    n = wire.sc_length(sc)
     descs = bytearray(24 * n)
     if n:
-        copy_from_user(descs, a["args"], "invoke argument descriptors")
-    return f.internal_invoke(False, a["handle"], a["sc"], descs, xfer)
+        copy_from_user(descs, args, "invoke argument descriptors")
+    return f.internal_invoke(False, handle, sc, descs, xfer)
 
 
 def _attach(pd: int):

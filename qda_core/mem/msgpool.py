@@ -3,13 +3,12 @@
 The RFC allocates one per invoke (``fastrpc_invoke`` -> GEM object of the page-aligned payload).
 Creating a memfd per call would dominate the cost of an invoke (a small one: the syscalls; a
 64 MiB one: allocating and zeroing 16K fresh pages, ~7x the copy itself), so freed buffers are
-kept on a per-file free list, bounded in count and bytes, and re-zeroed up to the extent the
-previous call dirtied. Semantics are unchanged: a zeroed, device-visible buffer that never gets
-a handle, in the caller's context bank.
+kept on a per-file free list, bounded in count and bytes. ``marshal.pack`` zeroes the whole
+packet it writes, so a recycled buffer needs no clearing. Semantics are unchanged: a zeroed,
+device-visible buffer that never gets a handle, in the caller's context bank.
 """
 from __future__ import annotations
 
-import ctypes
 import threading
 
 from .bus import ContextBank
@@ -20,13 +19,12 @@ POOL_DEPTH = 4
 
 
 class MsgBuf:
-    __slots__ = ("obj", "backing", "dma_addr", "dirty", "_pool")
+    __slots__ = ("obj", "backing", "dma_addr", "_pool")
 
     def __init__(self, obj: GemObject, pool: "MessagePool"):
         self.obj = obj
         self.backing = obj.backing
         self.dma_addr = obj.dma_addr
-        self.dirty = 0
         self._pool = pool
 
     def release(self) -> None:
@@ -49,14 +47,8 @@ class MessagePool:
                 self._free.remove(buf)
                 self._bytes -= buf.obj.size
         if buf is not None:
-            n = min(buf.dirty, buf.obj.size)
-            if n:
-                ctypes.memset(buf.backing.addr, 0, n)
-            buf.dirty = size
             return buf
-        buf = MsgBuf(GemObject.create(self.cb, size, name="msg"), self)
-        buf.dirty = size
-        return buf
+        return MsgBuf(GemObject.create(self.cb, size, name="msg"), self)
 
     def _give_back(self, buf: MsgBuf) -> None:
         with self._lock:

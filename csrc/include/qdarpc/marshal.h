@@ -156,9 +156,10 @@ int qda_payload_size(uint32_t sc, const void *args, size_t args_len, const void 
  * @pkt_size: optional out: payload size
  * @st: optional error location
  *
- * Writes the whole metadata block (rpra, list, pages, zeroed fdlist and crclist) and copies
- * inline in-buffers from user memory; inline out-buffer regions and alignment gaps are left
- * untouched; the in-buffer copies run after the metadata is written, in overlap order
+ * Zeroes the first pkt_size bytes (like the kernel's fresh coherent buffer: inline out-buffers
+ * reach the DSP as zeros), writes the whole metadata block (rpra, list, pages, fdlist and
+ * crclist) and copies inline in-buffers from user memory; the in-buffer copies run after the
+ * metadata is written, in overlap order
  * (batched when @ua is &qda_uaccess_self). An in-buffer copy that would land outside the
  * data area [metalen, pkt_size) fails with -EFAULT: that happens only when a by-reference
  * buffer overlaps a later inline one, where the kernel (which offsets from the by-reference
