@@ -190,7 +190,7 @@ def method_table(soc, domain: str, uri: str) -> dict[str, int]:
     src = soc.domain(domain).dsp.loader.resolve(parse_uri(uri))
     if src.skel is None:
         return {}
-    return {spec.fn.__name__: mid for mid, spec in src.skel._methods.items()}
+    return {name: mid for mid, name in src.skel.method_names().items()}
 
 
 def resolve_method(method: str, soc, domain: str, uri: str) -> tuple[int, str]:

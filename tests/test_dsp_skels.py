@@ -261,3 +261,9 @@ def test_domain_costs_defined_for_every_capability_domain():
     from qda_core.dsp.caps import DEFAULT_CAPABILITIES
     assert set(DOMAIN_COST) == set(DEFAULT_CAPABILITIES)
     assert aee.dsp(aee.AEE_EBADPARM) == 0x8000040E and aee.to_int32(0x8000040E) < 0
+
+
+def test_method_names_are_public():
+    from qda_core.dsp.skels.calculator import Calculator
+
+    assert Calculator.method_names() == {2: "sum", 3: "max"}

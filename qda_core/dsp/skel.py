@@ -149,6 +149,11 @@ class Skeleton:
         cls._methods = table
 
     @classmethod
+    def method_names(cls) -> dict[int, str]:
+        """Method id -> the Python name of the method serving it (for tools such as the CLI)."""
+        return {mid: spec.fn.__name__ for mid, spec in sorted(cls._methods.items())}
+
+    @classmethod
     def exported_symbols(cls, skel_name: str | None = None) -> tuple[str, ...]:
         """The symbols this skeleton answers to (see :attr:`symbols`)."""
         if cls.symbols:
