@@ -22,33 +22,45 @@ def busy_switching():
     sys.setswitchinterval(old)
 
 
+def run_threads(workers) -> list:
+    """Run each ``worker()`` in its own thread. A worker returns None, or a tuple describing
+    what went wrong; an exception counts as a failure too. Returns every failure."""
+    failures = []
+
+    def wrap(work):
+        try:
+            bad = work()
+        except Exception as exc:  # surfaced through the returned list
+            bad = (repr(exc),)
+        if bad is not None:
+            failures.append(bad)
+
+    threads = [threading.Thread(target=wrap, args=(w,)) for w in workers]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return failures
+
+
 @pytest.mark.parametrize("path", ["/dev/accel/accel1", "/dev/fastrpc-cdsp"])
 def test_concurrent_invokes_on_one_file(soc, path, busy_switching):
     f = soc.open(path)
     try:
         f.init_create(attrs=8)
         _, h = open_module(f, TEST)
-        errors = []
 
-        def worker(tid: int) -> None:
-            try:
-                for i in range(CALLS):
-                    # sizes vary so message buffers of different sizes are recycled between threads
-                    data = struct.pack("<II", tid, i) * (1 + (i * 7 + tid) % 300)
-                    out = bytearray(len(data))
-                    ret = f.invoke(h, SC_ECHO, [data, out])
-                    if ret != 0 or out != data:
-                        errors.append((tid, i, ret))
-                        return
-            except Exception as exc:  # surfaced below
-                errors.append((tid, repr(exc)))
+        def worker(tid: int):
+            for i in range(CALLS):
+                # sizes vary so message buffers of different sizes are recycled between threads
+                data = struct.pack("<II", tid, i) * (1 + (i * 7 + tid) % 300)
+                out = bytearray(len(data))
+                ret = f.invoke(h, SC_ECHO, [data, out])
+                if ret != 0 or out != data:
+                    return (tid, i, ret)
+            return None
 
-        threads = [threading.Thread(target=worker, args=(t,)) for t in range(THREADS)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        assert errors == []
+        assert run_threads([lambda t=t: worker(t) for t in range(THREADS)]) == []
     finally:
         f.close()
 
@@ -56,49 +68,43 @@ def test_concurrent_invokes_on_one_file(soc, path, busy_switching):
 def test_concurrent_shared_buffers_and_churn_accel(soc, busy_switching):
     """By-reference invokes on per-thread GEM buffers while other threads create, export,
     import and close objects on the same file."""
+    import os
+
     from qda_core.accel import GemRef
 
     f = soc.open_device("cdsp")
     try:
         f.init_create(attrs=8)
         _, h = open_module(f, TEST)
-        errors = []
 
-        def inc_worker(tid: int) -> None:
+        def inc_worker(tid: int):
+            gh = f.gem_create(4096)
+            view = f.mmap(f.gem_mmap_offset(gh), 4096)
+            ref = GemRef(gh, view[:256])
             try:
-                gh = f.gem_create(4096)
-                view = f.mmap(f.gem_mmap_offset(gh), 4096)
-                ref = GemRef(gh, view[:256])
                 for i in range(CALLS):
                     view[:256] = bytes([i % 200]) * 256
                     if f.invoke(h, 0x04000100, [ref]) or view[:256] != bytes([i % 200 + 1]) * 256:
-                        errors.append((tid, i))
-                        break
+                        return (tid, i)
+                return None
+            finally:
                 ref.buf.release()
                 view.release()
                 f.gem_close(gh)
-            except Exception as exc:
-                errors.append((tid, repr(exc)))
 
-        def churn_worker(tid: int) -> None:
-            import os
-            try:
-                for _ in range(CALLS // 3):
-                    g = f.gem_create(8192)
-                    fd = f.prime_handle_to_fd(g)
-                    assert f.prime_fd_to_handle(fd) == g
-                    os.close(fd)
-                    f.gem_close(g)
-            except Exception as exc:
-                errors.append((tid, repr(exc)))
+        def churn_worker():
+            for _ in range(CALLS // 3):
+                g = f.gem_create(8192)
+                fd = f.prime_handle_to_fd(g)
+                imported = f.prime_fd_to_handle(fd)
+                os.close(fd)
+                f.gem_close(g)
+                if imported != g:
+                    return ("import of own export", g, imported)
+            return None
 
-        threads = [threading.Thread(target=inc_worker, args=(t,)) for t in range(3)]
-        threads += [threading.Thread(target=churn_worker, args=(t,)) for t in range(3, 5)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        assert errors == []
+        workers = [lambda t=t: inc_worker(t) for t in range(3)] + [churn_worker, churn_worker]
+        assert run_threads(workers) == []
     finally:
         f.close()
 
@@ -113,31 +119,24 @@ def test_concurrent_dmabuf_invokes_legacy(soc, busy_switching):
     try:
         f.init_create(attrs=8)
         _, h = open_module(f, TEST)
-        errors = []
 
-        def worker(tid: int) -> None:
+        def worker(tid: int):
+            fd = f.alloc_dma_buff(4096)
+            view = dmabuf_mmap(fd, 4096)
+            head = view[:128]
             try:
-                fd = f.alloc_dma_buff(4096)
-                view = dmabuf_mmap(fd, 4096)
-                head = view[:128]
                 for i in range(CALLS):
                     view[:128] = bytes([(tid * 10 + i) % 200]) * 128
                     if f.invoke(h, 0x04000100, [DmaBufRef(fd, head)]) or \
                             view[:128] != bytes([(tid * 10 + i) % 200 + 1]) * 128:
-                        errors.append((tid, i))
-                        break
+                        return (tid, i)
+                return None
+            finally:
                 head.release()
                 view.release()
                 os.close(fd)
-            except Exception as exc:
-                errors.append((tid, repr(exc)))
 
-        threads = [threading.Thread(target=worker, args=(t,)) for t in range(4)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        assert errors == []
+        assert run_threads([lambda t=t: worker(t) for t in range(4)]) == []
     finally:
         f.close()
 
@@ -148,35 +147,28 @@ def test_concurrent_remote_handle64_invoke(make_soc, backend, busy_switching):
     import libadsprpc_compat as rpc
 
     lib = rpc.Library(backend=backend, soc=make_soc("default"))
-    errors = []
     try:
         h = lib.remote_handle64_open(TEST)
 
-        def worker(tid: int) -> None:
+        def worker(tid: int):
             mem = rpc.rpcmem_alloc(rpc.RPCMEM_HEAP_ID_SYSTEM, rpc.RPCMEM_DEFAULT_FLAGS, 4096)
+            view = memoryview(mem)[:64]
             try:
                 for i in range(CALLS):
                     data = struct.pack("<II", tid, i) * (1 + i % 50)
                     out = bytearray(len(data))
                     rpc.remote_handle64_invoke(h, SC_ECHO, [data, out])
-                    view = memoryview(mem)[:64]
                     view[:] = bytes([i % 200]) * 64
                     rpc.remote_handle64_invoke(h, 0x04000100, [view])  # rpcmem: by reference
                     if out != data or bytes(view) != bytes([i % 200 + 1]) * 64:
-                        errors.append((tid, i))
-                        return
-                    view.release()
-            except Exception as exc:
-                errors.append((tid, repr(exc)))
+                        return (tid, i)
+                return None
             finally:
+                view.release()
                 rpc.rpcmem_free(mem)
 
-        threads = [threading.Thread(target=worker, args=(t,)) for t in range(4)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+        failures = run_threads([lambda t=t: worker(t) for t in range(4)])
         lib.remote_handle64_close(h)
     finally:
         lib.close_all()
-    assert errors == []
+    assert failures == []
