@@ -46,3 +46,34 @@ def test_off_by_default(cdsp):
         cdsp.query()
     assert trace.RECORDER is None
     assert len(inner.events) == 1 and len(outer.events) == 1
+
+
+def test_qdarpc_trace_env_traces_any_program(tmp_path):
+    """QDARPC_TRACE=<file> switches tracing on at import and writes the file at exit (.jsonl
+    here; .json gives Chrome trace-event JSON)."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    import qda_core
+
+    out = tmp_path / "prog.jsonl"
+    prog = ("import libadsprpc_compat as rpc\n"
+            "h = rpc.remote_handle64_open('" + CALC + "')\n"
+            "rpc.remote_handle64_close(h)\n")
+    pkg_root = os.path.dirname(os.path.dirname(os.path.abspath(qda_core.__file__)))
+    res = subprocess.run([sys.executable, "-c", prog], capture_output=True, text=True, cwd="/",
+                         env={**os.environ, "PYTHONPATH": pkg_root, "QDARPC_TRACE": str(out)})
+    assert res.returncode == 0, res.stderr
+    events = [json.loads(line) for line in out.read_text().splitlines()]
+    kinds = {e["kind"] for e in events}
+    assert kinds == {"api", "ioctl", "dsp"}
+    assert any(e["kind"] == "api" and e["name"] == "remote_handle64_open" and e["ret"] == 0 for e in events)
+    assert any(e["kind"] == "ioctl" and e["name"] == "DRM_IOCTL_QDA_INIT_CREATE" for e in events)
+    chrome = tmp_path / "prog.json"
+    res = subprocess.run([sys.executable, "-c", prog], capture_output=True, text=True, cwd="/",
+                         env={**os.environ, "PYTHONPATH": pkg_root, "QDARPC_TRACE": str(chrome)})
+    assert res.returncode == 0, res.stderr
+    doc = json.loads(chrome.read_text())
+    assert any(ev.get("ph") == "X" and ev.get("cat") == "ioctl" for ev in doc["traceEvents"])
