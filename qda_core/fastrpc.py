@@ -10,7 +10,7 @@ import heapq
 import threading
 
 from . import debug, marshal, wire
-from .errors import InternalError, errno_error
+from .errors import errno_error
 from .rpmsg import Channel
 
 
@@ -127,4 +127,4 @@ def current_comm() -> bytes:
         return b"python\0"
 
 
-__all__ = ["FastRpc", "IdAllocator", "InternalError", "current_comm"]
+__all__ = ["FastRpc", "IdAllocator", "current_comm"]

@@ -90,20 +90,26 @@ class ComputeBus:
                 if cb.owner == "accel" and cb.assigned_pid == pid:
                     cb.refcount += 1
                     return cb
-            for cb in self.cbs:
-                if cb.free:
-                    cb.assigned_pid, cb.refcount, cb.owner = pid, 1, "accel"
-                    return cb
-        raise errno_error(errno.ENOMEM, f"{self.dsp_name}: no free context bank ({len(self.cbs)} in use)")
+            cb = self._claim_free(pid, "accel")
+        if cb is None:
+            raise errno_error(errno.ENOMEM, f"{self.dsp_name}: no free context bank ({len(self.cbs)} in use)")
+        return cb
 
     def take_session(self, pid: int) -> ContextBank:
         """Legacy ``fastrpc_session_alloc``: one free CB per open, never shared."""
         with self.lock:
-            for cb in self.cbs:
-                if cb.free:
-                    cb.assigned_pid, cb.refcount, cb.owner = pid, 1, "legacy"
-                    return cb
-        raise errno_error(errno.EBUSY, f"{self.dsp_name}: no free session (context bank)")
+            cb = self._claim_free(pid, "legacy")
+        if cb is None:
+            raise errno_error(errno.EBUSY, f"{self.dsp_name}: no free session (context bank)")
+        return cb
+
+    def _claim_free(self, pid: int, owner: str) -> ContextBank | None:
+        """The lowest-numbered free CB, now held by ``owner`` for ``pid``; caller holds the lock."""
+        for cb in self.cbs:
+            if cb.free:
+                cb.assigned_pid, cb.refcount, cb.owner = pid, 1, owner
+                return cb
+        return None
 
     def release(self, cb: ContextBank) -> None:
         with self.lock:
