@@ -18,6 +18,13 @@ Resolution order for the skel file:
    single Skeleton subclass) wins over a host-compiled native ``libfoo_skel.so`` (called via
    ctypes with the C ``remote_arg`` ABI).
 
+Only files inside the search path load. The URI's file part is a plain file name or a
+relative path; an absolute path, or one whose ``..`` climbs out, is a bad URI
+(``ERR_BAD_URI``); a candidate that resolves (``..``, symlinks) outside its search directory is
+skipped, and if nothing else matches the open fails with ``ERR_MOD_NOT_FOUND`` naming the
+escape. The emulated DSP runs native skels in the host process, so a path out of the search
+directories would be a ``dlopen`` of any host library and a call of any symbol in it.
+
 Errors are :class:`LoadError` carrying the dlerr code (:mod:`.aee`) and dlerror-style text.
 """
 from __future__ import annotations
@@ -75,6 +82,7 @@ def parse_uri(name: str) -> ModuleUri:
     file, qmark, query = rest.partition("?")
     if not file or not qmark:
         raise ValueError(f"URI {name!r} has no '?<symbol>'")
+    _check_relative(name, file)
     symbol, _, pairs = query.partition("&")
     if not symbol:
         raise ValueError(f"URI {name!r} has an empty symbol")
@@ -87,6 +95,23 @@ def parse_uri(name: str) -> ModuleUri:
             raise ValueError(f"URI {name!r} has a parameter without a name")
         params[key] = value if eq else None
     return ModuleUri(name, file, symbol, MappingProxyType(params))
+
+
+def _check_relative(name: str, file: str) -> None:
+    # Lexical half of the containment rule; symlinks are checked against the disk in resolve().
+    if file.startswith("/"):
+        raise ValueError(f"URI {name!r} names an absolute path {file!r}: only files on the DSP "
+                         "library search path (DSP_LIBRARY_PATH) can be loaded")
+    if "\0" in file:
+        raise ValueError(f"URI {name!r} has a NUL byte in its file name")
+    if os.path.normpath(file).split("/", 1)[0] == "..":
+        raise ValueError(f"URI {name!r}: {file!r} leaves the DSP library search path")
+
+
+def _resolve_inside(path: str, directory: str) -> str | None:
+    """``path`` with symlinks and ``..`` resolved if that lies in ``directory`` (ditto), else None."""
+    real, top = os.path.realpath(path), os.path.realpath(directory)
+    return real if os.path.commonpath([real, top]) == top else None
 
 
 class LoadError(Exception):
@@ -148,13 +173,30 @@ class Loader:
             return self._check_symbol(src, uri, base)
         env = self._env if self._env is not None else os.environ
         stem = base[:-3] if base.endswith(".so") else base
+        try:
+            _check_relative(uri.raw, uri.file)  # a ModuleUri built by hand skips parse_uri
+        except ValueError as exc:
+            raise LoadError(aee.ERR_BAD_URI, f"bad module URI: {exc}") from None
+        escaped: list[str] = []
         for d in _search_dirs(env, self.domain):
+            # Files are loaded by their resolved path, so a symlink swapped after the check
+            # cannot redirect the load out of the search path.
             py = os.path.join(d, os.path.dirname(uri.file), stem + ".py")
             if os.path.isfile(py):
-                return self._check_symbol(SkelSource(py, skel=self._load_py(py, base)), uri, base)
+                real = _resolve_inside(py, d)
+                if real is not None:
+                    return self._check_symbol(SkelSource(py, skel=self._load_py(real, base)), uri, base)
+                escaped.append(py)
             so = os.path.join(d, uri.file)
             if os.path.isfile(so):
-                return SkelSource(so, native=self._load_so(so, uri.symbol))
+                real = _resolve_inside(so, d)
+                if real is not None:
+                    return SkelSource(so, native=self._load_so(real, uri.symbol))
+                escaped.append(so)
+        if escaped:
+            raise LoadError(aee.ERR_MOD_NOT_FOUND, f"{uri.file}: cannot open shared object file: "
+                            f"outside the DSP library search path ({escaped[0]} -> "
+                            f"{os.path.realpath(escaped[0])})")
         raise LoadError(aee.ERR_MOD_NOT_FOUND, f"{uri.file}: cannot open shared object file: "
                         "No such file or directory")
 
