@@ -226,7 +226,7 @@ def test_prime_import_identity(soc, cdsp):
 
 
 def test_prime_import_foreign_memfd(cdsp):
-    mfd = os.memfd_create("foreign")
+    mfd = os.memfd_create("foreign", os.MFD_ALLOW_SEALING)  # importable: its size can be sealed
     os.write(mfd, b"x" * 5000)
     h = cdsp.prime_fd_to_handle(mfd)
     obj = cdsp.lookup(h)

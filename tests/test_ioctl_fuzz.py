@@ -23,7 +23,7 @@ FD_FIELDS = ("fd", "filefd")
 
 
 def _fds():
-    memfd = os.memfd_create("fuzz")
+    memfd = os.memfd_create("fuzz", os.MFD_ALLOW_SEALING)  # importable: its size can be sealed
     os.ftruncate(memfd, 8192)
     return memfd
 

@@ -77,7 +77,7 @@ def test_calculator_plain_dmabuf_and_memfd(upd):
     np.frombuffer(view, np.int32, 1000)[:] = vec
     assert calc_sum_max(upd, h, DmaBufRef(fd, view[:4000])) == (499500, 999)
 
-    mfd = os.memfd_create("vec")
+    mfd = os.memfd_create("vec", os.MFD_ALLOW_SEALING)  # importable: its size can be sealed
     os.ftruncate(mfd, 8192)
     mview = dmabuf_mmap(mfd)
     np.frombuffer(mview, np.int32, 1000, offset=4096)[:] = vec   # second page of the buffer

@@ -4,6 +4,34 @@ A :class:`Backing` is a memfd (or an imported fd) mapped once, read-write, for t
 side: the DSP's SMMU view and the driver's payload copies go through this mapping, while user
 mappings are separate ``mmap`` calls on the same file — so both see the same pages, exactly as
 a dma-buf's importer and exporter do.
+
+What a memfd is made to keep of a dma-buf's guarantees:
+
+- **Fixed size.** A dma-buf never changes size; a memfd can be truncated, and a truncated
+  file under the kernel-side mapping kills the process (SIGBUS) at the next DSP access. Memfds
+  created here are sealed ``F_SEAL_SHRINK | F_SEAL_GROW``. :meth:`Backing.import_fd` accepts a
+  foreign fd only if it cannot shrink: it already has ``F_SEAL_SHRINK``, or it is a memfd that
+  allows sealing, which the import seals ``F_SEAL_SHRINK | F_SEAL_GROW`` (permanently, as
+  seals are; also when the import then fails). Anything else (a memfd made without
+  ``MFD_ALLOW_SEALING``, a regular or ``/dev/shm`` file) is refused with ``EINVAL``.
+- **Read-only exports stay read-only.** A dma-buf fd cannot be reopened through
+  ``/proc/self/fd/N``; a memfd can, with any access mode its inode's permission bits allow. A
+  seal cannot help (seals are per inode: ``F_SEAL_WRITE`` / ``F_SEAL_FUTURE_WRITE`` would stop
+  the exporter's and every writable export's writes too), so memfds created here get mode
+  ``0400`` and :meth:`Backing.export_fd` never reopens for writing: a writable export is a
+  ``dup`` of the kernel-side ``O_RDWR`` description (as DRM hands every export the same
+  dma-buf file), a read-only one a ``/proc`` reopen with ``O_RDONLY``. Reopening a read-only
+  export for writing then fails with ``EACCES`` for an unprivileged process, the owner
+  included — with caveats a real dma-buf does not have: **root** (``CAP_DAC_OVERRIDE``, as in
+  most containers and CI) bypasses the mode bits; the inode's **owner** (the emulator's uid)
+  may deliberately ``fchmod`` it writable first (ownership, not access mode, decides that); and
+  an export of an *imported* buffer keeps whatever mode its foreign owner gave the inode.
+- **A bounded pool.** Everything the emulator maps for device access counts against
+  ``QDARPC_DMA_LIMIT`` (:func:`charge`, :func:`uncharge`, :func:`pool_used`): buffers it creates
+  (charged, then populated, before use) and imports (charged at import, uncharged at close,
+  mapped without populating: pages come in as the DSP touches them), so a sparse foreign file
+  larger than the pool fails with ``ENOMEM`` before any of it is touched. Charges may be tied
+  to a file (``key=(st_dev, st_ino)``): a file is counted once however many imports map it.
 """
 from __future__ import annotations
 
@@ -12,40 +40,89 @@ import errno
 import fcntl
 import mmap
 import os
+import stat
 import threading
+from typing import Hashable
 
 from .. import debug
-from ..errors import errno_error
+from ..errors import InternalError, errno_error
+
+__all__ = ["Backing", "DMA_LIMIT", "PAGE_SIZE", "charge", "uncharge", "pool_used", "page_align"]
 
 PAGE_SIZE = mmap.PAGESIZE
 
-#: The emulated DMA memory pool (what CMA is on a device): bytes of memfd backing the emulator
-#: may allocate in this process. Beyond it, allocations fail with ENOMEM instead of exhausting
-#: the host. Set with QDARPC_DMA_LIMIT (bytes; K/M/G suffixes accepted).
+
 def _limit() -> int:
     text = os.environ.get("QDARPC_DMA_LIMIT", "8G").strip().upper()
     scale = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}.get(text[-1:], 1)
     return int(text.rstrip("KMG")) * scale
 
 
+#: The emulated DMA memory pool (what CMA is on a device): bytes of memory the emulator may map
+#: for device access in this process. Beyond it, allocations and imports fail with ENOMEM
+#: instead of exhausting the host. Set with QDARPC_DMA_LIMIT (bytes; K/M/G suffixes accepted);
+#: read at each charge, so tests may patch this attribute.
 DMA_LIMIT = _limit()
-_pool_lock = threading.Lock()  # protects _pool_used
+_pool_lock = threading.Lock()  # protects _pool_used and _pool_files
 _pool_used = 0
+_pool_files: dict[Hashable, list[int]] = {}  # file key -> [bytes charged, references]
 
 
-def _charge(size: int) -> None:
+def charge(size: int, key: Hashable | None = None) -> None:
+    """Take ``size`` bytes from the emulated DMA pool, or raise ``OSError(ENOMEM)``.
+
+    Call it before creating or touching the memory, and pair it with one :func:`uncharge`.
+    With ``key`` (the file's ``(st_dev, st_ino)``) the bytes belong to that file: while it is
+    charged, further charges of the same key only take a reference, so a buffer allocated from
+    the pool and then imported by a driver is counted once. The key must stay charged only
+    while its file is open (an inode number is reused once the file is gone).
+
+    For the library layer: ``rpcmem_alloc`` (``libadsprpc_compat``) charges its buffers against
+    this same pool; charging with the memfd's key (after ``memfd_create``, before
+    ``ftruncate``) keeps a by-reference import of the buffer from counting it twice.
+    """
     global _pool_used
+    if size < 0:
+        raise errno_error(errno.EINVAL, f"cannot charge {size} bytes")
     with _pool_lock:
+        entry = _pool_files.get(key) if key is not None else None
+        if entry is not None:
+            entry[1] += 1
+            return
         if _pool_used + size > DMA_LIMIT:
             raise errno_error(errno.ENOMEM, f"emulated DMA memory exhausted: {size:#x} bytes asked, "
-                                            f"{DMA_LIMIT - _pool_used:#x} of {DMA_LIMIT:#x} left (QDARPC_DMA_LIMIT)")
+                                            f"{max(DMA_LIMIT - _pool_used, 0):#x} of {DMA_LIMIT:#x} left "
+                                            "(QDARPC_DMA_LIMIT)")
         _pool_used += size
+        if key is not None:
+            _pool_files[key] = [size, 1]
 
 
-def _uncharge(size: int) -> None:
+def uncharge(size: int, key: Hashable | None = None) -> None:
+    """Give back what :func:`charge` took (with a ``key``: drop its reference; the file's bytes
+    return with the last one)."""
     global _pool_used
     with _pool_lock:
+        if key is not None:
+            entry = _pool_files.get(key)
+            if entry is None:
+                raise InternalError(f"uncharge of file {key} that is not charged")
+            entry[1] -= 1
+            if entry[1]:
+                return
+            del _pool_files[key]
+            size = entry[0]
         _pool_used -= size
+
+
+def pool_used() -> int:
+    """Bytes of the emulated DMA pool in use now (everything charged and not yet given back)."""
+    return _pool_used
+
+
+# Older names, kept for callers written before the public API.
+_charge = charge
+_uncharge = uncharge
 
 
 def page_align(n: int) -> int:
@@ -53,63 +130,92 @@ def page_align(n: int) -> int:
 
 
 class Backing:
-    """Pages of one buffer, with the kernel-side mapping (``view``, ``addr``)."""
+    """Pages of one buffer, with the kernel-side mapping (``view``, ``addr``).
+
+    ``Backing(size)`` allocates: a sealed, mode-0400 memfd, charged to the pool, populated.
+    ``fd=`` adopts an fd instead (the constructor owns it from then on, closing it on failure):
+    charged, not populated; :meth:`import_fd` is the checked way in for a foreign fd.
+    """
 
     __slots__ = ("fd", "size", "_mm", "_pin", "view", "addr", "key", "_charged")
 
     def __init__(self, size: int, *, name: str = "qdarpc-gem", fd: int | None = None):
-        self._charged = 0
-        if fd is None:
-            _charge(size)
-            try:
+        self._charged = page_align(size)
+        populate = fd is None
+        key = None
+        charged = False
+        try:
+            if fd is None:
                 fd = os.memfd_create(name, os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
-            except OSError:
-                _uncharge(size)
-                raise
-            try:
+            st = os.fstat(fd)
+            key = (st.st_dev, st.st_ino)
+            charge(self._charged, key)  # before any page exists or is touched
+            charged = True
+            if populate:
                 os.ftruncate(fd, size)
                 # Sealed so nobody holding an exported fd can shrink it under the DSP (SIGBUS).
                 fcntl.fcntl(fd, fcntl.F_ADD_SEALS, fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW)
-            except OSError:
+                # Owner read-only: no reopen through /proc can make a writable fd (see export_fd).
+                os.fchmod(fd, 0o400)
+            # Populated up front when created: dma_alloc_coherent hands out real pages, and
+            # faulting them in one by one during a large copy costs several times the copy
+            # itself. An import is not: it may be sparse, and only what the DSP touches is used.
+            flags = mmap.MAP_SHARED | (mmap.MAP_POPULATE if populate else 0)
+            self._mm = mmap.mmap(fd, size, flags, mmap.PROT_READ | mmap.PROT_WRITE)
+        except BaseException as exc:
+            if fd is not None:
                 os.close(fd)
-                _uncharge(size)
-                raise
-            self._charged = size
-        try:
-            # Populated up front: dma_alloc_coherent hands out real pages, and faulting them in
-            # one by one during a large copy costs several times the copy itself.
-            self._mm = mmap.mmap(fd, size, mmap.MAP_SHARED | mmap.MAP_POPULATE, mmap.PROT_READ | mmap.PROT_WRITE)
-        except (OSError, ValueError) as exc:
-            os.close(fd)
-            _uncharge(self._charged)
-            err = getattr(exc, "errno", None) or 22
-            raise errno_error(err, f"cannot map {size:#x} bytes of fd") from exc
+            if charged:
+                uncharge(self._charged, key)
+            if isinstance(exc, (ValueError, OverflowError)):  # e.g. mmap of an empty file
+                raise errno_error(errno.EINVAL, f"cannot map {size:#x} bytes of fd: {exc}") from exc
+            raise
         self.fd = fd
         self.size = size
+        self.key = key
         self.view = memoryview(self._mm)
         # The pin keeps the mapping's address stable and known; released in close().
         self._pin = ctypes.c_char.from_buffer(self._mm)
         self.addr = ctypes.addressof(self._pin)
-        st = os.fstat(fd)
-        self.key = (st.st_dev, st.st_ino)
         debug.created("backing")
 
     @classmethod
     def import_fd(cls, fd: int) -> "Backing":
-        """Map a foreign shareable fd (memfd, tmpfs/shm file): the emulated dma-buf import."""
-        import stat
+        """Map a foreign shareable fd (memfd, tmpfs/shm file): the emulated dma-buf import.
 
-        st = os.fstat(fd)  # EBADF for a closed fd
-        if not stat.S_ISREG(st.st_mode) or st.st_size == 0:
-            raise errno_error(22, f"fd {fd} is not a dma-buf (need a non-empty memfd/shm file)")
-        dup = os.dup(fd)
-        # The importer maps read-write if the fd allows it; otherwise fall back to read-only pages.
-        return cls(st.st_size, fd=dup) if _writable(dup) else cls._readonly(dup, st.st_size)
+        The fd must be a non-empty file open read-write whose size cannot shrink (see the module
+        docstring): ``EINVAL`` otherwise (``EACCES`` if read-only). Its size is charged to the
+        pool before anything is mapped (``ENOMEM`` beyond ``QDARPC_DMA_LIMIT``).
+        """
+        dup = os.dup(fd)  # EBADF for a closed fd; every check below is on the description we keep
+        try:
+            st = os.fstat(dup)
+            if not stat.S_ISREG(st.st_mode) or st.st_size == 0:
+                raise errno_error(errno.EINVAL, f"fd {fd} is not a dma-buf (need a non-empty memfd/shm file)")
+            if not _writable(dup):
+                raise errno_error(errno.EACCES, "read-only dma-buf fds cannot be imported for device access")
+            _fix_size(dup, fd)
+            size = os.fstat(dup).st_size  # final: it cannot shrink any more
+        except BaseException:
+            os.close(dup)
+            raise
+        return cls(size, fd=dup)
 
-    @classmethod
-    def _readonly(cls, fd: int, size: int) -> "Backing":
-        os.close(fd)
-        raise errno_error(13, "read-only dma-buf fds cannot be imported for device access")
+    def export_fd(self, writable: bool, cloexec: bool) -> int:
+        """A new fd on these pages for user space (a PRIME or ALLOC_DMA_BUFF dma-buf fd).
+
+        ``writable``: a dup of the kernel-side ``O_RDWR`` description; else an ``O_RDONLY``
+        description, which (mode 0400 inode) an unprivileged process cannot reopen for writing
+        (see the module docstring for root and the owner). ``cloexec``:
+        ``O_CLOEXEC`` on the new fd; without it the fd is inherited across ``exec``.
+        """
+        if writable:
+            fd = os.dup(self.fd)  # never a reopen: the inode's mode would (rightly) refuse it
+        else:
+            fd = os.open(f"/proc/self/fd/{self.fd}", os.O_RDONLY | os.O_CLOEXEC)
+        if not cloexec:
+            os.set_inheritable(fd, True)
+        return fd
 
     def close(self) -> None:
         """Unmap and close; pages stay alive while user mappings of the file exist."""
@@ -123,8 +229,24 @@ class Backing:
             pass  # a transient export (e.g. a DSP-side view) still exists; refcounting frees it
         os.close(self.fd)
         self.fd = -1
-        _uncharge(self._charged)
+        uncharge(self._charged, self.key)
         debug.destroyed("backing")
+
+
+def _fix_size(fd: int, user_fd: int) -> None:
+    """Make sure ``fd``'s file can no longer shrink, or raise EINVAL saying what is needed."""
+    try:
+        seals = fcntl.fcntl(fd, fcntl.F_GET_SEALS)
+    except OSError:  # EINVAL: a file system without seals (disk files)
+        seals = fcntl.F_SEAL_SEAL
+    if seals & fcntl.F_SEAL_SHRINK:
+        return
+    if seals & fcntl.F_SEAL_SEAL:
+        raise errno_error(errno.EINVAL, f"fd {user_fd} can be truncated (not a sealed memfd): a dma-buf "
+                          "has a fixed size; create it with memfd_create(MFD_ALLOW_SEALING) and seal it "
+                          "F_SEAL_SHRINK, or use rpcmem/ALLOC_DMA_BUFF")
+    # A sealable memfd: the importer fixes its size, as a dma-buf's is from its creation.
+    fcntl.fcntl(fd, fcntl.F_ADD_SEALS, fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW)
 
 
 def _writable(fd: int) -> bool:
