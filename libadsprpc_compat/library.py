@@ -19,13 +19,19 @@ Decisions a user must know (each is also in the function's docstring):
 * A closed ``remote_handle64`` is invalid at once (``AEE_EINVHANDLE``); QF keeps it reaching the
   DSP until the session ends (spec §10.2).
 * ``set_backend`` after the first module-level open raises :class:`AlreadyLoadedError`.
+* A pointer the library must read or write (``remote_session_control`` names and URIs) is
+  accessed with the emulator's checked copies: a bad one is AEE_EBADPARM with errno EFAULT.
+  An int argument outside its C type is AEE_EBADPARM.
 """
 from __future__ import annotations
 
 import atexit
 import ctypes
+import errno as _errno
+import fcntl
 import itertools
 import mmap
+import operator
 import os
 import struct
 import threading
@@ -33,9 +39,11 @@ import weakref
 
 from qda_core import trace as _trace
 from qda_core._ext import load as _load
+from qda_core.mem import backing as _backing
 from qda_core.mem import vma as _vma
 from qda_core.soc import default_soc as _default_soc
 from qda_core.uaccess import address as _address
+from qda_core.uaccess import copy_from_user, copy_to_user
 
 from . import _remote, remotectl
 from .backends import AccelBackend, LegacyBackend
@@ -79,12 +87,33 @@ def _fail(code: int, message: str = "", *, errno: int | None = None, origin: str
     raise_for(code, message, errno=errno, origin=origin)
 
 
+# C parameter types: a Python int outside the type's range fails with AEE_EBADPARM here instead
+# of an OverflowError/struct.error deep in a driver call.
+C_INT = (-(1 << 31), (1 << 31) - 1)
+C_UINT32 = (0, (1 << 32) - 1)
+C_INT64 = (-(1 << 63), (1 << 63) - 1)
+C_UINT64 = (0, (1 << 64) - 1)  # size_t, uint64_t, pointers
+C_BITS32 = (-(1 << 31), (1 << 32) - 1)  # a 32-bit flag word given as int or uint32_t
+
+
+def _c_arg(value, ctype: tuple[int, int], what: str) -> int:
+    """``value`` as an int of the C type ``ctype`` (one of the ``C_*`` ranges), else AEE_EBADPARM."""
+    try:
+        v = operator.index(value)
+    except TypeError:
+        _fail(A.AEE_EBADPARM, f"{what} must be an int, not {type(value).__name__}")
+    if not ctype[0] <= v <= ctype[1]:
+        _fail(A.AEE_EBADPARM, f"{what} {v:#x} does not fit its C type")
+    return v
+
+
 def _addr(buf) -> int:
-    """A C pointer argument: None -> 0, int -> itself, buffer -> its address."""
+    """A C pointer argument: None -> 0, int -> itself (AEE_EBADPARM unless 0..2^64-1), buffer
+    -> its address."""
     if buf is None:
         return 0
     if isinstance(buf, int):
-        return buf
+        return _c_arg(buf, C_UINT64, "pointer")
     a = getattr(buf, "address", None)
     return a if isinstance(a, int) else _address(buf)
 
@@ -143,26 +172,47 @@ class _VmaToken:
     __slots__ = ("__weakref__",)
 
 
-def _rpcmem_alloc(size: int, flags: int) -> RpcMem:
+def _rpcmem_alloc(heapid, flags, size, ctype: tuple[int, int]) -> RpcMem:
+    _c_arg(heapid, C_INT, "rpcmem_alloc: heapid")
+    flags = _c_arg(flags, C_BITS32, "rpcmem_alloc: flags")
+    size = _c_arg(size, ctype, "rpcmem_alloc: size")
     if size <= 0:
         _fail(A.AEE_EBADPARM, f"rpcmem_alloc: size {size} must be > 0")
+    if size > _backing.DMA_LIMIT:  # fails before even a memfd is made
+        _fail(A.AEE_ENOMEMORY, f"rpcmem_alloc: {size} bytes exceed QDARPC_DMA_LIMIT", errno=_errno.ENOMEM)
     try:
-        fd = os.memfd_create("rpcmem", os.MFD_CLOEXEC)
+        fd = os.memfd_create("rpcmem", os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
     except OSError as exc:
         _fail(A.AEE_ENOMEMORY, "rpcmem_alloc: no dma-buf", errno=exc.errno)
+    # The dma-buf heap allocates from the emulated DMA pool (QDARPC_DMA_LIMIT), charged before
+    # the file has any size. Charged under the file's key, so a driver importing the buffer
+    # does not count it twice.
+    st = os.fstat(fd)
+    key = (st.st_dev, st.st_ino)
+    charged = _backing.page_align(size)
+    try:
+        _backing.charge(charged, key)
+    except OSError as exc:
+        os.close(fd)
+        _fail(A.AEE_ENOMEMORY, f"rpcmem_alloc: {size} bytes", errno=exc.errno)
     try:
         os.ftruncate(fd, size)
+        # A dma-buf never changes size: sealed, so no holder of the fd can truncate the pages
+        # under the DSP or a mapping (SIGBUS).
+        fcntl.fcntl(fd, fcntl.F_ADD_SEALS, fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW)
         mm = RpcMem(fd, size, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, OverflowError) as exc:
+        _backing.uncharge(charged, key)
         os.close(fd)
         _fail(A.AEE_ENOMEMORY, f"rpcmem_alloc: cannot map {size} bytes", errno=getattr(exc, "errno", None))
     mm._pin = ctypes.c_char.from_buffer(mm)  # keeps the address fixed while allocated
     mm.address = ctypes.addressof(mm._pin)
     mm.fd = fd
+    mm._charge = (charged, key)
     # The "kernel" knows this VMA (fast find_vma). The owner is a token dropped by rpcmem_free,
     # so the entry goes when the mapping does, not when the caller drops the RpcMem object.
     mm._vma_token = _VmaToken()
-    _vma.register(mm._vma_token, mm.address, size)
+    _vma.register(mm._vma_token, mm.address, size, key=key)
     with _lock:
         _rpcmem[mm.address] = mm
         if not flags & RPCMEM_HEAP_NOREG:
@@ -415,7 +465,10 @@ class Library:
         if h in (-1, 0xFFFF_FFFF):
             _fail(A.AEE_EINVHANDLE, "remote_handle_invoke: handle -1")
         s = self._session(self._current())
-        code = s.invoker.invoke(h & 0xFFFF_FFFF, sc, args)
+        try:
+            code = s.invoker.invoke(h & 0xFFFF_FFFF, sc, args)
+        except OverflowError:
+            _fail(A.AEE_EBADPARM, f"remote_handle_invoke: sc {sc:#x} is not a uint32_t")
         if code:
             self._raise_invoke(code, f"remote_handle_invoke({h:#x}, {sc:#010x})")
 
@@ -426,9 +479,10 @@ class Library:
         @param[in] h  DSP handle from remote_handle_open
         AEE codes: AEE_EINVHANDLE, DSP dlerr codes (0x8000043e for an unknown handle), invoke errors
         """
+        h = _c_arg(h, C_BITS32, "remote_handle_close: handle") & 0xFFFF_FFFF
         s = self._session(self._current(), create=False)
-        if h in (-1, 0xFFFF_FFFF) or s is None:
-            _fail(A.AEE_EINVHANDLE, f"remote_handle_close({h}): no session on the current domain")
+        if h == 0xFFFF_FFFF or s is None:
+            _fail(A.AEE_EINVHANDLE, f"remote_handle_close({h:#x}): no session on the current domain")
         code = s.close_module(h)
         s.nondomain.discard(h)
         if code:
@@ -663,7 +717,7 @@ class Library:
             self._opts.setdefault(d, {})["initmem"] = o.pd_initmem_size  # no driver field: ignored
 
     def _sc_13(self, o):  # FASTRPC_RESERVE_NEW_SESSION
-        dom = _domain_by_prefix(_cstr(o.domain_name, o.domain_name_len))
+        dom = _domain_by_prefix(_cstr(o.domain_name, o.domain_name_len, "RESERVE_NEW_SESSION domain_name"))
         o.effective_domain_id, o.session_id = NUM_DOMAINS_EXTEND, NUM_SESSIONS
         for sid in range(1, NUM_SESSIONS):
             eff = dom + NUM_DOMAINS * sid
@@ -674,21 +728,21 @@ class Library:
         _fail(A.AEE_ENOSESSION, f"no free session on {DOMAIN_NAMES[dom]}")
 
     def _sc_14(self, o):  # FASTRPC_GET_EFFECTIVE_DOMAIN_ID
-        dom = _domain_by_prefix(_cstr(o.domain_name, o.domain_name_len))
+        dom = _domain_by_prefix(_cstr(o.domain_name, o.domain_name_len, "GET_EFFECTIVE_DOMAIN_ID domain_name"))
         if o.session_id >= NUM_SESSIONS:
             _fail(A.AEE_EBADPARM, f"session {o.session_id} (valid: 0..{NUM_SESSIONS - 1})")
         o.effective_domain_id = dom + NUM_DOMAINS * o.session_id
 
     def _sc_15(self, o):  # FASTRPC_GET_URI
-        dom = _domain_by_prefix(_cstr(o.domain_name, o.domain_name_len))
+        dom = _domain_by_prefix(_cstr(o.domain_name, o.domain_name_len, "GET_URI domain_name"))
         if o.session_id >= NUM_SESSIONS or not o.uri or not o.module_uri:
             _fail(A.AEE_EBADPARM, "GET_URI: bad session id or NULL buffer")
-        module = _cstr(o.module_uri, o.module_uri_len)
+        module = _cstr(o.module_uri, o.module_uri_len, "GET_URI module_uri")
         if o.uri_len <= o.module_uri_len:
             _fail(A.AEE_EBADSIZE, f"GET_URI: uri_len {o.uri_len} must exceed module_uri_len {o.module_uri_len}")
         text = f"{module}&_dom={DOMAIN_NAMES[dom]}&_session={o.session_id}".encode()
         n = min(len(text), o.uri_len - 1)
-        ctypes.memmove(o.uri, text[:n] + b"\0", n + 1)
+        _put_cstr(o.uri, text[:n] + b"\0", "GET_URI uri")
         if len(text) >= o.uri_len:
             _fail(A.AEE_EBADSIZE, f"GET_URI: {len(text) + 1} bytes needed, uri_len is {o.uri_len}")
 
@@ -711,11 +765,15 @@ class Library:
         @param[in] offset  must be 0
         @param[in] length  bytes to map
         @param[in] flags   a fastrpc_map_flags value (< 17, not FASTRPC_MAP_RESERVED)
-        AEE codes: AEE_EBADPARM, AEE_ENOTINITIALIZED (no session), AEE_EALREADY (fd mapped),
-        AEE_EUNSUPPORTED, AEE_EFAILED
+        AEE codes: AEE_EBADPARM (also for any argument outside its C type), AEE_ENOTINITIALIZED
+        (no session), AEE_EALREADY (fd mapped), AEE_EUNSUPPORTED, AEE_EFAILED
         """
+        domain = _c_arg(domain, C_INT, "fastrpc_mmap: domain")
         if domain != -1 and not 0 <= domain < NUM_DOMAINS_EXTEND:
             _fail(A.AEE_EBADPARM, f"fastrpc_mmap: invalid domain {domain}")
+        fd, offset = _c_arg(fd, C_INT, "fastrpc_mmap: fd"), _c_arg(offset, C_INT, "fastrpc_mmap: offset")
+        length, flags = _c_arg(length, C_UINT64, "fastrpc_mmap: length"), _c_arg(flags, C_INT, "fastrpc_mmap: flags")
+        vaddr_in = _addr(addr)
         if fd < 0 or offset != 0 or flags & 0xFFFF0000 or flags >= FASTRPC_MAP_MAX or flags == 1 or length < 0:
             _fail(A.AEE_EBADPARM, f"fastrpc_mmap: bad fd/offset/flags/length ({fd}, {offset}, {flags}, {length})")
         eff = self._domain_arg(domain)
@@ -725,7 +783,7 @@ class Library:
         with _lock:
             if fd in s.maps:
                 _fail(A.AEE_EALREADY, f"fastrpc_mmap: fd {fd} is already mapped")
-            code, vaddr = s.backend.mem_map(fd, offset, int(flags), _addr(addr), length)
+            code, vaddr = s.backend.mem_map(fd, offset, int(flags), vaddr_in, length)
             if code:
                 if s.backend.errno == 25 or A.is_dsp_error(code) and (code & 0x3FF) == A.AEE_EUNSUPPORTED:
                     _fail(A.AEE_EUNSUPPORTED, "fastrpc_mmap", errno=s.backend.errno or None)
@@ -769,8 +827,11 @@ class Library:
         @param[in] vaddrin  CPU address of the buffer
         @param[in] size     bytes (>= 0)
         @return the DSP virtual address (``*vaddrout``)
-        AEE codes: AEE_EBADPARM, AEE_ENOTINITIALIZED, AEE_EALREADY, AEE_EUNSUPPORTED, AEE_EFAILED
+        AEE codes: AEE_EBADPARM (also for any argument outside its C type), AEE_ENOTINITIALIZED,
+        AEE_EALREADY, AEE_EUNSUPPORTED, AEE_EFAILED
         """
+        fd, flags = _c_arg(fd, C_INT, "remote_mmap64: fd"), _c_arg(flags, C_UINT32, "remote_mmap64: flags")
+        vaddrin, size = _addr(vaddrin), _c_arg(size, C_INT64, "remote_mmap64: size")
         if flags != 0 or size < 0 or fd < 0:
             _fail(A.AEE_EBADPARM, f"remote_mmap64: flags {flags} must be 0, size/fd >= 0")
         s = self._current_session("remote_mmap64")
@@ -785,6 +846,9 @@ class Library:
 
         AEE codes: AEE_EBADPARM, AEE_ENOTINITIALIZED, AEE_EALREADY, AEE_EUNSUPPORTED, AEE_EFAILED
         """
+        # vaddrin stays a full pointer: a Python caller's buffers live above 4 GiB.
+        vaddrin = _addr(vaddrin)
+        size = _c_arg(size, C_INT, "remote_mmap: size")
         return self.remote_mmap64.__wrapped__(self, fd, flags, vaddrin, size) & 0xFFFF_FFFF
 
     @_traced("remote_munmap64")
@@ -793,6 +857,10 @@ class Library:
 
         AEE codes: AEE_EBADPARM, AEE_ENOTINITIALIZED, AEE_ENOSUCHMAP, AEE_EFAILED, driver codes
         """
+        vaddrout = _c_arg(vaddrout, C_UINT64, "remote_munmap64: vaddrout")
+        size = _c_arg(size, C_INT64, "remote_munmap64: size")
+        if size < 0:
+            _fail(A.AEE_EBADPARM, f"remote_munmap64: size {size} must be >= 0")
         s = self._current_session("remote_munmap64")
         for va, (fd, sz) in list(s.static.items()):
             if va == vaddrout or va & 0xFFFF_FFFF == vaddrout:
@@ -809,7 +877,8 @@ class Library:
 
         AEE codes: AEE_EBADPARM, AEE_ENOTINITIALIZED, AEE_ENOSUCHMAP, AEE_EFAILED, driver codes
         """
-        self.remote_munmap64.__wrapped__(self, vaddrout, size)
+        vaddrout = _c_arg(vaddrout, C_UINT32, "remote_munmap: vaddrout")
+        self.remote_munmap64.__wrapped__(self, vaddrout, _c_arg(size, C_INT, "remote_munmap: size"))
 
     @_traced("remote_mem_map")
     def remote_mem_map(self, domain: int, fd: int, flags: int, virtAddr: int, size: int) -> int:
@@ -819,6 +888,8 @@ class Library:
         @return the DSP address (``*remoteVirtAddr``)
         AEE codes: AEE_EBADPARM, AEE_ENOTINITIALIZED, driver and DSP codes
         """
+        domain, fd = _c_arg(domain, C_INT, "remote_mem_map: domain"), _c_arg(fd, C_INT, "remote_mem_map: fd")
+        virtAddr, size = _addr(virtAddr), _c_arg(size, C_UINT64, "remote_mem_map: size")
         if flags != 0:
             _fail(A.AEE_EBADPARM, f"remote_mem_map: flags {flags} must be 0")
         s = self._sessions.get(self._domain_arg(domain))
@@ -835,6 +906,9 @@ class Library:
 
         AEE codes: AEE_EBADPARM, AEE_ENOTINITIALIZED, driver and DSP codes (0x80000448 unknown map)
         """
+        domain = _c_arg(domain, C_INT, "remote_mem_unmap: domain")
+        remoteVirtAddr = _c_arg(remoteVirtAddr, C_UINT64, "remote_mem_unmap: remoteVirtAddr")
+        size = _c_arg(size, C_UINT64, "remote_mem_unmap: size")
         if not remoteVirtAddr:
             _fail(A.AEE_EBADPARM, "remote_mem_unmap: address 0")
         s = self._sessions.get(self._domain_arg(domain))
@@ -893,7 +967,7 @@ def remote_handle64_invoke(h: int, sc: int, args=()) -> None:
                      remote_register_buf) goes by reference, others are copied; handle slots
                      take ``remote_dma_handle`` or ``(fd, offset)``
     AEE codes: AEE_EINVHANDLE, AEE_EBADPARM (count mismatch, read-only out-buffer, buffer
-    overrunning its registered range), AEE_EUNSUPPORTED (after remote_set_mode),
+    overrunning its registered range, ``sc`` not a uint32_t), AEE_EUNSUPPORTED (after remote_set_mode),
     AEE_ECONNRESET, AEE_ERPC, DSP codes (0x8000040e, 0x80000414, 0x8000043e, 0x8000040d, any
     code the method returns)
     """
@@ -903,7 +977,10 @@ def remote_handle64_invoke(h: int, sc: int, args=()) -> None:
     rec = _records.get(h)
     if rec is None:
         _fail(A.AEE_EINVHANDLE, f"remote_handle64_invoke: {h!r} is not an open handle")
-    code = rec.invoker.invoke(rec.dsp_handle, sc, args)
+    try:
+        code = rec.invoker.invoke(rec.dsp_handle, sc, args)
+    except OverflowError:
+        _fail(A.AEE_EBADPARM, f"remote_handle64_invoke: sc {sc:#x} is not a uint32_t")
     if code:
         _fail(code, f"remote_handle64_invoke({sc:#010x})", errno=_remote.last_errno() or None,
               origin=_ORIGINS[_remote.last_origin()])
@@ -920,12 +997,18 @@ def _invoke64_traced(tr, h, sc, args) -> None:
         if rec is None:
             ret = A.AEE_EINVHANDLE
             _fail(ret, f"remote_handle64_invoke: {h!r} is not an open handle")
-        ret = rec.invoker.invoke(rec.dsp_handle, sc, args)
+        try:
+            ret = rec.invoker.invoke(rec.dsp_handle, sc, args)
+        except OverflowError:
+            ret = A.AEE_EBADPARM
+            _fail(ret, f"remote_handle64_invoke: sc {sc:#x} is not a uint32_t")
         if ret:
             _fail(ret, f"remote_handle64_invoke({sc:#010x})", errno=_remote.last_errno() or None,
                   origin=_ORIGINS[_remote.last_origin()])
     finally:
-        tr.api("remote_handle64_invoke", f"{h:#x}, {sc:#010x}, [{len(args) if args else 0} args]",
+        shown = (f"{h:#x}, {sc:#010x}, [{len(args) if args else 0} args]"
+                 if isinstance(h, int) and isinstance(sc, int) else _summary((h, sc, args)))
+        tr.api("remote_handle64_invoke", shown,
                ret, t0, _trace.now())
 
 
@@ -970,10 +1053,34 @@ def _domain_by_prefix(name: str) -> int:
     _fail(A.AEE_EBADPARM, f"unknown domain name {name!r}")
 
 
-def _cstr(ptr: int, n: int) -> str:
+def _cstr(ptr: int, n: int, what: str) -> str:
+    """The C string at user pointer ``ptr`` (at most ``n`` bytes, up to its NUL). Read with the
+    checked copy, one page at a time so a string ending just before an unmapped page reads
+    fine; an unreadable pointer is AEE_EBADPARM with errno EFAULT, never a crash."""
     if not ptr or n <= 0:
-        _fail(A.AEE_EBADPARM, "NULL or empty string argument")
-    return ctypes.string_at(ptr, n).split(b"\0", 1)[0].decode(errors="replace")
+        _fail(A.AEE_EBADPARM, f"{what}: NULL or empty string")
+    out = bytearray()
+    while len(out) < n:
+        addr = ptr + len(out)
+        chunk = bytearray(min(n - len(out), _backing.PAGE_SIZE - addr % _backing.PAGE_SIZE))
+        try:
+            copy_from_user(chunk, addr, what)
+        except OSError as exc:
+            _fail(A.AEE_EBADPARM, f"{what}: {exc.strerror}", errno=exc.errno)
+        nul = chunk.find(0)
+        if nul >= 0:
+            out += chunk[:nul]
+            break
+        out += chunk
+    return out.decode(errors="replace")
+
+
+def _put_cstr(ptr: int, data: bytes, what: str) -> None:
+    """Write ``data`` to user pointer ``ptr`` with the checked copy (AEE_EBADPARM, EFAULT)."""
+    try:
+        copy_to_user(ptr, data, what)
+    except OSError as exc:
+        _fail(A.AEE_EBADPARM, f"{what}: {exc.strerror}", errno=exc.errno)
 
 
 def _struct_arg(st, data, datalen, exact: bool):
@@ -1007,14 +1114,21 @@ def remote_register_buf_attr(buf, size: int, fd: int, attr: int) -> None:
     0 is ignored (as in C).
 
     @param[in] buf   buffer object or address
-    @param[in] size  bytes
+    @param[in] size  bytes (up to ``size_t``, as remote_register_buf_attr2)
     @param[in] fd    dma-buf fd, -1 to deregister
     @param[in] attr  FASTRPC_ATTR_* bits passed with the buffer
-    AEE codes: AEE_EBADPARM (deregistering with another size: QF aborts the process instead)
+    AEE codes: AEE_EBADPARM (deregistering with another size: QF aborts the process instead; an
+    argument outside its C type; a range wrapping past the end of the address space)
     """
     start = _addr(buf)
+    # size as remote_register_buf_attr2 takes it (size_t): ranges beyond 2 GiB are legal.
+    size = _c_arg(size, (C_INT64[0], C_UINT64[1]), "remote_register_buf: size")
+    fd = _c_arg(fd, C_INT, "remote_register_buf: fd")
+    attr = _c_arg(attr, C_BITS32, "remote_register_buf: attr") & 0xFFFF_FFFF
     if not start or size <= 0:
         return
+    if start + size > C_UINT64[1] + 1:
+        _fail(A.AEE_EBADPARM, f"remote_register_buf: [{start:#x}, +{size:#x}) wraps around")
     if fd == -1:
         _deregister(start, size)
         return
@@ -1041,6 +1155,7 @@ def remote_register_dma_handle_attr(fd: int, len: int, attr: int) -> None:  # no
     @param[in] attr  0 or FASTRPC_ATTR_NOMAP
     AEE codes: AEE_EBADPARM, AEE_EINVHANDLE (table of 256 registrations full)
     """
+    fd, len = _c_arg(fd, C_INT, "remote_register_dma_handle: fd"), _c_arg(len, C_UINT32, "remote_register_dma_handle: len")
     if fd < 0 or attr not in (0, FASTRPC_ATTR_NOMAP):
         _fail(A.AEE_EBADPARM, f"remote_register_dma_handle: fd {fd} attr {attr}")
     with _lock:
@@ -1086,21 +1201,24 @@ def rpcmem_alloc(heapid: int, flags: int, size: int) -> RpcMem:
 
     @param[in] heapid  RPCMEM_HEAP_ID_SYSTEM etc.
     @param[in] flags   RPCMEM_DEFAULT_FLAGS etc.
-    @param[in] size    bytes (> 0)
+    @param[in] size    bytes (> 0, a C ``int``)
     @return an :class:`RpcMem` (buffer protocol, ``.address``, ``.fd``); where C returns NULL
-    this raises
-    AEE codes: AEE_EBADPARM (size <= 0), AEE_ENOMEMORY
+    this raises. The memfd is sealed against shrinking and growing, like a dma-buf, and the
+    allocation counts against the emulated DMA pool (``QDARPC_DMA_LIMIT``).
+    AEE codes: AEE_EBADPARM (size <= 0 or beyond ``int``, an argument outside its C type),
+    AEE_ENOMEMORY (errno ENOMEM: the DMA pool is exhausted)
     """
-    return _rpcmem_alloc(size, flags)
+    return _rpcmem_alloc(heapid, flags, size, C_INT)
 
 
 @_traced("rpcmem_alloc2")
 def rpcmem_alloc2(heapid: int, flags: int, size: int) -> RpcMem:
     """rpcmem_alloc with a ``size_t`` size.
 
-    AEE codes: AEE_EBADPARM, AEE_ENOMEMORY
+    AEE codes: AEE_EBADPARM (size 0 or beyond ``size_t``), AEE_ENOMEMORY (errno ENOMEM: the
+    DMA pool is exhausted)
     """
-    return _rpcmem_alloc(size, flags)
+    return _rpcmem_alloc(heapid, flags, size, C_UINT64)
 
 
 @_traced("rpcmem_free")
@@ -1122,6 +1240,7 @@ def rpcmem_free(po) -> None:
                     s.backend.forget(mm.fd)
     del mm._pin
     del mm._vma_token
+    _backing.uncharge(*mm._charge)  # while the fd is open: the key names this file only
     os.close(mm.fd)
     mm.fd = -1
     try:
@@ -1201,3 +1320,4 @@ def shutdown() -> None:
 
 
 atexit.register(shutdown)
+
