@@ -245,7 +245,14 @@ class _Record:
 
 
 class _Session:
-    """One open device file = one DSP user process, for one effective domain."""
+    """One open device file = one DSP user process, for one effective domain.
+
+    Lifetime (QF refcounts its sessions the same way): every open handle and every call in
+    flight through :meth:`Library._acquire` holds the session. Closing the last handle marks it
+    ``closing``; the teardown runs when the last holder lets go, and takes the session out of
+    its Library's table first, so an open racing it either keeps the session alive (it got a
+    reference before) or creates a fresh one.
+    """
 
     def __init__(self, lib: "Library", eff: int):
         self.lib = lib
@@ -258,6 +265,9 @@ class _Session:
         self.iface = remotectl.REMOTECTL1_HANDLE
         self.records: set[int] = set()
         self.nondomain: set[int] = set()
+        self.users = 0         # calls in flight holding the session (under _lock)
+        self.closing = False   # the last handle went: tear down when the last user leaves
+        self.dead = False      # torn down
         self.maps: dict[int, tuple[int, int, int]] = {}  # fastrpc_mmap: fd -> (vaddr, length, flags)
         self.static: dict[int, tuple[int, int]] = {}     # remote_mmap64: vaddr -> (fd, size)
 
@@ -327,8 +337,16 @@ class _Session:
     def close_module(self, h: int) -> int:
         return remotectl.close_module(self, h, self.iface)
 
+    def idle(self) -> bool:
+        """No handle and no call in flight holds the session."""
+        return not self.users and not self.records and not self.nondomain
+
     def teardown(self) -> None:
-        """Exit the DSP process and close the file (QF: adsp_current_process1_exit, close)."""
+        """Exit the DSP process and close the file (QF: adsp_current_process1_exit, close).
+        Runs once, under ``_lock``."""
+        if self.dead:
+            return
+        self.dead = True
         if self.invoker is not None:
             self.invoker.invoke(_CURRENT_PROCESS1, _SC_EXIT, ())
         for h in self.records:
@@ -341,7 +359,12 @@ class _Session:
 # --- the library ----------------------------------------------------------------------------
 class Library:
     """The legacy FastRPC user library over ``backend`` (``"accel"`` or ``"legacy"``) on
-    ``soc`` (default: the one set with :func:`use_soc`, else ``qda_core.default_soc()``)."""
+    ``soc`` (default: the one set with :func:`use_soc`, else ``qda_core.default_soc()``).
+
+    Sessions are refcounted: a call in flight keeps its session, and the teardown after the
+    last handle's close waits for it, so threads may open, invoke and close handles on one
+    domain concurrently.
+    """
 
     def __init__(self, backend: str = "accel", soc=None):
         if backend not in BACKENDS:
@@ -353,6 +376,7 @@ class Library:
         self._reserved: set[int] = set()
         self._mode_pending: set[int] = set()
         self._discovered: dict[str, str] | None = None
+        self._discovered_from: tuple = ()  # the accel nodes present at the last scan
         self._tls = threading.local()
         with _lock:
             _libraries.add(self)
@@ -369,8 +393,14 @@ class Library:
         return _default_soc()
 
     def _nodes(self) -> dict[str, str]:
-        if self._discovered is None:
-            self._discovered = AccelBackend(self.soc).discover()
+        """Domain name -> accel node, as LIB's discovery caches it. LIB rescans when inotify
+        reports a node created or deleted under /dev/accel (SSR re-probes the DSP under a new
+        minor); the emulated equivalent is a changed node list, checked on every lookup."""
+        soc = self.soc
+        present = (id(soc), *soc.accel_nodes())
+        if self._discovered is None or present != self._discovered_from:
+            self._discovered = AccelBackend(soc).discover()
+            self._discovered_from = present
         return self._discovered
 
     # -- helpers --------------------------------------------------------------------------
@@ -394,7 +424,22 @@ class Library:
                 _state.used = True  # the module-level backend is now fixed
             return s
 
+    def _acquire(self, eff: int) -> _Session:
+        """The session of ``eff`` (created if needed), held for one call: pair with _release."""
+        with _lock:
+            s = self._session(eff)
+            s.users += 1
+            return s
+
+    def _release(self, s: _Session) -> None:
+        """Let go of a session taken with _acquire; the last holder of a closing one tears it down."""
+        with _lock:
+            s.users -= 1
+            if s.closing and s.idle():
+                self._drop(s)
+
     def _drop(self, s: _Session) -> None:
+        """Tear ``s`` down now (explicit close, or the last holder gone)."""
         with _lock:
             if self._sessions.get(s.eff) is s:
                 del self._sessions[s.eff]
@@ -443,12 +488,17 @@ class Library:
             _fail(A.AEE_EBADPARM, "remote_handle_open: name must be a non-empty str")
         if name[0] in ITRANSPORT_PREFIX:
             _fail(A.AEE_EUNSUPPORTED, f"transport request {name!r} is not supported by this library")
-        s = self._session(self._current())
-        code, h = s.open_module(name)
-        if code:
-            _fail(code, f"remote_handle_open({name!r})", origin="dsp" if code & 0x8000_0000 else None)
-        s.nondomain.add(h)
-        return h
+        s = self._acquire(self._current())
+        try:
+            code, h = s.open_module(name)
+            if code:
+                _fail(code, f"remote_handle_open({name!r})", origin="dsp" if code & 0x8000_0000 else None)
+            with _lock:
+                s.nondomain.add(h)
+                s.closing = False
+            return h
+        finally:
+            self._release(s)
 
     @_traced("remote_handle_invoke")
     def remote_handle_invoke(self, h: int, sc: int, args=()) -> None:
@@ -464,11 +514,13 @@ class Library:
         """
         if h in (-1, 0xFFFF_FFFF):
             _fail(A.AEE_EINVHANDLE, "remote_handle_invoke: handle -1")
-        s = self._session(self._current())
+        s = self._acquire(self._current())
         try:
             code = s.invoker.invoke(h & 0xFFFF_FFFF, sc, args)
         except OverflowError:
             _fail(A.AEE_EBADPARM, f"remote_handle_invoke: sc {sc:#x} is not a uint32_t")
+        finally:
+            self._release(s)
         if code:
             self._raise_invoke(code, f"remote_handle_invoke({h:#x}, {sc:#010x})")
 
@@ -480,11 +532,17 @@ class Library:
         AEE codes: AEE_EINVHANDLE, DSP dlerr codes (0x8000043e for an unknown handle), invoke errors
         """
         h = _c_arg(h, C_BITS32, "remote_handle_close: handle") & 0xFFFF_FFFF
-        s = self._session(self._current(), create=False)
-        if h == 0xFFFF_FFFF or s is None:
-            _fail(A.AEE_EINVHANDLE, f"remote_handle_close({h:#x}): no session on the current domain")
-        code = s.close_module(h)
-        s.nondomain.discard(h)
+        with _lock:
+            s = self._session(self._current(), create=False)
+            if h == 0xFFFF_FFFF or s is None:
+                _fail(A.AEE_EINVHANDLE, f"remote_handle_close({h:#x}): no session on the current domain")
+            s.users += 1
+        try:
+            code = s.close_module(h)
+            with _lock:
+                s.nondomain.discard(h)
+        finally:
+            self._release(s)
         if code:
             _fail(code, f"remote_handle_close({h:#x})", origin="dsp" if code & 0x8000_0000 else None)
 
@@ -504,18 +562,24 @@ class Library:
         if name[0] in ITRANSPORT_PREFIX:
             _fail(A.AEE_EUNSUPPORTED, f"transport request {name!r} is not supported by this library")
         eff = domain_from_uri(name)
-        s = self._session(eff)
-        self._tls.domain = eff
-        code, h = s.open_module(name)
-        if code:
-            if not s.records and not s.nondomain:
-                self._drop(s)  # a failed first open leaves no session behind
-            _fail(code, f"remote_handle64_open({name!r})", origin="dsp" if code & 0x8000_0000 else None)
-        with _lock:
-            h64 = next(_next_h64)
-            _records[h64] = _Record(h64, s, h, name)
-            s.records.add(h64)
-        return h64
+        s = self._acquire(eff)
+        try:
+            self._tls.domain = eff
+            code, h = s.open_module(name)
+            with _lock:
+                if code:
+                    if not s.records and not s.nondomain:
+                        s.closing = True  # a failed first open leaves no session behind
+                    _fail(code, f"remote_handle64_open({name!r})", origin="dsp" if code & 0x8000_0000 else None)
+                if s.dead:  # closed under us (FASTRPC_SESSION_CLOSE, close_all)
+                    _fail(A.AEE_ECONNRESET, f"remote_handle64_open({name!r}): the session was closed")
+                h64 = next(_next_h64)
+                _records[h64] = _Record(h64, s, h, name)
+                s.records.add(h64)
+                s.closing = False
+            return h64
+        finally:
+            self._release(s)
 
     def remote_handle64_invoke(self, h: int, sc: int, args=()) -> None:
         """Same as the module-level :func:`remote_handle64_invoke` (its docstring is copied here)."""
@@ -1030,10 +1094,17 @@ def remote_handle64_close(h: int) -> None:
         s.records.discard(h)
         lib = s.lib
         lib._tls.domain = s.eff
-        if not s.records and not s.nondomain:
+        if s.idle():
             lib._drop(s)
             return
-    code = s.close_module(rec.dsp_handle)
+        if not s.records and not s.nondomain:
+            # Another thread is inside an open on this session: the teardown waits for it.
+            s.closing = True
+        s.users += 1
+    try:
+        code = s.close_module(rec.dsp_handle)
+    finally:
+        lib._release(s)
     if code:
         _fail(code, "remote_handle64_close", origin="dsp" if code & 0x8000_0000 else None)
 

@@ -1,11 +1,15 @@
 """Issue #8, the legacy user API's part: hostile input never crashes the process or leaks out as
-a non-FastRPC exception, and rpcmem buffers behave like dma-bufs (sealed, from a bounded pool)."""
+a non-FastRPC exception, rpcmem buffers behave like dma-bufs (sealed, from a bounded pool),
+a Library recovers after SSR, and concurrent open/invoke/close never races a session teardown.
+(fork() is covered by test_fork.py.)"""
 import ctypes
 import errno
 import fcntl
 import mmap
 import os
 import pickle
+import sys
+import threading
 import traceback
 
 import pytest
@@ -295,3 +299,82 @@ def test_rpcmem_counts_against_the_dma_pool(lib, monkeypatch):
     rpc.rpcmem_free(b)
     assert backing.pool_used() == used
     lib.remote_handle64_close(h)
+
+
+# --- item 12: a Library finds the DSP again after SSR --------------------------------------
+@pytest.mark.parametrize("backend, code, err", [
+    ("accel", rpc.AEE_ENOSUCHDEVICE, errno.ENODEV),  # RFC: FastRPC ioctls on the removed device
+    ("legacy", rpc.AEE_ECONNRESET, errno.EPIPE),      # upstream: EPIPE (spec §5.3)
+])
+def test_library_recovers_after_ssr(make_soc, backend, code, err):
+    soc = make_soc("default")
+    lib = rpc.Library(backend=backend, soc=soc)
+    try:
+        h = lib.remote_handle64_open(TEST)
+        rpc.remote_handle64_invoke(h, SC_NULL, [])
+        soc.restart("cdsp")
+        assert outcome(lambda: rpc.remote_handle64_invoke(h, SC_NULL, [])) == \
+            (rpc.error_class(code).__name__, code, err)
+        lib.remote_handle64_close(h)  # the dead session goes (LIB does not reopen sessions)
+        h2 = lib.remote_handle64_open(TEST)
+        out = bytearray(4)
+        rpc.remote_handle64_invoke(h2, SC_ECHO, [b"back", out])
+        assert out == b"back"
+        lib.remote_handle64_close(h2)
+    finally:
+        lib.close_all()
+
+
+def test_accel_rediscovery_follows_every_restart(make_soc):
+    soc = make_soc("default")
+    lib = rpc.Library(backend="accel", soc=soc)
+    try:
+        for _ in range(3):
+            node = soc.restart("cdsp")
+            h = lib.remote_handle64_open(TEST)
+            assert library._records[h].session.backend.file.device.path == node
+            lib.remote_handle64_close(h)
+    finally:
+        lib.close_all()
+
+
+# --- item 14: concurrent open/invoke/close never races the session teardown -----------------
+@pytest.fixture
+def busy_switching():
+    """Switch threads every few bytecodes, so races show up."""
+    old = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    yield
+    sys.setswitchinterval(old)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_concurrent_open_invoke_close_never_races_teardown(make_soc, backend, busy_switching):
+    soc = make_soc("default")
+    lib = rpc.Library(backend=backend, soc=soc)
+    failures = []
+
+    def worker(tid: int):
+        for i in range(50):
+            try:
+                h = lib.remote_handle64_open(TEST)
+                out = bytearray(8)
+                data = tid.to_bytes(4, "little") + i.to_bytes(4, "little")
+                rpc.remote_handle64_invoke(h, SC_ECHO, [data, out])
+                lib.remote_handle64_close(h)
+                if out != data:
+                    failures.append((tid, i, "wrong echo"))
+            except rpc.FastRpcError as exc:
+                failures.append((tid, i, type(exc).__name__, hex(exc.aee), exc.errno))
+
+    threads = [threading.Thread(target=worker, args=(t,)) for t in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    try:
+        assert failures == []
+        assert not lib._sessions  # every close happened: the last one tore the session down
+        assert [p for p in soc.domain("cdsp").dsp.processes() if p.kind == "user" and p.state == "alive"] == []
+    finally:
+        lib.close_all()
