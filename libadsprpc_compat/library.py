@@ -19,6 +19,8 @@ Decisions a user must know (each is also in the function's docstring):
 * A closed ``remote_handle64`` is invalid at once (``AEE_EINVHANDLE``); QF keeps it reaching the
   DSP until the session ends (spec §10.2).
 * ``set_backend`` after the first module-level open raises :class:`AlreadyLoadedError`.
+* After ``fork()`` the child starts with no sessions on a fresh emulated SoC; handles from the
+  parent are invalid there, rpcmem buffers stay shared (see :class:`Library`).
 * A pointer the library must read or write (``remote_session_control`` names and URIs) is
   accessed with the emulator's checked copies: a bad one is AEE_EBADPARM with errno EFAULT.
   An int argument outside its C type is AEE_EBADPARM.
@@ -37,6 +39,8 @@ import struct
 import threading
 import weakref
 
+from qda_core import debug as _debug
+from qda_core import soc as _socmod
 from qda_core import trace as _trace
 from qda_core._ext import load as _load
 from qda_core.mem import backing as _backing
@@ -364,6 +368,15 @@ class Library:
     Sessions are refcounted: a call in flight keeps its session, and the teardown after the
     last handle's close waits for it, so threads may open, invoke and close handles on one
     domain concurrently.
+
+    After ``fork()`` the child does not share its parent's sessions, unlike a real child, which
+    inherits the open device files and with them the DSP processes. The emulated drivers and
+    DSP live in this process's (copy-on-write) memory, so the child forgets every session and
+    handle it inherited without closing them (the parent's are untouched), and its first call
+    builds a fresh emulated SoC of the same profile (``qda_core.default_soc()`` likewise).
+    Handles from before the fork are invalid in the child (``AEE_EINVHANDLE``). rpcmem buffers
+    stay valid, shared memory (``MAP_SHARED``, as dma-buf mappings are across fork) and go by
+    reference in the child's new sessions.
     """
 
     def __init__(self, backend: str = "accel", soc=None):
@@ -387,8 +400,12 @@ class Library:
     @property
     def soc(self):
         if self._soc is not None:
+            if id(self._soc) in _parents_socs:  # inherited across fork(): see _after_fork_in_child
+                self._soc = _child_soc(self._soc)
             return self._soc
         if _state.soc is not None:
+            if id(_state.soc) in _parents_socs:
+                _state.soc = _child_soc(_state.soc)
             return _state.soc
         return _default_soc()
 
@@ -1392,3 +1409,82 @@ def shutdown() -> None:
 
 atexit.register(shutdown)
 
+
+# --- fork() -----------------------------------------------------------------------------------
+# A real child shares its parent's open device files, hence its DSP sessions. The emulator's
+# drivers and DSP are Python objects: after fork() the child holds a copy-on-write copy of them
+# that shares only the memfd pages with the parent, so using it would act on device memory the
+# parent's DSP owns, and closing it would send INIT_RELEASE for the parent's PDs. The child
+# therefore starts over: every Library forgets its inherited sessions and handles without
+# talking to them, and builds a fresh emulator (same SoC profile) on first use.
+_inherited: list = []             # child: the parent's emulator objects, kept alive, never used
+_parents_socs: set[int] = set()   # child: ids of inherited Socs (alive in _inherited)
+_reborn: dict[int, object] = {}   # child: id(inherited Soc) -> its fresh replacement
+
+
+def _soc_profile(soc) -> list:
+    """The DomainSpec list ``soc`` was built from (domains, CB count, SIDs)."""
+    return [_socmod.DomainSpec(d.name, len(d.bus.cbs), [cb.sid for cb in d.bus.cbs])
+            for d in soc.domains.values()]
+
+
+def _child_soc(old):
+    """The child's fresh Soc standing for the inherited ``old`` (one per inherited Soc)."""
+    with _lock:
+        new = _reborn.get(id(old))
+        if new is None:
+            new = _reborn[id(old)] = _socmod.Soc(_soc_profile(old))
+        return new
+
+
+_fork_held: list = []  # the locks _before_fork took, released after the fork
+
+
+def _before_fork() -> None:
+    # Library tables and the default SoC are consistent in the child: no thread is mid-change.
+    _lock.acquire()
+    _fork_held[:] = [_socmod._default_lock]
+    _socmod._default_lock.acquire()
+
+
+def _after_fork_in_parent() -> None:
+    for lock in _fork_held:
+        lock.release()
+    _lock.release()
+
+
+def _after_fork_in_child() -> None:
+    try:
+        # Leaf locks of qda_core another parent thread may have held at fork(), and the one
+        # _before_fork took: only this thread exists now, so they are all free.
+        for mod, name in ((_debug, "_lock"), (_vma, "_lock"), (_backing, "_pool_lock"),
+                          (_socmod, "_default_lock")):
+            lock = getattr(mod, name, None)
+            if lock is not None:
+                lock._at_fork_reinit()
+        # Socs this process built after its own fork are inherited ones now, too.
+        _inherited.append(_reborn.copy())
+        _parents_socs.update(id(v) for v in _reborn.values())
+        _reborn.clear()
+        for soc in (_socmod._default, _state.soc, *(lib._soc for lib in _libraries)):
+            if soc is not None and id(soc) not in _parents_socs:
+                _inherited.append(soc)
+                _parents_socs.add(id(soc))
+        _socmod._default = None  # qda_core.default_soc() builds a new one on first use
+        for lib in list(_libraries):
+            # Dropped, not closed: closing would message the parent's DSP state. Kept
+            # referenced so no driver file is collected (and warns, and closes) in the child.
+            _inherited.append(lib._sessions)
+            for sess in lib._sessions.values():
+                REGS.forget_session(sess.key)
+            lib._sessions = {}
+            lib._discovered = None
+        _inherited.append(dict(_records))
+        _records.clear()  # inherited handles are invalid: AEE_EINVHANDLE
+    finally:
+        _fork_held.clear()
+        _lock.release()
+
+
+os.register_at_fork(before=_before_fork, after_in_parent=_after_fork_in_parent,
+                    after_in_child=_after_fork_in_child)

@@ -1,45 +1,237 @@
-"""fork(): the child gets a copy of the emulated DSP and drivers; whatever it does, including
-tearing down every session of its legacy library, never touches the parent's sessions. Shared memory
-stays shared (memfd pages), as dma-buf mappings do across a real fork."""
+"""fork(): the child gets a fresh emulator on first use and none of its parent's sessions.
+
+A real child shares its parent's device files; the emulator's drivers are Python objects in
+copy-on-write memory, so sharing them would let parent and child diverge over shared device
+memory (#8 item 15). The child forgets what it inherited without touching it, its handles from
+the parent are invalid, and rpcmem buffers stay shared memory (as dma-buf mappings are).
+"""
+import gc
 import os
+import pickle
+import select
+import signal
 import struct
+import threading
+import time
+import traceback
+import warnings
+
+import pytest
 
 import libadsprpc_compat as rpc
+from qda_core import soc as socmod
 
 TEST = "file:///libqdarpc_test_skel.so?qdarpc_test_skel_handle_invoke&_modver=1.0&_dom=cdsp"
+SC_ECHO, SC_INC = 0x03010100, 0x04000100
+BACKENDS = ["accel", "legacy"]
 
 
-def test_child_teardown_leaves_parent_sessions_alone(make_soc):
-    lib = rpc.Library(backend="accel", soc=make_soc("default"))
+def in_child(fn, timeout: float = 30.0):
+    """Run ``fn()`` in a forked child and return its (pickled) result. The child always leaves
+    with ``os._exit``; an exception in it, a crash or a hang fails the calling test."""
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            try:
+                out = ("ok", fn())
+            except BaseException as exc:  # reported to the parent
+                out = ("error", "".join(traceback.format_exception(exc)))
+            data = pickle.dumps(out)
+            view = memoryview(data)
+            while view:
+                view = view[os.write(w, view):]
+        finally:
+            os._exit(0)
+    os.close(w)
+    data = bytearray()
+    deadline = time.monotonic() + timeout
+    try:
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([r], [], [], left)[0]:
+                os.kill(pid, signal.SIGKILL)
+                pytest.fail(f"child {pid} hung for {timeout} s")
+            chunk = os.read(r, 65536)
+            if not chunk:
+                break
+            data += chunk
+    finally:
+        os.close(r)
+        _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0, f"child died: status {status:#x}"
+    kind, value = pickle.loads(bytes(data))
+    if kind == "error":
+        pytest.fail(f"child failed:\n{value}")
+    return value
+
+
+def profile(soc) -> list:
+    return [(d.name, [cb.sid for cb in d.bus.cbs]) for d in soc.domains.values()]
+
+
+def user_pds(soc, channel=None) -> list:
+    return [p for p in soc.domain("cdsp").dsp.processes()
+            if p.kind == "user" and p.state == "alive" and channel in (None, p.channel)]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_child_gets_fresh_emulator_and_parent_is_untouched(make_soc, backend):
+    soc = make_soc("default")
+    lib = rpc.Library(backend=backend, soc=soc)
+    mem = rpc.rpcmem_alloc(rpc.RPCMEM_HEAP_ID_SYSTEM, rpc.RPCMEM_DEFAULT_FLAGS, 4096)
     try:
         h = lib.remote_handle64_open(TEST)
-        mem = rpc.rpcmem_alloc(rpc.RPCMEM_HEAP_ID_SYSTEM, rpc.RPCMEM_DEFAULT_FLAGS, 4096)
-        r, w = os.pipe()
-        pid = os.fork()
-        if pid == 0:  # child: use the library, write into the shared buffer, tear everything down
-            code = 1
-            try:
-                view = memoryview(mem)[:8]
-                view[:] = b"\x41" * 8
-                rpc.remote_handle64_invoke(h, 0x04000100, [view])  # by reference: 0x42s
-                view.release()
-                h2 = lib.remote_handle64_open(TEST)
-                lib.remote_handle64_close(h2)
-                lib.close_all()
-                code = 0
-            finally:
-                os.write(w, bytes([code]))
-                os._exit(code)
-        os.close(w)
-        status = os.read(r, 1)
-        os.waitpid(pid, 0)
-        os.close(r)
-        assert status == b"\0"
+        pds = user_pds(soc)
+        assert len(pds) == 1
+
+        def child():
+            warnings.simplefilter("error")  # an inherited driver file collected here would warn
+            with pytest.raises(rpc.InvalidHandleError) as e:  # the parent's handle means nothing here
+                rpc.remote_handle64_invoke(h, SC_ECHO, [b"abcd", bytearray(4)])
+            assert e.value.aee == rpc.AEE_EINVHANDLE
+            with pytest.raises(rpc.InvalidHandleError):
+                rpc.remote_handle64_close(h)
+            assert lib.soc is not soc and profile(lib.soc) == profile(soc)
+            assert user_pds(lib.soc) == []
+            h2 = lib.remote_handle64_open(TEST)
+            view = memoryview(mem)[:8]
+            view[:] = b"\x41" * 8
+            rpc.remote_handle64_invoke(h2, SC_INC, [view])  # the parent's rpcmem, by reference
+            view.release()
+            lib.remote_handle64_close(h2)
+            assert user_pds(lib.soc) == []
+            lib.close_all()
+            gc.collect()
+            return bytes(memoryview(mem)[:8])
+
+        assert in_child(child) == b"\x42" * 8
         assert bytes(memoryview(mem)[:8]) == b"\x42" * 8  # the child's DSP wrote the shared pages
+        assert user_pds(soc) == pds  # no INIT_RELEASE reached the parent's PD
         out = bytearray(4)
-        rpc.remote_handle64_invoke(h, 0x03010100, [struct.pack("<I", 7), out])  # parent session intact
+        rpc.remote_handle64_invoke(h, SC_ECHO, [struct.pack("<I", 7), out])  # parent session intact
         assert out == struct.pack("<I", 7)
         lib.remote_handle64_close(h)
+    finally:
         rpc.rpcmem_free(mem)
+        lib.close_all()
+
+
+def test_child_rebuilds_default_and_use_soc_socs(make_soc):
+    """The default SoC, a use_soc() SoC and an explicit one of another profile are each
+    replaced by a fresh SoC of the same profile in the child; libraries sharing one inherited
+    SoC share its replacement."""
+    minimal = make_soc("minimal")
+    shared = make_soc("default")
+    a, b = rpc.Library("accel", soc=minimal), rpc.Library("legacy", soc=minimal)
+    default_before = socmod._default
+    rpc.use_soc(shared)
+    try:
+        def child():
+            assert socmod._default is None or socmod._default is not default_before
+            assert a.soc is b.soc and a.soc is not minimal and profile(a.soc) == profile(minimal)
+            fresh = rpc.Library("accel")
+            assert fresh.soc is not shared and profile(fresh.soc) == profile(shared)
+            for lib in (a, b, fresh):
+                h = lib.remote_handle64_open(TEST)
+                out = bytearray(4)
+                rpc.remote_handle64_invoke(h, SC_ECHO, [b"\x01\x02\x03\x04", out])
+                assert out == b"\x01\x02\x03\x04"
+                lib.remote_handle64_close(h)
+            return True
+
+        assert in_child(child)
+        assert socmod._default is default_before  # the parent's default is its own business
+    finally:
+        rpc.use_soc(None)
+        a.close_all()
+        b.close_all()
+
+
+def test_grandchild_gets_its_own_emulator(make_soc):
+    soc = make_soc("default")
+    lib = rpc.Library("accel", soc=soc)
+    try:
+        def child():
+            h = lib.remote_handle64_open(TEST)
+            mine = lib.soc
+
+            def grandchild():
+                with pytest.raises(rpc.InvalidHandleError):
+                    rpc.remote_handle64_invoke(h, SC_ECHO, [b"ab", bytearray(2)])
+                assert lib.soc is not mine and lib.soc is not soc
+                h2 = lib.remote_handle64_open(TEST)
+                lib.remote_handle64_close(h2)
+                return True
+
+            assert in_child(grandchild)
+            out = bytearray(2)
+            rpc.remote_handle64_invoke(h, SC_ECHO, [b"ab", out])  # the child's session survived
+            lib.remote_handle64_close(h)
+            return bytes(out)
+
+        assert in_child(child) == b"ab"
     finally:
         lib.close_all()
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_children_while_parent_threads_invoke(make_soc, backend):
+    """Two parent threads invoke without pause while 24 children, forked one after another,
+    each open a module, invoke (by copy and with the parent's rpcmem by reference), close and
+    exit: nothing hangs and nothing fails on either side."""
+    soc = make_soc("default")
+    lib = rpc.Library(backend=backend, soc=soc)
+    mem = rpc.rpcmem_alloc(rpc.RPCMEM_HEAP_ID_SYSTEM, rpc.RPCMEM_DEFAULT_FLAGS, 4096)
+    h = lib.remote_handle64_open(TEST)
+    stop = threading.Event()
+    failures, calls = [], [0, 0]
+
+    def invoker(tid: int):
+        part = memoryview(mem)[tid * 64:(tid + 1) * 64]
+        try:
+            i = 0
+            while not stop.is_set():
+                data = struct.pack("<II", tid, i)
+                out = bytearray(8)
+                rpc.remote_handle64_invoke(h, SC_ECHO, [data, out])
+                part[:] = bytes([i % 200]) * 64
+                rpc.remote_handle64_invoke(h, SC_INC, [part])
+                if out != data or bytes(part) != bytes([i % 200 + 1]) * 64:
+                    failures.append((tid, i))
+                    return
+                i += 1
+                calls[tid] = i
+        except Exception as exc:  # surfaced through failures
+            failures.append((tid, repr(exc)))
+        finally:
+            part.release()
+
+    def child():
+        out = bytearray(8)
+        h2 = lib.remote_handle64_open(TEST)
+        rpc.remote_handle64_invoke(h2, SC_ECHO, [b"childxyz", out])
+        view = memoryview(mem)[1024:1088]
+        view[:] = b"\x07" * 64
+        rpc.remote_handle64_invoke(h2, SC_INC, [view])
+        ok = bytes(view) == b"\x08" * 64
+        view.release()
+        lib.remote_handle64_close(h2)
+        return bytes(out) == b"childxyz" and ok
+
+    threads = [threading.Thread(target=invoker, args=(t,)) for t in range(2)]
+    for t in threads:
+        t.start()
+    try:
+        results = [in_child(child, timeout=20) for _ in range(24)]
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(10)
+    assert not any(t.is_alive() for t in threads)
+    assert results == [True] * 24
+    assert failures == [] and min(calls) > 0
+    lib.remote_handle64_close(h)
+    assert user_pds(soc) == []
+    rpc.rpcmem_free(mem)
+    lib.close_all()
