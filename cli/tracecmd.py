@@ -71,7 +71,8 @@ def traced(fn: Callable[[], int], output: str, report: Callable[[int], None] = l
 # --- summary text -----------------------------------------------------------------------------
 def format_summary(path: str, s: dict) -> str:
     k = s["kinds"]
-    lines = [f"{path}: {s['events']} events (api {k['api']}, ioctl {k['ioctl']}, dsp {k['dsp']}) "
+    faults = f", fault {k['fault']}" if k.get("fault") else ""
+    lines = [f"{path}: {s['events']} events (api {k['api']}, ioctl {k['ioctl']}, dsp {k['dsp']}{faults}) "
              f"over {fmt_ns(s['span_ns'])}"]
     for title, rows in (("top ioctls by count", s["top_by_count"]), ("top ioctls by time", s["top_by_time"])):
         if not rows:

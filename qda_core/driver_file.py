@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import errno
 import sys
+import threading
 import warnings
 
 from .errors import errno_error
@@ -33,12 +34,52 @@ def copy_out(arg, kbuf: bytearray, n: int, name: str) -> None:
 
 
 class DriverFile:
-    """Base of ``QdaFile`` and ``LegacyFile``. Subclasses set ``closed`` and implement
-    ``ioctl()``, ``close()`` and ``_describe()``."""
+    """Base of ``QdaFile`` and ``LegacyFile``. Subclasses call ``super().__init__()`` and
+    implement ``ioctl()`` (each call bracketed by :meth:`_enter`/:meth:`_leave`),
+    ``_release()`` and ``_describe()``.
+
+    Lifetime follows the kernel's: ``close()`` drops the descriptor, but every ioctl in flight
+    holds its own reference to the file (``fdget``), so the release runs when the last of them
+    returns, never under one. Ioctls that start after ``close()`` get ``EBADF``.
+    """
 
     closed = True
     #: The last handler error, without its traceback (so it never pins a caller's buffers).
     last_error: OSError | None = None
+
+    def __init__(self) -> None:
+        self._ref_lock = threading.Lock()  # protects closed, _inflight, _released
+        self._inflight = 0
+        self._released = False
+        self.closed = False
+
+    def _enter(self) -> bool:
+        """Take an ioctl's reference; False once the file is closed (the caller answers EBADF)."""
+        with self._ref_lock:
+            if self.closed:
+                return False
+            self._inflight += 1
+            return True
+
+    def _leave(self) -> None:
+        """Drop an ioctl's reference; the last one after ``close()`` runs the release."""
+        with self._ref_lock:
+            self._inflight -= 1
+            release = self.closed and self._inflight == 0 and not self._released
+            self._released |= release
+        if release:
+            self._release()
+
+    def close(self) -> None:
+        """Close the file; the driver's release runs now, or when the last ioctl in flight returns."""
+        with self._ref_lock:
+            if self.closed:
+                return
+            self.closed = True
+            release = self._inflight == 0 and not self._released
+            self._released |= release
+        if release:
+            self._release()
 
     def _failed(self, exc: OSError) -> int:
         """Record a handler's error and return the ``-errno`` the raw ioctl gives back."""
@@ -64,7 +105,7 @@ class DriverFile:
     def _describe(self) -> str:
         raise NotImplementedError
 
-    def close(self) -> None:
+    def _release(self) -> None:
         raise NotImplementedError
 
     def __enter__(self):

@@ -14,6 +14,12 @@ from .errors import errno_error
 from .rpmsg import Channel
 
 
+#: Most invoke contexts a driver keeps outstanding: replies are matched on 8 bits of ctx. The
+#: RFC's xarray would hand out ids up to 2^32 and route a 256th context's reply to another one;
+#: we stop at 255 and answer EBUSY (xa_alloc's errno for a full range) instead.
+CTX_ID_LIMIT = 255
+
+
 class IdAllocator:
     """Context ids. ``cyclic=False``: lowest free id >= 1 (xarray ALLOC1, QDA RFC);
     ``cyclic=True``: next id after the last one, wrapping within 1..limit (legacy IDR cyclic)."""
@@ -27,7 +33,8 @@ class IdAllocator:
 
     def alloc(self) -> int:
         if len(self._used) >= self.limit:
-            raise errno_error(errno.EBUSY if self.cyclic else errno.ENOMEM, "no free invoke context id")
+            # idr_alloc_cyclic and xa_alloc both answer a full id range with EBUSY.
+            raise errno_error(errno.EBUSY, f"no free invoke context id ({self.limit} invokes outstanding)")
         if self.cyclic:
             while self._next in self._used:
                 self._next = self._next % self.limit + 1
@@ -47,18 +54,21 @@ class IdAllocator:
 
 
 class _Ctx:
-    __slots__ = ("id", "retval")
+    __slots__ = ("id", "ctx", "retval")
 
-    def __init__(self, i: int):
+    def __init__(self, i: int, ctx: int):
         self.id = i
+        self.ctx = ctx  # the full ctx word sent; the reply must echo it
         self.retval: int | None = None
 
 
 class FastRpc:
     """The invoke engine of one driver instance on one rpmsg channel.
 
-    ``reply_id`` decodes the context id from a reply's ctx: the RFC keeps only 8 bits
-    (``(ctx & 0xFF0) >> 4``), as does legacy; a reply that matches nothing is dropped.
+    A reply is matched to its context by ``(ctx & 0xFF0) >> 4``, the 8 bits both the RFC and
+    legacy keep, so the id allocator of every driver is capped at 255 outstanding ids (see
+    :data:`CTX_ID_LIMIT`). The matched context must also have sent exactly the ctx the reply
+    echoes; anything else is dropped, so no caller can ever receive another's result.
     """
 
     def __init__(self, channel: Channel, ids: IdAllocator):
@@ -73,33 +83,34 @@ class FastRpc:
         rsp = wire.Rsp.unpack(data)
         with self._lock:
             ctx = self._pending.get((rsp.ctx & 0xFF0) >> 4)
-        if ctx is None:
+        if ctx is None or ctx.ctx != rsp.ctx:
             self.dropped_replies += 1
             debug.dbg("rpmsg", "no context matches reply ctx %#x", rsp.ctx)
             return
         ctx.retval = rsp.retval
 
     def invoke(self, *, client_id: int, tid: int, handle: int, sc: int, pd: int,
-               args, refs, msg_alloc, fdlist: list | None = None) -> int:
+               args, refs, msg_alloc, origin: wire.Origin, fdlist: list | None = None) -> int:
         """Run one invoke. ``args``: N x 24-byte descriptors; ``refs``: N x 16-byte device
         ranges for by-reference arguments (see ``qda_core.marshal``); ``msg_alloc(size)``
         returns the message buffer (a GEM object of the caller's context bank, zeroed, with
-        ``release()``). Returns the DSP retval, or raises OSError for a kernel-side failure.
+        ``release()``). ``origin``: the sender as the driver knows it (:class:`wire.Origin`),
+        passed beside the message. Returns the DSP retval, or raises OSError for a kernel-side failure.
         ``fdlist``: if given, extended with the fds the DSP listed for the driver to unmap
         (the legacy driver drops those maps; QDA ignores the list)."""
         size = marshal.payload_size(sc, args, refs)
         rounded = (size + wire.PAGE_SIZE - 1) & ~(wire.PAGE_SIZE - 1)
         with self._lock:
             i = self._ids.alloc()
-            ctx = _Ctx(i)
+            ctx = _Ctx(i, (i << 4) | pd)
             self._pending[i] = ctx
         try:
             msg = msg_alloc(max(rounded, wire.PAGE_SIZE))
             try:
                 view, va = msg.backing.view, msg.backing.addr
                 marshal.pack(sc, args, refs, view, va, msg.dma_addr)
-                self.channel.send(wire.MSG.pack(client_id, tid, (i << 4) | pd, handle, sc,
-                                                msg.dma_addr, rounded))
+                self.channel.send(wire.MSG.pack(client_id, tid, ctx.ctx, handle, sc, msg.dma_addr, rounded),
+                                  origin)
                 if ctx.retval is None:
                     # In-process delivery is synchronous; a missing reply means the DSP side
                     # dropped it. The RFC would wait forever; we fail the call instead.
@@ -127,4 +138,4 @@ def current_comm() -> bytes:
         return b"python\0"
 
 
-__all__ = ["FastRpc", "IdAllocator", "current_comm"]
+__all__ = ["FastRpc", "IdAllocator", "CTX_ID_LIMIT", "current_comm"]

@@ -15,7 +15,7 @@ from .errors import errno_error
 class Endpoint(Protocol):
     """The remote side of a channel (the emulated DSP's rpmsg endpoint)."""
 
-    def receive(self, data: bytes, reply: Callable[[bytes], None]) -> None: ...
+    def receive(self, data: bytes, reply: Callable[[bytes], None], origin: object) -> None: ...
 
 
 class Channel:
@@ -29,12 +29,14 @@ class Channel:
         self.sent = 0
         self.received = 0
 
-    def send(self, data: bytes) -> None:
-        """Send one message; ``ENODEV`` once the channel is removed (DSP gone)."""
+    def send(self, data: bytes, origin: object = None) -> None:
+        """Send one message; ``ENODEV`` once the channel is removed (DSP gone). ``origin`` is
+        the sender's identity as the host side stamps it (opaque here, like an rpmsg source
+        address): the remote end authorises on it, never on bytes a user could write."""
         if not self.up:
             raise errno_error(errno.ENODEV, f"rpmsg channel {self.name} is down")
         self.sent += 1
-        self._remote.receive(data, self._deliver)
+        self._remote.receive(data, self._deliver, origin)
 
     def _deliver(self, data: bytes) -> None:
         self.received += 1

@@ -22,7 +22,7 @@ from .accel.device import QdaDevice
 from .dsp import EmulatedDsp
 from .errors import errno_error
 from .legacy.device import NODE_POLICY, LegacyChannel
-from .mem.bus import ComputeBus, Smmu
+from .mem.bus import KERNEL_SID, ComputeBus, Smmu
 from .rpmsg import Channel
 
 #: Domain ids and names (qualcomm/fastrpc inc/remote.h; spec legacy §3.1).
@@ -54,6 +54,8 @@ class DomainSpec:
             self.sids = list(range(1, self.context_banks + 1))
         if len(self.sids) != self.context_banks or len(set(self.sids)) != len(self.sids):
             raise ValueError(f"{self.name}: need {self.context_banks} distinct SIDs, got {self.sids}")
+        if KERNEL_SID in self.sids:
+            raise ValueError(f"{self.name}: SID {KERNEL_SID} is reserved (the rpmsg device's own stream)")
 
 
 def load_profile(spec: str | None = None) -> list[DomainSpec]:

@@ -9,7 +9,7 @@ nothing else when it is ``None``. Switch on with ``QDARPC_TRACE=<file>`` (writte
 
 Event schema (version 1), one dict per event; timestamps are ``time.perf_counter_ns()``:
 
-* common: ``v`` (schema version), ``kind`` (``ioctl`` | ``api`` | ``dsp``), ``ts`` (start, ns),
+* common: ``v`` (schema version), ``kind`` (``ioctl`` | ``api`` | ``dsp`` | ``fault``), ``ts`` (start, ns),
   ``dur`` (ns), ``pid``, ``tid`` (thread id of the caller)
 * ``ioctl``: ``driver`` (``accel`` | ``legacy``), ``node`` (device path), ``name``, ``nr``
   (full request number), ``fields`` (decoded struct fields), ``ret`` (kernel return: 0, -errno or
@@ -18,6 +18,8 @@ Event schema (version 1), one dict per event; timestamps are ``time.perf_counter
 * ``api``: ``name`` (legacy C name), ``args`` (short summary string), ``ret`` (AEE code)
 * ``dsp``: ``domain``, ``channel``, ``client_id``, ``pd``, ``handle``, ``method``, ``sc``,
   ``retval``, ``modeled_ns`` (cost-model on-device time)
+* ``fault``: ``domain``, ``channel``, ``client_id``, ``fault`` (``smmu``: a PD reached a device
+  address outside its context banks), ``addr``, ``length``, ``detail``
 """
 from __future__ import annotations
 
@@ -63,6 +65,11 @@ class Recorder:
             modeled_ns: int, t0: int, t1: int) -> None:
         self._add("dsp", t0, t1, domain=domain, channel=channel, client_id=client_id, pd=pd, handle=handle,
                   method=(sc >> 24) & 0x1F, sc=sc, retval=retval, modeled_ns=modeled_ns)
+
+    def fault(self, domain: str, channel: str, client_id: int, fault: str, addr: int, length: int, detail: str,
+              t0: int, t1: int) -> None:
+        self._add("fault", t0, t1, domain=domain, channel=channel, client_id=client_id, fault=fault, addr=addr,
+                  length=length, detail=detail)
 
 
 @contextmanager

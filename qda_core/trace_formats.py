@@ -25,7 +25,7 @@ from .trace import SCHEMA_VERSION
 __all__ = ["write", "to_jsonl", "read_jsonl", "to_chrome", "summarize", "SCHEMA", "validate_event",
            "validate_events", "TraceFormatError", "ret_name"]
 
-KINDS = ("api", "ioctl", "dsp")
+KINDS = ("api", "ioctl", "dsp", "fault")
 
 
 class TraceFormatError(ValueError):
@@ -69,6 +69,15 @@ _KIND_FIELDS: dict[str, dict[str, dict]] = {
         "sc": _UINT,
         "retval": _INT,
         "modeled_ns": _UINT,
+    },
+    "fault": {
+        "domain": {"type": "string"},
+        "channel": {"type": "string"},
+        "client_id": _INT,
+        "fault": {"enum": ["smmu"]},
+        "addr": _UINT,
+        "length": _UINT,
+        "detail": {"type": "string"},
     },
 }
 
@@ -185,6 +194,8 @@ def _aee_name(code: int) -> str:
 def ret_name(ev: dict) -> str | None:
     """The error name of an event's result (``ENOENT``, ``AEE_EBADPARM``, ...), None on success."""
     kind = ev["kind"]
+    if kind == "fault":
+        return f"{ev['fault'].upper()}_FAULT"
     if kind == "ioctl":
         if ev["errno"]:
             return _errno.errorcode.get(ev["errno"], f"errno {ev['errno']}")
@@ -200,6 +211,8 @@ _COMMON_KEYS = frozenset(("v", "kind", "ts", "dur", "pid", "tid"))
 def _slice_name(ev: dict) -> str:
     if ev["kind"] == "dsp":
         return f"dsp {ev['domain']} handle {ev['handle']:#x} method {ev['method']}"
+    if ev["kind"] == "fault":
+        return f"{ev['fault']} fault {ev['domain']} client {ev['client_id']} at {ev['addr']:#x}"
     return ev["name"]
 
 
@@ -269,6 +282,8 @@ def summarize(events: Iterable[dict], top: int = 10) -> dict:
             copied += ev["copied"]
             shared += ev["shared"]
             invokes += ev["name"].endswith("INVOKE")
+        elif kind == "fault":
+            pass  # counted under errors below
         elif kind == "api":
             row = api.setdefault(ev["name"], {"name": ev["name"], "count": 0, "total_ns": 0, "errors": 0})
             row["count"] += 1
@@ -280,7 +295,7 @@ def summarize(events: Iterable[dict], top: int = 10) -> dict:
             dsp["wall_ns"] += ev["dur"]
             dsp["modeled_ns"] += ev["modeled_ns"]
         if err is not None:
-            name = _slice_name(ev) if kind == "dsp" else ev["name"]
+            name = _slice_name(ev) if kind in ("dsp", "fault") else ev["name"]
             errors[(kind, name, err)] += 1
     rows = list(ioctl.values())
     for r in rows:

@@ -75,6 +75,12 @@ U64 = struct.Struct("<Q")
 S32 = struct.Struct("<i")
 
 
+def s32(value: int) -> int:
+    """``value`` stored into a C ``int`` (two's-complement truncation), as the kernel's struct
+    assignments do when a wider uapi field lands in a 32-bit wire field."""
+    return ((value + (1 << 31)) & 0xFFFF_FFFF) - (1 << 31)
+
+
 def scalars(method: int, nin: int, nout: int, ninh: int = 0, nouth: int = 0, attr: int = 0) -> int:
     """REMOTE_SCALARS_MAKEX: pack a scalars word."""
     return ((attr & 7) << 29) | ((method & 0x1F) << 24) | ((nin & 0xFF) << 16) | ((nout & 0xFF) << 8) \
@@ -97,6 +103,25 @@ def sc_length(sc: int) -> int:
 def metadata_size(nscalars: int) -> int:
     """Bytes of payload metadata for ``nscalars`` arguments: 40n + 384."""
     return 40 * nscalars + 8 * FASTRPC_MAX_FDLIST + 4 * FASTRPC_MAX_CRCLIST
+
+
+class Origin(NamedTuple):
+    """Who sent a message, as the host kernel knows it; travels beside the message, never in it.
+
+    On hardware the DSP can trust what arrives on the channel because only the kernel writes
+    there. The emulated QDA RFC passes a user's INVOKE of handle 1 through, and its header
+    carries ``client_id`` 0 for every handle-1 message, so the DSP cannot tell from the bytes
+    whose message it is. The driver stamps this record instead (as rpmsg stamps a source
+    address): ``client_id`` is the sending file's, ``sids`` the context banks the kernel
+    granted it (its session's), ``kernel`` is true when the driver built the message itself
+    rather than relaying a user INVOKE, ``ranges`` extra ``(device address, size)`` ranges a
+    kernel message hands over (a static PD's remote heap, which lives in no session's bank).
+    """
+
+    client_id: int
+    sids: frozenset
+    kernel: bool
+    ranges: tuple = ()
 
 
 class Msg(NamedTuple):

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from qda_core.errors import DeviceFault
 from qda_core.wire import (CREATE_INBUF, CREATE_STATIC_INBUF, FASTRPC_ALIGN, MEM_MAP_REQ,
-                           MEM_UNMAP_REQ, MMAP_REQ, MUNMAP_REQ, PAGE_SIZE, PHY_PAGE, Msg, Rsp,
+                           MEM_UNMAP_REQ, MMAP_REQ, MUNMAP_REQ, PAGE_SIZE, PHY_PAGE, Msg, Origin, Rsp,
                            metadata_size, scalars)
 
 PAGE_MASK = ~(PAGE_SIZE - 1)
@@ -116,15 +116,21 @@ def build_payload(mem: FakeMemory, ins, outs, inhandles=(), outhandles=()):
 _ctx = itertools.count(1)
 
 
+#: The streams a test client is granted: FakeMemory allocates at SID 1, the page descriptors
+#: the helpers below send (init memory, heaps) sit at SID 0.
+SIDS = frozenset({0, 1})
+
+
 class Client:
-    """The messages one kernel client (file) sends to the DSP."""
+    """The messages one kernel client (file) sends to the DSP, stamped with its origin."""
 
     def __init__(self, dsp, mem: FakeMemory, client_id: int = 1):
         self.dsp, self.mem, self.cid = dsp, mem, client_id
 
     def send(self, handle, sc, ins=(), outs=(), inhandles=(), outhandles=(), pd=1, client_id=None,
-             raw_payload=None):
-        """One message; returns (retval, [bytes of each out-buffer])."""
+             raw_payload=None, origin=None):
+        """One message; returns (retval, [bytes of each out-buffer]). ``origin`` overrides the
+        sender stamp (default: this client, :data:`SIDS`, kernel for handles 1 and 2)."""
         if raw_payload is None:
             addr, size, out_addrs = build_payload(self.mem, ins, outs, inhandles, outhandles)
         else:
@@ -132,7 +138,9 @@ class Client:
         ctx = (next(_ctx) & 0xFF) << 4 | pd
         cid = self.cid if client_id is None else client_id
         replies = []
-        self.dsp.receive(Msg(cid, 0, ctx, handle, sc, addr, size).pack(), replies.append)
+        if origin is None:
+            origin = Origin(self.cid, SIDS, handle in (1, 2))
+        self.dsp.receive(Msg(cid, 0, ctx, handle, sc, addr, size).pack(), replies.append, origin=origin)
         assert len(replies) == 1
         rsp = Rsp.unpack(replies[0])
         assert rsp.ctx == ctx

@@ -48,9 +48,9 @@ class DspTap:
         self.answer: dict[int, int] = {}         # handle -> forced retval (without running it)
         self._orig = dsp.receive
 
-    def __call__(self, msg, reply, channel=""):
+    def __call__(self, msg, reply, channel="", origin=None):
         if channel != self.channel:
-            return self._orig(msg, reply, channel)
+            return self._orig(msg, reply, channel, origin)
         m = wire.Msg.unpack(msg)
         self.msgs.append(m)
         if m.handle in self.answer:
@@ -64,4 +64,4 @@ class DspTap:
                 view = self.dsp.memory.view(m.addr + 40 * n, 8 * len(fds), True)
                 view[:] = struct.pack(f"<{len(fds)}Q", *fds)
             reply(data)
-        self._orig(msg, tapped, channel)
+        self._orig(msg, tapped, channel, origin)

@@ -124,7 +124,7 @@ def test_errors_workload_shows_the_differences(clean):
         assert o["crash the skel"] == o["null on the dead PD"] == 0x8000040D
     h1 = "raw invoke of kernel handle 1 (INIT_MUNMAP)"
     assert leg[h1] == rpc.AEE_EBADPERMS                      # the legacy kernel: EPERM
-    assert acc[h1] == 0x8000040D                             # QDA lets it through: the DSP answered
+    assert acc[h1] == 0x80000429  # QDA lets it through; the DSP refuses a request for another client (ENOTOWNER)
     row = next(s for s in rep["steps"] if s["name"] == h1)
     assert not row["same"] and row["legacy"]["errno"] == 1 and row["accel"]["origin"] == "dsp"
     assert rep["first_difference"]["name"] == h1 and not rep["agree"]
@@ -199,6 +199,6 @@ def test_align_ioctls():
 def test_alignment_marks_same_call_other_result(clean):
     rep = ab.run_ab("errors")
     marked = [(r["a"]["name"], r["a"]["error"], r["b"]["error"]) for r in rep["ioctl_alignment"] if r["op"] == "!"]
-    assert ("FASTRPC_IOCTL_INVOKE", "EPERM", "DSP 0x8000040d AEE_EBADSTATE") in marked
+    assert ("FASTRPC_IOCTL_INVOKE", "EPERM", "DSP 0x80000429 AEE_ENOTOWNER") in marked
     assert ("FASTRPC_IOCTL_MUNMAP", "EINVAL", "DSP 0x80000448 AEE_ENOSUCHMAP") in marked
     assert any(x["step"] == "(cleanup)" for x in rep["runs"]["legacy"]["invokes"])

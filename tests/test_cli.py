@@ -458,12 +458,12 @@ def test_ab_calculator_text_json_html(run, tmp_path):
 def test_ab_errors_shows_diff(run):
     out = run("ab", "errors").stdout
     line = next(ln for ln in out.splitlines() if "raw invoke of kernel handle 1" in ln)
-    assert "0x4e AEE_EBADPERMS (errno EPERM)" in line and "0x8000040d AEE_EBADSTATE" in line
+    assert "0x4e AEE_EBADPERMS (errno EPERM)" in line and "0x80000429 AEE_ENOTOWNER" in line
     assert line.rstrip().endswith("DIFF")
     assert "DIFF: 4 of 17 steps differ; first at step 8" in out
     run("ab", "errors", "--fail-on-diff", code=errors.EXIT_FAILED)
     data = json.loads(run("ab", "errors", "--order", "accel,legacy", "--json").stdout)
-    assert data["order"] == ["accel", "legacy"] and data["first_difference"]["accel"] == "0x8000040d AEE_EBADSTATE"
+    assert data["order"] == ["accel", "legacy"] and data["first_difference"]["accel"] == "0x80000429 AEE_ENOTOWNER"
 
 
 def test_ab_all_and_script(run, tmp_path):

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from qda_core.dsp import EmulatedDsp, aee, caps
-from qda_core.wire import Msg, Rsp, scalars
+from qda_core.wire import Origin, Msg, Rsp, scalars
 
 sys.path.insert(0, str(Path(__file__).parent))
 from dsp_helpers import TEST_URI, Client, FakeMemory, Shared, u32  # noqa: E402
@@ -252,7 +252,8 @@ def test_short_message_is_an_error_reply(dsp):
 
 def test_unreachable_payload(dsp, client):
     replies = []
-    dsp.receive(Msg(3, 0, 0x11, 0x35F08000, 0x02000000, 0xBAD_0000_0000, 4096).pack(), replies.append)
+    dsp.receive(Msg(3, 0, 0x11, 0x35F08000, 0x02000000, 0xBAD_0000_0000, 4096).pack(), replies.append,
+                origin=Origin(3, frozenset({1}), False))
     assert Rsp.unpack(replies[0]) == Rsp(0x11, aee.to_int32(0x8000040D))
 
 
@@ -272,7 +273,7 @@ def test_mmap_munmap(client):
 
 def test_mmap_zero_size_and_exhaustion(client):
     assert u32(client.mmap([(0, 0)])[0]) == 0x8000040E
-    assert u32(client.mmap([(0x8000_0000, 0xF000_0000)])[0]) == aee.ERR_VA_EXHAUSTED == 0x80000402
+    assert u32(client.mmap([(0x1000, 0xF000_0000)])[0]) == aee.ERR_VA_EXHAUSTED == 0x80000402
 
 
 def test_mmap_needs_pd(dsp, mem):

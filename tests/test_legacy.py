@@ -250,7 +250,7 @@ def test_mem_map_holds_the_dmabuf(soc, upd):
     view = dmabuf_mmap(fd)
     view[:8] = b"ABCDEFGH"
     vaddr = upd.mem_map(fd, 8192, flags=0, attrs=1)
-    assert upd.maps[fd].raddr == vaddr and proc(soc, upd).mappings == 1
+    assert upd.map_of(fd).raddr == vaddr and proc(soc, upd).mappings == 1
     os.close(fd)                                 # the map keeps the buffer
     _, h = open_module(upd, TEST)
     out = bytearray(8)

@@ -127,36 +127,41 @@ def test_map_cache_reuse_with_mem_map(upd):
     view = dmabuf_mmap(fd)
     view[:4] = b"\x01\x02\x03\x04"
     vaddr = upd.mem_map(fd, 4096)
-    m = upd.maps[fd]
+    m = upd.map_of(fd)
     assert m.refs == 1
     out = bytearray(8)
     for _ in range(3):
         assert upd.invoke(h, SC_CHECKSUM, [DmaBufRef(fd, view[:4]), out]) == 0
         assert struct.unpack("<Q", out)[0] == 10
-        assert upd.maps[fd] is m and m.refs == 1  # reused, per-call reference dropped again
+        assert upd.map_of(fd) is m and m.refs == 1  # reused, per-call reference dropped again
     upd.mem_unmap(fd, vaddr, 4096)
     assert upd.maps == {}
     view.release()
     os.close(fd)
 
 
-def test_map_cache_is_keyed_by_fd_number(upd):
-    """Legacy quirk (§8 row 13): a cached map stays bound to the fd *number*; after the number is
-    reused for another buffer, invokes still reach the old pages."""
+def test_map_cache_identifies_the_buffer_not_the_fd_number(upd):
+    """Issue 8 item 4: a cached map is bound to the fd number *and* its dma-buf (as
+    ``fastrpc_map_lookup`` compares the buffer): once the number is reused for another buffer,
+    an invoke reaches the new buffer's pages, never the old one's."""
     _, h = open_module(upd, TEST)
     fd = upd.alloc_dma_buff(4096)
     old = dmabuf_mmap(fd)
     old[:4] = b"\x05\x05\x05\x05"
-    upd.mem_map(fd, 4096)                        # keeps the map of fd alive
-    other = os.memfd_create("other")
+    vaddr = upd.mem_map(fd, 4096)                # keeps the map of the old buffer alive
+    old_map = upd.map_of(fd)
+    other = os.memfd_create("other", os.MFD_ALLOW_SEALING)
     os.ftruncate(other, 4096)
     os.dup2(other, fd)                           # same number, different buffer
     os.close(other)
+    assert upd.map_of(fd) is None                # the cached map is not this buffer's
     new = dmabuf_mmap(fd)
     new[:4] = b"\x01\x01\x01\x01"
     out = bytearray(8)
     assert upd.invoke(h, SC_CHECKSUM, [DmaBufRef(fd, new[:4]), out]) == 0
-    assert struct.unpack("<Q", out)[0] == 20     # sum of the OLD buffer's bytes
+    assert struct.unpack("<Q", out)[0] == 4      # the NEW buffer's bytes
+    upd.mem_unmap(-1, vaddr, 4096)               # the old map is still there, by address
+    assert old_map.refs == 0
     old.release()
     new.release()
     os.close(fd)
@@ -173,10 +178,10 @@ def test_handle_maps_live_until_fdlist_or_close(soc, upd, tmp_path, monkeypatch)
     out = bytearray(8)
     assert upd.invoke(h, SC_PEEK, [out, DmaHandle(fd, 0, 8)]) == 0
     assert out == b"handle!!"                    # the DSP reached the buffer through its map
-    m = upd.maps[fd]
+    m = upd.map_of(fd)
     assert m.refs == 1                           # kept after the context ended
     assert upd.invoke(h, SC_PEEK, [out, DmaHandle(fd, 2, 4)]) == 0
-    assert out[:4] == b"ndle" and upd.maps[fd] is m and m.refs == 2
+    assert out[:4] == b"ndle" and upd.map_of(fd) is m and m.refs == 2
     # the DSP lists the fd in its reply's fdlist: one reference dropped per listing
     dsp = soc.domain("cdsp").dsp
     tap = DspTap(dsp)
@@ -184,13 +189,13 @@ def test_handle_maps_live_until_fdlist_or_close(soc, upd, tmp_path, monkeypatch)
     monkeypatch.setattr(dsp, "receive", tap)
     no_handle = DmaHandle(-1, 0, 0)              # this call maps nothing itself
     assert upd.invoke(h, SC_PEEK, [out, no_handle]) == 0
-    assert m.refs == 1 and upd.maps[fd] is m
+    assert m.refs == 1 and upd.map_of(fd) is m
     assert upd.invoke(h, SC_PEEK, [out, no_handle]) == 0
     assert fd not in upd.maps                    # last reference gone
     assert upd.invoke(h, SC_PEEK, [out, no_handle]) == 0   # listing an unknown fd is harmless
     monkeypatch.undo()
     assert upd.invoke(h, SC_PEEK, [out, DmaHandle(fd, 0, 8)]) == 0
-    assert fd in upd.maps                        # held again; close releases it
+    assert upd.map_of(fd) is not None                       # held again; close releases it
     view.release()
     os.close(fd)
 

@@ -231,7 +231,7 @@ def test_chrome_empty():
 # --- summary ----------------------------------------------------------------------------------
 def test_summarize_synthetic():
     s = summarize(synthetic())
-    assert s["events"] == 7 and s["kinds"] == {"api": 1, "ioctl": 4, "dsp": 2}
+    assert s["events"] == 7 and s["kinds"] == {"api": 1, "ioctl": 4, "dsp": 2, "fault": 0}
     assert s["span_ns"] == 10_500 - 1_000
     inv = next(r for r in s["ioctls"] if r["name"] == "DRM_IOCTL_QDA_INVOKE")
     assert inv == {"driver": "accel", "name": "DRM_IOCTL_QDA_INVOKE", "count": 2, "total_ns": 6_000,

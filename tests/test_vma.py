@@ -10,8 +10,8 @@ class Owner:
 
 def test_reused_address_keeps_the_index_consistent():
     a, b = Owner(), Owner()
-    vma.register(a, 0x7000_0000_0000, 0x2000)
-    vma.register(b, 0x7000_0000_0000, 0x4000)  # same start again before `a` is collected
+    vma.register(a, 0x7000_0000_0000, 0x2000, (1, 2))
+    vma.register(b, 0x7000_0000_0000, 0x4000, (1, 3))  # same start again before `a` is collected
     assert vma.find_vma_start(0x7000_0000_3000) == 0x7000_0000_0000
     del a
     assert vma.find_vma_start(0x7000_0000_3000) == 0x7000_0000_0000  # b's entry survives

@@ -15,7 +15,7 @@ import weakref
 
 from .._ext import load
 from ..errors import errno_error
-from ..fastrpc import FastRpc, IdAllocator
+from ..fastrpc import CTX_ID_LIMIT, FastRpc, IdAllocator
 from ..mem.bus import ComputeBus
 from ..rpmsg import Channel
 
@@ -35,7 +35,7 @@ class QdaDevice:
         self.domain_id = domain_id
         self.bus = bus
         self.channel = channel
-        self.fastrpc = FastRpc(channel, IdAllocator(limit=0xFFFF_FFFF, cyclic=False))
+        self.fastrpc = FastRpc(channel, IdAllocator(limit=CTX_ID_LIMIT, cyclic=False))
         self._client_ids = itertools.count(1)
         self._offsets = _iova.RangeAllocator(FAKE_OFFSET_START, FAKE_OFFSET_END - FAKE_OFFSET_START)
         self.offset_objects: dict[int, object] = {}  # fake offset -> GemObject

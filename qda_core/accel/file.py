@@ -44,6 +44,7 @@ class QdaFile(DriverFile):
     """One open accel file. Not shared across processes; several threads may invoke at once."""
 
     def __init__(self, device, client_id: int, flags: int):
+        super().__init__()
         self.device = device
         self.client_id = client_id
         self.flags = flags
@@ -55,7 +56,6 @@ class QdaFile(DriverFile):
         self._pool: MessagePool | None = None
         self._init_mem: list[GemObject] = []       # RFC overwrites (leaks) older ones; freed at close
         self._lock = threading.RLock()             # protects handles, PRIME caches, cb
-        self.closed = False
         self.last_error: OSError | None = None
         self._traffic = threading.local()          # last invoke's (copied, shared) bytes, for tracing
         debug.created("accel_file")
@@ -63,8 +63,14 @@ class QdaFile(DriverFile):
     # --- raw ioctl ------------------------------------------------------------------------
     def ioctl(self, request: int, arg=None) -> int:
         """The DRM core's ``drm_ioctl()``: dispatch on nr, size the copies as DRM does."""
-        if self.closed:
+        if not self._enter():
             return -errno.EBADF
+        try:
+            return self._ioctl(request, arg)
+        finally:
+            self._leave()
+
+    def _ioctl(self, request: int, arg) -> int:
         ioc = uapi.ACCEL_IOCTLS.get(request & 0xFF)
         if ioc is None:
             self.last_error = errno_error(errno.EINVAL, f"ioctl {request:#x}: no such QDA/DRM ioctl")
@@ -86,6 +92,8 @@ class QdaFile(DriverFile):
             try:
                 copy_out(arg, kbuf, out_size, ioc.name)
             except OSError as exc:
+                if ret == 0 and ioc.nr in _UNDO:
+                    _UNDO[ioc.nr](self, kbuf)  # what the handler made, nobody could learn of
                 ret = self._failed(exc)
         if tr is not None:
             copied, shared = getattr(self._traffic, "last", (0, 0)) if ioc.name == "DRM_IOCTL_QDA_INVOKE" else (0, 0)
@@ -120,8 +128,9 @@ class QdaFile(DriverFile):
         return h
 
     # --- FastRPC-backed ioctls ------------------------------------------------------------
-    def fastrpc(self, handle: int, sc: int, descs, pd: int = wire.ROOT_PD) -> int:
-        """``fastrpc_invoke()`` of the RFC: CB + message buffer, GEM lookups, send, wait."""
+    def fastrpc(self, handle: int, sc: int, descs, pd: int = wire.ROOT_PD, *, kernel: bool = False) -> int:
+        """``fastrpc_invoke()`` of the RFC: CB + message buffer, GEM lookups, send, wait.
+        ``kernel``: the driver built this message (else it relays a user INVOKE)."""
         if self._pool is None:
             self.ensure_cb()
         n = wire.sc_length(sc)
@@ -138,18 +147,15 @@ class QdaFile(DriverFile):
                     if obj is None:
                         raise errno_error(errno.ENOENT, f"argument {i}: no GEM handle {fd} in this file")
                     held.append(obj.get())
-                addr = obj.dma_addr
-                if i < nbufs:
-                    start = vma.find_vma_start(ptr)
-                    if start is not None:
-                        addr += (ptr & wire.PAGE_MASK) - start
+                addr = vma.ref_address(i, ptr, length, obj) if i < nbufs else obj.dma_addr
                 wire.PHY_PAGE.pack_into(refs, 16 * i, addr, obj.size)
             if trace.RECORDER is not None:
                 self._traffic.last = _traffic(descs, refs, nbufs)
             return self.device.fastrpc.invoke(
                 client_id=0 if handle == wire.FASTRPC_INIT_HANDLE else self.client_id,
                 tid=threading.get_native_id(), handle=handle, sc=sc, pd=pd,
-                args=descs, refs=refs, msg_alloc=self._pool.alloc)
+                args=descs, refs=refs, msg_alloc=self._pool.alloc,
+                origin=wire.Origin(self.client_id, frozenset((self.cb.sid,)), kernel))
         finally:
             for obj in held:
                 obj.put()
@@ -159,7 +165,7 @@ class QdaFile(DriverFile):
         descs = bytearray(24 * len(entries))
         for i, (ptr, length, fd) in enumerate(entries):
             wire.INVOKE_ARG.pack_into(descs, 24 * i, ptr, length, fd, 0)
-        return self.fastrpc(wire.FASTRPC_INIT_HANDLE, wire.scalars(method, nin, nout), descs, pd)
+        return self.fastrpc(wire.FASTRPC_INIT_HANDLE, wire.scalars(method, nin, nout), descs, pd, kernel=True)
 
     @staticmethod
     def _k(buf) -> tuple[int, int, int]:
@@ -236,7 +242,7 @@ class QdaFile(DriverFile):
             raise errno_error(errno.EACCES, "mmap: PROT_WRITE on a file opened read-only")
         mm = _mmap.mmap(obj.backing.fd, size, _mmap.MAP_SHARED, prot)
         view = memoryview(mm)
-        vma.register(mm, address(view), size)
+        vma.register(mm, address(view), size, obj.backing.key)
         return view
 
     def map(self, request: int, fd: int, *, flags: int = 0, vaddrin: int = 0, size: int = 0,
@@ -261,13 +267,10 @@ class QdaFile(DriverFile):
         return self._check_dsp(self.ioctl(uapi.DRM_IOCTL_QDA_INVOKE, kbuf))
 
     # --- release --------------------------------------------------------------------------
-    def close(self) -> None:
+    def _release(self) -> None:
         """Release in the kernel's order: GEM handles (and PRIME caches), then the DSP release
         message (always, unless the device is going away), init memory, the CB reference."""
         with self._lock:
-            if self.closed:
-                return
-            self.closed = True
             objs = [obj for _, obj in self.handles.items()]
             self.handles = HandleTable()
             self._handle_of.clear()
@@ -377,7 +380,8 @@ def _map(f: QdaFile, k: bytearray) -> int:
         req = wire.MMAP_REQ.pack(f.client_id, a["flags"], a["vaddrin"], wire.PHY_PAGE.size)
         ret = f._kernel_call(wire.RMID_INIT_MMAP, 2, 1, [f._k(req), f._k(page), f._k(out)])
     else:
-        req = wire.MEM_MAP_REQ.pack(f.client_id, a["fd"], a["offset"], a["flags"], a["vaddrin"],
+        # The RFC assigns the u32 offset to the request's int field: values >= 2^31 wrap negative.
+        req = wire.MEM_MAP_REQ.pack(f.client_id, a["fd"], wire.s32(a["offset"]), a["flags"], a["vaddrin"],
                                     wire.PHY_PAGE.size, 0)
         ret = f._kernel_call(wire.RMID_INIT_MEM_MAP, 3, 1,
                              [f._k(req), f._k(page), (0, 0, 0), f._k(out)])
@@ -427,12 +431,10 @@ def _prime_handle_to_fd(f: QdaFile, k: bytearray) -> int:
     obj = f.lookup(a["handle"])
     if obj is None:
         raise errno_error(errno.ENOENT, f"PRIME_HANDLE_TO_FD: no handle {a['handle']}")
-    cloexec = os.O_CLOEXEC if a["flags"] & uapi.DRM_CLOEXEC else 0
-    mode = os.O_RDWR if a["flags"] & uapi.DRM_RDWR else os.O_RDONLY
-    # A fresh open file description of the same pages, with the access mode the flags ask for.
-    fd = os.open(f"/proc/self/fd/{obj.backing.fd}", mode | cloexec)
-    if not cloexec:
-        os.set_inheritable(fd, True)
+    # An fd of the same pages with the access mode the flags ask for; a read-only one cannot be
+    # reopened read-write (Backing.export_fd).
+    fd = obj.backing.export_fd(writable=bool(a["flags"] & uapi.DRM_RDWR),
+                               cloexec=bool(a["flags"] & uapi.DRM_CLOEXEC))
     obj.exported = True
     uapi.drm_prime_handle.set(k, "fd", fd)
     return 0
@@ -447,7 +449,10 @@ def _prime_fd_to_handle(f: QdaFile, k: bytearray) -> int:
     key = (st.st_dev, st.st_ino)
     with f._lock:
         own = f.device.objects_by_key.get(key)
-        if own is not None and own.refs > 0:
+        # The RFC hands back the exporter's own object, whose IOVA lies in the exporter's
+        # context bank. A PD reaches only its own bank, so a file on another bank gets its own
+        # attachment of the same pages below, as a second importing device would.
+        if own is not None and own.refs > 0 and own.cb is f.ensure_cb():
             h = f._handle_of.get(id(own))
             if h is None:
                 h = f._add_handle(own.get())
@@ -480,3 +485,12 @@ _HANDLERS = {
     uapi.IOC_NR(uapi.DRM_IOCTL_PRIME_HANDLE_TO_FD): _prime_handle_to_fd,
     uapi.IOC_NR(uapi.DRM_IOCTL_PRIME_FD_TO_HANDLE): _prime_fd_to_handle,
 }
+
+
+def _undo_prime_export(f: QdaFile, k: bytearray) -> None:
+    # drm_prime_handle_to_fd_ioctl: a failed copy-out puts the new fd back (put_unused_fd).
+    os.close(uapi.drm_prime_handle.get(k, "fd"))
+
+
+#: Handlers whose result is an fd the caller learns only through the copy-out: undone if it fails.
+_UNDO = {uapi.IOC_NR(uapi.DRM_IOCTL_PRIME_HANDLE_TO_FD): _undo_prime_export}

@@ -21,6 +21,8 @@ AEE_EBADITEM = 0x10
 AEE_EINVALIDFORMAT = 0x11
 AEE_EUNSUPPORTED = 0x14
 AEE_EALREADY = 0x1A
+AEE_ENOTOWNER = 0x29
+AEE_ENOTALLOWED = 0x2B
 AEE_EINVHANDLE = 0x2C
 AEE_ENOSUCHMOD = 0x3E
 AEE_ENOSUCHSYMBOL = 0x42
@@ -55,6 +57,13 @@ ERR_NO_PD = dsp(AEE_EBADSTATE)  # (our choice, suggested by the brief)
 # Also the answer when the payload itself is unreachable (SMMU fault): the PD named by the
 # header client id crashes, except for kernel (INIT/utility) messages, which change nothing.
 ERR_PD_CRASHED = dsp(AEE_EBADSTATE)  # spec §5.1: "PD exiting/crashed, exception"
+# A message that acts for a client other than its sender (an INIT request naming another
+# client id, as a user INVOKE of handle 1 on the QDA RFC can), or one that arrives without
+# the driver's sender stamp: refused, nothing changes.
+ERR_NOT_OWNER = dsp(AEE_ENOTOWNER)  # (our choice: "not an owner authorized to perform the operation")
+# A page descriptor (CREATE init memory, CREATE_STATIC heap, MMAP, MEM_MAP) outside the context
+# banks the sender was granted: the DSP will not map another session's memory for it.
+ERR_FOREIGN_PAGES = dsp(AEE_ENOTALLOWED)  # (our choice)
 # Constant handle below 0x100 that nothing serves: §5.3 (qualcomm/fastrpc PR #96).
 ERR_UNKNOWN_CONST_HANDLE = dsp(AEE_ERPC)
 # A known static interface (listener, perf, msgd, ...) that the emulator does not implement.

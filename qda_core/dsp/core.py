@@ -6,7 +6,8 @@ Handle map (legacy_fastrpc_api.md §6.2, §7.5):
 handle       served by
 ===========  ================================================================================
 1            kernel INIT handle: ATTACH, RELEASE, MMAP, MUNMAP, CREATE(_ATTR), CREATE_STATIC,
-             MEM_MAP, MEM_UNMAP. Client id from in-buffer 0 (the header's may be 0).
+             MEM_MAP, MEM_UNMAP. Client id from in-buffer 0 (the header's is 0); it must be
+             the sender's (see below).
 2            kernel "DSP utilities": method 0 capability query. Needs no PD.
 0 / 8        ``remotectl`` / ``remotectl1``: open, close, set_param (grow_heap unsupported).
 4            ``adsp_current_process1``: 2 exit, 3 thread_exit (others unsupported).
@@ -14,6 +15,15 @@ handle       served by
 other < 0x100  unknown constant handle -> ``0x80000600``.
 >= 0x100     dynamic handles returned by remotectl open in *this* process, else ``0x8000043e``.
 ===========  ================================================================================
+
+Who may do what (the isolation the kernel and the SMMU give on hardware): every message
+arrives with its sender's :class:`~qda_core.wire.Origin`, stamped by the host driver beside the
+bytes. A message acts only on the PD of that client id: an INIT request naming another client
+is refused (``ERR_NOT_OWNER``), and a message on a user handle whose header names another
+client too. Every device address the DSP touches for a message, and every page a request asks
+the DSP to map, must lie in a context bank the sender was granted; each PD reads memory only
+through its own :class:`~.pdmem.PdMemory`, and anything else is an SMMU fault: the call fails
+as a PD crash does, and the fault is traced.
 
 Every code is defined and justified in :mod:`qda_core.dsp.aee`.
 """
@@ -27,11 +37,12 @@ from .. import errors, trace
 from ..marshal import decode
 from ..wire import (FASTRPC_DSP_UTILITIES_HANDLE, FASTRPC_INIT_HANDLE, MEM_MAP_REQ, MEM_UNMAP_REQ,
                     MMAP_REQ, MUNMAP_REQ, PAGE_SIZE, PHY_PAGE, S32, SENSORS_PD, U64, CREATE_INBUF,
-                    CREATE_STATIC_INBUF, MSG, RSP, Msg, sc_counts, sc_method)
+                    CREATE_STATIC_INBUF, MSG, RSP, Msg, Origin, sc_counts, sc_method)
 from . import aee, caps
 from .cost import DOMAIN_COST, CostModel, DspStats
 from .loader import Loader, LoadError, parse_uri
 from .modules import NativeModule, PythonModule
+from .pdmem import PdMemory, span_granted
 from .process import Mapping as DspMapping
 from .process import MmapRegion, ModuleInstance, Process, ProcessInfo
 from .skel import Call, DmaHandle
@@ -115,8 +126,8 @@ class Endpoint:
     def __init__(self, dsp: "EmulatedDsp", channel: str):
         self.dsp, self.channel = dsp, channel
 
-    def receive(self, msg: bytes, reply: Callable[[bytes], None]) -> None:
-        self.dsp.receive(msg, reply, self.channel)
+    def receive(self, msg: bytes, reply: Callable[[bytes], None], origin: Origin | None) -> None:
+        self.dsp.receive(msg, reply, self.channel, origin)
 
 
 class EmulatedDsp:
@@ -151,9 +162,11 @@ class EmulatedDsp:
         kept per channel: ``client_id`` 1 of the legacy driver is not ``client_id`` 1 of QDA."""
         return Endpoint(self, channel)
 
-    def receive(self, msg: bytes, reply: Callable[[bytes], None], channel: str = "") -> None:
-        """Handle one 40-byte ``fastrpc_msg`` arriving on ``channel``; call ``reply`` once with
-        the 16-byte response."""
+    def receive(self, msg: bytes, reply: Callable[[bytes], None], channel: str = "",
+                origin: Origin | None = None) -> None:
+        """Handle one 40-byte ``fastrpc_msg`` arriving on ``channel`` from ``origin`` (the
+        sender as the host driver stamps it); call ``reply`` once with the 16-byte response.
+        A message without an origin cannot be authorised and is refused."""
         try:
             m = _Req._make((*MSG.unpack(msg), channel))
         except (struct.error, TypeError):
@@ -162,7 +175,11 @@ class EmulatedDsp:
             return
         tr = trace.RECORDER
         t0 = trace.now() if tr is not None else 0
-        retval, ns = self._handle(m)
+        if origin is None:
+            self.stats.record(error=True)
+            retval, ns = aee.ERR_NOT_OWNER, 0
+        else:
+            retval, ns = self._handle(m, origin)
         if tr is not None:
             tr.dsp(self.domain, channel, m.client_id, m.pd, m.handle, m.sc, retval, ns, t0, trace.now())
         reply(RSP.pack(m.ctx, aee.to_int32(retval)))
@@ -186,18 +203,22 @@ class EmulatedDsp:
 
     # -- dispatch --------------------------------------------------------------------------
 
-    def _handle(self, m: _Req) -> tuple[int, int]:
-        """Run one request: (retval, modeled on-device ns)."""
+    def _handle(self, m: _Req, origin: Origin) -> tuple[int, int]:
+        """Run one request from ``origin``: (retval, modeled on-device ns)."""
         proc: Process | None = None
         crashed = False
         args = _NO_ARGS
         call_ns = 0
+        kernel_handle = m.handle in (FASTRPC_INIT_HANDLE, FASTRPC_DSP_UTILITIES_HANDLE)
         try:
-            args = self._resolve(m)
-            if m.handle == FASTRPC_INIT_HANDLE:
-                rv = self._init_handle(m, args)
-            elif m.handle == FASTRPC_DSP_UTILITIES_HANDLE:
-                rv = self._utilities(m, args)
+            if kernel_handle:
+                args = self._resolve(m, self._sender_memory(m.chan, origin))
+                if m.handle == FASTRPC_INIT_HANDLE:
+                    rv = self._init_handle(m, args, origin)
+                else:
+                    rv = self._utilities(m, args)
+            elif m.client_id != origin.client_id:
+                rv = aee.ERR_NOT_OWNER  # no driver sends this: the header names another client
             else:
                 proc = self._proc(m.chan, m.client_id)
                 if proc is None:
@@ -205,14 +226,13 @@ class EmulatedDsp:
                 elif not proc.alive:
                     rv = aee.ERR_PD_CRASHED
                 else:
+                    args = self._resolve(m, proc.memory)
                     rv, call_ns = self._user_handle(proc, m, args)
         except _Malformed:
             rv = aee.ERR_MALFORMED
         except _SkelCrash as exc:
             crashed = True
             rv = aee.ERR_PD_CRASHED
-            if proc is None and m.handle not in (FASTRPC_INIT_HANDLE, FASTRPC_DSP_UTILITIES_HANDLE):
-                proc = self._proc(m.chan, m.client_id)
             if proc is not None:
                 proc.crash(str(exc.__cause__ or exc))
         ns = self.cost.charge(args.nbytes_in + args.nbytes_out, call_ns)
@@ -225,12 +245,16 @@ class EmulatedDsp:
                           error=rv != 0, crash=crashed)
         return rv, ns
 
-    def _resolve(self, m: _Req) -> _Args:
-        """Decode the payload and view every argument in device memory."""
+    def _sender_memory(self, chan: str, origin: Origin) -> PdMemory:
+        """Memory as the sender's streams reach it, for kernel messages (which may have no PD)."""
+        return PdMemory(self.memory, origin.sids, (self.domain, chan, origin.client_id), origin.ranges)
+
+    def _resolve(self, m: _Req, memory: PdMemory) -> _Args:
+        """Decode the payload and view every argument in device memory, through ``memory``."""
         if not m.sc & 0xFFFFFF and m.size == 0:  # no arguments, no payload
             return _NO_ARGS
         try:
-            payload = self.memory.view(m.addr, m.size, True)
+            payload = memory.view(m.addr, m.size, True)
         except errors.DeviceFault as exc:
             raise _SkelCrash(f"payload unreachable: {exc}") from exc
         if not m.sc & 0xFFFFFF:
@@ -249,7 +273,7 @@ class EmulatedDsp:
                 if length == 0:
                     views.append(memoryview(bytearray()) if out else memoryview(b""))
                     continue
-                mv = memoryview(self.memory.view(addr, length, out))
+                mv = memoryview(memory.view(addr, length, out))
                 if mv.format != "B" or mv.ndim != 1:
                     mv = mv.cast("B")
                 views.append(mv if out else mv.toreadonly())
@@ -260,7 +284,7 @@ class EmulatedDsp:
 
     # -- handle 1: the kernel's INIT handle ------------------------------------------------
 
-    def _init_handle(self, m: _Req, a: _Args) -> int:
+    def _init_handle(self, m: _Req, a: _Args, origin: Origin) -> int:
         method = sc_method(m.sc)
         op = {0: self._attach, 1: self._release, 4: self._mmap, 5: self._munmap,
               6: self._create, 7: self._create, 8: self._create_static,
@@ -271,22 +295,29 @@ class EmulatedDsp:
                     10: (3, 1), 11: (1, 0)}[method] + (0, 0)
         if sc_counts(m.sc) != expected or len(a.inbufs[0]) < 4:
             return aee.ERR_BAD_PARM
-        return op(m, a)
+        if S32.unpack_from(a.inbufs[0])[0] != origin.client_id:
+            return aee.ERR_NOT_OWNER  # every request starts with the client id it acts for
+        return op(m, a, origin)
 
-    def _attach(self, m: _Req, a: _Args) -> int:
-        cid = S32.unpack_from(a.inbufs[0])[0]
+    def _new_process(self, m: _Req, origin: Origin, kind: str, **kw) -> Process:
+        """A PD for the sender, reading memory only through the streams it was granted."""
+        mem = PdMemory(self.memory, origin.sids, (self.domain, m.chan, origin.client_id), origin.ranges)
+        return Process(origin.client_id, kind, mem, **kw)
+
+    def _attach(self, m: _Req, a: _Args, origin: Origin) -> int:
+        cid = origin.client_id
         kind = "sensorspd" if m.pd == SENSORS_PD else "root"
         with self._lock:
             p = self._procs.get((m.chan, cid))
             if p is None:
-                self._procs[m.chan, cid] = Process(cid, kind, self.memory)
+                self._procs[m.chan, cid] = self._new_process(m, origin, kind)
                 return 0
         if not p.alive:
             return aee.ERR_PD_CRASHED
         return 0 if p.kind == kind else aee.ERR_PD_EXISTS  # re-attach is harmless (QDA §3.4)
 
-    def _release(self, m: _Req, a: _Args) -> int:
-        cid = S32.unpack_from(a.inbufs[0])[0]
+    def _release(self, m: _Req, a: _Args, origin: Origin) -> int:
+        cid = origin.client_id
         with self._lock:
             p = self._procs.pop((m.chan, cid), None)
         if p is not None:
@@ -301,34 +332,39 @@ class EmulatedDsp:
                 return 0
         return aee.ERR_PD_EXISTS if old.alive else aee.ERR_PD_CRASHED
 
-    def _create(self, m: _Req, a: _Args) -> int:
+    def _create(self, m: _Req, a: _Args, origin: Origin) -> int:
         in0, name, shell, pages = a.inbufs
         if len(in0) < CREATE_INBUF.size or len(pages) < PHY_PAGE.size:
             return aee.ERR_BAD_PARM
-        cid, namelen, filelen, pageslen, attrs, _siglen = CREATE_INBUF.unpack_from(in0)
+        _cid, namelen, filelen, pageslen, attrs, _siglen = CREATE_INBUF.unpack_from(in0)
         if namelen != len(name) or filelen != len(shell) or pageslen != 1:
             return aee.ERR_BAD_PARM
+        init_mem = PHY_PAGE.unpack_from(pages)
+        if not _granted(origin, *init_mem):
+            return aee.ERR_FOREIGN_PAGES
         if len(shell) and not _is_hexagon_elf(shell):
             return aee.ERR_BAD_SHELL
         unsigned = bool(attrs & _FASTRPC_MODE_UNSIGNED_MODULE)
         if unsigned and not self.capabilities.get(caps.UNSIGNED_PD_SUPPORT, 0):
             return aee.ERR_UNSIGNED_UNSUPPORTED
         pname = bytes(name).split(b"\0", 1)[0].decode("utf-8", "replace")
-        return self._add_process(m.chan, Process(cid, "user", self.memory, name=pname, unsigned=unsigned,
-                                         init_mem=PHY_PAGE.unpack_from(pages)))
+        return self._add_process(m.chan, self._new_process(m, origin, "user", name=pname, unsigned=unsigned,
+                                                           init_mem=init_mem))
 
-    def _create_static(self, m: _Req, a: _Args) -> int:
+    def _create_static(self, m: _Req, a: _Args, origin: Origin) -> int:
         in0, name, heap = a.inbufs
         if len(in0) < CREATE_STATIC_INBUF.size:
             return aee.ERR_BAD_PARM
-        cid, namelen, _pageslen = CREATE_STATIC_INBUF.unpack_from(in0)
+        _cid, namelen, _pageslen = CREATE_STATIC_INBUF.unpack_from(in0)
         if namelen != len(name) or namelen == 0:
             return aee.ERR_BAD_PARM
         pname = bytes(name).split(b"\0", 1)[0].decode("utf-8", "replace")
         if pname not in STATIC_PDS.get(self.domain, ()):
             return aee.ERR_UNKNOWN_STATIC_PD
         heap_page = PHY_PAGE.unpack_from(heap) if len(heap) >= PHY_PAGE.size else (0, 0)
-        return self._add_process(m.chan, Process(cid, pname, self.memory, name=pname, init_mem=heap_page))
+        if heap_page[1] and not _granted(origin, *heap_page):
+            return aee.ERR_FOREIGN_PAGES
+        return self._add_process(m.chan, self._new_process(m, origin, pname, name=pname, init_mem=heap_page))
 
     def _proc(self, chan: str, cid: int) -> Process | None:
         with self._lock:
@@ -360,7 +396,7 @@ class EmulatedDsp:
         U64.pack_into(out, 0, vaddr)
         return 0
 
-    def _mmap(self, m: _Req, a: _Args) -> int:
+    def _mmap(self, m: _Req, a: _Args, origin: Origin) -> int:
         req, pagebuf = a.inbufs
         out = a.outbufs[0]
         if len(req) < MMAP_REQ.size or len(out) < U64.size or len(pagebuf) < PHY_PAGE.size \
@@ -371,10 +407,12 @@ class EmulatedDsp:
         size = sum(sz for _, sz in pages)
         if size == 0:
             return aee.ERR_BAD_PARM
+        if not all(_granted(origin, addr, sz) for addr, sz in pages):
+            return aee.ERR_FOREIGN_PAGES
         return self._place(m.chan, cid, size, out,
                            lambda p, va: p.mmaps.__setitem__(va, MmapRegion(va, size, pages, flags)))
 
-    def _munmap(self, m: _Req, a: _Args) -> int:
+    def _munmap(self, m: _Req, a: _Args, origin: Origin) -> int:
         if len(a.inbufs[0]) < MUNMAP_REQ.size:
             return aee.ERR_BAD_PARM
         cid, vaddr, size = MUNMAP_REQ.unpack_from(a.inbufs[0])
@@ -389,7 +427,7 @@ class EmulatedDsp:
             p.va.free(vaddr)
         return 0
 
-    def _mem_map(self, m: _Req, a: _Args) -> int:
+    def _mem_map(self, m: _Req, a: _Args, origin: Origin) -> int:
         req, pagebuf, _data = a.inbufs
         out = a.outbufs[0]
         if len(req) < MEM_MAP_REQ.size or len(pagebuf) < PHY_PAGE.size or len(out) < U64.size:
@@ -398,10 +436,12 @@ class EmulatedDsp:
         dev_addr, size = PHY_PAGE.unpack_from(pagebuf)
         if size == 0:
             return aee.ERR_BAD_PARM
+        if not _granted(origin, dev_addr, size):
+            return aee.ERR_FOREIGN_PAGES
         return self._place(m.chan, cid, size, out,
                            lambda p, va: p.mappings.append(DspMapping(fd, va, dev_addr, size, offset, flags, vaddrin)))
 
-    def _mem_unmap(self, m: _Req, a: _Args) -> int:
+    def _mem_unmap(self, m: _Req, a: _Args, origin: Origin) -> int:
         if len(a.inbufs[0]) < MEM_UNMAP_REQ.size:
             return aee.ERR_BAD_PARM
         cid, fd, vaddr, _length = MEM_UNMAP_REQ.unpack_from(a.inbufs[0])
@@ -540,6 +580,11 @@ def _skel(fn, *args):
         return fn(*args)
     except Exception as exc:
         raise _SkelCrash(f"{type(exc).__name__}: {exc}") from exc
+
+
+def _granted(origin: Origin, addr: int, size: int) -> bool:
+    """A page descriptor the sender may hand the DSP: inside one of its context banks."""
+    return size >= 0 and span_granted(origin.sids, addr, size, origin.ranges)
 
 
 def _put_cstring(buf: memoryview, text: str, limit: int) -> None:

@@ -9,7 +9,7 @@ signed 32-bit value). Typed methods go through the same dispatch and raise ``OSE
 
 Where this differs from the QDA driver is the point of having both (spec qda_accel_uapi §8):
 one session per open (EBUSY), ``fd`` fields are dma-buf fds mapped into the session and cached
-per file by fd number, handle 1 is refused to users, MMAP allocates kernel memory, MUNMAP and
+per file by fd number and buffer (``fastrpc_map_lookup`` compares the dma-buf too), handle 1 is refused to users, MMAP allocates kernel memory, MUNMAP and
 MEM_UNMAP must match a kernel list, INIT_CREATE_STATIC / INIT_ATTACH_SNS are real, a removed
 channel gives EPIPE, context ids are cyclic 1..255.
 """
@@ -63,7 +63,7 @@ def dmabuf_mmap(fd: int, length: int | None = None,
         length = os.fstat(fd).st_size
     mm = _mmap.mmap(fd, length, _mmap.MAP_SHARED, prot)
     view = memoryview(mm)
-    vma.register(mm, address(view), length)
+    vma.register(mm, address(view), length, vma.file_key(fd))
     return view
 
 
@@ -94,6 +94,7 @@ class LegacyFile(DriverFile):
     """One open legacy node. Owns one session (context bank) from open to close."""
 
     def __init__(self, device, cb, flags: int):
+        super().__init__()
         self.device = device
         self.channel = device.channel
         self.path = device.path
@@ -102,13 +103,12 @@ class LegacyFile(DriverFile):
         self.is_secure_dev = device.secure
         self.client_id = cb.index + 1  # "session_idx + 1 is the simplest one"
         self.pd = wire.ROOT_PD
-        self.maps: dict[int, _Map] = {}
+        self.maps: dict[tuple, _Map] = {}      # (fd, dma-buf identity) -> map
         self.mmaps: list[_MmapBuf] = []
         self._init_mem: list[GemObject] = []    # the kernel overwrites (leaks) older ones; we free all at close
         self._dma_bufs: list[GemObject] = []   # ALLOC_DMA_BUFF buffers' CB mappings, until close
         self._pool = MessagePool(cb)
         self._lock = threading.RLock()  # protects maps, mmaps, _init_mem, _dma_bufs, pd
-        self.closed = False
         self.last_error: OSError | None = None
         debug.created("legacy_file")
 
@@ -129,8 +129,14 @@ class LegacyFile(DriverFile):
         return ret
 
     def _ioctl(self, request: int, arg, xfer) -> tuple[int, bytearray | None]:
-        if self.closed:
+        if not self._enter():
             return -errno.EBADF, None
+        try:
+            return self._dispatch(request, arg, xfer)
+        finally:
+            self._leave()
+
+    def _dispatch(self, request: int, arg, xfer) -> tuple[int, bytearray | None]:
         handler = _HANDLERS.get(request)
         if handler is None:
             self.last_error = errno_error(errno.ENOTTY, f"ioctl {request:#x}: not a fastrpc command")
@@ -158,11 +164,25 @@ class LegacyFile(DriverFile):
         return ret
 
     # --- maps (fastrpc_map_create / _lookup / _put) ---------------------------------------
-    def _map_create(self, fd: int, length: int) -> _Map:
-        """Reuse this file's map of ``fd`` (by fd number, as the kernel does) or import the
-        dma-buf into the session's context bank. Errors are the import's errno."""
+    def map_of(self, fd: int) -> "_Map | None":
+        """This session's map of the buffer ``fd`` refers to now (``fastrpc_map_lookup``)."""
+        return self._map_lookup(fd)
+
+    def _map_lookup(self, fd: int) -> _Map | None:
+        """This file's map of ``fd``: same fd number *and* the same buffer behind it now, so a
+        closed fd whose number came back for another buffer never reaches the old pages."""
+        try:
+            key = (fd, vma.file_key(fd))
+        except (OSError, OverflowError):
+            return None
         with self._lock:
-            m = self.maps.get(fd)
+            return self.maps.get(key)
+
+    def _map_create(self, fd: int, length: int) -> _Map:
+        """Reuse this file's map of ``fd`` (see :meth:`_map_lookup`) or import the dma-buf into
+        the session's context bank. Errors are the import's errno."""
+        with self._lock:
+            m = self._map_lookup(fd)
             if m is not None:
                 m.refs += 1
                 return m
@@ -175,7 +195,7 @@ class LegacyFile(DriverFile):
             except BaseException:
                 backing.close()
                 raise
-            m = self.maps[fd] = _Map(fd, obj, length)
+            m = self.maps[fd, backing.key] = _Map(fd, obj, length)
             return m
 
     def _map_put(self, m: _Map) -> None:
@@ -183,13 +203,16 @@ class LegacyFile(DriverFile):
             m.refs -= 1
             if m.refs > 0:
                 return
-            if self.maps.get(m.fd) is m:
-                del self.maps[m.fd]
+            key = (m.fd, m.obj.backing.key)
+            if self.maps.get(key) is m:
+                del self.maps[key]
         m.obj.put()
 
     # --- fastrpc_internal_invoke ------------------------------------------------------------
-    def internal_invoke(self, kernel: bool, handle: int, sc: int, descs, xfer=None) -> int:
-        """One invoke context: maps, payload, send, wait, copy back, fdlist, retval."""
+    def internal_invoke(self, kernel: bool, handle: int, sc: int, descs, xfer=None, grant=()) -> int:
+        """One invoke context: maps, payload, send, wait, copy back, fdlist, retval. ``grant``:
+        ``(device address, size)`` ranges outside the session's bank that a kernel message
+        hands the DSP (a remote heap)."""
         if not self.channel.up:
             raise errno_error(errno.EPIPE, f"{self.path}: DSP channel is down")
         if handle == wire.FASTRPC_INIT_HANDLE and not kernel:
@@ -211,11 +234,7 @@ class LegacyFile(DriverFile):
                 except OSError as exc:  # fastrpc_create_maps turns every failure into EINVAL
                     raise errno_error(errno.EINVAL, f"argument {i}: cannot map fd {fd}: {exc.strerror}") from None
                 if i < nbufs:
-                    addr = m.phys
-                    start = vma.find_vma_start(ptr)
-                    if start is not None:
-                        addr += (ptr & wire.PAGE_MASK) - start
-                    wire.PHY_PAGE.pack_into(refs, 16 * i, addr, m.size)
+                    wire.PHY_PAGE.pack_into(refs, 16 * i, vma.ref_address(i, ptr, length, m.obj), m.size)
                     if xfer is not None:
                         xfer[1] += length
                 else:
@@ -225,7 +244,8 @@ class LegacyFile(DriverFile):
                 ret = self.channel.fastrpc.invoke(
                     client_id=0 if kernel else self.client_id, tid=threading.get_native_id(),
                     handle=handle, sc=sc, pd=self.pd, args=descs, refs=refs,
-                    msg_alloc=self._pool.alloc, fdlist=fdlist)
+                    msg_alloc=self._pool.alloc, fdlist=fdlist,
+                    origin=wire.Origin(self.client_id, frozenset((self.cb.sid,)), kernel, tuple(grant)))
             except OSError as exc:
                 if exc.errno == errno.ENODEV:  # the channel went away under us
                     raise errno_error(errno.EPIPE, f"{self.path}: DSP channel is down") from None
@@ -234,8 +254,7 @@ class LegacyFile(DriverFile):
             for raw in fdlist:
                 fd = raw & 0xFFFF_FFFF  # the kernel looks up (int)fdlist[i]
                 fd = fd - (1 << 32) if fd >= (1 << 31) else fd
-                with self._lock:
-                    m = self.maps.get(fd)
+                m = self._map_lookup(fd)
                 if m is not None:
                     self._map_put(m)
             return ret
@@ -245,12 +264,13 @@ class LegacyFile(DriverFile):
                 if m is not None:
                     self._map_put(m)
 
-    def _kernel_call(self, method: int, nin: int, nout: int, entries) -> int:
+    def _kernel_call(self, method: int, nin: int, nout: int, entries, grant=()) -> int:
         """A kernel-originated message on the init handle; ``entries`` are (ptr, len, fd)."""
         descs = bytearray(24 * len(entries))
         for i, (ptr, length, fd) in enumerate(entries):
             wire.INVOKE_ARG.pack_into(descs, 24 * i, ptr, length, fd, 0)
-        return self.internal_invoke(True, wire.FASTRPC_INIT_HANDLE, wire.scalars(method, nin, nout), descs)
+        return self.internal_invoke(True, wire.FASTRPC_INIT_HANDLE, wire.scalars(method, nin, nout), descs,
+                                    grant=grant)
 
     @staticmethod
     def _k(buf) -> tuple[int, int, int]:
@@ -346,13 +366,9 @@ class LegacyFile(DriverFile):
         return uapi.fastrpc_alloc_dma_buf.get(buf, "fd")
 
     # --- release --------------------------------------------------------------------------
-    def close(self) -> None:
+    def _release(self) -> None:
         """``fastrpc_device_release``: INIT_RELEASE to the DSP (errors ignored, e.g. EPIPE
         after a DSP restart), then init memory, maps, mmaps, the session."""
-        with self._lock:
-            if self.closed:
-                return
-            self.closed = True
         cid = struct.pack("<i", self.client_id)
         try:
             self._kernel_call(wire.RMID_INIT_RELEASE, 1, 0, [self._k(cid)])
@@ -450,15 +466,16 @@ def _init_create_static(f: LegacyFile, k: bytearray, xfer) -> int:
         if ch.remote_heap is None:
             if a["memlen"] == 0:
                 raise errno_error(errno.ENOMEM, "INIT_CREATE_STATIC: cannot allocate a 0-byte remote heap")
-            # Modelled in the caller's context bank so the DSP can reach it through the SMMU
-            # model; upstream allocates it on the rpmsg device. It belongs to the channel.
-            ch.remote_heap = GemObject.create(f.cb, a["memlen"], name="remoteheap")
+            # Allocated on the rpmsg device, as upstream does: in the bank no session holds. It
+            # belongs to the channel; each static PD's creation hands the DSP its range.
+            ch.remote_heap = GemObject.create(ch.bus.kernel_cb, a["memlen"], name="remoteheap")
         heap = ch.remote_heap
     inbuf = wire.CREATE_STATIC_INBUF.pack(f.client_id, a["namelen"], 0)
     with f._lock:
         f.pd = wire.USER_PD
     page = wire.PHY_PAGE.pack(heap.dma_addr, heap.size)
-    ret = f._kernel_call(wire.RMID_INIT_CREATE_STATIC, 3, 0, [f._k(inbuf), f._k(name), f._k(page)])
+    ret = f._kernel_call(wire.RMID_INIT_CREATE_STATIC, 3, 0, [f._k(inbuf), f._k(name), f._k(page)],
+                         grant=((heap.dma_addr, heap.size),))
     if ret != 0:
         # The kernel frees the heap on any failure (and keeps a dangling pointer); we forget it.
         with ch.lock:
@@ -474,9 +491,8 @@ def _alloc_dma_buff(f: LegacyFile, k: bytearray, xfer) -> int:
         raise errno_error(errno.ENOMEM, f"ALLOC_DMA_BUFF: cannot allocate {size:#x} bytes in a 32-bit session")
     obj = GemObject.create(f.cb, size, name="dmabuf")
     try:
-        # A new open file description of the pages: the dma-buf fd (O_RDWR, no O_CLOEXEC).
-        fd = os.open(f"/proc/self/fd/{obj.backing.fd}", os.O_RDWR)
-        os.set_inheritable(fd, True)
+        # The dma-buf fd of the pages (O_RDWR, no O_CLOEXEC).
+        fd = obj.backing.export_fd(writable=True, cloexec=False)
     except BaseException:
         obj.put()
         raise

@@ -6,7 +6,10 @@ lowest-numbered free CB; none free -> ``ENOMEM``. The legacy driver takes one wh
 ``open()`` instead (``EBUSY`` when none is free). Both drivers draw from the same bus because the
 CBs are hardware: one SMMU, one set of SIDs.
 
-Device addresses are ``iova | sid << 32`` (32-bit IOVA space per CB).
+Device addresses are ``iova | sid << 32`` (32-bit IOVA space per CB). Besides the session CBs
+there is one bank no session is ever given, :attr:`ComputeBus.kernel_cb` (SID
+:data:`KERNEL_SID`): memory the kernel allocates for the DSP itself on the rpmsg device, such as
+a static PD's remote heap, lives there, out of every session's reach.
 """
 from __future__ import annotations
 
@@ -24,6 +27,8 @@ _iova = load("_iova")
 
 IOVA_START = 0x1000          # page 0 stays unmapped so a NULL device address always faults
 IOVA_END = 1 << 32           # DMA_BIT_MASK(32)
+#: SID of the rpmsg device's own stream (kernel-owned DSP memory); reserved in every profile.
+KERNEL_SID = 0
 
 
 class ContextBank:
@@ -43,7 +48,7 @@ class ContextBank:
         """IOVA space for ``size`` bytes, taken before any memory is allocated (``ENOMEM``)."""
         try:
             return self._space.alloc(size)
-        except MemoryError as exc:
+        except (MemoryError, ValueError, OverflowError) as exc:  # too big for the space, or for 64 bits
             raise errno_error(errno.ENOMEM, f"{self.name}: IOVA space exhausted ({size:#x} bytes)") from exc
 
     def unreserve(self, iova: int) -> None:
@@ -79,8 +84,11 @@ class ComputeBus:
 
     def __init__(self, dsp_name: str, sids: list[int]):
         self.dsp_name = dsp_name
+        if KERNEL_SID in sids:
+            raise ValueError(f"{dsp_name}: SID {KERNEL_SID} is reserved for the rpmsg device's own memory")
         self.cbs = [ContextBank(i, sid, dsp_name) for i, sid in enumerate(sids)]
-        self._by_sid = {cb.sid: cb for cb in self.cbs}
+        self.kernel_cb = ContextBank(-1, KERNEL_SID, dsp_name)
+        self._by_sid = {cb.sid: cb for cb in (*self.cbs, self.kernel_cb)}
         self.lock = threading.Lock()  # protects assignment state of every CB
 
     def assign(self, pid: int) -> ContextBank:

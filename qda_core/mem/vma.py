@@ -1,51 +1,121 @@
-"""Which mapping of this process contains a user address (the kernel's ``find_vma``).
+"""Which mapping of this process contains a user address, and of which file (``find_vma``).
 
-Invoke needs it to turn a user pointer into a device address: ``obj.dma_addr + (page(ptr) -
-vma.start)``. Mappings the emulator creates (GEM CPU mappings, rpcmem buffers) are registered
-here and found in O(log n); any other address falls back to reading ``/proc/self/maps``.
+Invoke needs it to turn a by-reference user pointer into a device address: the pointer must
+lie in a CPU mapping *of the buffer the argument names* (the same file), and its offset into
+that buffer is ``page(ptr) - vma.start + vma.pgoff``. Mappings the emulator creates (GEM CPU
+mappings, dma-buf and rpcmem mappings) are registered here with their file's identity and
+found in O(log n); any other address falls back to ``/proc/self/maps``, which names the
+device and inode of every file mapping.
 """
 from __future__ import annotations
 
 import bisect
+import errno
 import itertools
+import os
 import threading
 import weakref
+from typing import NamedTuple
+
+from .. import wire
+from ..errors import errno_error
+
+__all__ = ["Vma", "register", "find", "find_vma_start", "file_key", "ref_address"]
+
+
+class Vma(NamedTuple):
+    """One mapping: ``[start, start+size)`` of file ``key`` (``(st_dev, st_ino)``, None for
+    anonymous memory) from byte ``pgoff`` of the file."""
+
+    start: int
+    size: int
+    pgoff: int
+    key: tuple[int, int] | None
+
 
 _lock = threading.Lock()  # protects _entries
-# Sorted (start, token, size). A token per registration: the same address can be registered
+# Sorted (start, token, Vma). A token per registration: the same address can be registered
 # again (a new mapping at a reused address) before the old owner has been collected.
-_entries: list[tuple[int, int, int]] = []
+_entries: list[tuple[int, int, Vma]] = []
 _tokens = itertools.count()
 
 
-def register(owner, start: int, size: int) -> None:
-    """Track ``[start, start+size)`` until ``owner`` (the mapping object) is garbage-collected."""
-    entry = (start, next(_tokens), size)
+def file_key(fd: int) -> tuple[int, int]:
+    """The identity of the file behind ``fd``: what a dma-buf comparison is here."""
+    st = os.fstat(fd)
+    return (st.st_dev, st.st_ino)
+
+
+def register(owner, start: int, size: int, key: tuple[int, int] | None = None, pgoff: int = 0) -> None:
+    """Track ``[start, start+size)`` (a mapping of file ``key`` from byte ``pgoff``) until
+    ``owner`` (the mapping object) is garbage-collected."""
+    entry = (start, next(_tokens), Vma(start, size, pgoff, key))
     with _lock:
         bisect.insort(_entries, entry)
     weakref.finalize(owner, _unregister, entry)
 
 
-def _unregister(entry: tuple[int, int, int]) -> None:
+def _unregister(entry) -> None:
     with _lock:
         i = bisect.bisect_left(_entries, entry)
         if i < len(_entries) and _entries[i] == entry:
             del _entries[i]
 
 
-def find_vma_start(addr: int) -> int | None:
-    """Start of the mapping containing ``addr``, or None if ``addr`` is not mapped."""
+def find(addr: int) -> Vma | None:
+    """The mapping containing ``addr``, or None if ``addr`` is not mapped."""
     with _lock:
-        i = bisect.bisect_right(_entries, (addr, float("inf"), 0)) - 1
+        i = bisect.bisect_right(_entries, (addr, float("inf"))) - 1
         # The newest registration at the highest start <= addr is the live one.
-        if i >= 0 and addr < _entries[i][0] + _entries[i][2]:
-            return _entries[i][0]
+        if i >= 0:
+            vma = _entries[i][2]
+            if addr < vma.start + vma.size and vma.key is not None:
+                return vma
+    return _from_proc_maps(addr)
+
+
+def _from_proc_maps(addr: int) -> Vma | None:
+    # Lines: "start-end perms offset major:minor inode [path]", all numbers in hex but inode.
     with open("/proc/self/maps", "rb") as f:
         for line in f:
             lo, _, rest = line.partition(b"-")
             start = int(lo, 16)
             if start > addr:
                 return None
-            if addr < int(rest.split(b" ", 1)[0], 16):
-                return start
+            fields = rest.split(None, 5)
+            end = int(fields[0], 16)
+            if addr < end:
+                major, minor = (int(x, 16) for x in fields[3].split(b":"))
+                inode = int(fields[4])
+                key = (os.makedev(major, minor), inode) if inode else None
+                return Vma(start, end - start, int(fields[2], 16), key)
     return None
+
+
+def find_vma_start(addr: int) -> int | None:
+    """Start of the mapping containing ``addr``, or None if ``addr`` is not mapped."""
+    vma = find(addr)
+    return None if vma is None else vma.start
+
+
+def ref_address(i: int, ptr: int, length: int, obj) -> int:
+    """Device address of the first page of by-reference buffer ``i`` (``ptr``, ``length``)
+    that names buffer object ``obj``: ``obj.dma_addr`` plus the page offset of ``ptr`` in its
+    CPU mapping of ``obj``.
+
+    The kernel takes the offset from whatever mapping holds ``ptr`` and checks nothing else, so
+    a pointer into another buffer's mapping, or a length past the end, reaches pages the file
+    was never given (even another context bank's, once the offset spills into the SID bits).
+    Here the mapping must be one of ``obj``'s file and the pages spanned must lie inside
+    ``obj``, else ``EFAULT``: the address returned never leaves the object's IOVA range.
+    """
+    m = find(ptr)
+    if m is None or m.key != obj.backing.key:
+        raise errno_error(errno.EFAULT, f"argument {i}: pointer {ptr:#x} is not in a CPU mapping of the "
+                                        f"buffer the argument names")
+    offset = (ptr & wire.PAGE_MASK) - m.start + m.pgoff
+    span = ((ptr + length + wire.PAGE_SIZE - 1) & wire.PAGE_MASK) - (ptr & wire.PAGE_MASK)
+    if offset + span > obj.size:
+        raise errno_error(errno.EFAULT, f"argument {i}: {length:#x} bytes at {ptr:#x} run past the "
+                                        f"{obj.size:#x}-byte buffer the argument names")
+    return obj.dma_addr + offset
