@@ -15,10 +15,12 @@ import threading
 import time
 import traceback
 import warnings
+import weakref
 
 import pytest
 
 import libadsprpc_compat as rpc
+from libadsprpc_compat import library
 from qda_core import soc as socmod
 
 TEST = "file:///libqdarpc_test_skel.so?qdarpc_test_skel_handle_invoke&_modver=1.0&_dom=cdsp"
@@ -84,9 +86,19 @@ def test_child_gets_fresh_emulator_and_parent_is_untouched(make_soc, backend):
         h = lib.remote_handle64_open(TEST)
         pds = user_pds(soc)
         assert len(pds) == 1
+        parent_file = weakref.ref(library._records[h].session.backend.file)
 
         def child():
-            warnings.simplefilter("error")  # an inherited driver file collected here would warn
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                result = use_library()
+                gc.collect()
+            # Dropped, never closed or collected: no INIT_RELEASE, no ResourceWarning.
+            assert parent_file() is not None and not parent_file().closed
+            assert [w for w in caught if issubclass(w.category, ResourceWarning)] == []
+            return result
+
+        def use_library():
             with pytest.raises(rpc.InvalidHandleError) as e:  # the parent's handle means nothing here
                 rpc.remote_handle64_invoke(h, SC_ECHO, [b"abcd", bytearray(4)])
             assert e.value.aee == rpc.AEE_EINVHANDLE
@@ -102,7 +114,6 @@ def test_child_gets_fresh_emulator_and_parent_is_untouched(make_soc, backend):
             lib.remote_handle64_close(h2)
             assert user_pds(lib.soc) == []
             lib.close_all()
-            gc.collect()
             return bytes(memoryview(mem)[:8])
 
         assert in_child(child) == b"\x42" * 8
