@@ -17,6 +17,37 @@ PAGE_MASK = ~(PAGE_SIZE - 1) & 0xFFFF_FFFF_FFFF_FFFF
 FASTRPC_INIT_HANDLE = 1
 FASTRPC_DSP_UTILITIES_HANDLE = 2
 
+# Static (constant) handles served inside a PD (legacy spec §6.2), and their interface names.
+REMOTECTL_HANDLE = 0
+ADSP_LISTENER_HANDLE = 3
+ADSP_CURRENT_PROCESS1_HANDLE = 4
+ADSPMSGD_ADSP1_HANDLE = 5
+ADSP_PERF_HANDLE = 6
+ADSP_LISTENER1_HANDLE = 7
+REMOTECTL1_HANDLE = 8
+ADSP_PERF1_HANDLE = 9
+STATIC_HANDLES = {
+    REMOTECTL_HANDLE: "remotectl", ADSP_LISTENER_HANDLE: "adsp_listener",
+    ADSP_CURRENT_PROCESS1_HANDLE: "adsp_current_process1", ADSPMSGD_ADSP1_HANDLE: "adspmsgd_adsp1",
+    ADSP_PERF_HANDLE: "adsp_perf", ADSP_LISTENER1_HANDLE: "adsp_listener1", REMOTECTL1_HANDLE: "remotectl1",
+    ADSP_PERF1_HANDLE: "adsp_perf1",
+}
+#: Handles below this are constant (IS_CONST_HANDLE); above, dynamic handles from remotectl open.
+CONST_HANDLE_LIMIT = 0x100
+
+# The remotectl interfaces' methods (name -> scalars), as their stubs send them.
+REMOTECTL_METHODS = {
+    REMOTECTL_HANDLE: {"open": 0x00020200, "close": 0x01010200, "grow_heap": 0x02010000, "set_param": 0x03020000},
+    REMOTECTL1_HANDLE: {"open": 0x02020200, "close": 0x03010200, "grow_heap": 0x04010000, "set_param": 0x05020000},
+}
+# adsp_current_process1 methods the library sends on its own.
+CURRENT_PROCESS1_EXIT = 0x02000000
+CURRENT_PROCESS1_THREAD_EXIT = 0x03000000
+CURRENT_PROCESS1_EXCEPTION = 0x07000000
+# remotectl set_param request ids.
+RPC_PARAM_THREAD = 1
+RPC_PARAM_ADAPTIVE_QOS = 2
+
 # Methods of FASTRPC_INIT_HANDLE and the scalars the kernels send with them.
 RMID_INIT_ATTACH = 0
 RMID_INIT_RELEASE = 1

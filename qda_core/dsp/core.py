@@ -12,6 +12,7 @@ handle       served by
 0 / 8        ``remotectl`` / ``remotectl1``: open, close, set_param (grow_heap unsupported).
 4            ``adsp_current_process1``: 2 exit, 3 thread_exit (others unsupported).
 3,5,6,7,9    known static interfaces not emulated -> ``0x80000414``.
+             (Served handles are one entry each in ``_STATIC_SERVERS``; names in ``wire``.)
 other < 0x100  unknown constant handle -> ``0x80000600``.
 >= 0x100     dynamic handles returned by remotectl open in *this* process, else ``0x8000043e``.
 ===========  ================================================================================
@@ -35,9 +36,12 @@ from typing import Callable, Mapping, NamedTuple, Protocol
 
 from .. import errors, trace
 from ..marshal import decode
-from ..wire import (FASTRPC_DSP_UTILITIES_HANDLE, FASTRPC_INIT_HANDLE, MEM_MAP_REQ, MEM_UNMAP_REQ,
-                    MMAP_REQ, MUNMAP_REQ, PAGE_SIZE, PHY_PAGE, S32, SENSORS_PD, U64, CREATE_INBUF,
-                    CREATE_STATIC_INBUF, MSG, RSP, Msg, Origin, sc_counts, sc_method)
+from ..wire import (ADSP_CURRENT_PROCESS1_HANDLE, CONST_HANDLE_LIMIT, CREATE_INBUF, CREATE_STATIC_INBUF,
+                    CURRENT_PROCESS1_EXIT, CURRENT_PROCESS1_THREAD_EXIT, FASTRPC_DSP_UTILITIES_HANDLE,
+                    FASTRPC_INIT_HANDLE, MEM_MAP_REQ, MEM_UNMAP_REQ, MMAP_REQ, MSG, MUNMAP_REQ, PAGE_SIZE,
+                    PHY_PAGE, REMOTECTL1_HANDLE, REMOTECTL_HANDLE, REMOTECTL_METHODS, RPC_PARAM_ADAPTIVE_QOS,
+                    RPC_PARAM_THREAD, RSP, S32, SENSORS_PD, STATIC_HANDLES, U64, Msg, Origin, sc_counts,
+                    sc_method)
 from . import aee, caps
 from .cost import DOMAIN_COST, CostModel, DspStats
 from .loader import Loader, LoadError, parse_uri
@@ -70,20 +74,9 @@ STATIC_PDS: Mapping[str, frozenset[str]] = {
 FIRST_DYNAMIC_HANDLE = 0x35F0_8000
 HANDLE_STEP = 0x10
 
-_REMOTECTL = 0
-_CURRENT_PROCESS1 = 4
-_REMOTECTL1 = 8
-_UNIMPLEMENTED_STATIC = frozenset({3, 5, 6, 7, 9})
-_CONST_HANDLE_LIMIT = 0x100
-
 # (method -> operation) of remotectl and remotectl1, with the counts each expects.
-_RCTL_OPS = {
-    _REMOTECTL: {0: "open", 1: "close", 3: "set_param", 2: "grow_heap"},
-    _REMOTECTL1: {2: "open", 3: "close", 5: "set_param", 4: "grow_heap"},
-}
-_RCTL_COUNTS = {"open": (2, 2, 0, 0), "close": (1, 2, 0, 0), "set_param": (2, 0, 0, 0)}
-_PARAM_THREAD = 1
-_PARAM_ADAPTIVE_QOS = 2
+_RCTL_OPS = {h: {sc_method(sc): op for op, sc in ops.items()} for h, ops in REMOTECTL_METHODS.items()}
+_RCTL_COUNTS = {op: sc_counts(sc) for op, sc in REMOTECTL_METHODS[REMOTECTL_HANDLE].items()}
 
 _FASTRPC_MODE_UNSIGNED_MODULE = 0x8
 _EM_QDSP6 = 164
@@ -476,14 +469,11 @@ class EmulatedDsp:
 
     def _user_handle(self, p: Process, m: _Req, a: _Args) -> tuple[int, int]:
         h = m.handle
-        if h in _RCTL_OPS:
-            return self._remotectl(p, m, a), 0
-        if h == _CURRENT_PROCESS1:
-            return self._current_process(p, m), 0
-        if h in _UNIMPLEMENTED_STATIC:
-            return aee.ERR_STATIC_UNSUPPORTED, 0
-        if h < _CONST_HANDLE_LIMIT:
-            return aee.ERR_UNKNOWN_CONST_HANDLE, 0
+        if h < CONST_HANDLE_LIMIT:
+            serve = _STATIC_SERVERS.get(h)
+            if serve is not None:
+                return serve(self, p, m, a), 0
+            return (aee.ERR_STATIC_UNSUPPORTED if h in STATIC_HANDLES else aee.ERR_UNKNOWN_CONST_HANDLE), 0
         with p.lock:
             mi = p.modules.get(h)
         if mi is None:
@@ -492,13 +482,13 @@ class EmulatedDsp:
         rv = _skel(mi.impl.invoke, call)
         return rv, call.extra_ns
 
-    def _current_process(self, p: Process, m: _Req) -> int:
+    def _current_process(self, p: Process, m: _Req, a: _Args) -> int:
         method = sc_method(m.sc)
-        if method not in (2, 3):
+        if method not in (sc_method(CURRENT_PROCESS1_EXIT), sc_method(CURRENT_PROCESS1_THREAD_EXIT)):
             return aee.ERR_STATIC_UNSUPPORTED
         if sc_counts(m.sc) != (0, 0, 0, 0):
             return aee.ERR_BAD_PARM
-        if method == 2:
+        if method == sc_method(CURRENT_PROCESS1_EXIT):
             p.exit()  # like RELEASE: modules go without close; later calls see 0x8000040d
         return 0
 
@@ -512,7 +502,7 @@ class EmulatedDsp:
             req_id, nparams = _U32X2.unpack_from(a.inbufs[0])
             if len(a.inbufs[1]) != 4 * nparams:
                 return aee.ERR_BAD_PARM
-            if req_id not in (_PARAM_THREAD, _PARAM_ADAPTIVE_QOS):
+            if req_id not in (RPC_PARAM_THREAD, RPC_PARAM_ADAPTIVE_QOS):
                 return aee.ERR_STATIC_UNSUPPORTED
             with p.lock:
                 p.params[req_id] = struct.unpack(f"<{nparams}I", a.inbufs[1])
@@ -568,6 +558,16 @@ class EmulatedDsp:
             return 0, ""
         rv = _skel(mi.impl.close)
         return (aee.to_u32(rv), f"{mi.uri.file}: close returned {aee.to_u32(rv):#x}") if rv else (0, "")
+
+
+#: The static handles a PD serves: handle -> ``(dsp, process, request, args) -> retval``. A handle
+#: in ``wire.STATIC_HANDLES`` without an entry here answers ERR_STATIC_UNSUPPORTED; adding a
+#: service is one entry.
+_STATIC_SERVERS: dict[int, Callable[[EmulatedDsp, Process, _Req, _Args], int]] = {
+    REMOTECTL_HANDLE: EmulatedDsp._remotectl,
+    REMOTECTL1_HANDLE: EmulatedDsp._remotectl,
+    ADSP_CURRENT_PROCESS1_HANDLE: EmulatedDsp._current_process,
+}
 
 
 class _Malformed(Exception):
