@@ -14,6 +14,9 @@ _enabled = {c.strip() for c in os.environ.get("QDARPC_DEBUG", "").split(",") if 
 
 # Protects _live.
 _lock = threading.Lock()
+# A thread of the parent may hold a module lock at fork(); in the child only the forking thread
+# exists, so the lock is free whatever its state was (the same for every module-level lock).
+os.register_at_fork(after_in_child=_lock._at_fork_reinit)
 _live: Counter[str] = Counter()
 
 

@@ -117,6 +117,8 @@ class Soc:
 
     def __init__(self, profile: str | list[DomainSpec] | None = None):
         specs = profile if isinstance(profile, list) else load_profile(profile)
+        #: The domain list this SoC was built from: ``Soc(soc.specs)`` builds a twin.
+        self.specs: tuple[DomainSpec, ...] = tuple(specs)
         self.domains = {s.name: Domain(s, minor) for minor, s in enumerate(specs)}
 
     def domain(self, which: str | int) -> Domain:
@@ -157,6 +159,7 @@ class Soc:
 
 _default: Soc | None = None
 _default_lock = threading.Lock()
+_inherited: list[Soc] = []  # a forked child's copies of its parent's default SoC: kept, never used
 
 
 def default_soc() -> Soc:
@@ -166,3 +169,25 @@ def default_soc() -> Soc:
         if _default is None:
             _default = Soc()
         return _default
+
+
+def reset_default() -> None:
+    """Forget the process-wide SoC; the next :func:`default_soc` builds a new one. Files opened
+    on the old one keep working on it."""
+    global _default
+    with _default_lock:
+        _default = None
+
+
+def _after_fork_in_child() -> None:
+    # The emulator is Python state (copied by fork) over shared memfd pages: a child using its
+    # copy would act on device memory its parent's DSP owns. It gets a fresh default SoC on
+    # first use; the copy stays referenced so nothing in it is collected or closed.
+    global _default
+    _default_lock._at_fork_reinit()
+    if _default is not None:
+        _inherited.append(_default)
+        _default = None
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)

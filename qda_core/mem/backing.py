@@ -64,6 +64,7 @@ def _limit() -> int:
 #: read at each charge, so tests may patch this attribute.
 DMA_LIMIT = _limit()
 _pool_lock = threading.Lock()  # protects _pool_used and _pool_files
+os.register_at_fork(after_in_child=_pool_lock._at_fork_reinit)  # see qda_core.debug
 _pool_used = 0
 _pool_files: dict[Hashable, list[int]] = {}  # file key -> [bytes charged, references]
 

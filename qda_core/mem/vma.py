@@ -34,6 +34,7 @@ class Vma(NamedTuple):
 
 
 _lock = threading.Lock()  # protects _entries
+os.register_at_fork(after_in_child=_lock._at_fork_reinit)  # see qda_core.debug
 # Sorted (start, token, Vma). A token per registration: the same address can be registered
 # again (a new mapping at a reused address) before the old owner has been collected.
 _entries: list[tuple[int, int, Vma]] = []
