@@ -9,7 +9,7 @@ import errno
 import heapq
 import threading
 
-from . import debug, marshal, wire
+from . import debug, marshal, trace, wire
 from .errors import errno_error
 from .rpmsg import Channel
 
@@ -51,6 +51,29 @@ class IdAllocator:
         self._used.discard(i)
         if not self.cyclic:
             heapq.heappush(self._free, i)
+
+
+_tls = threading.local()  # this thread's last invoke traffic, while tracing
+
+
+def take_traffic() -> tuple[int, int]:
+    """(bytes copied inline, bytes passed by reference) of this thread's last invoke since the
+    previous call, for the ioctl trace event; (0, 0) when tracing is off or nothing was sent."""
+    traffic = getattr(_tls, "traffic", (0, 0))
+    _tls.traffic = (0, 0)
+    return traffic
+
+
+def _traffic(sc: int, args, refs) -> tuple[int, int]:
+    copied = shared = 0
+    nin, nout, _, _ = wire.sc_counts(sc)
+    for i in range(nin + nout):
+        length = wire.INVOKE_ARG.unpack_from(args, 24 * i)[1]
+        if wire.PHY_PAGE.unpack_from(refs, 16 * i)[1]:
+            shared += length
+        else:
+            copied += length
+    return copied, shared
 
 
 class _Ctx:
@@ -98,6 +121,8 @@ class FastRpc:
         passed beside the message. Returns the DSP retval, or raises OSError for a kernel-side failure.
         ``fdlist``: if given, extended with the fds the DSP listed for the driver to unmap
         (the legacy driver drops those maps; QDA ignores the list)."""
+        if trace.RECORDER is not None:
+            _tls.traffic = _traffic(sc, args, refs)
         size = marshal.payload_size(sc, args, refs)
         rounded = (size + wire.PAGE_SIZE - 1) & ~(wire.PAGE_SIZE - 1)
         with self._lock:
@@ -138,4 +163,4 @@ def current_comm() -> bytes:
         return b"python\0"
 
 
-__all__ = ["FastRpc", "IdAllocator", "CTX_ID_LIMIT", "current_comm"]
+__all__ = ["FastRpc", "IdAllocator", "CTX_ID_LIMIT", "current_comm", "take_traffic"]

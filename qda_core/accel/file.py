@@ -10,10 +10,9 @@ from __future__ import annotations
 import errno
 import mmap as _mmap
 import os
-import struct
 import threading
 
-from .. import debug, trace, uapi, wire
+from .. import debug, fastrpc, init_msgs, trace, uapi, wire
 from ..driver_file import DriverFile, copy_in, copy_out
 from ..errors import errno_error
 from ..fastrpc import current_comm
@@ -57,7 +56,6 @@ class QdaFile(DriverFile):
         self._init_mem: list[GemObject] = []       # RFC overwrites (leaks) older ones; freed at close
         self._lock = threading.RLock()             # protects handles, PRIME caches, cb
         self.last_error: OSError | None = None
-        self._traffic = threading.local()          # last invoke's (copied, shared) bytes, for tracing
         debug.created("accel_file")
 
     # --- raw ioctl ------------------------------------------------------------------------
@@ -95,8 +93,15 @@ class QdaFile(DriverFile):
                 if ret == 0 and ioc.nr in _UNDO:
                     _UNDO[ioc.nr](self, kbuf)  # what the handler made, nobody could learn of
                 ret = self._failed(exc)
+        if ret == 0 and ioc.nr in _UNDO and out_size < ioc.layout.size:
+            # A request number without the read direction, or sized short of the fd field,
+            # copies no fd out: the kernel would leave the new fd installed where nobody learns
+            # its number; we take it back.
+            _UNDO[ioc.nr](self, kbuf)
         if tr is not None:
-            copied, shared = getattr(self._traffic, "last", (0, 0)) if ioc.name == "DRM_IOCTL_QDA_INVOKE" else (0, 0)
+            copied, shared = fastrpc.take_traffic()
+            if ioc.nr != _INVOKE_NR:
+                copied = shared = 0  # kernel messages of other ioctls are not user traffic
             fields = ioc.layout.unpack(kbuf) if ioc.layout else {}
             fields = {k: (v.split(b"\0")[0].decode(errors="replace") if isinstance(v, bytes) else v)
                       for k, v in fields.items()}
@@ -149,8 +154,6 @@ class QdaFile(DriverFile):
                     held.append(obj.get())
                 addr = vma.ref_address(i, ptr, length, obj) if i < nbufs else obj.dma_addr
                 wire.PHY_PAGE.pack_into(refs, 16 * i, addr, obj.size)
-            if trace.RECORDER is not None:
-                self._traffic.last = _traffic(descs, refs, nbufs)
             return self.device.fastrpc.invoke(
                 client_id=0 if handle == wire.FASTRPC_INIT_HANDLE else self.client_id,
                 tid=threading.get_native_id(), handle=handle, sc=sc, pd=pd,
@@ -160,16 +163,9 @@ class QdaFile(DriverFile):
             for obj in held:
                 obj.put()
 
-    def _kernel_call(self, method: int, nin: int, nout: int, entries, pd: int = wire.ROOT_PD) -> int:
-        """A kernel-originated message on the init handle; ``entries`` are (ptr, len, fd)."""
-        descs = bytearray(24 * len(entries))
-        for i, (ptr, length, fd) in enumerate(entries):
-            wire.INVOKE_ARG.pack_into(descs, 24 * i, ptr, length, fd, 0)
-        return self.fastrpc(wire.FASTRPC_INIT_HANDLE, wire.scalars(method, nin, nout), descs, pd, kernel=True)
-
-    @staticmethod
-    def _k(buf) -> tuple[int, int, int]:
-        return (address(buf), len(buf), 0)
+    def _kernel_call(self, msg: init_msgs.KernelMsg, pd: int = wire.ROOT_PD) -> int:
+        """Send a kernel-originated INIT-handle message (kernel buffers carry fd 0)."""
+        return self.fastrpc(wire.FASTRPC_INIT_HANDLE, msg.sc, msg.descriptors(0), pd, kernel=True)
 
     # --- typed API ------------------------------------------------------------------------
     def query(self) -> str:
@@ -278,9 +274,8 @@ class QdaFile(DriverFile):
         for obj in objs:
             obj.put()
         if not self.device.removing and self.device.channel.up:
-            cid = struct.pack("<i", self.client_id)
             try:
-                self._kernel_call(wire.RMID_INIT_RELEASE, 1, 0, [self._k(cid)])
+                self._kernel_call(init_msgs.release(self.client_id))
             except OSError as exc:  # errors are ignored by postclose, but worth a debug line
                 debug.dbg("accel", "release of client %d failed: %s", self.client_id, exc)
         for obj in self._init_mem:
@@ -298,18 +293,6 @@ class QdaFile(DriverFile):
 
     def __repr__(self) -> str:
         return f"<QdaFile {self.device.path} client={self.client_id}{' closed' if self.closed else ''}>"
-
-
-def _traffic(descs, refs, nbufs: int) -> tuple[int, int]:
-    """(bytes copied inline, bytes passed by reference) of an invoke's buffers."""
-    copied = shared = 0
-    for i in range(nbufs):
-        length = wire.INVOKE_ARG.unpack_from(descs, 24 * i)[1]
-        if wire.PHY_PAGE.unpack_from(refs, 16 * i)[1]:
-            shared += length
-        else:
-            copied += length
-    return copied, shared
 
 
 # --- ioctl handlers: (file, kbuf) -> int; raise OSError for -errno ----------------------------
@@ -340,8 +323,7 @@ def _gem_mmap_offset(f: QdaFile, k: bytearray) -> int:
 
 
 def _init_attach(f: QdaFile, k: bytearray) -> int:
-    cid = struct.pack("<i", f.client_id)
-    return f._kernel_call(wire.RMID_INIT_ATTACH, 1, 0, [f._k(cid)], pd=wire.ROOT_PD)
+    return f._kernel_call(init_msgs.attach(f.client_id), pd=wire.ROOT_PD)
 
 
 def _init_create(f: QdaFile, k: bytearray) -> int:
@@ -355,12 +337,10 @@ def _init_create(f: QdaFile, k: bytearray) -> int:
     if a["filelen"] and fd != 0:
         if f.lookup(fd) is None:
             raise errno_error(errno.EINVAL, f"INIT_CREATE: filefd {fd} is not a GEM handle of this file")
-    name = current_comm()
-    inbuf = wire.CREATE_INBUF.pack(f.client_id, len(name), a["filelen"], 1, a["attrs"], a["siglen"])
-    page = wire.PHY_PAGE.pack(init_mem.dma_addr, init_mem.size)
     image = (a["file"], a["filelen"], fd if fd > 0 else -1)
-    method = wire.RMID_INIT_CREATE_ATTR if a["attrs"] else wire.RMID_INIT_CREATE
-    return f._kernel_call(method, 4, 0, [f._k(inbuf), f._k(name), image, f._k(page)], pd=wire.USER_PD)
+    msg = init_msgs.create(f.client_id, current_comm(), image, a["filelen"], a["attrs"], a["siglen"],
+                           (init_mem.dma_addr, init_mem.size))
+    return f._kernel_call(msg, pd=wire.USER_PD)
 
 
 def _map(f: QdaFile, k: bytearray) -> int:
@@ -368,36 +348,29 @@ def _map(f: QdaFile, k: bytearray) -> int:
     if a["request"] not in (uapi.QDA_MAP_REQUEST_LEGACY, uapi.QDA_MAP_REQUEST_ATTR):
         raise errno_error(errno.EINVAL, f"MAP: unknown request {a['request']}")
     f.ensure_cb()
-    page = bytearray(wire.PHY_PAGE.size)
+    page = (0, 0)
     if a["fd"] > 0:
         obj = f.lookup(a["fd"])
         if obj is None:
             raise errno_error(errno.ENOENT, f"MAP: no GEM handle {a['fd']}")
         # The whole object; the reference is dropped right away (the map does not pin it).
-        wire.PHY_PAGE.pack_into(page, 0, obj.dma_addr, obj.size)
-    out = bytearray(8)
+        page = (obj.dma_addr, obj.size)
     if a["request"] == uapi.QDA_MAP_REQUEST_LEGACY:
-        req = wire.MMAP_REQ.pack(f.client_id, a["flags"], a["vaddrin"], wire.PHY_PAGE.size)
-        ret = f._kernel_call(wire.RMID_INIT_MMAP, 2, 1, [f._k(req), f._k(page), f._k(out)])
+        msg = init_msgs.mmap(f.client_id, a["flags"], a["vaddrin"], page)
     else:
-        # The RFC assigns the u32 offset to the request's int field: values >= 2^31 wrap negative.
-        req = wire.MEM_MAP_REQ.pack(f.client_id, a["fd"], wire.s32(a["offset"]), a["flags"], a["vaddrin"],
-                                    wire.PHY_PAGE.size, 0)
-        ret = f._kernel_call(wire.RMID_INIT_MEM_MAP, 3, 1,
-                             [f._k(req), f._k(page), (0, 0, 0), f._k(out)])
+        msg = init_msgs.mem_map(f.client_id, a["fd"], a["offset"], a["flags"], a["vaddrin"], page)
+    ret = f._kernel_call(msg)
     if ret == 0:
-        uapi.qda_mem_map.set(k, "vaddrout", wire.U64.unpack(out)[0])
+        uapi.qda_mem_map.set(k, "vaddrout", msg.vaddr())
     return ret
 
 
 def _munmap(f: QdaFile, k: bytearray) -> int:
     a = uapi.qda_mem_unmap.unpack(k)
     if a["request"] == uapi.QDA_MAP_REQUEST_LEGACY:
-        req = wire.MUNMAP_REQ.pack(f.client_id, a["vaddrout"], a["size"])
-        return f._kernel_call(wire.RMID_INIT_MUNMAP, 1, 0, [f._k(req)])
+        return f._kernel_call(init_msgs.munmap(f.client_id, a["vaddrout"], a["size"]))
     if a["request"] == uapi.QDA_MAP_REQUEST_ATTR:
-        req = wire.MEM_UNMAP_REQ.pack(f.client_id, a["fd"], a["vaddr"], a["size"])
-        return f._kernel_call(wire.RMID_INIT_MEM_UNMAP, 1, 0, [f._k(req)])
+        return f._kernel_call(init_msgs.mem_unmap(f.client_id, a["fd"], a["vaddr"], a["size"]))
     raise errno_error(errno.EINVAL, f"MUNMAP: unknown request {a['request']}")
 
 
@@ -494,3 +467,5 @@ def _undo_prime_export(f: QdaFile, k: bytearray) -> None:
 
 #: Handlers whose result is an fd the caller learns only through the copy-out: undone if it fails.
 _UNDO = {uapi.IOC_NR(uapi.DRM_IOCTL_PRIME_HANDLE_TO_FD): _undo_prime_export}
+
+_INVOKE_NR = uapi.IOC_NR(uapi.DRM_IOCTL_QDA_INVOKE)

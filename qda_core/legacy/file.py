@@ -21,7 +21,7 @@ import os
 import struct
 import threading
 
-from .. import debug, trace, uapi, wire
+from .. import debug, fastrpc, init_msgs, trace, uapi, wire
 from ..driver_file import DriverFile, copy_in, copy_out
 from ..errors import errno_error
 from ..fastrpc import current_comm
@@ -117,26 +117,28 @@ class LegacyFile(DriverFile):
         """``fastrpc_device_ioctl``: switch on the full command number."""
         tr = trace.RECORDER
         if tr is None:
-            return self._ioctl(request, arg, None)[0]
-        xfer = [0, 0]
+            return self._ioctl(request, arg)[0]
         t0 = trace.now()
-        ret, kbuf = self._ioctl(request, arg, xfer)
+        ret, kbuf = self._ioctl(request, arg)
+        copied, shared = fastrpc.take_traffic()
         t1 = trace.now()
         ioc = uapi.LEGACY_IOCTLS.get(request)
         name = ioc.name if ioc is not None else f"{request:#010x}"
         fields = ioc.layout.unpack(kbuf) if ioc is not None and ioc.layout is not None and kbuf else {}
-        tr.ioctl("legacy", self.path, name, request, fields, ret, t0, t1, copied=xfer[0], shared=xfer[1])
+        if request != uapi.FASTRPC_IOCTL_INVOKE:
+            copied = shared = 0  # kernel messages of other ioctls are not user traffic
+        tr.ioctl("legacy", self.path, name, request, fields, ret, t0, t1, copied=copied, shared=shared)
         return ret
 
-    def _ioctl(self, request: int, arg, xfer) -> tuple[int, bytearray | None]:
+    def _ioctl(self, request: int, arg) -> tuple[int, bytearray | None]:
         if not self._enter():
             return -errno.EBADF, None
         try:
-            return self._dispatch(request, arg, xfer)
+            return self._dispatch(request, arg)
         finally:
             self._leave()
 
-    def _dispatch(self, request: int, arg, xfer) -> tuple[int, bytearray | None]:
+    def _dispatch(self, request: int, arg) -> tuple[int, bytearray | None]:
         handler = _HANDLERS.get(request)
         if handler is None:
             self.last_error = errno_error(errno.ENOTTY, f"ioctl {request:#x}: not a fastrpc command")
@@ -146,7 +148,7 @@ class LegacyFile(DriverFile):
         try:
             if kbuf is not None:
                 copy_in(kbuf, arg, len(kbuf), ioc.name)
-            ret = handler(self, kbuf, xfer)
+            ret = handler(self, kbuf)
             if ret == 0 and request in _COPY_OUT:
                 try:
                     copy_out(arg, kbuf, len(kbuf), ioc.name)
@@ -209,7 +211,7 @@ class LegacyFile(DriverFile):
         m.obj.put()
 
     # --- fastrpc_internal_invoke ------------------------------------------------------------
-    def internal_invoke(self, kernel: bool, handle: int, sc: int, descs, xfer=None, grant=()) -> int:
+    def internal_invoke(self, kernel: bool, handle: int, sc: int, descs, grant=()) -> int:
         """One invoke context: maps, payload, send, wait, copy back, fdlist, retval. ``grant``:
         ``(device address, size)`` ranges outside the session's bank that a kernel message
         hands the DSP (a remote heap)."""
@@ -226,8 +228,6 @@ class LegacyFile(DriverFile):
             for i in range(n):
                 ptr, length, fd, _attr = wire.INVOKE_ARG.unpack_from(descs, 24 * i)
                 if fd in (0, -1) or length == 0:
-                    if xfer is not None and i < nbufs:
-                        xfer[0] += length
                     continue
                 try:
                     m = maps[i] = self._map_create(fd, length)
@@ -235,8 +235,6 @@ class LegacyFile(DriverFile):
                     raise errno_error(errno.EINVAL, f"argument {i}: cannot map fd {fd}: {exc.strerror}") from None
                 if i < nbufs:
                     wire.PHY_PAGE.pack_into(refs, 16 * i, vma.ref_address(i, ptr, length, m.obj), m.size)
-                    if xfer is not None:
-                        xfer[1] += length
                 else:
                     wire.PHY_PAGE.pack_into(refs, 16 * i, m.phys, m.size)
             fdlist: list[int] = []
@@ -264,17 +262,9 @@ class LegacyFile(DriverFile):
                 if m is not None:
                     self._map_put(m)
 
-    def _kernel_call(self, method: int, nin: int, nout: int, entries, grant=()) -> int:
-        """A kernel-originated message on the init handle; ``entries`` are (ptr, len, fd)."""
-        descs = bytearray(24 * len(entries))
-        for i, (ptr, length, fd) in enumerate(entries):
-            wire.INVOKE_ARG.pack_into(descs, 24 * i, ptr, length, fd, 0)
-        return self.internal_invoke(True, wire.FASTRPC_INIT_HANDLE, wire.scalars(method, nin, nout), descs,
-                                    grant=grant)
-
-    @staticmethod
-    def _k(buf) -> tuple[int, int, int]:
-        return (address(buf), len(buf), -1)
+    def _kernel_call(self, msg: init_msgs.KernelMsg, grant=()) -> int:
+        """Send a kernel-originated INIT-handle message (kernel buffers carry fd -1)."""
+        return self.internal_invoke(True, wire.FASTRPC_INIT_HANDLE, msg.sc, msg.descriptors(-1), grant=grant)
 
     # --- typed API ------------------------------------------------------------------------
     def init_attach(self) -> int:
@@ -369,9 +359,8 @@ class LegacyFile(DriverFile):
     def _release(self) -> None:
         """``fastrpc_device_release``: INIT_RELEASE to the DSP (errors ignored, e.g. EPIPE
         after a DSP restart), then init memory, maps, mmaps, the session."""
-        cid = struct.pack("<i", self.client_id)
         try:
-            self._kernel_call(wire.RMID_INIT_RELEASE, 1, 0, [self._k(cid)])
+            self._kernel_call(init_msgs.release(self.client_id))
         except OSError as exc:
             debug.dbg("legacy", "release of client %d failed: %s", self.client_id, exc)
         with self._lock:
@@ -396,26 +385,25 @@ class LegacyFile(DriverFile):
         return f"<LegacyFile {self.path} client={self.client_id}{' closed' if self.closed else ''}>"
 
 
-# --- ioctl handlers: (file, kbuf, xfer) -> int; raise OSError for -errno ----------------------
-def _invoke(f: LegacyFile, k: bytearray, xfer) -> int:
+# --- ioctl handlers: (file, kbuf) -> int; raise OSError for -errno ----------------------------
+def _invoke(f: LegacyFile, k: bytearray) -> int:
     handle, sc, args = uapi.fastrpc_invoke.values(k)
     n = wire.sc_length(sc)
     descs = bytearray(24 * n)
     if n:
         copy_from_user(descs, args, "invoke argument descriptors")
-    return f.internal_invoke(False, handle, sc, descs, xfer)
+    return f.internal_invoke(False, handle, sc, descs)
 
 
 def _attach(pd: int):
-    def handler(f: LegacyFile, k, xfer) -> int:
-        cid = struct.pack("<i", f.client_id)
+    def handler(f: LegacyFile, k) -> int:
         with f._lock:
             f.pd = pd
-        return f._kernel_call(wire.RMID_INIT_ATTACH, 1, 0, [f._k(cid)])
+        return f._kernel_call(init_msgs.attach(f.client_id))
     return handler
 
 
-def _init_create(f: LegacyFile, k: bytearray, xfer) -> int:
+def _init_create(f: LegacyFile, k: bytearray) -> int:
     a = uapi.fastrpc_init_create.unpack(k)
     unsigned = bool(a["attrs"] & uapi.FASTRPC_MODE_UNSIGNED_MODULE)
     ch = f.channel
@@ -424,8 +412,6 @@ def _init_create(f: LegacyFile, k: bytearray, xfer) -> int:
                           "(the non-secure node may only create unsigned PDs, on CDSP/CDSP1)")
     if a["filelen"] > INIT_FILELEN_MAX:
         raise errno_error(errno.EINVAL, f"INIT_CREATE: filelen {a['filelen']:#x} > 2 MiB")
-    name = current_comm()
-    inbuf = wire.CREATE_INBUF.pack(f.client_id, len(name), a["filelen"], 1, a["attrs"], a["siglen"])
     with f._lock:
         f.pd = wire.USER_PD
     image_map = None
@@ -438,12 +424,12 @@ def _init_create(f: LegacyFile, k: bytearray, xfer) -> int:
         if image_map is not None:
             f._map_put(image_map)
         raise
-    page = wire.PHY_PAGE.pack(imem.dma_addr, imem.size)
     image = (a["file"], a["filelen"], a["filefd"])
-    method = wire.RMID_INIT_CREATE_ATTR if a["attrs"] else wire.RMID_INIT_CREATE
+    msg = init_msgs.create(f.client_id, current_comm(), image, a["filelen"], a["attrs"], a["siglen"],
+                           (imem.dma_addr, imem.size))
     ret = -1
     try:
-        ret = f._kernel_call(method, 4, 0, [f._k(inbuf), f._k(name), image, f._k(page)])
+        ret = f._kernel_call(msg)
     finally:
         if ret != 0:
             imem.put()
@@ -455,7 +441,7 @@ def _init_create(f: LegacyFile, k: bytearray, xfer) -> int:
     return ret
 
 
-def _init_create_static(f: LegacyFile, k: bytearray, xfer) -> int:
+def _init_create_static(f: LegacyFile, k: bytearray) -> int:
     a = uapi.fastrpc_init_create_static.unpack(k)
     if a["namelen"] > INIT_FILE_NAMELEN_MAX:
         raise errno_error(errno.EINVAL, f"INIT_CREATE_STATIC: namelen {a['namelen']} > {INIT_FILE_NAMELEN_MAX}")
@@ -470,12 +456,10 @@ def _init_create_static(f: LegacyFile, k: bytearray, xfer) -> int:
             # belongs to the channel; each static PD's creation hands the DSP its range.
             ch.remote_heap = GemObject.create(ch.bus.kernel_cb, a["memlen"], name="remoteheap")
         heap = ch.remote_heap
-    inbuf = wire.CREATE_STATIC_INBUF.pack(f.client_id, a["namelen"], 0)
     with f._lock:
         f.pd = wire.USER_PD
-    page = wire.PHY_PAGE.pack(heap.dma_addr, heap.size)
-    ret = f._kernel_call(wire.RMID_INIT_CREATE_STATIC, 3, 0, [f._k(inbuf), f._k(name), f._k(page)],
-                         grant=((heap.dma_addr, heap.size),))
+    heap_range = (heap.dma_addr, heap.size)
+    ret = f._kernel_call(init_msgs.create_static(f.client_id, name, heap_range), grant=(heap_range,))
     if ret != 0:
         # The kernel frees the heap on any failure (and keeps a dangling pointer); we forget it.
         with ch.lock:
@@ -485,7 +469,7 @@ def _init_create_static(f: LegacyFile, k: bytearray, xfer) -> int:
     return ret
 
 
-def _alloc_dma_buff(f: LegacyFile, k: bytearray, xfer) -> int:
+def _alloc_dma_buff(f: LegacyFile, k: bytearray) -> int:
     size = uapi.fastrpc_alloc_dma_buf.get(k, "size")
     if size == 0 or size > IOVA_END - IOVA_START:
         raise errno_error(errno.ENOMEM, f"ALLOC_DMA_BUFF: cannot allocate {size:#x} bytes in a 32-bit session")
@@ -507,7 +491,7 @@ def _undo_alloc(f: LegacyFile, k: bytearray) -> None:
     os.close(uapi.fastrpc_alloc_dma_buf.get(k, "fd"))
 
 
-def _req_mmap(f: LegacyFile, k: bytearray, xfer) -> int:
+def _req_mmap(f: LegacyFile, k: bytearray) -> int:
     a = uapi.fastrpc_req_mmap.unpack(k)
     if a["flags"] not in (ADSP_MMAP_ADD_PAGES, ADSP_MMAP_REMOTE_HEAP_ADDR):
         raise errno_error(errno.EINVAL, f"MMAP: flag {a['flags']:#x} not supported "
@@ -518,18 +502,16 @@ def _req_mmap(f: LegacyFile, k: bytearray, xfer) -> int:
     if size == 0 or size > IOVA_END - IOVA_START:
         raise errno_error(errno.ENOMEM, f"MMAP: cannot allocate {size:#x} bytes")
     buf = _MmapBuf(GemObject.create(f.cb, size, name="mmap"), size)
-    req = wire.MMAP_REQ.pack(f.client_id, a["flags"], a["vaddrin"], wire.PHY_PAGE.size)
-    page = wire.PHY_PAGE.pack(buf.obj.dma_addr, size)
-    out = bytearray(8)
+    msg = init_msgs.mmap(f.client_id, a["flags"], a["vaddrin"], (buf.obj.dma_addr, size))
     ret = -1
     try:
-        ret = f._kernel_call(wire.RMID_INIT_MMAP, 2, 1, [f._k(req), f._k(page), f._k(out)])
+        ret = f._kernel_call(msg)
     finally:
         if ret != 0:
             buf.obj.put()
     if ret != 0:
         return ret
-    buf.raddr = wire.U64.unpack(out)[0]
+    buf.raddr = msg.vaddr()
     with f._lock:
         f.mmaps.append(buf)
     uapi.fastrpc_req_mmap.set(k, "vaddrout", buf.raddr)
@@ -537,8 +519,7 @@ def _req_mmap(f: LegacyFile, k: bytearray, xfer) -> int:
 
 
 def _munmap_impl(f: LegacyFile, buf: _MmapBuf) -> int:
-    req = wire.MUNMAP_REQ.pack(f.client_id, buf.raddr, buf.size)
-    ret = f._kernel_call(wire.RMID_INIT_MUNMAP, 1, 0, [f._k(req)])
+    ret = f._kernel_call(init_msgs.munmap(f.client_id, buf.raddr, buf.size))
     if ret == 0:
         with f._lock:
             if buf in f.mmaps:
@@ -555,7 +536,7 @@ def _undo_mmap(f: LegacyFile, k: bytearray) -> None:
         _munmap_impl(f, buf)
 
 
-def _req_munmap(f: LegacyFile, k: bytearray, xfer) -> int:
+def _req_munmap(f: LegacyFile, k: bytearray) -> int:
     a = uapi.fastrpc_req_munmap.unpack(k)
     with f._lock:
         buf = next((b for b in f.mmaps if b.raddr == a["vaddrout"] and b.size == a["size"]), None)
@@ -564,23 +545,19 @@ def _req_munmap(f: LegacyFile, k: bytearray, xfer) -> int:
     return _munmap_impl(f, buf)
 
 
-def _mem_map(f: LegacyFile, k: bytearray, xfer) -> int:
+def _mem_map(f: LegacyFile, k: bytearray) -> int:
     a = uapi.fastrpc_mem_map.unpack(k)
     m = f._map_create(a["fd"], a["length"])  # upstream passes attr 0: `attrs` does not reach the SMMU
-    req = wire.MEM_MAP_REQ.pack(f.client_id, a["fd"], a["offset"], a["flags"], a["vaddrin"],
-                                wire.PHY_PAGE.size, 0)
-    page = wire.PHY_PAGE.pack(m.phys, m.size)
-    out = bytearray(8)
+    msg = init_msgs.mem_map(f.client_id, a["fd"], a["offset"], a["flags"], a["vaddrin"], (m.phys, m.size))
     ret = -1
     try:
-        ret = f._kernel_call(wire.RMID_INIT_MEM_MAP, 3, 1,
-                             [f._k(req), f._k(page), (address(page), 0, -1), f._k(out)])
+        ret = f._kernel_call(msg)
     finally:
         if ret != 0:
             f._map_put(m)
     if ret != 0:
         return ret
-    m.raddr = wire.U64.unpack(out)[0]
+    m.raddr = msg.vaddr()
     uapi.fastrpc_mem_map.set(k, "vaddrout", m.raddr)
     return 0
 
@@ -590,14 +567,13 @@ def _mem_unmap_impl(f: LegacyFile, fd: int, vaddr: int) -> int:
         m = next((m for m in f.maps.values() if (fd < 0 or m.fd == fd) and m.raddr == vaddr), None)
     if m is None:
         raise errno_error(errno.EINVAL, f"MEM_UNMAP: fd {fd} at {vaddr:#x}: map not in list")
-    req = wire.MEM_UNMAP_REQ.pack(f.client_id, m.fd, m.raddr, m.size)
-    ret = f._kernel_call(wire.RMID_INIT_MEM_UNMAP, 1, 0, [f._k(req)])
+    ret = f._kernel_call(init_msgs.mem_unmap(f.client_id, m.fd, m.raddr, m.size))
     if ret == 0:
         f._map_put(m)
     return ret
 
 
-def _mem_unmap(f: LegacyFile, k: bytearray, xfer) -> int:
+def _mem_unmap(f: LegacyFile, k: bytearray) -> int:
     a = uapi.fastrpc_mem_unmap.unpack(k)
     return _mem_unmap_impl(f, a["fd"], a["vaddr"])
 
@@ -606,7 +582,7 @@ def _undo_mem_map(f: LegacyFile, k: bytearray) -> None:
     _mem_unmap_impl(f, -1, uapi.fastrpc_mem_map.get(k, "vaddrout"))
 
 
-def _get_dsp_info(f: LegacyFile, k: bytearray, xfer) -> int:
+def _get_dsp_info(f: LegacyFile, k: bytearray) -> int:
     L = uapi.fastrpc_ioctl_capability
     a = L.unpack(k)
     L.set(k, "capability", 0)
