@@ -22,11 +22,12 @@ from .accel.device import QdaDevice
 from .dsp import EmulatedDsp
 from .errors import errno_error
 from .legacy.device import NODE_POLICY, LegacyChannel
+from .wire import DOMAIN_IDS
 from .mem.bus import KERNEL_SID, ComputeBus, Smmu
 from .rpmsg import Channel
 
-#: Domain ids and names (qualcomm/fastrpc inc/remote.h; spec legacy §3.1).
-DOMAINS = {"adsp": 0, "mdsp": 1, "sdsp": 2, "cdsp": 3, "cdsp1": 4, "gdsp0": 5, "gdsp1": 6}
+#: Domain ids and names (defined once, in :data:`qda_core.wire.DOMAIN_IDS`).
+DOMAINS = DOMAIN_IDS
 
 #: Built-in SoC profiles: (domain, number of context banks).
 PROFILES: dict[str, list[tuple[str, int]]] = {

@@ -17,6 +17,8 @@ import struct
 from dataclasses import dataclass
 from typing import Any
 
+from . import wire
+
 REVISION = {
     "accel": "QDA RFC v1 (20260224-qda-firstpost-v1, base d4906ae14a5f)",
     "legacy": "upstream misc/fastrpc (include/uapi/misc/fastrpc.h)",
@@ -269,7 +271,11 @@ LEGACY_IOCTLS = {i.number: i for i in (
 FASTRPC_MODE_DEBUG = 0x1
 FASTRPC_MODE_PTRACE = 0x2
 FASTRPC_MODE_CRC = 0x4
-FASTRPC_MODE_UNSIGNED_MODULE = 0x8
+FASTRPC_MODE_UNSIGNED_MODULE = wire.FASTRPC_MODE_UNSIGNED_MODULE
+#: The legacy driver's domain table: ids below FASTRPC_DEV_MAX (no GDSP; upstream's probe fails
+#: with EINVAL for that label).
+FASTRPC_DEV_MAX = 5
+LEGACY_DOMAINS = {name: i for name, i in wire.DOMAIN_IDS.items() if i < FASTRPC_DEV_MAX}
 FASTRPC_MODE_ADAPTIVE_QOS = 0x10
 FASTRPC_MODE_SYSTEM_PROCESS = 0x20
 FASTRPC_MODE_PRIVILEGED = 0x40

@@ -87,6 +87,12 @@ ROOT_PD = 0
 USER_PD = 1
 SENSORS_PD = 2
 
+#: CREATE ``attrs`` bit asking for an unsigned user PD (also the INIT_CREATE ioctls' ``attrs``).
+FASTRPC_MODE_UNSIGNED_MODULE = 0x8
+
+#: DSP domain ids and names (``inc/remote.h`` ``*_DOMAIN_ID``; legacy spec §3.1). The one table.
+DOMAIN_IDS = {"adsp": 0, "mdsp": 1, "sdsp": 2, "cdsp": 3, "cdsp1": 4, "gdsp0": 5, "gdsp1": 6}
+
 MSG = struct.Struct("<iiQIIQQ")        # struct fastrpc_msg, 40 B
 RSP = struct.Struct("<Qi4x")           # struct fastrpc_invoke_rsp, 16 B
 INVOKE_ARG = struct.Struct("<QQiI")    # struct fastrpc_invoke_args (uapi descriptor), 24 B

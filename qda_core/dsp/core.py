@@ -38,6 +38,7 @@ from .. import errors, trace
 from ..marshal import decode
 from ..wire import (ADSP_CURRENT_PROCESS1_HANDLE, CONST_HANDLE_LIMIT, CREATE_INBUF, CREATE_STATIC_INBUF,
                     CURRENT_PROCESS1_EXIT, CURRENT_PROCESS1_THREAD_EXIT, FASTRPC_DSP_UTILITIES_HANDLE,
+                    FASTRPC_MODE_UNSIGNED_MODULE,
                     FASTRPC_INIT_HANDLE, MEM_MAP_REQ, MEM_UNMAP_REQ, MMAP_REQ, MSG, MUNMAP_REQ, PAGE_SIZE,
                     PHY_PAGE, REMOTECTL1_HANDLE, REMOTECTL_HANDLE, REMOTECTL_METHODS, RPC_PARAM_ADAPTIVE_QOS,
                     RPC_PARAM_THREAD, RSP, S32, SENSORS_PD, STATIC_HANDLES, U64, Msg, Origin, sc_counts,
@@ -78,7 +79,6 @@ HANDLE_STEP = 0x10
 _RCTL_OPS = {h: {sc_method(sc): op for op, sc in ops.items()} for h, ops in REMOTECTL_METHODS.items()}
 _RCTL_COUNTS = {op: sc_counts(sc) for op, sc in REMOTECTL_METHODS[REMOTECTL_HANDLE].items()}
 
-_FASTRPC_MODE_UNSIGNED_MODULE = 0x8
 _EM_QDSP6 = 164
 _U32X2 = struct.Struct("<II")
 _U32 = struct.Struct("<I")
@@ -337,7 +337,7 @@ class EmulatedDsp:
             return aee.ERR_FOREIGN_PAGES
         if len(shell) and not _is_hexagon_elf(shell):
             return aee.ERR_BAD_SHELL
-        unsigned = bool(attrs & _FASTRPC_MODE_UNSIGNED_MODULE)
+        unsigned = bool(attrs & FASTRPC_MODE_UNSIGNED_MODULE)
         if unsigned and not self.capabilities.get(caps.UNSIGNED_PD_SUPPORT, 0):
             return aee.ERR_UNSIGNED_UNSUPPORTED
         pname = bytes(name).split(b"\0", 1)[0].decode("utf-8", "replace")

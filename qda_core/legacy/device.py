@@ -25,15 +25,13 @@ import weakref
 
 from .. import debug
 from ..errors import errno_error
-from ..fastrpc import FastRpc, IdAllocator
+from ..fastrpc import CTX_ID_LIMIT, FastRpc, IdAllocator
 from ..mem.bus import ComputeBus
 from ..mem.gem import GemObject
 from ..rpmsg import Channel
+from ..uapi import LEGACY_DOMAINS
+from .file import LegacyFile
 
-#: Legacy domain ids (``ADSP_DOMAIN_ID`` .. ``CDSP1_DOMAIN_ID``); FASTRPC_DEV_MAX = 5.
-LEGACY_DOMAINS = {"adsp": 0, "mdsp": 1, "sdsp": 2, "cdsp": 3, "cdsp1": 4}
-FASTRPC_DEV_MAX = 5
-FASTRPC_CTX_MAX = 256  # idr_alloc_cyclic(..., 1, FASTRPC_CTX_MAX): ids 1..255
 
 #: domain -> (channel is secure, node suffixes registered). The one place the node set is chosen.
 NODE_POLICY: dict[str, tuple[bool, tuple[bool, ...]]] = {
@@ -63,7 +61,7 @@ class LegacyChannel:
         self.channel = channel
         self.secure, suffixes = NODE_POLICY[dsp_name]
         self.unsigned_support = dsp_name in ("cdsp", "cdsp1")  # "only supported on CDSP and CDSP1"
-        self.fastrpc = FastRpc(channel, IdAllocator(limit=FASTRPC_CTX_MAX - 1, cyclic=True))
+        self.fastrpc = FastRpc(channel, IdAllocator(limit=CTX_ID_LIMIT, cyclic=True))
         self.lock = threading.Lock()  # protects dsp_attributes, remote_heap, files
         self.dsp_attributes: tuple[int, ...] | None = None
         self.remote_heap: GemObject | None = None
@@ -110,8 +108,6 @@ class LegacyDevice:
 
     def open(self, flags: int = os.O_RDWR):
         """``fastrpc_device_open``: takes one whole session (context bank) now, or ``EBUSY``."""
-        from .file import LegacyFile
-
         if not self.registered:
             raise errno_error(errno.ENOENT, f"{self.path}: node deregistered (DSP channel removed)")
         cb = self.channel.bus.take_session(threading.get_native_id())

@@ -32,7 +32,7 @@ from ..mem.bus import IOVA_END, IOVA_START
 from ..mem.gem import GemObject
 from ..mem.msgpool import MessagePool
 from ..uaccess import address, copy_from_user
-from .device import FASTRPC_DEV_MAX, LEGACY_DOMAINS
+from ..uapi import FASTRPC_DEV_MAX, LEGACY_DOMAINS
 
 ADSP_MMAP_REMOTE_HEAP_ADDR = 8
 ADSP_MMAP_ADD_PAGES = 0x1000
