@@ -30,7 +30,7 @@ import time
 from contextlib import contextmanager
 from typing import Any, Iterator
 
-SCHEMA_VERSION = 1
+from .trace_formats import SCHEMA_VERSION  # the schema lives with its formats; no cycle back
 
 #: The active recorder, or None. Read it once per hot-path call: ``tr = trace.RECORDER``.
 RECORDER: "Recorder | None" = None
@@ -92,7 +92,7 @@ def _from_env() -> None:
     RECORDER = rec = Recorder()
 
     def _write() -> None:
-        from .trace_formats import write  # formats live apart from the hot-path module
+        from .trace_formats import write
 
         write(rec.events, path)
 

@@ -20,11 +20,12 @@ import os
 from collections import Counter, defaultdict
 from typing import IO, Any, Iterable
 
-from .trace import SCHEMA_VERSION
 
 __all__ = ["write", "to_jsonl", "read_jsonl", "to_chrome", "summarize", "SCHEMA", "validate_event",
            "validate_events", "TraceFormatError", "ret_name"]
 
+#: Version of the event schema below; every event carries it as ``v``.
+SCHEMA_VERSION = 1
 KINDS = ("api", "ioctl", "dsp", "fault")
 
 
