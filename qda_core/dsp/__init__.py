@@ -10,11 +10,11 @@ from . import aee, caps
 from .core import STATIC_PDS, DeviceMemory, EmulatedDsp, Endpoint
 from .cost import CostModel, DspStats
 from .loader import ENTRY_POINT_GROUP, LoadError, ModuleUri, parse_uri
-from .process import Mapping, ProcessInfo
+from .process import MemMapping, ProcessInfo
 from .skel import Call, DmaHandle, Skeleton, method
 
 __all__ = [
     "EmulatedDsp", "Endpoint", "DeviceMemory", "STATIC_PDS", "CostModel", "DspStats", "ProcessInfo",
-    "Mapping", "Skeleton", "method", "Call", "DmaHandle", "ModuleUri", "parse_uri", "LoadError",
+    "MemMapping", "Skeleton", "method", "Call", "DmaHandle", "ModuleUri", "parse_uri", "LoadError",
     "ENTRY_POINT_GROUP", "aee", "caps",
 ]

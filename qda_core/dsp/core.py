@@ -48,7 +48,7 @@ from .cost import DOMAIN_COST, CostModel, DspStats
 from .loader import Loader, LoadError, parse_uri
 from .modules import NativeModule, PythonModule
 from .pdmem import PdMemory, span_granted
-from .process import Mapping as DspMapping
+from .process import MemMapping
 from .process import MmapRegion, ModuleInstance, Process, ProcessInfo
 from .skel import Call, DmaHandle
 
@@ -432,7 +432,7 @@ class EmulatedDsp:
         if not _granted(origin, dev_addr, size):
             return aee.ERR_FOREIGN_PAGES
         return self._place(m.chan, cid, size, out,
-                           lambda p, va: p.mappings.append(DspMapping(fd, va, dev_addr, size, offset, flags, vaddrin)))
+                           lambda p, va: p.mappings.append(MemMapping(fd, va, dev_addr, size, offset, flags, vaddrin)))
 
     def _mem_unmap(self, m: _Req, a: _Args, origin: Origin) -> int:
         if len(a.inbufs[0]) < MEM_UNMAP_REQ.size:

@@ -11,7 +11,7 @@ from ..wire import PAGE_SIZE
 if TYPE_CHECKING:  # pragma: no cover
     from .loader import ModuleUri
 
-__all__ = ["Process", "Mapping", "MmapRegion", "ModuleInstance", "ProcessInfo", "new_va_space",
+__all__ = ["Process", "MemMapping", "MmapRegion", "ModuleInstance", "ProcessInfo", "new_va_space",
            "VA_BASE", "VA_SIZE"]
 
 # DSP virtual addresses handed out by MMAP/MEM_MAP: a 32-bit DSP, the low 256 MiB left to the
@@ -26,7 +26,7 @@ def new_va_space(start: int = VA_BASE, size: int = VA_SIZE):
 
 
 @dataclass(frozen=True)
-class Mapping:
+class MemMapping:
     """A MEM_MAP'd buffer (what ``HAP_mmap_get(fd)`` finds on the DSP)."""
 
     fd: int
@@ -90,7 +90,7 @@ class Process:
         self.state = "alive"
         self.crash_reason = ""
         self.modules: dict[int, ModuleInstance] = {}
-        self.mappings: list[Mapping] = []
+        self.mappings: list[MemMapping] = []
         self.mmaps: dict[int, MmapRegion] = {}
         self.params: dict[int, tuple[int, ...]] = {}
         self.va = new_va_space()
@@ -115,7 +115,7 @@ class Process:
                 self.state = "exited"
             self.modules.clear()
 
-    def find_mapping(self, fd: int) -> Mapping | None:
+    def find_mapping(self, fd: int) -> MemMapping | None:
         with self.lock:
             for m in self.mappings:
                 if m.fd == fd:

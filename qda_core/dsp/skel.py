@@ -29,7 +29,7 @@ from ..wire import sc_counts
 
 if TYPE_CHECKING:  # pragma: no cover
     from .loader import ModuleUri
-    from .process import Mapping, Process
+    from .process import MemMapping, Process
 
 __all__ = ["Skeleton", "method", "Call", "DmaHandle", "MethodSpec", "ESCAPE_METHOD"]
 
@@ -107,7 +107,7 @@ class Call:
         """Charge data-dependent modeled time to this call (on top of the cost model)."""
         self.extra_ns += int(ns)
 
-    def mapping(self, fd: int) -> "Mapping | None":
+    def mapping(self, fd: int) -> "MemMapping | None":
         """The MEM_MAP mapping of ``fd`` in this process, like ``HAP_mmap_get``; None if none."""
         return self.process.find_mapping(fd)
 

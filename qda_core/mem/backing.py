@@ -47,9 +47,10 @@ from typing import Hashable
 from .. import debug
 from ..errors import InternalError, errno_error
 
-__all__ = ["Backing", "DMA_LIMIT", "PAGE_SIZE", "charge", "uncharge", "pool_used", "page_align"]
+__all__ = ["Backing", "DMA_LIMIT", "HOST_PAGE_SIZE", "charge", "uncharge", "pool_used", "page_align"]
 
-PAGE_SIZE = mmap.PAGESIZE
+#: The host CPU page (what mmap rounds to); the DSP/FastRPC page is ``wire.PAGE_SIZE``.
+HOST_PAGE_SIZE = mmap.PAGESIZE
 
 
 def _limit() -> int:
@@ -127,7 +128,7 @@ _uncharge = uncharge
 
 
 def page_align(n: int) -> int:
-    return (n + PAGE_SIZE - 1) & ~(PAGE_SIZE - 1)
+    return (n + HOST_PAGE_SIZE - 1) & ~(HOST_PAGE_SIZE - 1)
 
 
 class Backing:
