@@ -3,7 +3,8 @@
 Revisions tracked (see ``REVISION``):
 
 * QDA accel driver: the kernel RFC "[PATCH RFC 00/18] accel/qda" of 2026-02-24 (the spec's
-  **RFC** tag). Where the ``accel/staging`` user library (LIB 759d6f8) disagrees, the kernel RFC
+  **RFC** tag). Where the ``accel/staging`` user library ("LIB" below: the ``accel/staging``
+  branch of qualcomm/fastrpc at 759d6f8) disagrees, the kernel RFC
   layout is what the emulated driver implements; :data:`LIB_DIFFERENCES` lists every difference
   and how the emulator treats it. This is the one place those choices are written down.
 * Legacy driver: upstream ``include/uapi/misc/fastrpc.h`` / ``drivers/misc/fastrpc.c`` (magic 'R').

@@ -14,7 +14,7 @@ _abi = _load("_abi")  # the AEE table of csrc/include/qdarpc/aee_err.h: every va
 
 DSP_AEE_EOFFSET = _abi.DSP_AEE_EOFFSET
 
-# Bare AEE values (QF inc/AEEStdErr.h), as the C header defines them.
+# Bare AEE values (qualcomm/fastrpc inc/AEEStdErr.h), as the C header defines them.
 AEE_SUCCESS = _abi.AEE_SUCCESS
 AEE_EFAILED = _abi.AEE_EFAILED
 AEE_ENOMEMORY = _abi.AEE_ENOMEMORY
@@ -84,11 +84,11 @@ ERR_UNKNOWN_METHOD = dsp(AEE_EUNSUPPORTED)
 
 # -- Module loader (reported through remotectl's dlerr, the invoke itself returns 0) ---------
 ERR_MOD_NOT_FOUND = dsp(AEE_ENOSUCHMOD)  # no skel of that file name anywhere (brief)
-ERR_SYM_NOT_FOUND = dsp(AEE_ENOSUCHSYMBOL)  # file found, symbol missing (observed, QF #379)
+ERR_SYM_NOT_FOUND = dsp(AEE_ENOSUCHSYMBOL)  # file found, symbol missing (observed, qualcomm/fastrpc issue #379)
 # A file exists but cannot be loaded: a Python skel that fails to import or defines no
 # Skeleton, a .so that dlopen rejects (e.g. a real Hexagon skel on an x86 host).
 ERR_MOD_UNLOADABLE = dsp(AEE_EUNABLETOLOAD)  # (our choice)
-ERR_BAD_URI = dsp(AEE_EBADPARM)  # "file://" URI without "?symbol" (QF parse_uri fails) (our choice)
+ERR_BAD_URI = dsp(AEE_EBADPARM)  # "file://" URI without "?symbol" (qualcomm/fastrpc parse_uri fails) (our choice)
 ERR_IDL_VERSION = dsp(AEE_ESTUBSKELVERMISMATCH)  # calculator _idlver check, §2.5 [inferred]
 # remotectl close of a handle this process does not have open.
 ERR_CLOSE_UNKNOWN = dsp(AEE_ENOSUCHMOD)  # (our choice, same as invoking it)

@@ -1,6 +1,6 @@
 """Module loader: URI -> skeleton implementation (the DSP's dlopen/dlsym step).
 
-URI grammar (legacy_fastrpc_api.md §3.2, mirroring QF ``mod_table.c parse_uri``):
+URI grammar (legacy_fastrpc_api.md §3.2, mirroring qualcomm/fastrpc ``src/mod_table.c parse_uri``):
 ``file://[/]<file>?<symbol>[&name[=value]]...``; ``_modver=1.0`` selects the
 ``handle_invoke(h, sc, pra)`` convention (implicit open/close methods 0/1). A name without
 ``file://`` (non-domain stubs such as ``adsp_current_process``) loads ``lib<name>_skel.so``,
@@ -47,7 +47,7 @@ __all__ = ["ModuleUri", "parse_uri", "LoadError", "SkelSource", "Loader", "ENTRY
            "DEFAULT_SEARCH_PATH"]
 
 ENTRY_POINT_GROUP = "qdarpc.skels"
-#: What QF appends to the user's path on Linux (``DSP_LIBS_LOCATION``).
+#: What qualcomm/fastrpc appends to the user's path on Linux (``DSP_LIBS_LOCATION``).
 DEFAULT_SEARCH_PATH = ";/usr/lib/rfsa/adsp;/usr/lib/dsp;"
 
 

@@ -37,7 +37,7 @@ class PythonModule:
         mid = call.method
         if mid == ESCAPE_METHOD:
             if not call.inbufs or len(call.inbufs[0]) < 4:
-                return aee.ERR_BAD_PARM  # QF apps_std_skel: escape needs a 4-byte in-buffer 0
+                return aee.ERR_BAD_PARM  # qualcomm/fastrpc apps_std_skel: escape needs a 4-byte in-buffer 0
             mid = struct.unpack_from("<I", call.inbufs[0])[0]
             call.method = mid
         spec = self.cls._methods.get(mid)
