@@ -20,13 +20,16 @@ from qda_core._ext import load as _load
 
 from . import constants as _c
 from . import errors as _errors
-from . import library as _lib
+from . import default as _default
+from . import fork as _fork  # noqa: F401 - registers the library's fork handlers
+from .buffers import (remote_register_buf, remote_register_buf_attr, remote_register_dma_handle,  # noqa: F401
+                      remote_register_dma_handle_attr)
 from .constants import *  # noqa: F401,F403 - the C constants
+from .default import set_backend, shutdown, use_soc  # noqa: F401
 from .errors import *  # noqa: F401,F403 - the exception classes
-from .library import (Library, RpcMem, remote_handle64_close, remote_handle64_invoke,  # noqa: F401
-                      remote_register_buf, remote_register_buf_attr, remote_register_dma_handle,
-                      remote_register_dma_handle_attr, rpcmem_alloc, rpcmem_alloc2, rpcmem_deinit,
-                      rpcmem_free, rpcmem_init, rpcmem_to_fd, set_backend, shutdown, use_soc)
+from .handle64 import remote_handle64_close, remote_handle64_invoke  # noqa: F401
+from .library import Library  # noqa: F401
+from .rpcmem import RpcMem, rpcmem_alloc, rpcmem_alloc2, rpcmem_deinit, rpcmem_free, rpcmem_init, rpcmem_to_fd  # noqa: F401
 
 _abi = _load("_abi")
 
@@ -58,10 +61,12 @@ _BOUND = (
 
 
 def _bind(name: str):
+    """Module-level ``name``: the Library method of that name, on the default library."""
     method = getattr(Library, name)
+    default_library = _default.default_library
 
     def fn(*args, **kw):
-        return getattr(_lib.default_library(), name)(*args, **kw)
+        return getattr(default_library(), name)(*args, **kw)
 
     sig = _inspect.signature(method)
     fn.__signature__ = sig.replace(parameters=list(sig.parameters.values())[1:])

@@ -34,11 +34,13 @@ from qda_core import trace as _trace
 from qda_core._ext import load as _load
 from qda_core.wire import MUNMAP_REQ
 
-from . import library as _library
+from . import process as _process
 from .constants import (CDSP_DOMAIN, CDSP_DOMAIN_ID, DSPRPC_GET_DSP_INFO, FASTRPC_MAP_FD, RPCMEM_DEFAULT_FLAGS,
                         RPCMEM_HEAP_ID_SYSTEM, remote_dsp_capability)
 from .errors import FastRpcError
-from .library import Library, remote_handle64_close, remote_handle64_invoke, rpcmem_alloc, rpcmem_free, rpcmem_to_fd
+from .handle64 import remote_handle64_close, remote_handle64_invoke
+from .library import Library
+from .rpcmem import rpcmem_alloc, rpcmem_free, rpcmem_to_fd
 
 _abi = _load("_abi")
 
@@ -384,7 +386,7 @@ def _step_of(windows, names, idx: int) -> str | None:
 
 def _run_one(workload: Workload, backend: str, soc) -> dict:
     lib = Library(backend=backend, soc=soc)
-    before = set(_library._rpcmem)
+    before = set(_process._rpcmem)
     t0 = time.perf_counter_ns()
     try:
         with _trace.recording() as rec:
@@ -399,7 +401,7 @@ def _run_one(workload: Workload, backend: str, soc) -> dict:
             finally:
                 wall = time.perf_counter_ns() - t0
                 lib.close_all()
-                for addr in set(_library._rpcmem) - before:  # left allocated by the workload
+                for addr in set(_process._rpcmem) - before:  # left allocated by the workload
                     rpcmem_free(addr)
     finally:
         lib.close_all()

@@ -14,10 +14,11 @@ from __future__ import annotations
 
 import errno as _errno
 import os
-import struct
+from typing import Callable, ClassVar, Mapping, Protocol
 
 from qda_core import uapi
 from qda_core._ext import load as _load
+from qda_core.wire import PERF_V2_DRIVER_SUPPORT, USERSPACE_ALLOCATION_SUPPORT
 
 from .constants import DOMAIN_NAMES
 
@@ -32,7 +33,68 @@ def _os_error_code(exc: OSError) -> tuple[int, int]:
     return _abi.errno_to_aee(err), err
 
 
+class Backend(Protocol):
+    """What a session needs from a way down to the DSP; :class:`LegacyBackend` and
+    :class:`AccelBackend` implement it (as pyzmq's backends implement one declared API).
+
+    Methods return ``0`` or an AEE code (the pair methods ``(code, value)``) and keep the errno
+    of a failed ioctl in :attr:`errno`; they never raise for a driver failure.
+    """
+
+    #: ``"accel"`` or ``"legacy"``: the name callers choose the backend by.
+    name: ClassVar[str]
+    #: The INVOKE request number the invoker's fast path issues on :attr:`file`.
+    invoke_request: ClassVar[int]
+    #: The open session file (None before :meth:`open` and after :meth:`close`).
+    file: object
+    #: errno of the last failed ioctl or open (0 after a success).
+    errno: int
+
+    def __init__(self, soc) -> None: ...
+
+    @classmethod
+    def discover(cls, soc) -> dict[str, str]:
+        """Domain name -> device node, as the library's discovery finds them (may be empty)."""
+
+    @property
+    def translate(self) -> Callable[[int], int] | None:
+        """``fd -> number the driver knows the dma-buf by`` for the invoker, or None when the
+        driver takes fds as they are."""
+
+    def open(self, domain: int, nodes: Mapping[str, str]) -> int:
+        """Open the session node of ``domain`` (``nodes``: the result of :meth:`discover`)."""
+
+    def init_create(self, attrs: int) -> int:
+        """Create the user PD on the open session (``attrs``: FASTRPC_MODE_* bits)."""
+
+    def ref(self, fd: int) -> int:
+        """The number the driver (and the DSP) knows dma-buf ``fd`` by in this session."""
+
+    def forget(self, fd: int) -> None:
+        """``fd`` is no longer registered: drop what this session holds for it."""
+
+    def mem_map(self, fd: int, offset: int, flags: int, vaddrin: int, length: int) -> tuple[int, int]:
+        """fastrpc_mmap's map ioctl: ``(code, DSP address)``."""
+
+    def mem_unmap(self, fd: int, vaddr: int, length: int) -> int:
+        """fastrpc_munmap's unmap ioctl."""
+
+    def mmap(self, fd: int, flags: int, vaddrin: int, size: int) -> tuple[int, int]:
+        """The driver's MMAP request (remote_mem_map): ``(code, DSP address)``."""
+
+    def munmap(self, vaddr: int, size: int) -> int:
+        """The driver's MUNMAP request."""
+
+    def dsp_info(self, domain: int, attribute: int) -> tuple[int, int | None]:
+        """A DSP capability: ``(code, value)``; value None leaves the caller's value as it is."""
+
+    def close(self) -> None:
+        """Close the session file (the driver releases the PD)."""
+
+
 class _Base:
+    """What both backends share: the ioctl-to-AEE convention and the file's lifetime."""
+
     name = ""
     #: the INVOKE request number used by the fast path
     invoke_request = 0
@@ -54,7 +116,18 @@ class _Base:
         self.errno = 0
         return ret & 0xFFFF_FFFF
 
+    @classmethod
+    def discover(cls, soc) -> dict[str, str]:
+        """No discovery: the node names are fixed."""
+        return {}
+
+    @property
+    def translate(self):
+        """None: the driver takes dma-buf fds as they are."""
+        return None
+
     def close(self) -> None:
+        """Close the session file, if open."""
         if self.file is not None:
             self.file.close()
             self.file = None
@@ -73,7 +146,9 @@ class LegacyBackend(_Base):
     name = "legacy"
     invoke_request = uapi.FASTRPC_IOCTL_INVOKE
 
-    def open(self, domain: int) -> int:
+    def open(self, domain: int, nodes: Mapping[str, str]) -> int:
+        """Open ``/dev/fastrpc-<dom>-secure``, else ``/dev/fastrpc-<dom>``, as QF does (``nodes``
+        is unused: the legacy library has no discovery)."""
         dom = DOMAIN_NAMES[domain]
         flags = os.O_RDWR | os.O_NONBLOCK
         for path in (f"/dev/fastrpc-{dom}-secure", f"/dev/fastrpc-{dom}"):
@@ -87,6 +162,7 @@ class LegacyBackend(_Base):
         return _abi.AEE_ECONNREFUSED
 
     def init_create(self, attrs: int) -> int:
+        """FASTRPC_IOCTL_INIT_CREATE."""
         # No shell image: QF sends filelen 0 when fastrpc_shell_<d> is not found (spec §6.1).
         buf = uapi.fastrpc_init_create.pack(filelen=0, filefd=-1, attrs=attrs, siglen=0, file=0)
         return self._ioctl(uapi.FASTRPC_IOCTL_INIT_CREATE, buf)
@@ -110,10 +186,13 @@ class LegacyBackend(_Base):
         return self._ioctl(uapi.FASTRPC_IOCTL_MUNMAP, uapi.fastrpc_req_munmap.pack(vaddrout=vaddr, size=size))
 
     def dsp_info(self, domain: int, attribute: int) -> tuple[int, int | None]:
-        """GET_DSP_INFO on the session file (or a temporary one, as QF does without a session)."""
+        """GET_DSP_INFO on the session file (or a temporary one, as QF does without a session).
+        The library-side attributes (PERF_V2_DRIVER_SUPPORT and up) are 0 without an ioctl."""
+        if attribute >= PERF_V2_DRIVER_SUPPORT:
+            return 0, 0
         tmp = None
         if self.file is None:
-            code = self.open(domain)
+            code = self.open(domain, {})
             if code:
                 return code, None
             tmp = self.file
@@ -138,12 +217,13 @@ class AccelBackend(_Base):
         super().__init__(soc)
         self._refs: dict[int, int] = {}  # dma-buf fd -> GEM handle in the session file
 
-    def discover(self) -> dict[str, str]:
+    @classmethod
+    def discover(cls, soc) -> dict[str, str]:
         """LIB ``fastrpc_discovery_init``: QUERY every accel node; later nodes win a name."""
         found: dict[str, str] = {}
-        for path in self.soc.accel_nodes():
+        for path in soc.accel_nodes():
             try:
-                f = self.soc.open(path, os.O_RDWR | os.O_CLOEXEC)
+                f = soc.open(path, os.O_RDWR | os.O_CLOEXEC)
             except OSError:
                 continue
             try:
@@ -154,7 +234,13 @@ class AccelBackend(_Base):
                 f.close()
         return found
 
-    def open(self, domain: int, nodes: dict[str, str]) -> int:
+    @property
+    def translate(self):
+        """:meth:`ref`: the invoker passes registered buffers by their GEM handle."""
+        return self.ref
+
+    def open(self, domain: int, nodes: Mapping[str, str]) -> int:
+        """Open the accel node ``nodes`` names for ``domain`` (read-only, as LIB does)."""
         path = nodes.get(DOMAIN_NAMES[domain])
         if path is None:  # LIB would open accel0 (any DSP); refusing is the honest answer
             return _abi.AEE_ECONNREFUSED
@@ -167,10 +253,13 @@ class AccelBackend(_Base):
         return 0
 
     def init_create(self, attrs: int) -> int:
+        """DRM_IOCTL_QDA_INIT_CREATE with no shell image."""
         buf = uapi.qda_init_create.pack(filelen=0, filefd=0, attrs=attrs, siglen=0, file=0)
         return self._ioctl(uapi.DRM_IOCTL_QDA_INIT_CREATE, buf)
 
     def ref(self, fd: int) -> int:
+        """The GEM handle of dma-buf ``fd`` in the session file, imported with PRIME_FD_TO_HANDLE
+        on first use (ValueError if the driver refuses the fd)."""
         h = self._refs.get(fd)
         if h is None:
             buf = uapi.drm_prime_handle.pack(fd=fd)
@@ -181,6 +270,7 @@ class AccelBackend(_Base):
         return h
 
     def forget(self, fd: int) -> None:
+        """GEM_CLOSE the handle ``fd`` was imported as, if any."""
         h = self._refs.pop(fd, None)
         if h is not None and self.file is not None:
             self._ioctl(uapi.DRM_IOCTL_GEM_CLOSE, uapi.drm_gem_close.pack(handle=h))
@@ -221,14 +311,16 @@ class AccelBackend(_Base):
     def dsp_info(self, domain: int, attribute: int) -> tuple[int, int | None]:
         """LIB's QDA ``ioctl_getdspinfo`` stub: only USERSPACE_ALLOCATION_SUPPORT is answered;
         every other attribute leaves the caller's value untouched (no QDA capability ioctl)."""
-        if attribute == 258:
+        if attribute == USERSPACE_ALLOCATION_SUPPORT:
             return 0, 1
         return 0, None
 
     def close(self) -> None:
+        """Close the session file; its GEM handles go with it."""
         self._refs.clear()  # the handles go with the file
         super().close()
 
 
-def pack_u32s(*vals: int) -> bytes:
-    return struct.pack(f"<{len(vals)}I", *vals)
+#: Backend name -> class: the names ``Library(backend=...)`` and ``QDARPC_BACKEND`` accept.
+BACKENDS: dict[str, type[Backend]] = {"accel": AccelBackend, "legacy": LegacyBackend}
+

@@ -9,6 +9,8 @@ import ctypes
 import enum
 
 # --- domains (remote.h) ---------------------------------------------------------------------
+# The library's one domain table. The ids are remote.h's; tests/test_contracts.py ties them and
+# the names to the emulator's (``qda_core.soc.DOMAINS``).
 ADSP_DOMAIN_ID = 0
 MDSP_DOMAIN_ID = 1
 SDSP_DOMAIN_ID = 2
@@ -19,14 +21,6 @@ GDSP1_DOMAIN_ID = 6
 #: This library is libcdsprpc: non-domain calls default to the compute DSP.
 DEFAULT_DOMAIN_ID = CDSP_DOMAIN_ID
 
-ADSP_DOMAIN = "&_dom=adsp"
-MDSP_DOMAIN = "&_dom=mdsp"
-SDSP_DOMAIN = "&_dom=sdsp"
-CDSP_DOMAIN = "&_dom=cdsp"
-CDSP1_DOMAIN = "&_dom=cdsp1"
-GDSP0_DOMAIN = "&_dom=gdsp0"
-GDSP1_DOMAIN = "&_dom=gdsp1"
-
 MAX_DOMAIN_URI_SIZE = 12
 NUM_DOMAINS = 8
 NUM_SESSIONS = 4
@@ -35,7 +29,16 @@ FASTRPC_SESSION_URI = "&_session="
 FASTRPC_DOMAIN_URI = "&_dom="
 
 #: Domain names by id, in the order the library matches them in a URI (cdsp1 before cdsp).
-DOMAIN_NAMES = {0: "adsp", 1: "mdsp", 2: "sdsp", 4: "cdsp1", 3: "cdsp", 5: "gdsp0", 6: "gdsp1"}
+DOMAIN_NAMES = {ADSP_DOMAIN_ID: "adsp", MDSP_DOMAIN_ID: "mdsp", SDSP_DOMAIN_ID: "sdsp", CDSP1_DOMAIN_ID: "cdsp1",
+                CDSP_DOMAIN_ID: "cdsp", GDSP0_DOMAIN_ID: "gdsp0", GDSP1_DOMAIN_ID: "gdsp1"}
+
+ADSP_DOMAIN = FASTRPC_DOMAIN_URI + DOMAIN_NAMES[ADSP_DOMAIN_ID]
+MDSP_DOMAIN = FASTRPC_DOMAIN_URI + DOMAIN_NAMES[MDSP_DOMAIN_ID]
+SDSP_DOMAIN = FASTRPC_DOMAIN_URI + DOMAIN_NAMES[SDSP_DOMAIN_ID]
+CDSP_DOMAIN = FASTRPC_DOMAIN_URI + DOMAIN_NAMES[CDSP_DOMAIN_ID]
+CDSP1_DOMAIN = FASTRPC_DOMAIN_URI + DOMAIN_NAMES[CDSP1_DOMAIN_ID]
+GDSP0_DOMAIN = FASTRPC_DOMAIN_URI + DOMAIN_NAMES[GDSP0_DOMAIN_ID]
+GDSP1_DOMAIN = FASTRPC_DOMAIN_URI + DOMAIN_NAMES[GDSP1_DOMAIN_ID]
 
 # --- remote_set_mode ------------------------------------------------------------------------
 REMOTE_MODE_PARALLEL = 0
@@ -111,7 +114,8 @@ from qda_core.wire import (ARCH_VER, ASYNC_FASTRPC_SUPPORT, DOMAIN_SUPPORT, DRIV
                            HANDLE_PRIORITY_SUPPORT, HMX_SUPPORT_DEPTH, HMX_SUPPORT_SPATIAL, HVX_SUPPORT_64B,
                            HVX_SUPPORT_128B, MCID_MULTICAST, PERF_V2_DRIVER_SUPPORT, STATUS_NOTIFICATION_SUPPORT,
                            UNSIGNED_PD_SUPPORT, USERSPACE_ALLOCATION_SUPPORT, VTCM_COUNT, VTCM_PAGE)
-FASTRPC_MAX_ATTRIBUTES = 260
+#: Attribute ids DSPRPC_GET_DSP_INFO accepts are below this.
+FASTRPC_MAX_ATTRIBUTES = DSPSIGNAL_DRIVER_SUPPORT + 1
 
 # --- remote_session_control requests (§4.8) -------------------------------------------------
 FASTRPC_RESERVED_1 = 0

@@ -10,15 +10,13 @@ from __future__ import annotations
 
 import struct
 
-REMOTECTL_HANDLE = 0
-REMOTECTL1_HANDLE = 8
+# The handles and their method scalars are defined once, in the wire module; re-exported here.
+from qda_core.wire import REMOTECTL1_HANDLE, REMOTECTL_HANDLE, REMOTECTL_METHODS
+
+#: The dlerror buffer the stubs pass (``remotectl*_open``'s ``dlerror`` out-buffer).
 DLERROR_LEN = 255
 
-# (handle, open sc, close sc)
-_IFACES = {
-    REMOTECTL_HANDLE: (0x00020200, 0x01010200),
-    REMOTECTL1_HANDLE: (0x02020200, 0x03010200),
-}
+__all__ = ["REMOTECTL_HANDLE", "REMOTECTL1_HANDLE", "DLERROR_LEN", "LoadError", "open_module", "close_module"]
 
 
 class LoadError(Exception):
@@ -39,7 +37,7 @@ def open_module(f, uri: str, iface: int = REMOTECTL1_HANDLE) -> tuple[int, int]:
     name = uri.encode() + b"\0"
     prim_in = struct.pack("<II", len(name), DLERROR_LEN)
     prim_out, dlerror = bytearray(8), bytearray(DLERROR_LEN)
-    ret = f.invoke(iface, _IFACES[iface][0], [prim_in, name, prim_out, dlerror])
+    ret = f.invoke(iface, REMOTECTL_METHODS[iface]["open"], [prim_in, name, prim_out, dlerror])
     if ret:
         return ret, 0
     handle, dlerr = struct.unpack("<II", prim_out)
@@ -52,5 +50,5 @@ def close_module(f, handle: int, iface: int = REMOTECTL1_HANDLE) -> int:
     """Close a DSP module handle; returns the invoke error or ``dlerr`` (0 on success)."""
     prim_in = struct.pack("<II", handle, DLERROR_LEN)
     prim_out, dlerror = bytearray(4), bytearray(DLERROR_LEN)
-    ret = f.invoke(iface, _IFACES[iface][1], [prim_in, prim_out, dlerror])
+    ret = f.invoke(iface, REMOTECTL_METHODS[iface]["close"], [prim_in, prim_out, dlerror])
     return ret or struct.unpack("<I", prim_out)[0]

@@ -1,0 +1,195 @@
+"""rpcmem (``rpcmem.h``): shared memory standing in for a dma-buf heap allocation.
+
+An allocation is a sealed memfd mapped ``MAP_SHARED``, charged to the emulated DMA pool
+(``QDARPC_DMA_LIMIT``), known to the emulated kernel's VMA table and, unless
+``RPCMEM_HEAP_NOREG``, registered (:mod:`.buffers`) so it goes to the DSP by reference. Every
+rpcmem call works before any other (lazy init, spec §10.1).
+"""
+from __future__ import annotations
+
+import ctypes
+import errno as _errno
+import fcntl
+import mmap
+import os
+import sys
+import warnings
+import weakref
+
+from qda_core.mem import backing as _backing
+from qda_core.mem import vma as _vma
+
+from . import buffers, process
+from .cargs import C_BITS32, C_INT, C_UINT64, A, addr, c_arg, fail
+from .constants import RPCMEM_HEAP_NOREG
+from .tracing import traced
+
+
+class RpcMem(mmap.mmap):
+    """An rpcmem allocation: a shared mapping of a memfd "dma-buf". Supports the buffer
+    protocol (slice it with ``memoryview``); ``.address`` is the C pointer, ``.fd`` the fd
+    (-1 once freed). Free it with :func:`rpcmem_free`: one collected unfreed warns
+    (``ResourceWarning``) and is freed then."""
+
+    address: int
+    fd: int
+
+    def __repr__(self) -> str:
+        return f"<RpcMem {self.address:#x} size={len(self)} fd={self.fd}>"
+
+    def __del__(self) -> None:
+        if getattr(self, "fd", -1) == -1 or sys.is_finalizing():
+            return
+        warnings.warn(f"unfreed {self!r}: call rpcmem_free", ResourceWarning, stacklevel=2)
+        _release(self)
+
+
+class _VmaToken:
+    """Owner of the allocation's VMA entry: dropped by rpcmem_free, so the entry goes when the
+    mapping does, not when the caller drops the RpcMem object."""
+    __slots__ = ("__weakref__",)
+
+
+def _alloc(heapid, flags, size, ctype: tuple[int, int]) -> RpcMem:
+    c_arg(heapid, C_INT, "rpcmem_alloc: heapid")
+    flags = c_arg(flags, C_BITS32, "rpcmem_alloc: flags")
+    size = c_arg(size, ctype, "rpcmem_alloc: size")
+    if size <= 0:
+        fail(A.AEE_EBADPARM, f"rpcmem_alloc: size {size} must be > 0")
+    if size > _backing.DMA_LIMIT:  # fails before even a memfd is made
+        fail(A.AEE_ENOMEMORY, f"rpcmem_alloc: {size} bytes exceed QDARPC_DMA_LIMIT", errno=_errno.ENOMEM)
+    try:
+        fd = os.memfd_create("rpcmem", os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
+    except OSError as exc:
+        fail(A.AEE_ENOMEMORY, "rpcmem_alloc: no dma-buf", errno=exc.errno)
+    # The dma-buf heap allocates from the emulated DMA pool (QDARPC_DMA_LIMIT), charged before
+    # the file has any size. Charged under the file's key, so a driver importing the buffer
+    # does not count it twice.
+    st = os.fstat(fd)
+    key = (st.st_dev, st.st_ino)
+    charged = _backing.page_align(size)
+    try:
+        _backing.charge(charged, key)
+    except OSError as exc:
+        os.close(fd)
+        fail(A.AEE_ENOMEMORY, f"rpcmem_alloc: {size} bytes", errno=exc.errno)
+    try:
+        os.ftruncate(fd, size)
+        # A dma-buf never changes size: sealed, so no holder of the fd can truncate the pages
+        # under the DSP or a mapping (SIGBUS).
+        fcntl.fcntl(fd, fcntl.F_ADD_SEALS, fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW)
+        mm = RpcMem(fd, size, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
+    except (OSError, ValueError, OverflowError) as exc:
+        _backing.uncharge(charged, key)
+        os.close(fd)
+        fail(A.AEE_ENOMEMORY, f"rpcmem_alloc: cannot map {size} bytes", errno=getattr(exc, "errno", None))
+    mm._pin = ctypes.c_char.from_buffer(mm)  # keeps the address fixed while allocated
+    mm.address = ctypes.addressof(mm._pin)
+    mm._charge = (charged, key)
+    # The "kernel" knows this VMA (fast find_vma).
+    mm._vma_token = _VmaToken()
+    _vma.register(mm._vma_token, mm.address, size, key=key)
+    mm.fd = fd  # last: from here on the object owns the fd (and __del__ frees it)
+    with process.lock:
+        process._rpcmem[mm.address] = weakref.ref(mm)
+        if not flags & RPCMEM_HEAP_NOREG:
+            process.REGS.add(mm.address, size, fd, 0)
+    return mm
+
+
+def _release(mm: RpcMem) -> None:
+    """Deregister, unmap and close ``mm`` (once; rpcmem_free or the collector)."""
+    with process.lock:
+        if mm.fd == -1:
+            return
+        ref = process._rpcmem.get(mm.address)
+        if ref is not None and ref() in (mm, None):  # a dead ref: mm is being collected
+            del process._rpcmem[mm.address]
+        if any(r[0] == mm.address and r[1] == len(mm) and r[2] == mm.fd for r in process.REGS.ranges()):
+            buffers.deregister(mm.address, len(mm))
+        else:  # NOREG allocation: nothing registered, but sessions may have imported the fd
+            process.forget_fd(mm.fd)
+        fd, mm.fd = mm.fd, -1
+    del mm._pin
+    del mm._vma_token
+    _backing.uncharge(*mm._charge)  # while the fd is open: the key names this file only
+    os.close(fd)
+    try:
+        mm.close()
+    except BufferError:
+        pass  # the caller still holds a view; the mapping goes when that view does
+
+
+def lookup(po) -> RpcMem | None:
+    """The live allocation whose base address is ``po`` (an RpcMem or an int), else None."""
+    ref = process._rpcmem.get(addr(po))
+    return ref() if ref is not None else None
+
+
+@traced("rpcmem_init")
+def rpcmem_init() -> None:
+    """Initialise rpcmem. Optional: every rpcmem call initialises lazily (spec §10.1).
+
+    AEE codes: (none)
+    """
+
+
+@traced("rpcmem_deinit")
+def rpcmem_deinit() -> None:
+    """Counterpart of rpcmem_init; allocations stay valid until rpcmem_free.
+
+    AEE codes: (none)
+    """
+
+
+@traced("rpcmem_alloc")
+def rpcmem_alloc(heapid: int, flags: int, size: int) -> RpcMem:
+    """Allocate ``size`` bytes of shared memory (a memfd standing in for a dma-buf), mapped and
+    registered, so it goes to the DSP by reference on either backend. Heap id and flags are
+    ignored as on Linux, except RPCMEM_HEAP_NOREG (not registered: copied).
+
+    @param[in] heapid  RPCMEM_HEAP_ID_SYSTEM etc.
+    @param[in] flags   RPCMEM_DEFAULT_FLAGS etc.
+    @param[in] size    bytes (> 0, a C ``int``)
+    @return an :class:`RpcMem` (buffer protocol, ``.address``, ``.fd``); where C returns NULL
+    this raises. The memfd is sealed against shrinking and growing, like a dma-buf, and the
+    allocation counts against the emulated DMA pool (``QDARPC_DMA_LIMIT``). Keep the object
+    until rpcmem_free: it owns the memory (dropping it unfreed warns and frees).
+    AEE codes: AEE_EBADPARM (size <= 0 or beyond ``int``, an argument outside its C type),
+    AEE_ENOMEMORY (errno ENOMEM: the DMA pool is exhausted)
+    """
+    return _alloc(heapid, flags, size, C_INT)
+
+
+@traced("rpcmem_alloc2")
+def rpcmem_alloc2(heapid: int, flags: int, size: int) -> RpcMem:
+    """rpcmem_alloc with a ``size_t`` size.
+
+    AEE codes: AEE_EBADPARM (size 0 or beyond ``size_t``), AEE_ENOMEMORY (errno ENOMEM: the
+    DMA pool is exhausted)
+    """
+    return _alloc(heapid, flags, size, C_UINT64)
+
+
+@traced("rpcmem_free")
+def rpcmem_free(po) -> None:
+    """Deregister, unmap and close an rpcmem allocation; unknown pointers are ignored.
+
+    @param[in] po  the RpcMem (or its address)
+    AEE codes: (none)
+    """
+    mm = lookup(po)
+    if mm is not None:
+        _release(mm)
+
+
+@traced("rpcmem_to_fd")
+def rpcmem_to_fd(po) -> int:
+    """The dma-buf fd of an allocation, for its base pointer only.
+
+    @param[in] po  the RpcMem (or its exact base address)
+    @return the fd, or -1
+    AEE codes: (none)
+    """
+    mm = lookup(po)
+    return mm.fd if mm is not None else -1
