@@ -225,6 +225,7 @@ def test_documented_codes_match_the_errors_we_can_trigger(env):
                                            "remote_set_mode"}
     for h in list(rpc.library._records):
         rpc.remote_handle64_close(h)
+    rpc.remote_register_buf(m.address + 64, 64, -1)  # the case whose deregistration failed
 
 
 def test_return_types(env):
@@ -242,3 +243,16 @@ def test_return_types(env):
     assert lib.remote_handle_close(nd) is None
     assert rpc.remote_handle64_close(h) is None
     assert struct.calcsize("<Q") == 8
+
+
+def test_domain_table_is_the_emulators():
+    """constants.py is the library's one domain table; it names what qda_core.soc emulates."""
+    from qda_core.soc import DOMAINS
+
+    assert rpc.DOMAIN_NAMES == {dom_id: name for name, dom_id in DOMAINS.items()}
+    for name, dom_id in DOMAINS.items():
+        assert getattr(rpc, f"{name.upper()}_DOMAIN_ID") == dom_id
+        assert getattr(rpc, f"{name.upper()}_DOMAIN") == rpc.FASTRPC_DOMAIN_URI + name
+    # URI matching tries a name before any name it is a prefix of (cdsp1 before cdsp)
+    names = list(rpc.DOMAIN_NAMES.values())
+    assert all(names.index(a) < names.index(b) for a in names for b in names if a != b and a.startswith(b))
