@@ -88,6 +88,7 @@ class Steps(list):
 
 
 def failed(v) -> bool:
+    """Whether a step's outcome ``v`` is an error (a FastRpcError) rather than a value."""
     return isinstance(v, FastRpcError)
 
 

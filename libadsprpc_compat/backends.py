@@ -168,21 +168,25 @@ class LegacyBackend(_Base):
         return self._ioctl(uapi.FASTRPC_IOCTL_INIT_CREATE, buf)
 
     def mem_map(self, fd: int, offset: int, flags: int, vaddrin: int, length: int) -> tuple[int, int]:
+        """FASTRPC_IOCTL_MEM_MAP: ``(code, DSP address)``."""
         buf = uapi.fastrpc_mem_map.pack(version=0, fd=fd, offset=offset, flags=flags, vaddrin=vaddrin,
                                         length=length, attrs=0)
         code = self._ioctl(uapi.FASTRPC_IOCTL_MEM_MAP, buf)
         return code, (uapi.fastrpc_mem_map.get(buf, "vaddrout") if code == 0 else 0)
 
     def mem_unmap(self, fd: int, vaddr: int, length: int) -> int:
+        """FASTRPC_IOCTL_MEM_UNMAP."""
         buf = uapi.fastrpc_mem_unmap.pack(fd=fd, vaddr=vaddr, length=length)
         return self._ioctl(uapi.FASTRPC_IOCTL_MEM_UNMAP, buf)
 
     def mmap(self, fd: int, flags: int, vaddrin: int, size: int) -> tuple[int, int]:
+        """FASTRPC_IOCTL_MMAP (the DSP map request, not CPU mmap): ``(code, DSP address)``."""
         buf = uapi.fastrpc_req_mmap.pack(fd=fd, flags=flags, vaddrin=vaddrin, size=size)
         code = self._ioctl(uapi.FASTRPC_IOCTL_MMAP, buf)
         return code, (uapi.fastrpc_req_mmap.get(buf, "vaddrout") if code == 0 else 0)
 
     def munmap(self, vaddr: int, size: int) -> int:
+        """FASTRPC_IOCTL_MUNMAP."""
         return self._ioctl(uapi.FASTRPC_IOCTL_MUNMAP, uapi.fastrpc_req_munmap.pack(vaddrout=vaddr, size=size))
 
     def dsp_info(self, domain: int, attribute: int) -> tuple[int, int | None]:
@@ -282,6 +286,7 @@ class AccelBackend(_Base):
             return _abi.errno_to_aee(self.errno or _errno.EBADF), -1
 
     def mem_map(self, fd: int, offset: int, flags: int, vaddrin: int, length: int) -> tuple[int, int]:
+        """DRM_IOCTL_QDA_MAP (ATTR request) of the fd's GEM handle: ``(code, DSP address)``."""
         code, ref = self._ref_or_code(fd)
         if code:
             return code, 0
@@ -291,11 +296,13 @@ class AccelBackend(_Base):
         return code, (uapi.qda_mem_map.get(buf, "vaddrout") if code == 0 else 0)
 
     def mem_unmap(self, fd: int, vaddr: int, length: int) -> int:
+        """DRM_IOCTL_QDA_MUNMAP (ATTR request)."""
         ref = self._refs.get(fd, fd)
         buf = uapi.qda_mem_unmap.pack(request=uapi.QDA_MAP_REQUEST_ATTR, fd=ref, vaddr=vaddr, size=length)
         return self._ioctl(uapi.DRM_IOCTL_QDA_MUNMAP, buf)
 
     def mmap(self, fd: int, flags: int, vaddrin: int, size: int) -> tuple[int, int]:
+        """DRM_IOCTL_QDA_MAP (LEGACY request): ``(code, DSP address)``."""
         code, ref = self._ref_or_code(fd) if fd > 0 else (0, fd)
         if code:
             return code, 0
@@ -305,6 +312,7 @@ class AccelBackend(_Base):
         return code, (uapi.qda_mem_map.get(buf, "vaddrout") if code == 0 else 0)
 
     def munmap(self, vaddr: int, size: int) -> int:
+        """DRM_IOCTL_QDA_MUNMAP (LEGACY request)."""
         buf = uapi.qda_mem_unmap.pack(request=uapi.QDA_MAP_REQUEST_LEGACY, vaddrout=vaddr, size=size)
         return self._ioctl(uapi.DRM_IOCTL_QDA_MUNMAP, buf)
 

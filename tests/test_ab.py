@@ -15,7 +15,7 @@ from qda_core.soc import Soc
 @pytest.fixture
 def clean(fd_guard):
     """No emulator object, rpcmem allocation or session left behind by a run."""
-    from libadsprpc_compat import library
+    from libadsprpc_compat import process as library
 
     gc.collect()
     before, mems = debug.live_objects(), set(library._rpcmem)

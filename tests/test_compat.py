@@ -267,7 +267,7 @@ def test_open_errors(lib):
 
 
 def test_domain_uri_rules():
-    d = rpc.library.domain_from_uri
+    d = rpc.uri.domain_from_uri
     assert d("x&_dom=cdsp") == 3 and d("x&_dom=cdsp1") == 4 and d("x&_dom=adsp&_session=1") == 8
     assert d("x&_dom=cdsp&_session=3") == 27 and d("x&_dom=sdsp&_session=0") == 2
     for bad in ("x", "x?_dom=cdsp", "x&_dom=cdsp&_session=4", "x&_dom=cdsp&_session=-1"):
@@ -450,7 +450,7 @@ def test_dma_handle_registration_consumed_per_invoke(lib):
     rpc.remote_register_dma_handle(m.fd, 4096)
     h = lib.remote_handle64_open(TEST)
     seen = []
-    s = rpc.library._records[h].session
+    s = rpc.process._records[h].session
     slot = s._handle_slot
     seen.append(slot(rpc.remote_dma_handle(m.fd, 0)))
     seen.append(slot((m.fd, 0)))
@@ -467,7 +467,7 @@ def test_set_backend_rules(rpcsoc):
         rpc.set_backend("nope")
     rpc.set_backend("legacy")
     h = rpc.remote_handle64_open(TEST)
-    assert rpc.library._records[h].session.lib.backend == "legacy"
+    assert rpc.process._records[h].session.lib.backend == "legacy"
     rpc.set_backend("legacy")  # same choice: fine
     with pytest.raises(rpc.AlreadyLoadedError) as e:
         rpc.set_backend("accel")
@@ -497,7 +497,7 @@ def test_shutdown_leaves_nothing(rpcsoc):
         lib.remote_handle64_open(TEST + "&_session=1")
     rpc.shutdown()
     assert not cdsp_procs(rpcsoc)
-    assert not rpc.library._records
+    assert not rpc.process._records
     rpc.rpcmem_free(m)
     import gc
 

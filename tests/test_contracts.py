@@ -223,7 +223,7 @@ def test_documented_codes_match_the_errors_we_can_trigger(env):
     # each function with error paths had at least one case
     assert set(seen) >= set(SIGNATURES) - {"rpcmem_init", "rpcmem_deinit", "rpcmem_free", "rpcmem_to_fd",
                                            "remote_set_mode"}
-    for h in list(rpc.library._records):
+    for h in list(rpc.process._records):
         rpc.remote_handle64_close(h)
     rpc.remote_register_buf(m.address + 64, 64, -1)  # the case whose deregistration failed
 

@@ -20,7 +20,7 @@ import weakref
 import pytest
 
 import libadsprpc_compat as rpc
-from libadsprpc_compat import library
+from libadsprpc_compat import process as library  # the process-wide tables
 from qda_core import soc as socmod
 
 TEST = "file:///libqdarpc_test_skel.so?qdarpc_test_skel_handle_invoke&_modver=1.0&_dom=cdsp"

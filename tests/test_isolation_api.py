@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import libadsprpc_compat as rpc
-from libadsprpc_compat import library
+from libadsprpc_compat import process as library  # the process-wide tables
 from libadsprpc_compat.errors import ERROR_CLASSES
 from qda_core.mem import backing
 from qda_core.uaccess import address
