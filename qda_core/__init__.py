@@ -1,7 +1,7 @@
 """qda_core: the emulated kernel side of qdarpc.
 
 Two emulated drivers (the QDA accel driver and the legacy misc/fastrpc char driver) over one
-emulated Hexagon DSP per domain. See ``../shared/docs/ARCHITECTURE.md`` for the layering.
+emulated Hexagon DSP per domain. See ``docs/ARCHITECTURE.md`` for the layering.
 
 >>> import qda_core
 >>> f = qda_core.open_device("cdsp")     # /dev/accel/accelN of the compute DSP

@@ -65,7 +65,7 @@ cdef uint32_t _code32(object code) except? 0xFFFFFFFF:
 def errno_to_aee(err):
     """The AEE code the FastRPC user library makes of a failed ioctl's errno.
 
-    Follows ``convert_kernel_to_user_error`` (spec section 5.2): an errno in 1..135 that the
+    Follows ``convert_kernel_to_user_error`` (docs/spec/legacy_fastrpc_api.md §5.2): an errno in 1..135 that the
     table does not name (ENOENT, EBUSY included) gives ``AEE_ERPC``; the library does not
     convert 0 or errnos above 135, which give ``AEE_EUNKNOWN`` (-1). A kernel-style negative
     errno is accepted too.

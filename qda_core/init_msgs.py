@@ -1,10 +1,10 @@
 """The messages both kernels send on the DSP's INIT handle (handle 1), built in one place.
 
 Each builder returns a :class:`KernelMsg`: the method, the in-buffers and the out-buffers, in
-the order and layout of ``drivers/misc/fastrpc.c`` and the QDA RFC (docs: the legacy spec §7.5,
-the QDA spec §3). A driver turns it into invoke descriptors with its own notion of "no fd" and
-sends it from the kernel side (``_kernel_call``); :meth:`KernelMsg.vaddr` reads the DSP
-address MMAP and MEM_MAP answer.
+the order and layout of ``drivers/misc/fastrpc.c`` and the QDA RFC
+(docs/spec/legacy_fastrpc_api.md §7.5, docs/spec/qda_accel_uapi.md §3). A driver turns it into
+invoke descriptors with its own notion of "no fd" and sends it from the kernel side
+(``_kernel_call``); :meth:`KernelMsg.vaddr` reads the DSP address MMAP and MEM_MAP answer.
 """
 from __future__ import annotations
 

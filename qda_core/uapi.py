@@ -2,15 +2,16 @@
 
 Revisions tracked (see ``REVISION``):
 
-* QDA accel driver: the kernel RFC "[PATCH RFC 00/18] accel/qda" of 2026-02-24 (the spec's
-  **RFC** tag). Where the ``accel/staging`` user library ("LIB" below: the ``accel/staging``
-  branch of qualcomm/fastrpc at 759d6f8) disagrees, the kernel RFC
-  layout is what the emulated driver implements; :data:`LIB_DIFFERENCES` lists every difference
-  and how the emulator treats it. This is the one place those choices are written down.
+* QDA accel driver: the kernel RFC "[PATCH RFC 00/18] accel/qda" of 2026-02-24 (the **RFC**
+  tag of docs/spec/qda_accel_uapi.md). Where the ``accel/staging`` user library ("LIB" below:
+  the ``accel/staging`` branch of qualcomm/fastrpc at 759d6f8) disagrees, the kernel RFC layout
+  is what the emulated driver implements; :data:`LIB_DIFFERENCES` lists every difference and how
+  the emulator treats it. This is the one place those choices are written down.
 * Legacy driver: upstream ``include/uapi/misc/fastrpc.h`` / ``drivers/misc/fastrpc.c`` (magic 'R').
 
 Layouts are declared as (field, C type) lists; offsets follow the C rules for natural alignment,
-so a test can check every offset and size against the spec tables.
+so a test can check every offset and size against the spec tables
+(docs/spec/qda_accel_uapi.md §2.3, docs/spec/legacy_fastrpc_api.md §7.1).
 """
 from __future__ import annotations
 

@@ -17,7 +17,7 @@ PAGE_MASK = ~(PAGE_SIZE - 1) & 0xFFFF_FFFF_FFFF_FFFF
 FASTRPC_INIT_HANDLE = 1
 FASTRPC_DSP_UTILITIES_HANDLE = 2
 
-# Static (constant) handles served inside a PD (legacy spec §6.2), and their interface names.
+# Static (constant) handles served inside a PD (docs/spec/legacy_fastrpc_api.md §6.2), and their interface names.
 REMOTECTL_HANDLE = 0
 ADSP_LISTENER_HANDLE = 3
 ADSP_CURRENT_PROCESS1_HANDLE = 4
@@ -59,7 +59,7 @@ RMID_INIT_CREATE_STATIC = 8
 RMID_INIT_MEM_MAP = 10
 RMID_INIT_MEM_UNMAP = 11
 
-# enum remote_dsp_attributes (remote.h; legacy spec §4.7): the attribute ids whose values the
+# enum remote_dsp_attributes (remote.h; docs/spec/legacy_fastrpc_api.md §4.7): the attribute ids whose values the
 # DSP answers on FASTRPC_DSP_UTILITIES_HANDLE and the library reports through DSPRPC_GET_DSP_INFO.
 DOMAIN_SUPPORT = 0
 UNSIGNED_PD_SUPPORT = 1
@@ -90,7 +90,7 @@ SENSORS_PD = 2
 #: CREATE ``attrs`` bit asking for an unsigned user PD (also the INIT_CREATE ioctls' ``attrs``).
 FASTRPC_MODE_UNSIGNED_MODULE = 0x8
 
-#: DSP domain ids and names (``inc/remote.h`` ``*_DOMAIN_ID``; legacy spec §3.1). The one table.
+#: DSP domain ids and names (``inc/remote.h`` ``*_DOMAIN_ID``; docs/spec/legacy_fastrpc_api.md §3.1). The one table.
 DOMAIN_IDS = {"adsp": 0, "mdsp": 1, "sdsp": 2, "cdsp": 3, "cdsp1": 4, "gdsp0": 5, "gdsp1": 6}
 
 MSG = struct.Struct("<iiQIIQQ")        # struct fastrpc_msg, 40 B

@@ -1,7 +1,7 @@
 """Every result code the emulated DSP can put in an invoke response, in one place.
 
 Codes produced by DSP code carry the DSP offset (``AEE_EOFFSET = 0x80000400`` on Hexagon, see
-legacy_fastrpc_api.md §5.1), so ``dsp(AEE_EBADPARM) == 0x8000040e``. They travel as an int32
+docs/spec/legacy_fastrpc_api.md §5.1), so ``dsp(AEE_EBADPARM) == 0x8000040e``. They travel as an int32
 ``retval``; :func:`to_int32` folds them into that range. Each ``ERR_*`` constant below is the
 answer to one situation, with the reason for the choice next to it; where the spec names a
 value we use it, where it does not the choice is ours and marked "(our choice)".
@@ -56,11 +56,11 @@ def to_u32(value: int) -> int:
 # pages). Kernel bug, never a user one; the DSP refuses the message like a bad argument.
 ERR_MALFORMED = dsp(AEE_EBADPARM)  # (our choice)
 # A message on a client that has no PD, or whose PD crashed or exited: the PD-exiting code of
-# §5.3 (the calculator test retries on it), kept until INIT_RELEASE clears the client.
+# docs/spec/legacy_fastrpc_api.md §5.3 (the calculator test retries on it), kept until INIT_RELEASE clears the client.
 ERR_NO_PD = dsp(AEE_EBADSTATE)  # (our choice, suggested by the brief)
 # Also the answer when the payload itself is unreachable (SMMU fault): the PD named by the
 # header client id crashes, except for kernel (INIT/utility) messages, which change nothing.
-ERR_PD_CRASHED = dsp(AEE_EBADSTATE)  # spec §5.1: "PD exiting/crashed, exception"
+ERR_PD_CRASHED = dsp(AEE_EBADSTATE)  # docs/spec/legacy_fastrpc_api.md §5.1: "PD exiting/crashed, exception"
 # A message that acts for a client other than its sender (an INIT request naming another
 # client id, as a user INVOKE of handle 1 on the QDA RFC can), or one that arrives without
 # the driver's sender stamp: refused, nothing changes.
@@ -68,18 +68,18 @@ ERR_NOT_OWNER = dsp(AEE_ENOTOWNER)  # (our choice: "not an owner authorized to p
 # A page descriptor (CREATE init memory, CREATE_STATIC heap, MMAP, MEM_MAP) outside the context
 # banks the sender was granted: the DSP will not map another session's memory for it.
 ERR_FOREIGN_PAGES = dsp(AEE_ENOTALLOWED)  # (our choice)
-# Constant handle below 0x100 that nothing serves: §5.3 (qualcomm/fastrpc PR #96).
+# Constant handle below 0x100 that nothing serves: docs/spec/legacy_fastrpc_api.md §5.3 (qualcomm/fastrpc PR #96).
 ERR_UNKNOWN_CONST_HANDLE = dsp(AEE_ERPC)
 # A known static interface (listener, perf, msgd, ...) that the emulator does not implement.
 ERR_STATIC_UNSUPPORTED = dsp(AEE_EUNSUPPORTED)
-# Dynamic handle not open in the calling process: mod-table lookup failure, §5.3 [inferred].
+# Dynamic handle not open in the calling process: mod-table lookup failure, docs/spec/legacy_fastrpc_api.md §5.3 [inferred].
 ERR_NO_SUCH_HANDLE = dsp(AEE_ENOSUCHMOD)
-# Wrong scalars (counts) or too-short buffers for a static or declared method: §2.4. Also
+# Wrong scalars (counts) or too-short buffers for a static or declared method: docs/spec/legacy_fastrpc_api.md §2.4. Also
 # (our choice) INIT-handle requests that contradict themselves: CREATE name/file lengths that
 # disagree with the buffers, MMAP/MEM_MAP of a zero-size page descriptor (QDA sends {0, 0}
 # for fd <= 0, the kernel does not check, so the DSP refuses it).
 ERR_BAD_PARM = dsp(AEE_EBADPARM)
-# Unknown method of a skel or of a static handle: §2.4 / §5.3.
+# Unknown method of a skel or of a static handle: docs/spec/legacy_fastrpc_api.md §2.4 / §5.3.
 ERR_UNKNOWN_METHOD = dsp(AEE_EUNSUPPORTED)
 
 # -- Module loader (reported through remotectl's dlerr, the invoke itself returns 0) ---------
@@ -89,7 +89,7 @@ ERR_SYM_NOT_FOUND = dsp(AEE_ENOSUCHSYMBOL)  # file found, symbol missing (observ
 # Skeleton, a .so that dlopen rejects (e.g. a real Hexagon skel on an x86 host).
 ERR_MOD_UNLOADABLE = dsp(AEE_EUNABLETOLOAD)  # (our choice)
 ERR_BAD_URI = dsp(AEE_EBADPARM)  # "file://" URI without "?symbol" (qualcomm/fastrpc parse_uri fails) (our choice)
-ERR_IDL_VERSION = dsp(AEE_ESTUBSKELVERMISMATCH)  # calculator _idlver check, §2.5 [inferred]
+ERR_IDL_VERSION = dsp(AEE_ESTUBSKELVERMISMATCH)  # calculator _idlver check, docs/spec/legacy_fastrpc_api.md §2.5 [inferred]
 # remotectl close of a handle this process does not have open.
 ERR_CLOSE_UNKNOWN = dsp(AEE_ENOSUCHMOD)  # (our choice, same as invoking it)
 
@@ -100,7 +100,7 @@ ERR_BAD_SHELL = dsp(AEE_EINVALIDFORMAT)  # (our choice)
 ERR_PD_EXISTS = dsp(AEE_EALREADY)  # (our choice)
 # Unsigned PD requested on a domain whose capability table says UNSIGNED_PD_SUPPORT = 0.
 ERR_UNSIGNED_UNSUPPORTED = dsp(AEE_EUNSUPPORTED)  # (our choice)
-# CREATE_STATIC with a name this domain has no static PD for ("bad PD type", §5.1).
+# CREATE_STATIC with a name this domain has no static PD for ("bad PD type", docs/spec/legacy_fastrpc_api.md §5.1).
 ERR_UNKNOWN_STATIC_PD = dsp(AEE_EBADITEM)  # (our choice)
 # MMAP / MEM_MAP that does not fit the process's DSP virtual address space.
 ERR_VA_EXHAUSTED = dsp(AEE_ENOMEMORY)

@@ -1,9 +1,9 @@
 """Per-domain capability tables answered on the kernel "DSP utilities" handle (2).
 
-Attribute ids are ``enum remote_dsp_attributes`` (legacy_fastrpc_api.md §4.7). The values
+Attribute ids are ``enum remote_dsp_attributes`` (docs/spec/legacy_fastrpc_api.md §4.7). The values
 describe the DSP this package emulates: a v68-class CDSP (four 128-byte HVX contexts, one
 4 MiB VTCM page, no HMX) and v66-class ADSP/SDSP without HVX. ``ARCH_VER`` carries the Hexagon
-version in its low byte (0x68 = v68); the real encoding is not public (spec §11). Features the
+version in its low byte (0x68 = v68); the real encoding is not public (docs/spec/legacy_fastrpc_api.md §11). Features the
 emulator does not provide (async FastRPC, status notifications, dspqueue, ...) read 0.
 """
 from __future__ import annotations

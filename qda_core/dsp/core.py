@@ -1,6 +1,6 @@
 """The emulated DSP: receives ``fastrpc_msg`` requests, runs them, answers ``invoke_rsp``.
 
-Handle map (legacy_fastrpc_api.md §6.2, §7.5):
+Handle map (docs/spec/legacy_fastrpc_api.md §6.2, §7.5):
 
 ===========  ================================================================================
 handle       served by
@@ -307,14 +307,14 @@ class EmulatedDsp:
                 return 0
         if not p.alive:
             return aee.ERR_PD_CRASHED
-        return 0 if p.kind == kind else aee.ERR_PD_EXISTS  # re-attach is harmless (QDA §3.4)
+        return 0 if p.kind == kind else aee.ERR_PD_EXISTS  # re-attach is harmless (docs/spec/qda_accel_uapi.md §3.4)
 
     def _release(self, m: _Req, a: _Args, origin: Origin) -> int:
         cid = origin.client_id
         with self._lock:
             p = self._procs.pop((m.chan, cid), None)
         if p is not None:
-            p.exit()  # modules dropped without their close method (spec §9.6)
+            p.exit()  # modules dropped without their close method (docs/spec/legacy_fastrpc_api.md §9 item 6)
         return 0
 
     def _add_process(self, chan: str, p: Process) -> int:

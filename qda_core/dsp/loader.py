@@ -1,6 +1,6 @@
 """Module loader: URI -> skeleton implementation (the DSP's dlopen/dlsym step).
 
-URI grammar (legacy_fastrpc_api.md §3.2, mirroring qualcomm/fastrpc ``src/mod_table.c parse_uri``):
+URI grammar (docs/spec/legacy_fastrpc_api.md §3.2, mirroring qualcomm/fastrpc ``src/mod_table.c parse_uri``):
 ``file://[/]<file>?<symbol>[&name[=value]]...``; ``_modver=1.0`` selects the
 ``handle_invoke(h, sc, pra)`` convention (implicit open/close methods 0/1). A name without
 ``file://`` (non-domain stubs such as ``adsp_current_process``) loads ``lib<name>_skel.so``,

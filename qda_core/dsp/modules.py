@@ -74,7 +74,7 @@ class RemoteArg(ctypes.Union):
 _HANDLE_INVOKE = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_uint64, ctypes.c_uint32,
                                   ctypes.POINTER(RemoteArg))
 _INVOKE = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_uint32, ctypes.POINTER(RemoteArg))
-_SC_OPEN = 0x00020001   # REMOTE_SCALARS_MAKEX(0, 0, 2, 0, 0, 1), spec §2.4
+_SC_OPEN = 0x00020001   # REMOTE_SCALARS_MAKEX(0, 0, 2, 0, 0, 1), docs/spec/legacy_fastrpc_api.md §2.4
 _SC_CLOSE = 0x01000010  # REMOTE_SCALARS_MAKEX(0, 1, 0, 0, 1, 0)
 
 

@@ -7,7 +7,7 @@ kernel does (ALLOC_DMA_BUFF, MMAP, MEM_MAP, GET_DSP_INFO, on success). A bad poi
 ``-EFAULT``. The return value is the kernel's: 0, ``-errno``, or the DSP retval verbatim (a
 signed 32-bit value). Typed methods go through the same dispatch and raise ``OSError``.
 
-Where this differs from the QDA driver is the point of having both (spec qda_accel_uapi §8):
+Where this differs from the QDA driver is the point of having both (docs/spec/qda_accel_uapi.md §8):
 one session per open (EBUSY), ``fd`` fields are dma-buf fds mapped into the session and cached
 per file by fd number and buffer (``fastrpc_map_lookup`` compares the dma-buf too), handle 1 is refused to users, MMAP allocates kernel memory, MUNMAP and
 MEM_UNMAP must match a kernel list, INIT_CREATE_STATIC / INIT_ATTACH_SNS are real, a removed

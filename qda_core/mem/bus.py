@@ -1,6 +1,6 @@
 """The compute bus of one DSP: its IOMMU context banks (CBs) and the SMMU view the DSP reads.
 
-Assignment follows the QDA RFC (``qda_memory_manager.c``, spec §1.1): lazy, on a file's first
+Assignment follows the QDA RFC (``qda_memory_manager.c``, docs/spec/qda_accel_uapi.md §1.1): lazy, on a file's first
 memory use; a CB already assigned to the same opener thread id is shared (refcounted); else the
 lowest-numbered free CB; none free -> ``ENOMEM``. The legacy driver takes one whole CB per
 ``open()`` instead (``EBUSY`` when none is free). Both drivers draw from the same bus because the

@@ -9,7 +9,7 @@
  * On the CPU an AEE code is the bare value; code running on the DSP (__hexagon__) adds
  * DSP_AEE_EOFFSET, so a DSP-generated AEE_EBADPARM reaches the application as 0x8000040e.
  * The QDA_AEE_FIXED codes are spelled without the offset in AEEStdErr.h and so have the same
- * value on both sides. See ../shared/spec/legacy_fastrpc_api.md section 5.
+ * value on both sides. See docs/spec/legacy_fastrpc_api.md §5.
  */
 #ifndef QDARPC_AEE_ERR_H
 #define QDARPC_AEE_ERR_H
@@ -271,7 +271,7 @@ extern const unsigned qda_aee_count;
  * qda_errno_to_aee() - the user library's convert_kernel_to_user_error()
  * @err: the errno of a failed FastRPC ioctl (positive, or kernel-style negative)
  *
- * Maps exactly as qualcomm/fastrpc does (spec section 5.2); an errno in 1..135 that the table
+ * Maps exactly as qualcomm/fastrpc does (docs/spec/legacy_fastrpc_api.md §5.2); an errno in 1..135 that the table
  * does not name (ENOENT and EBUSY included) gives AEE_ERPC. The library converts only errnos
  * in 1..135 and otherwise keeps the raw -1, so 0 and larger values give AEE_EUNKNOWN.
  *

@@ -3,7 +3,7 @@
  * remote_abi.h - the FastRPC user ABI subset qdarpc mirrors: scalars word, remote_arg types.
  *
  * Layouts follow qualcomm/fastrpc inc/remote.h (LP64); see
- * ../shared/spec/legacy_fastrpc_api.md section 2.
+ * docs/spec/legacy_fastrpc_api.md §2.
  */
 #ifndef QDARPC_REMOTE_ABI_H
 #define QDARPC_REMOTE_ABI_H

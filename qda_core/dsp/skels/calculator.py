@@ -1,4 +1,4 @@
-"""The Hexagon SDK calculator example (legacy_fastrpc_api.md §2.5), on the emulated DSP.
+"""The Hexagon SDK calculator example (docs/spec/legacy_fastrpc_api.md §2.5), on the emulated DSP.
 
 URI: ``file:///libcalculator_skel.so?calculator_skel_handle_invoke&_modver=1.0&_idlver=1.2.3``
 
