@@ -1,49 +1,53 @@
-"""``qdarpc bench``: run the benchmark scripts of a source checkout and collect their tables."""
+"""``qdarpc bench``: run the benchmarks of :mod:`qdarpc_cli.benchmarks`, each in a fresh interpreter.
+
+They ship with the package, so this works from any install. Each benchmark runs as
+``python -P -m qdarpc_cli.benchmarks.<name> --json`` (``-P``: the working directory is not put
+on ``sys.path``, so a source checkout there cannot shadow the installed package), with the
+``qda_core`` this process imported first on ``PYTHONPATH``, and without ``QDARPC_TRACE`` (a
+benchmark under the recorder would measure the recorder).
+"""
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-#: name -> (script, extra arguments taking the iteration count or None)
-SCRIPTS = {
-    "marshal": ("marshal.py", None),
-    "invoke": ("invoke.py", "--iterations"),
-}
+from .benchmarks import BENCHMARKS
 
 
-def find_bench_dir() -> Path | None:
-    """``bench/`` beside the ``qda_core`` package (a source checkout), else in the working
-    directory; None when neither has the scripts (an installed wheel does not ship them)."""
+def run_benchmark(name: str, quick: bool = False, iterations: int | None = None) -> dict:
+    """Run one benchmark; returns ``{"name", "returncode", "seconds", "result" (its JSON or None),
+    "stderr"}``."""
     import qda_core
 
-    root = Path(qda_core.__file__).resolve().parent.parent
-    for cand in (root / "bench", Path.cwd() / "bench"):
-        if any((cand / script).is_file() for script, _ in SCRIPTS.values()):
-            return cand
-    return None
-
-
-def run_script(bench_dir: Path, name: str, iterations: int | None) -> dict:
-    """Run one script in a fresh interpreter that imports this same ``qda_core``; returns
-    ``{"name", "path", "returncode", "seconds", "output", "stderr"}``."""
-    import qda_core
-
-    script, iter_flag = SCRIPTS[name]
-    path = bench_dir / script
-    argv = [sys.executable, str(path)]
-    if iterations is not None and iter_flag:
-        argv += [iter_flag, str(iterations)]
+    argv = [sys.executable, "-P", "-m", f"qdarpc_cli.benchmarks.{BENCHMARKS[name]}", "--json"]
+    if quick:
+        argv.append("--quick")
+    if iterations is not None:
+        argv += ["--iterations", str(iterations)]
     pkg_root = str(Path(qda_core.__file__).resolve().parent.parent)
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (pkg_root, env.get("PYTHONPATH", "")) if p)
-    env.pop("QDARPC_TRACE", None)  # a benchmark under the recorder measures the recorder
+    env.pop("QDARPC_TRACE", None)
     t0 = time.perf_counter()
-    if not path.is_file():
-        return {"name": name, "path": str(path), "returncode": None, "seconds": 0.0, "output": "",
-                "stderr": f"{path}: not present in this checkout"}
-    proc = subprocess.run(argv, capture_output=True, text=True, env=env, cwd=str(bench_dir.parent))
-    return {"name": name, "path": str(path), "returncode": proc.returncode,
-            "seconds": round(time.perf_counter() - t0, 3), "output": proc.stdout, "stderr": proc.stderr}
+    proc = subprocess.run(argv, capture_output=True, text=True, env=env)
+    result = None
+    if proc.returncode == 0:
+        try:
+            result = json.loads(proc.stdout)
+        except json.JSONDecodeError:
+            result = None
+    return {"name": name, "returncode": proc.returncode if result is not None or proc.returncode else 1,
+            "seconds": round(time.perf_counter() - t0, 3), "result": result, "stderr": proc.stderr}
+
+
+def format_result(r: dict) -> str:
+    from .benchmarks.common import format_rows
+
+    head = f"== {r['name']} ({r['seconds']:.1f} s)"
+    if r["result"] is None:
+        return f"{head}\n(failed)"
+    return f"{head}\n{format_rows(r['result'])}"
