@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import html
 import os
+import re
 
 from .term import fmt_bytes, fmt_ns
 
@@ -90,11 +91,45 @@ def _invoke_rows(rep: dict) -> list[tuple[dict | None, dict | None]]:
     return out
 
 
+def _node_key(node: str):
+    """Sort device nodes by name, then number (accel9 before accel10)."""
+    m = re.fullmatch(r"(.*?)(\d+)", node)
+    return (m.group(1), int(m.group(2))) if m else (node, -1)
+
+
 def _via(run: dict) -> str:
-    """The session node(s) a run used, and how many other nodes it opened (accel discovery)."""
-    main = run["session_nodes"] or run["nodes"]
+    """The session node(s) a run used, the one it started on first, and how many other nodes it
+    opened (accel discovery)."""
+    main = sorted(run["session_nodes"] or run["nodes"], key=_node_key)
     others = len(set(run["nodes"]) - set(main))
-    return (", ".join(main) or "-") + (f" (+{others} other node{'s' * (others > 1)} queried)" if others else "")
+    text = main[0] if main else "-"
+    if len(main) > 1:
+        text += f" (then {', '.join(main[1:])} after a subsystem restart)"
+    return text + (f" (+{others} other node{'s' * (others > 1)} queried)" if others else "")
+
+
+def _renumbered(rep: dict) -> str | None:
+    """Why the second run's accel node is not the one a fresh SoC has: the first run restarted
+    the DSP, and the accel driver probed again under a new minor (as the kernel does)."""
+    a, b = rep["order"]
+    nodes = rep["runs"][b]["session_nodes"]
+    accel = [n for n in nodes if n.startswith("/dev/accel/")]
+    if not accel:
+        return None
+    try:
+        from .info import devices
+
+        fresh = {d["domain"]: d["nodes"]["accel"] for d in devices(rep["soc"])["domains"]}
+    except Exception:  # an unloadable profile: say nothing rather than guess
+        return None
+    node = sorted(accel, key=_node_key)[0]
+    if node in fresh.values():
+        return None
+    legacy = [n for r in rep["runs"].values() for n in r["session_nodes"] if n.startswith("/dev/fastrpc-")]
+    dom = legacy[0][len("/dev/fastrpc-"):].removesuffix("-secure") if legacy else None
+    was = f"; it was {fresh[dom]} when the SoC came up" if dom in fresh else ""
+    return (f"note: {b} started on {node}: the {a} run restarted {dom or 'the DSP'} before it, and the accel "
+            f"driver re-probes under a new node number after a restart{was}")
 
 
 def format_text(rep: dict) -> str:
@@ -102,7 +137,9 @@ def format_text(rep: dict) -> str:
     a, b = rep["order"]
     ra, rb = rep["runs"][a], rep["runs"][b]
     lines = [f"A/B {rep['workload']}: {rep['description']}",
-             f"one emulated DSP (SoC {rep['soc']}): {a} via {_via(ra)}, then {b} via {_via(rb)}", ""]
+             f"one emulated DSP (SoC {rep['soc']}): {a} via {_via(ra)}, then {b} via {_via(rb)}"]
+    note = _renumbered(rep)
+    lines += [note, ""] if note else [""]
     rows = [("#", "STEP", a.upper(), b.upper(), "")]
     for st in rep["steps"]:
         rows.append((str(st["index"]), st["name"], _cell(st[a]), _cell(st[b]), "SAME" if st["same"] else "DIFF"))

@@ -14,7 +14,7 @@ code    name              meaning
 4       EXIT_DSP          the DSP answered non-zero: invoke retval (AEE code) or a module
                           that would not load; or the legacy API refused a call (its AEE code)
 5       EXIT_FILE         an input/output file is missing, unreadable or not a valid trace
-6       EXIT_UNAVAILABLE  not in this build or install (legacy backend, ``bench/`` scripts)
+6       EXIT_UNAVAILABLE  not in this build or install (e.g. the legacy backend)
 70      EXIT_INTERNAL     a bug in qdarpc (``EX_SOFTWARE``); ``qdarpc --debug`` shows the traceback
 ======  ================  ===================================================================
 """

@@ -1,7 +1,7 @@
 """``qdarpc``: a thin click group over the library; commands import what they need lazily.
 
 Exit codes are listed once, in :mod:`qdarpc_cli.errors`; library exceptions become one-line
-messages there (``qdarpc --debug`` shows the traceback instead).
+messages there (``qdarpc --debug`` prints the traceback too; the exit code is the same).
 """
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import sys
 import click
 
 from . import options
-from .errors import EXIT_DSP, EXIT_FAILED, EXIT_FILE, EXIT_UNAVAILABLE, CliError, translate
+from .errors import EXIT_DSP, EXIT_FAILED, EXIT_FILE, CliError, translate
 from .invoke import IN_HELP, OUT_HELP, BufSpec, OrderedCommand
 
 EPILOG_EXIT = ("\b\nExit codes: 0 ok, 1 check failed, 2 usage, 3 device/driver error, 4 DSP error, "
@@ -48,8 +48,10 @@ class QdarpcGroup(click.Group):
         except (click.exceptions.Exit, click.Abort, click.ClickException, SystemExit, KeyboardInterrupt):
             raise
         except Exception as exc:
-            if ctx.find_root().params.get("debug"):
-                raise
+            if ctx.find_root().params.get("debug"):  # the traceback as well, never another exit code
+                import traceback
+
+                traceback.print_exc(file=sys.stderr)
             raise translate(exc) from None
 
 
@@ -70,6 +72,7 @@ def cli(debug: bool) -> None:
     \b
     Examples:
       qdarpc selftest
+      qdarpc doctor
       qdarpc devices --json
       qdarpc invoke 'file:///libcalculator_skel.so?calculator_skel_handle_invoke&_modver=1.0' sum \\
           --in i32:3 --in i32:1,2,3 --out i64:1
@@ -81,18 +84,29 @@ def cli(debug: bool) -> None:
 # --- selftest ---------------------------------------------------------------------------------
 @cli.command()
 @options.domain
-def selftest(domain: str) -> None:
+@click.option("--pd", "pd", type=click.Choice(["auto", "unsigned", "signed"]), default="auto", show_default=True,
+              help="User PD to create: unsigned (CDSP only, fastrpc_test -U 1), signed (-U 0), or auto: "
+                   "unsigned, and signed where the DSP has no unsigned PDs.")
+@click.option("-U", "--unsigned-pd", "unsigned_pd", is_flag=True, default=False, help="Same as --pd unsigned.")
+def selftest(domain: str, pd: str, unsigned_pd: bool) -> None:
     """Run the calculator example end to end on the emulated DSP and print each step.
 
-    Exits 0 when every result is right, 1 otherwise.
+    Stops at the first step that fails and says why. Exits 0 when every step passed, 1
+    otherwise.
 
     \b
-    Example:
-      qdarpc selftest -d cdsp
+    Examples:
+      qdarpc selftest
+      qdarpc selftest -d adsp            # a signed PD: unsigned PDs are CDSP-only
+      qdarpc selftest -d cdsp --pd signed
     """
     from .selftest import run
 
-    sys.exit(0 if run(domain, click.echo) else EXIT_FAILED)
+    if unsigned_pd:
+        if pd == "signed":
+            raise click.UsageError("-U/--unsigned-pd contradicts --pd signed")
+        pd = "unsigned"
+    sys.exit(0 if run(domain, click.echo, pd=pd) else EXIT_FAILED)
 
 
 # --- devices / query --------------------------------------------------------------------------
@@ -390,40 +404,80 @@ def ab(workloads: tuple[str, ...], order: str, html_file: str | None, fail_on_di
         click.get_current_context().exit(EXIT_FAILED)
 
 
+# --- doctor -----------------------------------------------------------------------------------
+@cli.command()
+@click.option("--uri", "uris", multiple=True, metavar="URI",
+              help="Also check which skel the DSP would load for this module URI (repeatable).")
+@options.domain_option(None, "DSP domain for --uri (default: the URI's &_dom=, else cdsp).")
+@click.option("--root", default="/", show_default=True, type=click.Path(file_okay=False), metavar="DIR",
+              help="Look for device nodes under DIR/dev (a chroot or container root, a test tree).")
+@options.add_options(options.soc, options.json_output)
+def doctor(uris: tuple[str, ...], domain: str | None, root: str, soc_profile: str | None, as_json: bool) -> None:
+    """Check that FastRPC code can run here: on a real DSP and on the emulator.
+
+    Device nodes (/dev/fastrpc-*, /dev/accel/accel*: present, openable by you, which DSP each
+    serves; /dev/dma_heap/system), the emulator (extensions, kernel revision it follows, every
+    domain's nodes and free context banks) and skels (DSP_LIBRARY_PATH, and with --uri which
+    skel would load). Each line is ok, warn, fail or info, with the fix. On a machine without
+    FastRPC nodes it says so and checks the emulator.
+
+    Exits 0 when no required check failed, 1 otherwise.
+
+    \b
+    Examples:
+      qdarpc doctor
+      qdarpc doctor --uri 'file:///libcalculator_skel.so?calculator_skel_handle_invoke&_modver=1.0'
+      DSP_LIBRARY_PATH=./skels qdarpc doctor --uri 'file:///libmine_skel.so?mine_skel_handle_invoke&_modver=1.0' --json
+    """
+    from . import doctor as doc
+
+    checks = doc.run(root=root, soc_profile=soc_profile, uris=uris, domain=domain)
+    if as_json:
+        _echo_json(doc.to_json(checks))
+    else:
+        click.echo(doc.format_text(checks))
+    if not doc.passed(checks):
+        click.get_current_context().exit(EXIT_FAILED)
+
+
 # --- bench ------------------------------------------------------------------------------------
 @cli.command()
-@click.option("--only", multiple=True, type=click.Choice(["marshal", "invoke"]),
+@click.option("--only", multiple=True, type=click.Choice(["marshal", "invoke", "remote_invoke"]),
               help="Run only this benchmark (repeatable).")
+@click.option("--quick", is_flag=True, default=False,
+              help="A smoke run: small sizes and few iterations (ratios are noisier).")
 @click.option("--iterations", type=click.IntRange(min=1), default=None, metavar="N",
-              help="Iterations of the invoke latency benchmark (its default: 20000).")
+              help="Calls per measured series of the latency benchmarks (default: 20000; --quick: 200).")
 @options.json_output
-def bench(only: tuple[str, ...], iterations: int | None, as_json: bool) -> None:
-    """Run the benchmark scripts of the source checkout (bench/*.py) and print their tables.
+def bench(only: tuple[str, ...], quick: bool, iterations: int | None, as_json: bool) -> None:
+    """Run the benchmarks (marshal, invoke, remote_invoke) and print their ratios.
+
+    Each figure is a ratio against a reference measured in the same run, interleaved with it
+    (C vs the Python reference, copies vs memcpy, a 64 MiB shared buffer vs a 4 KiB one, the
+    legacy API vs the raw driver ioctl), so it carries across machines; absolute times are
+    shown for information. Each benchmark runs in a fresh interpreter.
 
     \b
     Examples:
       qdarpc bench
-      qdarpc bench --only invoke --iterations 2000 --json
+      qdarpc bench --quick
+      qdarpc bench --only remote_invoke --iterations 2000 --json
     """
-    from .bench import SCRIPTS, find_bench_dir, run_script
+    from .bench import format_result, run_benchmark
+    from .benchmarks import BENCHMARKS
     from .term import progress
 
-    bench_dir = find_bench_dir()
-    if bench_dir is None:
-        raise CliError("benchmark scripts not found: bench/ ships with the source checkout, not the installed "
-                       "package (run from a checkout)", EXIT_UNAVAILABLE)
-    names = [n for n in SCRIPTS if not only or n in only]
+    names = [n for n in BENCHMARKS if not only or n in only]
     results = []
     with progress("bench")(names) as it:
         for name in it:
-            results.append(run_script(bench_dir, name, iterations))
+            results.append(run_benchmark(name, quick=quick, iterations=iterations))
     failed = [r for r in results if r["returncode"] != 0]
     if as_json:
-        _echo_json({"bench_dir": str(bench_dir), "results": results})
+        _echo_json({"quick": quick, "results": results})
     else:
         for r in results:
-            click.echo(f"== bench/{r['name']}.py ({r['seconds']:.1f} s)")
-            click.echo(r["output"].rstrip() or "(no output)")
+            click.echo(format_result(r))
             if r["returncode"] != 0:
                 click.echo((r["stderr"].strip().splitlines() or ["failed"])[-1], err=True)
             click.echo()

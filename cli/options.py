@@ -22,11 +22,13 @@ def add_options(*decorators: Callable) -> Callable:
     return apply
 
 
-def _domain_name(_ctx, param, value: str | None) -> str | None:
-    """Accept a domain name or numeric id (``cdsp`` or ``3``); return the name."""
+def _domain_name(ctx, param, value: str | None) -> str | None:
+    """Accept a domain name or numeric id (``cdsp`` or ``3``); return the name. A name no DSP
+    domain has is a usage error listing the domains of the SoC this command emulates (its
+    ``--soc``, which is eager so it is known here, else ``QDARPC_SOC``, else the default)."""
     if value is None:
         return None
-    from qda_core.soc import DOMAINS
+    from qda_core.soc import DOMAINS, load_profile
 
     v = value.strip().lower()
     if v.isdigit():
@@ -35,8 +37,20 @@ def _domain_name(_ctx, param, value: str | None) -> str | None:
                 return name
     elif v in DOMAINS:
         return v
-    raise click.BadParameter(f"unknown DSP domain {value!r}; known: {', '.join(DOMAINS)} (or their ids 0-6)",
+    profile = ctx.params.get("soc_profile") if ctx is not None else None
+    try:
+        names = [d.name for d in load_profile(profile)]
+    except (ValueError, OSError, KeyError):
+        names = list(DOMAINS)
+    known = ", ".join(f"{n} ({DOMAINS[n]})" for n in names)
+    raise click.BadParameter(f"unknown DSP domain {value!r}; this SoC ({profile or _env_profile()}) has {known}",
                              param=param)
+
+
+def _env_profile() -> str:
+    import os
+
+    return os.environ.get("QDARPC_SOC") or "default"
 
 
 def _soc_profile(_ctx, param, value: str | None) -> str | None:
@@ -74,10 +88,11 @@ session = click.option(
 json_output = click.option(
     "--json", "as_json", is_flag=True, default=False, help="Print one JSON document instead of text.")
 
-soc = click.option(
+soc = click.option(  # eager: a --domain given before it is still checked against this SoC
     "--soc", "soc_profile", default=None, envvar="QDARPC_SOC", callback=_soc_profile, metavar="PROFILE",
+    is_eager=True,
     help="SoC profile to emulate: default, full, minimal, or a .json/.toml file [env QDARPC_SOC].")
 
 debug = click.option(
     "--debug", is_flag=True, default=False,
-    help="Show Python tracebacks for errors instead of one-line messages.")
+    help="Also print the Python traceback of an error (the exit code stays the same).")

@@ -62,7 +62,9 @@ def traced(fn: Callable[[], int], output: str, report: Callable[[int], None] = l
         except SystemExit as exc:
             code = _exit_code(exc.code)
         finally:
-            events = list(rec.events)
+            # The recorder appends an event when it completes (a DSP dispatch before the ioctl
+            # that carried it): write them in time order, parents before their children.
+            events = sorted(rec.events, key=lambda e: (e["ts"], -e["dur"]))
             write(events, output)
             report(len(events))
     return code
