@@ -93,18 +93,22 @@ def _describe_fds(fds) -> list:
 
 
 def _library_state() -> dict[str, int]:
-    """Live rpcmem allocations, registered ranges, dma-handle registrations and handle64 records of
-    the legacy API, if it has been imported (it has no public counter: read from its tables)."""
+    """Live rpcmem allocations, handle64 records, dma-handle registrations and registered ranges of
+    the legacy API, once it has been imported. It has no public counter, so its process-wide
+    tables are read wherever they live (they moved when library.py was split)."""
     out: dict[str, int] = {}
+    mods = [m for name, m in list(sys.modules.items()) if name.startswith("libadsprpc_compat") and m is not None]
     for name in ("_rpcmem", "_records", "_dma_regs"):
-        for modname, mod in list(sys.modules.items()):
-            if modname.startswith("libadsprpc_compat") and isinstance(getattr(mod, name, None), dict):
-                out[name.lstrip("_")] = len(getattr(mod, name))
+        for mod in mods:
+            table = getattr(mod, name, None)
+            if isinstance(table, dict):
+                out[name.lstrip("_")] = len(table)
                 break
-    lib = sys.modules.get("libadsprpc_compat.library")
-    regs = getattr(lib, "REGS", None)
-    if regs is not None:
-        out["registered_ranges"] = len(regs)
+    for mod in mods:
+        regs = getattr(mod, "REGS", None)
+        if regs is not None and hasattr(regs, "ranges"):
+            out["registered_ranges"] = len(regs)
+            break
     return out
 
 
