@@ -87,10 +87,17 @@ def test_closed_file(soc):
 
 
 def test_unclosed_file_warns(soc):
+    """A file dropped without close() warns when collected, and is released like a closed one:
+    its PD gets INIT_RELEASE."""
+    import gc
+
     f = soc.open_device("cdsp")
+    assert f.init_create(attrs=0x8) == 0
+    assert len(soc.domain("cdsp").dsp.processes()) == 1
     with pytest.warns(ResourceWarning, match="unclosed QDA file"):
-        f.__del__()
-    assert f.closed
+        del f
+        gc.collect()
+    assert soc.domain("cdsp").dsp.processes() == []
 
 
 # --- GEM ------------------------------------------------------------------------------------------

@@ -299,9 +299,10 @@ def test_get_dsp_info_errors_values_and_cache(soc, lf, monkeypatch):
         lf.get_dsp_info(3, 256)
     chan = soc.domain("cdsp").legacy_channel.channel
     sent = chan.sent
-    table = caps.capability_table("cdsp")
-    assert lf.get_dsp_info(3, caps.VTCM_PAGE) == table[caps.VTCM_PAGE]
-    assert lf.get_dsp_info(0, caps.ARCH_VER) == table[caps.ARCH_VER]   # any valid domain id
+    dsp_caps = soc.domain("cdsp").dsp.capabilities    # values chosen here, not read from the emulator's table
+    dsp_caps[caps.VTCM_PAGE], dsp_caps[caps.ARCH_VER] = 0x00AB_C000, 0x73
+    assert lf.get_dsp_info(3, caps.VTCM_PAGE) == 0x00AB_C000
+    assert lf.get_dsp_info(0, caps.ARCH_VER) == 0x73                   # any valid domain id
     assert lf.get_dsp_info(3, caps.DOMAIN_SUPPORT) == 0                # left 0 by the kernel
     assert lf.get_dsp_info(3, 255) == 0
     assert chan.sent == sent + 1                  # fetched once, then cached per channel
