@@ -141,7 +141,11 @@ class Actor:
         return self.name in RAW_ACCEL
 
     def channel_and_cid(self):
-        """(rpmsg channel, client id) of this actor's session on the DSP, or None."""
+        """(rpmsg channel, client id) of this actor's session on the DSP, or None. A session from
+        before an SSR has no PD on the restarted DSP, whose driver numbers clients afresh: its
+        client id may now name another file's PD."""
+        if self.stale:
+            return None
         if self.lib is not None:
             s = self.lib._sessions.get(3)
             if s is None or s.backend.file is None:
