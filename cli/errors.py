@@ -57,7 +57,10 @@ def translate(exc: BaseException) -> click.ClickException:
 
     if isinstance(exc, FastRpcError):  # before ValueError: BadParameterError is one
         return CliError(str(exc), EXIT_DEVICE if exc.origin == "driver" else EXIT_DSP)
-    if type(exc).__name__ == "LoadError":  # libadsprpc_compat.remotectl / qda_core.dsp.loader
+    from libadsprpc_compat.remotectl import ModuleOpenError
+    from qda_core.dsp.loader import LoadError
+
+    if isinstance(exc, (ModuleOpenError, LoadError)):  # remotectl's dlerr / the DSP loader's
         code = getattr(exc, "code", 0)
         return CliError(f"{exc} ({_aee(code)})" if code else str(exc), EXIT_DSP)
     if isinstance(exc, OSError):

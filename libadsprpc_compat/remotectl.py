@@ -16,10 +16,10 @@ from qda_core.wire import REMOTECTL1_HANDLE, REMOTECTL_HANDLE, REMOTECTL_METHODS
 #: The dlerror buffer the stubs pass (``remotectl*_open``'s ``dlerror`` out-buffer).
 DLERROR_LEN = 255
 
-__all__ = ["REMOTECTL_HANDLE", "REMOTECTL1_HANDLE", "DLERROR_LEN", "LoadError", "open_module", "close_module"]
+__all__ = ["REMOTECTL_HANDLE", "REMOTECTL1_HANDLE", "DLERROR_LEN", "ModuleOpenError", "open_module", "close_module"]
 
 
-class LoadError(Exception):
+class ModuleOpenError(Exception):
     """The DSP could not open a module: ``dlerr`` is its code, ``text`` its dlerror string."""
 
     def __init__(self, code: int, text: str, uri: str):
@@ -33,7 +33,7 @@ def _text(buf: bytearray) -> str:
 
 def open_module(f, uri: str, iface: int = REMOTECTL1_HANDLE) -> tuple[int, int]:
     """Open ``uri`` on the DSP. Returns ``(retval, dsp_handle)``: a non-zero ``retval`` is the
-    invoke's error; a load failure raises :class:`LoadError` carrying ``dlerr``."""
+    invoke's error; a load failure raises :class:`ModuleOpenError` carrying ``dlerr``."""
     name = uri.encode() + b"\0"
     prim_in = struct.pack("<II", len(name), DLERROR_LEN)
     prim_out, dlerror = bytearray(8), bytearray(DLERROR_LEN)
@@ -42,7 +42,7 @@ def open_module(f, uri: str, iface: int = REMOTECTL1_HANDLE) -> tuple[int, int]:
         return ret, 0
     handle, dlerr = struct.unpack("<II", prim_out)
     if dlerr:
-        raise LoadError(dlerr, _text(dlerror), uri)
+        raise ModuleOpenError(dlerr, _text(dlerror), uri)
     return 0, handle
 
 

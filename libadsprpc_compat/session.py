@@ -110,7 +110,7 @@ class Session:
             if code and self.iface == REMOTECTL1_HANDLE:
                 self.iface = REMOTECTL_HANDLE
                 code, h = remotectl.open_module(self, uri, self.iface)
-        except remotectl.LoadError as exc:
+        except remotectl.ModuleOpenError as exc:
             return exc.code, 0
         return code, h
 

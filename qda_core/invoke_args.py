@@ -2,7 +2,7 @@
 
 Both drivers' typed ``invoke(handle, sc, args)`` take ``args`` in ``[inbufs, outbufs,
 inhandles, outhandles]`` order: a plain buffer is copied, a :class:`BufRef` of the driver's kind
-is passed by reference, a :class:`DmaHandle` fills a handle slot. :func:`descriptors` turns them
+is passed by reference, a :class:`HandleArg` fills a handle slot. :func:`descriptors` turns them
 into the 24-byte ``fastrpc_invoke_args`` array that the raw ioctl reads from user memory.
 """
 from __future__ import annotations
@@ -25,7 +25,7 @@ class BufRef:
         self.buf = buf
 
 
-class DmaHandle:
+class HandleArg:
     """A handle argument: ``fd`` (a GEM handle on QDA, a dma-buf fd on legacy), ``offset`` and
     ``length``."""
 
@@ -46,8 +46,8 @@ def descriptors(sc: int, args, ref_type: type[BufRef]) -> bytearray:
     descs = bytearray(24 * n)
     for i, a in enumerate(args):
         if i >= nbufs:
-            if not isinstance(a, DmaHandle):
-                raise TypeError(f"argument {i} is a handle slot: pass a DmaHandle")
+            if not isinstance(a, HandleArg):
+                raise TypeError(f"argument {i} is a handle slot: pass a HandleArg")
             wire.INVOKE_ARG.pack_into(descs, 24 * i, a.offset, a.length, a.fd, 0)
             continue
         if isinstance(a, BufRef) and not isinstance(a, ref_type):

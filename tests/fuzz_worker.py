@@ -305,7 +305,7 @@ class Fuzzer:
 
     def structured(self):
         """Well-formed steps that give the raw ioctls something real to aim at."""
-        from libadsprpc_compat.remotectl import LoadError, open_module
+        from libadsprpc_compat.remotectl import ModuleOpenError, open_module
         k = self.draw(0, 3)
         self.note(f"structured {k}")
         try:
@@ -325,7 +325,7 @@ class Fuzzer:
                 fd = self.f.alloc_dma_buff(self.choice((4096, 8192)))
                 self.fds.append(fd)
                 self.views.append(dmabuf_mmap(fd, 4096))
-        except (OSError, LoadError) as exc:
+        except (OSError, ModuleOpenError) as exc:
             self.note(f"  -> {exc!r}")
 
     def still_works(self):

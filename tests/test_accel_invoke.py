@@ -7,7 +7,7 @@ import struct
 import numpy as np
 import pytest
 
-from libadsprpc_compat.remotectl import LoadError, close_module, open_module
+from libadsprpc_compat.remotectl import ModuleOpenError, close_module, open_module
 from qda_core import uapi
 from qda_core.accel import GemRef
 
@@ -69,7 +69,7 @@ def test_remotectl_handle0_also_opens(pd):
 
 
 def test_module_not_found(pd):
-    with pytest.raises(LoadError) as e:
+    with pytest.raises(ModuleOpenError) as e:
         open_module(pd, "file:///libnope_skel.so?nope_skel_handle_invoke&_modver=1.0&_dom=cdsp")
     assert e.value.code == AEE_ENOSUCHMOD_DSP
 

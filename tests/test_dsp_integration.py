@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 pytest.importorskip("qda_core.soc")
-from libadsprpc_compat.remotectl import LoadError, close_module, open_module  # noqa: E402
+from libadsprpc_compat.remotectl import ModuleOpenError, close_module, open_module  # noqa: E402
 from qda_core import uapi  # noqa: E402
 from qda_core.accel import GemRef  # noqa: E402
 from qda_core.soc import Soc  # noqa: E402
@@ -62,7 +62,7 @@ def test_calculator_and_crash_through_the_driver(session):
     res = bytearray(8)
     assert f.invoke(calc, 0x02020100, [struct.pack("<i", 1000), vec, res]) == 0
     assert struct.unpack("<q", res)[0] == 499500
-    with pytest.raises(LoadError) as ei:
+    with pytest.raises(ModuleOpenError) as ei:
         open_module(f, "file:///libnope_skel.so?nope_skel_handle_invoke&_modver=1.0&_dom=cdsp")
     assert ei.value.code == 0x8000043E
     assert f.invoke(h, 0x06000000, []) == 0x8000040D

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 import libadsprpc_compat as rpc
-from libadsprpc_compat.remotectl import LoadError, open_module
+from libadsprpc_compat.remotectl import ModuleOpenError, open_module
 from qda_core import marshal, uapi
 from qda_core.dsp import aee, caps
 
@@ -293,7 +293,7 @@ def _open_while_the_pd_exits(soc, f, hooks):
         return 0
 
     hooks.on_open = on_open
-    with pytest.raises(LoadError) as e:
+    with pytest.raises(ModuleOpenError) as e:
         open_module(f, EDGE)
     assert e.value.code == u32(aee.ERR_PD_CRASHED) and "exiting" in e.value.text
     assert [p.modules for p in soc.domain("cdsp").dsp.processes()] == [()]

@@ -41,7 +41,7 @@ from hypothesis.stateful import (RuleBasedStateMachine, initialize, invariant, p
                                  run_state_machine_as_test)
 
 import libadsprpc_compat as rpc
-from libadsprpc_compat.remotectl import LoadError, open_module
+from libadsprpc_compat.remotectl import ModuleOpenError, open_module
 from qda_core import debug, uapi, wire
 from qda_core.legacy import dmabuf_mmap
 from qda_core.mem import vma
@@ -402,7 +402,7 @@ class IsolationMachine(RuleBasedStateMachine):
             return
         try:
             ret, h = open_module(a.file, TEST)
-        except (OSError, LoadError) as exc:
+        except (OSError, ModuleOpenError) as exc:
             note(f"{a.name} open_module: {exc!r}")
             return
         note(f"{a.name} open_module -> {ret:#x} handle {h:#x}")

@@ -216,20 +216,20 @@ def test_attach_root_pd(soc, lf):
 def test_mmap_rules(soc, upd):
     for flags in (0, 4, 6, 0x3000):
         with raises_errno(errno.EINVAL):
-            upd.mmap(flags, 4096)
+            upd.req_mmap(flags, 4096)
     with raises_errno(errno.EINVAL):
-        upd.mmap(ADSP_MMAP_ADD_PAGES, 4096, vaddrin=0x1000)
+        upd.req_mmap(ADSP_MMAP_ADD_PAGES, 4096, vaddrin=0x1000)
     assert upd.mmaps == []
-    v1 = upd.mmap(ADSP_MMAP_ADD_PAGES, 0x3000)
-    v2 = upd.mmap(ADSP_MMAP_REMOTE_HEAP_ADDR, 0x1000)
+    v1 = upd.req_mmap(ADSP_MMAP_ADD_PAGES, 0x3000)
+    v2 = upd.req_mmap(ADSP_MMAP_REMOTE_HEAP_ADDR, 0x1000)
     assert v1 != v2 and proc(soc, upd).mmaps == 2 and len(upd.mmaps) == 2
     with raises_errno(errno.EINVAL):
-        upd.munmap(v1, 0x1000)                   # size must match exactly
+        upd.req_munmap(v1, 0x1000)                   # size must match exactly
     with raises_errno(errno.EINVAL):
-        upd.munmap(v1 + 0x1000, 0x3000)
-    upd.munmap(v1, 0x3000)
+        upd.req_munmap(v1 + 0x1000, 0x3000)
+    upd.req_munmap(v1, 0x3000)
     with raises_errno(errno.EINVAL):
-        upd.munmap(v1, 0x3000)                   # no longer in the list
+        upd.req_munmap(v1, 0x3000)                   # no longer in the list
     assert proc(soc, upd).mmaps == 1
     # copy-back failure: the kernel unmaps again and returns EFAULT
     ro = bytes(uapi.fastrpc_req_mmap.pack(flags=ADSP_MMAP_ADD_PAGES, size=4096))
@@ -240,7 +240,7 @@ def test_mmap_rules(soc, upd):
 
 def test_mmap_without_pd_is_a_dsp_error(lf):
     with raises_errno(errno.EIO):
-        lf.mmap(ADSP_MMAP_ADD_PAGES, 4096)
+        lf.req_mmap(ADSP_MMAP_ADD_PAGES, 4096)
     assert lf.mmaps == []
 
 
@@ -370,7 +370,7 @@ def test_release_on_close(soc):
     assert f.init_create(hexagon_elf(256), attrs=UNSIGNED) == 0
     fd = f.alloc_dma_buff(4096)
     f.mem_map(fd, 4096)
-    f.mmap(ADSP_MMAP_ADD_PAGES, 8192)
+    f.req_mmap(ADSP_MMAP_ADD_PAGES, 8192)
     assert open_module(f, TEST)[0] == 0
     assert len(dom.dsp.processes()[0].modules) == 1 and dom.bus.free_count == len(dom.bus.cbs) - 1
     tap = DspTap(dom.dsp)

@@ -16,7 +16,7 @@ from libadsprpc_compat.remotectl import close_module, open_module
 from qda_core import wire
 from qda_core.accel import GemRef
 from qda_core.dsp import aee
-from qda_core.legacy import DmaBufRef, DmaHandle, dmabuf_mmap
+from qda_core.legacy import DmaBufRef, HandleArg, dmabuf_mmap
 
 sys.path.insert(0, str(Path(__file__).parent))
 from legacy_helpers import (
@@ -176,25 +176,25 @@ def test_handle_maps_live_until_fdlist_or_close(soc, upd, tmp_path, monkeypatch)
     view = dmabuf_mmap(fd)
     view[:8] = b"handle!!"
     out = bytearray(8)
-    assert upd.invoke(h, SC_PEEK, [out, DmaHandle(fd, 0, 8)]) == 0
+    assert upd.invoke(h, SC_PEEK, [out, HandleArg(fd, 0, 8)]) == 0
     assert out == b"handle!!"                    # the DSP reached the buffer through its map
     m = upd.map_of(fd)
     assert m.refs == 1                           # kept after the context ended
-    assert upd.invoke(h, SC_PEEK, [out, DmaHandle(fd, 2, 4)]) == 0
+    assert upd.invoke(h, SC_PEEK, [out, HandleArg(fd, 2, 4)]) == 0
     assert out[:4] == b"ndle" and upd.map_of(fd) is m and m.refs == 2
     # the DSP lists the fd in its reply's fdlist: one reference dropped per listing
     dsp = soc.domain("cdsp").dsp
     tap = DspTap(dsp)
     tap.fdlist[h] = [fd]
     monkeypatch.setattr(dsp, "receive", tap)
-    no_handle = DmaHandle(-1, 0, 0)              # this call maps nothing itself
+    no_handle = HandleArg(-1, 0, 0)              # this call maps nothing itself
     assert upd.invoke(h, SC_PEEK, [out, no_handle]) == 0
     assert m.refs == 1 and upd.map_of(fd) is m
     assert upd.invoke(h, SC_PEEK, [out, no_handle]) == 0
     assert fd not in upd.maps                    # last reference gone
     assert upd.invoke(h, SC_PEEK, [out, no_handle]) == 0   # listing an unknown fd is harmless
     monkeypatch.undo()
-    assert upd.invoke(h, SC_PEEK, [out, DmaHandle(fd, 0, 8)]) == 0
+    assert upd.invoke(h, SC_PEEK, [out, HandleArg(fd, 0, 8)]) == 0
     assert upd.map_of(fd) is not None                       # held again; close releases it
     view.release()
     os.close(fd)
@@ -254,7 +254,7 @@ def test_same_workload_on_both_drivers(soc):
         # QDA forwards it: the DSP itself answers (the PD of that client id already exists)
         assert acc.invoke(1, 0x00010000, [struct.pack("<i", acc.client_id)]) == aee.to_u32(aee.ERR_PD_EXISTS)
         with raises_errno(errno.EINVAL):
-            leg.munmap(0x1234000, 4096)                          # legacy: not in the list
+            leg.req_munmap(0x1234000, 4096)                          # legacy: not in the list
         with pytest.raises(OSError):
             acc.munmap(1, vaddrout=0x1234000, size=4096)         # QDA: forwarded, the DSP says no
         gview.release()

@@ -1,5 +1,5 @@
 """The emulated QDA DRM accel driver (``drivers/accel/qda``, RFC of Feb 2026)."""
 from .device import QdaDevice
-from .file import DmaHandle, GemRef, QdaFile
+from .file import HandleArg, GemRef, QdaFile
 
-__all__ = ["QdaDevice", "QdaFile", "GemRef", "DmaHandle"]
+__all__ = ["QdaDevice", "QdaFile", "GemRef", "HandleArg"]

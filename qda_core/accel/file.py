@@ -16,7 +16,7 @@ from .. import debug, fastrpc, init_msgs, trace, uapi, wire
 from ..driver_file import DriverFile, copy_in, copy_out
 from ..errors import errno_error
 from ..fastrpc import current_comm
-from ..invoke_args import BufRef, DmaHandle, descriptors  # noqa: F401 - DmaHandle re-exported
+from ..invoke_args import BufRef, HandleArg, descriptors  # noqa: F401 - HandleArg re-exported
 from ..mem import vma
 from ..mem.backing import Backing
 from ..mem.gem import GemObject
@@ -256,7 +256,7 @@ class QdaFile(DriverFile):
 
     def invoke(self, handle: int, sc: int, args=()) -> int:
         """DRM_IOCTL_QDA_INVOKE with ``args`` in ``[inbufs, outbufs, inhandles, outhandles]``
-        order: plain buffers are copied, :class:`GemRef` buffers shared, :class:`DmaHandle`
+        order: plain buffers are copied, :class:`GemRef` buffers shared, :class:`HandleArg`
         entries are handles. Returns the DSP retval (0 or an AEE code, as unsigned 32-bit)."""
         descs = descriptors(sc, args, GemRef)
         kbuf = uapi.qda_invoke_args.pack(handle=handle, sc=sc, args=address(descs) if descs else 0)

@@ -25,7 +25,7 @@ from .. import debug, fastrpc, init_msgs, trace, uapi, wire
 from ..driver_file import DriverFile, copy_in, copy_out
 from ..errors import errno_error
 from ..fastrpc import current_comm
-from ..invoke_args import BufRef, DmaHandle, descriptors  # noqa: F401 - DmaHandle re-exported
+from ..invoke_args import BufRef, HandleArg, descriptors  # noqa: F401 - HandleArg re-exported
 from ..mem import vma
 from ..mem.backing import Backing
 from ..mem.bus import IOVA_END, IOVA_START
@@ -311,19 +311,19 @@ class LegacyFile(DriverFile):
     def invoke(self, handle: int, sc: int, args=()) -> int:
         """FASTRPC_IOCTL_INVOKE with ``args`` in ``[inbufs, outbufs, inhandles, outhandles]``
         order: plain buffers are copied, :class:`DmaBufRef` buffers shared by fd,
-        :class:`DmaHandle` entries are handles. Returns the DSP retval as unsigned 32-bit."""
+        :class:`HandleArg` entries are handles. Returns the DSP retval as unsigned 32-bit."""
         descs = descriptors(sc, args, DmaBufRef)
         kbuf = uapi.fastrpc_invoke.pack(handle=handle, sc=sc, args=address(descs) if descs else 0)
         return self._check_dsp(self.ioctl(uapi.FASTRPC_IOCTL_INVOKE, kbuf))
 
-    def mmap(self, flags: int, size: int, vaddrin: int = 0) -> int:
+    def req_mmap(self, flags: int, size: int, vaddrin: int = 0) -> int:
         """FASTRPC_IOCTL_MMAP: the kernel allocates ``size`` bytes and maps them on the DSP;
         returns ``vaddrout``."""
         buf = uapi.fastrpc_req_mmap.pack(fd=-1, flags=flags, vaddrin=vaddrin, size=size)
         self._check_dsp(self.ioctl(uapi.FASTRPC_IOCTL_MMAP, buf), raise_dsp=True)
         return uapi.fastrpc_req_mmap.get(buf, "vaddrout")
 
-    def munmap(self, vaddrout: int, size: int) -> None:
+    def req_munmap(self, vaddrout: int, size: int) -> None:
         """FASTRPC_IOCTL_MUNMAP of an earlier MMAP, by exact (vaddrout, size)."""
         buf = uapi.fastrpc_req_munmap.pack(vaddrout=vaddrout, size=size)
         self._check_dsp(self.ioctl(uapi.FASTRPC_IOCTL_MUNMAP, buf), raise_dsp=True)
