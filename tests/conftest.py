@@ -30,6 +30,10 @@ import sys
 import pytest
 from hypothesis import HealthCheck, settings
 
+# Child Pythons the tests start (``python -c``, worker scripts) must import the installed
+# package, never an unbuilt source checkout that happens to be their working directory.
+os.environ["PYTHONSAFEPATH"] = "1"
+
 import qda_core.marshal  # noqa: F401  - opens its process-lifetime copy pipe before any fd_guard
 from qda_core import debug as _debug
 from qda_core import trace as _trace
