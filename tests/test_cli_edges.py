@@ -164,7 +164,8 @@ def test_bench_quick_runs_every_benchmark_and_prints_ratios(run, tmp_path, monke
 
 def test_bench_script_entry_point(tmp_path):
     """``python bench/remote_invoke.py`` in a checkout runs the packaged benchmark."""
-    env = {k: v for k, v in os.environ.items() if k != "QDARPC_TRACE"}
+    # A script's own directory on sys.path, as a user runs it (PYTHONSAFEPATH from conftest dropped).
+    env = {k: v for k, v in os.environ.items() if k not in ("QDARPC_TRACE", "PYTHONSAFEPATH")}
     proc = subprocess.run([sys.executable, str(ROOT / "bench" / "remote_invoke.py"), "--quick", "--iterations", "20",
                            "--json"], capture_output=True, text=True, cwd=tmp_path, env=env, timeout=120)
     assert proc.returncode == 0, proc.stderr

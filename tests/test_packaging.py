@@ -106,7 +106,8 @@ def unbuilt_checkout(tmp_path):
 
 
 def _python_in(tree, *args, env=None):
-    clean = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "QDARPC_TRACE")}
+    # PYTHONSAFEPATH (set by conftest) dropped: these children must see the cwd as a user's would.
+    clean = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "QDARPC_TRACE", "PYTHONSAFEPATH")}
     return subprocess.run([sys.executable, *args], capture_output=True, text=True, cwd=tree,
                           env={**clean, **(env or {})}, timeout=60)
 
