@@ -447,15 +447,9 @@ def test_dma_handle_registration_consumed_per_invoke(lib):
         rpc.remote_register_dma_handle_attr(m.fd, 4096, rpc.FASTRPC_ATTR_COHERENT)
     with pytest.raises(rpc.BadParameterError):
         rpc.remote_register_dma_handle(-1, 4096)
-    rpc.remote_register_dma_handle(m.fd, 4096)
     h = lib.remote_handle64_open(TEST)
-    seen = []
-    s = rpc.process._records[h].session
-    slot = s._handle_slot
-    seen.append(slot(rpc.remote_dma_handle(m.fd, 0)))
-    seen.append(slot((m.fd, 0)))
-    assert seen[0][1] == 4096 and seen[1][1] == 0  # the second use found no registration
-    assert seen[0][3] & rpc.FASTRPC_ATTR_NOVA
+    # Registration and its consumption per invoke are tested through real invokes in
+    # test_dma_handle_slots.py. What a handle slot carries is tested through real invokes in test_dma_handle_slots.py.
     with pytest.raises(rpc.BadParameterError):  # a method without handle slots gets one: count mismatch
         rpc.remote_handle64_invoke(h, SC_NULL, [rpc.remote_dma_handle(m.fd, 0)])
     rpc.remote_handle64_close(h)
