@@ -1,5 +1,4 @@
 """The ``qdarpc`` command: every subcommand, its --json output and its error paths (CliRunner)."""
-import gc
 import importlib
 import importlib.util
 import json
@@ -8,29 +7,14 @@ import sys
 from unittest import mock
 
 import pytest
-from click.testing import CliRunner
 
-from qda_core._ext import load
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
-def _load_cli():
-    """``qdarpc_cli`` as installed, else the checkout's ``cli/`` under that name."""
-    try:
-        return importlib.import_module("qdarpc_cli.main")
-    except ModuleNotFoundError:
-        spec = importlib.util.spec_from_file_location("qdarpc_cli", ROOT / "cli" / "__init__.py",
-                                                      submodule_search_locations=[str(ROOT / "cli")])
-        pkg = importlib.util.module_from_spec(spec)
-        sys.modules["qdarpc_cli"] = pkg
-        spec.loader.exec_module(pkg)
-        return importlib.import_module("qdarpc_cli.main")
+sys.path.insert(0, str(pathlib.Path(__file__).parent))
+from cli_helpers import cli_runner, errors, main  # noqa: E402
 
-
-main = _load_cli()
-load("_marshal")  # its private copy pipe opens at import: not a descriptor any command leaks
-errors = importlib.import_module("qdarpc_cli.errors")
 cli = main.cli
 
 CALC = "file:///libcalculator_skel.so?calculator_skel_handle_invoke&_modver=1.0"
@@ -40,20 +24,7 @@ TEST = "file:///libqdarpc_test_skel.so?qdarpc_test_skel_handle_invoke&_modver=1.
 @pytest.fixture
 def run(fd_guard):
     """Run ``qdarpc ARGS``; checks that the command left no emulator object or fd behind."""
-    from qda_core import debug
-
-    gc.collect()
-    before = debug.live_objects()
-    runner = CliRunner()
-
-    def invoke(*args, code=0, **kw):
-        res = runner.invoke(cli, [str(a) for a in args], prog_name="qdarpc", **kw)
-        assert res.exit_code == code, (res.exit_code, res.output, res.exception)
-        return res
-
-    yield invoke
-    gc.collect()
-    assert debug.live_objects() == before
+    yield from cli_runner()
 
 
 def one_line_error(res) -> str:

@@ -1,9 +1,6 @@
 """The rough edges of issue 12, one test each: selftest on DSPs without unsigned PDs, unknown
 domains, --debug and exit codes, JSONL time order, the ab header's node, and ``qdarpc bench``
 from an installed package."""
-import gc
-import importlib
-import importlib.util
 import json
 import os
 import pathlib
@@ -12,44 +9,17 @@ import sys
 from unittest import mock
 
 import pytest
-from click.testing import CliRunner
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
-def _load_cli():
-    try:
-        return importlib.import_module("qdarpc_cli.main")
-    except ModuleNotFoundError:
-        spec = importlib.util.spec_from_file_location("qdarpc_cli", ROOT / "cli" / "__init__.py",
-                                                      submodule_search_locations=[str(ROOT / "cli")])
-        pkg = importlib.util.module_from_spec(spec)
-        sys.modules["qdarpc_cli"] = pkg
-        spec.loader.exec_module(pkg)
-        return importlib.import_module("qdarpc_cli.main")
-
-
-main = _load_cli()
-errors = importlib.import_module("qdarpc_cli.errors")
-importlib.import_module("qda_core._ext").load("_marshal")  # its copy pipe opens at import, not in a command
+sys.path.insert(0, str(pathlib.Path(__file__).parent))
+from cli_helpers import cli_runner, errors  # noqa: E402
 
 
 @pytest.fixture
 def run(fd_guard):
-    from qda_core import debug
-
-    gc.collect()
-    before = debug.live_objects()
-    runner = CliRunner()
-
-    def invoke(*args, code=0, **kw):
-        res = runner.invoke(main.cli, [str(a) for a in args], prog_name="qdarpc", **kw)
-        assert res.exit_code == code, (res.exit_code, res.output, res.exception)
-        return res
-
-    yield invoke
-    gc.collect()
-    assert debug.live_objects() == before
+    yield from cli_runner()
 
 
 # --- selftest ---------------------------------------------------------------------------------

@@ -1,35 +1,20 @@
 """``qdarpc doctor``: the real-node checks against a fake /dev tree (injected root, ioctl and
 identity), and the command on this machine (no FastRPC nodes: it says so and checks the emulator)."""
 import errno
-import gc
-import importlib
-import importlib.util
 import json
 import os
 import pathlib
 import sys
 
 import pytest
-from click.testing import CliRunner
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
-def _load(name):
-    try:
-        return importlib.import_module(f"qdarpc_cli.{name}")
-    except ModuleNotFoundError:
-        spec = importlib.util.spec_from_file_location("qdarpc_cli", ROOT / "cli" / "__init__.py",
-                                                      submodule_search_locations=[str(ROOT / "cli")])
-        pkg = importlib.util.module_from_spec(spec)
-        sys.modules["qdarpc_cli"] = pkg
-        spec.loader.exec_module(pkg)
-        return importlib.import_module(f"qdarpc_cli.{name}")
+sys.path.insert(0, str(pathlib.Path(__file__).parent))
+from cli_helpers import cli_runner, load  # noqa: E402
 
-
-doctor = _load("doctor")
-main = _load("main")
-importlib.import_module("qda_core._ext").load("_marshal")  # its copy pipe opens at import, not in a command
+doctor = load("doctor")
 
 from qda_core import uapi  # noqa: E402
 
@@ -135,20 +120,7 @@ def test_no_nodes_says_so(tmp_path):
 
 @pytest.fixture
 def run(fd_guard):
-    from qda_core import debug
-
-    gc.collect()
-    before = debug.live_objects()
-    runner = CliRunner()
-
-    def invoke(*args, code=0, **kw):
-        res = runner.invoke(main.cli, [str(a) for a in args], prog_name="qdarpc", **kw)
-        assert res.exit_code == code, (res.exit_code, res.output, res.exception)
-        return res
-
-    yield invoke
-    gc.collect()
-    assert debug.live_objects() == before
+    yield from cli_runner()
 
 
 def test_doctor_on_this_machine_checks_the_emulator(run, tmp_path):
