@@ -65,6 +65,7 @@ import errno, fcntl, json, mmap, os
 from qda_core import uapi
 from qda_core.soc import Soc
 import qda_core.accel, qda_core.legacy  # noqa: F401 - loaded before dropping privileges
+soc = Soc()  # imports the rest (skels) while the package is still readable (a tox env dir is 0700)
 if os.geteuid() == 0:
     os.setgroups([])
     os.setresgid(65534, 65534, 65534)
@@ -87,7 +88,6 @@ def mmap_write(fd):
     return 0
 
 res = {"uid": os.getuid()}
-soc = Soc()
 with soc.open_device("cdsp") as f:
     h = f.gem_create(4096)
     ro = f.prime_handle_to_fd(h, flags=uapi.DRM_CLOEXEC)
