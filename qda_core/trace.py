@@ -94,7 +94,8 @@ def _from_env() -> None:
     def _write() -> None:
         from .trace_formats import write
 
-        write(rec.events, path)
+        # Recorded when each call returns; written in start order, parents before children.
+        write(sorted(rec.events, key=lambda e: (e["ts"], -e["dur"])), path)
 
     atexit.register(_write)
 

@@ -67,6 +67,7 @@ def test_qdarpc_trace_env_traces_any_program(tmp_path):
                          env={**os.environ, "PYTHONPATH": pkg_root, "QDARPC_TRACE": str(out)})
     assert res.returncode == 0, res.stderr
     events = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [e["ts"] for e in events] == sorted(e["ts"] for e in events)  # in time order
     kinds = {e["kind"] for e in events}
     assert kinds == {"api", "ioctl", "dsp"}
     assert any(e["kind"] == "api" and e["name"] == "remote_handle64_open" and e["ret"] == 0 for e in events)
