@@ -65,8 +65,7 @@ def _alloc(heapid, flags, size, ctype: tuple[int, int]) -> RpcMem:
     # The dma-buf heap allocates from the emulated DMA pool (QDARPC_DMA_LIMIT), charged before
     # the file has any size. Charged under the file's key, so a driver importing the buffer
     # does not count it twice.
-    st = os.fstat(fd)
-    key = (st.st_dev, st.st_ino)
+    key = _vma.file_key(fd)
     charged = _backing.page_align(size)
     try:
         _backing.charge(charged, key)

@@ -58,4 +58,3 @@ def descriptors(sc: int, args, ref_type: type[BufRef]) -> bytearray:
             raise TypeError(f"out-buffer {i - nin} must be writable")
         wire.INVOKE_ARG.pack_into(descs, 24 * i, address(buf), mv.nbytes, ident, 0)
     return descs
-

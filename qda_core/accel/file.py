@@ -86,17 +86,16 @@ class QdaFile(DriverFile):
             ret = _HANDLERS[ioc.nr](self, kbuf)
         except OSError as exc:
             ret = self._failed(exc)
+        made = ret == 0 and ioc.nr in _UNDO
         if out_size:
             try:
                 copy_out(arg, kbuf, out_size, ioc.name)
             except OSError as exc:
-                if ret == 0 and ioc.nr in _UNDO:
-                    _UNDO[ioc.nr](self, kbuf)  # what the handler made, nobody could learn of
                 ret = self._failed(exc)
-        if ret == 0 and ioc.nr in _UNDO and out_size < ioc.layout.size:
-            # A request number without the read direction, or sized short of the fd field,
-            # copies no fd out: the kernel would leave the new fd installed where nobody learns
-            # its number; we take it back.
+        if made and (ret != 0 or out_size < ioc.layout.size):
+            # The new fd never reached the caller (the copy-out failed, or the request number
+            # lacks the read direction or is sized short of the fd field): the kernel would leave
+            # it installed where nobody learns its number; we take it back.
             _UNDO[ioc.nr](self, kbuf)
         if tr is not None:
             copied, shared = fastrpc.take_traffic()
@@ -416,10 +415,9 @@ def _prime_handle_to_fd(f: QdaFile, k: bytearray) -> int:
 def _prime_fd_to_handle(f: QdaFile, k: bytearray) -> int:
     fd = uapi.drm_prime_handle.get(k, "fd")
     try:
-        st = os.fstat(fd)
+        key = vma.file_key(fd)
     except OSError as exc:
         raise errno_error(exc.errno or errno.EBADF, f"PRIME_FD_TO_HANDLE: fd {fd}") from exc
-    key = (st.st_dev, st.st_ino)
     with f._lock:
         own = f.device.objects_by_key.get(key)
         # The RFC hands back the exporter's own object, whose IOVA lies in the exporter's

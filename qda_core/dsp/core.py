@@ -294,8 +294,7 @@ class EmulatedDsp:
 
     def _new_process(self, m: _Req, origin: Origin, kind: str, **kw) -> Process:
         """A PD for the sender, reading memory only through the streams it was granted."""
-        mem = PdMemory(self.memory, origin.sids, (self.domain, m.chan, origin.client_id), origin.ranges)
-        return Process(origin.client_id, kind, mem, **kw)
+        return Process(origin.client_id, kind, self._sender_memory(m.chan, origin), **kw)
 
     def _attach(self, m: _Req, a: _Args, origin: Origin) -> int:
         cid = origin.client_id

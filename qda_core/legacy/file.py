@@ -9,8 +9,8 @@ signed 32-bit value). Typed methods go through the same dispatch and raise ``OSE
 
 Where this differs from the QDA driver is the point of having both (docs/spec/qda_accel_uapi.md §8):
 one session per open (EBUSY), ``fd`` fields are dma-buf fds mapped into the session and cached
-per file by fd number and buffer (``fastrpc_map_lookup`` compares the dma-buf too), handle 1 is refused to users, MMAP allocates kernel memory, MUNMAP and
-MEM_UNMAP must match a kernel list, INIT_CREATE_STATIC / INIT_ATTACH_SNS are real, a removed
+per file by fd number and buffer (``fastrpc_map_lookup`` compares the dma-buf too), handle 1 is
+refused to users, MMAP allocates kernel memory, MUNMAP and MEM_UNMAP must match a kernel list, INIT_CREATE_STATIC / INIT_ATTACH_SNS are real, a removed
 channel gives EPIPE, context ids are cyclic 1..255.
 """
 from __future__ import annotations

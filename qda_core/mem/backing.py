@@ -46,6 +46,7 @@ from typing import Hashable
 
 from .. import debug
 from ..errors import InternalError, errno_error
+from .vma import file_key
 
 __all__ = ["Backing", "DMA_LIMIT", "HOST_PAGE_SIZE", "charge", "uncharge", "pool_used", "page_align"]
 
@@ -149,8 +150,7 @@ class Backing:
         try:
             if fd is None:
                 fd = os.memfd_create(name, os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
-            st = os.fstat(fd)
-            key = (st.st_dev, st.st_ino)
+            key = file_key(fd)
             charge(self._charged, key)  # before any page exists or is touched
             charged = True
             if populate:
