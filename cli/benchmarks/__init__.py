@@ -6,8 +6,8 @@ ratio carries from one machine to another where absolute microseconds do not (th
 between machines). Absolute medians are printed too, for information only.
 
 Each module has ``run(quick=False, iterations=None, **opts) -> dict`` (JSON-ready: ``name``,
-``title``, ``rows`` of {case, time_us, reference, reference_us, ratio, meaning}, ``notes``),
-``format_text(result) -> str`` and ``main(argv)`` (``--quick``, ``--iterations N``, ``--json``).
+``title``, ``rows`` of {case, time_us, reference, reference_us, ratio, meaning}, ``notes``;
+``common.format_rows`` prints it) and ``main(argv)`` (``--quick``, ``--iterations N``, ``--json``).
 ``--quick`` is a smoke run: small sizes and few iterations, ratios still computed.
 """
 from __future__ import annotations

@@ -14,7 +14,7 @@ from __future__ import annotations
 import statistics
 import struct
 
-from .common import format_rows, main_for, pairs, pct, row
+from .common import main_for, pairs, pct, row
 
 URI = "file:///libqdarpc_test_skel.so?qdarpc_test_skel_handle_invoke&_modver=1.0&_dom=cdsp"
 SC_NULL, SC_TOUCH = 0x02000000, 0x09010100
@@ -89,10 +89,6 @@ def _raw_invoke(f, h: int):
             raise SystemExit("raw null invoke failed")
 
     return raw
-
-
-def format_text(result: dict) -> str:
-    return format_rows(result)
 
 
 def main(argv: list[str] | None = None) -> None:

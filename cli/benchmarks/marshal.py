@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .common import format_rows, interleaved, main_for, row
+from .common import interleaved, main_for, row
 
 VA, DEV = 0x7F00_0000_0000, 0x3_0000_0000
 
@@ -74,10 +74,6 @@ def run(quick: bool = False, iterations: int | None = None) -> dict:
         assert bytes(payload_in[off:off + 16]) == bytes(bufs_in[0][:16])
     return {"name": "marshal", "title": "marshal: C core vs the Python reference; inline copies vs memcpy",
             "rows": rows, "notes": ["targets: 16 small args >= 20x; 64 MiB copies >= 0.7x memcpy"]}
-
-
-def format_text(result: dict) -> str:
-    return format_rows(result)
 
 
 def main(argv: list[str] | None = None) -> None:

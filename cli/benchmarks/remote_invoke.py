@@ -16,7 +16,7 @@ import pstats
 import statistics
 import sys
 
-from .common import format_rows, main_for, pairs, pct, row
+from .common import main_for, pairs, pct, row
 
 URI = "file:///libqdarpc_test_skel.so?qdarpc_test_skel_handle_invoke&_modver=1.0&_dom=cdsp"
 SC_NULL = 0x02000000
@@ -100,10 +100,6 @@ def run(quick: bool = False, iterations: int | None = None, profile: bool = Fals
     notes.append(f"{n} interleaved pairs per row")
     return {"name": "remote_invoke", "title": "null invoke through remote_handle64_invoke (cdsp, qdarpc_test skel)",
             "rows": rows, "notes": notes}
-
-
-def format_text(result: dict) -> str:
-    return format_rows(result)
 
 
 def main(argv: list[str] | None = None) -> None:
