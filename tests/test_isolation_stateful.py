@@ -637,6 +637,15 @@ class IsolationMachine(RuleBasedStateMachine):
         # unmapped: no VMA at all
         return 0x10000 + off, length, ref, None
 
+    def _aimed_actor(self, i, kind, j, off, length):
+        """(actor, aim) for a by-reference rule: a raw file with a module and buffers, and the
+        pointer ``_aim`` makes for ``kind``; aim is None when the rule has nothing to do."""
+        a = self.pick(RAW_ACCEL + RAW_LEGACY, i, lambda a: a.open and a.handles and a.refs)
+        if a is None or not self.enabled(kind):
+            return a, None
+        self.acted = {a.name}
+        return a, self._aim(a, kind, j, off, length)
+
     @rule(i=st.integers(0, 7), j=st.integers(0, 255), h=st.integers(0, 7),
           kind=st.sampled_from(["own", "own", "foreign_view", "spill", "huge", "unmapped"]),
           off=st.sampled_from([0, 1, 8, 4096, 4100, 8192, 65536 - 8]),
@@ -644,11 +653,7 @@ class IsolationMachine(RuleBasedStateMachine):
     @_step
     def echo_by_reference(self, i, j, h, kind, off, length):
         """echo: in0 by reference (aimed by ``kind``) -> out0 copied back to the caller."""
-        a = self.pick(RAW_ACCEL + RAW_LEGACY, i, lambda a: a.open and a.handles and a.refs)
-        if a is None or not self.enabled(kind):
-            return
-        self.acted = {a.name}
-        aim = self._aim(a, kind, j, off, length)
+        a, aim = self._aimed_actor(i, kind, j, off, length)
         if aim is None:
             return
         ptr, length, ref, want = aim
@@ -670,11 +675,7 @@ class IsolationMachine(RuleBasedStateMachine):
     @_step
     def inc_by_reference(self, i, j, h, kind, off, length):
         """inc: the DSP writes the by-reference out0 in place (a write aimed by ``kind``)."""
-        a = self.pick(RAW_ACCEL + RAW_LEGACY, i, lambda a: a.open and a.handles and a.refs)
-        if a is None or not self.enabled(kind):
-            return
-        self.acted = {a.name}
-        aim = self._aim(a, kind, j, off, length)
+        a, aim = self._aimed_actor(i, kind, j, off, length)
         if aim is None:
             return
         ptr, length, ref, _ = aim
