@@ -197,8 +197,28 @@ def soc(make_soc):
 
 
 @pytest.fixture
+def upd(soc):
+    """An open legacy ``/dev/fastrpc-cdsp`` file with an unsigned user PD, closed after the test."""
+    from qda_core import uapi
+
+    f = soc.open("/dev/fastrpc-cdsp")
+    assert f.init_create(attrs=uapi.FASTRPC_MODE_UNSIGNED_MODULE) == 0
+    yield f
+    f.close()
+
+
+@pytest.fixture
 def cdsp(soc):
     """An open accel file on the compute DSP, closed after the test."""
     f = soc.open_device("cdsp")
     yield f
     f.close()
+
+
+@pytest.fixture
+def busy_switching():
+    """Make the interpreter switch threads every few bytecodes, so races show up."""
+    old = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    yield
+    sys.setswitchinterval(old)

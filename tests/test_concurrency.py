@@ -1,7 +1,6 @@
 """Several threads invoking on one open file at once (both drivers allow it): every call gets its
 own context and message buffer, so each thread reads back exactly what it sent."""
 import struct
-import sys
 import threading
 
 import pytest
@@ -11,15 +10,6 @@ from libadsprpc_compat.remotectl import open_module
 TEST = "file:///libqdarpc_test_skel.so?qdarpc_test_skel_handle_invoke&_modver=1.0&_dom=cdsp"
 SC_ECHO = 0x03010100
 THREADS, CALLS = 4, 150
-
-
-@pytest.fixture
-def busy_switching():
-    """Make the interpreter switch threads every few bytecodes, so races show up."""
-    old = sys.getswitchinterval()
-    sys.setswitchinterval(1e-6)
-    yield
-    sys.setswitchinterval(old)
 
 
 def run_threads(workers) -> list:

@@ -7,10 +7,8 @@ import errno
 import fcntl
 import mmap
 import os
-import pickle
 import sys
 import threading
-import traceback
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -21,6 +19,9 @@ from libadsprpc_compat import process as library  # the process-wide tables
 from libadsprpc_compat.errors import ERROR_CLASSES
 from qda_core.mem import backing
 from qda_core.uaccess import address
+
+sys.path.insert(0, os.path.dirname(__file__))
+from child_helpers import in_child  # noqa: E402
 
 TEST = "file:///libqdarpc_test_skel.so?qdarpc_test_skel_handle_invoke&_modver=1.0&_dom=cdsp"
 SC_NULL, SC_ECHO, SC_INC = 0x02000000, 0x03010100, 0x04000100
@@ -34,30 +35,6 @@ def lib(request, make_soc):
     lib = rpc.Library(backend=request.param, soc=make_soc("default"))
     yield lib
     lib.close_all()
-
-
-def in_child(fn):
-    """``fn()`` in a forked child, its result pickled back: a crash fails the test instead of
-    killing the test run."""
-    r, w = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        try:
-            try:
-                out = ("ok", fn())
-            except BaseException as exc:  # reported to the parent
-                out = ("error", "".join(traceback.format_exception(exc)))
-            os.write(w, pickle.dumps(out))
-        finally:
-            os._exit(0)
-    os.close(w)
-    with os.fdopen(r, "rb") as f:
-        data = f.read()
-    _, status = os.waitpid(pid, 0)
-    assert os.WIFEXITED(status), f"the child crashed: {'signal ' + str(os.WTERMSIG(status)) if os.WIFSIGNALED(status) else status}"
-    kind, value = pickle.loads(data)
-    assert kind == "ok", f"child failed:\n{value}"
-    return value
 
 
 def outcome(call):
@@ -339,15 +316,6 @@ def test_accel_rediscovery_follows_every_restart(make_soc):
 
 
 # --- item 14: concurrent open/invoke/close never races the session teardown -----------------
-@pytest.fixture
-def busy_switching():
-    """Switch threads every few bytecodes, so races show up."""
-    old = sys.getswitchinterval()
-    sys.setswitchinterval(1e-6)
-    yield
-    sys.setswitchinterval(old)
-
-
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_concurrent_open_invoke_close_never_races_teardown(make_soc, backend, busy_switching):
     soc = make_soc("default")

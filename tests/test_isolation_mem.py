@@ -48,14 +48,6 @@ def _sealable(size: int, name: str = "foreign") -> int:
     return fd
 
 
-@pytest.fixture
-def upd(soc):
-    f = soc.open(CDSP)
-    assert f.init_create(attrs=UNSIGNED) == 0
-    yield f
-    f.close()
-
-
 # -- item 6: read-only exports ------------------------------------------------------------------
 
 # Imports everything first, then (as root) becomes nobody: root's CAP_DAC_OVERRIDE ignores the

@@ -32,6 +32,7 @@ import functools
 import gc
 import os
 import struct
+import sys
 import threading
 
 import pytest
@@ -48,10 +49,12 @@ from qda_core.mem import vma
 from qda_core.soc import DomainSpec, Soc
 from qda_core.uaccess import address
 
+sys.path.insert(0, os.path.dirname(__file__))
+from fuzz_worker import check_contract  # noqa: E402  - the raw-ioctl contract, one definition
+
 TEST = "file:///libqdarpc_test_skel.so?qdarpc_test_skel_handle_invoke&_modver=1.0&_dom=cdsp"
 SC_NULL, SC_ECHO, SC_INC, SC_CRASH, SC_MAPPED_READ = 0x02000000, 0x03010100, 0x04000100, 0x06000000, 0x08010100
 UNSIGNED = uapi.FASTRPC_MODE_UNSIGNED_MODULE
-DSP_CODE_MIN, DSP_CODE_MAX = -(1 << 31), (1 << 31) - 1
 AEE_NO_SUCH_HANDLE = 0x8000043E
 AEE_BADSTATE = 0x8000040D
 RAW_ACCEL = ("A0", "A1")
@@ -64,13 +67,6 @@ BIG = 40 << 30          # a reserved, never-touched address range: offsets into 
 MAP_NORESERVE = 0x4000
 PAGE = 4096
 
-# The ioctls that reach the DSP (and so may return a DSP code verbatim).
-ACCEL_DSP = {uapi.DRM_IOCTL_QDA_INIT_ATTACH, uapi.DRM_IOCTL_QDA_INIT_CREATE, uapi.DRM_IOCTL_QDA_MAP,
-             uapi.DRM_IOCTL_QDA_MUNMAP, uapi.DRM_IOCTL_QDA_INVOKE}
-LEGACY_DSP = {uapi.FASTRPC_IOCTL_INVOKE, uapi.FASTRPC_IOCTL_INIT_ATTACH, uapi.FASTRPC_IOCTL_INIT_ATTACH_SNS,
-              uapi.FASTRPC_IOCTL_INIT_CREATE, uapi.FASTRPC_IOCTL_INIT_CREATE_STATIC, uapi.FASTRPC_IOCTL_MMAP,
-              uapi.FASTRPC_IOCTL_MUNMAP, uapi.FASTRPC_IOCTL_MEM_MAP, uapi.FASTRPC_IOCTL_MEM_UNMAP,
-              uapi.FASTRPC_IOCTL_GET_DSP_INFO}
 
 
 # --- markers --------------------------------------------------------------------------------
@@ -215,12 +211,7 @@ class IsolationMachine(RuleBasedStateMachine):
         return b
 
     def check_ret(self, who: Actor, request: int, ret) -> int:
-        assert isinstance(ret, int), f"{who.name}: ioctl {request:#x} returned {ret!r}"
-        dsp = ACCEL_DSP if who.accel or who.name == "PA" else LEGACY_DSP
-        if request in dsp:
-            assert DSP_CODE_MIN <= ret <= DSP_CODE_MAX, f"{who.name}: ioctl {request:#x} returned {ret:#x}"
-        else:
-            assert -4095 <= ret <= 0, f"{who.name}: ioctl {request:#x} returned {ret}, not 0 or -errno"
+        check_contract("accel" if who.accel or who.name == "PA" else "legacy", request, ret)  # raises on a breach
         return ret
 
     def ioctl(self, who: Actor, request: int, buf) -> int:

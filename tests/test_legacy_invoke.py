@@ -50,14 +50,6 @@ PEEK = "file:///libpeek_skel.so?peek_skel_handle_invoke&_modver=1.0"
 SC_PEEK = 0x02000110  # 0 in, 1 out, 1 in-handle
 
 
-@pytest.fixture
-def upd(soc):
-    f = soc.open(CDSP)
-    assert f.init_create(attrs=UNSIGNED) == 0
-    yield f
-    f.close()
-
-
 def calc_sum_max(f, h, vec_arg, n=1000):
     prim = struct.pack("<i", n)
     out8, out4 = bytearray(8), bytearray(4)

@@ -2,32 +2,14 @@
 state over shared pages), module locks a parent thread held are free in the child, and the
 parent's open files are untouched by whatever the child does."""
 import os
-import signal
+import sys
 import threading
-import time
 
 import qda_core
 from qda_core import debug, soc as socmod
 
-
-def _in_child(fn) -> int:
-    """Run ``fn`` in a forked child; its exit status (0 = fn returned True)."""
-    pid = os.fork()
-    if pid == 0:
-        code = 1
-        try:
-            code = 0 if fn() else 2
-        finally:
-            os._exit(code)
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        done, status = os.waitpid(pid, os.WNOHANG)
-        if done:
-            return os.waitstatus_to_exitcode(status)
-        time.sleep(0.01)
-    os.kill(pid, signal.SIGKILL)  # hung (a lock still held in the child): a failure, not a hang
-    os.waitpid(pid, 0)
-    return -signal.SIGKILL
+sys.path.insert(0, os.path.dirname(__file__))
+from child_helpers import in_child  # noqa: E402
 
 
 def test_child_default_soc_is_fresh_and_parent_file_survives(fd_guard):
@@ -43,7 +25,7 @@ def test_child_default_soc_is_fresh_and_parent_file_survives(fd_guard):
             g.gem_create(4096)
         return ok
 
-    assert _in_child(child) == 0
+    assert in_child(child)
     assert qda_core.default_soc() is parent_soc
     assert f.client_id == parent_cid and f.lookup(gem) is not None
     f.close()
@@ -62,7 +44,7 @@ def test_module_locks_held_by_a_parent_thread_are_free_in_the_child():
     assert held.wait(10)
     try:
         # The child would deadlock here without the at-fork handlers.
-        assert _in_child(lambda: debug.live_objects() is not None and qda_core.default_soc() is not None) == 0
+        assert in_child(lambda: debug.live_objects() is not None and qda_core.default_soc() is not None, timeout=20)
     finally:
         release.set()
         t.join()
