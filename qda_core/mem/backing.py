@@ -123,11 +123,6 @@ def pool_used() -> int:
     return _pool_used
 
 
-# Older names, kept for callers written before the public API.
-_charge = charge
-_uncharge = uncharge
-
-
 def page_align(n: int) -> int:
     return (n + HOST_PAGE_SIZE - 1) & ~(HOST_PAGE_SIZE - 1)
 
