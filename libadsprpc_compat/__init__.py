@@ -7,6 +7,10 @@ out-parameter it is the return value. Module-level functions run on the default
 ``legacy``) or :func:`set_backend`; ``Library(backend=...)`` objects drive either backend
 explicitly, side by side in one process. ``remote_handle64`` values route themselves.
 
+Comments in this package name two reference implementations: **QF**, the ``qualcomm/fastrpc``
+user library (``development`` branch), and **LIB**, its ``accel/staging`` branch (the QDA
+backend). Section numbers cite ``docs/spec/legacy_fastrpc_api.md``.
+
 >>> import libadsprpc_compat as rpc
 >>> buf = rpc.rpcmem_alloc(rpc.RPCMEM_HEAP_ID_SYSTEM, rpc.RPCMEM_DEFAULT_FLAGS, 4000)
 >>> h = rpc.remote_handle64_open("file:///libcalculator_skel.so?calculator_skel_handle_invoke"

@@ -163,7 +163,8 @@ class LegacyBackend(_Base):
 
     def init_create(self, attrs: int) -> int:
         """FASTRPC_IOCTL_INIT_CREATE."""
-        # No shell image: QF sends filelen 0 when fastrpc_shell_<d> is not found (spec §6.1).
+        # No shell image: QF sends filelen 0 when fastrpc_shell_<d> is not found
+        # (docs/spec/legacy_fastrpc_api.md §6.1).
         buf = uapi.fastrpc_init_create.pack(filelen=0, filefd=-1, attrs=attrs, siglen=0, file=0)
         return self._ioctl(uapi.FASTRPC_IOCTL_INIT_CREATE, buf)
 

@@ -33,7 +33,7 @@ def deregister(start: int, size: int) -> None:
 
 def take_dma_registration(fd: int) -> tuple[int, int]:
     """``(len, attr)`` of the oldest pending dma-handle registration of ``fd``, consumed (one per
-    invoke, spec §2.2); ``(0, 0)`` if there is none."""
+    invoke, docs/spec/legacy_fastrpc_api.md §2.2); ``(0, 0)`` if there is none."""
     with process.lock:
         uses = process._dma_regs.get(fd)
         if not uses:

@@ -1,4 +1,4 @@
-"""Constants and C types of remote.h / rpcmem.h (qualcomm/fastrpc; spec legacy §2-§4).
+"""Constants and C types of remote.h / rpcmem.h (qualcomm/fastrpc; docs/spec/legacy_fastrpc_api.md §2-§4).
 
 AEE codes and the ``REMOTE_SCALARS_*`` helpers are not repeated here: they come from the
 compiled ``qda_core._abi`` tables (re-exported by the package).
@@ -94,7 +94,7 @@ RPCMEM_TRY_MAP_STATIC = 0x04000000
 RPCMEM_FORCE_NOINVALIDATE = 0x02000000
 RPCMEM_FORCE_NOFLUSH = 0x01000000
 
-# --- remote_handle_control requests (§4.7) --------------------------------------------------
+# --- remote_handle_control requests (docs/spec/legacy_fastrpc_api.md §4.7) ------------------------
 DSPRPC_RESERVED = 0
 DSPRPC_CONTROL_LATENCY = 1
 DSPRPC_GET_DSP_INFO = 2
@@ -117,7 +117,7 @@ from qda_core.wire import (ARCH_VER, ASYNC_FASTRPC_SUPPORT, DOMAIN_SUPPORT, DRIV
 #: Attribute ids DSPRPC_GET_DSP_INFO accepts are below this.
 FASTRPC_MAX_ATTRIBUTES = DSPSIGNAL_DRIVER_SUPPORT + 1
 
-# --- remote_session_control requests (§4.8) -------------------------------------------------
+# --- remote_session_control requests (docs/spec/legacy_fastrpc_api.md §4.8) -----------------------
 FASTRPC_RESERVED_1 = 0
 FASTRPC_THREAD_PARAMS = 1
 DSPRPC_CONTROL_UNSIGNED_MODULE = 2

@@ -1,5 +1,6 @@
-"""The control requests: ``remote_handle_control`` (spec §4.7) and ``remote_session_control``
-(§4.8), one handler per request, in tables keyed by the request's named constant.
+"""The control requests ``remote_handle_control`` and ``remote_session_control``
+(docs/spec/legacy_fastrpc_api.md §4.7, §4.8), one handler per request, in tables keyed by the
+request's named constant.
 
 A handler gets the :class:`~libadsprpc_compat.Library` and a ctypes copy of the request's struct
 (:data:`~libadsprpc_compat.constants.HANDLE_CONTROL_STRUCTS` /
@@ -92,7 +93,8 @@ def _latency(lib, eff: int, o) -> None:
         return
     if o.enable == RPC_POLL_QOS and o.latency >= POLL_QOS_MAX_LATENCY:
         fail(A.AEE_EBADPARM, f"RPC_POLL_QOS latency {o.latency} us must be < {POLL_QOS_MAX_LATENCY}")
-    if o.enable in (RPC_DISABLE_QOS, RPC_POLL_QOS):  # needs the kernel's control ioctl: not upstream (§10.6)
+    # Needs the kernel's control ioctl: not upstream (docs/spec/legacy_fastrpc_api.md §10 item 6).
+    if o.enable in (RPC_DISABLE_QOS, RPC_POLL_QOS):
         fail(A.AEE_EUNSUPPORTED, "the driver has no QoS control")
     fail(A.AEE_EBADPARM, f"latency control enable={o.enable}")
 
@@ -169,7 +171,8 @@ def _process_kill(lib, o) -> None:
 def _session_close(lib, o) -> None:
     for d in _domains(o.domain):
         s = lib._sessions.get(d)
-        if s is None:  # QF: -1 for a closed domain; with -1 it stops at the first one (§10.8)
+        # QF: -1 for a closed domain; with -1 it stops at the first one (docs/spec/legacy_fastrpc_api.md §10 item 8).
+        if s is None:
             fail(A.AEE_EUNKNOWN, f"no session open on domain {d}")
         lib._drop(s)
 

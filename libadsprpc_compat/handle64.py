@@ -76,7 +76,7 @@ def _invoke_traced(tr, h, sc, args) -> None:
 @traced("remote_handle64_close")
 def remote_handle64_close(h: int) -> None:
     """Close a multi-domain handle. The last one of a session (with no non-domain handles)
-    tears the session down (the DSP process exits; no remotectl close, spec §4.6).
+    tears the session down (the DSP process exits; no remotectl close, docs/spec/legacy_fastrpc_api.md §4.6).
 
     @param[in] h  handle from remote_handle64_open
     AEE codes: AEE_EINVHANDLE, DSP dlerr codes, invoke errors

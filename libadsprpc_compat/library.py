@@ -11,14 +11,14 @@ route themselves to their Library (:mod:`.handle64`).
 
 Decisions a user must know (each is also in the function's docstring):
 
-* ``rpcmem_alloc`` works before any other call (lazy init, spec §10.1).
+* ``rpcmem_alloc`` works before any other call (lazy init, docs/spec/legacy_fastrpc_api.md §10 item 1).
 * On ``accel``, a registered buffer reaches the DSP by reference even when it was allocated
   before the session existed: it is imported (PRIME_FD_TO_HANDLE) into the session on first
   use. LIB 759d6f8 would leave such a buffer unregistered, i.e. copied.
 * On ``accel`` the DSP knows a buffer by its GEM handle in the session file (what
   ``HAP_mmap_get``/dma-handle arguments see); :meth:`Library.dsp_fd` gives that number.
 * A closed ``remote_handle64`` is invalid at once (``AEE_EINVHANDLE``); QF keeps it reaching the
-  DSP until the session ends (spec §10.2).
+  DSP until the session ends (docs/spec/legacy_fastrpc_api.md §10 item 2).
 * ``set_backend`` after the first module-level open raises :class:`AlreadyLoadedError`.
 * After ``fork()`` the child starts with no sessions on a fresh emulated SoC; handles from the
   parent are invalid there, rpcmem buffers stay shared (see :class:`Library`, :mod:`.fork`).
@@ -319,7 +319,7 @@ class Library:
     @traced("remote_handle64_close")
     def remote_handle64_close(self, h: int) -> None:
         """Close a multi-domain handle. The last one of a session (with no non-domain handles)
-        tears the session down (the DSP process exits; no remotectl close, spec §4.6).
+        tears the session down (the DSP process exits; no remotectl close, docs/spec/legacy_fastrpc_api.md §4.6).
 
         @param[in] h  handle from remote_handle64_open
         AEE codes: AEE_EINVHANDLE, DSP dlerr codes, invoke errors
@@ -328,7 +328,7 @@ class Library:
 
     @traced("remote_handle_control")
     def remote_handle_control(self, req: int, data=None, datalen: int | None = None) -> None:
-        """Control request on the current domain (spec §4.7).
+        """Control request on the current domain (docs/spec/legacy_fastrpc_api.md §4.7).
 
         @param[in] req   DSPRPC_CONTROL_LATENCY, DSPRPC_GET_DSP_INFO, DSPRPC_CONTROL_WAKELOCK,
                          DSPRPC_GET_DOMAIN (others: AEE_EUNSUPPORTED)
@@ -362,7 +362,7 @@ class Library:
 
     @traced("remote_session_control")
     def remote_session_control(self, req: int, data=None, datalen: int | None = None) -> None:
-        """Session control request (spec §4.8); ``datalen`` must equal the struct size.
+        """Session control request (docs/spec/legacy_fastrpc_api.md §4.8); ``datalen`` must equal the struct size.
 
         @param[in] req  FASTRPC_THREAD_PARAMS, DSPRPC_CONTROL_UNSIGNED_MODULE,
                         FASTRPC_RELATIVE_THREAD_PRIORITY, FASTRPC_REMOTE_PROCESS_KILL,
@@ -387,7 +387,7 @@ class Library:
     # -- memory ---------------------------------------------------------------------------
     @traced("fastrpc_mmap")
     def fastrpc_mmap(self, domain: int, fd: int, addr, offset: int, length: int, flags: int) -> None:
-        """Map dma-buf ``fd`` into the DSP process of ``domain`` (spec §4.10).
+        """Map dma-buf ``fd`` into the DSP process of ``domain`` (docs/spec/legacy_fastrpc_api.md §4.10).
 
         @param[in] domain  effective domain, -1 = current
         @param[in] fd      dma-buf fd (e.g. rpcmem_to_fd); on accel the DSP sees its GEM handle
@@ -513,7 +513,8 @@ class Library:
     @traced("remote_mem_map")
     def remote_mem_map(self, domain: int, fd: int, flags: int, virtAddr: int, size: int) -> int:
         """Map memory with the driver's MMAP request (flags 0). The upstream legacy kernel
-        rejects flags 0 (AEE_EBADPARM, spec §10.7); the QDA driver forwards it to the DSP.
+        rejects flags 0 (AEE_EBADPARM, docs/spec/legacy_fastrpc_api.md §10 item 7); the QDA driver forwards it to
+        the DSP.
 
         @return the DSP address (``*remoteVirtAddr``)
         AEE codes: AEE_EBADPARM, AEE_ENOTINITIALIZED, driver and DSP codes
@@ -550,8 +551,8 @@ class Library:
 
     @traced("remote_set_mode")
     def remote_set_mode(self, mode: int) -> None:
-        """Mark every domain for a mode change. As upstream (spec §10.5) the drivers have no
-        set-mode, so the next invoke on each domain fails with AEE_EUNSUPPORTED.
+        """Mark every domain for a mode change. As upstream (docs/spec/legacy_fastrpc_api.md §10 item 5) the
+        drivers have no set-mode, so the next invoke on each domain fails with AEE_EUNSUPPORTED.
 
         @param[in] mode  REMOTE_MODE_PARALLEL or REMOTE_MODE_SERIAL
         AEE codes: (none)

@@ -1,7 +1,7 @@
 """The user-side stub of the DSP's ``remotectl`` / ``remotectl1`` static interfaces.
 
 Byte layouts as ``qualcomm/fastrpc src/remotectl_stub.c`` / ``remotectl1_stub.c`` send them
-(spec legacy §6.3): open = in0 ``{u32 name_len (incl. NUL), u32 dlerror_len}``, in1 the name,
+(docs/spec/legacy_fastrpc_api.md §6.3): open = in0 ``{u32 name_len (incl. NUL), u32 dlerror_len}``, in1 the name,
 out0 ``{u32 handle, u32 dlerr}``, out1 the dlerror text; close = in0 ``{u32 handle, u32
 dlerror_len}``, out0 ``{u32 dlerr}``, out1 dlerror text. Works on any file object with the
 typed ``invoke(handle, sc, args)`` of the emulated drivers.

@@ -3,7 +3,7 @@
 An allocation is a sealed memfd mapped ``MAP_SHARED``, charged to the emulated DMA pool
 (``QDARPC_DMA_LIMIT``), known to the emulated kernel's VMA table and, unless
 ``RPCMEM_HEAP_NOREG``, registered (:mod:`.buffers`) so it goes to the DSP by reference. Every
-rpcmem call works before any other (lazy init, spec §10.1).
+rpcmem call works before any other (lazy init, docs/spec/legacy_fastrpc_api.md §10 item 1).
 """
 from __future__ import annotations
 
@@ -127,7 +127,7 @@ def lookup(po) -> RpcMem | None:
 
 @traced("rpcmem_init")
 def rpcmem_init() -> None:
-    """Initialise rpcmem. Optional: every rpcmem call initialises lazily (spec §10.1).
+    """Initialise rpcmem. Optional: every rpcmem call initialises lazily (docs/spec/legacy_fastrpc_api.md §10 item 1).
 
     AEE codes: (none)
     """

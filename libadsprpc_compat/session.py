@@ -67,7 +67,8 @@ class Session:
         code = b.init_create(FASTRPC_MODE_UNSIGNED_MODULE if self.unsigned else 0)
         if code:
             b.close()
-            # QF returns INIT_CREATE failures other than ECONNREFUSED as the raw -1 (§10.9).
+            # QF returns INIT_CREATE failures other than ECONNREFUSED as the raw -1
+            # (docs/spec/legacy_fastrpc_api.md §10 item 9).
             return code if code == A.AEE_ECONNREFUSED or b.errno == 0 else A.AEE_EUNKNOWN
         self.invoker = _remote.Invoker(b.file.ioctl, b.invoke_request, process.REGS, b.translate,
                                        self.key, self._handle_slot)
@@ -94,7 +95,7 @@ class Session:
         return offset, length, ref, attr | FASTRPC_ATTR_NOVA
 
     def set_param(self, req_id: int, params) -> int:
-        """remotectl1_set_param, falling back to remotectl_set_param (spec §6.1 step 6)."""
+        """remotectl1_set_param, falling back to remotectl_set_param (docs/spec/legacy_fastrpc_api.md §6.1 step 6)."""
         data = struct.pack(f"<{len(params)}I", *[p & 0xFFFF_FFFF for p in params])
         prim = struct.pack("<II", req_id, len(params))
         code = self.invoke(self.iface, REMOTECTL_METHODS[self.iface]["set_param"], [prim, data])
@@ -104,7 +105,8 @@ class Session:
         return code
 
     def open_module(self, uri: str) -> tuple[int, int]:
-        """remotectl1 open, and on any invoke failure remotectl open for good (spec §10.14)."""
+        """remotectl1 open, and on any invoke failure remotectl open for good
+        (docs/spec/legacy_fastrpc_api.md §10 item 14)."""
         try:
             code, h = remotectl.open_module(self, uri, self.iface)
             if code and self.iface == REMOTECTL1_HANDLE:

@@ -1,5 +1,5 @@
-"""Domains named in strings: a module URI's ``&_dom=``/``&_session=`` (spec §3.2) and the domain
-names ``remote_session_control`` requests pass."""
+"""Domains named in strings: a module URI's ``&_dom=``/``&_session=`` (docs/spec/legacy_fastrpc_api.md §3.2) and
+the domain names ``remote_session_control`` requests pass."""
 from __future__ import annotations
 
 from .cargs import A, fail
@@ -7,7 +7,7 @@ from .constants import DOMAIN_NAMES, FASTRPC_DOMAIN_URI, FASTRPC_SESSION_URI, NU
 
 
 def domain_from_uri(uri: str) -> int:
-    """Effective domain of a multi-domain URI (spec §3.2): ``&_dom=`` (cdsp1 before cdsp),
+    """Effective domain of a multi-domain URI (docs/spec/legacy_fastrpc_api.md §3.2): ``&_dom=`` (cdsp1 before cdsp),
     ``&_session=N`` with N < 4. AEE_EBADPARM if there is no ``&_dom=`` or N is invalid."""
     for dom_id, name in DOMAIN_NAMES.items():
         if FASTRPC_DOMAIN_URI + name in uri:

@@ -63,7 +63,7 @@ def test_readme_prerequisites_and_first_commands():
 
 
 # --- citations --------------------------------------------------------------------------------
-CITING = ("qda_core", "cli", "csrc", "bench")
+CITING = ("qda_core", "libadsprpc_compat", "cli", "csrc", "bench")
 SOURCE_EXTS = {".py", ".pyx", ".pxd", ".pyi", ".c", ".h", ".cpp", ".hpp"}
 
 
