@@ -34,8 +34,8 @@ def remote_handle64_invoke(h: int, sc: int, args=()) -> None:
                      take ``remote_dma_handle`` or ``(fd, offset)``
     AEE codes: AEE_EINVHANDLE, AEE_EBADPARM (count mismatch, read-only out-buffer, buffer
     overrunning its registered range, ``sc`` not a uint32_t), AEE_EUNSUPPORTED (after remote_set_mode),
-    AEE_ECONNRESET, AEE_ERPC, DSP codes (0x8000040e, 0x80000414, 0x8000043e, 0x8000040d, any
-    code the method returns)
+    AEE_ECONNRESET (SSR, or the session was closed during the call), AEE_ERPC, DSP codes
+    (0x8000040e, 0x80000414, 0x8000043e, 0x8000040d, any code the method returns)
     """
     # The hot path: not wrapped by @traced (one dict lookup and the Cython invoke).
     tr = _trace.RECORDER
@@ -49,6 +49,7 @@ def remote_handle64_invoke(h: int, sc: int, args=()) -> None:
     except OverflowError:
         fail(A.AEE_EBADPARM, f"remote_handle64_invoke: sc {sc:#x} is not a uint32_t")
     if code:
+        rec.session.fail_if_closed("remote_handle64_invoke")
         raise_invoke(code, f"remote_handle64_invoke({sc:#010x})")
 
 
@@ -65,6 +66,9 @@ def _invoke_traced(tr, h, sc, args) -> None:
         except OverflowError:
             ret = A.AEE_EBADPARM
             fail(ret, f"remote_handle64_invoke: sc {sc:#x} is not a uint32_t")
+        if ret and rec.session.dead:
+            ret = A.AEE_ECONNRESET  # what the trace shows for the failure raised next
+            rec.session.fail_if_closed("remote_handle64_invoke")
         if ret:
             raise_invoke(ret, f"remote_handle64_invoke({sc:#010x})")
     finally:
@@ -79,7 +83,8 @@ def remote_handle64_close(h: int) -> None:
     tears the session down (the DSP process exits; no remotectl close, docs/spec/legacy_fastrpc_api.md §4.6).
 
     @param[in] h  handle from remote_handle64_open
-    AEE codes: AEE_EINVHANDLE, DSP dlerr codes, invoke errors
+    AEE codes: AEE_EINVHANDLE, AEE_ECONNRESET (the session was closed during the call; the
+    handle is closed all the same), DSP dlerr codes, invoke errors
     """
     if isinstance(h, int) and STATICPD_LO <= h < STATICPD_HI:
         return  # static-PD handles: nothing to close (QF)
@@ -100,6 +105,8 @@ def remote_handle64_close(h: int) -> None:
         s.users += 1
     try:
         code = s.close_module(rec.dsp_handle)
+        if code:
+            s.fail_if_closed("remote_handle64_close")
     finally:
         lib._release(s)
     if code:

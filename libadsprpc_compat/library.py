@@ -66,9 +66,14 @@ class Library:
 
     Sessions are refcounted: a call in flight keeps its session, and the teardown after the
     last handle's close waits for it, so threads may open, invoke and close handles on one
-    domain concurrently. Call :meth:`close_all` when done: a Library collected with sessions
-    open warns (``ResourceWarning``) and closes them then. (Open ``remote_handle64`` values keep
-    their Library alive: they route themselves to it.)
+    domain concurrently: an open racing the last close's teardown either keeps the session or,
+    once the teardown has begun, waits for it and starts a fresh one. A forced close
+    (``FASTRPC_SESSION_CLOSE``, :meth:`close_all`) does not wait: a call it overtakes fails with
+    AEE_ECONNRESET, later calls on its handles with AEE_EINVHANDLE.
+
+    Call :meth:`close_all` when done: a Library collected with sessions open warns
+    (``ResourceWarning``) and closes them then. (Open ``remote_handle64`` values keep their
+    Library alive: they route themselves to it.)
 
     After ``fork()`` the child does not share its parent's sessions, unlike a real child, which
     inherits the open device files and with them the DSP processes. The emulated drivers and
@@ -212,8 +217,9 @@ class Library:
 
         @param[in] name  module name or ``file:///`` URI; ``_dom`` is ignored
         @return the DSP handle (``remote_handle``, 32-bit)
-        AEE codes: AEE_EBADPARM, AEE_EUNSUPPORTED, AEE_ECONNREFUSED, AEE_EUNKNOWN, DSP dlerr codes
-        (e.g. 0x8000043e module not found), invoke errors
+        AEE codes: AEE_EBADPARM, AEE_EUNSUPPORTED, AEE_ECONNREFUSED, AEE_EUNKNOWN, AEE_ECONNRESET
+        (the session was closed during the call), DSP dlerr codes (e.g. 0x8000043e module not
+        found), invoke errors
         """
         if not isinstance(name, str) or not name:
             fail(A.AEE_EBADPARM, "remote_handle_open: name must be a non-empty str")
@@ -222,9 +228,10 @@ class Library:
         s = self._acquire(self._current())
         try:
             code, h = s.open_module(name)
-            if code:
-                fail(code, f"remote_handle_open({name!r})", origin="dsp" if code & 0x8000_0000 else None)
             with process.lock:
+                s.fail_if_closed(f"remote_handle_open({name!r})")
+                if code:
+                    fail(code, f"remote_handle_open({name!r})", origin="dsp" if code & 0x8000_0000 else None)
                 s.nondomain.add(h)
                 s.closing = False
             return h
@@ -241,13 +248,16 @@ class Library:
         @param[in,out] args  in-bufs, out-bufs, in-handles, out-handles (buffer-protocol objects;
                          handle slots: ``remote_dma_handle`` or ``(fd, offset)``)
         AEE codes: AEE_EINVHANDLE, AEE_EBADPARM, AEE_EUNSUPPORTED, AEE_ECONNREFUSED,
-        AEE_ECONNRESET, DSP codes (0x8000040e, 0x80000414, 0x8000043e, 0x8000040d, ...)
+        AEE_ECONNRESET (SSR, or the session was closed during the call), DSP codes (0x8000040e,
+        0x80000414, 0x8000043e, 0x8000040d, ...)
         """
         if h in (-1, 0xFFFF_FFFF):
             fail(A.AEE_EINVHANDLE, "remote_handle_invoke: handle -1")
         s = self._acquire(self._current())
         try:
             code = s.invoker.invoke(h & 0xFFFF_FFFF, sc, args)
+            if code:
+                s.fail_if_closed("remote_handle_invoke")
         except OverflowError:
             fail(A.AEE_EBADPARM, f"remote_handle_invoke: sc {sc:#x} is not a uint32_t")
         finally:
@@ -260,7 +270,8 @@ class Library:
         """Close a non-domain handle on the current domain (remotectl close on the DSP).
 
         @param[in] h  DSP handle from remote_handle_open
-        AEE codes: AEE_EINVHANDLE, DSP dlerr codes (0x8000043e for an unknown handle), invoke errors
+        AEE codes: AEE_EINVHANDLE, AEE_ECONNRESET (the session was closed during the call), DSP
+        dlerr codes (0x8000043e for an unknown handle), invoke errors
         """
         h = c_arg(h, C_BITS32, "remote_handle_close: handle") & 0xFFFF_FFFF
         with process.lock:
@@ -272,6 +283,8 @@ class Library:
             code = s.close_module(h)
             with process.lock:
                 s.nondomain.discard(h)
+            if code:
+                s.fail_if_closed(f"remote_handle_close({h:#x})")
         finally:
             self._release(s)
         if code:
@@ -285,8 +298,9 @@ class Library:
                          ``&_session=N`` (N < 4); effective domain = domain + 8*N
         @return an opaque ``remote_handle64`` (a library record, not the DSP handle)
         AEE codes: AEE_EBADPARM (no/invalid ``&_dom``, bad session), AEE_EUNSUPPORTED,
-        AEE_ECONNREFUSED, AEE_EUNKNOWN, AEE_ENOTINITIALIZED, DSP dlerr codes (0x8000043e,
-        0x80000442, 0x80000594, ...), invoke errors
+        AEE_ECONNREFUSED, AEE_EUNKNOWN, AEE_ENOTINITIALIZED, AEE_ECONNRESET (the session was
+        closed during the call), DSP dlerr codes (0x8000043e, 0x80000442, 0x80000594, ...),
+        invoke errors
         """
         if not isinstance(name, str) or not name:
             fail(A.AEE_EBADPARM, "remote_handle64_open: name must be a non-empty str")
@@ -298,12 +312,12 @@ class Library:
             self._tls.domain = eff
             code, h = s.open_module(name)
             with process.lock:
+                # Closed under us (FASTRPC_SESSION_CLOSE, close_all): whatever the open answered.
+                s.fail_if_closed(f"remote_handle64_open({name!r})")
                 if code:
                     if not s.records and not s.nondomain:
                         s.closing = True  # a failed first open leaves no session behind
                     fail(code, f"remote_handle64_open({name!r})", origin="dsp" if code & 0x8000_0000 else None)
-                if s.dead:  # closed under us (FASTRPC_SESSION_CLOSE, close_all)
-                    fail(A.AEE_ECONNRESET, f"remote_handle64_open({name!r}): the session was closed")
                 h64 = next(process.next_h64)
                 process._records[h64] = Record(h64, s, h, name)
                 s.records.add(h64)
@@ -322,7 +336,8 @@ class Library:
         tears the session down (the DSP process exits; no remotectl close, docs/spec/legacy_fastrpc_api.md §4.6).
 
         @param[in] h  handle from remote_handle64_open
-        AEE codes: AEE_EINVHANDLE, DSP dlerr codes, invoke errors
+        AEE codes: AEE_EINVHANDLE, AEE_ECONNRESET (the session was closed during the call; the
+        handle is closed all the same), DSP dlerr codes, invoke errors
         """
         return remote_handle64_close(h)
 

@@ -14,7 +14,7 @@ from qda_core.wire import (ADSP_CURRENT_PROCESS1_HANDLE, CURRENT_PROCESS1_EXIT, 
 
 from . import _remote, buffers, process, remotectl
 from .backends import BACKENDS
-from .cargs import A
+from .cargs import A, fail
 from .constants import FASTRPC_ATTR_NOVA
 
 
@@ -37,6 +37,12 @@ class Session:
     ``closing``; the teardown runs when the last holder lets go, and takes the session out of
     its Library's table first, so an open racing it either keeps the session alive (it got a
     reference before) or creates a fresh one.
+
+    A forced close (FASTRPC_SESSION_CLOSE, ``close_all``) tears the session down at once, holders
+    or not. A call it overtakes fails with AEE_ECONNRESET (:meth:`fail_if_closed`), as the
+    kernel fails the calls pending on a closed session (docs/spec/legacy_fastrpc_api.md §5.3),
+    whatever the driver or the exiting DSP process answered it; later calls on its handles find
+    no record (AEE_EINVHANDLE).
     """
 
     def __init__(self, lib, eff: int):
@@ -119,6 +125,12 @@ class Session:
     def close_module(self, h: int) -> int:
         """remotectl close of DSP handle ``h``: 0 or the invoke error / dlerr."""
         return remotectl.close_module(self, h, self.iface)
+
+    def fail_if_closed(self, what: str) -> None:
+        """Raise AEE_ECONNRESET if the session was torn down: for a call that failed, checked
+        before the call lets go of the session (its own release may be the teardown)."""
+        if self.dead:
+            fail(A.AEE_ECONNRESET, f"{what}: the session was closed during the call")
 
     def idle(self) -> bool:
         """No handle and no call in flight holds the session."""

@@ -1,6 +1,9 @@
 """Several threads invoking on one open file at once (both drivers allow it): every call gets its
-own context and message buffer, so each thread reads back exactly what it sent."""
+own context and message buffer, so each thread reads back exactly what it sent. Through the
+legacy API: threads opening, invoking and closing handles on one domain never race the session
+teardown of the last close, and a forced session close fails the calls it overtakes cleanly."""
 import struct
+import sys
 import threading
 
 import pytest
@@ -162,3 +165,248 @@ def test_concurrent_remote_handle64_invoke(make_soc, backend, busy_switching):
     finally:
         lib.close_all()
     assert failures == []
+
+
+# --- the last close's teardown racing other threads' open/invoke/close -------------------------
+# Eight threads churning handles on one domain: whenever every handle happens to be closed the
+# session is torn down, while other threads are about to open (or are opening) the next one.
+# Before sessions were refcounted (e65bf7b) 14-24% of these calls failed: AEE_EBADPARM with
+# errno EBADF (an invoke on the file the teardown had closed) and AEE_EBADSTATE on close (the DSP
+# process had exited). The race needs time slices long enough for a session to go idle and
+# short enough to split a teardown from an open: busy_switching (1e-6 s) keeps some handle open
+# all the time, so these tests use a coarser interval.
+CALC = "file:///libcalculator_skel.so?calculator_skel_handle_invoke&_modver=1.0&_idlver=1.2.3&_dom=cdsp"
+SC_SUM = 0x02020100  # qda_core/dsp/skels/calculator.py: in0 {int32 n}, in1 n int32s, out0 int64
+CHURN_THREADS, CHURN_ITERS = 8, 25
+
+
+@pytest.fixture
+def race_switching():
+    """Switch threads every 0.5 ms: sessions go idle and get torn down within one time slice,
+    and a switch can still land between a teardown and another thread's open."""
+    old = sys.getswitchinterval()
+    sys.setswitchinterval(5e-4)
+    yield
+    sys.setswitchinterval(old)
+
+
+def churn(open_, invoke, close) -> list:
+    """CHURN_THREADS threads each open, invoke (calculator sum) and close a handle CHURN_ITERS
+    times; returns every failure (wrong sums included)."""
+    import libadsprpc_compat as rpc
+
+    def worker(tid: int):
+        bad = []
+        for i in range(CHURN_ITERS):
+            vec = struct.pack("<3i", tid, i, 7)
+            out = bytearray(8)
+            stage = "open"
+            try:
+                h = open_(CALC)
+                stage = "invoke"
+                invoke(h, SC_SUM, [struct.pack("<i", 3), vec, out])
+                stage = "close"
+                close(h)
+            except rpc.FastRpcError as exc:
+                bad.append((tid, i, stage, type(exc).__name__, hex(exc.aee), exc.errno))
+                continue
+            if struct.unpack("<q", out)[0] != tid + i + 7:
+                bad.append((tid, i, "wrong sum", bytes(out)))
+        return bad or None
+
+    return run_threads([lambda t=t: worker(t) for t in range(CHURN_THREADS)])
+
+
+def user_pds(soc) -> list:
+    return [p for p in soc.domain("cdsp").dsp.processes() if p.kind == "user" and p.state == "alive"]
+
+
+@pytest.mark.parametrize("backend", ["accel", "legacy"])
+def test_handle_churn_never_races_session_teardown(make_soc, backend, race_switching):
+    import libadsprpc_compat as rpc
+
+    soc = make_soc("default")
+    lib = rpc.Library(backend=backend, soc=soc)
+    try:
+        failures = churn(lib.remote_handle64_open, lib.remote_handle64_invoke, lib.remote_handle64_close)
+        assert failures == []
+        assert not lib._sessions, "the last close tears the session down"
+        assert user_pds(soc) == []
+    finally:
+        lib.close_all()
+
+
+@pytest.mark.parametrize("backend", ["accel", "legacy"])
+def test_module_level_handle_churn_never_races_session_teardown(soc, backend, race_switching):
+    import libadsprpc_compat as rpc
+
+    rpc.use_soc(soc)
+    try:
+        rpc.set_backend(backend)
+        failures = churn(rpc.remote_handle64_open, rpc.remote_handle64_invoke, rpc.remote_handle64_close)
+        assert failures == []
+        assert user_pds(soc) == []
+    finally:
+        rpc.use_soc(None)
+        rpc.set_backend("accel")
+
+
+# The two windows of that race, each forced open deterministically.
+def outcome(call):
+    """``call()``'s result, or ``(exception class name, aee)`` if it raised a FastRpcError."""
+    import libadsprpc_compat as rpc
+
+    try:
+        return call()
+    except rpc.FastRpcError as exc:
+        return (type(exc).__name__, exc.aee)
+
+
+def calc_sum(invoke, h, *vals) -> int:
+    out = bytearray(8)
+    invoke(h, SC_SUM, [struct.pack("<i", len(vals)), struct.pack(f"<{len(vals)}i", *vals), out])
+    return struct.unpack("<q", out)[0]
+
+
+def pause_in(monkeypatch, cls, name: str, thread_name: str):
+    """Make ``cls.name`` stop on entry in the thread called ``thread_name``: returns the events
+    (``inside``: it stopped, ``go``: let it run on)."""
+    inside, go = threading.Event(), threading.Event()
+    orig = getattr(cls, name)
+
+    def paused(self, *args):
+        if threading.current_thread().name == thread_name:
+            inside.set()
+            assert go.wait(10), "the test never let the paused call go"
+        return orig(self, *args)
+
+    monkeypatch.setattr(cls, name, paused)
+    return inside, go
+
+
+@pytest.mark.parametrize("uri, opens", [(CALC, True), (CALC.replace("1.2.3", "9.9.9"), False)])
+@pytest.mark.parametrize("backend", ["accel", "legacy"])
+def test_last_close_while_an_open_is_between_acquire_and_open(make_soc, monkeypatch, backend, uri, opens):
+    """Thread B holds the session (acquired) but has not opened its module yet when the last
+    handle closes: the session stays for B's open; a failed open leaves no session behind."""
+    import libadsprpc_compat as rpc
+    from libadsprpc_compat.session import Session
+
+    soc = make_soc("default")
+    lib = rpc.Library(backend=backend, soc=soc)
+    inside, go = pause_in(monkeypatch, Session, "open_module", "B")
+    got = []
+    b = threading.Thread(name="B", target=lambda: got.append(outcome(lambda: lib.remote_handle64_open(uri))))
+    try:
+        h1 = lib.remote_handle64_open(CALC)
+        s = lib._sessions[rpc.CDSP_DOMAIN_ID]
+        b.start()
+        assert inside.wait(10)
+        lib.remote_handle64_close(h1)  # the last handle: B still holds the session
+        assert lib._sessions.get(rpc.CDSP_DOMAIN_ID) is s and not s.dead
+        go.set()
+        b.join()
+        if opens:
+            (h2,) = got
+            assert isinstance(h2, int) and rpc.library._records[h2].session is s
+            assert calc_sum(rpc.remote_handle64_invoke, h2, 1, 2, 3) == 6
+            lib.remote_handle64_close(h2)
+        else:
+            assert got == [(rpc.error_class(0x80000594).__name__, 0x80000594)]
+        assert s.dead and not lib._sessions and user_pds(soc) == []
+    finally:
+        go.set()
+        b.join()
+        lib.close_all()
+
+
+@pytest.mark.parametrize("backend", ["accel", "legacy"])
+def test_open_during_the_last_close_teardown_gets_a_fresh_session(make_soc, monkeypatch, backend):
+    """Thread A's close of the last handle is tearing the session down when thread B opens: B
+    waits for the teardown and gets a new session, never the dying one."""
+    import libadsprpc_compat as rpc
+    from libadsprpc_compat.session import Session
+
+    soc = make_soc("default")
+    lib = rpc.Library(backend=backend, soc=soc)
+    tearing, go = pause_in(monkeypatch, Session, "teardown", "A")
+    got = []
+    a = threading.Thread(name="A", target=lambda: got.append(outcome(lambda: lib.remote_handle64_close(h1))))
+    b = threading.Thread(name="B", target=lambda: got.append(outcome(lambda: lib.remote_handle64_open(CALC))))
+    try:
+        h1 = lib.remote_handle64_open(CALC)
+        old = lib._sessions[rpc.CDSP_DOMAIN_ID]
+        a.start()
+        assert tearing.wait(10)
+        b.start()
+        b.join(0.05)
+        assert b.is_alive(), "an open finished while the last close was tearing its session down"
+        go.set()
+        a.join()
+        b.join()
+        assert got[0] is None  # A's close
+        h2 = got[1]
+        new = rpc.library._records[h2].session
+        assert new is not old and old.dead and not new.dead
+        assert calc_sum(rpc.remote_handle64_invoke, h2, 4, 5) == 9
+        lib.remote_handle64_close(h2)
+        assert not lib._sessions and user_pds(soc) == []
+    finally:
+        go.set()
+        a.join()
+        b.join()
+        lib.close_all()
+
+
+# --- a forced session close while other threads use its handles --------------------------------
+@pytest.mark.parametrize("how", ["session_close", "close_all"])
+@pytest.mark.parametrize("backend", ["accel", "legacy"])
+def test_forced_close_fails_calls_in_flight_with_econnreset(make_soc, backend, how, busy_switching):
+    """FASTRPC_SESSION_CLOSE (or close_all) while four threads invoke on their handles: a call
+    the teardown overtakes fails with AEE_ECONNRESET (docs/spec/legacy_fastrpc_api.md §5.3,
+    closed session), every invoke or close after it with AEE_EINVHANDLE; never a stray driver or
+    DSP code (EBADF from the closed file, 0x8000040d from the exiting PD, 0x8000043e)."""
+    import libadsprpc_compat as rpc
+
+    soc = make_soc("default")
+    lib = rpc.Library(backend=backend, soc=soc)
+    reset = ("ConnectionResetFastRpcError", rpc.AEE_ECONNRESET)
+    invalid = ("InvalidHandleError", rpc.AEE_EINVHANDLE)
+    try:
+        for _round in range(8):
+            handles = [lib.remote_handle64_open(CALC) for _ in range(4)]
+            running, closed = threading.Barrier(len(handles) + 1, timeout=10), threading.Event()
+
+            def worker(h):
+                bad = []
+                for i in range(100_000):
+                    got = outcome(lambda: calc_sum(rpc.remote_handle64_invoke, h, i, 1))
+                    if i == 0:
+                        running.wait()
+                    if got != i + 1:
+                        if got not in (reset, invalid):
+                            bad.append(("in flight", got))
+                        break
+                if not closed.wait(10):
+                    return [("the close never returned",)]
+                for late in (lambda: calc_sum(rpc.remote_handle64_invoke, h, 1), lambda: rpc.remote_handle64_close(h)):
+                    got = outcome(late)
+                    if got != invalid:
+                        bad.append(("after the close", got))
+                return bad or None
+
+            failures = []
+            workers = threading.Thread(
+                target=lambda: failures.extend(run_threads([lambda h=h: worker(h) for h in handles])))
+            workers.start()
+            running.wait()  # every worker is invoking
+            if how == "session_close":
+                lib.remote_session_control(rpc.FASTRPC_SESSION_CLOSE, rpc.remote_rpc_session_close(rpc.CDSP_DOMAIN_ID))
+            else:
+                lib.close_all()
+            closed.set()
+            workers.join()
+            assert failures == []
+            assert not lib._sessions and user_pds(soc) == []
+    finally:
+        lib.close_all()
