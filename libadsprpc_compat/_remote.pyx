@@ -34,6 +34,9 @@ cdef extern from *:
 cdef extern from "qdarpc/aee_err.h":
     int qda_errno_to_aee(int err)
 
+cdef extern from "qdarpc/uaccess.h":
+    int qda_copy_from_user(void *dst, uint64_t uaddr, size_t len) nogil
+
 __version__ = QDARPC_VERSION.decode()
 
 #: Where the last code on this thread came from (:func:`last_origin`).
@@ -57,6 +60,24 @@ def last_origin():
     """Origin of the last invoke code on this thread: ORIGIN_DSP (the DSP's retval),
     ORIGIN_HOST (a check in this library) or ORIGIN_DRIVER (an ioctl errno)."""
     return qda_compat_origin
+
+
+cdef class CArgs:
+    """A C caller's ``remote_arg pra[]`` (its address and entry count), passed as ``args``:
+    buffers are its raw ``{pv, nLen}`` pairs and handles its ``{fd, offset}`` pairs, read
+    with the checked user copy (a bad ``pra`` is AEE_EBADPARM with errno EFAULT)."""
+    cdef readonly uint64_t address
+    cdef readonly Py_ssize_t count
+
+    def __cinit__(self, uint64_t address, Py_ssize_t count):
+        self.address = address
+        self.count = count
+
+    def __len__(self):
+        return self.count
+
+    def __repr__(self):
+        return f"<CArgs {self.address:#x}[{self.count}]>"
 
 
 cdef struct reg_t:
@@ -271,15 +292,13 @@ cdef class Invoker:
         cdef Py_ssize_t n = nbufs + ((sc >> 4) & 0xF) + (sc & 0xF)
         cdef Py_ssize_t i, held = 0, got
         cdef uint64_t *d
-        cdef reg_t *r
-        cdef int k
         cdef object seq, item, ret
-        cdef long long rv
-        cdef uint32_t *h32
         if self.fail_next:
             code = self.fail_next
             self.fail_next = 0
             return self._host(code)
+        if type(args) is CArgs:
+            return self._invoke_c(handle, sc, <CArgs>args, n, nbufs, hdr, descs)
         if args is None:
             if n:
                 return self._host(AEE_EBADPARM)
@@ -308,37 +327,86 @@ cdef class Invoker:
                     d[1] = <uint64_t>views[i].len
                     (<int32_t *>(d + 2))[0] = -1
                     (<uint32_t *>(d + 2))[1] = 0
-                    if views[i].len == 0:
-                        continue
-                    k = self.regs.find(d[0], d[1], &r)
-                    if k < 0:
+                    if views[i].len and self._translate(d) < 0:
                         return self._host(AEE_EBADPARM)  # starts in a registered range, overruns it
-                    if k > 0:
-                        (<uint32_t *>(d + 2))[1] = r.attr
-                        if self.translate is None:
-                            (<int32_t *>(d + 2))[0] = r.fd
-                        elif r.cache_key == self.key:
-                            (<int32_t *>(d + 2))[0] = r.cache_ref
-                        else:
-                            ref = self.translate(r.fd)
-                            k = self.regs.find(d[0], d[1], &r)  # translate ran Python code
-                            if k <= 0:
-                                return self._host(AEE_EBADPARM)
-                            r.cache_key = self.key
-                            r.cache_ref = ref
-                            (<int32_t *>(d + 2))[0] = ref
             except (TypeError, BufferError, ValueError, OverflowError):
                 # not a contiguous buffer, a read-only out-buffer, a bad handle slot
                 return self._host(AEE_EBADPARM)
-            h32 = <uint32_t *>PyByteArray_AS_STRING(hdr)
-            h32[0] = handle
-            h32[1] = sc
-            (<uint64_t *>(h32 + 2))[0] = <uint64_t><size_t>descs if n else 0
-            ret = self.ioctl(self.request, hdr)
+            ret = self._send(handle, sc, n, hdr, descs)
         finally:
             for i in range(held):
                 PyBuffer_Release(&views[i])
-        rv = ret
+        return self._result(ret)
+
+    cdef object _send(self, uint32_t handle, uint32_t sc, Py_ssize_t n, bytearray hdr, char *descs):
+        cdef uint32_t *h32 = <uint32_t *>PyByteArray_AS_STRING(hdr)
+        h32[0] = handle
+        h32[1] = sc
+        (<uint64_t *>(h32 + 2))[0] = <uint64_t><size_t>descs if n else 0
+        return self.ioctl(self.request, hdr)
+
+    cdef int _translate(self, uint64_t *d) except -2:
+        """Fill the fd/attr word of buffer descriptor ``d`` from the registered ranges: 0, or
+        -1 for a buffer that starts in a range and overruns it (AEE_EBADPARM)."""
+        cdef reg_t *r = NULL
+        cdef int k = self.regs.find(d[0], d[1], &r)
+        if k < 0:
+            return -1
+        if k > 0:
+            (<uint32_t *>(d + 2))[1] = r.attr
+            if self.translate is None:
+                (<int32_t *>(d + 2))[0] = r.fd
+            elif r.cache_key == self.key:
+                (<int32_t *>(d + 2))[0] = r.cache_ref
+            else:
+                ref = self.translate(r.fd)
+                k = self.regs.find(d[0], d[1], &r)  # translate ran Python code
+                if k <= 0:
+                    return -1
+                r.cache_key = self.key
+                r.cache_ref = ref
+                (<int32_t *>(d + 2))[0] = ref
+        return 0
+
+    cdef object _invoke_c(self, uint32_t handle, uint32_t sc, CArgs args, Py_ssize_t n,
+                          Py_ssize_t nbufs, bytearray hdr, char *descs):
+        """The invoke of a C caller: ``pra`` entries (16 B: ``{pv, nLen}`` or ``{fd, offset}``)
+        become descriptors in place; the driver checks every buffer address it is given."""
+        global qda_compat_errno
+        cdef Py_ssize_t i
+        cdef uint64_t *d
+        cdef uint64_t pra[2]
+        if args.count != n or (n and args.address == 0):
+            return self._host(AEE_EBADPARM)
+        try:
+            for i in range(n):
+                if qda_copy_from_user(pra, args.address + 16 * i, 16) != 0:
+                    self._host(AEE_EBADPARM)
+                    qda_compat_errno = 14  # EFAULT
+                    return AEE_EBADPARM
+                d = <uint64_t *>(descs + DESC_SIZE * i)
+                if i >= nbufs:
+                    # remote_dma_handle {int32 fd; uint32 offset} (little-endian LP64)
+                    ptr, length, fd, attr = self.handle_slot(
+                        (<int32_t>(pra[0] & 0xFFFFFFFF), <uint32_t>(pra[0] >> 32)))
+                    d[0] = ptr
+                    d[1] = length
+                    (<int32_t *>(d + 2))[0] = fd
+                    (<uint32_t *>(d + 2))[1] = attr
+                    continue
+                d[0] = pra[0]
+                d[1] = pra[1]
+                (<int32_t *>(d + 2))[0] = -1
+                (<uint32_t *>(d + 2))[1] = 0
+                if d[1] and self._translate(d) < 0:
+                    return self._host(AEE_EBADPARM)
+        except (TypeError, ValueError, OverflowError):
+            return self._host(AEE_EBADPARM)
+        return self._result(self._send(handle, sc, n, hdr, descs))
+
+    cdef object _result(self, object ret):
+        global qda_compat_errno, qda_compat_origin
+        cdef long long rv = ret
         if rv == 0:
             qda_compat_errno = 0
             qda_compat_origin = ORIGIN_DSP

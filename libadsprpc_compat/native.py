@@ -1,0 +1,81 @@
+"""Where the C face of this package lives, and the environment that points C programs at it.
+
+The build installs, inside this package (docs/c_abi.md):
+
+- ``sdk/lib``: ``libcdsprpc.so.1``, ``libadsprpc.so.1``, ``libsdsprpc.so.1`` (the C ABI of the
+  legacy user library, with unversioned copies for ``-lcdsprpc``) and ``pkgconfig/qdarpc.pc``;
+- ``sdk/include``: the SDK-compatible headers (``remote.h``, ``rpcmem.h``, ``AEEStdErr.h``, ...).
+"""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+__all__ = ["SDK_DIR", "LIBRARIES", "libdir", "includedir", "pkgconfig_dir", "library", "cflags", "libs",
+           "run_env", "NotBuiltError"]
+
+SDK_DIR = Path(__file__).resolve().parent / "sdk"
+#: The C ABI libraries by flavour, as upstream names them (same API, another default domain).
+LIBRARIES = {"libcdsprpc": "cdsp", "libadsprpc": "adsp", "libsdsprpc": "sdsp"}
+
+
+class NotBuiltError(FileNotFoundError):
+    """The C libraries or headers are missing: the package was not built (a bare checkout)."""
+
+
+def _need(path: Path) -> Path:
+    if not path.exists():
+        raise NotBuiltError(f"{path} is missing: the C ABI is built with the package "
+                            "(`pip install .`, or `python setup.py build_ext --inplace` in a checkout)")
+    return path
+
+
+def libdir() -> Path:
+    """The directory holding ``libcdsprpc.so.1`` and its siblings."""
+    return _need(SDK_DIR / "lib")
+
+
+def includedir() -> Path:
+    """The directory holding ``remote.h``, ``rpcmem.h`` and the other SDK headers."""
+    return _need(SDK_DIR / "include")
+
+
+def pkgconfig_dir() -> Path:
+    """The directory holding ``qdarpc.pc`` (for ``PKG_CONFIG_PATH``)."""
+    return _need(SDK_DIR / "lib" / "pkgconfig")
+
+
+def library(flavour: str = "libcdsprpc") -> Path:
+    """The path of one C ABI library (``libcdsprpc.so.1`` by default)."""
+    if flavour not in LIBRARIES:
+        raise ValueError(f"unknown library {flavour!r}; valid: {', '.join(LIBRARIES)}")
+    return _need(SDK_DIR / "lib" / f"{flavour}.so.1")
+
+
+def cflags() -> str:
+    """Compiler flags for code including the SDK headers."""
+    return f"-I{includedir()}"
+
+
+def libs() -> str:
+    """Linker flags for a host app (an rpath, so the program runs without LD_LIBRARY_PATH)."""
+    d = libdir()
+    return f"-L{d} -Wl,-rpath,{d} -lcdsprpc"
+
+
+def run_env(base: dict[str, str] | None = None, *, backend: str | None = None, soc: str | None = None,
+            trace: str | None = None) -> dict[str, str]:
+    """``base`` (default ``os.environ``) plus what a C program needs to reach the emulator:
+    our libraries first on ``LD_LIBRARY_PATH`` (so a program linked against a device's
+    ``libcdsprpc.so`` loads ours), the interpreter the package runs in (``QDARPC_PYTHON``), and
+    the backend, SoC profile and trace file when given."""
+    env = dict(os.environ if base is None else base)
+    prev = env.get("LD_LIBRARY_PATH")
+    env["LD_LIBRARY_PATH"] = str(libdir()) + (os.pathsep + prev if prev else "")
+    env["QDARPC_PYTHON"] = sys.executable
+    for key, value in (("QDARPC_BACKEND", backend), ("QDARPC_SOC", soc),
+                       ("QDARPC_TRACE", os.path.abspath(trace) if trace else None)):
+        if value is not None:
+            env[key] = value
+    return env
