@@ -137,7 +137,8 @@ def format_text(rep: dict) -> str:
     a, b = rep["order"]
     ra, rb = rep["runs"][a], rep["runs"][b]
     lines = [f"A/B {rep['workload']}: {rep['description']}",
-             f"one emulated DSP (SoC {rep['soc']}): {a} via {_via(ra)}, then {b} via {_via(rb)}"]
+             f"{'one emulated DSP each' if rep.get('separate_dsps') else 'one emulated DSP'} "
+             f"(SoC {rep['soc']}): {a} via {_via(ra)}, then {b} via {_via(rb)}"]
     note = _renumbered(rep)
     lines += [note, ""] if note else [""]
     rows = [("#", "STEP", a.upper(), b.upper(), "")]

@@ -12,7 +12,7 @@ import sys
 import click
 
 from . import options
-from .errors import EXIT_DSP, EXIT_FAILED, EXIT_FILE, CliError, translate
+from .errors import EXIT_DSP, EXIT_FAILED, EXIT_FILE, EXIT_UNAVAILABLE, CliError, translate
 from .invoke import IN_HELP, OUT_HELP, BufSpec, OrderedCommand
 
 EPILOG_EXIT = ("\b\nExit codes: 0 ok, 1 check failed, 2 usage, 3 device/driver error, 4 DSP error, "
@@ -353,9 +353,12 @@ def trace_convert(file: str, output: str | None) -> None:
               help="Also write the report as one self-contained HTML file.")
 @click.option("--fail-on-diff", is_flag=True, default=False,
               help="Exit 1 when the backends disagree on any step.")
+@click.option("--exec", "as_exec", is_flag=True, default=False,
+              help="WORKLOAD... is a program and its arguments (after --): run it once per backend, "
+                   "each against its own emulated DSP, and compare exit codes, output and traces.")
 @options.add_options(options.soc, options.json_output)
-def ab(workloads: tuple[str, ...], order: str, html_file: str | None, fail_on_diff: bool, soc_profile: str | None,
-       as_json: bool) -> None:
+def ab(workloads: tuple[str, ...], order: str, html_file: str | None, fail_on_diff: bool, as_exec: bool,
+       soc_profile: str | None, as_json: bool) -> None:
     """Run a workload through the legacy FastRPC API on the legacy driver and on the QDA accel
     driver, against one emulated DSP, and compare: each step's result (SAME/DIFF), the ioctls
     each driver saw (aligned), bytes copied vs shared per invoke, maps, errors and timings.
@@ -370,12 +373,18 @@ def ab(workloads: tuple[str, ...], order: str, html_file: str | None, fail_on_di
       qdarpc ab errors --json
       qdarpc ab all --html ab.html
       qdarpc ab my_workload.py --order accel,legacy
+      qdarpc ab --exec -- ./calc_app 1000
     """
     from libadsprpc_compat.ab import WORKLOADS, WorkloadError, run_ab
 
     from .ab import format_html, format_text, resolve
     from .term import progress
 
+    if as_exec:
+        from .native import run_exec_ab
+
+        _ab_output([run_exec_ab(list(workloads), order.split(","), soc_profile)], html_file, fail_on_diff, as_json)
+        return
     names = [w for name in workloads for w in (WORKLOADS if name == "all" else [name])]
     try:
         resolved = [resolve(w) for w in names]
@@ -391,6 +400,12 @@ def ab(workloads: tuple[str, ...], order: str, html_file: str | None, fail_on_di
                 reports.append(run_ab(wl, order=order.split(","), soc_profile=soc_profile, name=label))
     except WorkloadError as exc:
         raise CliError(f"workload failed: {exc}", EXIT_FAILED) from None
+    _ab_output(reports, html_file, fail_on_diff, as_json)
+
+
+def _ab_output(reports: list[dict], html_file: str | None, fail_on_diff: bool, as_json: bool) -> None:
+    from .ab import format_html, format_text
+
     if html_file:
         with open(html_file, "w", encoding="utf-8") as f:
             f.write(format_html(reports))
@@ -402,6 +417,61 @@ def ab(workloads: tuple[str, ...], order: str, html_file: str | None, fail_on_di
             click.echo(f"\nHTML report -> {html_file}", err=True)
     if fail_on_diff and not all(r["agree"] for r in reports):
         click.get_current_context().exit(EXIT_FAILED)
+
+
+# --- C programs -------------------------------------------------------------------------------
+@cli.command()
+@click.option("--libdir", "items", flag_value="libdir", multiple=True,
+              help="The directory of libcdsprpc.so.1 (and libadsprpc/libsdsprpc).")
+@click.option("--includedir", "items", flag_value="includedir", multiple=True,
+              help="The directory of remote.h, rpcmem.h, AEEStdErr.h, HAP_farf.h ...")
+@click.option("--cflags", "items", flag_value="cflags", multiple=True, help="Compiler flags (-I...).")
+@click.option("--libs", "items", flag_value="libs", multiple=True, help="Linker flags (-L... -rpath ... -lcdsprpc).")
+@click.option("--pkgconfigdir", "items", flag_value="pkgconfigdir", multiple=True,
+              help="The directory of qdarpc.pc, for PKG_CONFIG_PATH.")
+@click.option("--shim", "items", flag_value="shim", multiple=True,
+              help="The LD_PRELOAD device shim (not built yet: exits 6).")
+def config(items: tuple[str, ...]) -> None:
+    """Print where the C face of qdarpc is: the FastRPC user library and SDK headers a C
+    program builds against, like python3-config. With no option, print them all.
+
+    \b
+    Examples:
+      cc app.c $(qdarpc config --cflags --libs) -o app
+      PKG_CONFIG_PATH=$(qdarpc config --pkgconfigdir) pkg-config --cflags --libs qdarpc
+    """
+    from .native import config_lines
+
+    if "shim" in items:
+        raise CliError("the LD_PRELOAD device shim is not built yet", EXIT_UNAVAILABLE)
+    if not items:
+        for key in ("libdir", "includedir", "pkgconfigdir", "cflags", "libs"):
+            click.echo(f"{key}: {config_lines((key,))[0]}")
+        return
+    click.echo("\n".join(config_lines(items)))
+
+
+@cli.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
+@options.add_options(options.backend, options.soc)
+@click.option("--trace", "trace_file", default=None, callback=lambda c, p, v: v and _trace_output(c, p, v),
+              metavar="FILE", help="Record every API call, ioctl and DSP dispatch of the run (.jsonl or .json).")
+@click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
+def run(backend: str, soc_profile: str | None, trace_file: str | None, command: tuple[str, ...]) -> None:
+    """Run an unmodified program against the emulator: its libcdsprpc/libadsprpc calls reach an
+    emulated DSP in its own process (no daemon). Exits with the program's exit code.
+
+    \b
+    Examples:
+      qdarpc run -- ./calc_app 1000
+      qdarpc run --backend legacy --trace run.jsonl -- ./calc_app
+    """
+    from .native import exit_code
+    from .native import run as run_program
+
+    done = run_program(list(command), backend=backend, soc=soc_profile, trace=trace_file)
+    if trace_file:
+        click.echo(f"trace -> {trace_file}", err=True)
+    click.get_current_context().exit(exit_code(done.returncode))
 
 
 # --- doctor -----------------------------------------------------------------------------------

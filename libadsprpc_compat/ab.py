@@ -44,7 +44,7 @@ from .rpcmem import rpcmem_alloc, rpcmem_free, rpcmem_to_fd
 
 _abi = _load("_abi")
 
-__all__ = ["Steps", "WORKLOADS", "DESCRIPTIONS", "run_ab", "load_script", "WorkloadError", "BACKEND_ORDER"]
+__all__ = ["Steps", "WORKLOADS", "DESCRIPTIONS", "run_ab", "compare_exec_runs", "load_script", "WorkloadError", "BACKEND_ORDER"]
 
 Workload = Callable[[Library], "list[tuple[str, object]]"]
 BACKEND_ORDER = ("legacy", "accel")
@@ -509,6 +509,40 @@ def run_ab(workload: str | Workload, *, order: Iterable[str] = BACKEND_ORDER, so
         description = " ".join((fn.__doc__ or "").strip().split("\n\n")[0].split())
     soc = soc if soc is not None else Soc(soc_profile)
     runs = {b: _run_one(fn, b, soc) for b in order}
+    return _report(name, description, order, soc_profile, runs)
+
+
+#: Lines of a program's output compared one by one by :func:`compare_exec_runs`.
+EXEC_LINES = 200
+
+
+def compare_exec_runs(command: str, runs: dict, *, order: Iterable[str] = BACKEND_ORDER,
+                      soc_profile: str | None = None) -> dict:
+    """The ``ab`` report of a program run once per backend (``qdarpc ab --exec``).
+
+    ``runs[backend]`` is ``(exit code, stdout, stderr, trace events, wall ns)``; the steps
+    compared are the exit code and each line of standard output (the first
+    :data:`EXEC_LINES`, then one step for the rest), and each run's trace gives its ioctls,
+    copies and shares, maps, errors and modeled time as for a workload."""
+    order = tuple(order)
+    summaries = {}
+    for b in order:
+        code, out, err, events, wall = runs[b]
+        lines = out.splitlines()
+        steps = [("exit code", code)]
+        steps += [(f"stdout line {i + 1}", line) for i, line in enumerate(lines[:EXEC_LINES])]
+        if len(lines) > EXEC_LINES:
+            rest = "\n".join(lines[EXEC_LINES:]).encode()
+            steps.append((f"stdout lines {EXEC_LINES + 1}-", f"{len(lines) - EXEC_LINES} lines, sha1 "
+                          f"{hashlib.sha1(rest).hexdigest()[:12]}"))
+        summaries[b] = _summarize_run(b, steps, None, events, wall)
+        summaries[b]["stderr"] = err
+    rep = _report(command, f"the program {command!r}, once per backend", order, soc_profile, summaries)
+    rep["separate_dsps"] = True
+    return rep
+
+
+def _report(name: str, description: str, order: tuple, soc_profile: str | None, runs: dict) -> dict:
     a, b = (runs[x] for x in order)
     steps, first_diff = [], None
     names_a, names_b = a["step_names"], b["step_names"]
