@@ -17,4 +17,5 @@ BENCHMARKS = {
     "marshal": "marshal",
     "invoke": "invoke",
     "remote_invoke": "remote_invoke",
+    "c_abi": "c_abi",
 }

@@ -1,0 +1,56 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/*
+ * c_abi_loop.c - the C side of the c_abi benchmark (qdarpc_cli/benchmarks/c_abi.py): a C
+ * program timing batches of remote_handle64_invoke on a null method and of a real ioctl
+ * syscall (FIONREAD on a pipe), one round per line read from stdin, one line of results
+ * (nanoseconds per call) written back, so the Python side can interleave its own batches.
+ */
+#define _GNU_SOURCE
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/ioctl.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "remote.h"
+
+#define URI "file:///libqdarpc_test_skel.so?qdarpc_test_skel_handle_invoke&_modver=1.0&_dom=cdsp"
+
+static double now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec * 1e9 + (double)ts.tv_nsec;
+}
+
+int main(int argc, char **argv)
+{
+	long n_inv = argc > 1 ? atol(argv[1]) : 1000, n_io = argc > 2 ? atol(argv[2]) : 100000, i;
+	remote_handle64 h = 0;
+	int fds[2], avail, rc;
+	char line[16];
+
+	rc = remote_handle64_open(URI, &h);
+	if (rc || pipe(fds)) {
+		printf("error 0x%x\n", (unsigned)rc);
+		return 1;
+	}
+	printf("ready\n");
+	fflush(stdout);
+	while (fgets(line, sizeof(line), stdin)) {
+		double t0 = now(), t1, t2;
+
+		for (i = 0; i < n_inv; i++)
+			if (remote_handle64_invoke(h, REMOTE_SCALARS_MAKE(2, 0, 0), NULL))
+				return 2;
+		t1 = now();
+		for (i = 0; i < n_io; i++)
+			ioctl(fds[0], FIONREAD, &avail);
+		t2 = now();
+		printf("%.1f %.1f\n", (t1 - t0) / (double)n_inv, (t2 - t1) / (double)n_io);
+		fflush(stdout);
+	}
+	return remote_handle64_close(h) ? 3 : 0;
+}
