@@ -9,7 +9,7 @@ nothing else when it is ``None``. Switch on with ``QDARPC_TRACE=<file>`` (writte
 
 Event schema (version 1), one dict per event; timestamps are ``time.perf_counter_ns()``:
 
-* common: ``v`` (schema version), ``kind`` (``ioctl`` | ``api`` | ``dsp`` | ``fault``), ``ts`` (start, ns),
+* common: ``v`` (schema version), ``kind`` (``ioctl`` | ``api`` | ``dsp`` | ``fault`` | ``farf``), ``ts`` (start, ns),
   ``dur`` (ns), ``pid``, ``tid`` (thread id of the caller)
 * ``ioctl``: ``driver`` (``accel`` | ``legacy``), ``node`` (device path), ``name``, ``nr``
   (full request number), ``fields`` (decoded struct fields), ``ret`` (kernel return: 0, -errno or
@@ -17,9 +17,16 @@ Event schema (version 1), one dict per event; timestamps are ``time.perf_counter
   bytes copied inline / passed by reference)
 * ``api``: ``name`` (legacy C name), ``args`` (short summary string), ``ret`` (AEE code)
 * ``dsp``: ``domain``, ``channel``, ``client_id``, ``pd``, ``handle``, ``method``, ``sc``,
-  ``retval``, ``modeled_ns`` (cost-model on-device time)
+  ``retval``, ``modeled_ns`` (cost-model on-device time); a remotectl open also carries ``load``:
+  ``file`` (the URI's file), ``loaded`` (what answered: ``builtin``, ``plugin:<dist>`` or the
+  path; ``""`` if nothing did) and ``passed_over`` (``[{path, reason}]``: candidates found that
+  could not run here, e.g. a Hexagon ELF)
 * ``fault``: ``domain``, ``channel``, ``client_id``, ``fault`` (``smmu``: a PD reached a device
-  address outside its context banks), ``addr``, ``length``, ``detail``
+  address outside its context banks; ``sigsegv`` | ``sigbus`` | ``sigfpe`` | ``sigill``: a native
+  skel faulted and its PD crashed), ``addr``, ``length``, ``detail``
+* ``farf``: a skel's FARF message: ``domain``, ``channel``, ``client_id``, ``module`` (the PD and
+  skel file it came from; ``""``/``-1`` when logged outside an invoke), ``level`` (``HAP_LEVEL_*``),
+  ``runtime`` (a ``RUNTIME_*`` FARF), ``file``, ``line``, ``message``
 """
 from __future__ import annotations
 
@@ -62,14 +69,20 @@ class Recorder:
         self._add("api", t0, t1, name=name, args=args, ret=ret)
 
     def dsp(self, domain: str, channel: str, client_id: int, pd: int, handle: int, sc: int, retval: int,
-            modeled_ns: int, t0: int, t1: int) -> None:
+            modeled_ns: int, t0: int, t1: int, *, load: dict | None = None) -> None:
+        extra = {"load": load} if load is not None else {}
         self._add("dsp", t0, t1, domain=domain, channel=channel, client_id=client_id, pd=pd, handle=handle,
-                  method=(sc >> 24) & 0x1F, sc=sc, retval=retval, modeled_ns=modeled_ns)
+                  method=(sc >> 24) & 0x1F, sc=sc, retval=retval, modeled_ns=modeled_ns, **extra)
 
     def fault(self, domain: str, channel: str, client_id: int, fault: str, addr: int, length: int, detail: str,
               t0: int, t1: int) -> None:
         self._add("fault", t0, t1, domain=domain, channel=channel, client_id=client_id, fault=fault, addr=addr,
                   length=length, detail=detail)
+
+    def farf(self, domain: str, channel: str, client_id: int, module: str, level: int, runtime: bool, file: str,
+             line: int, message: str, t: int) -> None:
+        self._add("farf", t, t, domain=domain, channel=channel, client_id=client_id, module=module, level=level,
+                  runtime=runtime, file=file, line=line, message=message)
 
 
 @contextmanager

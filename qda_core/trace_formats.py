@@ -5,7 +5,7 @@
 * Chrome trace-event JSON (``.json``): what Perfetto UI and ``chrome://tracing`` open. Every event
   is a complete (``"ph": "X"``) slice with ``ts``/``dur`` in microseconds relative to the first
   event, on the track of its ``pid``/``tid``; ``cat`` is the event kind (``api``, ``ioctl``,
-  ``dsp``). API calls, the ioctls they make and the DSP work those cause run on the caller's
+  ``dsp``, ``fault``, ``farf``). API calls, the ioctls they make and the DSP work those cause run on the caller's
   thread with nested time ranges, so they show as nested slices.
 
 :func:`summarize` condenses a trace (top ioctls, bytes copied vs shared, errors); :data:`SCHEMA`
@@ -26,7 +26,9 @@ __all__ = ["write", "to_jsonl", "read_jsonl", "to_chrome", "summarize", "SCHEMA"
 
 #: Version of the event schema below; every event carries it as ``v``.
 SCHEMA_VERSION = 1
-KINDS = ("api", "ioctl", "dsp", "fault")
+KINDS = ("api", "ioctl", "dsp", "fault", "farf")
+#: Kinds a summary always counts (others are counted when a trace has them).
+_SUMMARY_KINDS = ("api", "ioctl", "dsp", "fault")
 
 
 class TraceFormatError(ValueError):
@@ -75,17 +77,48 @@ _KIND_FIELDS: dict[str, dict[str, dict]] = {
         "domain": {"type": "string"},
         "channel": {"type": "string"},
         "client_id": _INT,
-        "fault": {"enum": ["smmu"]},
+        "fault": {"enum": ["smmu", "sigsegv", "sigbus", "sigfpe", "sigill"]},
         "addr": _UINT,
         "length": _UINT,
         "detail": {"type": "string"},
+    },
+    "farf": {
+        "domain": {"type": "string"},
+        "channel": {"type": "string"},
+        "client_id": _INT,
+        "module": {"type": "string"},
+        "level": _UINT,
+        "runtime": {"type": "boolean"},
+        "file": {"type": "string"},
+        "line": _INT,
+        "message": {"type": "string"},
+    },
+}
+_STR = {"type": "string"}
+#: Fields some events of a kind carry (the ``dsp`` event of a remotectl open: what loaded).
+_OPTIONAL_FIELDS: dict[str, dict[str, dict]] = {
+    "dsp": {
+        "load": {
+            "type": "object",
+            "properties": {
+                "file": _STR,
+                "loaded": _STR,
+                "passed_over": {"type": "array", "items": {
+                    "type": "object", "properties": {"path": _STR, "reason": _STR},
+                    "required": ["path", "reason"], "additionalProperties": False}},
+            },
+            "required": ["file", "loaded", "passed_over"],
+            "additionalProperties": False,
+        },
     },
 }
 
 
 def _kind_schema(kind: str) -> dict:
     props = {**_COMMON, "kind": {"const": kind}, **_KIND_FIELDS[kind]}
-    return {"type": "object", "properties": props, "required": sorted(props), "additionalProperties": False}
+    required = sorted(props)
+    props.update(_OPTIONAL_FIELDS.get(kind, {}))
+    return {"type": "object", "properties": props, "required": required, "additionalProperties": False}
 
 
 #: JSON Schema (draft 2020-12) of one event record of schema version 1.
@@ -96,11 +129,12 @@ SCHEMA: dict[str, Any] = {
     "oneOf": [_kind_schema(k) for k in KINDS],
 }
 
-_JSON_TYPES = {"integer": int, "string": str, "object": dict}
+_JSON_TYPES = {"integer": int, "string": str, "object": dict, "array": list, "boolean": bool}
 
 
 def _check(value: Any, schema: dict, where: str) -> list[str]:
-    """The subset of JSON Schema that :data:`SCHEMA` uses (type, const, enum, min/max, objects)."""
+    """The subset of JSON Schema that :data:`SCHEMA` uses (type, const, enum, min/max, objects,
+    arrays)."""
     errs: list[str] = []
     if "const" in schema and (value != schema["const"] or isinstance(value, bool)):
         return [f"{where}: must be {schema['const']!r}, got {value!r}"]
@@ -109,7 +143,7 @@ def _check(value: Any, schema: dict, where: str) -> list[str]:
     typ = schema.get("type")
     if typ == "integer" and isinstance(value, float) and value.is_integer():
         value = int(value)  # JSON Schema integers are mathematical: 3.0 is one
-    if typ is not None and (not isinstance(value, _JSON_TYPES[typ]) or isinstance(value, bool)):
+    if typ is not None and (not isinstance(value, _JSON_TYPES[typ]) or (isinstance(value, bool) != (typ == "boolean"))):
         return [f"{where}: must be {'an' if typ[0] in 'aeiou' else 'a'} {typ}, got {type(value).__name__}"]
     if "minimum" in schema and value < schema["minimum"]:
         errs.append(f"{where}: {value} < minimum {schema['minimum']}")
@@ -123,6 +157,9 @@ def _check(value: Any, schema: dict, where: str) -> list[str]:
         for k, sub in props.items():
             if k in value:
                 errs += _check(value[k], sub, f"{where}.{k}")
+    if typ == "array" and "items" in schema:
+        for i, item in enumerate(value):
+            errs += _check(item, schema["items"], f"{where}[{i}]")
     return errs
 
 
@@ -197,6 +234,8 @@ def ret_name(ev: dict) -> str | None:
     kind = ev["kind"]
     if kind == "fault":
         return f"{ev['fault'].upper()}_FAULT"
+    if kind == "farf":
+        return None
     if kind == "ioctl":
         if ev["errno"]:
             return _errno.errorcode.get(ev["errno"], f"errno {ev['errno']}")
@@ -214,6 +253,8 @@ def _slice_name(ev: dict) -> str:
         return f"dsp {ev['domain']} handle {ev['handle']:#x} method {ev['method']}"
     if ev["kind"] == "fault":
         return f"{ev['fault']} fault {ev['domain']} client {ev['client_id']} at {ev['addr']:#x}"
+    if ev["kind"] == "farf":
+        return f"FARF {ev['module'] or ev['file']}: {ev['message'][:60]}"
     return ev["name"]
 
 
@@ -258,7 +299,8 @@ def to_chrome(events: Iterable[dict]) -> dict:
 def summarize(events: Iterable[dict], top: int = 10) -> dict:
     """Counts and totals of a trace, ready for ``json.dumps``:
 
-    ``events``/``kinds``/``span_ns``; ``ioctls`` (per driver+name: count, total/mean/max ns,
+    ``events``/``kinds`` (count per kind: api, ioctl, dsp and fault always, others when the trace has
+    them)/``span_ns``; ``ioctls`` (per driver+name: count, total/mean/max ns,
     errors), ``top_by_count`` and ``top_by_time`` (the ``top`` first of those rows, ordered); ``api`` (per
     name); ``dsp`` (invokes, errors, wall and modeled ns); ``bytes`` (INVOKE payload bytes
     ``copied`` inline vs ``shared`` by reference); ``errors`` (per kind, name and error name).
@@ -283,8 +325,8 @@ def summarize(events: Iterable[dict], top: int = 10) -> dict:
             copied += ev["copied"]
             shared += ev["shared"]
             invokes += ev["name"].endswith("INVOKE")
-        elif kind == "fault":
-            pass  # counted under errors below
+        elif kind in ("fault", "farf"):
+            pass  # faults are counted under errors below; FARF messages only by kind
         elif kind == "api":
             row = api.setdefault(ev["name"], {"name": ev["name"], "count": 0, "total_ns": 0, "errors": 0})
             row["count"] += 1
@@ -304,7 +346,7 @@ def summarize(events: Iterable[dict], top: int = 10) -> dict:
     span = (max(e["ts"] + e["dur"] for e in evs) - min(e["ts"] for e in evs)) if evs else 0
     return {
         "events": len(evs),
-        "kinds": {k: kinds.get(k, 0) for k in KINDS},
+        "kinds": {k: kinds.get(k, 0) for k in KINDS if k in _SUMMARY_KINDS or kinds.get(k)},
         "span_ns": span,
         "ioctls": sorted(rows, key=lambda r: (r["driver"], r["name"])),
         "top_by_count": sorted(rows, key=lambda r: (-r["count"], -r["total_ns"], r["name"]))[:top],
