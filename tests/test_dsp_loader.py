@@ -85,7 +85,7 @@ def test_handles_step_like_heap_addresses(client):
     assert hs[1] - hs[0] == hs[2] - hs[1] == 0x10
 
 
-def test_close_calls_skel_close_but_release_does_not(tmp_path, mem):
+def test_close_calls_skel_close_once_and_release_closes_the_rest(tmp_path, mem):
     log = tmp_path / "log.txt"
     (tmp_path / "libclosey_skel.py").write_text(textwrap.dedent(f"""
         from qda_core.dsp import Skeleton
@@ -106,7 +106,7 @@ def test_close_calls_skel_close_but_release_does_not(tmp_path, mem):
     assert c.close(h)[:2] == (0, 0x8000040E)  # skel close status comes back as dlerr
     c.open(uri)
     assert c.release() == 0
-    assert log.read_text().split() == ["open", "close", "open"]
+    assert log.read_text().split() == ["open", "close", "open", "close"]  # still open at release: closed then
 
 
 # -- resolution: not found, symbol missing, builtin, plugin, path, native ------------------------
@@ -197,8 +197,8 @@ def test_python_skel_file_errors(tmp_path, mem):
     assert c.dsp.processes()[0].state == "alive"
 
 
-def test_builtin_wins_over_path(tmp_path, mem):
-    (tmp_path / "libcalculator_skel.py").write_text("raise RuntimeError('must not be loaded')\n")
+def test_path_skel_that_fails_to_import_is_passed_over_for_the_builtin(tmp_path, mem):
+    (tmp_path / "libcalculator_skel.py").write_text("raise RuntimeError('cannot run here')\n")
     c = make_client({"DSP_LIBRARY_PATH": str(tmp_path)}, mem)
     assert c.open(CALC_URI)[2] == 0
 
@@ -217,7 +217,8 @@ def test_plugin_entry_point(tmp_path, mem, monkeypatch):
     path_dir = tmp_path / "path"
     write_skel(path_dir, b"PATH")
     c = make_client({"DSP_LIBRARY_PATH": str(path_dir)}, mem)
-    assert tag_of(c) == b"PLUG"  # plugin before the search path
+    assert tag_of(c) == b"PATH"  # the search path before plugins (the file system decides)
+    assert tag_of(make_client({"DSP_LIBRARY_PATH": str(tmp_path / "empty")}, mem)) == b"PLUG"
     assert c.open("file:///libbadplug_skel.so?badplug_skel_handle_invoke&_modver=1.0")[2] == 0x80000406
     sys.modules.pop("qdarpc_fake_plugin", None)
 

@@ -44,6 +44,7 @@ from ..wire import (ADSP_CURRENT_PROCESS1_HANDLE, CONST_HANDLE_LIMIT, CREATE_INB
                     sc_method)
 from . import aee, caps
 from .cost import DOMAIN_COST, CostModel, DspStats
+from .dsprt import DspContext, NativeFault
 from .loader import Loader, LoadError, parse_uri
 from .modules import NativeModule, PythonModule
 from .pdmem import PdMemory, span_granted
@@ -145,6 +146,9 @@ class EmulatedDsp:
         self._lock = threading.Lock()
         self._procs: dict[tuple[str, int], Process] = {}
         self._next_handle = FIRST_DYNAMIC_HANDLE
+        # Per receiving thread, while tracing: what the module loader did for this message
+        # (remotectl open), recorded on its ``dsp`` trace event.
+        self._traced = threading.local()
 
     # -- public API ------------------------------------------------------------------------
 
@@ -166,14 +170,18 @@ class EmulatedDsp:
             reply(RSP.pack(0, aee.to_int32(aee.ERR_MALFORMED)))
             return
         tr = trace.RECORDER
-        t0 = trace.now() if tr is not None else 0
+        t0 = 0
+        if tr is not None:
+            t0 = trace.now()
+            self._traced.load = None
         if origin is None:
             self.stats.record(error=True)
             retval, ns = aee.ERR_NOT_OWNER, 0
         else:
             retval, ns = self._handle(m, origin)
         if tr is not None:
-            tr.dsp(self.domain, channel, m.client_id, m.pd, m.handle, m.sc, retval, ns, t0, trace.now())
+            load, self._traced.load = self._traced.load, None
+            tr.dsp(self.domain, channel, m.client_id, m.pd, m.handle, m.sc, retval, ns, t0, trace.now(), load=load)
         reply(RSP.pack(m.ctx, aee.to_int32(retval)))
 
     def restart(self) -> None:
@@ -226,6 +234,7 @@ class EmulatedDsp:
             crashed = True
             rv = aee.ERR_PD_CRASHED
             if proc is not None:
+                self._note_fault(m.chan, proc, exc)
                 proc.crash(str(exc.__cause__ or exc))
         ns = self.cost.charge(args.nbytes_in + args.nbytes_out, call_ns)
         if proc is not None:
@@ -312,7 +321,7 @@ class EmulatedDsp:
         with self._lock:
             p = self._procs.pop((m.chan, cid), None)
         if p is not None:
-            p.exit()  # modules dropped without their close method (docs/spec/legacy_fastrpc_api.md §9 item 6)
+            self._exit_process(m.chan, p)
         return 0
 
     def _add_process(self, chan: str, p: Process) -> int:
@@ -487,7 +496,7 @@ class EmulatedDsp:
         if sc_counts(m.sc) != (0, 0, 0, 0):
             return aee.ERR_BAD_PARM
         if method == sc_method(CURRENT_PROCESS1_EXIT):
-            p.exit()  # like RELEASE: modules go without close; later calls see 0x8000040d
+            self._exit_process(m.chan, p)  # like RELEASE; later calls see 0x8000040d
         return 0
 
     def _remotectl(self, p: Process, m: _Req, a: _Args) -> int:
@@ -511,7 +520,7 @@ class EmulatedDsp:
             raw = bytes(a.inbufs[1])
             if len(out0) < 8 or name_len != len(raw) or b"\0" not in raw:
                 return aee.ERR_BAD_PARM
-            handle, dlerr, text = self._open_module(p, raw.split(b"\0", 1)[0])
+            handle, dlerr, text = self._open_module(p, m.chan, raw.split(b"\0", 1)[0])
             _U32X2.pack_into(out0, 0, handle, dlerr)
         else:
             handle, dlerror_len = _U32X2.unpack_from(a.inbufs[0])
@@ -522,18 +531,25 @@ class EmulatedDsp:
         _put_cstring(errbuf, text, dlerror_len)
         return 0
 
-    def _open_module(self, p: Process, raw: bytes) -> tuple[int, int, str]:
+    def _open_module(self, p: Process, chan: str, raw: bytes) -> tuple[int, int, str]:
         try:
             uri = parse_uri(raw.decode("utf-8"))
-            src = self.loader.resolve(uri)
         except (UnicodeDecodeError, ValueError) as exc:
             return 0, aee.ERR_BAD_URI, f"bad module URI: {exc}"
+        try:
+            src = self.loader.resolve(uri)
         except LoadError as exc:
+            self._trace_load(uri.file, "", exc.passed_over)
             return 0, exc.code, exc.text
+        self._trace_load(uri.file, src.origin, src.passed_over)
         if src.skel is not None:
             impl = _skel(PythonModule, src.skel, uri)
         else:
-            impl = NativeModule(src.native, uri)
+            ctx = DspContext(self.domain, chan, p.client_id, uri.file.rsplit("/", 1)[-1])
+            try:
+                impl = NativeModule(src.native, uri, ctx)
+            except OSError as exc:  # the DSP runtime went missing after the loader found it
+                return 0, aee.ERR_MOD_UNLOADABLE, str(exc)
         if uri.handle_style:
             rv = _skel(impl.open)
             if rv != 0:
@@ -542,10 +558,19 @@ class EmulatedDsp:
             handle = self._next_handle
             self._next_handle = (self._next_handle + HANDLE_STEP) & 0xFFFF_FFFF
         with p.lock:
-            if not p.alive:  # crashed or exited meanwhile on another thread
-                return 0, aee.ERR_PD_CRASHED, "process is exiting"
-            p.modules[handle] = ModuleInstance(handle, uri, impl, src.origin)
+            alive, exited = p.alive, p.state == "exited"
+            if alive:
+                p.modules[handle] = ModuleInstance(handle, uri, impl, src.origin)
+        if not alive:  # crashed or exited meanwhile on another thread
+            if exited and uri.handle_style:
+                self._close_quietly(chan, p, ModuleInstance(handle, uri, impl, src.origin))
+            return 0, aee.ERR_PD_CRASHED, "process is exiting"
         return handle, 0, ""
+
+    def _trace_load(self, file: str, loaded: str, passed_over) -> None:
+        if trace.RECORDER is not None:
+            self._traced.load = {"file": file, "loaded": loaded,
+                                 "passed_over": [{"path": p, "reason": r} for p, r in passed_over]}
 
     def _close_module(self, p: Process, handle: int) -> tuple[int, str]:
         with p.lock:
@@ -556,6 +581,45 @@ class EmulatedDsp:
             return 0, ""
         rv = _skel(mi.impl.close)
         return (aee.to_u32(rv), f"{mi.uri.file}: close returned {aee.to_u32(rv):#x}") if rv else (0, "")
+
+    def _exit_process(self, chan: str, p: Process) -> None:
+        """PD teardown (process exit, INIT_RELEASE): every handle-style module still open gets
+        its framework close (method 1), latest open first, as the DSP's module table closes its
+        entries when the process goes. Each instance is closed exactly once: a remotectl close
+        took it out of the table before, a crash drops them all without close. A crash in one
+        close ends the teardown there (the PD is dead)."""
+        with p.lock:
+            alive = p.alive
+            if alive:
+                p.state = "exited"  # no new opens, invokes see 0x8000040d
+            closing = [mi for mi in reversed(p.modules.values()) if mi.uri.handle_style]  # dicts keep open order
+            p.modules.clear()
+        if alive:
+            for mi in closing:
+                if not self._close_quietly(chan, p, mi):
+                    break
+        p.exit()
+
+    def _close_quietly(self, chan: str, p: Process, mi: ModuleInstance) -> bool:
+        """The framework close of ``mi`` at teardown (its status goes nowhere); False if it
+        crashed."""
+        try:
+            _skel(mi.impl.close)
+        except _SkelCrash as exc:
+            self._note_fault(chan, p, exc)
+            with p.lock:
+                p.state = "crashed"
+                p.crash_reason = str(exc.__cause__ or exc)
+            return False
+        return True
+
+    def _note_fault(self, chan: str, p: Process, exc: "_SkelCrash") -> None:
+        """Trace a native skel's fault (the signal the runtime caught) as a ``fault`` event."""
+        tr = trace.RECORDER
+        cause = exc.__cause__
+        if tr is not None and isinstance(cause, NativeFault):
+            t = trace.now()
+            tr.fault(self.domain, chan, p.client_id, cause.signame.lower(), cause.addr, 0, str(cause), t, t)
 
 
 #: The static handles a PD serves: handle -> ``(dsp, process, request, args) -> retval``. A handle

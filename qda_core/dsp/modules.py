@@ -1,7 +1,9 @@
 """Open module instances: the object behind one DSP handle, Python or native.
 
 Both kinds offer ``open(uri)``, ``invoke(call)`` and ``close()`` returning AEE codes; an
-exception out of any of them means the skel crashed (the caller turns it into a PD crash).
+exception out of any of them means the skel crashed (the caller turns it into a PD crash): a
+Python exception, or for a native skel a :class:`~.dsprt.NativeFault` (a signal the runtime
+caught).
 """
 from __future__ import annotations
 
@@ -10,7 +12,7 @@ import struct
 
 import numpy as np
 
-from . import aee
+from . import aee, dsprt
 from .loader import ModuleUri
 from .skel import ESCAPE_METHOD, Call, Skeleton
 
@@ -71,34 +73,46 @@ class RemoteArg(ctypes.Union):
                 ("dma", _RemoteDma)]
 
 
-_HANDLE_INVOKE = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_uint64, ctypes.c_uint32,
-                                  ctypes.POINTER(RemoteArg))
-_INVOKE = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_uint32, ctypes.POINTER(RemoteArg))
 _SC_OPEN = 0x00020001   # REMOTE_SCALARS_MAKEX(0, 0, 2, 0, 0, 1), docs/spec/legacy_fastrpc_api.md §2.4
 _SC_CLOSE = 0x01000010  # REMOTE_SCALARS_MAKEX(0, 1, 0, 0, 1, 0)
 
 
 class NativeModule:
-    """One open of a host-compiled C skel, called through ctypes.
+    """One open of a host-compiled C skel, called through the DSP runtime (:mod:`.dsprt`).
 
     ``_modver`` modules use ``int sym(remote_handle64 h, uint32_t sc, remote_arg *pra)`` and get
     the framework's open (sc 0x00020001: ``{int32 len}``, the URI, out ``h64``) and close
     (sc 0x01000010, ``pra[0].h64``); others use ``int sym(uint32_t sc, remote_arg *pra)``.
     Buffers point straight at device memory (in-buffers must not be written, as on a DSP).
-    A native skel that faults takes the host process with it: there is no sandbox.
+    ``ctx`` names the PD the instance belongs to (FARF messages are attributed to it).
+
+    Every call runs under the runtime's crash guard: a skel that faults raises
+    :class:`~.dsprt.NativeFault` (the DSP crashes the PD) instead of killing the host process.
+    It still runs in the host process, with the host's memory: see :mod:`.dsprt` for what is
+    and is not contained.
     """
 
     kind = "native"
 
-    def __init__(self, fnptr, uri: ModuleUri):
-        addr = ctypes.cast(fnptr, ctypes.c_void_p).value
+    def __init__(self, fnptr, uri: ModuleUri, ctx: dsprt.DspContext | None = None):
         self.uri = uri
-        self._hfn = _HANDLE_INVOKE(addr) if uri.handle_style else None
-        self._fn = None if uri.handle_style else _INVOKE(addr)
+        self.ctx = ctx
+        self._fn = ctypes.cast(fnptr, ctypes.c_void_p).value
+        self._hs = uri.handle_style
+        self._where = uri.file.rsplit("/", 1)[-1]
         self.h64 = 0
+        dsprt.ensure_guard()  # once per module opened: faulthandler.enable() may have replaced it
+
+    def _call(self, h64: int, sc: int, pra, method: int) -> int:
+        tls = dsprt.context
+        prev, tls.ctx = tls.ctx, self.ctx
+        try:
+            return dsprt.call(self._fn, self._hs, h64, sc, ctypes.addressof(pra), f"{self._where} method {method}")
+        finally:
+            tls.ctx = prev
 
     def open(self) -> int:
-        if self._hfn is None:
+        if not self._hs:
             return 0
         name = self.uri.raw.encode() + b"\0"
         ln = ctypes.c_int32(len(name))
@@ -108,17 +122,17 @@ class NativeModule:
         pra[0].buf.nLen = 4
         pra[1].buf.pv = ctypes.addressof(namebuf)
         pra[1].buf.nLen = len(name)
-        rv = self._hfn(0, _SC_OPEN, pra)
+        rv = self._call(0, _SC_OPEN, pra, 0)
         if rv == 0:
             self.h64 = pra[2].h64
         return aee.to_int32(rv)
 
     def close(self) -> int:
-        if self._hfn is None:
+        if not self._hs:
             return 0
         pra = (RemoteArg * 1)()
         pra[0].h64 = self.h64
-        return aee.to_int32(self._hfn(0, _SC_CLOSE, pra))
+        return aee.to_int32(self._call(0, _SC_CLOSE, pra, 1))
 
     def invoke(self, call: Call) -> int:
         bufs = list(call.inbufs) + list(call.outbufs)
@@ -133,9 +147,6 @@ class NativeModule:
         for j, h in enumerate(handles, start=len(bufs)):
             pra[j].dma.fd = h.fd
             pra[j].dma.offset = h.offset
-        if self._hfn is not None:
-            rv = self._hfn(self.h64, call.sc, pra)
-        else:
-            rv = self._fn(call.sc, pra)
+        rv = self._call(self.h64 if self._hs else 0, call.sc, pra, call.method)
         del keep
         return aee.to_int32(rv)

@@ -12,8 +12,9 @@ A skeleton is a :class:`Skeleton` subclass whose methods are tagged with :func:`
             return 0                            # AEE code; errors in DSP form (0x8000040e)
 
 One instance is created per open, so instance attributes are per-handle state. For modules
-opened with ``_modver=1.0`` the framework calls :meth:`Skeleton.open` (implicit method 0) and,
-on remotectl close, :meth:`Skeleton.close` (method 1); user methods start at 2. Without
+opened with ``_modver=1.0`` the framework calls :meth:`Skeleton.open` (implicit method 0) and
+:meth:`Skeleton.close` (method 1) once per instance: on remotectl close, or when the process
+exits with the handle still open (not after a crash); user methods start at 2. Without
 ``_modver`` (legacy ``<name>_skel_invoke`` modules) every method id is a user method and the
 hooks are not called.
 
@@ -166,7 +167,8 @@ class Skeleton:
         return 0
 
     def close(self) -> int:
-        """Implicit method 1, called on remotectl close (not on PD teardown)."""
+        """Implicit method 1, called once: on remotectl close, or at PD teardown (process exit,
+        INIT_RELEASE) if the handle is still open; not after the PD crashed."""
         return 0
 
 
