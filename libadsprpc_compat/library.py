@@ -64,6 +64,17 @@ class Library:
     """The legacy FastRPC user library over ``backend`` (``"accel"`` or ``"legacy"``) on
     ``soc`` (default: the one set with :func:`use_soc`, else ``qda_core.default_soc()``).
 
+    ``default_domain`` is the domain id (a key of ``DOMAIN_NAMES``; anything else is a
+    ValueError) that the non-domain calls (``remote_handle_open/invoke/close``,
+    ``remote_handle_control``, ``remote_mmap(64)``...) and ``domain == -1`` arguments use on a
+    thread that has not selected a domain yet (a thread selects one by opening or closing a
+    ``remote_handle64``; docs/spec/legacy_fastrpc_api.md §3.2). Upstream builds one library per
+    default domain from one source (docs/spec/legacy_fastrpc_api.md §1): libadsprpc
+    (``ADSP_DOMAIN_ID``, 0), libsdsprpc (``SDSP_DOMAIN_ID``, 2) and libcdsprpc (``CDSP_DOMAIN_ID``,
+    3, = ``DEFAULT_DOMAIN_ID``, the default here and the module-level functions' library). It
+    does not apply to ``remote_handle64_open``, whose URI must name its domain, nor to
+    ``remote_session_control``, where -1 means every domain.
+
     Sessions are refcounted: a call in flight keeps its session, and the teardown after the
     last handle's close waits for it, so threads may open, invoke and close handles on one
     domain concurrently: an open racing the last close's teardown either keeps the session or,
@@ -85,10 +96,16 @@ class Library:
     reference in the child's new sessions.
     """
 
-    def __init__(self, backend: str = "accel", soc=None):
+    def __init__(self, backend: str = "accel", soc=None, *, default_domain: int = DEFAULT_DOMAIN_ID):
         if backend not in BACKENDS:
             raise ValueError(f"unknown backend {backend!r}; valid: {', '.join(BACKENDS)}")
+        if isinstance(default_domain, bool) or not isinstance(default_domain, int) \
+                or default_domain not in DOMAIN_NAMES:
+            valid = ", ".join(f"{d} ({n})" for d, n in sorted(DOMAIN_NAMES.items()))
+            raise ValueError(f"default_domain {default_domain!r} is not a domain id; valid: {valid}")
         self.backend = backend
+        #: The domain of non-domain calls and ``domain == -1`` on a thread that selected none.
+        self.default_domain = int(default_domain)
         self._backend_cls = _BACKEND_CLASSES[backend]
         self._soc = soc
         self._sessions: dict[int, Session] = {}
@@ -102,7 +119,8 @@ class Library:
             process.libraries.add(self)
 
     def __repr__(self) -> str:
-        return f"<Library backend={self.backend} sessions={sorted(self._sessions)}>"
+        return (f"<Library backend={self.backend} default_domain={DOMAIN_NAMES[self.default_domain]} "
+                f"sessions={sorted(self._sessions)}>")
 
     def __del__(self) -> None:
         if not getattr(self, "_sessions", None) or sys.is_finalizing():
@@ -144,7 +162,9 @@ class Library:
 
     # -- sessions -------------------------------------------------------------------------
     def _current(self) -> int:
-        return getattr(self._tls, "domain", DEFAULT_DOMAIN_ID)
+        """The thread's current effective domain: the last one it opened or closed a
+        ``remote_handle64`` on, else this Library's default domain."""
+        return getattr(self._tls, "domain", self.default_domain)
 
     def _session(self, eff: int, create: bool = True) -> Session:
         with process.lock:
