@@ -377,7 +377,7 @@ def ab(workloads: tuple[str, ...], order: str, html_file: str | None, fail_on_di
     """
     from libadsprpc_compat.ab import WORKLOADS, WorkloadError, run_ab
 
-    from .ab import format_html, format_text, resolve
+    from .ab import resolve
     from .term import progress
 
     if as_exec:
