@@ -105,7 +105,7 @@ ABI_FLAVOURS = {"libadsprpc": 0, "libcdsprpc": 3, "libsdsprpc": 2}
 bridge_macros = [("QDARPC_BUILD_PYTHON", _c_string(sys.executable)),
                  ("QDARPC_BUILD_LIBPYTHON", _c_string(_libpython()))]
 NATIVE_LIBS = [
-    *(CLibrary(f"{SDK}/lib/{name}.so.1", ["csrc/bridge/bridge.c"], soname=f"{name}.so.1",
+    *(CLibrary(f"{SDK}/lib/{name}.so.1", ["csrc/bridge/bridge.c", "csrc/bridge/embed.c"], soname=f"{name}.so.1",
                aliases=[f"{name}.so"], libraries=["dl", "pthread"],
                define_macros=[*bridge_macros, ("QDARPC_DEFAULT_DOMAIN", str(dom)),
                               ("QDARPC_LIBNAME", _c_string(name))])
@@ -143,6 +143,18 @@ class BuildExt(build_ext):
             return super().get_ext_filename(fullname)
         base = lib.path.rsplit("/", 1)[-1]
         return lib.path if "." in fullname else base
+
+    def build_extension(self, ext):
+        if not isinstance(ext, CLibrary):
+            return super().build_extension(ext)
+        # Objects per library: the flavours compile the same sources with other macros.
+        objects = self.compiler.compile(
+            ext.sources, output_dir=os.path.join(self.build_temp, ext.name), macros=ext.define_macros,
+            include_dirs=ext.include_dirs, extra_postargs=ext.extra_compile_args, depends=ext.depends)
+        out = self.get_ext_fullpath(ext.name)
+        os.makedirs(os.path.dirname(out), exist_ok=True)
+        self.compiler.link_shared_object(objects, out, libraries=ext.libraries,
+                                         extra_postargs=ext.extra_link_args)
 
     def run(self):
         super().run()

@@ -294,15 +294,4 @@ def close_all() -> None:
         lib.close_all()
 
 
-def at_exit() -> None:
-    """The C library's exit hook in a process whose interpreter it started: run the atexit
-    functions (session teardown, QDARPC_TRACE) that Py_FinalizeEx would have run."""
-    atexit._run_exitfuncs()
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            stream.flush()
-        except Exception:
-            pass
-
-
 atexit.register(close_all)

@@ -310,3 +310,29 @@ def test_c_and_python_callers_share_one_library(cdll):
     rpc.remote_handle64_close(h.value)
     assert cdll.remote_handle64_close(h.value) == rpc.AEE_EINVHANDLE
 
+
+
+@pytest.mark.parametrize("flavour,domain", [("libadsprpc", "adsp"), ("libcdsprpc", "cdsp"), ("libsdsprpc", "sdsp")])
+def test_each_flavour_opens_non_domain_handles_on_its_own_default_domain(flavour, domain):
+    """As upstream builds the three libraries from one source with another DEFAULT_DOMAIN_ID."""
+    from qda_core import trace
+
+    lib = ctypes.CDLL(str(native.library(flavour)))
+    lib.remote_handle_open.argtypes = [ctypes.c_char_p, ctypes.POINTER(ctypes.c_uint32)]
+    h = ctypes.c_uint32()
+    uri = b"file:///libcalculator_skel.so?calculator_skel_handle_invoke&_modver=1.0&_idlver=1.2.3"
+    try:
+        with trace.recording() as rec:
+            assert lib.remote_handle_open(uri, ctypes.byref(h)) == 0
+            assert lib.remote_handle_close(h.value) == 0
+        nodes = {e["node"] for e in rec.events if e["kind"] == "ioctl"}
+        assert nodes and all(domain in node or "accel" in node for node in nodes), nodes
+        session_nodes = {e["node"] for e in rec.events if e["kind"] == "ioctl" and e["name"].endswith("INIT_CREATE")}
+        from qda_core.soc import default_soc
+
+        assert session_nodes == {default_soc().domain(domain).accel.path}
+    finally:
+        from libadsprpc_compat import _cabi
+
+        _cabi.close_all()
+        rpc.shutdown()

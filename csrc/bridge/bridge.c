@@ -19,25 +19,21 @@
  * time proves no direct reference slipped in.
  */
 #define _GNU_SOURCE
-#define PY_SSIZE_T_CLEAN
-#include <Python.h>
+#include "embed.h"
 
-#include <dlfcn.h>
 #include <errno.h>
-#include <limits.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "remote.h"
 #include "rpcmem.h"
 #include "qdarpc/aee_err.h"
 
 #define API __attribute__((visibility("default")))
+#define py qdarpc_py
 
 #ifndef QDARPC_DEFAULT_DOMAIN
 #define QDARPC_DEFAULT_DOMAIN 3
@@ -45,28 +41,6 @@
 #ifndef QDARPC_LIBNAME
 #define QDARPC_LIBNAME "libcdsprpc"
 #endif
-#ifndef QDARPC_BUILD_PYTHON
-#define QDARPC_BUILD_PYTHON ""
-#endif
-#ifndef QDARPC_BUILD_LIBPYTHON
-#define QDARPC_BUILD_LIBPYTHON ""
-#endif
-
-/* The Python C API this file uses, resolved at run time (no macro that touches objects). */
-#define PY_API(X) \
-	X(Py_IsInitialized) X(Py_GetVersion) X(Py_InitializeFromConfig) \
-	X(PyConfig_InitIsolatedConfig) X(PyConfig_SetBytesString) X(PyConfig_Clear) \
-	X(PyStatus_Exception) X(PyGILState_Ensure) X(PyGILState_Release) \
-	X(PyGILState_GetThisThreadState) X(PyEval_SaveThread) X(PyEval_RestoreThread) \
-	X(PyThreadState_Clear) X(PyThreadState_DeleteCurrent) X(PyImport_ImportModule) \
-	X(PyObject_GetAttrString) X(PyObject_CallObject) X(PyObject_CallMethod) \
-	X(Py_VaBuildValue) X(Py_DecRef) X(PyLong_AsLongLong) X(PyTuple_GetItem) \
-	X(PyErr_Occurred) X(PyErr_Print) X(PyErr_Clear) X(PyOS_BeforeFork) X(PyOS_AfterFork_Parent) \
-	X(PyOS_AfterFork_Child)
-
-#define PY_FIELD(name) __typeof__(name) *name;
-static struct { PY_API(PY_FIELD) } py;
-#undef PY_FIELD
 
 /* The exported functions, in the order the Python side binds them (the one list). */
 #define ABI_FUNCS(X) \
@@ -89,212 +63,18 @@ static const char abi_names[] = ABI_FUNCS(ABI_STR);
 static const char *const abi_name[F_COUNT] = { ABI_FUNCS(ABI_NAME) };
 #undef ABI_NAME
 
-/*
- * Start-up is shared by every flavour loaded in one process (libadsprpc and libcdsprpc may
- * both be): this lock has default visibility, so the dynamic linker binds every copy's
- * reference to the first definition and only one copy ever starts the interpreter.
- */
-API pthread_mutex_t qdarpc_bridge_start_lock = PTHREAD_MUTEX_INITIALIZER;
-
-enum { NOT_READY = 0, READY = 1, FAILED = -1 };
-static int state = NOT_READY;        /* atomics: __atomic_load/store */
 static PyObject *funcs[F_COUNT];     /* borrowed from a tuple kept for the process' life */
-static PyObject *cabi;               /* libadsprpc_compat._cabi */
-static pthread_key_t tstate_key;
-static __thread PyThreadState *pinned;
-static PyGILState_STATE fork_gil;
-
-static void note(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static void note(const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	fputs("qdarpc: " QDARPC_LIBNAME ": ", stderr);
-	vfprintf(stderr, fmt, ap);
-	fputc('\n', stderr);
-	va_end(ap);
-}
-
-#define PYTHON_PATH_MAX (PATH_MAX + 32)
-
-/* Strip @levels trailing components of @path in place; -1 if it has fewer. */
-static int up(char *path, int levels)
-{
-	while (levels-- > 0) {
-		char *slash = strrchr(path, '/');
-
-		if (!slash || slash == path)
-			return -1;
-		*slash = '\0';
-	}
-	return 0;
-}
-
-/* The directory that holds the libadsprpc_compat package this library belongs to
- * (this file is <root>/libadsprpc_compat/sdk/lib/libcdsprpc.so.1); "" if unknown. */
-static void package_root(char out[PATH_MAX])
-{
-	Dl_info info;
-
-	out[0] = '\0';
-	if (!dladdr((void *)&package_root, &info) || !info.dli_fname ||
-	    !realpath(info.dli_fname, out) || up(out, 4))
-		out[0] = '\0';
-}
-
-/*
- * The interpreter whose environment holds the package: $QDARPC_PYTHON (`qdarpc run` sets
- * it), else <prefix>/bin/pythonX.Y when the package sits in <prefix>/lib/pythonX.Y/
- * site-packages, else the interpreter that built this library (an in-place build).
- */
-static void find_python(char out[PYTHON_PATH_MAX])
-{
-	const char *env = getenv("QDARPC_PYTHON");
-	char root[PATH_MAX];
-
-	if (env && *env) {
-		snprintf(out, PYTHON_PATH_MAX, "%s", env);
-		return;
-	}
-	package_root(root);
-	if (*root && strstr(root, "-packages") && up(root, 3) == 0) {
-		snprintf(out, PYTHON_PATH_MAX, "%s/bin/python%d.%d", root, PY_MAJOR_VERSION,
-			 PY_MINOR_VERSION);
-		if (access(out, X_OK) == 0)
-			return;
-	}
-	snprintf(out, PYTHON_PATH_MAX, "%s", QDARPC_BUILD_PYTHON);
-}
-
-static int resolve(void *handle)
-{
-#define PY_RESOLVE(name) \
-	if (!(*(void **)&py.name = dlsym(handle, #name))) { \
-		note("the Python library in this process lacks %s", #name); \
-		return -1; \
-	}
-	PY_API(PY_RESOLVE)
-#undef PY_RESOLVE
-	return 0;
-}
-
-/* A C thread we gave a thread state has exited: free it. (PyGILState_Release cannot: the
- * thread's keys are already being torn down.) */
-static void thread_gone(void *ts)
-{
-	py.PyEval_RestoreThread(ts);
-	py.PyThreadState_Clear(ts);
-	py.PyThreadState_DeleteCurrent();
-}
-
-/* fork() in a process whose interpreter we own: the child must not inherit a GIL held by a
- * thread that does not exist there; PyOS_AfterFork_Child also runs the package's at-fork
- * hooks, which give the child a fresh emulator (the parent's lives in shared memory). */
-static void before_fork(void)
-{
-	fork_gil = py.PyGILState_Ensure();
-	py.PyOS_BeforeFork();
-}
-
-static void after_fork_parent(void)
-{
-	py.PyOS_AfterFork_Parent();
-	py.PyGILState_Release(fork_gil);
-}
-
-static void after_fork_child(void)
-{
-	py.PyOS_AfterFork_Child();
-	py.PyGILState_Release(fork_gil);
-}
-
-/* exit() in a process whose interpreter we own: run the package's exit work (sessions
- * closed, QDARPC_TRACE written) and keep the GIL, so threads still calling block rather
- * than race the exit. Py_FinalizeEx would abort with threads inside. */
-static void at_exit(void)
-{
-	PyObject *r;
-
-	py.PyGILState_Ensure();
-	r = cabi ? py.PyObject_CallMethod(cabi, "at_exit", NULL) : NULL;
-	if (r)
-		py.Py_DecRef(r);
-	else
-		py.PyErr_Clear();
-}
-
-/* Load (or find) libpython and the API table; start the interpreter unless it runs. Called
- * under qdarpc_bridge_start_lock; nobody can hold a GIL that does not exist yet. */
-static int start_interpreter(void)
-{
-	char python[PYTHON_PATH_MAX], soname[64];
-	const char *lib = getenv("QDARPC_LIBPYTHON");
-	const int mode = RTLD_NOW | RTLD_GLOBAL | RTLD_NODELETE;
-	void *handle = RTLD_DEFAULT;
-	PyConfig config;
-	PyStatus st;
-
-	if (!dlsym(RTLD_DEFAULT, "Py_IsInitialized")) {
-		snprintf(soname, sizeof(soname), "libpython%d.%d.so.1.0", PY_MAJOR_VERSION,
-			 PY_MINOR_VERSION);
-		handle = NULL;
-		if (lib && *lib)
-			handle = dlopen(lib, mode);
-		if (!handle && *QDARPC_BUILD_LIBPYTHON)
-			handle = dlopen(QDARPC_BUILD_LIBPYTHON, mode);
-		if (!handle)
-			handle = dlopen(soname, mode);
-		if (!handle) {
-			note("cannot load %s (%s); set QDARPC_LIBPYTHON to its path", soname, dlerror());
-			return -1;
-		}
-	}
-	if (resolve(handle))
-		return -1;
-	if (py.Py_IsInitialized())
-		return 0;
-	find_python(python);
-	py.PyConfig_InitIsolatedConfig(&config);
-	config.install_signal_handlers = 0; /* the host's signal dispositions stay its own */
-	config.parse_argv = 0;
-	st = py.PyConfig_SetBytesString(&config, &config.executable, python);
-	if (!py.PyStatus_Exception(st))
-		st = py.Py_InitializeFromConfig(&config);
-	py.PyConfig_Clear(&config);
-	if (py.PyStatus_Exception(st)) {
-		note("cannot start Python (%s): %s", python, st.err_msg ? st.err_msg : "error");
-		return -1;
-	}
-	pthread_atfork(before_fork, after_fork_parent, after_fork_child);
-	atexit(at_exit);
-	py.PyEval_SaveThread(); /* the main thread state stays bound to this thread */
-	return 0;
-}
-
-static int version_ok(void)
-{
-	char want[16];
-	const char *have = py.Py_GetVersion();
-	int n = snprintf(want, sizeof(want), "%d.%d.", PY_MAJOR_VERSION, PY_MINOR_VERSION);
-
-	if (strncmp(have, want, (size_t)n) == 0)
-		return 1;
-	note("built for Python %d.%d, but this process runs Python %.12s", PY_MAJOR_VERSION,
-	     PY_MINOR_VERSION, have);
-	return 0;
-}
 
 /* Import libadsprpc_compat._cabi and bind this flavour's functions. With the GIL held. A
  * host Python without the package on sys.path gets the directory that holds it. */
-static int bind_functions(void)
+static int bind(void)
 {
 	char root[PATH_MAX];
 	PyObject *mod, *bound, *r;
 	int i;
 
 	mod = py.PyImport_ImportModule("libadsprpc_compat._cabi");
-	package_root(root);
+	embed_package_root(root);
 	if (!mod && *root) {
 		PyObject *sys = py.PyImport_ImportModule("sys");
 		PyObject *path = sys ? py.PyObject_GetAttrString(sys, "path") : NULL;
@@ -306,76 +86,20 @@ static int bind_functions(void)
 		mod = py.PyImport_ImportModule("libadsprpc_compat._cabi");
 	}
 	if (!mod) {
-		note("cannot import the qdarpc package (libadsprpc_compat):");
+		embed_note("cannot import the qdarpc package (libadsprpc_compat):");
 		py.PyErr_Print();
 		return -1;
 	}
 	bound = py.PyObject_CallMethod(mod, "bind", "sis", QDARPC_LIBNAME, QDARPC_DEFAULT_DOMAIN,
 				       abi_names);
 	if (!bound) {
-		note("cannot bind the C ABI:");
+		embed_note("cannot bind the C ABI:");
 		py.PyErr_Print();
 		return -1;
 	}
 	for (i = 0; i < F_COUNT; i++)
 		funcs[i] = py.PyTuple_GetItem(bound, i);
-	cabi = mod;
 	return 0;
-}
-
-/* Take the GIL for one call; the first call on a thread Python does not know gives it a
- * thread state kept until the thread exits (creating one per call costs ~10 us). */
-static PyGILState_STATE enter(int *fresh)
-{
-	*fresh = !pinned && !py.PyGILState_GetThisThreadState();
-	return py.PyGILState_Ensure();
-}
-
-static void leave(PyGILState_STATE g, int fresh)
-{
-	if (fresh) {
-		pinned = py.PyGILState_GetThisThreadState();
-		pthread_setspecific(tstate_key, pinned);
-		py.PyEval_SaveThread(); /* keep the state (counter 1), drop the GIL */
-		return;
-	}
-	py.PyGILState_Release(g);
-}
-
-static void make_key(void)
-{
-	pthread_key_create(&tstate_key, thread_gone);
-}
-
-/* 0 when the emulator is reachable; else an AEE code (the first failure is explained on
- * stderr once). */
-static int ready(void)
-{
-	static pthread_once_t key_once = PTHREAD_ONCE_INIT;
-	PyGILState_STATE g;
-	int s = __atomic_load_n(&state, __ATOMIC_ACQUIRE), fresh, rc;
-
-	if (s == READY)
-		return 0;
-	if (s == FAILED)
-		return AEE_ECONNREFUSED;
-	pthread_once(&key_once, make_key);
-	pthread_mutex_lock(&qdarpc_bridge_start_lock);
-	rc = py.PyGILState_Ensure ? 0 : start_interpreter();
-	pthread_mutex_unlock(&qdarpc_bridge_start_lock);
-	if (rc == 0 && !version_ok())
-		rc = -1;
-	if (rc) {
-		__atomic_store_n(&state, FAILED, __ATOMIC_RELEASE);
-		return AEE_ECONNREFUSED;
-	}
-	/* The GIL alone guards binding: a C mutex held while waiting for the GIL deadlocks
-	 * against callers that already hold it (ctypes.PyDLL). */
-	g = enter(&fresh);
-	if (__atomic_load_n(&state, __ATOMIC_ACQUIRE) == NOT_READY)
-		__atomic_store_n(&state, bind_functions() ? FAILED : READY, __ATOMIC_RELEASE);
-	leave(g, fresh);
-	return __atomic_load_n(&state, __ATOMIC_ACQUIRE) == READY ? 0 : AEE_ECONNREFUSED;
 }
 
 /*
@@ -391,11 +115,11 @@ static long long call(enum abi_func f, long long unavailable, const char *fmt, .
 	va_list ap;
 	int fresh, saved = errno; /* the caller's errno, unless the call sets one */
 
-	if (ready()) {
+	if (embed_ready(bind)) {
 		errno = saved;
 		return unavailable;
 	}
-	g = enter(&fresh);
+	g = embed_enter(&fresh);
 	va_start(ap, fmt);
 	args = py.Py_VaBuildValue(fmt, ap);
 	va_end(ap);
@@ -405,13 +129,13 @@ static long long call(enum abi_func f, long long unavailable, const char *fmt, .
 		py.Py_DecRef(r);
 	}
 	if (!r || (v == -1 && py.PyErr_Occurred())) {
-		note("internal error in %s:", abi_name[f]);
+		embed_note("internal error in %s:", abi_name[f]);
 		py.PyErr_Print();
 		v = unavailable;
 	}
 	if (args)
 		py.Py_DecRef(args);
-	leave(g, fresh);
+	embed_leave(g, fresh);
 	errno = saved;
 	return v;
 }

@@ -1,0 +1,277 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/*
+ * embed.c - start or join the interpreter of the process for a plain C library; see embed.h
+ * and docs/c_abi.md.
+ */
+#define _GNU_SOURCE
+#include "embed.h"
+
+#include <dlfcn.h>
+#include <errno.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#ifndef QDARPC_LIBNAME
+#define QDARPC_LIBNAME "libqdarpc"
+#endif
+#ifndef QDARPC_BUILD_PYTHON
+#define QDARPC_BUILD_PYTHON ""
+#endif
+#ifndef QDARPC_BUILD_LIBPYTHON
+#define QDARPC_BUILD_LIBPYTHON ""
+#endif
+
+struct qdarpc_py qdarpc_py;
+#define py qdarpc_py
+
+/*
+ * Start-up is shared by every flavour loaded in one process (libadsprpc and libcdsprpc may
+ * both be): this lock has default visibility, so the dynamic linker binds every copy's
+ * reference to the first definition and only one copy ever starts the interpreter.
+ */
+__attribute__((visibility("default"))) pthread_mutex_t qdarpc_bridge_start_lock = PTHREAD_MUTEX_INITIALIZER;
+
+enum { NOT_READY = 0, READY = 1, FAILED = -1 };
+static int state = NOT_READY;        /* atomics: __atomic_load/store */
+static pthread_key_t tstate_key;
+static __thread PyThreadState *pinned;
+static PyGILState_STATE fork_gil;
+
+void embed_note(const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	fputs("qdarpc: " QDARPC_LIBNAME ": ", stderr);
+	vfprintf(stderr, fmt, ap);
+	fputc('\n', stderr);
+	va_end(ap);
+}
+
+#define PYTHON_PATH_MAX (PATH_MAX + 32)
+
+/* Strip @levels trailing components of @path in place; -1 if it has fewer. */
+static int up(char *path, int levels)
+{
+	while (levels-- > 0) {
+		char *slash = strrchr(path, '/');
+
+		if (!slash || slash == path)
+			return -1;
+		*slash = '\0';
+	}
+	return 0;
+}
+
+/* The directory that holds the libadsprpc_compat package this library belongs to
+ * (this file is <root>/libadsprpc_compat/sdk/lib/libcdsprpc.so.1); "" if unknown. */
+void embed_package_root(char out[PATH_MAX])
+{
+	Dl_info info;
+
+	out[0] = '\0';
+	if (!dladdr((void *)&embed_package_root, &info) || !info.dli_fname ||
+	    !realpath(info.dli_fname, out) || up(out, 4))
+		out[0] = '\0';
+}
+
+/*
+ * The interpreter whose environment holds the package: $QDARPC_PYTHON (`qdarpc run` sets
+ * it), else <prefix>/bin/pythonX.Y when the package sits in <prefix>/lib/pythonX.Y/
+ * site-packages, else the interpreter that built this library (an in-place build).
+ */
+static void find_python(char out[PYTHON_PATH_MAX])
+{
+	const char *env = getenv("QDARPC_PYTHON");
+	char root[PATH_MAX];
+
+	if (env && *env) {
+		snprintf(out, PYTHON_PATH_MAX, "%s", env);
+		return;
+	}
+	embed_package_root(root);
+	if (*root && strstr(root, "-packages") && up(root, 3) == 0) {
+		snprintf(out, PYTHON_PATH_MAX, "%s/bin/python%d.%d", root, PY_MAJOR_VERSION,
+			 PY_MINOR_VERSION);
+		if (access(out, X_OK) == 0)
+			return;
+	}
+	snprintf(out, PYTHON_PATH_MAX, "%s", QDARPC_BUILD_PYTHON);
+}
+
+static int resolve(void *handle)
+{
+#define PY_RESOLVE(name) \
+	if (!(*(void **)&py.name = dlsym(handle, #name))) { \
+		embed_note("the Python library in this process lacks %s", #name); \
+		return -1; \
+	}
+	QDARPC_PY_API(PY_RESOLVE)
+#undef PY_RESOLVE
+	return 0;
+}
+
+/* A C thread we gave a thread state has exited: free it. (PyGILState_Release cannot: the
+ * thread's keys are already being torn down.) */
+static void thread_gone(void *ts)
+{
+	py.PyEval_RestoreThread(ts);
+	py.PyThreadState_Clear(ts);
+	py.PyThreadState_DeleteCurrent();
+}
+
+/* fork() in a process whose interpreter we own: the child must not inherit a GIL held by a
+ * thread that does not exist there; PyOS_AfterFork_Child also runs the package's at-fork
+ * hooks, which give the child a fresh emulator (the parent's lives in shared memory). */
+static void before_fork(void)
+{
+	fork_gil = py.PyGILState_Ensure();
+	py.PyOS_BeforeFork();
+}
+
+static void after_fork_parent(void)
+{
+	py.PyOS_AfterFork_Parent();
+	py.PyGILState_Release(fork_gil);
+}
+
+static void after_fork_child(void)
+{
+	py.PyOS_AfterFork_Child();
+	py.PyGILState_Release(fork_gil);
+}
+
+/* exit() in a process whose interpreter we own: run Python's exit functions (sessions
+ * closed, QDARPC_TRACE written), flush its streams, and keep the GIL, so threads still
+ * calling block rather than race the exit. Py_FinalizeEx would abort with threads inside. */
+static void at_exit(void)
+{
+	py.PyGILState_Ensure();
+	py.PyRun_SimpleStringFlags("import atexit, sys\n"
+				   "atexit._run_exitfuncs()\n"
+				   "for stream in (sys.stdout, sys.stderr):\n"
+				   "    try:\n"
+				   "        stream.flush()\n"
+				   "    except Exception:\n"
+				   "        pass\n", NULL);
+}
+
+/* Load (or find) libpython and the API table; start the interpreter unless it runs. Called
+ * under qdarpc_bridge_start_lock; nobody can hold a GIL that does not exist yet. */
+static int start_interpreter(void)
+{
+	char python[PYTHON_PATH_MAX], soname[64];
+	const char *lib = getenv("QDARPC_LIBPYTHON");
+	const int mode = RTLD_NOW | RTLD_GLOBAL | RTLD_NODELETE;
+	void *handle = RTLD_DEFAULT;
+	PyConfig config;
+	PyStatus st;
+
+	if (!dlsym(RTLD_DEFAULT, "Py_IsInitialized")) {
+		snprintf(soname, sizeof(soname), "libpython%d.%d.so.1.0", PY_MAJOR_VERSION,
+			 PY_MINOR_VERSION);
+		handle = NULL;
+		if (lib && *lib)
+			handle = dlopen(lib, mode);
+		if (!handle && *QDARPC_BUILD_LIBPYTHON)
+			handle = dlopen(QDARPC_BUILD_LIBPYTHON, mode);
+		if (!handle)
+			handle = dlopen(soname, mode);
+		if (!handle) {
+			embed_note("cannot load %s (%s); set QDARPC_LIBPYTHON to its path", soname, dlerror());
+			return -1;
+		}
+	}
+	if (resolve(handle))
+		return -1;
+	if (py.Py_IsInitialized())
+		return 0;
+	find_python(python);
+	py.PyConfig_InitIsolatedConfig(&config);
+	config.install_signal_handlers = 0; /* the host's signal dispositions stay its own */
+	config.parse_argv = 0;
+	st = py.PyConfig_SetBytesString(&config, &config.executable, python);
+	if (!py.PyStatus_Exception(st))
+		st = py.Py_InitializeFromConfig(&config);
+	py.PyConfig_Clear(&config);
+	if (py.PyStatus_Exception(st)) {
+		embed_note("cannot start Python (%s): %s", python, st.err_msg ? st.err_msg : "error");
+		return -1;
+	}
+	pthread_atfork(before_fork, after_fork_parent, after_fork_child);
+	atexit(at_exit);
+	py.PyEval_SaveThread(); /* the main thread state stays bound to this thread */
+	return 0;
+}
+
+static int version_ok(void)
+{
+	char want[16];
+	const char *have = py.Py_GetVersion();
+	int n = snprintf(want, sizeof(want), "%d.%d.", PY_MAJOR_VERSION, PY_MINOR_VERSION);
+
+	if (strncmp(have, want, (size_t)n) == 0)
+		return 1;
+	embed_note("built for Python %d.%d, but this process runs Python %.12s", PY_MAJOR_VERSION,
+	     PY_MINOR_VERSION, have);
+	return 0;
+}
+
+/* The first call on a thread Python does not know gives it a thread state kept until the
+ * thread exits (creating one per call costs ~10 us). */
+PyGILState_STATE embed_enter(int *fresh)
+{
+	*fresh = !pinned && !py.PyGILState_GetThisThreadState();
+	return py.PyGILState_Ensure();
+}
+
+void embed_leave(PyGILState_STATE g, int fresh)
+{
+	if (fresh) {
+		pinned = py.PyGILState_GetThisThreadState();
+		pthread_setspecific(tstate_key, pinned);
+		py.PyEval_SaveThread(); /* keep the state (counter 1), drop the GIL */
+		return;
+	}
+	py.PyGILState_Release(g);
+}
+
+static void make_key(void)
+{
+	pthread_key_create(&tstate_key, thread_gone);
+}
+
+int embed_ready(int (*bind)(void))
+{
+	static pthread_once_t key_once = PTHREAD_ONCE_INIT;
+	PyGILState_STATE g;
+	int s = __atomic_load_n(&state, __ATOMIC_ACQUIRE), fresh, rc;
+
+	if (s == READY)
+		return 0;
+	if (s == FAILED)
+		return -1;
+	pthread_once(&key_once, make_key);
+	pthread_mutex_lock(&qdarpc_bridge_start_lock);
+	rc = py.PyGILState_Ensure ? 0 : start_interpreter();
+	pthread_mutex_unlock(&qdarpc_bridge_start_lock);
+	if (rc == 0 && !version_ok())
+		rc = -1;
+	if (rc) {
+		__atomic_store_n(&state, FAILED, __ATOMIC_RELEASE);
+		return -1;
+	}
+	/* The GIL alone guards binding: a C mutex held while waiting for the GIL deadlocks
+	 * against callers that already hold it (ctypes.PyDLL). */
+	g = embed_enter(&fresh);
+	if (__atomic_load_n(&state, __ATOMIC_ACQUIRE) == NOT_READY)
+		__atomic_store_n(&state, bind() ? FAILED : READY, __ATOMIC_RELEASE);
+	embed_leave(g, fresh);
+	return __atomic_load_n(&state, __ATOMIC_ACQUIRE) == READY ? 0 : -1;
+}
+
