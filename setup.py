@@ -111,6 +111,8 @@ NATIVE_LIBS = [
                               ("QDARPC_LIBNAME", _c_string(name))])
       for name, dom in ABI_FLAVOURS.items()),
     CLibrary("qda_core/dsp/libqdarpc_dsprt.so", ["csrc/dsprt/dsprt.c"]),
+    CLibrary(f"{SDK}/lib/libqdarpc_shim.so", ["csrc/shim/shim.c", "csrc/shim/vfs.c", "csrc/bridge/embed.c"], libraries=["dl", "pthread"],
+             define_macros=[*bridge_macros, ("QDARPC_LIBNAME", _c_string("libqdarpc_shim"))]),
 ]
 
 PKGCONFIG = """\

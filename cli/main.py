@@ -12,7 +12,7 @@ import sys
 import click
 
 from . import options
-from .errors import EXIT_DSP, EXIT_FAILED, EXIT_FILE, EXIT_UNAVAILABLE, CliError, translate
+from .errors import EXIT_DSP, EXIT_FAILED, EXIT_FILE, CliError, translate
 from .invoke import IN_HELP, OUT_HELP, BufSpec, OrderedCommand
 
 EPILOG_EXIT = ("\b\nExit codes: 0 ok, 1 check failed, 2 usage, 3 device/driver error, 4 DSP error, "
@@ -430,7 +430,7 @@ def _ab_output(reports: list[dict], html_file: str | None, fail_on_diff: bool, a
 @click.option("--pkgconfigdir", "items", flag_value="pkgconfigdir", multiple=True,
               help="The directory of qdarpc.pc, for PKG_CONFIG_PATH.")
 @click.option("--shim", "items", flag_value="shim", multiple=True,
-              help="The LD_PRELOAD device shim (not built yet: exits 6).")
+              help="The LD_PRELOAD device shim, libqdarpc_shim.so (qdarpc run --shim).")
 def config(items: tuple[str, ...]) -> None:
     """Print where the C face of qdarpc is: the FastRPC user library and SDK headers a C
     program builds against, like python3-config. With no option, print them all.
@@ -442,10 +442,8 @@ def config(items: tuple[str, ...]) -> None:
     """
     from .native import config_lines
 
-    if "shim" in items:
-        raise CliError("the LD_PRELOAD device shim is not built yet", EXIT_UNAVAILABLE)
     if not items:
-        for key in ("libdir", "includedir", "pkgconfigdir", "cflags", "libs"):
+        for key in ("libdir", "includedir", "pkgconfigdir", "cflags", "libs", "shim"):
             click.echo(f"{key}: {config_lines((key,))[0]}")
         return
     click.echo("\n".join(config_lines(items)))
@@ -455,20 +453,28 @@ def config(items: tuple[str, ...]) -> None:
 @options.add_options(options.backend, options.soc)
 @click.option("--trace", "trace_file", default=None, callback=lambda c, p, v: v and _trace_output(c, p, v),
               metavar="FILE", help="Record every API call, ioctl and DSP dispatch of the run (.jsonl or .json).")
+@click.option("--shim", is_flag=True, default=False,
+              help="Keep the program's own FastRPC library (e.g. upstream qualcomm/fastrpc) and serve the "
+                   "device nodes it opens (/dev/fastrpc-*, /dev/accel/*, /dev/dma_heap/system) with the "
+                   "LD_PRELOAD device shim. --backend then has no effect: the library picks its nodes.")
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
-def run(backend: str, soc_profile: str | None, trace_file: str | None, command: tuple[str, ...]) -> None:
-    """Run an unmodified program against the emulator: its libcdsprpc/libadsprpc calls reach an
-    emulated DSP in its own process (no daemon). Exits with the program's exit code.
+def run(backend: str, soc_profile: str | None, trace_file: str | None, shim: bool, command: tuple[str, ...]) -> None:
+    """Run an unmodified program against the emulator, in its own process (no daemon). Exits
+    with the program's exit code.
+
+    By default the program's libcdsprpc/libadsprpc calls reach qdarpc's own library. With
+    --shim, its own FastRPC library runs unmodified and its device nodes are emulated.
 
     \b
     Examples:
       qdarpc run -- ./calc_app 1000
       qdarpc run --backend legacy --trace run.jsonl -- ./calc_app
+      qdarpc run --shim -- fastrpc_test -d 3 -U 1
     """
     from .native import exit_code
     from .native import run as run_program
 
-    done = run_program(list(command), backend=backend, soc=soc_profile, trace=trace_file)
+    done = run_program(list(command), backend=backend, soc=soc_profile, trace=trace_file, shim=shim)
     if trace_file:
         click.echo(f"trace -> {trace_file}", err=True)
     click.get_current_context().exit(exit_code(done.returncode))

@@ -25,7 +25,7 @@ def config_lines(what: tuple[str, ...]) -> list[str]:
     from libadsprpc_compat import native
 
     get = {"libdir": native.libdir, "includedir": native.includedir, "cflags": native.cflags,
-           "libs": native.libs, "pkgconfigdir": native.pkgconfig_dir}
+           "libs": native.libs, "pkgconfigdir": native.pkgconfig_dir, "shim": native.shim}
     return [str(sdk(get[w])) for w in what]
 
 
@@ -35,11 +35,12 @@ def exit_code(returncode: int) -> int:
 
 
 def run(argv: list[str], *, backend: str | None, soc: str | None, trace: str | None,
-        capture: bool = False) -> subprocess.CompletedProcess:
-    """Run ``argv`` with the emulator's libraries and settings in its environment."""
+        capture: bool = False, shim: bool = False) -> subprocess.CompletedProcess:
+    """Run ``argv`` with the emulator's libraries (or its device shim) and settings in its
+    environment."""
     from libadsprpc_compat import native
 
-    env = sdk(native.run_env, None, backend=backend, soc=soc, trace=trace)
+    env = sdk(native.run_env, None, backend=backend, soc=soc, trace=trace, with_shim=shim)
     # Forward ^C to the program only: we wait for it, then report its status.
     old = signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
@@ -53,7 +54,7 @@ def run(argv: list[str], *, backend: str | None, soc: str | None, trace: str | N
         signal.signal(signal.SIGINT, old)
 
 
-def run_exec_ab(argv: list[str], order: list[str], soc: str | None) -> dict:
+def run_exec_ab(argv: list[str], order: list[str], soc: str | None, shim: bool = False) -> dict:
     """Run ``argv`` once per backend (each its own emulated DSP) and compare the two runs with
     the ``ab`` report of :func:`libadsprpc_compat.ab.compare_exec_runs`."""
     from libadsprpc_compat.ab import compare_exec_runs
@@ -64,7 +65,7 @@ def run_exec_ab(argv: list[str], order: list[str], soc: str | None) -> dict:
         for backend in order:
             path = os.path.join(tmp, f"{backend}.jsonl")
             t0 = time.perf_counter_ns()
-            done = run(argv, backend=backend, soc=soc, trace=path, capture=True)
+            done = run(argv, backend=backend, soc=soc, trace=path, capture=True, shim=shim)
             wall = time.perf_counter_ns() - t0
             events = read_jsonl(path) if os.path.exists(path) else []
             runs[backend] = (exit_code(done.returncode), done.stdout, done.stderr, events, wall)

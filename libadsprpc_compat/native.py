@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 __all__ = ["SDK_DIR", "LIBRARIES", "libdir", "includedir", "pkgconfig_dir", "library", "cflags", "libs",
-           "run_env", "NotBuiltError"]
+           "run_env", "shim", "NotBuiltError"]
 
 SDK_DIR = Path(__file__).resolve().parent / "sdk"
 #: The C ABI libraries by flavour, as upstream names them (same API, another default domain).
@@ -53,6 +53,11 @@ def library(flavour: str = "libcdsprpc") -> Path:
     return _need(SDK_DIR / "lib" / f"{flavour}.so.1")
 
 
+def shim() -> Path:
+    """The LD_PRELOAD device shim, ``libqdarpc_shim.so`` (docs/shim.md)."""
+    return _need(SDK_DIR / "lib" / "libqdarpc_shim.so")
+
+
 def cflags() -> str:
     """Compiler flags for code including the SDK headers."""
     return f"-I{includedir()}"
@@ -65,14 +70,19 @@ def libs() -> str:
 
 
 def run_env(base: dict[str, str] | None = None, *, backend: str | None = None, soc: str | None = None,
-            trace: str | None = None) -> dict[str, str]:
+            trace: str | None = None, with_shim: bool = False) -> dict[str, str]:
     """``base`` (default ``os.environ``) plus what a C program needs to reach the emulator:
     our libraries first on ``LD_LIBRARY_PATH`` (so a program linked against a device's
-    ``libcdsprpc.so`` loads ours), the interpreter the package runs in (``QDARPC_PYTHON``), and
-    the backend, SoC profile and trace file when given."""
+    ``libcdsprpc.so`` loads ours) - or, ``with_shim``, the device shim on ``LD_PRELOAD`` and the
+    program's own FastRPC library left alone -, the interpreter the package runs in
+    (``QDARPC_PYTHON``), and the backend, SoC profile and trace file when given."""
     env = dict(os.environ if base is None else base)
-    prev = env.get("LD_LIBRARY_PATH")
-    env["LD_LIBRARY_PATH"] = str(libdir()) + (os.pathsep + prev if prev else "")
+    if with_shim:
+        prev = env.get("LD_PRELOAD")
+        env["LD_PRELOAD"] = str(shim()) + (" " + prev if prev else "")
+    else:
+        prev = env.get("LD_LIBRARY_PATH")
+        env["LD_LIBRARY_PATH"] = str(libdir()) + (os.pathsep + prev if prev else "")
     env["QDARPC_PYTHON"] = sys.executable
     for key, value in (("QDARPC_BACKEND", backend), ("QDARPC_SOC", soc),
                        ("QDARPC_TRACE", os.path.abspath(trace) if trace else None)):

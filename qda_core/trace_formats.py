@@ -47,7 +47,7 @@ _COMMON = {
 }
 _KIND_FIELDS: dict[str, dict[str, dict]] = {
     "ioctl": {
-        "driver": {"enum": ["accel", "legacy"]},
+        "driver": {"enum": ["accel", "legacy", "dma_heap"]},
         "node": {"type": "string"},
         "name": {"type": "string"},
         "nr": _UINT,

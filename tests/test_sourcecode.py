@@ -17,6 +17,7 @@ RANKS = [
     ("qda_core.legacy", 5),
     ("qda_core.soc", 6),
     ("qda_core.selftest", 6),
+    ("qda_core.vfs", 6),  # node paths and fds of a process (the device shim): over the SoC
     ("qda_core", 0),  # leaves: uapi, wire, errors, marshal, uaccess, debug, extensions
     ("libadsprpc_compat", 7),
     ("qdarpc_cli", 8),
