@@ -409,11 +409,11 @@ EXPORT int ioctl(int fd, unsigned long request, ...)
 		return REAL(ioctl)(fd, request, arg);
 	r = vcall(V_ioctl, "(ikK)", s.key, request, (unsigned long long)(uintptr_t)arg);
 	trace_call("ioctl(%d, %#lx, %p) = %lld", fd, request, arg, r);
-	if (r < 0) {
+	if (r < 0 && r >= -4095) { /* what the syscall layer treats as an errno */
 		errno = (int)-r;
 		return -1;
 	}
-	if (s.kind == HEAP && arg) {
+	if (s.kind == HEAP && arg && r == 0) {
 		/* DMA_HEAP_IOCTL_ALLOC returned a dma-buf fd in the struct: its last close frees it. */
 		int newfd = (int)((uint32_t *)arg)[2];
 		long long key = vcall(V_claim_heap_fd, "(i)", newfd);
