@@ -315,11 +315,44 @@ def _skel_for(uri: str, domain: str | None, env) -> Check:
     return Check(g, OK, f"{uri} on {dom}: would load the {kind}", data={"uri": uri, "domain": dom, "source": str(origin)})
 
 
+# --- C programs --------------------------------------------------------------------------------
+def c_checks() -> list[Check]:
+    """What unmodified C programs need (docs/c_abi.md, docs/shim.md): our libraries and headers,
+    a compiler, and a shared libpython for plain C processes to start the emulator in."""
+    import shutil
+    import sysconfig
+
+    from libadsprpc_compat import native
+
+    g = "C programs"
+    out = []
+    try:
+        libs = [native.library(f) for f in native.LIBRARIES] + [native.shim()]
+        out.append(Check(g, OK, f"C ABI libraries and device shim in {native.libdir()}; headers in "
+                         f"{native.includedir()}", data={"libraries": [str(p) for p in libs]}))
+    except native.NotBuiltError as exc:
+        return [Check(g, FAIL, str(exc), fix="pip install . (or python setup.py build_ext --inplace in a checkout)")]
+    cc = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
+    out.append(Check(g, OK if cc else WARN, f"C compiler: {cc}" if cc else "no C compiler (cc) on PATH",
+                     fix=None if cc else "apt-get install build-essential"))
+    name = sysconfig.get_config_var("INSTSONAME") or ""
+    found = [str(Path(d, name)) for d in (sysconfig.get_config_var("LIBDIR"), sysconfig.get_config_var("LIBPL"))
+             if d and name.endswith(".so.1.0") and Path(d, name).exists()]
+    if found or os.environ.get("QDARPC_LIBPYTHON"):
+        out.append(Check(g, OK, f"shared libpython for plain C programs: {os.environ.get('QDARPC_LIBPYTHON') or found[0]}"))
+    else:
+        out.append(Check(g, WARN, "no shared libpython found for this interpreter: a plain C program cannot start "
+                         "the emulator (ctypes callers inside Python still can)",
+                         fix="apt-get install libpython3-dev (python3-dev), or set QDARPC_LIBPYTHON"))
+    return out
+
+
 # --- all of it --------------------------------------------------------------------------------
 def run(*, root: str = "/", soc_profile: str | None = None, uris: Iterable[str] = (), domain: str | None = None,
         nodes: RealNodes | None = None) -> list[Check]:
     checks = (nodes or RealNodes(root)).checks()
     checks += emulator_checks(soc_profile)
+    checks += c_checks()
     checks += skel_checks(list(uris), domain)
     return checks
 

@@ -159,3 +159,14 @@ def test_doctor_real_ioctl_on_a_fake_tree(run, tmp_path):
     assert "/dev/fastrpc-cdsp: opened read-write, but FASTRPC_IOCTL_GET_DSP_INFO -> ENOTTY" in out
     assert "/dev/accel/accel0: DRM_IOCTL_QDA_QUERY -> ENOTTY: not a QDA" in out
     assert "no FastRPC node this user can use" in out
+
+
+def test_c_checks_report_the_c_face_and_what_plain_c_programs_need(monkeypatch, tmp_path):
+    from libadsprpc_compat import native
+
+    checks = doctor.c_checks()
+    assert checks[0].status == doctor.OK and "libqdarpc_shim.so" in " ".join(checks[0].data["libraries"])
+    assert {c.what.split(":")[0] for c in checks[1:]} >= {"C compiler"} or checks[1].status == doctor.WARN
+    monkeypatch.setattr(native, "SDK_DIR", tmp_path / "sdk")  # a bare checkout: nothing built
+    (bad,) = doctor.c_checks()
+    assert bad.status == doctor.FAIL and "is missing" in bad.what and "pip install" in bad.fix
