@@ -355,10 +355,14 @@ def trace_convert(file: str, output: str | None) -> None:
               help="Exit 1 when the backends disagree on any step.")
 @click.option("--exec", "as_exec", is_flag=True, default=False,
               help="WORKLOAD... is a program and its arguments (after --): run it once per backend, "
-                   "each against its own emulated DSP, and compare exit codes, output and traces.")
+                   "each against its own emulated DSP, and compare exit codes, output and traces. "
+                   "'A ARGS ::: B ARGS' runs program A first and B second (two builds of one source).")
+@click.option("--shim", is_flag=True, default=False,
+              help="With --exec: the programs keep their own FastRPC library and the device shim serves "
+                   "their nodes (e.g. upstream's legacy build ::: its accel build).")
 @options.add_options(options.soc, options.json_output)
 def ab(workloads: tuple[str, ...], order: str, html_file: str | None, fail_on_diff: bool, as_exec: bool,
-       soc_profile: str | None, as_json: bool) -> None:
+       shim: bool, soc_profile: str | None, as_json: bool) -> None:
     """Run a workload through the legacy FastRPC API on the legacy driver and on the QDA accel
     driver, against one emulated DSP, and compare: each step's result (SAME/DIFF), the ioctls
     each driver saw (aligned), bytes copied vs shared per invoke, maps, errors and timings.
@@ -374,6 +378,7 @@ def ab(workloads: tuple[str, ...], order: str, html_file: str | None, fail_on_di
       qdarpc ab all --html ab.html
       qdarpc ab my_workload.py --order accel,legacy
       qdarpc ab --exec -- ./calc_app 1000
+      qdarpc ab --exec --shim -- ./client.development ::: ./client.accel
     """
     from libadsprpc_compat.ab import WORKLOADS, WorkloadError, run_ab
 
@@ -383,8 +388,11 @@ def ab(workloads: tuple[str, ...], order: str, html_file: str | None, fail_on_di
     if as_exec:
         from .native import run_exec_ab
 
-        _ab_output([run_exec_ab(list(workloads), order.split(","), soc_profile)], html_file, fail_on_diff, as_json)
+        _ab_output([run_exec_ab(list(workloads), order.split(","), soc_profile, shim=shim)], html_file,
+                   fail_on_diff, as_json)
         return
+    if shim:
+        raise click.BadParameter("--shim needs --exec (it runs programs, not workloads)", param_hint="--shim")
     names = [w for name in workloads for w in (WORKLOADS if name == "all" else [name])]
     try:
         resolved = [resolve(w) for w in names]

@@ -54,19 +54,40 @@ def run(argv: list[str], *, backend: str | None, soc: str | None, trace: str | N
         signal.signal(signal.SIGINT, old)
 
 
+#: Separates the two programs of ``qdarpc ab --exec --shim -- A ::: B``.
+PROGRAM_SEPARATOR = ":::"
+
+
+def split_programs(argv: list[str], order: list[str]) -> dict[str, list[str]]:
+    """The program each side runs: the same ``argv`` for both, or with ``A ::: B`` the first for
+    ``order[0]`` and the second for ``order[1]`` (two builds of one source against two
+    libraries, e.g. upstream's legacy and accel builds under the shim)."""
+    if PROGRAM_SEPARATOR not in argv:
+        return {b: list(argv) for b in order}
+    k = argv.index(PROGRAM_SEPARATOR)
+    first, second = argv[:k], argv[k + 1:]
+    if not first or not second or PROGRAM_SEPARATOR in second:
+        raise CliError(f"expected PROGRAM ARGS... {PROGRAM_SEPARATOR} PROGRAM ARGS...", 2)
+    return {order[0]: first, order[1]: second}
+
+
 def run_exec_ab(argv: list[str], order: list[str], soc: str | None, shim: bool = False) -> dict:
-    """Run ``argv`` once per backend (each its own emulated DSP) and compare the two runs with
-    the ``ab`` report of :func:`libadsprpc_compat.ab.compare_exec_runs`."""
+    """Run ``argv`` once per backend (each its own emulated DSP; with ``A ::: B``, program A for
+    the first and B for the second) and compare the two runs with the ``ab`` report of
+    :func:`libadsprpc_compat.ab.compare_exec_runs`. With ``shim`` the programs keep their own
+    FastRPC library and the device shim serves their nodes."""
     from libadsprpc_compat.ab import compare_exec_runs
     from qda_core.trace_formats import read_jsonl
 
+    programs = split_programs(argv, order)
     runs = {}
     with tempfile.TemporaryDirectory(prefix="qdarpc-ab-") as tmp:
         for backend in order:
             path = os.path.join(tmp, f"{backend}.jsonl")
             t0 = time.perf_counter_ns()
-            done = run(argv, backend=backend, soc=soc, trace=path, capture=True, shim=shim)
+            done = run(programs[backend], backend=backend, soc=soc, trace=path, capture=True, shim=shim)
             wall = time.perf_counter_ns() - t0
             events = read_jsonl(path) if os.path.exists(path) else []
             runs[backend] = (exit_code(done.returncode), done.stdout, done.stderr, events, wall)
-    return compare_exec_runs(" ".join(argv), runs, order=order, soc_profile=soc)
+    label = " ".join(argv)
+    return compare_exec_runs(label, runs, order=order, soc_profile=soc)

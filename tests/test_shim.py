@@ -99,6 +99,23 @@ class TestInAProcess:
         assert "DRM_IOCTL_QDA_GEM_CREATE" in names
 
 
+    def test_ab_exec_shim_runs_one_program_per_side(self, nodes_prog):
+        """qdarpc ab --exec --shim -- A ::: B: two builds of one source, compared (here the same
+        program twice, so everything agrees)."""
+        import json
+
+        from libadsprpc_compat import native
+
+        qdarpc = pathlib.Path(sys.executable).parent / "qdarpc"
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("QDARPC_", "LD_PRELOAD"))}
+        native.libdir()  # built
+        res = subprocess.run([str(qdarpc), "ab", "--exec", "--shim", "--json", "--", str(nodes_prog), ":::",
+                              str(nodes_prog)], env=env, capture_output=True, text=True, timeout=120)
+        assert res.returncode == 0, res.stderr
+        rep = json.loads(res.stdout)
+        assert rep["agree"] and rep["separate_dsps"]
+        assert rep["runs"]["legacy"]["totals"]["ioctls"] == rep["runs"]["accel"]["totals"]["ioctls"] > 5
+
 # -- qda_core.vfs, the Python side, in this process ----------------------------------------------
 @pytest.fixture
 def fresh_default_soc():
@@ -185,3 +202,16 @@ def test_vfs_tree_follows_an_ssr(fresh_default_soc, tmp_path, monkeypatch):
     assert os.path.basename(new).encode() in events
     dev = (tmp_path / "sys" / "class" / "accel" / os.path.basename(new) / "dev").read_text()
     assert dev == f"{vfs.ACCEL_MAJOR}:{soc.domain('cdsp').accel.minor}\n"
+
+
+def test_split_programs():
+    from cli_helpers import load
+
+    split_programs, CliError = load("native").split_programs, load("errors").CliError
+
+    order = ["legacy", "accel"]
+    assert split_programs(["a", "1"], order) == {"legacy": ["a", "1"], "accel": ["a", "1"]}
+    assert split_programs(["a", "1", ":::", "b"], order) == {"legacy": ["a", "1"], "accel": ["b"]}
+    for bad in (["a", ":::"], [":::", "b"], ["a", ":::", "b", ":::", "c"]):
+        with pytest.raises(CliError):
+            split_programs(bad, order)
