@@ -13,6 +13,7 @@ import click
 
 from . import options
 from .errors import EXIT_DSP, EXIT_FAILED, EXIT_FILE, CliError, translate
+from .benchmarks import BENCHMARKS
 from .invoke import IN_HELP, OUT_HELP, BufSpec, OrderedCommand
 
 EPILOG_EXIT = ("\b\nExit codes: 0 ok, 1 check failed, 2 usage, 3 device/driver error, 4 DSP error, "
@@ -526,7 +527,7 @@ def doctor(uris: tuple[str, ...], domain: str | None, root: str, soc_profile: st
 
 # --- bench ------------------------------------------------------------------------------------
 @cli.command()
-@click.option("--only", multiple=True, type=click.Choice(["marshal", "invoke", "remote_invoke"]),
+@click.option("--only", multiple=True, type=click.Choice(list(BENCHMARKS)),
               help="Run only this benchmark (repeatable).")
 @click.option("--quick", is_flag=True, default=False,
               help="A smoke run: small sizes and few iterations (ratios are noisier).")
