@@ -9,15 +9,15 @@ Two branches, each built out of tree into its own cache directory::
         build/      configure and make run here
         prefix/     make install: lib/libcdsprpc.so.1, bin/fastrpc_test, include/fastrpc/...
         logs/       one log per step (autoreconf.log, configure.log, make.log, install.log)
-        drm/        accel/staging only: include/drm -> /usr/include/libdrm (Debian ships
-                    <drm/drm.h> only there), put on CPPFLAGS
+        drm/        accel/staging only: drm/drm -> /usr/include/libdrm (Debian ships <drm/drm.h>
+                    only there); -I<cache>/<name>/drm goes on CPPFLAGS
         .stamp      written last; while it exists the build is not repeated
 
 ``<cache>`` is ``$QDARPC_UPSTREAM_CACHE``, default ``<repo>/.cache/upstream``. The tarballs
 (``fastrpc-development-29851fd.tar.gz``, ``fastrpc-accel-staging-759d6f8.tar.gz``) are looked for
 in ``$QDARPC_UPSTREAM_FIXTURES``, by default where the project's workspace keeps its fixtures
-(:func:`fixtures_dir`). A file lock (``<cache>/<name>.lock``) keeps two processes (two pytest sessions) from building the
-same branch at once: the second waits, then finds the stamp.
+(:func:`fixtures_dir`). A file lock (``<cache>/<name>.lock``) keeps two processes (two pytest
+sessions) from building the same branch at once: the second waits, then finds the stamp.
 
 The stand-ins for ``fastrpc_test``'s three test libraries (the tarballs carry aarch64 builds of
 Hexagon SDK examples) and the calculator client are compiled from ``tests/c/upstream`` against
@@ -148,9 +148,13 @@ def missing_tools() -> list[str]:
 
 
 def check_available(branches=None) -> None:
-    """Raise :class:`Unavailable` saying what is missing and how to get it."""
+    """Raise :class:`Unavailable` saying what building ``branches`` (default: all) needs and this
+    machine lacks, and how to get it."""
+    branches = list(BRANCHES.values() if branches is None else branches)
+    if not branches:
+        return
     fx = fixtures_dir()
-    absent = [b.tarball for b in (branches or BRANCHES.values()) if not (fx / b.tarball).is_file()]
+    absent = [b.tarball for b in branches if not (fx / b.tarball).is_file()]
     if absent:
         raise Unavailable(f"upstream FastRPC tarballs not found in {fx}: {', '.join(absent)} (put them there, or "
                           f"set QDARPC_UPSTREAM_FIXTURES to the directory holding them)")
@@ -191,7 +195,8 @@ def _step(label: str, name: str, cmd: list[str], *, cwd: Path, env: dict, log: P
         res = subprocess.run(cmd, cwd=cwd, env=env, stdout=f, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     dt = time.monotonic() - t0
     timings[name] = round(dt, 1)
-    _say(f"[upstream {label}] {name}: {dt:.1f} s" + ("" if res.returncode == 0 else f" (FAILED, exit {res.returncode})"))
+    failed = "" if res.returncode == 0 else f" (FAILED, exit {res.returncode})"
+    _say(f"[upstream {label}] {name}: {dt:.1f} s{failed}")
     if res.returncode != 0:
         raise BuildError(f"upstream {label}: {name} failed (exit {res.returncode}); log {log}, last lines:\n"
                          f"{_tail(log)}")
@@ -232,16 +237,25 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+def is_built(name: str) -> bool:
+    """Whether the cache holds a finished build of branch ``name``."""
+    return (cache_dir() / BRANCHES[name].key / ".stamp").exists()
+
+
 def build(name: str, *, rebuild: bool = False, jobs: int = 2) -> Built:
-    """Build and install one branch (a :data:`BRANCHES` key) unless its stamp says it is built."""
+    """Build and install one branch (a :data:`BRANCHES` key) unless its stamp says it is built.
+    Raises :class:`Unavailable` when it has to build and cannot, :class:`BuildError` when a step
+    fails."""
     branch = BRANCHES[name]
-    check_available([branch])
     root = cache_dir()
     d = root / branch.key
     out = Built(branch, d)
     stamp = d / ".stamp"
+    if stamp.exists() and not rebuild:
+        return out
+    check_available([branch])
     with _locked(root / f"{branch.key}.lock"):
-        if stamp.exists() and not rebuild:
+        if stamp.exists() and not rebuild:  # built by another process while we waited
             return out
         tarball = fixtures_dir() / branch.tarball
         shutil.rmtree(d, ignore_errors=True)

@@ -62,8 +62,10 @@ static int hap_mem_dmahandle(remote_handle64 h, int fd, uint32_t offset, uint32_
 {
 	remote_arg pra[1];
 
-	if (remote_register_dma_handle(fd, len) != 0)
+	if (remote_register_dma_handle(fd, len) != 0) {
+		printf("hap_example: remote_register_dma_handle failed\n");
 		return AEE_EBADPARM;
+	}
 	memset(pra, 0, sizeof(pra));
 	pra[0].dma.fd = fd;
 	pra[0].dma.offset = offset;
