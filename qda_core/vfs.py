@@ -17,7 +17,6 @@ the drivers read and write with their checked user copies. Every function return
 """
 from __future__ import annotations
 
-import atexit
 import builtins
 import errno
 import itertools
@@ -68,14 +67,13 @@ _tree_nodes: tuple[str, ...] = ()
 
 
 def tree(root: str) -> int:
-    """Keep the directories the shim serves from under ``root`` (which it created): ``dev/accel``
-    with an entry per accel node, ``sys/class/accel/accelN/dev`` (``major:minor``). Kept in
-    step with the SoC (an SSR moves a node to a new minor: an inotify watch on the directory
-    sees it), removed at exit."""
+    """Keep the directories the shim serves from under ``root`` (which it created, and removes
+    after the process is gone): ``dev/accel`` with an entry per accel node,
+    ``sys/class/accel/accelN/dev`` (``major:minor``). Kept in step with the SoC (an SSR moves a
+    node to a new minor: an inotify watch on the directory sees it)."""
     global _tree
     with _lock:
         _tree = root
-    atexit.register(shutil.rmtree, root, True)
     _sync_tree()
     return 0
 

@@ -27,7 +27,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/inotify.h>
+#include <spawn.h>
 #include <sys/ioctl.h>
+#include <sys/wait.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
@@ -193,13 +195,42 @@ static const char *const NODE_PREFIXES[] = { "/dev/fastrpc-", "/dev/accel/accel"
 static char tree[PATH_MAX];   /* the real tree behind /dev/accel and /sys/class/accel */
 static pthread_once_t tree_once = PTHREAD_ONCE_INIT;
 
+/*
+ * Remove the tree once this process (and any child that did not exec) is gone: a detached
+ * shell waits for EOF on a pipe whose write end only we hold (close-on-exec). Not from an
+ * exit hook: changing the watched directory while the process exits would wake a library's
+ * inotify thread - upstream's accel discovery thread, never joined, runs in unmapped code
+ * once its library was dlclose'd.
+ */
+static void reap_tree_at_exit(void)
+{
+	static const char script[] = "(cat <&3 >/dev/null 2>&1; rm -rf -- \"$0\") 3<&3 &";
+	char *argv[] = { "sh", "-c", (char *)script, tree, NULL };
+	char *envp[] = { "PATH=/usr/bin:/bin", NULL };
+	posix_spawn_file_actions_t fa;
+	int p[2], status;
+	pid_t pid;
+
+	if (pipe2(p, O_CLOEXEC))
+		return;
+	posix_spawn_file_actions_init(&fa);
+	posix_spawn_file_actions_adddup2(&fa, p[0], 3);
+	if (posix_spawn(&pid, "/bin/sh", &fa, NULL, argv, envp) == 0)
+		waitpid(pid, &status, 0); /* the shell exits at once; the reaper is orphaned */
+	posix_spawn_file_actions_destroy(&fa);
+	REAL(close)(p[0]); /* p[1] stays open until we exit */
+}
+
 static void make_tree(void)
 {
 	const char *tmp = getenv("TMPDIR");
 
 	snprintf(tree, sizeof(tree), "%s/qdarpc-shim-XXXXXX", tmp && *tmp ? tmp : "/tmp");
-	if (!mkdtemp(tree) || vcall(V_tree, "(s)", tree) < 0)
+	if (!mkdtemp(tree) || vcall(V_tree, "(s)", tree) < 0) {
 		tree[0] = '\0';
+		return;
+	}
+	reap_tree_at_exit();
 }
 
 /* 1 for a node the emulator serves (open answers through it). */
