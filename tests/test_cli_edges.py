@@ -120,7 +120,7 @@ def test_bench_quick_runs_every_benchmark_and_prints_ratios(run, tmp_path, monke
     (tmp_path / "qda_core" / "__init__.py").write_text("raise ImportError('the unbuilt tree was imported')\n")
     monkeypatch.chdir(tmp_path)
     data = json.loads(run("bench", "--quick", "--json").stdout)
-    assert [r["name"] for r in data["results"]] == ["marshal", "invoke", "remote_invoke", "c_abi"]
+    assert [r["name"] for r in data["results"]] == ["marshal", "invoke", "remote_invoke", "c_abi", "shim"]
     for r in data["results"]:
         assert r["returncode"] == 0, r["stderr"]
         rows = r["result"]["rows"]

@@ -18,4 +18,5 @@ BENCHMARKS = {
     "invoke": "invoke",
     "remote_invoke": "remote_invoke",
     "c_abi": "c_abi",
+    "shim": "shim",
 }

@@ -111,6 +111,7 @@ static struct slot *fds;   /* indexed by fd */
 static int nfds;
 static int *refs;          /* indexed by key: fds sharing the open file description */
 static int nrefs;
+static int tracked;        /* fds in the table: while 0, no lookup takes the lock */
 
 static int grow(void **arr, int *n, int want, size_t elem)
 {
@@ -133,7 +134,7 @@ static struct slot lookup(int fd)
 {
 	struct slot s = { 0, NONE, 0 };
 
-	if (fd < 0)
+	if (fd < 0 || __atomic_load_n(&tracked, __ATOMIC_ACQUIRE) == 0)
 		return s;
 	pthread_mutex_lock(&table_lock);
 	if (fd < nfds)
@@ -156,6 +157,7 @@ static int track(int fd, int key, int kind, dev_t rdev)
 		fds[fd].kind = kind;
 		fds[fd].rdev = rdev;
 		refs[key]++;
+		__atomic_add_fetch(&tracked, 1, __ATOMIC_RELEASE);
 	}
 	pthread_mutex_unlock(&table_lock);
 	return rc;
@@ -172,6 +174,7 @@ static int untrack(int fd)
 
 		fds[fd].kind = NONE;
 		fds[fd].key = 0;
+		__atomic_sub_fetch(&tracked, 1, __ATOMIC_RELEASE);
 		if (--refs[key] == 0)
 			last = key;
 	}
