@@ -107,3 +107,8 @@ ERR_VA_EXHAUSTED = dsp(AEE_ENOMEMORY)
 # MUNMAP / MEM_UNMAP with no matching mapping; also a skel's mapping lookup by fd that fails
 # (HAP_mmap_get analogue).
 ERR_NO_SUCH_MAP = dsp(AEE_ENOSUCHMAP)  # (our choice)
+
+# -- Built-in skels --------------------------------------------------------------------------
+# A built-in skel's check of its own work failed (multithreading: the threads' partial sums do
+# not add up, a barrier broke or timed out): the generic failure.
+ERR_SKEL_CHECK = dsp(AEE_EFAILED)  # (our choice)

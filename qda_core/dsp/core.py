@@ -302,7 +302,8 @@ class EmulatedDsp:
 
     def _new_process(self, m: _Req, origin: Origin, kind: str, **kw) -> Process:
         """A PD for the sender, reading memory only through the streams it was granted."""
-        return Process(origin.client_id, kind, self._sender_memory(m.chan, origin), **kw)
+        return Process(origin.client_id, kind, self._sender_memory(m.chan, origin), domain=self.domain,
+                       channel=m.chan, cost=self.cost, **kw)
 
     def _attach(self, m: _Req, a: _Args, origin: Origin) -> int:
         cid = origin.client_id

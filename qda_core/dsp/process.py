@@ -9,6 +9,7 @@ from .. import _ext
 from ..wire import PAGE_SIZE
 
 if TYPE_CHECKING:  # pragma: no cover
+    from .cost import CostModel
     from .loader import ModuleUri
 
 __all__ = ["Process", "MemMapping", "MmapRegion", "ModuleInstance", "ProcessInfo", "new_va_space",
@@ -79,8 +80,12 @@ class Process:
     """
 
     def __init__(self, client_id: int, kind: str, memory, *, name: str = "", unsigned: bool = False,
-                 init_mem: tuple[int, int] = (0, 0)):
+                 init_mem: tuple[int, int] = (0, 0), domain: str = "", channel: str = "",
+                 cost: "CostModel | None" = None):
         self.client_id = client_id
+        self.domain = domain    # where the PD runs (a skel's FARF names it)
+        self.channel = channel
+        self.cost = cost        # the domain's cost model, for skels that charge their own work
         self.kind = kind
         self.name = name
         self.unsigned = unsigned

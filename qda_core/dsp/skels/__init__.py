@@ -4,8 +4,11 @@ from __future__ import annotations
 from types import MappingProxyType
 
 from .calculator import Calculator
+from .hap_example import HapExample
+from .multithreading import Multithreading
 from .qdarpc_test import QdarpcTest
 
-__all__ = ["BUILTIN_SKELS", "Calculator", "QdarpcTest"]
+__all__ = ["BUILTIN_SKELS", "Calculator", "HapExample", "Multithreading", "QdarpcTest"]
 
-BUILTIN_SKELS = MappingProxyType({cls.skel_name: cls for cls in (Calculator, QdarpcTest)})
+BUILTIN_SKELS = MappingProxyType({cls.skel_name: cls
+                                  for cls in (Calculator, HapExample, Multithreading, QdarpcTest)})
