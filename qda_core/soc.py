@@ -7,7 +7,9 @@ nodes are numbered ``/dev/accel/accelN`` in table order; the legacy nodes are na
 
 Profiles: ``QDARPC_SOC`` names a built-in profile (see :data:`PROFILES`) or a path to a JSON or
 TOML file ``{"domains": [{"name": "cdsp", "context_banks": 4}, ...]}`` (optional per domain:
-``"sids": [...]``).
+``"sids": [...]``) and, at the top level, ``"kernel"``: the kernel revisions the SoC's drivers
+follow, a selection string ``"accel:qda-rfc-2026-02,legacy:misc-7.2"`` or a list of
+``FRONTEND:REVISION`` strings (see :mod:`qda_core.kernels`).
 """
 from __future__ import annotations
 
@@ -16,11 +18,12 @@ import json
 import os
 import threading
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from .accel.device import QdaDevice
 from .dsp import EmulatedDsp
 from .errors import errno_error
+from .kernels import FRONTENDS, Revision, kernel_spec, parse_kernel
 from .legacy.device import NODE_POLICY, LegacyChannel
 from .wire import DOMAIN_IDS
 from .mem.bus import KERNEL_SID, ComputeBus, Smmu
@@ -45,8 +48,13 @@ class DomainSpec:
     name: str
     context_banks: int
     sids: list[int] = field(default_factory=list)
+    #: The profile's kernel selection (``None``: not named). Copied into every domain of a
+    #: profile so a domain list alone rebuilds the same SoC (``Soc(soc.specs)``).
+    kernel: str | None = None
 
     def __post_init__(self) -> None:
+        if self.kernel is not None:
+            self.kernel = kernel_spec(parse_kernel(self.kernel))  # validated, canonical
         if self.name not in DOMAINS:
             raise ValueError(f"unknown DSP domain {self.name!r}; known: {', '.join(DOMAINS)}")
         if self.context_banks < 1:
@@ -59,15 +67,29 @@ class DomainSpec:
             raise ValueError(f"{self.name}: SID {KERNEL_SID} is reserved (the rpmsg device's own stream)")
 
 
+def _profile_kernel(spec: str, value) -> str | None:
+    """A profile's ``"kernel"`` field as a selection string (a string or a list of parts)."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return value
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return ",".join(value)
+    raise ValueError(f"{spec}: \"kernel\" must be a string or a list of FRONTEND:REVISION strings")
+
+
 def load_profile(spec: str | None = None) -> list[DomainSpec]:
-    """The domain list of a profile name or file path (default: ``$QDARPC_SOC`` or ``default``)."""
+    """The domain list of a profile name or file path (default: ``$QDARPC_SOC`` or ``default``).
+    A file's ``"kernel"`` field is validated here and carried by every domain."""
     spec = spec or os.environ.get("QDARPC_SOC") or "default"
     if spec in PROFILES:
         return [DomainSpec(n, c) for n, c in PROFILES[spec]]
     if os.path.sep in spec or spec.endswith((".json", ".toml")):
         with open(spec, "rb") as f:
             data = tomllib.load(f) if spec.endswith(".toml") else json.load(f)
-        doms = [DomainSpec(d["name"], int(d["context_banks"]), list(d.get("sids", []))) for d in data["domains"]]
+        kernel = _profile_kernel(spec, data.get("kernel"))
+        doms = [DomainSpec(d["name"], int(d["context_banks"]), list(d.get("sids", [])), kernel)
+                for d in data["domains"]]
         if len({d.name for d in doms}) != len(doms):
             raise ValueError(f"{spec}: a domain is listed twice")
         return doms
@@ -77,8 +99,10 @@ def load_profile(spec: str | None = None) -> list[DomainSpec]:
 class Domain:
     """One DSP and what hangs off it."""
 
-    def __init__(self, spec: DomainSpec, minor: int):
+    def __init__(self, spec: DomainSpec, minor: int, kernel: dict[str, Revision]):
         self.name = spec.name
+        #: The kernel revision of each front end (the SoC's).
+        self.kernel = kernel
         self.domain_id = DOMAINS[spec.name]
         self.bus = ComputeBus(spec.name, spec.sids)
         self.smmu = Smmu(self.bus)
@@ -90,7 +114,8 @@ class Domain:
         """What the two drivers' rpmsg probes create: a channel each, the accel node, the
         legacy nodes (where the legacy driver has any for this DSP)."""
         self.accel = QdaDevice(minor, self.name, self.domain_id, self.bus,
-                               Channel(f"{self.name}-accel", self.dsp.endpoint("accel")))
+                               Channel(f"{self.name}-accel", self.dsp.endpoint("accel")),
+                               revision=self.kernel["accel"])
         #: The legacy driver's channel state, or None where it has no node for this DSP (gdsp*).
         self.legacy_channel: LegacyChannel | None = None
         #: Legacy device nodes of this DSP: path -> LegacyDevice.
@@ -98,6 +123,9 @@ class Domain:
         if self.name in NODE_POLICY:
             self.legacy_channel = LegacyChannel(
                 self.name, self.bus, Channel(f"{self.name}-legacy", self.dsp.endpoint("legacy")))
+            self.legacy_channel.revision = self.kernel["legacy"]
+            for dev in self.legacy_channel.devices.values():
+                dev.revision = self.kernel["legacy"]
             self.legacy = dict(self.legacy_channel.devices)
 
     def restart(self, new_minor: int) -> None:
@@ -116,11 +144,19 @@ class Domain:
 class Soc:
     """An emulated SoC. Independent instances have independent DSPs (handy in tests)."""
 
-    def __init__(self, profile: str | list[DomainSpec] | None = None):
-        specs = profile if isinstance(profile, list) else load_profile(profile)
-        #: The domain list this SoC was built from: ``Soc(soc.specs)`` builds a twin.
-        self.specs: tuple[DomainSpec, ...] = tuple(specs)
-        self.domains = {s.name: Domain(s, minor) for minor, s in enumerate(specs)}
+    def __init__(self, profile: str | list[DomainSpec] | tuple[DomainSpec, ...] | None = None,
+                 kernel: str | dict[str, Revision] | None = None):
+        specs = list(profile) if isinstance(profile, (list, tuple)) else load_profile(profile)
+        #: The kernel revision of each front end: ``kernel`` (a selection string or a mapping
+        #: front end -> Revision), else the profile's ``"kernel"``, else ``$QDARPC_KERNEL``,
+        #: else :data:`qda_core.kernels.DEFAULT`.
+        self.kernel: dict[str, Revision] = _resolve_kernel(kernel, specs)
+        #: The selection string naming every front end's revision.
+        self.kernel_spec: str = kernel_spec(self.kernel)
+        #: The domain list this SoC was built from, each carrying :attr:`kernel_spec`:
+        #: ``Soc(soc.specs)`` (or ``Soc(soc.specs, kernel=soc.kernel_spec)``) builds a twin.
+        self.specs: tuple[DomainSpec, ...] = tuple(replace(s, kernel=self.kernel_spec) for s in specs)
+        self.domains = {s.name: Domain(s, minor, self.kernel) for minor, s in enumerate(self.specs)}
 
     def domain(self, which: str | int) -> Domain:
         for d in self.domains.values():
@@ -156,6 +192,20 @@ class Soc:
     def legacy_nodes(self) -> list[str]:
         """Registered legacy nodes (a removed channel's nodes are gone), in domain order."""
         return [p for d in self.domains.values() for p, dev in d.legacy.items() if dev.registered]
+
+
+def _resolve_kernel(kernel, specs: list[DomainSpec]) -> dict[str, Revision]:
+    if isinstance(kernel, dict):
+        missing = [f for f in FRONTENDS if not isinstance(kernel.get(f), Revision)]
+        if missing:
+            raise ValueError(f"kernel mapping lacks a Revision for {', '.join(missing)}")
+        return parse_kernel(kernel_spec(kernel))
+    if kernel is not None:
+        return parse_kernel(kernel)
+    named = {s.kernel for s in specs if s.kernel is not None}
+    if len(named) > 1:
+        raise ValueError(f"the domains name different kernels: {', '.join(sorted(named))}")
+    return parse_kernel(named.pop() if named else None)
 
 
 _default: Soc | None = None

@@ -1,6 +1,8 @@
 """Single source of truth for the ioctl numbers and struct layouts of both emulated drivers.
 
-Revisions tracked (see ``REVISION``):
+Which kernel revision each driver follows is chosen per SoC (:mod:`qda_core.kernels`, the one
+table of revisions); :data:`REVISION` is a read-only view of the revisions in force for the
+process (``$QDARPC_KERNEL`` or the defaults). Revisions with their own tables here:
 
 * QDA accel driver: the kernel RFC "[PATCH RFC 00/18] accel/qda" of 2026-02-24 (the **RFC**
   tag of docs/spec/qda_accel_uapi.md). Where the ``accel/staging`` user library ("LIB" below:
@@ -16,15 +18,33 @@ so a test can check every offset and size against the spec tables
 from __future__ import annotations
 
 import struct
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Iterator
 
-from . import wire
+from . import kernels, wire
 
-REVISION = {
-    "accel": "QDA RFC v1 (20260224-qda-firstpost-v1, base d4906ae14a5f)",
-    "legacy": "upstream misc/fastrpc (include/uapi/misc/fastrpc.h)",
-}
+
+class _RevisionView(Mapping):
+    """front end -> ``"frontend:name (title)"`` of the revision in force for the process
+    (``$QDARPC_KERNEL``, else :data:`qda_core.kernels.DEFAULT`), read from the kernels table
+    each time. A SoC's own choice is ``Soc.kernel``."""
+
+    def __getitem__(self, front: str) -> str:
+        try:
+            rev = kernels.parse_kernel(None)[front]
+        except kernels.KernelError as exc:
+            return f"(invalid ${kernels.ENV}: {exc})"
+        return f"{rev} ({rev.title})"
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(kernels.FRONTENDS)
+
+    def __len__(self) -> int:
+        return len(kernels.FRONTENDS)
+
+
+REVISION: Mapping[str, str] = _RevisionView()
 
 # --- ioctl number encoding (include/uapi/asm-generic/ioctl.h) ------------------------------
 IOC_NONE, IOC_WRITE, IOC_READ = 0, 1, 2

@@ -67,6 +67,13 @@ def test_pack_roundtrip():
     assert (got["request"], got["fd"], got["vaddrin"], got["vaddrout"], got["size"]) == (2, 7, 0xDEAD_0000, 5, 0)
 
 
-def test_revision_and_lib_differences_documented():
-    assert "RFC" in uapi.REVISION["accel"]
+def test_revision_and_lib_differences_documented(monkeypatch):
+    from qda_core import kernels
+
+    monkeypatch.delenv(kernels.ENV, raising=False)
+    for front in kernels.FRONTENDS:  # a view of the kernels table, not a second copy
+        rev = kernels.REVISIONS[front][kernels.DEFAULT[front]]
+        assert uapi.REVISION[front] == f"{rev} ({rev.title})"
+    monkeypatch.setenv(kernels.ENV, "accel:qda-rfc-2026-02")
+    assert uapi.REVISION["accel"].startswith("accel:qda-rfc-2026-02 (QDA accel RFC")
     assert {"GEM_CREATE layout", "QUERY size", "INVOKE command size"} <= set(uapi.LIB_DIFFERENCES)

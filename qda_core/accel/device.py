@@ -16,6 +16,7 @@ import weakref
 from .._ext import load
 from ..errors import errno_error
 from ..fastrpc import CTX_ID_LIMIT, FastRpc, IdAllocator
+from ..kernels import DEFAULT, REVISIONS, Revision
 from ..mem.bus import ComputeBus
 from ..rpmsg import Channel
 
@@ -28,8 +29,13 @@ FAKE_OFFSET_END = 1 << 48
 class QdaDevice:
     """The driver instance of one DSP; ``open()`` returns a :class:`QdaFile`."""
 
-    def __init__(self, minor: int, dsp_name: str, domain_id: int, bus: ComputeBus, channel: Channel):
+    def __init__(self, minor: int, dsp_name: str, domain_id: int, bus: ComputeBus, channel: Channel,
+                 revision: Revision | None = None):
         self.minor = minor
+        #: The kernel revision this driver instance follows (qda_core.kernels).
+        self.revision: Revision = revision or REVISIONS["accel"][DEFAULT["accel"]]
+        if self.revision.frontend != "accel":
+            raise ValueError(f"{self.revision} is not an accel revision")
         self.path = f"/dev/accel/accel{minor}"
         self.dsp_name = dsp_name
         self.domain_id = domain_id
@@ -80,8 +86,8 @@ class QdaDevice:
         return {
             "path": self.path, "dsp_name": self.dsp_name, "domain_id": self.domain_id,
             "context_banks": len(self.bus.cbs), "free_context_banks": self.bus.free_count,
-            "open_files": len(self.files),
+            "open_files": len(self.files), "revision": str(self.revision),
         }
 
     def __repr__(self) -> str:
-        return f"<QdaDevice {self.path} {self.dsp_name}>"
+        return f"<QdaDevice {self.path} {self.dsp_name} {self.revision.name}>"
