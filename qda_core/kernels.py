@@ -79,8 +79,9 @@ REVISIONS: dict[str, dict[str, Revision]] = {
             "docs/spec/legacy_fastrpc_api.md (include/uapi/misc/fastrpc.h, drivers/misc/fastrpc.c)",
             True,
             (("GET_DSP_INFO domain",
-              "validated (ECHRNG) as our spec §7 describes; upstream ignores it since d81c041ed5e4 "
-              "(2025-09), see docs/spec/kernel_revisions_2026.md §5"),),
+              "validated (ECHRNG), as docs/spec/legacy_fastrpc_api.md §7.4 describes today's "
+              "emulation; upstream ignores it since d81c041ed5e4 (2025-09), "
+              "docs/spec/kernel_revisions_2026.md §5"),),
         ),
         Revision(
             "legacy", "misc-7.3",
