@@ -44,6 +44,9 @@ REMOTECTL_METHODS = {
 CURRENT_PROCESS1_EXIT = 0x02000000
 CURRENT_PROCESS1_THREAD_EXIT = 0x03000000
 CURRENT_PROCESS1_EXCEPTION = 0x07000000
+# adsp_listener1 methods the library's listener thread sends (docs/spec/legacy_fastrpc_api.md §6.4).
+LISTENER1_INIT2 = 0x05000000
+LISTENER1_NEXT2 = 0x06020200
 # remotectl set_param request ids.
 RPC_PARAM_THREAD = 1
 RPC_PARAM_ADAPTIVE_QOS = 2

@@ -82,6 +82,13 @@ ERR_BAD_PARM = dsp(AEE_EBADPARM)
 # Unknown method of a skel or of a static handle: docs/spec/legacy_fastrpc_api.md §2.4 / §5.3.
 ERR_UNKNOWN_METHOD = dsp(AEE_EUNSUPPORTED)
 
+# -- Static services of a PD -------------------------------------------------------------------
+# adsp_listener1 next2 when the PD it waits in ends (adsp_current_process1 exit, INIT_RELEASE, a
+# crash) while it waits or before it is sent: the PD-exiting code, on
+# which the library's listener thread leaves its loop at once (listener_android.c; any other
+# error is retried once, AEE_EINTERRUPTED forever): docs/spec/legacy_fastrpc_api.md §6.4.
+ERR_LISTENER_ENDED = dsp(AEE_EBADSTATE)
+
 # -- Module loader (reported through remotectl's dlerr, the invoke itself returns 0) ---------
 ERR_MOD_NOT_FOUND = dsp(AEE_ENOSUCHMOD)  # no skel of that file name anywhere (brief)
 ERR_SYM_NOT_FOUND = dsp(AEE_ENOSUCHSYMBOL)  # file found, symbol missing (observed, qualcomm/fastrpc issue #379)

@@ -10,8 +10,11 @@ handle       served by
              the sender's (see below).
 2            kernel "DSP utilities": method 0 capability query. Needs no PD.
 0 / 8        ``remotectl`` / ``remotectl1``: open, close, set_param (grow_heap unsupported).
-4            ``adsp_current_process1``: 2 exit, 3 thread_exit (others unsupported).
-3,5,6,7,9    known static interfaces not emulated -> ``0x80000414``.
+4            ``adsp_current_process1``: 2 exit (ends the PD, wakes its listener), 3 thread_exit
+             (others unsupported).
+7            ``adsp_listener1``: 5 init2, 6 next2 (blocks until the PD ends; see
+             :meth:`EmulatedDsp._listener`).
+3,5,6,9      known static interfaces not emulated -> ``0x80000414``.
              (Served handles are one entry each in ``_STATIC_SERVERS``; names in ``wire``.)
 other < 0x100  unknown constant handle -> ``0x80000600``.
 >= 0x100     dynamic handles returned by remotectl open in *this* process, else ``0x8000043e``.
@@ -30,15 +33,17 @@ Every code is defined and justified in :mod:`qda_core.dsp.aee`.
 """
 from __future__ import annotations
 
+import errno
 import struct
 import threading
 from typing import Callable, Mapping, NamedTuple, Protocol
 
 from .. import errors, trace
 from ..marshal import decode
-from ..wire import (ADSP_CURRENT_PROCESS1_HANDLE, CONST_HANDLE_LIMIT, CREATE_INBUF, CREATE_STATIC_INBUF,
-                    CURRENT_PROCESS1_EXIT, CURRENT_PROCESS1_THREAD_EXIT, FASTRPC_DSP_UTILITIES_HANDLE,
-                    FASTRPC_INIT_HANDLE, FASTRPC_MODE_UNSIGNED_MODULE, MEM_MAP_REQ, MEM_UNMAP_REQ, MMAP_REQ, MSG, MUNMAP_REQ, PAGE_SIZE,
+from ..wire import (ADSP_CURRENT_PROCESS1_HANDLE, ADSP_LISTENER1_HANDLE, CONST_HANDLE_LIMIT, CREATE_INBUF,
+                    CREATE_STATIC_INBUF, CURRENT_PROCESS1_EXIT, CURRENT_PROCESS1_THREAD_EXIT,
+                    FASTRPC_DSP_UTILITIES_HANDLE, FASTRPC_INIT_HANDLE, FASTRPC_MODE_UNSIGNED_MODULE,
+                    LISTENER1_INIT2, LISTENER1_NEXT2, MEM_MAP_REQ, MEM_UNMAP_REQ, MMAP_REQ, MSG, MUNMAP_REQ, PAGE_SIZE,
                     PHY_PAGE, REMOTECTL1_HANDLE, REMOTECTL_HANDLE, REMOTECTL_METHODS, RPC_PARAM_ADAPTIVE_QOS,
                     RPC_PARAM_THREAD, RSP, S32, SENSORS_PD, STATIC_HANDLES, U64, Msg, Origin, sc_counts,
                     sc_method)
@@ -82,6 +87,7 @@ _RCTL_COUNTS = {op: sc_counts(sc) for op, sc in REMOTECTL_METHODS[REMOTECTL_HAND
 _EM_QDSP6 = 164
 _U32X2 = struct.Struct("<II")
 _U32 = struct.Struct("<I")
+_U32X4 = struct.Struct("<IIII")
 
 
 class _SkelCrash(Exception):
@@ -142,10 +148,11 @@ class EmulatedDsp:
         self.cost = cost or DOMAIN_COST[domain]
         self.stats = DspStats()
         self.loader = Loader(domain, BUILTIN_SKELS, skel_path_env)
-        # Protects _procs ((channel, client id) -> Process) and _next_handle.
+        # Protects _procs ((channel, client id) -> Process), _next_handle and _generation.
         self._lock = threading.Lock()
         self._procs: dict[tuple[str, int], Process] = {}
         self._next_handle = FIRST_DYNAMIC_HANDLE
+        self._generation = 0  # subsystem restarts so far: a message spanning one gets no reply
         # Per receiving thread, while tracing: what the module loader did for this message
         # (remotectl open), recorded on its ``dsp`` trace event.
         self._traced = threading.local()
@@ -162,7 +169,13 @@ class EmulatedDsp:
                 origin: Origin | None = None) -> None:
         """Handle one 40-byte ``fastrpc_msg`` arriving on ``channel`` from ``origin`` (the
         sender as the host driver stamps it); call ``reply`` once with the 16-byte response.
-        A message without an origin cannot be authorised and is refused."""
+        A message without an origin cannot be authorised and is refused.
+
+        A message still running when the subsystem restarts (:meth:`restart`; a listener's
+        ``next2`` is the usual one) gets no reply: the DSP that took it is gone. This endpoint
+        then raises ``ENODEV`` to the sender, as the transport does for a send on a removed
+        channel, and each driver reports its SSR code for the call (accel ``ENODEV``,
+        legacy ``EPIPE``, as the kernel completes its waiters on rpmsg remove)."""
         try:
             m = _Req._make((*MSG.unpack(msg), channel))
         except (struct.error, TypeError):
@@ -174,21 +187,27 @@ class EmulatedDsp:
         if tr is not None:
             t0 = trace.now()
             self._traced.load = None
+        generation = self._generation
         if origin is None:
             self.stats.record(error=True)
             retval, ns = aee.ERR_NOT_OWNER, 0
         else:
             retval, ns = self._handle(m, origin)
+        if self._generation != generation:
+            raise errors.errno_error(errno.ENODEV, f"{self.domain} restarted while handle {m.handle:#x} "
+                                                   f"sc {m.sc:#x} of client {m.client_id} was running")
         if tr is not None:
             load, self._traced.load = self._traced.load, None
             tr.dsp(self.domain, channel, m.client_id, m.pd, m.handle, m.sc, retval, ns, t0, trace.now(), load=load)
         reply(RSP.pack(m.ctx, aee.to_int32(retval)))
 
     def restart(self) -> None:
-        """Subsystem restart: every PD is destroyed and its modules unloaded (no close calls)."""
+        """Subsystem restart: every PD is destroyed and its modules unloaded (no close calls);
+        blocked listeners wake, and every message in flight gets no reply (see :meth:`receive`)."""
         with self._lock:
             procs = list(self._procs.values())
             self._procs.clear()
+            self._generation += 1
         for p in procs:
             p.exit()
 
@@ -500,6 +519,38 @@ class EmulatedDsp:
             self._exit_process(m.chan, p)  # like RELEASE; later calls see 0x8000040d
         return 0
 
+    def _listener(self, p: Process, m: _Req, a: _Args) -> int:
+        """``adsp_listener1`` (docs/spec/legacy_fastrpc_api.md §6.4): the library's listener
+        thread sends ``init2`` once, then loops on ``next2``, which returns the DSP's next
+        reverse request (``apps_std`` file access, ``apps_mem`` heap growth ...) and carries
+        the CPU's answer to the previous one.
+
+        ``next2`` (sc ``0x06020200``): in0 ``u32[4] {prevCtx, prevResult, prevLen, bufLen}``,
+        in1 the previous request's out-buffers (``prevLen`` bytes), out0 ``u32[4] {ctx,
+        handle, sc, lenReq}``, out1 the next request's in-buffers (``bufLen`` bytes).
+
+        This DSP loads skels from the search path itself and grows no heap through the CPU, so
+        it never makes a reverse request: ``next2`` blocks (no lock held, the GIL released)
+        until the PD ends — ``adsp_current_process1`` exit, INIT_RELEASE, a crash — and then
+        answers ``ERR_LISTENER_ENDED`` (``0x8000040d``), on which the library's listener leaves
+        its loop, so the library's teardown (exit, then join the listener) completes. A
+        subsystem restart ends it with no reply at all (see :meth:`receive`). Each PD's
+        listeners wait on that PD alone; a ``prevCtx`` naming no request of ours is dropped, as
+        an answer to nothing.
+        """
+        if m.sc == LISTENER1_INIT2:
+            return 0
+        if m.sc != LISTENER1_NEXT2:
+            return aee.ERR_UNKNOWN_METHOD if sc_method(m.sc) not in (5, 6) else aee.ERR_BAD_PARM
+        (req, prev), (out0, bufs) = a.inbufs, a.outbufs
+        if len(req) < _U32X4.size or len(out0) < _U32X4.size:
+            return aee.ERR_BAD_PARM
+        _prev_ctx, _prev_result, prev_len, buf_len = _U32X4.unpack_from(req)
+        if len(prev) < prev_len or len(bufs) < buf_len:
+            return aee.ERR_BAD_PARM
+        p.listen()
+        return aee.ERR_LISTENER_ENDED
+
     def _remotectl(self, p: Process, m: _Req, a: _Args) -> int:
         op = _RCTL_OPS[m.handle].get(sc_method(m.sc))
         if op is None or op == "grow_heap":
@@ -595,6 +646,7 @@ class EmulatedDsp:
                 p.state = "exited"  # no new opens, invokes see 0x8000040d
             closing = [mi for mi in reversed(p.modules.values()) if mi.uri.handle_style]  # dicts keep open order
             p.modules.clear()
+        p.release_listeners()  # before the closes: a listener waits on the PD, not on its modules
         if alive:
             for mi in closing:
                 if not self._close_quietly(chan, p, mi):
@@ -630,6 +682,7 @@ _STATIC_SERVERS: dict[int, Callable[[EmulatedDsp, Process, _Req, _Args], int]] =
     REMOTECTL_HANDLE: EmulatedDsp._remotectl,
     REMOTECTL1_HANDLE: EmulatedDsp._remotectl,
     ADSP_CURRENT_PROCESS1_HANDLE: EmulatedDsp._current_process,
+    ADSP_LISTENER1_HANDLE: EmulatedDsp._listener,
 }
 
 

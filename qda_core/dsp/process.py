@@ -70,13 +70,15 @@ class ProcessInfo(NamedTuple):
     invokes: int
     modeled_ns: int
     channel: str = ""   # the host driver's rpmsg channel the PD belongs to
+    listeners: int = 0  # adsp_listener1 next2 calls blocked in the PD now
 
 
 class Process:
     """One protection domain as seen by one client id.
 
-    ``lock`` protects ``state``, ``modules``, ``mappings``, ``mmaps``, ``params`` and the VA
-    allocator; skel code runs without it so calls into one PD can proceed in parallel.
+    ``lock`` protects ``state``, ``modules``, ``mappings``, ``mmaps``, ``params``,
+    ``listeners`` and the VA allocator; skel code runs without it so calls into one PD can
+    proceed in parallel. A blocked listener (:meth:`listen`) holds no lock.
     """
 
     def __init__(self, client_id: int, kind: str, memory, *, name: str = "", unsigned: bool = False,
@@ -101,6 +103,8 @@ class Process:
         self.va = new_va_space()
         self.invokes = 0
         self.modeled_ns = 0
+        self.listeners = 0
+        self._ended = threading.Event()  # set once the PD stops being alive (never cleared)
 
     @property
     def alive(self) -> bool:
@@ -113,12 +117,32 @@ class Process:
                 self.state = "crashed"
                 self.crash_reason = reason
             self.modules.clear()
+        self.release_listeners()
 
     def exit(self) -> None:
         with self.lock:
             if self.state == "alive":
                 self.state = "exited"
             self.modules.clear()
+        self.release_listeners()
+
+    def release_listeners(self) -> None:
+        """Wake every :meth:`listen` in the PD, now and later: the PD no longer runs (exit,
+        INIT_RELEASE, crash, subsystem restart). Called by whoever ends the PD."""
+        self._ended.set()
+
+    def listen(self, timeout: float | None = None) -> bool:
+        """The blocking part of an ``adsp_listener1`` ``next2``: wait until the PD has a
+        reverse request for the CPU or has ended. The emulated DSP makes no reverse requests,
+        so this returns when the PD ends (True), or after ``timeout`` seconds (False). The
+        thread waits on an event: no lock held, the GIL released."""
+        with self.lock:
+            self.listeners += 1
+        try:
+            return self._ended.wait(timeout)
+        finally:
+            with self.lock:
+                self.listeners -= 1
 
     def find_mapping(self, fd: int) -> MemMapping | None:
         with self.lock:
@@ -141,4 +165,5 @@ class Process:
             return ProcessInfo(
                 self.client_id, self.kind, self.name, not self.unsigned, self.state,
                 tuple((h, mi.uri.raw) for h, mi in sorted(self.modules.items())),
-                len(self.mappings), len(self.mmaps), self.invokes, self.modeled_ns)
+                len(self.mappings), len(self.mmaps), self.invokes, self.modeled_ns,
+                listeners=self.listeners)
