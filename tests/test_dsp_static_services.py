@@ -291,7 +291,8 @@ def test_each_exit_releases_only_its_own_pd(soc, listeners):
 @DRIVERS
 def test_a_blocked_listener_holds_no_lock(soc, driver, listeners):
     """While next2 waits: other invokes on the same file, on another file of the same driver
-    (the legacy channel's one invoke engine) and on the other driver run, and so does Python."""
+    (the legacy channel's one invoke engine) and on the other driver run from this thread (so
+    the waiting one holds neither a lock nor the GIL)."""
     other_driver = "legacy" if driver == "accel" else "accel"
     with open_pd(soc, driver) as f, open_pd(soc, driver) as g, open_pd(soc, other_driver) as h:
         lst = listeners(driver, f).blocked()
@@ -301,10 +302,6 @@ def test_a_blocked_listener_holds_no_lock(soc, driver, listeners):
             for _ in range(50):
                 assert file.invoke(mod, SC_NULL, []) == 0
             assert time.monotonic() - t0 < TIMEOUT
-        n, t0 = 0, time.monotonic()
-        while time.monotonic() - t0 < 0.05:  # the GIL is free: this thread keeps running
-            n += 1
-        assert n > 1000
         assert f.invoke(ADSP_CURRENT_PROCESS1_HANDLE, CURRENT_PROCESS1_THREAD_EXIT, []) == 0
         assert lst.thread.is_alive()
         assert f.invoke(ADSP_CURRENT_PROCESS1_HANDLE, CURRENT_PROCESS1_EXIT, []) == 0
