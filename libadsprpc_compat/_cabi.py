@@ -24,6 +24,7 @@ import threading
 import traceback
 
 from . import default, rpcmem
+from . import process as _process
 from . import buffers as _buffers
 from ._remote import CArgs
 from .cargs import A, cstr, put_cstr
@@ -98,6 +99,12 @@ def raise_badparm(message: str):
     fail(A.AEE_EBADPARM, message)
 
 
+def raise_badhandle(message: str):
+    from .cargs import fail
+
+    fail(A.AEE_EINVHANDLE, message)
+
+
 def _name(ptr: int, what: str) -> str:
     return cstr(ptr, NAME_MAX, what)
 
@@ -141,9 +148,28 @@ def bind(flavour: str, default_domain: int, names: str) -> tuple:
     return tuple(table[n] for n in names.split())
 
 
+def _foreign(flavour: str, h: int) -> bool:
+    """Whether ``h`` is a handle64 that another flavour's library opened. Upstream's libraries
+    are separate instances, each checking a handle against its own list (AEE_EINVHANDLE for
+    another's); libcdsprpc, the module-level API, takes any handle but another flavour's."""
+    if len(_flavours) < 2:
+        return False  # one flavour loaded: nothing to confuse
+    rec = _process._records.get(h)
+    if rec is None:
+        return False  # the API answers AEE_EINVHANDLE itself
+    owner, own = rec.session.lib, _flavours.get(flavour)
+    if own is not None:
+        return owner is not own
+    return any(owner is lib for lib in _flavours.values() if lib is not None)
+
+
 def _bound(flavour: str) -> dict:
     """This flavour's functions by C name."""
     lib = lambda: _library(flavour)  # noqa: E731 - resolved per call: use_soc/set_backend may change it
+
+    def own(h, what):
+        if _foreign(flavour, h):
+            raise_badhandle(f"{what}: {h:#x} was opened by another library instance, not {flavour}")
 
     @_code
     def remote_handle_open(name, ph):
@@ -165,10 +191,12 @@ def _bound(flavour: str) -> dict:
 
     @_code
     def remote_handle64_invoke(h, sc, pra):
+        own(h, "remote_handle64_invoke")
         _h64_invoke(h, sc, CArgs(pra, _nargs(sc)))
 
     @_code
     def remote_handle64_close(h):
+        own(h, "remote_handle64_close")
         _h64_close(h)
 
     @_code
@@ -177,6 +205,7 @@ def _bound(flavour: str) -> dict:
 
     @_code
     def remote_handle64_control(h, req, data, datalen):
+        own(h, "remote_handle64_control")
         _struct_io(data, datalen, "remote_handle64_control",
                    lambda d, n: lib().remote_handle64_control(h, req, d, n))
 
