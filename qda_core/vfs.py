@@ -49,6 +49,10 @@ _lock = threading.Lock()
 _files: dict[int, object] = {}      # key -> driver file (or _Heap)
 _heap_buffers: dict[int, object] = {}  # key -> Backing of a heap allocation, until its last fd closes
 _keys = itertools.count(1)
+#: key -> ioctls in flight on it; a file whose last fd is closed meanwhile is released when the
+#: last of them returns (as the kernel holds a file reference across an ioctl).
+_in_flight: dict[int, int] = {}
+_closing: dict[int, object] = {}    # key -> file closed during an ioctl, released after it
 
 
 class _Heap:
@@ -136,8 +140,18 @@ def stat_node(path: str) -> int:
 
 
 def open(path: str, flags: int) -> int:  # noqa: A001 - the syscall's name
-    """Open a node: a key for the new open file description, or ``-errno``."""
+    """Open a node: a key for the new open file description, or ``-errno``. As the kernel for
+    a character device: ``O_CREAT|O_EXCL`` is EEXIST and ``O_DIRECTORY`` ENOTDIR; ``O_PATH``
+    opens no device (key 0: the shim keeps an fd that only fstat, dup and close work on)."""
     _sync_tree()
+    if flags & (os.O_DIRECTORY | os.O_PATH) or flags & (os.O_CREAT | os.O_EXCL) == os.O_CREAT | os.O_EXCL:
+        if stat_node(path) < 0:
+            return -errno.ENOENT
+        if flags & (os.O_CREAT | os.O_EXCL) == os.O_CREAT | os.O_EXCL:
+            return -errno.EEXIST
+        if flags & os.O_DIRECTORY:
+            return -errno.ENOTDIR
+        return 0  # O_PATH
     try:
         f = _Heap() if path == DMA_HEAP else _soc_now().open(path, flags)
     except OSError as exc:
@@ -150,29 +164,51 @@ def open(path: str, flags: int) -> int:  # noqa: A001 - the syscall's name
 
 def ioctl(key: int, request: int, arg: int) -> int:
     """The ioctl of an open node with the caller's raw argument address."""
-    f = _files.get(key)
+    with _lock:
+        f = _files.get(key)
+        if f is not None:
+            _in_flight[key] = _in_flight.get(key, 0) + 1
     if f is None:
         return _buffer_ioctl(key, request)
-    if isinstance(f, _Heap):
-        return _heap_ioctl(request, arg)
     try:
+        if isinstance(f, _Heap):
+            return _heap_ioctl(request, arg)
         return f.ioctl(request, arg)
     except OSError as exc:  # the drivers return -errno; this is only a safety net
         return -(exc.errno or errno.EIO)
     finally:
-        _sync_tree()  # an SSR during the call moved a node
+        with _lock:
+            n = _in_flight[key] - 1
+            if n:
+                _in_flight[key] = n
+                late = None
+            else:
+                del _in_flight[key]
+                late = _closing.pop(key, None)
+        if late is not None:
+            _release(late)
+        if not isinstance(f, _Heap):
+            _sync_tree()  # an SSR during the call moved a node
 
 
 def close(key: int) -> int:
-    """The last fd of an open file description is closed (the shim counts dups)."""
+    """The last fd of an open file description is closed (the shim counts dups). A file with
+    an ioctl still running is released when that ioctl returns."""
     with _lock:
         f = _files.pop(key, None)
         buf = _heap_buffers.pop(key, None)
+        if f is not None and _in_flight.get(key):
+            _closing[key] = f
+            return 0
     if buf is not None:
         buf.close()
         return 0
     if f is None:
         return -errno.EBADF
+    return _release(f)
+
+
+def _release(f) -> int:
     try:
         f.close()
     except OSError as exc:
@@ -192,7 +228,12 @@ def mmap_source(key: int, offset: int, length: int, prot: int) -> int:
         return -(exc.errno or errno.EINVAL)
     view.release()
     obj = f.device.offset_objects.get(offset)
-    return os.dup(obj.backing.fd) if obj is not None else -errno.EINVAL
+    if obj is None:
+        return -errno.EINVAL
+    try:
+        return os.dup(obj.backing.fd)
+    except OSError as exc:  # EMFILE; or the object went away meanwhile
+        return -(exc.errno or errno.EINVAL)
 
 
 #: ``DMA_BUF_IOCTL_SYNC``: ``_IOW('b', 0, struct dma_buf_sync)`` (include/uapi/linux/dma-buf.h).
@@ -222,8 +263,9 @@ def _heap_ioctl(request: int, arg: int) -> int:
     if ret == 0:
         try:
             copy_to_user(arg, _HEAP_ALLOC.pack(length, fd, fd_flags, heap_flags), "DMA_HEAP_IOCTL_ALLOC")
-        except OSError:
+        except OSError:  # the caller never learns the fd: the buffer goes with it
             os.close(fd)
+            close(_owners.pop(fd, 0))
             ret = -errno.EFAULT
     if tr is not None:
         tr.ioctl("dma_heap", DMA_HEAP, "DMA_HEAP_IOCTL_ALLOC", request & 0xFF,
@@ -238,8 +280,12 @@ def _heap_alloc(length: int, fd_flags: int, heap_flags: int) -> tuple[int, int]:
         return -errno.EINVAL, -1
     try:
         buf = _backing.Backing(length, name="dmabuf")
-        fd = buf.export_fd(writable=True, cloexec=bool(fd_flags & os.O_CLOEXEC))
     except OSError as exc:
+        return -(exc.errno or errno.ENOMEM), -1
+    try:
+        fd = buf.export_fd(writable=True, cloexec=bool(fd_flags & os.O_CLOEXEC))
+    except OSError as exc:  # EMFILE: the buffer is not kept
+        buf.close()
         return -(exc.errno or errno.ENOMEM), -1
     with _lock:
         key = next(_keys)
@@ -257,3 +303,23 @@ def claim_heap_fd(fd: int) -> int:
     """The key of a heap buffer whose fd was just returned by ``DMA_HEAP_IOCTL_ALLOC`` (the
     shim tracks its dups and calls :func:`close` with it at the last close), else 0."""
     return _owners.pop(fd, 0)
+
+
+#: A forked child's view of its parent's files: kept referenced (so nothing in them is closed or
+#: collected in the child), never used.
+_inherited: list = []
+
+
+def _after_fork_in_child() -> None:
+    """fork(): the child's device fds are plain memfds to its fresh emulator (the shim forgets
+    them in the child too); the parent's files stay the parent's, and the child makes its own
+    /dev/accel tree when it needs one."""
+    global _tree, _tree_nodes
+    _lock._at_fork_reinit()
+    _inherited.append((dict(_files), dict(_heap_buffers), dict(_closing)))
+    for table in (_files, _heap_buffers, _closing, _in_flight, _owners):
+        table.clear()
+    _tree, _tree_nodes = None, ()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -32,7 +32,9 @@
 #include <sys/wait.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/sysmacros.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include "vfs.h"
@@ -47,13 +49,19 @@
 	X(fopen) X(fopen64)
 
 #define REAL_FIELD(name) __typeof__(name) *name;
-static struct { REAL_FUNCS(REAL_FIELD) } real;
+static struct {
+	REAL_FUNCS(REAL_FIELD)
+	int (*close_range)(unsigned, unsigned, int); /* glibc 2.34+: NULL before */
+	void (*closefrom)(int);
+} real;
 #undef REAL_FIELD
 
 static void resolve_real(void)
 {
 #define REAL_RESOLVE(name) *(void **)&real.name = dlsym(RTLD_NEXT, #name);
 	REAL_FUNCS(REAL_RESOLVE)
+	REAL_RESOLVE(close_range)
+	REAL_RESOLVE(closefrom)
 #undef REAL_RESOLVE
 }
 
@@ -68,7 +76,9 @@ static int debug = -1;
 static void trace_call(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static void trace_call(const char *fmt, ...)
 {
+	char line[512];
 	va_list ap;
+	int n;
 
 	if (debug < 0) {
 		const char *e = getenv("QDARPC_SHIM_DEBUG");
@@ -77,11 +87,16 @@ static void trace_call(const char *fmt, ...)
 	}
 	if (!debug)
 		return;
+	/* One write per line: lines of threads calling at once do not interleave. */
 	va_start(ap, fmt);
-	fputs("qdarpc-shim: ", stderr);
-	vfprintf(stderr, fmt, ap);
-	fputc('\n', stderr);
+	n = vsnprintf(line + 13, sizeof(line) - 14, fmt, ap);
 	va_end(ap);
+	if (n < 0)
+		return;
+	n = n < (int)sizeof(line) - 14 ? n : (int)sizeof(line) - 15;
+	memcpy(line, "qdarpc-shim: ", 13);
+	line[13 + n] = '\n';
+	fwrite(line, 1, (size_t)n + 14, stderr);
 }
 
 /* qda_core.vfs.<f>(args) with the interposer's own calls passed through meanwhile. */
@@ -99,11 +114,18 @@ static long long vcall(enum vfs_func f, const char *fmt, ...)
 }
 
 /* -- fds of the emulator --------------------------------------------------------------- */
-enum kind { NONE, NODE, HEAP, BUF };
+/*
+ * NODE: an open node (key: its emulated file); HEAP: an open /dev/dma_heap/system; BUF: a
+ * dma-buf the heap returned (key: its buffer); PATH: an O_PATH fd on a node (no emulated
+ * file, key 0: the kernel does not open the device for O_PATH).
+ */
+enum kind { NONE, NODE, HEAP, BUF, PATH };
 struct slot {
 	int key;
 	int kind;
 	dev_t rdev; /* what fstat reports for a node */
+	dev_t dev;  /* the identity of the memfd standing for it: an fd closed behind our */
+	ino_t ino;  /* back (fclose, close_range, a raw syscall) is recognised by its number's reuse */
 };
 
 static pthread_mutex_t table_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -129,63 +151,21 @@ static int grow(void **arr, int *n, int want, size_t elem)
 	return 0;
 }
 
-/* The slot of @fd (kind NONE for an fd that is not ours). */
-static struct slot lookup(int fd)
+/* Empty @fd's slot (table lock held); the key whose last fd it was, else 0. */
+static int clear_locked(int fd)
 {
-	struct slot s = { 0, NONE, 0 };
+	int key = fds[fd].key;
 
-	if (fd < 0 || __atomic_load_n(&tracked, __ATOMIC_ACQUIRE) == 0)
-		return s;
-	pthread_mutex_lock(&table_lock);
-	if (fd < nfds)
-		s = fds[fd];
-	pthread_mutex_unlock(&table_lock);
-	return s;
+	if (fds[fd].kind == NONE)
+		return 0;
+	memset(&fds[fd], 0, sizeof(fds[fd]));
+	__atomic_sub_fetch(&tracked, 1, __ATOMIC_RELEASE);
+	return key && --refs[key] == 0 ? key : 0;
 }
 
-/* Record @fd as one more fd of @key; 0 or -1 (ENOMEM). */
-static int track(int fd, int key, int kind, dev_t rdev)
+/* Tell the emulator the last fd of @key is gone. */
+static void release_key(int key, int fd)
 {
-	int rc = 0;
-
-	pthread_mutex_lock(&table_lock);
-	if ((fd >= nfds && grow((void **)&fds, &nfds, fd, sizeof(*fds))) ||
-	    (key >= nrefs && grow((void **)&refs, &nrefs, key, sizeof(*refs))))
-		rc = -1;
-	else {
-		fds[fd].key = key;
-		fds[fd].kind = kind;
-		fds[fd].rdev = rdev;
-		refs[key]++;
-		__atomic_add_fetch(&tracked, 1, __ATOMIC_RELEASE);
-	}
-	pthread_mutex_unlock(&table_lock);
-	return rc;
-}
-
-/* Forget @fd; the key whose last fd it was (the caller tells the emulator), else 0. */
-static int untrack(int fd)
-{
-	int last = 0;
-
-	pthread_mutex_lock(&table_lock);
-	if (fd >= 0 && fd < nfds && fds[fd].kind != NONE) {
-		int key = fds[fd].key;
-
-		fds[fd].kind = NONE;
-		fds[fd].key = 0;
-		__atomic_sub_fetch(&tracked, 1, __ATOMIC_RELEASE);
-		if (--refs[key] == 0)
-			last = key;
-	}
-	pthread_mutex_unlock(&table_lock);
-	return last;
-}
-
-static void release(int fd)
-{
-	int key = untrack(fd);
-
 	if (key) {
 		long long r = vcall(V_close, "(i)", key);
 
@@ -193,17 +173,182 @@ static void release(int fd)
 	}
 }
 
+/* Whether @fd's number still names the memfd @s was made for (errno kept). */
+static int same_file(int fd, const struct slot *s)
+{
+	struct stat st;
+	int saved = errno, same = REAL(fstat)(fd, &st) == 0 && st.st_ino == s->ino && st.st_dev == s->dev;
+
+	errno = saved;
+	return same;
+}
+
+/* @fd's slot, table lock held; a stale one (see lookup) is cleared and the key whose last fd
+ * it was added to @keys[*n] (released by the caller once unlocked). */
+static struct slot peek_locked(int fd, int *keys, int *n)
+{
+	struct slot s = { 0, NONE, 0, 0, 0 };
+
+	if (fd < 0 || fd >= nfds || fds[fd].kind == NONE)
+		return s;
+	s = fds[fd];
+	if (!same_file(fd, &s)) {
+		int key = clear_locked(fd);
+
+		if (key)
+			keys[(*n)++] = key;
+		s.kind = NONE;
+	}
+	return s;
+}
+
+/* The slot @fd had (kind NONE for an fd that is not ours, or no longer: one whose number now
+ * names another file was closed where we could not see it, and is forgotten here). */
+static struct slot lookup(int fd)
+{
+	struct slot s = { 0, NONE, 0, 0, 0 };
+	int last = 0;
+
+	if (fd < 0 || __atomic_load_n(&tracked, __ATOMIC_ACQUIRE) == 0)
+		return s;
+	pthread_mutex_lock(&table_lock);
+	if (fd < nfds)
+		s = fds[fd];
+	pthread_mutex_unlock(&table_lock);
+	if (s.kind == NONE || same_file(fd, &s))
+		return s;
+	pthread_mutex_lock(&table_lock);
+	if (fds[fd].kind != NONE && fds[fd].ino == s.ino && fds[fd].dev == s.dev)
+		last = clear_locked(fd);
+	pthread_mutex_unlock(&table_lock);
+	release_key(last, fd);
+	s.kind = NONE;
+	return s;
+}
+
+/*
+ * Make @fd (just returned by the kernel) stand for @s - or for nothing, if @s is NONE -
+ * forgetting what the number stood for before (a stale slot, or dup2's replaced fd) and
+ * telling the emulator if that was the last fd of its file. 0, or -1 (ENOMEM: @fd is left
+ * untracked).
+ */
+static int retrack(int fd, struct slot s)
+{
+	int rc = 0, last = 0;
+
+	if (fd < 0)
+		return 0;
+	pthread_mutex_lock(&table_lock);
+	if (fd < nfds)
+		last = clear_locked(fd);
+	if (s.kind != NONE) {
+		if ((fd >= nfds && grow((void **)&fds, &nfds, fd, sizeof(*fds))) ||
+		    (s.key >= nrefs && grow((void **)&refs, &nrefs, s.key, sizeof(*refs)))) {
+			rc = -1;
+		} else {
+			fds[fd] = s;
+			if (s.key)
+				refs[s.key]++;
+			__atomic_add_fetch(&tracked, 1, __ATOMIC_RELEASE);
+		}
+	}
+	pthread_mutex_unlock(&table_lock);
+	release_key(last, fd);
+	return rc;
+}
+
+/* Record the new fd @fd as one more fd of @key (its identity read now); 0 or -1 (errno). */
+static int track(int fd, int key, int kind, dev_t rdev)
+{
+	struct slot s = { key, kind, rdev, 0, 0 };
+	struct stat st;
+
+	if (REAL(fstat)(fd, &st))
+		return -1;
+	s.dev = st.st_dev;
+	s.ino = st.st_ino;
+	if (retrack(fd, s)) {
+		errno = ENOMEM;
+		return -1;
+	}
+	return 0;
+}
+
+/* @fd is being closed: forget it, and release its file if it was the last fd. */
+static void release(int fd)
+{
+	int last = 0;
+
+	if (fd < 0)
+		return;
+	pthread_mutex_lock(&table_lock);
+	if (fd < nfds)
+		last = clear_locked(fd);
+	pthread_mutex_unlock(&table_lock);
+	release_key(last, fd);
+}
+
+/* fds [@lo, @hi] were closed (close_range, closefrom). */
+static void release_range(unsigned lo, unsigned hi)
+{
+	unsigned fd;
+
+	if (__atomic_load_n(&tracked, __ATOMIC_ACQUIRE) == 0)
+		return;
+	for (fd = lo; fd <= hi && fd < (unsigned)nfds; fd++)
+		release((int)fd);
+}
+
+/*
+ * fork(): the child's fds stay open, as plain memfds - its emulator is a fresh one (docs/shim.md)
+ * and the emulated files behind them belong to the parent. The table lock is held across
+ * fork so the child does not inherit it locked.
+ */
+static void fork_prepare(void)
+{
+	pthread_mutex_lock(&table_lock);
+}
+
+static void fork_parent(void)
+{
+	pthread_mutex_unlock(&table_lock);
+}
+
+static void tree_after_fork(void);
+
+static void fork_child(void)
+{
+	pthread_mutex_t fresh = PTHREAD_MUTEX_INITIALIZER;
+
+	if (fds)
+		memset(fds, 0, (size_t)nfds * sizeof(*fds));
+	if (refs)
+		memset(refs, 0, (size_t)nrefs * sizeof(*refs));
+	__atomic_store_n(&tracked, 0, __ATOMIC_RELEASE);
+	table_lock = fresh;
+	tree_after_fork();
+}
+
+__attribute__((constructor)) static void shim_init(void)
+{
+	pthread_atfork(fork_prepare, fork_parent, fork_child);
+}
+
 /* -- paths ----------------------------------------------------------------------------- */
-static const char *const NODE_PREFIXES[] = { "/dev/fastrpc-", "/dev/accel/accel", "/dev/dma_heap/system" };
+static const char *const NODE_PREFIXES[] = { "/dev/fastrpc-", "/dev/accel/accel" };
+static const char HEAP_PATH[] = "/dev/dma_heap/system"; /* exactly: system-uncached & co. are the host's */
 static char tree[PATH_MAX];   /* the real tree behind /dev/accel and /sys/class/accel */
 static pthread_once_t tree_once = PTHREAD_ONCE_INIT;
+static int reaper_fd = -1;    /* the write end the tree's reaper waits on */
 
 /*
  * Remove the tree once this process (and any child that did not exec) is gone: a detached
  * shell waits for EOF on a pipe whose write end only we hold (close-on-exec). Not from an
  * exit hook: changing the watched directory while the process exits would wake a library's
  * inotify thread - upstream's accel discovery thread, never joined, runs in unmapped code
- * once its library was dlclose'd.
+ * once its library was dlclose'd. The shell gets nothing else of ours: its stdio is
+ * /dev/null and every other fd is closed (holding a copy of a pipe's write end, it would keep
+ * the program's own reader from ever seeing EOF), and our write end is kept off fds 0-2.
  */
 static void reap_tree_at_exit(void)
 {
@@ -211,17 +356,62 @@ static void reap_tree_at_exit(void)
 	char *argv[] = { "sh", "-c", (char *)script, tree, NULL };
 	char *envp[] = { "PATH=/usr/bin:/bin", NULL };
 	posix_spawn_file_actions_t fa;
-	int p[2], status;
+	int p[2], status, i;
 	pid_t pid;
 
 	if (pipe2(p, O_CLOEXEC))
 		return;
+	if (p[1] <= 2) {
+		int hi = REAL(fcntl)(p[1], F_DUPFD_CLOEXEC, 3);
+
+		REAL(close)(p[1]);
+		p[1] = hi;
+	}
 	posix_spawn_file_actions_init(&fa);
 	posix_spawn_file_actions_adddup2(&fa, p[0], 3);
-	if (posix_spawn(&pid, "/bin/sh", &fa, NULL, argv, envp) == 0)
-		waitpid(pid, &status, 0); /* the shell exits at once; the reaper is orphaned */
+	for (i = 0; i <= 2; i++)
+		posix_spawn_file_actions_addopen(&fa, i, "/dev/null", i ? O_WRONLY : O_RDONLY, 0);
+#if defined(__GLIBC__) && (__GLIBC__ > 2 || __GLIBC_MINOR__ >= 34)
+	posix_spawn_file_actions_addclosefrom_np(&fa, 4);
+#endif
+	if (p[1] >= 0 && posix_spawn(&pid, "/bin/sh", &fa, NULL, argv, envp) == 0)
+		while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+			; /* the shell exits at once; the reaper is orphaned */
 	posix_spawn_file_actions_destroy(&fa);
-	REAL(close)(p[0]); /* p[1] stays open until we exit */
+	REAL(close)(p[0]);
+	reaper_fd = p[1]; /* stays open until we exit */
+}
+
+/* A forked child makes a tree of its own (its emulator is a fresh one) when it needs one, and
+ * lets the parent's be removed when the parent is gone. */
+static void tree_after_fork(void)
+{
+	pthread_once_t once = PTHREAD_ONCE_INIT;
+
+	tree_once = once;
+	tree[0] = '\0';
+	if (reaper_fd >= 0)
+		syscall(SYS_close, reaper_fd);
+	reaper_fd = -1;
+}
+
+/*
+ * A path pointer that cannot point at a string: NULL, the first 64 KiB (never mapped), or past
+ * the user half of the address space. Such a path goes straight to libc, whose syscall
+ * answers EFAULT; we must not read it. (A pointer to memory that was unmapped still faults.)
+ */
+static int wild(const void *path)
+{
+	uintptr_t p = (uintptr_t)path;
+
+#if defined(__x86_64__)
+	if (p >> 56) /* above even 5-level paging's user half */
+		return 1;
+#elif defined(__aarch64__)
+	if ((p << 8) >> 60) /* bits 55..52 (the top byte may be a tag) */
+		return 1;
+#endif
+	return p < 65536;
 }
 
 static void make_tree(void)
@@ -241,12 +431,12 @@ static int is_node(const char *path)
 {
 	size_t i;
 
-	if (!path || strncmp(path, "/dev/", 5) != 0)
+	if (wild(path) || strncmp(path, "/dev/", 5) != 0)
 		return 0;
 	for (i = 0; i < sizeof(NODE_PREFIXES) / sizeof(*NODE_PREFIXES); i++)
 		if (strncmp(path, NODE_PREFIXES[i], strlen(NODE_PREFIXES[i])) == 0)
 			return 1;
-	return 0;
+	return strcmp(path, HEAP_PATH) == 0;
 }
 
 /*
@@ -257,7 +447,7 @@ static const char *redirect(const char *path, char *out, size_t n)
 {
 	const char *rest;
 
-	if (!path || path[0] != '/' || busy)
+	if (busy || wild(path) || path[0] != '/')
 		return NULL;
 	if (strncmp(path, "/dev/accel", 10) == 0 && (path[10] == '\0' || strcmp(path + 10, "/") == 0))
 		rest = "/dev/accel";
@@ -273,11 +463,12 @@ static const char *redirect(const char *path, char *out, size_t n)
 	return out;
 }
 
-/* open() of a node: a memfd standing for the open file description, or -1 with errno. */
+/* open() of a node: a memfd standing for the open file description, or -1 with errno. (An
+ * O_PATH open reaches no driver: qda_core.vfs.open answers key 0, and the fd is a PATH.) */
 static int open_node(const char *path, int flags)
 {
 	long long key = vcall(V_open, "(si)", path, flags), dev;
-	int fd, kind = strcmp(path, "/dev/dma_heap/system") == 0 ? HEAP : NODE;
+	int fd, kind = key == 0 ? PATH : strcmp(path, HEAP_PATH) == 0 ? HEAP : NODE;
 
 	if (key < 0) {
 		trace_call("open(%s, %#x) = -1 (%s)", path, flags, strerror((int)-key));
@@ -288,11 +479,12 @@ static int open_node(const char *path, int flags)
 	fd = memfd_create(path + 5, (flags & O_CLOEXEC) ? MFD_CLOEXEC : 0);
 	if (fd < 0 || track(fd, (int)key, kind, dev < 0 ? 0 : makedev((unsigned)(dev >> 20),
 									     (unsigned)(dev & 0xFFFFF)))) {
-		int e = fd < 0 ? errno : ENOMEM;
+		int e = errno;
 
 		if (fd >= 0)
 			REAL(close)(fd);
-		vcall(V_close, "(i)", (int)key);
+		if (key)
+			vcall(V_close, "(i)", (int)key);
 		errno = e;
 		return -1;
 	}
@@ -419,13 +611,57 @@ EXPORT int inotify_add_watch(int fd, const char *path, uint32_t mask)
 	return REAL(inotify_add_watch)(fd, alt ? alt : path, mask);
 }
 
+/*
+ * close() of one of our fds: forgotten, and its file released at its last fd. The table lock
+ * is held across the real close (and across the real dup calls below), so a dup racing a
+ * close either happens first - the file keeps an fd - or finds the fd closed.
+ */
 EXPORT int close(int fd)
 {
-	if (!busy && lookup(fd).kind != NONE) {
-		trace_call("close(%d)", fd);
-		release(fd);
+	int keys[2], n = 0, mine = 0, r, e, i;
+	struct slot s;
+
+	if (busy || fd < 0 || __atomic_load_n(&tracked, __ATOMIC_ACQUIRE) == 0)
+		return REAL(close)(fd);
+	pthread_mutex_lock(&table_lock);
+	s = peek_locked(fd, keys, &n);
+	if (s.kind != NONE) {
+		int key = clear_locked(fd);
+
+		mine = 1;
+		if (key)
+			keys[n++] = key;
 	}
-	return REAL(close)(fd);
+	r = REAL(close)(fd);
+	e = errno;
+	pthread_mutex_unlock(&table_lock);
+	if (mine)
+		trace_call("close(%d)", fd);
+	for (i = 0; i < n; i++)
+		release_key(keys[i], fd);
+	errno = e;
+	return r;
+}
+
+/* close_range(2) and closefrom(3) close fds without close(): what they closed is released. */
+EXPORT int close_range(unsigned first, unsigned last, int flags)
+{
+	int r = REAL(close_range) ? REAL(close_range)(first, last, flags)
+				  : (int)syscall(SYS_close_range, first, last, flags);
+
+	if (r == 0 && !busy && !(flags & CLOSE_RANGE_CLOEXEC))
+		release_range(first, last);
+	return r;
+}
+
+EXPORT void closefrom(int lowfd)
+{
+	if (REAL(closefrom))
+		REAL(closefrom)(lowfd);
+	else
+		syscall(SYS_close_range, lowfd < 0 ? 0 : lowfd, ~0U, 0);
+	if (!busy)
+		release_range(lowfd < 0 ? 0 : (unsigned)lowfd, ~0U);
 }
 
 EXPORT int ioctl(int fd, unsigned long request, ...)
@@ -438,9 +674,16 @@ EXPORT int ioctl(int fd, unsigned long request, ...)
 	va_start(ap, request);
 	arg = va_arg(ap, void *);
 	va_end(ap);
-	s = busy ? (struct slot){ 0, NONE, 0 } : lookup(fd);
-	if (s.kind == NONE)
+	s = busy ? (struct slot){ 0, NONE, 0, 0, 0 } : lookup(fd);
+	/* The VFS answers these for any file before its driver sees them: the memfd's fd flags
+	 * and status flags are the open file's. */
+	if (s.kind == NONE || request == FIOCLEX || request == FIONCLEX || request == FIONBIO ||
+	    request == FIOASYNC)
 		return REAL(ioctl)(fd, request, arg);
+	if (s.kind == PATH) { /* an O_PATH fd reaches no driver */
+		errno = EBADF;
+		return -1;
+	}
 	r = vcall(V_ioctl, "(ikK)", s.key, request, (unsigned long long)(uintptr_t)arg);
 	trace_call("ioctl(%d, %#lx, %p) = %lld", fd, request, arg, r);
 	if (r < 0 && r >= -4095) { /* what the syscall layer treats as an errno */
@@ -448,67 +691,100 @@ EXPORT int ioctl(int fd, unsigned long request, ...)
 		return -1;
 	}
 	if (s.kind == HEAP && arg && r == 0) {
-		/* DMA_HEAP_IOCTL_ALLOC returned a dma-buf fd in the struct: its last close frees it. */
+		/* DMA_HEAP_IOCTL_ALLOC returned a dma-buf fd in the struct (written there, so
+		 * readable): its last close frees the buffer. */
 		int newfd = (int)((uint32_t *)arg)[2];
 		long long key = vcall(V_claim_heap_fd, "(i)", newfd);
 
-		if (key > 0)
-			track(newfd, (int)key, BUF, 0);
+		if (key > 0 && track(newfd, (int)key, BUF, 0))
+			trace_call("cannot track dma-buf fd %d (%s)", newfd, strerror(errno));
 	}
 	return (int)r;
 }
 
-static int dup_of(int oldfd, int newfd)
-{
-	struct slot s = lookup(oldfd);
+enum dup_how { DUP, DUP2, DUP3, DUPFD };
 
-	if (newfd >= 0 && s.kind != NONE && track(newfd, s.key, s.kind, s.rdev)) {
-		REAL(close)(newfd);
-		errno = ENOMEM;
-		return -1;
+static int real_dup(enum dup_how how, int oldfd, int arg, int flags)
+{
+	switch (how) {
+	case DUP:
+		return REAL(dup)(oldfd);
+	case DUP2:
+		return REAL(dup2)(oldfd, arg);
+	case DUP3:
+		return REAL(dup3)(oldfd, arg, flags);
+	default:
+		return REAL(fcntl)(oldfd, flags, arg);
 	}
-	return newfd;
+}
+
+/*
+ * dup, dup2, dup3, fcntl(F_DUPFD*): the new fd shares the old one's open file, so it stands
+ * for what the old fd stands for, and no longer for whatever its number stood for before
+ * (dup2's replaced fd, or a stale slot). A failed call changes nothing.
+ */
+static int do_dup(enum dup_how how, int oldfd, int arg, int flags)
+{
+	int keys[3], n = 0, r, e, i;
+
+	if (busy || __atomic_load_n(&tracked, __ATOMIC_ACQUIRE) == 0)
+		return real_dup(how, oldfd, arg, flags);
+	pthread_mutex_lock(&table_lock);
+	r = real_dup(how, oldfd, arg, flags);
+	e = errno;
+	if (r >= 0 && r != oldfd) {
+		struct slot s = peek_locked(oldfd, keys, &n);
+		int key = r < nfds ? clear_locked(r) : 0;
+
+		if (key)
+			keys[n++] = key;
+		if (s.kind != NONE) {
+			if ((r >= nfds && grow((void **)&fds, &nfds, r, sizeof(*fds))) ||
+			    (s.key >= nrefs && grow((void **)&refs, &nrefs, s.key, sizeof(*refs)))) {
+				REAL(close)(r);
+				r = -1;
+				e = ENOMEM;
+			} else {
+				fds[r] = s;
+				if (s.key)
+					refs[s.key]++;
+				__atomic_add_fetch(&tracked, 1, __ATOMIC_RELEASE);
+			}
+		}
+	}
+	pthread_mutex_unlock(&table_lock);
+	for (i = 0; i < n; i++)
+		release_key(keys[i], r);
+	errno = e;
+	return r;
 }
 
 EXPORT int dup(int oldfd)
 {
-	return dup_of(oldfd, REAL(dup)(oldfd));
+	return do_dup(DUP, oldfd, 0, 0);
 }
 
 EXPORT int dup2(int oldfd, int newfd)
 {
-	int r;
-
-	if (oldfd == newfd)
-		return REAL(dup2)(oldfd, newfd);
-	release(newfd);
-	r = REAL(dup2)(oldfd, newfd);
-	return r < 0 ? r : dup_of(oldfd, r);
+	return do_dup(DUP2, oldfd, newfd, 0);
 }
 
 EXPORT int dup3(int oldfd, int newfd, int flags)
 {
-	int r;
-
-	if (oldfd != newfd)
-		release(newfd);
-	r = REAL(dup3)(oldfd, newfd, flags);
-	return r < 0 ? r : dup_of(oldfd, r);
+	return do_dup(DUP3, oldfd, newfd, flags);
 }
 
 EXPORT int fcntl(int fd, int cmd, ...)
 {
 	va_list ap;
 	void *arg;
-	int r;
 
 	va_start(ap, cmd);
 	arg = va_arg(ap, void *);
 	va_end(ap);
-	r = REAL(fcntl)(fd, cmd, arg);
-	if ((cmd == F_DUPFD || cmd == F_DUPFD_CLOEXEC) && r >= 0)
-		return dup_of(fd, r);
-	return r;
+	if (cmd == F_DUPFD || cmd == F_DUPFD_CLOEXEC)
+		return do_dup(DUPFD, fd, (int)(intptr_t)arg, cmd);
+	return REAL(fcntl)(fd, cmd, arg);
 }
 
 /* mmap of a GEM fake offset on an accel node: the object's pages, as the DRM core maps them. */
@@ -531,47 +807,98 @@ static void *map_node(struct slot s, void *addr, size_t len, int prot, int flags
 	return p;
 }
 
-EXPORT void *mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off)
+/* What mmap of a node fd answers instead of mapping the memfd: an accel node maps a GEM
+ * object; the heap and the FastRPC nodes have no mmap (ENODEV), an O_PATH fd none (EBADF). */
+static void *map_special(struct slot s, void *addr, size_t len, int prot, int flags, off_t off)
 {
-	struct slot s = (busy || fd < 0) ? (struct slot){ 0, NONE, 0 } : lookup(fd);
-
 	if (s.kind == NODE)
 		return map_node(s, addr, len, prot, flags, off);
+	errno = s.kind == PATH ? EBADF : ENODEV;
+	return MAP_FAILED;
+}
+
+EXPORT void *mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off)
+{
+	struct slot s = (busy || fd < 0) ? (struct slot){ 0, NONE, 0, 0, 0 } : lookup(fd);
+
+	if (s.kind != NONE && s.kind != BUF)
+		return map_special(s, addr, len, prot, flags, off);
 	return REAL(mmap)(addr, len, prot, flags, fd, off);
 }
 
 EXPORT void *mmap64(void *addr, size_t len, int prot, int flags, int fd, off64_t off)
 {
-	struct slot s = (busy || fd < 0) ? (struct slot){ 0, NONE, 0 } : lookup(fd);
+	struct slot s = (busy || fd < 0) ? (struct slot){ 0, NONE, 0, 0, 0 } : lookup(fd);
 
-	if (s.kind == NODE)
-		return map_node(s, addr, len, prot, flags, (off_t)off);
+	if (s.kind != NONE && s.kind != BUF)
+		return map_special(s, addr, len, prot, flags, (off_t)off);
 	return REAL(mmap64)(addr, len, prot, flags, fd, off);
 }
 
 /* -- metadata -------------------------------------------------------------------------- */
-/* A node's stat: a character device (accel major 261, misc 10), owned by root, mode 0666. */
-static int node_stat(const char *path, struct stat *st)
+/* Copy to a caller's pointer that may be bad: 0, or -1 with errno EFAULT (where the kernel
+ * would fault, we must not). */
+static int put_user(void *dst, const void *src, size_t n)
+{
+	struct iovec local = { (void *)src, n }, remote = { dst, n };
+	ssize_t w;
+
+	if (wild(dst)) {
+		errno = EFAULT;
+		return -1;
+	}
+	w = process_vm_writev(getpid(), &local, 1, &remote, 1, 0);
+	if (w == (ssize_t)n)
+		return 0;
+	if (w < 0 && (errno == ENOSYS || errno == EPERM)) { /* a sandbox forbids the call */
+		memcpy(dst, src, n);
+		return 0;
+	}
+	errno = EFAULT;
+	return -1;
+}
+
+/* A node's stat: a character device (accel major 261, misc 10), owned by root, mode 0666,
+ * written to @out if @fill (a separate flag: stat's pointer is declared nonnull, so the
+ * compiler may drop a comparison of it with NULL). */
+static int node_stat(const char *path, struct stat *out, int fill)
 {
 	long long dev = vcall(V_stat_node, "(s)", path);
+	struct stat st;
 
 	if (dev < 0) {
 		errno = (int)-dev;
 		return -1;
 	}
-	memset(st, 0, sizeof(*st));
-	st->st_mode = S_IFCHR | 0666;
-	st->st_rdev = makedev((unsigned)(dev >> 20), (unsigned)(dev & 0xFFFFF));
-	st->st_nlink = 1;
-	st->st_blksize = 4096;
+	memset(&st, 0, sizeof(st));
+	st.st_mode = S_IFCHR | 0666;
+	st.st_rdev = makedev((unsigned)(dev >> 20), (unsigned)(dev & 0xFFFFF));
+	st.st_nlink = 1;
+	st.st_blksize = 4096;
+	return fill ? put_user(out, &st, sizeof(st)) : 0; /* a NULL out is EFAULT there */
+}
+
+/* access() of a node: it exists, and is read-write (mode 0666) but not executable. */
+static int node_access(const char *path, int mode)
+{
+	if (node_stat(path, NULL, 0))
+		return -1;
+	if (mode & X_OK) {
+		errno = EACCES;
+		return -1;
+	}
 	return 0;
 }
 
+/* fstat of one of our fds: a node's metadata (an fd whose number was reused is not ours). */
 static void patch_fstat(int fd, struct stat *st)
 {
-	struct slot s = lookup(fd);
+	struct slot s;
 
-	if (s.kind == NODE || s.kind == HEAP) {
+	if (__atomic_load_n(&tracked, __ATOMIC_ACQUIRE) == 0)
+		return;
+	s = lookup(fd);
+	if (s.kind == NODE || s.kind == HEAP || s.kind == PATH) {
 		st->st_mode = S_IFCHR | 0666;
 		st->st_rdev = s.rdev;
 		st->st_size = 0;
@@ -583,7 +910,7 @@ static void patch_fstat(int fd, struct stat *st)
 		char buf[PATH_MAX]; \
 		const char *alt; \
 		if (!busy && is_node(path)) \
-			return node_stat(path, (struct stat *)st); \
+			return node_stat(path, (struct stat *)st, 1); \
 		alt = redirect(path, buf, sizeof(buf)); \
 		return REAL(realfn)(__VA_ARGS__); \
 	} while (0)
@@ -608,13 +935,33 @@ EXPORT int lstat64(const char *path, struct stat64 *st)
 	STAT_BODY(lstat64, alt ? alt : path, st);
 }
 
+/* fstatat(fd, "", st, AT_EMPTY_PATH) is an fstat. */
+static int empty_path(const char *path, int flags)
+{
+	return (flags & AT_EMPTY_PATH) && !wild(path) && !*path;
+}
+
 EXPORT int fstatat(int dirfd, const char *path, struct stat *st, int flags)
 {
+	if (!busy && empty_path(path, flags)) {
+		int r = REAL(fstatat)(dirfd, path, st, flags);
+
+		if (r == 0)
+			patch_fstat(dirfd, st);
+		return r;
+	}
 	STAT_BODY(fstatat, dirfd, alt ? alt : path, st, flags);
 }
 
 EXPORT int fstatat64(int dirfd, const char *path, struct stat64 *st, int flags)
 {
+	if (!busy && empty_path(path, flags)) {
+		int r = REAL(fstatat64)(dirfd, path, st, flags);
+
+		if (r == 0)
+			patch_fstat(dirfd, (struct stat *)st);
+		return r;
+	}
 	STAT_BODY(fstatat64, dirfd, alt ? alt : path, st, flags);
 }
 
@@ -638,28 +985,22 @@ EXPORT int fstat64(int fd, struct stat64 *st)
 
 EXPORT int access(const char *path, int mode)
 {
-	struct stat st;
+	char buf[PATH_MAX];
+	const char *alt;
 
 	if (!busy && is_node(path))
-		return node_stat(path, &st);
-	{
-		char buf[PATH_MAX];
-		const char *alt = redirect(path, buf, sizeof(buf));
-
-		return REAL(access)(alt ? alt : path, mode);
-	}
+		return node_access(path, mode);
+	alt = redirect(path, buf, sizeof(buf));
+	return REAL(access)(alt ? alt : path, mode);
 }
 
 EXPORT int faccessat(int dirfd, const char *path, int mode, int flags)
 {
-	struct stat st;
+	char buf[PATH_MAX];
+	const char *alt;
 
 	if (!busy && is_node(path))
-		return node_stat(path, &st);
-	{
-		char buf[PATH_MAX];
-		const char *alt = redirect(path, buf, sizeof(buf));
-
-		return REAL(faccessat)(dirfd, alt ? alt : path, mode, flags);
-	}
+		return node_access(path, mode);
+	alt = redirect(path, buf, sizeof(buf));
+	return REAL(faccessat)(dirfd, alt ? alt : path, mode, flags);
 }
