@@ -1,12 +1,14 @@
 """FastRPC invoke contexts: allocate an id, pack, send, wait for the reply, unpack, return retval.
 
-Shared by both emulated drivers; what differs between them (context-id policy, how the reply's
-ctx is decoded, which fds are by reference) is passed in by the driver.
+Shared by both emulated drivers; what differs between them (context-id policy, how the ctx
+word is laid out on the wire and decoded from a reply, whether the payload metadata carries a
+poll word, which fds are by reference) is passed in by the driver (:class:`CtxLayout`).
 """
 from __future__ import annotations
 
 import errno
 import heapq
+import struct
 import threading
 
 from . import debug, marshal, trace, wire
@@ -18,6 +20,82 @@ from .rpmsg import Channel
 #: RFC's xarray would hand out ids up to 2^32 and route a 256th context's reply to another one;
 #: we stop at 255 and answer EBUSY (xa_alloc's errno for a full range) instead.
 CTX_ID_LIMIT = 255
+
+
+class CtxLayout:
+    """How a driver lays out the 64-bit ``ctx`` word of ``fastrpc_msg`` and finds a reply's
+    context again, and what its payload metadata holds (docs/spec/legacy_fastrpc_api.md §7.3,
+    docs/spec/kernel_revisions_2026.md §5).
+
+    * ``id << 4 | pd`` (:data:`CTX_ID4`): upstream misc/fastrpc up to Linux 7.2
+      (``FASTRPC_CTXID_MASK GENMASK(11, 4)``) and the QDA RFC/v1; a reply is matched by
+      ``(ctx & 0xFF0) >> 4``.
+    * ``seq << 16 | id << 8 | pd`` (:data:`CTX_ID8_SEQ`): Linux 7.3 (``GENMASK(15, 8)``, commit
+      "Expand context ID mask for DSP polling mode support", and 96e62cc0a84d's sequence
+      number in bits 63:16, ``FASTRPC_CTXID_SEQ_SHIFT 16``). Bits 7:5 stay 0, bit 4 is the
+      DSP's "async" bit (set: the DSP writes no poll word), bits 3:0 the PD. The sequence
+      number is a per-channel ``atomic_t`` incremented for every context allocated; it is
+      ``(u64)`` of the ``int`` ``atomic_inc_return`` answers (sign-extended once it wraps
+      negative) placed by ``FIELD_PREP`` (masked to 48 bits).
+      A reply is matched by ``(ctx & 0xFF00) >> 8`` and dropped unless its sequence number is
+      the context's.
+
+    ``poll_word``: the payload metadata ends with a ``u32`` the DSP sets to
+    :data:`qda_core.wire.FASTRPC_POLL_RESPONSE` when it completes a polled call (Linux 7.3:
+    ``fastrpc_get_meta_size`` + ``sizeof(u32)``, after the CRC list, at ``40n + 384``).
+
+    The engine checks more than upstream does: the matched context must have sent exactly the
+    ctx word the reply echoes (pd bits included), so a caller never receives another's result.
+    """
+
+    __slots__ = ("name", "id_shift", "seq_shift", "poll_word", "id_bits")
+
+    def __init__(self, name: str, id_shift: int, seq_shift: int | None = None, poll_word: bool = False,
+                 id_bits: int = 8):
+        self.name = name
+        self.id_shift = id_shift
+        self.seq_shift = seq_shift
+        self.poll_word = poll_word
+        #: Bits of the id a reply is matched on (8: ``& 0xFF << id_shift``; a driver that
+        #: decodes ``ctx >> id_shift`` whole passes ``64 - id_shift``).
+        self.id_bits = id_bits
+
+    @property
+    def id_mask(self) -> int:
+        return ((1 << self.id_bits) - 1) << self.id_shift
+
+    def encode(self, i: int, seq: int, pd: int) -> int:
+        """The ctx word of context id ``i`` (1..255), sequence number ``seq`` (the counter's
+        value after its increment), PD ``pd``."""
+        ctx = (i << self.id_shift) | pd
+        if self.seq_shift is not None:  # FIELD_PREP(GENMASK_ULL(63, 16), (u64)seq)
+            ctx |= ((seq & _U64_MAX) << self.seq_shift) & _U64_MAX
+        return ctx
+
+    def slot(self, ctx: int) -> int:
+        """The context id a reply's ctx word names."""
+        return (ctx & self.id_mask) >> self.id_shift
+
+    def seq(self, ctx: int) -> int | None:
+        """The sequence number field of ``ctx`` (None: the layout has none)."""
+        return None if self.seq_shift is None else ctx >> self.seq_shift
+
+    def __repr__(self) -> str:
+        return f"<CtxLayout {self.name}>"
+
+
+_U64_MAX = (1 << 64) - 1
+_U32 = struct.Struct("<I")
+
+#: ``id << 4 | pd``: misc/fastrpc up to Linux 7.2, the QDA RFC and v1.
+CTX_ID4 = CtxLayout("id<<4", 4)
+#: ``seq << 16 | id << 8 | pd`` and a poll word after the metadata: misc/fastrpc of Linux 7.3.
+CTX_ID8_SEQ = CtxLayout("seq<<16|id<<8", 8, seq_shift=16, poll_word=True)
+
+
+def _s32_inc(v: int) -> int:
+    """``atomic_inc_return`` on an ``atomic_t``: the next value, wrapping as a 32-bit int."""
+    return ((v + 1 + (1 << 31)) & 0xFFFF_FFFF) - (1 << 31)
 
 
 class IdAllocator:
@@ -64,6 +142,14 @@ def take_traffic() -> tuple[int, int]:
     return traffic
 
 
+def take_context() -> tuple[int, str] | None:
+    """(ctx word sent, how the call completed: ``"rpmsg"`` or ``"poll"``) of this thread's last
+    invoke since the previous call, while tracing; None when there was none."""
+    last = getattr(_tls, "context", None)
+    _tls.context = None
+    return last
+
+
 def _traffic(sc: int, args, refs) -> tuple[int, int]:
     copied = shared = 0
     nin, nout, _, _ = wire.sc_counts(sc)
@@ -88,24 +174,26 @@ class _Ctx:
 class FastRpc:
     """The invoke engine of one driver instance on one rpmsg channel.
 
-    A reply is matched to its context by ``(ctx & 0xFF0) >> 4``, the 8 bits both the RFC and
-    legacy keep, so the id allocator of every driver is capped at 255 outstanding ids (see
+    A reply is matched to its context by the 8 id bits of ``layout`` (``(ctx & 0xFF0) >> 4``
+    by default), so the id allocator of every driver is capped at 255 outstanding ids (see
     :data:`CTX_ID_LIMIT`). The matched context must also have sent exactly the ctx the reply
     echoes; anything else is dropped, so no caller can ever receive another's result.
     """
 
-    def __init__(self, channel: Channel, ids: IdAllocator):
+    def __init__(self, channel: Channel, ids: IdAllocator, layout: CtxLayout = CTX_ID4):
         self.channel = channel
+        self.layout = layout
         self._ids = ids
+        self._seq = 0  # the channel's atomic_t ctx_seq (layouts with a sequence number)
         self._pending: dict[int, _Ctx] = {}
-        self._lock = threading.Lock()  # protects _ids and _pending
+        self._lock = threading.Lock()  # protects _ids, _seq and _pending
         self.dropped_replies = 0
         channel.on_receive = self._on_reply
 
     def _on_reply(self, data: bytes) -> None:
         rsp = wire.Rsp.unpack(data)
         with self._lock:
-            ctx = self._pending.get((rsp.ctx & 0xFF0) >> 4)
+            ctx = self._pending.get(self.layout.slot(rsp.ctx))
         if ctx is None or ctx.ctx != rsp.ctx:
             self.dropped_replies += 1
             debug.dbg("rpmsg", "no context matches reply ctx %#x", rsp.ctx)
@@ -113,29 +201,54 @@ class FastRpc:
         ctx.retval = rsp.retval
 
     def invoke(self, *, client_id: int, tid: int, handle: int, sc: int, pd: int,
-               args, refs, msg_alloc, origin: wire.Origin, fdlist: list | None = None) -> int:
+               args, refs, msg_alloc, origin: wire.Origin, fdlist: list | None = None,
+               poll: bool = False) -> int:
         """Run one invoke. ``args``: N x 24-byte descriptors; ``refs``: N x 16-byte device
         ranges for by-reference arguments (see ``qda_core.marshal``); ``msg_alloc(size)``
         returns the message buffer (a GEM object of the caller's context bank, zeroed, with
         ``release()``). ``origin``: the sender as the driver knows it (:class:`wire.Origin`),
         passed beside the message. Returns the DSP retval, or raises OSError for a kernel-side failure.
         ``fdlist``: if given, extended with the fds the DSP listed for the driver to unmap
-        (the legacy driver drops those maps; QDA ignores the list)."""
-        if trace.RECORDER is not None:
+        (the legacy driver drops those maps; QDA ignores the list).
+
+        ``poll``: the driver polls this context (Linux 7.3 poll mode: a dynamic handle of a
+        user PD on a file with poll mode on). It reads the poll word after the send: the DSP's
+        :data:`~qda_core.wire.FASTRPC_POLL_RESPONSE` completes the call with retval 0
+        (``poll_for_remote_response``); otherwise the reply does, as without polling. Delivery
+        is synchronous here, so the reply (which the DSP sends in either case) has always
+        arrived by then and the 10 ms poll timeout never runs."""
+        tr = trace.RECORDER
+        if tr is not None:
             _tls.traffic = _traffic(sc, args, refs)
-        size = marshal.payload_size(sc, args, refs)
+        layout = self.layout
+        n = wire.sc_length(sc)
+        # Linux 7.3's metadata is 4 bytes longer (the poll word). Inline data starts at the
+        # next 128-byte boundary after it, which moves by exactly 128 bytes when 40n + 384 is
+        # itself a multiple of 128 (n % 16 == 0) and not at all otherwise.
+        shift = wire.FASTRPC_ALIGN if layout.poll_word and n % 16 == 0 else 0
+        size = marshal.payload_size(sc, args, refs) + shift
         rounded = (size + wire.PAGE_SIZE - 1) & ~(wire.PAGE_SIZE - 1)
         with self._lock:
             i = self._ids.alloc()
-            ctx = _Ctx(i, (i << 4) | pd)
+            if layout.seq_shift is not None:
+                self._seq = _s32_inc(self._seq)
+            ctx = _Ctx(i, layout.encode(i, self._seq, pd))
             self._pending[i] = ctx
         try:
             msg = msg_alloc(max(rounded, wire.PAGE_SIZE))
             try:
                 view, va = msg.backing.view, msg.backing.addr
-                marshal.pack(sc, args, refs, view, va, msg.dma_addr)
+                if shift:
+                    _pack_shifted(sc, args, refs, view, va, msg.dma_addr, n, shift)
+                else:
+                    marshal.pack(sc, args, refs, view, va, msg.dma_addr)
                 self.channel.send(wire.MSG.pack(client_id, tid, ctx.ctx, handle, sc, msg.dma_addr, rounded),
                                   origin)
+                completion = "rpmsg"
+                if poll and _U32.unpack_from(view, wire.metadata_size(n))[0] == wire.FASTRPC_POLL_RESPONSE:
+                    ctx.retval, completion = 0, "poll"
+                if tr is not None:
+                    _tls.context = (ctx.ctx, completion)
                 if ctx.retval is None:
                     # In-process delivery is synchronous; a missing reply means the DSP side
                     # dropped it. The RFC would wait forever; we fail the call instead.
@@ -153,6 +266,18 @@ class FastRpc:
         return ctx.retval
 
 
+def _pack_shifted(sc: int, args, refs, view, va: int, dev: int, n: int, shift: int) -> None:
+    """``marshal.pack`` for metadata 4 bytes longer than the marshaller's (the poll word), in
+    the case where that moves the data area by ``shift`` (128) bytes: pack as if the payload
+    started ``shift`` bytes later (every inline position, pointer and page descriptor then
+    lands where the longer metadata puts it), then move the metadata to the front and zero
+    the gap behind it (the poll word and the alignment padding)."""
+    marshal.pack(sc, args, refs, view[shift:], va + shift, dev + shift)
+    meta = wire.metadata_size(n)
+    view[:meta] = bytes(view[shift:shift + meta])
+    view[meta:meta + shift] = bytes(shift)
+
+
 def current_comm() -> bytes:
     """``current->comm`` of the calling thread, NUL-terminated: the process name both drivers
     send with INIT_CREATE."""
@@ -163,4 +288,5 @@ def current_comm() -> bytes:
         return b"python\0"
 
 
-__all__ = ["FastRpc", "IdAllocator", "CTX_ID_LIMIT", "current_comm", "take_traffic"]
+__all__ = ["FastRpc", "IdAllocator", "CTX_ID_LIMIT", "CtxLayout", "CTX_ID4", "CTX_ID8_SEQ", "current_comm",
+           "take_traffic", "take_context"]

@@ -17,6 +17,15 @@ PAGE_MASK = ~(PAGE_SIZE - 1) & 0xFFFF_FFFF_FFFF_FFFF
 FASTRPC_INIT_HANDLE = 1
 FASTRPC_DSP_UTILITIES_HANDLE = 2
 
+# Poll mode (Linux 7.3, commit 96e62cc0a84d; docs/spec/kernel_revisions_2026.md §5): the DSP
+# completes a polled call by writing FASTRPC_POLL_RESPONSE into the u32 that follows the payload
+# metadata (at metadata_size(n)); the kernel polls only dynamic handles above
+# FASTRPC_MAX_STATIC_HANDLE of a user PD. Bit 4 of the ctx word is the DSP's "async" bit: set,
+# the DSP writes no poll word (why 7.3 moved the context id to bits 15:8).
+FASTRPC_POLL_RESPONSE = 0xDECAF
+FASTRPC_MAX_STATIC_HANDLE = 20
+CTX_ASYNC_BIT = 0x10
+
 # Static (constant) handles served inside a PD (docs/spec/legacy_fastrpc_api.md §6.2), and their interface names.
 REMOTECTL_HANDLE = 0
 ADSP_LISTENER_HANDLE = 3
@@ -44,6 +53,9 @@ REMOTECTL_METHODS = {
 CURRENT_PROCESS1_EXIT = 0x02000000
 CURRENT_PROCESS1_THREAD_EXIT = 0x03000000
 CURRENT_PROCESS1_EXCEPTION = 0x07000000
+# adsp_current_process1 poll_mode(uint32 enable, uint32 timeout): the library's DSP half of
+# DSPRPC_CONTROL_LATENCY RPC_POLL_QOS (QF fastrpc_apps_user.c, after the kernel's SET_OPTION).
+CURRENT_PROCESS1_POLL_MODE = 0x09010000
 # adsp_listener1 methods the library's listener thread sends (docs/spec/legacy_fastrpc_api.md §6.4).
 LISTENER1_INIT2 = 0x05000000
 LISTENER1_NEXT2 = 0x06020200

@@ -10,8 +10,8 @@ handle       served by
              the sender's (see below).
 2            kernel "DSP utilities": method 0 capability query. Needs no PD.
 0 / 8        ``remotectl`` / ``remotectl1``: open, close, set_param (grow_heap unsupported).
-4            ``adsp_current_process1``: 2 exit (ends the PD, wakes its listener), 3 thread_exit
-             (others unsupported).
+4            ``adsp_current_process1``: 2 exit (ends the PD, wakes its listener), 3 thread_exit,
+             9 poll_mode (others unsupported; see :meth:`EmulatedDsp._poll_complete`).
 7            ``adsp_listener1``: 5 init2, 6 next2 (blocks until the PD ends; see
              :meth:`EmulatedDsp._listener`).
 3,5,6,9      known static interfaces not emulated -> ``0x80000414``.
@@ -41,12 +41,13 @@ from typing import Callable, Mapping, NamedTuple, Protocol
 from .. import errors, trace
 from ..marshal import decode
 from ..wire import (ADSP_CURRENT_PROCESS1_HANDLE, ADSP_LISTENER1_HANDLE, CONST_HANDLE_LIMIT, CREATE_INBUF,
-                    CREATE_STATIC_INBUF, CURRENT_PROCESS1_EXIT, CURRENT_PROCESS1_THREAD_EXIT,
+                    CREATE_STATIC_INBUF, CTX_ASYNC_BIT, CURRENT_PROCESS1_EXIT, CURRENT_PROCESS1_POLL_MODE,
+                    CURRENT_PROCESS1_THREAD_EXIT, FASTRPC_MAX_STATIC_HANDLE, FASTRPC_POLL_RESPONSE,
                     FASTRPC_DSP_UTILITIES_HANDLE, FASTRPC_INIT_HANDLE, FASTRPC_MODE_UNSIGNED_MODULE,
                     LISTENER1_INIT2, LISTENER1_NEXT2, MEM_MAP_REQ, MEM_UNMAP_REQ, MMAP_REQ, MSG, MUNMAP_REQ, PAGE_SIZE,
                     PHY_PAGE, REMOTECTL1_HANDLE, REMOTECTL_HANDLE, REMOTECTL_METHODS, RPC_PARAM_ADAPTIVE_QOS,
-                    RPC_PARAM_THREAD, RSP, S32, SENSORS_PD, STATIC_HANDLES, U64, Msg, Origin, sc_counts,
-                    sc_method)
+                    RPC_PARAM_THREAD, RSP, S32, SENSORS_PD, STATIC_HANDLES, U64, Msg, Origin, metadata_size,
+                    sc_counts, sc_method)
 from . import aee, caps
 from .cost import DOMAIN_COST, CostModel, DspStats
 from .dsprt import DspContext, NativeFault
@@ -247,6 +248,8 @@ class EmulatedDsp:
                 else:
                     args = self._resolve(m, proc.memory)
                     rv, call_ns = self._user_handle(proc, m, args)
+                    if rv == 0 and proc.poll_mode:
+                        self._poll_complete(proc, m)
         except _Malformed:
             rv = aee.ERR_MALFORMED
         except _SkelCrash as exc:
@@ -511,6 +514,14 @@ class EmulatedDsp:
 
     def _current_process(self, p: Process, m: _Req, a: _Args) -> int:
         method = sc_method(m.sc)
+        if method == sc_method(CURRENT_PROCESS1_POLL_MODE):
+            # poll_mode(uint32 enable, uint32 timeout): in0 {enable, timeout}
+            if sc_counts(m.sc) != sc_counts(CURRENT_PROCESS1_POLL_MODE) or len(a.inbufs[0]) < 8:
+                return aee.ERR_BAD_PARM
+            enable, timeout = _U32X2.unpack_from(a.inbufs[0])
+            with p.lock:
+                p.poll_mode, p.poll_timeout = bool(enable), timeout
+            return 0
         if method not in (sc_method(CURRENT_PROCESS1_EXIT), sc_method(CURRENT_PROCESS1_THREAD_EXIT)):
             return aee.ERR_STATIC_UNSUPPORTED
         if sc_counts(m.sc) != (0, 0, 0, 0):
@@ -518,6 +529,27 @@ class EmulatedDsp:
         if method == sc_method(CURRENT_PROCESS1_EXIT):
             self._exit_process(m.chan, p)  # like RELEASE; later calls see 0x8000040d
         return 0
+
+    def _poll_complete(self, p: Process, m: _Req) -> None:
+        """Poll mode (Linux 7.3, docs/spec/kernel_revisions_2026.md §5): a PD whose library
+        turned it on (``adsp_current_process1`` poll_mode, the DSP half of what the kernel's
+        SET_OPTION turns on) completes a call on a dynamic module by writing
+        ``FASTRPC_POLL_RESPONSE`` (``0xdecaf``) into the ``u32`` after the payload metadata, at
+        ``40n + 384``, before it sends the reply, which it sends as always. Not for an "async"
+        context (ctx bit 4; odd ids under the 7.2 layout, why 7.3 moved them to bits 15:8), not
+        in a static PD, and only for a call that succeeded: the kernel takes the poll word as
+        "retval 0", so a failure must reach it through the reply (our choice; the firmware's
+        rule is not public). The word lands wherever the kernel's metadata ends; a kernel
+        whose metadata has no poll word (7.2) gets it over the first bytes of its data area."""
+        if m.ctx & CTX_ASYNC_BIT or m.handle <= FASTRPC_MAX_STATIC_HANDLE or p.kind != "user":
+            return
+        off = metadata_size(sum(sc_counts(m.sc)))
+        if off + 4 > m.size:
+            return
+        try:
+            _U32.pack_into(p.memory.view(m.addr + off, 4, True), 0, FASTRPC_POLL_RESPONSE)
+        except errors.DeviceFault:
+            return
 
     def _listener(self, p: Process, m: _Req, a: _Args) -> int:
         """``adsp_listener1`` (docs/spec/legacy_fastrpc_api.md §6.4): the library's listener

@@ -77,8 +77,8 @@ class Process:
     """One protection domain as seen by one client id.
 
     ``lock`` protects ``state``, ``modules``, ``mappings``, ``mmaps``, ``params``,
-    ``listeners`` and the VA allocator; skel code runs without it so calls into one PD can
-    proceed in parallel. A blocked listener (:meth:`listen`) holds no lock.
+    ``listeners``, ``poll_mode``, ``poll_timeout`` and the VA allocator; skel code runs without
+    it so calls into one PD can proceed in parallel. A blocked listener (:meth:`listen`) holds no lock.
     """
 
     def __init__(self, client_id: int, kind: str, memory, *, name: str = "", unsigned: bool = False,
@@ -104,6 +104,9 @@ class Process:
         self.invokes = 0
         self.modeled_ns = 0
         self.listeners = 0
+        # adsp_current_process1 poll_mode(enable, timeout): complete calls by the poll word too
+        self.poll_mode = False
+        self.poll_timeout = 0
         self._ended = threading.Event()  # set once the PD stops being alive (never cleared)
 
     @property
