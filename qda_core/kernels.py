@@ -85,20 +85,85 @@ REVISIONS: dict[str, dict[str, Revision]] = {
         ),
         Revision(
             "legacy", "misc-7.3",
-            "upstream misc/fastrpc as of Linux 7.3 (SET_OPTION, poll mode, wider context ids)",
-            "docs/spec/kernel_revisions_2026.md §5; commit 96e62cc0a84d and its parent "
-            "(\"Expand context ID mask for DSP polling mode support\")",
+            "upstream misc/fastrpc as of Linux 7.3 (SET_OPTION poll mode, ctx id in bits 15:8 with a "
+            "sequence number above, GET_DSP_INFO domain ignored)",
+            "docs/spec/kernel_revisions_2026.md §5; commit 96e62cc0a84d (read as its last posting, "
+            "v13 20260713052236.3033744-5) and its parent 62373b7879ad (\"Expand context ID mask for "
+            "DSP polling mode support\"); d81c041ed5e4 (GET_DSP_INFO domain)",
             True,
+            (("SET_OPTION checks",
+              "v13's order: reserved words (EINVAL), request id (EINVAL), platform support "
+              "(EOPNOTSUPP, for disabling too), value 0/1 (EINVAL); per file, off at open"),
+             ("poll-mode platform gate",
+              "the SoC profile's poll_mode flag (upstream: Kaanapali's soc_data and a closed machine "
+              "list); built-in 'default' (RB5-class SM8250, not on the list) has it off, 'full' on"),
+             ("poll completion",
+              "the DSP writes 0xdecaf into the u32 after the metadata (40n + 384) for a PD whose "
+              "library turned poll mode on (adsp_current_process1 poll_mode, method 9, which "
+              "upstream's library sends after SET_OPTION), only for a successful call on a dynamic "
+              "handle with the ctx async bit (4) clear, and always replies as well; the kernel polls "
+              "dynamic handles (> 20) of a user PD and takes the word as retval 0, else the reply. "
+              "Delivery being synchronous, the 10 ms poll timeout never runs"),
+             ("metadata",
+              "40n + 388 bytes on every call: the data area moves by 128 bytes when n % 16 == 0"),
+             ("reply matching",
+              "by bits 15:8; the whole ctx word must be the context's, which implies the sequence "
+              "check"),
+             ("trace",
+              "INVOKE ioctl events carry fields ctx (the wire word) and completion (rpmsg | poll), on "
+              "every legacy revision")),
         ),
         Revision(
             "legacy", "qda-shim",
             "qda_fastrpc_shim: /dev/fastrpc-* served by the QDA driver (latest posting, about Nov 2026)",
-            "docs/spec/kernel_revisions_2026.md §2.3 and §3; dri-devel msg649231/msg649234 "
-            "(commit messages only)",
+            "docs/spec/kernel_revisions_2026.md §2.3 and §3; dri-devel msg649231/msg649234 (shim), "
+            "msg648888 (SET_OPTION), msg648884/msg649271 (CBs), msg649225 (SSR); commit messages only",
             False,
             (("ioctl numbers and layouts",
-              "the legacy misc/fastrpc ones: the shim serves the full /dev/fastrpc-* ioctl set; "
-              "its headers were not recoverable"),),
+              "misc-7.3's (SET_OPTION included: the posting's SET_OPTION patch names the legacy "
+              "ioctl): the shim serves the full /dev/fastrpc-* set; its headers were not recoverable"),
+             ("nodes",
+              "ADSP/MDSP/SDSP one node, the non-secure /dev/fastrpc-<d> as misc (the posting does not "
+              "say which); CDSP/CDSP1/GDSP0/GDSP1 secure and non-secure on a secure channel"),
+             ("context bank",
+              "taken by the file's first operation that allocates or sends (INIT_*, ALLOC_DMA_BUFF, "
+              "MMAP, MEM_MAP, INVOKE), exclusive until close, never shared (one thread's two files get "
+              "two); none free -> EBUSY there, open itself never fails for want of one. Client ids: a "
+              "per-device counter from 1, as the QDA core's; a file that never took a bank sends no "
+              "INIT_RELEASE"),
+             ("ctx word and ids",
+              "the QDA core's engine: the lowest free id 1..255 (its xarray) placed as misc-7.3 does "
+              "(bits 15:8, sequence number above, poll word after the metadata), the posting's poll "
+              "mode needing the same DSP contract. Emulation limit: the shim has its own rpmsg "
+              "endpoint and id space, not shared with the DSP's /dev/accel files"),
+             ("INVOKE fds",
+              "each fd imported for the call and released after it (no map cache; the DSP's fdlist "
+              "has nothing to drop); offset = page of the pointer minus the start of whatever mapping "
+              "holds it, plus its pgoff; neither the length nor the mapping's file is checked "
+              "(reproduced: the posting says so, the Sashiko review lists 'missing VMA/size checks'). "
+              "A range past the buffer reaches only the file's own exclusive bank or faults on the "
+              "DSP (PD crash, smmu trace event); a pointer in no mapping -> EFAULT (upstream would "
+              "dereference find_vma()'s NULL)"),
+             ("INIT_CREATE ELF by pointer",
+              "filelen > 0 with filefd <= 0 -> EINVAL (an unsupported argument combination, the "
+              "kernel's errno for one; the QDA core takes the ELF only as a buffer); filelen 0 (no "
+              "shell, as upstream's library sends when it finds none) is accepted"),
+             ("non-secure node",
+              "only unsigned PDs, ECONNREFUSED otherwise (misc's errno, which the library maps to "
+              "AEE_ECONNREFUSED), on every domain that has one, GDSP included; whether the DSP runs "
+              "unsigned PDs is its own answer. CAP_SYS_ADMIN for signed PDs (the accel "
+              "SESSION_CREATE rule, msg649246) is not applied: the shim's message names only the "
+              "node rule"),
+             ("GET_DSP_INFO",
+              "domain ignored (the 7.3 uapi); one cache per device shared by both nodes and every "
+              "file, filled by a message the device sends from its own bank (SID 0), so a file needs "
+              "no context bank for it; DSP without support -> EOPNOTSUPP"),
+             ("SSR",
+              "every ioctl after the channel goes, and every waiter, fails with EPIPE; the nodes "
+              "are deregistered until the DSP is back"),
+             ("ALLOC_DMA_BUFF / FREE_DMA_BUFF",
+              "a dma-buf fd (O_RDWR) of a zeroed buffer in the file's bank / ENOTTY, as misc"),
+             ("SET_OPTION and poll mode", "as misc-7.3, gated by the same SoC profile flag")),
         ),
     ),
 }

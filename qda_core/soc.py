@@ -3,13 +3,15 @@
 Per DSP domain there is one emulated DSP, one compute bus (its context banks, shared by both
 drivers because they are hardware), one SMMU view, and one rpmsg channel per driver. The accel
 nodes are numbered ``/dev/accel/accelN`` in table order; the legacy nodes are named
-``/dev/fastrpc-<dom>[-secure]`` (which ones: :data:`qda_core.legacy.NODE_POLICY`).
+``/dev/fastrpc-<dom>[-secure]`` (which ones: the node table of the legacy revision,
+:mod:`qda_core.legacy.revisions`).
 
 Profiles: ``QDARPC_SOC`` names a built-in profile (see :data:`PROFILES`) or a path to a JSON or
 TOML file ``{"domains": [{"name": "cdsp", "context_banks": 4}, ...]}`` (optional per domain:
 ``"sids": [...]``) and, at the top level, ``"kernel"``: the kernel revisions the SoC's drivers
 follow, a selection string ``"accel:qda-rfc-2026-02,legacy:misc-7.2"`` or a list of
-``FRONTEND:REVISION`` strings (see :mod:`qda_core.kernels`).
+``FRONTEND:REVISION`` strings (see :mod:`qda_core.kernels`). ``"poll_mode": true`` (top level, or
+per domain, which wins) says the platform supports FastRPC poll mode (see :data:`POLL_MODE`).
 """
 from __future__ import annotations
 
@@ -24,7 +26,8 @@ from .accel.device import QdaDevice
 from .dsp import EmulatedDsp
 from .errors import errno_error
 from .kernels import FRONTENDS, Revision, kernel_spec, parse_kernel
-from .legacy.device import NODE_POLICY, LegacyChannel
+from .legacy.device import LegacyChannel
+from .legacy.revisions import policy as legacy_policy
 from .wire import DOMAIN_IDS
 from .mem.bus import KERNEL_SID, ComputeBus, Smmu
 from .rpmsg import Channel
@@ -41,6 +44,12 @@ PROFILES: dict[str, list[tuple[str, int]]] = {
     # One compute DSP with two CBs: makes exhaustion easy to reach.
     "minimal": [("cdsp", 2)],
 }
+#: Built-in profiles whose platform supports FastRPC poll mode (Linux 7.3 SET_OPTION; the QDA
+#: shim): upstream enables it per SoC, for Kaanapali's soc_data and a closed list of older
+#: machines (SM8450/8550/8650/8750, SA8775P, QCS8300, SAR2130P, Milos, X1E80100, X1P42100;
+#: commit 96e62cc0a84d). "default" is RB5-class (SM8250), not on the list: poll mode
+#: answers EOPNOTSUPP there as on the board; "full" stands for a current SoC and has it.
+POLL_MODE: dict[str, bool] = {"default": False, "full": True, "minimal": False}
 
 
 @dataclass
@@ -51,6 +60,8 @@ class DomainSpec:
     #: The profile's kernel selection (``None``: not named). Copied into every domain of a
     #: profile so a domain list alone rebuilds the same SoC (``Soc(soc.specs)``).
     kernel: str | None = None
+    #: The platform supports FastRPC poll mode (the legacy driver's ``poll_mode_supported``).
+    poll_mode: bool = False
 
     def __post_init__(self) -> None:
         if self.kernel is not None:
@@ -83,13 +94,16 @@ def load_profile(spec: str | None = None) -> list[DomainSpec]:
     A file's ``"kernel"`` field is validated here and carried by every domain."""
     spec = spec or os.environ.get("QDARPC_SOC") or "default"
     if spec in PROFILES:
-        return [DomainSpec(n, c) for n, c in PROFILES[spec]]
+        return [DomainSpec(n, c, poll_mode=POLL_MODE.get(spec, False)) for n, c in PROFILES[spec]]
     if os.path.sep in spec or spec.endswith((".json", ".toml")):
         with open(spec, "rb") as f:
             data = tomllib.load(f) if spec.endswith(".toml") else json.load(f)
         kernel = _profile_kernel(spec, data.get("kernel"))
-        doms = [DomainSpec(d["name"], int(d["context_banks"]), list(d.get("sids", [])), kernel)
-                for d in data["domains"]]
+        poll = data.get("poll_mode", False)
+        doms = [DomainSpec(d["name"], int(d["context_banks"]), list(d.get("sids", [])), kernel,
+                           d.get("poll_mode", poll)) for d in data["domains"]]
+        if not all(isinstance(d.poll_mode, bool) for d in doms):
+            raise ValueError(f"{spec}: \"poll_mode\" must be true or false")
         if len({d.name for d in doms}) != len(doms):
             raise ValueError(f"{spec}: a domain is listed twice")
         return doms
@@ -104,6 +118,8 @@ class Domain:
         #: The kernel revision of each front end (the SoC's).
         self.kernel = kernel
         self.domain_id = DOMAINS[spec.name]
+        #: The platform supports FastRPC poll mode (the profile's ``poll_mode``).
+        self.poll_mode = spec.poll_mode
         self.bus = ComputeBus(spec.name, spec.sids)
         self.smmu = Smmu(self.bus)
         self.dsp = EmulatedDsp(spec.name, self.smmu)
@@ -120,12 +136,11 @@ class Domain:
         self.legacy_channel: LegacyChannel | None = None
         #: Legacy device nodes of this DSP: path -> LegacyDevice.
         self.legacy: dict = {}
-        if self.name in NODE_POLICY:
+        legacy_rev = self.kernel["legacy"]
+        if self.name in legacy_policy(legacy_rev).nodes:  # which DSPs: the revision's node table
             self.legacy_channel = LegacyChannel(
-                self.name, self.bus, Channel(f"{self.name}-legacy", self.dsp.endpoint("legacy")))
-            self.legacy_channel.revision = self.kernel["legacy"]
-            for dev in self.legacy_channel.devices.values():
-                dev.revision = self.kernel["legacy"]
+                self.name, self.bus, Channel(f"{self.name}-legacy", self.dsp.endpoint("legacy")),
+                legacy_rev, poll_mode=self.poll_mode)
             self.legacy = dict(self.legacy_channel.devices)
 
     def restart(self, new_minor: int) -> None:

@@ -301,3 +301,33 @@ LEGACY_DOMAINS = {name: i for name, i in wire.DOMAIN_IDS.items() if i < FASTRPC_
 FASTRPC_MODE_ADAPTIVE_QOS = 0x10
 FASTRPC_MODE_SYSTEM_PROCESS = 0x20
 FASTRPC_MODE_PRIVILEGED = 0x40
+
+# --- legacy uapi per kernel revision (qda_core.kernels "legacy:*") ---------------------------
+# Linux 7.3 (commit 96e62cc0a84d; docs/spec/kernel_revisions_2026.md §5): ioctl 12.
+fastrpc_ioctl_set_option = Layout("fastrpc_ioctl_set_option", [
+    ("request_id", "u32"), ("value", "u32"), ("reserved", "s32[6]")])
+FASTRPC_IOCTL_SET_OPTION = _r(_RW, 12, fastrpc_ioctl_set_option)
+#: SET_OPTION request ids and the values of FASTRPC_POLL_MODE.
+FASTRPC_POLL_MODE = 1
+FASTRPC_POLL_MODE_DISABLE = 0
+FASTRPC_POLL_MODE_ENABLE = 1
+#: GET_DSP_INFO's first field as the 7.3 header names it: ``unused`` ("deprecated, ignored by
+#: the kernel", d81c041ed5e4); same bytes as :data:`fastrpc_ioctl_capability`.
+fastrpc_ioctl_capability_unused = Layout("fastrpc_ioctl_capability", [
+    ("unused", "u32"), ("attribute_id", "u32"), ("capability", "u32"), ("reserved", "u32[4]")])
+
+_LEGACY_73 = {**LEGACY_IOCTLS,
+              FASTRPC_IOCTL_SET_OPTION: Ioctl("FASTRPC_IOCTL_SET_OPTION", FASTRPC_IOCTL_SET_OPTION,
+                                              fastrpc_ioctl_set_option),
+              FASTRPC_IOCTL_GET_DSP_INFO: Ioctl("FASTRPC_IOCTL_GET_DSP_INFO", FASTRPC_IOCTL_GET_DSP_INFO,
+                                                fastrpc_ioctl_capability_unused)}
+
+#: The ``/dev/fastrpc-*`` uapi of each legacy revision: number -> :class:`Ioctl`, in number
+#: order. :data:`LEGACY_IOCTLS` is misc-7.2's. The QDA shim serves the full misc set of the
+#: kernel it was posted against, 7.3's with SET_OPTION ("legacy FASTRPC_IOCTL_SET_OPTION",
+#: docs/spec/kernel_revisions_2026.md §2.3); its own headers were not recoverable.
+LEGACY_UAPI: dict[str, dict[int, Ioctl]] = {
+    "misc-7.2": LEGACY_IOCTLS,
+    "misc-7.3": dict(sorted(_LEGACY_73.items(), key=lambda kv: kv[1].nr)),
+    "qda-shim": dict(sorted(_LEGACY_73.items(), key=lambda kv: kv[1].nr)),
+}

@@ -67,8 +67,11 @@ def proc(soc, f, domain="cdsp"):
 
 
 def test_every_ioctl_number_is_dispatched_except_free():
-    # numbers and names are checked against the spec in test_uapi.py; here: every one is handled
-    assert set(_HANDLERS) == set(uapi.LEGACY_IOCTLS) - {uapi.FASTRPC_IOCTL_FREE_DMA_BUFF}
+    # numbers and names are checked against the spec in test_uapi.py and
+    # test_legacy_revisions.py; here: every one of every revision is handled
+    every = set().union(*uapi.LEGACY_UAPI.values())
+    assert set(_HANDLERS) == every - {uapi.FASTRPC_IOCTL_FREE_DMA_BUFF}
+    assert set(uapi.LEGACY_IOCTLS) == set(uapi.LEGACY_UAPI["misc-7.2"])
 
 
 def test_raw_dispatch_rules(lf):

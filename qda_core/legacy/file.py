@@ -7,6 +7,9 @@ kernel does (ALLOC_DMA_BUFF, MMAP, MEM_MAP, GET_DSP_INFO, on success). A bad poi
 ``-EFAULT``. The return value is the kernel's: 0, ``-errno``, or the DSP retval verbatim (a
 signed 32-bit value). Typed methods go through the same dispatch and raise ``OSError``.
 
+The kernel revision (misc-7.2, misc-7.3, the QDA shim) is the channel's, fixed at open; where
+revisions differ a handler asks ``self.policy`` (:mod:`.revisions`).
+
 Where this differs from the QDA driver is the point of having both (docs/spec/qda_accel_uapi.md §8):
 one session per open (EBUSY), ``fd`` fields are dma-buf fds mapped into the session and cached
 per file by fd number and buffer (``fastrpc_map_lookup`` compares the dma-buf too), handle 1 is
@@ -33,6 +36,7 @@ from ..mem.gem import GemObject
 from ..mem.msgpool import MessagePool
 from ..uaccess import address, copy_from_user
 from ..uapi import FASTRPC_DEV_MAX, LEGACY_DOMAINS
+from .revisions import LegacyPolicy
 
 ADSP_MMAP_REMOTE_HEAP_ADDR = 8
 ADSP_MMAP_ADD_PAGES = 0x1000
@@ -91,26 +95,45 @@ class _MmapBuf:
 
 
 class LegacyFile(DriverFile):
-    """One open legacy node. Owns one session (context bank) from open to close."""
+    """One open legacy node. Owns one session (context bank) from open (misc) or from its
+    first allocation (QDA shim: ``cb`` is None until then) to close."""
 
     def __init__(self, device, cb, flags: int):
         super().__init__()
         self.device = device
         self.channel = device.channel
+        #: The channel's revision and its policy, as of open.
+        self.revision = self.channel.revision
+        self.policy: LegacyPolicy = self.channel.policy
         self.path = device.path
         self.cb = cb
         self.flags = flags
         self.is_secure_dev = device.secure
-        self.client_id = cb.index + 1  # "session_idx + 1 is the simplest one"
+        # misc: "session_idx + 1 is the simplest one"; the shim: the QDA core's device counter
+        self.client_id = cb.index + 1 if cb is not None else self.channel.next_client_id()
         self.pd = wire.ROOT_PD
+        #: FASTRPC_IOCTL_SET_OPTION FASTRPC_POLL_MODE (Linux 7.3, the shim): poll this file's
+        #: invokes of dynamic handles in a user PD.
+        self.poll_mode = False
         self.maps: dict[tuple, _Map] = {}      # (fd, dma-buf identity) -> map
         self.mmaps: list[_MmapBuf] = []
         self._init_mem: list[GemObject] = []    # the kernel overwrites (leaks) older ones; we free all at close
         self._dma_bufs: list[GemObject] = []   # ALLOC_DMA_BUFF buffers' CB mappings, until close
-        self._pool = MessagePool(cb)
-        self._lock = threading.RLock()  # protects maps, mmaps, _init_mem, _dma_bufs, pd
+        self._pool = MessagePool(cb) if cb is not None else None
+        self._lock = threading.RLock()  # protects maps, mmaps, _init_mem, _dma_bufs, pd, cb, _pool
         self.last_error: OSError | None = None
         debug.created("legacy_file")
+
+    def ensure_cb(self):
+        """The file's context bank: misc's, taken at open; the QDA shim's, taken now on first
+        use, exclusively until close (``EBUSY`` when none is free)."""
+        with self._lock:
+            if self.cb is None:
+                self.cb = self.channel.bus.take_session(threading.get_native_id())
+                self._pool = MessagePool(self.cb)
+                debug.dbg("legacy", "%s: client %d takes session %d (SID %d)", self.path, self.client_id,
+                          self.cb.index, self.cb.sid)
+            return self.cb
 
     # --- raw ioctl ------------------------------------------------------------------------
     def ioctl(self, request: int, arg=None) -> int:
@@ -121,12 +144,17 @@ class LegacyFile(DriverFile):
         t0 = trace.now()
         ret, kbuf = self._ioctl(request, arg)
         copied, shared = fastrpc.take_traffic()
+        context = fastrpc.take_context()
         t1 = trace.now()
-        ioc = uapi.LEGACY_IOCTLS.get(request)
+        ioc = self.policy.ioctls.get(request)
         name = ioc.name if ioc is not None else f"{request:#010x}"
         fields = ioc.layout.unpack(kbuf) if ioc is not None and ioc.layout is not None and kbuf else {}
         if request != uapi.FASTRPC_IOCTL_INVOKE:
             copied = shared = 0  # kernel messages of other ioctls are not user traffic
+        elif context is not None:
+            # the ctx word the context went out with (its layout is the revision's) and what
+            # completed it: the DSP's reply, or (poll mode) the poll word
+            fields["ctx"], fields["completion"] = context
         tr.ioctl("legacy", self.path, name, request, fields, ret, t0, t1, copied=copied, shared=shared)
         return ret
 
@@ -139,11 +167,12 @@ class LegacyFile(DriverFile):
             self._leave()
 
     def _dispatch(self, request: int, arg) -> tuple[int, bytearray | None]:
-        handler = _HANDLERS.get(request)
+        ioc = self.policy.ioctls.get(request)
+        handler = _HANDLERS.get(request) if ioc is not None else None
         if handler is None:
-            self.last_error = errno_error(errno.ENOTTY, f"ioctl {request:#x}: not a fastrpc command")
+            self.last_error = errno_error(errno.ENOTTY, f"ioctl {request:#x}: not a fastrpc command "
+                                                        f"({self.revision})")
             return -errno.ENOTTY, None
-        ioc = uapi.LEGACY_IOCTLS[request]
         kbuf = bytearray(ioc.layout.size) if ioc.layout is not None else None
         try:
             if kbuf is not None:
@@ -193,7 +222,7 @@ class LegacyFile(DriverFile):
             except OSError as exc:
                 raise errno_error(exc.errno or errno.EINVAL, f"fd {fd} is not a usable dma-buf") from None
             try:
-                obj = GemObject(backing, self.cb, imported=True, name="map")
+                obj = GemObject(backing, self.ensure_cb(), imported=True, name="map")
             except BaseException:
                 backing.close()
                 raise
@@ -219,15 +248,23 @@ class LegacyFile(DriverFile):
             raise errno_error(errno.EPIPE, f"{self.path}: DSP channel is down")
         if handle == wire.FASTRPC_INIT_HANDLE and not kernel:
             raise errno_error(errno.EPERM, "user app trying to send a kernel RPC message (handle 1)")
+        cb = self.ensure_cb()
         n = wire.sc_length(sc)
         nin, nout, _, _ = wire.sc_counts(sc)
         nbufs = nin + nout
         refs = bytearray(16 * n)
         maps: list[_Map | None] = [None] * n
+        imports: list[GemObject] = []
         try:
             for i in range(n):
                 ptr, length, fd, _attr = wire.INVOKE_ARG.unpack_from(descs, 24 * i)
                 if fd in (0, -1) or length == 0:
+                    continue
+                if self.policy.import_per_call and not kernel:
+                    obj = _import_fd(self, i, fd)
+                    imports.append(obj)
+                    addr = _vma_offset_address(i, ptr, obj) if i < nbufs else obj.dma_addr
+                    wire.PHY_PAGE.pack_into(refs, 16 * i, addr, obj.size)
                     continue
                 try:
                     m = maps[i] = self._map_create(fd, length)
@@ -238,12 +275,15 @@ class LegacyFile(DriverFile):
                 else:
                     wire.PHY_PAGE.pack_into(refs, 16 * i, m.phys, m.size)
             fdlist: list[int] = []
+            # Linux 7.3: "Set message context as polled if the call is for a user PD dynamic
+            # module and user has enabled poll mode."
+            poll = self.poll_mode and handle > wire.FASTRPC_MAX_STATIC_HANDLE and self.pd == wire.USER_PD
             try:
                 ret = self.channel.fastrpc.invoke(
                     client_id=0 if kernel else self.client_id, tid=threading.get_native_id(),
                     handle=handle, sc=sc, pd=self.pd, args=descs, refs=refs,
-                    msg_alloc=self._pool.alloc, fdlist=fdlist,
-                    origin=wire.Origin(self.client_id, frozenset((self.cb.sid,)), kernel, tuple(grant)))
+                    msg_alloc=self._pool.alloc, fdlist=fdlist, poll=poll,
+                    origin=wire.Origin(self.client_id, frozenset((cb.sid,)), kernel, tuple(grant)))
             except OSError as exc:
                 if exc.errno == errno.ENODEV:  # the channel went away under us
                     raise errno_error(errno.EPIPE, f"{self.path}: DSP channel is down") from None
@@ -257,10 +297,13 @@ class LegacyFile(DriverFile):
                     self._map_put(m)
             return ret
         finally:
-            # context free: maps taken for buffers go, maps for handles stay (kernel quirk)
+            # context free: maps taken for buffers go, maps for handles stay (kernel quirk);
+            # the shim's per-call imports all go
             for m in maps[:nbufs]:
                 if m is not None:
                     self._map_put(m)
+            for obj in imports:
+                obj.put()
 
     def _kernel_call(self, msg: init_msgs.KernelMsg, grant=()) -> int:
         """Send a kernel-originated INIT-handle message (kernel buffers carry fd -1)."""
@@ -348,6 +391,11 @@ class LegacyFile(DriverFile):
         self._check_dsp(self.ioctl(uapi.FASTRPC_IOCTL_GET_DSP_INFO, buf), raise_dsp=True)
         return uapi.fastrpc_ioctl_capability.get(buf, "capability")
 
+    def set_option(self, request_id: int, value: int) -> None:
+        """FASTRPC_IOCTL_SET_OPTION (Linux 7.3, the QDA shim): ``FASTRPC_POLL_MODE`` 0/1."""
+        buf = uapi.fastrpc_ioctl_set_option.pack(request_id=request_id, value=value)
+        self._call(uapi.FASTRPC_IOCTL_SET_OPTION, buf)
+
     def alloc_dma_buff(self, size: int, flags: int = 0) -> int:
         """FASTRPC_IOCTL_ALLOC_DMA_BUFF: a zeroed buffer in this session, as a dma-buf fd
         (O_RDWR; the caller mmaps and closes it)."""
@@ -358,11 +406,13 @@ class LegacyFile(DriverFile):
     # --- release --------------------------------------------------------------------------
     def _release(self) -> None:
         """``fastrpc_device_release``: INIT_RELEASE to the DSP (errors ignored, e.g. EPIPE
-        after a DSP restart), then init memory, maps, mmaps, the session."""
-        try:
-            self._kernel_call(init_msgs.release(self.client_id))
-        except OSError as exc:
-            debug.dbg("legacy", "release of client %d failed: %s", self.client_id, exc)
+        after a DSP restart), then init memory, maps, mmaps, the session. A QDA-shim file that
+        never took a bank never reached the DSP: nothing to release there."""
+        if self.cb is not None:
+            try:
+                self._kernel_call(init_msgs.release(self.client_id))
+            except OSError as exc:
+                debug.dbg("legacy", "release of client %d failed: %s", self.client_id, exc)
         with self._lock:
             objs = list(self._init_mem) + [m.obj for m in self.maps.values()] \
                 + [b.obj for b in self.mmaps] + list(self._dma_bufs)
@@ -372,10 +422,12 @@ class LegacyFile(DriverFile):
             self._dma_bufs.clear()
         for obj in objs:
             obj.put()
-        self._pool.close()
+        if self._pool is not None:
+            self._pool.close()
         with self.channel.lock:
             self.channel.files.discard(self)
-        self.channel.bus.release(self.cb)
+        if self.cb is not None:
+            self.channel.bus.release(self.cb)
         debug.destroyed("legacy_file")
 
     def _describe(self) -> str:
@@ -383,6 +435,35 @@ class LegacyFile(DriverFile):
 
     def __repr__(self) -> str:
         return f"<LegacyFile {self.path} client={self.client_id}{' closed' if self.closed else ''}>"
+
+
+# --- the QDA shim's INVOKE fd arguments ------------------------------------------------------
+def _import_fd(f: LegacyFile, i: int, fd: int) -> GemObject:
+    """The shim "imports each fd" (docs/spec/kernel_revisions_2026.md §3): a dma-buf attached to
+    the file's context bank for this call only. Not a dma-buf -> EINVAL, as misc's map."""
+    try:
+        backing = Backing.import_fd(fd)
+    except OSError as exc:
+        raise errno_error(errno.EINVAL, f"argument {i}: cannot import fd {fd}: {exc.strerror}") from None
+    try:
+        return GemObject(backing, f.ensure_cb(), imported=True, name="import")
+    except BaseException:
+        backing.close()
+        raise
+
+
+def _vma_offset_address(i: int, ptr: int, obj: GemObject) -> int:
+    """The shim "recovers the offset from the caller's VMA, with no size check": the page of
+    ``ptr`` in whatever mapping holds it, added to the imported buffer's address. Reproduced,
+    unbounded: neither the length nor the mapping's file is checked (the Sashiko review's open
+    "missing VMA/size checks"), so a range past the buffer reaches the rest of the file's own
+    context bank, or faults on the DSP (the SMMU view): it never reaches another file's, the
+    bank being the file's alone. No mapping at all -> EFAULT (our choice: upstream would
+    dereference find_vma()'s NULL)."""
+    m = vma.find(ptr)
+    if m is None:
+        raise errno_error(errno.EFAULT, f"argument {i}: pointer {ptr:#x} is in no mapping")
+    return obj.dma_addr + (ptr & wire.PAGE_MASK) - m.start + m.pgoff
 
 
 # --- ioctl handlers: (file, kbuf) -> int; raise OSError for -errno ----------------------------
@@ -408,10 +489,15 @@ def _init_create(f: LegacyFile, k: bytearray) -> int:
     unsigned = bool(a["attrs"] & uapi.FASTRPC_MODE_UNSIGNED_MODULE)
     ch = f.channel
     if not f.is_secure_dev and ch.secure and not (ch.unsigned_support and unsigned):
+        where = "" if f.policy.unsigned_domains is None else ", on " + "/".join(
+            d.upper() for d in sorted(f.policy.unsigned_domains))
         raise errno_error(errno.ECONNREFUSED, f"{f.path}: untrusted application trying to offload to a signed PD "
-                          "(the non-secure node may only create unsigned PDs, on CDSP/CDSP1)")
+                          f"(the non-secure node may only create unsigned PDs{where})")
     if a["filelen"] > INIT_FILELEN_MAX:
         raise errno_error(errno.EINVAL, f"INIT_CREATE: filelen {a['filelen']:#x} > 2 MiB")
+    if a["filelen"] and a["filefd"] <= 0 and not f.policy.elf_by_pointer:
+        raise errno_error(errno.EINVAL, f"INIT_CREATE: the shell ELF must come as a dma-buf fd "
+                          f"({f.revision}: a bare pointer is unsupported)")
     with f._lock:
         f.pd = wire.USER_PD
     image_map = None
@@ -419,7 +505,7 @@ def _init_create(f: LegacyFile, k: bytearray) -> int:
         image_map = f._map_create(a["filefd"], a["filelen"])  # kept until close on success
     try:
         memlen = -(-max(INIT_FILELEN_MAX, a["filelen"] * 4) // _MIB) * _MIB
-        imem = GemObject.create(f.cb, memlen, name="initmem")
+        imem = GemObject.create(f.ensure_cb(), memlen, name="initmem")
     except BaseException:
         if image_map is not None:
             f._map_put(image_map)
@@ -473,7 +559,7 @@ def _alloc_dma_buff(f: LegacyFile, k: bytearray) -> int:
     size = uapi.fastrpc_alloc_dma_buf.get(k, "size")
     if size == 0 or size > IOVA_END - IOVA_START:
         raise errno_error(errno.ENOMEM, f"ALLOC_DMA_BUFF: cannot allocate {size:#x} bytes in a 32-bit session")
-    obj = GemObject.create(f.cb, size, name="dmabuf")
+    obj = GemObject.create(f.ensure_cb(), size, name="dmabuf")
     try:
         # The dma-buf fd of the pages (O_RDWR, no O_CLOEXEC).
         fd = obj.backing.export_fd(writable=True, cloexec=False)
@@ -501,7 +587,7 @@ def _req_mmap(f: LegacyFile, k: bytearray) -> int:
     size = a["size"]
     if size == 0 or size > IOVA_END - IOVA_START:
         raise errno_error(errno.ENOMEM, f"MMAP: cannot allocate {size:#x} bytes")
-    buf = _MmapBuf(GemObject.create(f.cb, size, name="mmap"), size)
+    buf = _MmapBuf(GemObject.create(f.ensure_cb(), size, name="mmap"), size)
     msg = init_msgs.mmap(f.client_id, a["flags"], a["vaddrin"], (buf.obj.dma_addr, size))
     ret = -1
     try:
@@ -586,8 +672,9 @@ def _get_dsp_info(f: LegacyFile, k: bytearray) -> int:
     L = uapi.fastrpc_ioctl_capability
     a = L.unpack(k)
     L.set(k, "capability", 0)
-    if a["domain"] >= FASTRPC_DEV_MAX or a["domain"] == _MDSP:
+    if f.policy.dsp_info_checks_domain and (a["domain"] >= FASTRPC_DEV_MAX or a["domain"] == _MDSP):
         raise errno_error(errno.ECHRNG, f"GET_DSP_INFO: domain {a['domain']} invalid or modem (not supported)")
+    # from Linux 7.3 (d81c041ed5e4) the field is "unused", ignored by the kernel
     if a["attribute_id"] >= FASTRPC_MAX_DSP_ATTRIBUTES:
         raise errno_error(errno.EOVERFLOW, f"GET_DSP_INFO: attribute {a['attribute_id']} >= 256")
     ch = f.channel
@@ -601,7 +688,10 @@ def _get_dsp_info(f: LegacyFile, k: bytearray) -> int:
         descs = bytearray(48)
         wire.INVOKE_ARG.pack_into(descs, 0, address(count), len(count), -1, 0)
         wire.INVOKE_ARG.pack_into(descs, 24, address(out), len(out), -1, 0)
-        ret = f.internal_invoke(True, wire.FASTRPC_DSP_UTILITIES_HANDLE, wire.scalars(0, 1, 1), descs)
+        if f.policy.dsp_info_from_device:
+            ret = ch.device_query(wire.FASTRPC_DSP_UTILITIES_HANDLE, wire.scalars(0, 1, 1), descs)
+        else:
+            ret = f.internal_invoke(True, wire.FASTRPC_DSP_UTILITIES_HANDLE, wire.scalars(0, 1, 1), descs)
         if ret & 0xFFFF_FFFF == DSP_UNSUPPORTED_API:
             raise errno_error(errno.EOPNOTSUPP, f"GET_DSP_INFO: DSP capabilities not supported on {ch.dsp_name}")
         if ret:
@@ -610,6 +700,24 @@ def _get_dsp_info(f: LegacyFile, k: bytearray) -> int:
         with ch.lock:
             ch.dsp_attributes = attrs
     L.set(k, "capability", attrs[a["attribute_id"]])
+    return 0
+
+
+def _set_option(f: LegacyFile, k: bytearray) -> int:
+    """``fastrpc_set_option`` (Linux 7.3, commit 96e62cc0a84d), checks in its order: reserved
+    words, request id, platform support, value."""
+    a = uapi.fastrpc_ioctl_set_option.unpack(k)
+    if any(a["reserved"]):
+        raise errno_error(errno.EINVAL, "SET_OPTION: reserved words must be 0")
+    if a["request_id"] != uapi.FASTRPC_POLL_MODE:
+        raise errno_error(errno.EINVAL, f"SET_OPTION: unknown request {a['request_id']}")
+    if not f.channel.poll_mode_supported:
+        raise errno_error(errno.EOPNOTSUPP, f"SET_OPTION: poll mode is not supported on this SoC "
+                                            f"({f.channel.dsp_name})")
+    if a["value"] not in (uapi.FASTRPC_POLL_MODE_ENABLE, uapi.FASTRPC_POLL_MODE_DISABLE):
+        raise errno_error(errno.EINVAL, f"SET_OPTION: poll mode value {a['value']} is not 0 or 1")
+    with f._lock:
+        f.poll_mode = a["value"] == uapi.FASTRPC_POLL_MODE_ENABLE
     return 0
 
 
@@ -624,6 +732,7 @@ _HANDLERS = {
     uapi.FASTRPC_IOCTL_MUNMAP: _req_munmap,
     uapi.FASTRPC_IOCTL_MEM_MAP: _mem_map,
     uapi.FASTRPC_IOCTL_MEM_UNMAP: _mem_unmap,
+    uapi.FASTRPC_IOCTL_SET_OPTION: _set_option,  # served where the revision's uapi has it
     uapi.FASTRPC_IOCTL_GET_DSP_INFO: _get_dsp_info,
     # FASTRPC_IOCTL_FREE_DMA_BUFF has a number in the uapi but no case in the driver: ENOTTY.
 }
