@@ -169,8 +169,9 @@ REVISIONS: dict[str, dict[str, Revision]] = {
 }
 
 #: The revision each front end follows when nothing names one. Until a revision's behaviour is
-#: implemented its front end stays on today's emulation (accel RFC, legacy misc-7.2).
-DEFAULT: dict[str, str] = {"accel": "qda-rfc-2026-02", "legacy": "misc-7.2"}
+#: implemented its front end stays on today's emulation (accel RFC). legacy: the newest exactly
+#: known revision, misc-7.3 (misc-7.2 is ``legacy:misc-7.2``).
+DEFAULT: dict[str, str] = {"accel": "qda-rfc-2026-02", "legacy": "misc-7.3"}
 
 
 class KernelError(ValueError):

@@ -294,7 +294,23 @@ def test_mem_map_dsp_failure_releases_the_map(lf):
 
 
 # --- GET_DSP_INFO -----------------------------------------------------------------------------
-def test_get_dsp_info_errors_values_and_cache(soc, lf, monkeypatch):
+@pytest.fixture
+def soc72(make_soc):
+    """The default SoC on ``legacy:misc-7.2``, for what only 7.2 does (test_legacy_revisions.py
+    covers every revision)."""
+    return make_soc("default", kernel="legacy:misc-7.2")
+
+
+@pytest.fixture
+def lf72(soc72):
+    f = soc72.open(CDSP)
+    yield f
+    f.close()
+
+
+def test_get_dsp_info_errors_values_and_cache(soc72, lf72):
+    # misc-7.2 validates the domain field (7.3 ignores it)
+    soc, lf = soc72, lf72
     for dom in (1, 5, 7):
         with raises_errno(errno.ECHRNG):
             lf.get_dsp_info(dom, 1)

@@ -192,7 +192,15 @@ def test_handle_maps_live_until_fdlist_or_close(soc, upd, tmp_path, monkeypatch)
     os.close(fd)
 
 
-def test_context_ids_are_cyclic_per_channel(soc, upd, monkeypatch):
+def test_context_ids_are_cyclic_per_channel(make_soc, monkeypatch):
+    """misc-7.2's ctx word, id << 4 (test_legacy_revisions.py: every revision's)."""
+    soc = make_soc("default", kernel="legacy:misc-7.2")
+    with soc.open(CDSP) as upd:
+        assert upd.init_create(attrs=UNSIGNED) == 0
+        _context_ids_are_cyclic(soc, upd, monkeypatch)
+
+
+def _context_ids_are_cyclic(soc, upd, monkeypatch):
     _, h = open_module(upd, TEST)
     dsp = soc.domain("cdsp").dsp
     tap = DspTap(dsp)

@@ -127,6 +127,14 @@ def test_kernel_table_entries_are_the_policies():
     assert "poll completion" in {t for t, _ in kernels.REVISIONS["legacy"]["misc-7.3"].choices}
 
 
+def test_default_is_the_newest_exactly_known_revision(monkeypatch):
+    monkeypatch.delenv(kernels.ENV, raising=False)
+    assert kernels.DEFAULT["legacy"] == "misc-7.3"
+    soc = Soc("minimal")
+    assert soc.domain("cdsp").legacy_channel.revision.name == "misc-7.3"
+    assert soc.domain("cdsp").legacy[CDSP].revision.name == "misc-7.3"
+
+
 # --- nodes ------------------------------------------------------------------------------------------
 def test_node_policy_of_each_revision():
     misc = ["/dev/fastrpc-adsp", "/dev/fastrpc-mdsp", "/dev/fastrpc-sdsp", CDSP_SECURE, CDSP,
