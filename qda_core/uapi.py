@@ -2,18 +2,24 @@
 
 Which kernel revision each driver follows is chosen per SoC (:mod:`qda_core.kernels`, the one
 table of revisions); :data:`REVISION` is a read-only view of the revisions in force for the
-process (``$QDARPC_KERNEL`` or the defaults). Revisions with their own tables here:
+process (``$QDARPC_KERNEL`` or the defaults). Each revision's tables are here:
 
-* QDA accel driver: the kernel RFC "[PATCH RFC 00/18] accel/qda" of 2026-02-24 (the **RFC**
-  tag of docs/spec/qda_accel_uapi.md). Where the ``accel/staging`` user library ("LIB" below:
-  the ``accel/staging`` branch of qualcomm/fastrpc at 759d6f8) disagrees, the kernel RFC layout
-  is what the emulated driver implements; :data:`LIB_DIFFERENCES` lists every difference and how
-  the emulator treats it. This is the one place those choices are written down.
-* Legacy driver: upstream ``include/uapi/misc/fastrpc.h`` / ``drivers/misc/fastrpc.c`` (magic 'R').
+* QDA accel driver, :data:`ACCEL_UAPI` (revision name -> :class:`AccelUapi`):
+
+  - ``qda-rfc-2026-02``: the kernel RFC "[PATCH RFC 00/18] accel/qda" of 2026-02-24 (the
+    **RFC** tag of docs/spec/qda_accel_uapi.md; module-level names without a suffix). Where the
+    ``accel/staging`` user library ("LIB" below: the ``accel/staging`` branch of qualcomm/fastrpc
+    at 759d6f8) disagrees, the kernel RFC layout is what the emulated driver implements;
+    :data:`LIB_DIFFERENCES` lists every difference and how the emulator treats it.
+  - ``qda-v1-2026-05``: "[PATCH 00/15]" of 2026-05-19 (docs/spec/kernel_revisions_2026.md §2.1):
+    ``*_V1`` numbers, ``drm_qda_*`` layouts; :data:`LIB_DIFFERENCES_V1` says how LIB fares on it.
+* Legacy driver: upstream ``include/uapi/misc/fastrpc.h`` / ``drivers/misc/fastrpc.c``
+  (magic 'R'); the later revisions' tables follow its definitions below.
 
 Layouts are declared as (field, C type) lists; offsets follow the C rules for natural alignment,
 so a test can check every offset and size against the spec tables
-(docs/spec/qda_accel_uapi.md §2.3, docs/spec/legacy_fastrpc_api.md §7.1).
+(docs/spec/qda_accel_uapi.md §2.3, docs/spec/legacy_fastrpc_api.md §7.1,
+docs/spec/kernel_revisions_2026.md §2.1 and §5).
 """
 from __future__ import annotations
 
@@ -220,6 +226,112 @@ ACCEL_IOCTLS = {i.nr: i for i in (
     Ioctl("DRM_IOCTL_PRIME_FD_TO_HANDLE", DRM_IOCTL_PRIME_FD_TO_HANDLE, drm_prime_handle),
 )}
 
+
+# --- QDA accel v1 (docs/spec/kernel_revisions_2026.md §2.1: [PATCH 00/15] of 2026-05-19) ------
+# GEM_CREATE and MMAP_OFFSET are size/offset first; MAP's `reserved` is a checked `pad`; the
+# FastRPC ioctls are renamed REMOTE_*; nr 0x03 (INIT_ATTACH) is a hole. Same numbers otherwise.
+drm_qda_gem_create_v1 = Layout("drm_qda_gem_create", [("size", "u64"), ("handle", "u32"), ("pad", "u32")])
+drm_qda_gem_mmap_offset_v1 = Layout("drm_qda_gem_mmap_offset", [("offset", "u64"), ("handle", "u32"), ("pad", "u32")])
+drm_qda_init_create = Layout("drm_qda_init_create", [
+    ("filelen", "u32"), ("filefd", "s32"), ("attrs", "u32"), ("siglen", "u32"), ("file", "u64")])
+drm_qda_mem_map = Layout("drm_qda_mem_map", [
+    ("request", "u32"), ("flags", "u32"), ("fd", "s32"), ("attrs", "u32"), ("offset", "u32"),
+    ("pad", "u32"), ("vaddrin", "u64"), ("size", "u64"), ("vaddrout", "u64")])
+drm_qda_mem_unmap = Layout("drm_qda_mem_unmap", [
+    ("request", "u32"), ("fd", "s32"), ("vaddr", "u64"), ("vaddrout", "u64"), ("size", "u64")])
+drm_qda_invoke_args = Layout("drm_qda_invoke_args", [("handle", "u32"), ("sc", "u32"), ("args", "u64")])
+drm_qda_fastrpc_invoke_args = Layout("drm_qda_fastrpc_invoke_args", [
+    ("ptr", "u64"), ("length", "u64"), ("fd", "s32"), ("attr", "u32")])
+
+QDA_MUNMAP_REQUEST_LEGACY = 1
+QDA_MUNMAP_REQUEST_ATTR = 2
+
+DRM_IOCTL_QDA_GEM_CREATE_V1 = _drm(_RW, DRM_COMMAND_BASE + 0x01, drm_qda_gem_create_v1)
+DRM_IOCTL_QDA_GEM_MMAP_OFFSET_V1 = _drm(_RW, DRM_COMMAND_BASE + 0x02, drm_qda_gem_mmap_offset_v1)
+DRM_IOCTL_QDA_REMOTE_SESSION_CREATE = _drm(_RW, DRM_COMMAND_BASE + 0x04, drm_qda_init_create)
+DRM_IOCTL_QDA_REMOTE_MAP = _drm(_RW, DRM_COMMAND_BASE + 0x05, drm_qda_mem_map)
+DRM_IOCTL_QDA_REMOTE_MUNMAP = _drm(_RW, DRM_COMMAND_BASE + 0x06, drm_qda_mem_unmap)
+DRM_IOCTL_QDA_REMOTE_INVOKE = _drm(_RW, DRM_COMMAND_BASE + 0x07, drm_qda_invoke_args)
+
+#: xa_alloc's 32-bit id range (XA_FLAGS_ALLOC1): the context ids a reply decoded as ``ctx >> 4``
+#: can name.
+XA_LIMIT_32B = 0xFFFF_FFFF
+
+
+@dataclass(frozen=True)
+class AccelUapi:
+    """One accel revision's uapi, as data the one driver reads: the ioctl table ``drm_ioctl()``
+    dispatches on (by nr), the layouts of the driver's structs, and the few behaviours that
+    differ between revisions."""
+
+    #: The revision's name in :data:`qda_core.kernels.REVISIONS` ``["accel"]``.
+    revision: str
+    #: nr -> Ioctl: what ``drm_ioctl()`` finds; a missing nr is a hole (EINVAL).
+    ioctls: dict[int, Ioctl]
+    gem_create: Layout
+    gem_mmap_offset: Layout
+    init_create: Layout
+    mem_map: Layout
+    mem_unmap: Layout
+    invoke: Layout
+    invoke_arg: Layout
+    #: What every ``fd`` field names: ``"gem-handle"`` (a handle of the calling file, RFC) or
+    #: ``"dma-buf"`` (a DMA-BUF fd, imported for the one call; v1). ``fd <= 0``: inline.
+    fd_kind: str
+    #: Layouts whose ``pad`` field must be zero (EINVAL otherwise).
+    pad_checked: frozenset[str]
+    #: GEM_MMAP_OFFSET refuses imported objects (``drm_gem_dumb_map_offset``: EINVAL).
+    mmap_offset_refuses_imported: bool
+    #: Bits of the reply's ctx word above the PD nibble that name the context: 8 (RFC:
+    #: ``(ctx & 0xFF0) >> 4``) or 60 (v1: ``ctx >> 4``). The engine's ``CtxLayout.id_bits``.
+    ctx_id_bits: int
+    #: Most invoke context ids outstanding (the ids ``ctx_id_bits`` can tell apart).
+    ctx_id_limit: int
+
+    def reply_id(self, ctx: int) -> int:
+        """The context id a reply's ctx word names."""
+        return (ctx >> 4) & ((1 << self.ctx_id_bits) - 1)
+
+    def by_name(self, name: str) -> Ioctl:
+        """The ioctl called ``DRM_IOCTL_<name>`` in this revision (KeyError if it has none)."""
+        for ioc in self.ioctls.values():
+            if ioc.name == f"DRM_IOCTL_{name}":
+                return ioc
+        raise KeyError(f"{self.revision} has no DRM_IOCTL_{name}")
+
+
+_CORE_IOCTLS = (
+    Ioctl("DRM_IOCTL_GEM_CLOSE", DRM_IOCTL_GEM_CLOSE, drm_gem_close),
+    Ioctl("DRM_IOCTL_PRIME_HANDLE_TO_FD", DRM_IOCTL_PRIME_HANDLE_TO_FD, drm_prime_handle),
+    Ioctl("DRM_IOCTL_PRIME_FD_TO_HANDLE", DRM_IOCTL_PRIME_FD_TO_HANDLE, drm_prime_handle),
+)
+
+#: accel revision name -> its uapi. Keys are exactly ``kernels.REVISIONS["accel"]``.
+ACCEL_UAPI: dict[str, AccelUapi] = {
+    "qda-rfc-2026-02": AccelUapi(
+        "qda-rfc-2026-02", ACCEL_IOCTLS, drm_qda_gem_create, drm_qda_gem_mmap_offset, qda_init_create,
+        qda_mem_map, qda_mem_unmap, qda_invoke_args, fastrpc_invoke_args, fd_kind="gem-handle",
+        pad_checked=frozenset(), mmap_offset_refuses_imported=False,
+        # RFC 13's callback keeps 8 bits, so ids stop at 255 (qda_core.fastrpc.CTX_ID_LIMIT).
+        ctx_id_bits=8, ctx_id_limit=255),
+    "qda-v1-2026-05": AccelUapi(
+        "qda-v1-2026-05",
+        {i.nr: i for i in (
+            Ioctl("DRM_IOCTL_QDA_QUERY", DRM_IOCTL_QDA_QUERY, drm_qda_query),
+            Ioctl("DRM_IOCTL_QDA_GEM_CREATE", DRM_IOCTL_QDA_GEM_CREATE_V1, drm_qda_gem_create_v1),
+            Ioctl("DRM_IOCTL_QDA_GEM_MMAP_OFFSET", DRM_IOCTL_QDA_GEM_MMAP_OFFSET_V1, drm_qda_gem_mmap_offset_v1),
+            Ioctl("DRM_IOCTL_QDA_REMOTE_SESSION_CREATE", DRM_IOCTL_QDA_REMOTE_SESSION_CREATE, drm_qda_init_create),
+            Ioctl("DRM_IOCTL_QDA_REMOTE_MAP", DRM_IOCTL_QDA_REMOTE_MAP, drm_qda_mem_map),
+            Ioctl("DRM_IOCTL_QDA_REMOTE_MUNMAP", DRM_IOCTL_QDA_REMOTE_MUNMAP, drm_qda_mem_unmap),
+            Ioctl("DRM_IOCTL_QDA_REMOTE_INVOKE", DRM_IOCTL_QDA_REMOTE_INVOKE, drm_qda_invoke_args),
+            *_CORE_IOCTLS)},
+        drm_qda_gem_create_v1, drm_qda_gem_mmap_offset_v1, drm_qda_init_create, drm_qda_mem_map,
+        drm_qda_mem_unmap, drm_qda_invoke_args, drm_qda_fastrpc_invoke_args, fd_kind="dma-buf",
+        pad_checked=frozenset({"drm_qda_gem_create", "drm_qda_gem_mmap_offset", "drm_qda_mem_map"}),
+        mmap_offset_refuses_imported=True,
+        ctx_id_bits=60, ctx_id_limit=XA_LIMIT_32B),
+}
+
 #: Where the accel/staging library (LIB 759d6f8) and the RFC kernel disagree. The emulated
 #: driver follows the kernel column; the note says what a LIB-built caller observes.
 LIB_DIFFERENCES = {
@@ -233,6 +345,22 @@ LIB_DIFFERENCES = {
                               "static PD creation through QDA fails with EINVAL"),
     "PRIME export flags": ("access follows DRM_RDWR", "LIB passes only O_CLOEXEC",
                            "LIB-style exports are read-only fds (mmap PROT_WRITE -> EACCES)"),
+}
+
+#: How the accel/staging library (LIB 759d6f8, which tracks the RFC) fares on the v1 kernel.
+#: Found by running it through the device shim (tests/test_kernel_revisions.py): its own tests
+#: pass, but a buffer rpcmem registers after the session is open goes by its GEM handle, which
+#: v1 reads as a DMA-BUF fd. This is why the accel default stays the RFC (qda_core.kernels).
+LIB_DIFFERENCES_V1 = {
+    "GEM_CREATE layout": ("v1 {u64 size; u32 handle; u32 pad}", "LIB {u64 size; u32 handle}",
+                          "the same bytes: LIB's GEM_CREATE works on v1 (it fails on the RFC)"),
+    "GEM_MMAP_OFFSET layout": ("v1 {u64 offset; u32 handle; u32 pad}", "LIB {u32 handle; u32 pad; u64 offset}",
+                               "v1 reads LIB's offset word as the handle (0) -> ENOENT"),
+    "INIT_ATTACH": ("v1: nr 0x03 is a hole", "LIB calls it for root-PD sessions (daemons)",
+                    "EINVAL, which LIB tolerates"),
+    "fd fields": ("v1: DMA-BUF fds, imported per call", "LIB passes GEM handles of the session file",
+                  "a registered rpcmem buffer's handle is read as an fd: EBADF/EINVAL (or another "
+                  "open file); fastrpc_mmap of a dma-buf fd works on v1 (ENOENT on the RFC)"),
 }
 
 # --- legacy misc/fastrpc driver (include/uapi/misc/fastrpc.h) ------------------------------

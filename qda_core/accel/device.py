@@ -4,6 +4,9 @@ Holds what the RFC keeps in ``qda_dev``: the DSP name returned by QUERY, the com
 client-id counter (1, 2, 3, ... never reused), the DRM fake-offset space (page-granular, from
 4 GiB), the invoke engine on the device's rpmsg channel, and the dma-buf identities of the
 objects it created (so PRIME import of its own export finds the same object).
+
+The device follows one kernel revision (``revision``, :mod:`qda_core.kernels`); ``uapi`` is that
+revision's table (:data:`qda_core.uapi.ACCEL_UAPI`), which its files read.
 """
 from __future__ import annotations
 
@@ -15,15 +18,20 @@ import weakref
 
 from .._ext import load
 from ..errors import errno_error
-from ..fastrpc import CTX_ID_LIMIT, FastRpc, IdAllocator
+from ..fastrpc import CTX_ID4, CtxLayout, FastRpc, IdAllocator
 from ..kernels import DEFAULT, REVISIONS, Revision
 from ..mem.bus import ComputeBus
 from ..rpmsg import Channel
+from ..uapi import ACCEL_UAPI, AccelUapi
 
 _iova = load("_iova")
 
 FAKE_OFFSET_START = 1 << 32  # DRM_FILE_PAGE_OFFSET_START on 64-bit
 FAKE_OFFSET_END = 1 << 48
+
+
+#: The v1 ctx word: ``id << 4 | pd`` as the RFC's, a reply decoded as ``ctx >> 4`` whole.
+CTX_ID4_WHOLE = CtxLayout("id<<4, ctx>>4", 4, id_bits=60)
 
 
 class QdaDevice:
@@ -36,12 +44,15 @@ class QdaDevice:
         self.revision: Revision = revision or REVISIONS["accel"][DEFAULT["accel"]]
         if self.revision.frontend != "accel":
             raise ValueError(f"{self.revision} is not an accel revision")
+        #: The revision's uapi: ioctl table, layouts, and the behaviours that differ.
+        self.uapi: AccelUapi = ACCEL_UAPI[self.revision.name]
         self.path = f"/dev/accel/accel{minor}"
         self.dsp_name = dsp_name
         self.domain_id = domain_id
         self.bus = bus
         self.channel = channel
-        self.fastrpc = FastRpc(channel, IdAllocator(limit=CTX_ID_LIMIT, cyclic=False))
+        layout = {lo.id_bits: lo for lo in (CTX_ID4, CTX_ID4_WHOLE)}[self.uapi.ctx_id_bits]
+        self.fastrpc = FastRpc(channel, IdAllocator(limit=self.uapi.ctx_id_limit, cyclic=False), layout)
         self._client_ids = itertools.count(1)
         self._offsets = _iova.RangeAllocator(FAKE_OFFSET_START, FAKE_OFFSET_END - FAKE_OFFSET_START)
         self.offset_objects: dict[int, object] = {}  # fake offset -> GemObject

@@ -4,6 +4,13 @@
 or an int user address) and the return value is what the kernel returns (0, ``-errno``, or the
 DSP's retval verbatim). The typed methods build the same structs, go through the same
 dispatch, and raise ``OSError`` for a negative return.
+
+One driver serves every accel revision: the ioctl table, the struct layouts and the few
+behaviours that differ are the device's :class:`qda_core.uapi.AccelUapi` (``device.uapi``), read
+by the handlers below. What ``qda-v1-2026-05`` changes (docs/spec/kernel_revisions_2026.md §2.1):
+the GEM_CREATE/MMAP_OFFSET field order, ``pad`` checks, MMAP_OFFSET refusing imported objects,
+every ``fd`` a DMA-BUF fd imported for the one call (:meth:`QdaFile.buffer`), no INIT_ATTACH,
+and the reply decode (the device's engine).
 """
 from __future__ import annotations
 
@@ -29,8 +36,10 @@ _IN = uapi.IOC_WRITE
 
 
 class GemRef(BufRef):
-    """An invoke buffer passed by reference: a GEM ``handle`` and the user mapping ``buf`` of it
-    (or a slice of that mapping). The DSP reads and writes the shared pages directly."""
+    """An invoke buffer passed by reference: a GEM ``handle`` of the file and the user mapping
+    ``buf`` of it (or a slice of that mapping). The DSP reads and writes the shared pages
+    directly. On a revision whose ``fd`` fields are DMA-BUF fds (v1) the typed methods export
+    the handle for the call (PRIME_HANDLE_TO_FD, closed after it), as a v1 program does."""
 
     __slots__ = ()
 
@@ -45,6 +54,8 @@ class QdaFile(DriverFile):
     def __init__(self, device, client_id: int, flags: int):
         super().__init__()
         self.device = device
+        #: The device's revision uapi (qda_core.uapi.AccelUapi).
+        self.uapi = device.uapi
         self.client_id = client_id
         self.flags = flags
         self.pid = threading.get_native_id()  # current->pid of the opener: a thread id
@@ -69,9 +80,10 @@ class QdaFile(DriverFile):
             self._leave()
 
     def _ioctl(self, request: int, arg) -> int:
-        ioc = uapi.ACCEL_IOCTLS.get(request & 0xFF)
-        if ioc is None:
-            self.last_error = errno_error(errno.EINVAL, f"ioctl {request:#x}: no such QDA/DRM ioctl")
+        ioc = self.uapi.ioctls.get(request & 0xFF)
+        if ioc is None:  # beyond the table or a hole in it (drm_ioctl: no function -> EINVAL)
+            self.last_error = errno_error(errno.EINVAL, f"ioctl {request:#x}: no such QDA/DRM ioctl "
+                                                        f"in {self.device.revision}")
             return -errno.EINVAL
         tr = trace.RECORDER
         t0 = trace.now() if tr is not None else 0
@@ -126,6 +138,48 @@ class QdaFile(DriverFile):
     def lookup(self, handle: int) -> GemObject | None:
         return self.handles.get(handle)
 
+    def buffer(self, fd: int, what: str) -> GemObject:
+        """The buffer object an ``fd`` field (> 0) names, with a reference the caller puts.
+        RFC: a GEM handle of this file (``ENOENT``). v1: a DMA-BUF fd, imported on every call
+        through the PRIME path (:meth:`prime_import`, as PRIME_FD_TO_HANDLE: the file's PRIME
+        cache finds a dma-buf imported before, and the import stays with the file); ``EBADF``
+        for a closed fd, ``EINVAL`` for one that is not a dma-buf."""
+        with self._lock:
+            h = fd if self.uapi.fd_kind == "gem-handle" else self.prime_import(fd, what)
+            obj = self.handles.get(h)
+            if obj is None:
+                raise errno_error(errno.ENOENT, f"{what}: no GEM handle {fd} in this file")
+            return obj.get()
+
+    def prime_import(self, fd: int, what: str = "PRIME_FD_TO_HANDLE") -> int:
+        """``drm_gem_prime_fd_to_handle()``: the handle of dma-buf ``fd`` in this file."""
+        try:
+            key = vma.file_key(fd)
+        except OSError as exc:
+            raise errno_error(exc.errno or errno.EBADF, f"{what}: fd {fd}") from exc
+        with self._lock:
+            own = self.device.objects_by_key.get(key)
+            # The RFC hands back the exporter's own object, whose IOVA lies in the exporter's
+            # context bank. A PD reaches only its own bank, so a file on another bank gets its
+            # own attachment of the same pages below, as a second importing device would.
+            if own is not None and own.refs > 0 and own.cb is self.ensure_cb():
+                h = self._handle_of.get(id(own))
+                if h is None:
+                    h = self._add_handle(own.get())
+            elif key in self._imports:
+                h = self._imports[key]
+            else:
+                cb = self.ensure_cb()
+                backing = Backing.import_fd(fd)
+                try:
+                    obj = GemObject(backing, cb, imported=True, name="import")
+                except BaseException:
+                    backing.close()
+                    raise
+                h = self._add_handle(obj)
+                self._imports[key] = h
+        return h
+
     def _add_handle(self, obj: GemObject) -> int:
         h = self.handles.add(obj)
         self._handle_of[id(obj)] = h
@@ -133,8 +187,8 @@ class QdaFile(DriverFile):
 
     # --- FastRPC-backed ioctls ------------------------------------------------------------
     def fastrpc(self, handle: int, sc: int, descs, pd: int = wire.ROOT_PD, *, kernel: bool = False) -> int:
-        """``fastrpc_invoke()`` of the RFC: CB + message buffer, GEM lookups, send, wait.
-        ``kernel``: the driver built this message (else it relays a user INVOKE)."""
+        """``fastrpc_invoke()``: CB + message buffer, the buffers the fds name (:meth:`buffer`),
+        send, wait. ``kernel``: the driver built this message (else it relays a user INVOKE)."""
         if self._pool is None:
             self.ensure_cb()
         n = wire.sc_length(sc)
@@ -146,11 +200,8 @@ class QdaFile(DriverFile):
                 ptr, length, fd, _attr = wire.INVOKE_ARG.unpack_from(descs, 24 * i)
                 if fd <= 0 or (i < nbufs and not length):
                     continue  # copied inline / nothing to map
-                with self._lock:
-                    obj = self.handles.get(fd)
-                    if obj is None:
-                        raise errno_error(errno.ENOENT, f"argument {i}: no GEM handle {fd} in this file")
-                    held.append(obj.get())
+                obj = self.buffer(fd, f"argument {i}")
+                held.append(obj)
                 addr = vma.ref_address(i, ptr, length, obj) if i < nbufs else obj.dma_addr
                 wire.PHY_PAGE.pack_into(refs, 16 * i, addr, obj.size)
             return self.device.fastrpc.invoke(
@@ -173,37 +224,56 @@ class QdaFile(DriverFile):
         return uapi.drm_qda_query.get(buf, "dsp_name").split(b"\0")[0].decode()
 
     def init_attach(self) -> int:
-        """DRM_IOCTL_QDA_INIT_ATTACH: join the DSP's root PD. Returns the DSP retval."""
+        """DRM_IOCTL_QDA_INIT_ATTACH: join the DSP's root PD. Returns the DSP retval. v1 has no
+        such ioctl (nr 0x03 is a hole): ``EINVAL``."""
         return self._check_dsp(self.ioctl(uapi.DRM_IOCTL_QDA_INIT_ATTACH))
 
     def init_create(self, image: bytes | None = None, *, attrs: int = 0, siglen: int = 0,
                     gem: GemRef | None = None) -> int:
-        """DRM_IOCTL_QDA_INIT_CREATE: spawn a user PD. ``image`` is copied inline; ``gem``
-        passes an image held in a GEM buffer by reference. Returns the DSP retval."""
-        buf = uapi.qda_init_create.pack(attrs=attrs, siglen=siglen)
-        keep = image
-        if gem is not None:
-            uapi.qda_init_create.set(buf, "filefd", gem.handle)
-            uapi.qda_init_create.set(buf, "filelen", memoryview(gem.buf).nbytes)
-            uapi.qda_init_create.set(buf, "file", address(gem.buf))
-        elif image:
-            uapi.qda_init_create.set(buf, "filelen", len(image))
-            uapi.qda_init_create.set(buf, "file", address(image))
-        ret = self.ioctl(uapi.DRM_IOCTL_QDA_INIT_CREATE, buf)
+        """DRM_IOCTL_QDA_INIT_CREATE (v1: REMOTE_SESSION_CREATE): spawn a user PD. ``image`` is
+        copied inline; ``gem`` passes an image held in a buffer object by reference. Returns
+        the DSP retval."""
+        ioc = self.uapi.ioctls[_SESSION_CREATE_NR]
+        L = ioc.layout
+        buf = L.pack(attrs=attrs, siglen=siglen)
+        keep, exported = image, []
+        try:
+            if gem is not None:
+                L.set(buf, "filefd", self._fd_field(gem.handle, exported))
+                L.set(buf, "filelen", memoryview(gem.buf).nbytes)
+                L.set(buf, "file", address(gem.buf))
+            elif image:
+                L.set(buf, "filelen", len(image))
+                L.set(buf, "file", address(image))
+            ret = self.ioctl(ioc.number, buf)
+        finally:
+            for fd in exported:
+                os.close(fd)
         del keep
         return self._check_dsp(ret)
 
+    def _fd_field(self, handle: int, exported: list[int]) -> int:
+        """What an ``fd`` field carries for GEM ``handle``: the handle (RFC), or a dma-buf fd
+        exported for the call and appended to ``exported`` for the caller to close (v1)."""
+        if self.uapi.fd_kind == "gem-handle":
+            return handle
+        fd = self.prime_handle_to_fd(handle)
+        exported.append(fd)
+        return fd
+
     def gem_create(self, size: int) -> int:
         """DRM_IOCTL_QDA_GEM_CREATE: a zeroed buffer of ``size`` (page-rounded); its handle."""
-        buf = uapi.drm_qda_gem_create.pack(size=size)
-        self._call(uapi.DRM_IOCTL_QDA_GEM_CREATE, buf)
-        return uapi.drm_qda_gem_create.get(buf, "handle")
+        ioc = self.uapi.ioctls[_GEM_CREATE_NR]
+        buf = ioc.layout.pack(size=size)
+        self._call(ioc.number, buf)
+        return ioc.layout.get(buf, "handle")
 
     def gem_mmap_offset(self, handle: int) -> int:
         """DRM_IOCTL_QDA_GEM_MMAP_OFFSET: the fake offset to ``mmap`` the object at."""
-        buf = uapi.drm_qda_gem_mmap_offset.pack(handle=handle)
-        self._call(uapi.DRM_IOCTL_QDA_GEM_MMAP_OFFSET, buf)
-        return uapi.drm_qda_gem_mmap_offset.get(buf, "offset")
+        ioc = self.uapi.ioctls[_MMAP_OFFSET_NR]
+        buf = ioc.layout.pack(handle=handle)
+        self._call(ioc.number, buf)
+        return ioc.layout.get(buf, "offset")
 
     def gem_close(self, handle: int) -> None:
         """DRM_IOCTL_GEM_CLOSE."""
@@ -242,24 +312,36 @@ class QdaFile(DriverFile):
 
     def map(self, request: int, fd: int, *, flags: int = 0, vaddrin: int = 0, size: int = 0,
             attrs: int = 0, offset: int = 0) -> int:
-        """DRM_IOCTL_QDA_MAP; returns the DSP-chosen ``vaddrout``."""
-        buf = uapi.qda_mem_map.pack(request=request, flags=flags, fd=fd, attrs=attrs, offset=offset,
-                                    vaddrin=vaddrin, size=size)
-        self._check_dsp(self.ioctl(uapi.DRM_IOCTL_QDA_MAP, buf), raise_dsp=True)
-        return uapi.qda_mem_map.get(buf, "vaddrout")
+        """DRM_IOCTL_QDA_MAP (v1: REMOTE_MAP); returns the DSP-chosen ``vaddrout``. ``fd``: a
+        GEM handle (RFC) or a DMA-BUF fd (v1)."""
+        ioc = self.uapi.ioctls[_MAP_NR]
+        buf = ioc.layout.pack(request=request, flags=flags, fd=fd, attrs=attrs, offset=offset,
+                              vaddrin=vaddrin, size=size)
+        self._check_dsp(self.ioctl(ioc.number, buf), raise_dsp=True)
+        return ioc.layout.get(buf, "vaddrout")
 
     def munmap(self, request: int, *, fd: int = 0, vaddr: int = 0, vaddrout: int = 0, size: int = 0) -> None:
-        """DRM_IOCTL_QDA_MUNMAP."""
-        buf = uapi.qda_mem_unmap.pack(request=request, fd=fd, vaddr=vaddr, vaddrout=vaddrout, size=size)
-        self._check_dsp(self.ioctl(uapi.DRM_IOCTL_QDA_MUNMAP, buf), raise_dsp=True)
+        """DRM_IOCTL_QDA_MUNMAP (v1: REMOTE_MUNMAP)."""
+        ioc = self.uapi.ioctls[_MUNMAP_NR]
+        buf = ioc.layout.pack(request=request, fd=fd, vaddr=vaddr, vaddrout=vaddrout, size=size)
+        self._check_dsp(self.ioctl(ioc.number, buf), raise_dsp=True)
 
     def invoke(self, handle: int, sc: int, args=()) -> int:
         """DRM_IOCTL_QDA_INVOKE with ``args`` in ``[inbufs, outbufs, inhandles, outhandles]``
         order: plain buffers are copied, :class:`GemRef` buffers shared, :class:`HandleArg`
         entries are handles. Returns the DSP retval (0 or an AEE code, as unsigned 32-bit)."""
-        descs = descriptors(sc, args, GemRef)
-        kbuf = uapi.qda_invoke_args.pack(handle=handle, sc=sc, args=address(descs) if descs else 0)
-        return self._check_dsp(self.ioctl(uapi.DRM_IOCTL_QDA_INVOKE, kbuf))
+        exported: list[int] = []
+        try:
+            if self.uapi.fd_kind != "gem-handle":
+                args = [GemRef(self._fd_field(a.handle, exported), a.buf) if isinstance(a, GemRef) else a
+                        for a in args]
+            descs = descriptors(sc, args, GemRef)
+            ioc = self.uapi.ioctls[_INVOKE_NR]
+            kbuf = ioc.layout.pack(handle=handle, sc=sc, args=address(descs) if descs else 0)
+            return self._check_dsp(self.ioctl(ioc.number, kbuf))
+        finally:
+            for fd in exported:
+                os.close(fd)
 
     # --- release --------------------------------------------------------------------------
     def _release(self) -> None:
@@ -300,24 +382,36 @@ def _query(f: QdaFile, k: bytearray) -> int:
     return 0
 
 
+def _check_pad(f: QdaFile, L: uapi.Layout, k: bytearray, what: str) -> None:
+    if L.name in f.uapi.pad_checked and L.get(k, "pad"):
+        raise errno_error(errno.EINVAL, f"{what}: pad is {L.get(k, 'pad'):#x}, must be 0")
+
+
 def _gem_create(f: QdaFile, k: bytearray) -> int:
-    size = uapi.drm_qda_gem_create.get(k, "size")
+    L = f.uapi.gem_create
+    _check_pad(f, L, k, "GEM_CREATE")
+    size = L.get(k, "size")
     if size == 0:
         raise errno_error(errno.EINVAL, "GEM_CREATE: size is 0")
     cb = f.ensure_cb()
     obj = GemObject.create(cb, size)
     f.device.objects_by_key[obj.backing.key] = obj
     with f._lock:
-        uapi.drm_qda_gem_create.set(k, "handle", f._add_handle(obj))
+        L.set(k, "handle", f._add_handle(obj))
     return 0
 
 
 def _gem_mmap_offset(f: QdaFile, k: bytearray) -> int:
-    h = uapi.drm_qda_gem_mmap_offset.get(k, "handle")
+    L = f.uapi.gem_mmap_offset
+    _check_pad(f, L, k, "GEM_MMAP_OFFSET")
+    h = L.get(k, "handle")
     obj = f.lookup(h)
     if obj is None:
         raise errno_error(errno.ENOENT, f"GEM_MMAP_OFFSET: no handle {h}")
-    uapi.drm_qda_gem_mmap_offset.set(k, "offset", f.device.offset_for(obj))
+    if obj.imported and f.uapi.mmap_offset_refuses_imported:
+        # drm_gem_dumb_map_offset(): imported objects are mapped through their exporter.
+        raise errno_error(errno.EINVAL, f"GEM_MMAP_OFFSET: handle {h} is an imported (PRIME) object")
+    L.set(k, "offset", f.device.offset_for(obj))
     return 0
 
 
@@ -326,16 +420,17 @@ def _init_attach(f: QdaFile, k: bytearray) -> int:
 
 
 def _init_create(f: QdaFile, k: bytearray) -> int:
-    a = uapi.qda_init_create.unpack(k)
+    a = f.uapi.init_create.unpack(k)
     cb = f.ensure_cb()
     init_mem = GemObject.create(cb, uapi.INIT_MEM_SIZE, name="initmem")
     f._init_mem.append(init_mem)  # the RFC overwrites (leaks) an earlier one; we free all at close
     if a["filelen"] > uapi.INIT_FILELEN_MAX:
         raise errno_error(errno.EINVAL, f"INIT_CREATE: filelen {a['filelen']:#x} > 4 MiB")
     fd = a["filefd"]
-    if a["filelen"] and fd != 0:
+    if a["filelen"] and fd != 0 and f.uapi.fd_kind == "gem-handle":
         if f.lookup(fd) is None:
             raise errno_error(errno.EINVAL, f"INIT_CREATE: filefd {fd} is not a GEM handle of this file")
+    # v1: a DMA-BUF filefd > 0 is imported with the message's other buffers (QdaFile.buffer).
     image = (a["file"], a["filelen"], fd if fd > 0 else -1)
     msg = init_msgs.create(f.client_id, current_comm(), image, a["filelen"], a["attrs"], a["siglen"],
                            (init_mem.dma_addr, init_mem.size))
@@ -343,29 +438,36 @@ def _init_create(f: QdaFile, k: bytearray) -> int:
 
 
 def _map(f: QdaFile, k: bytearray) -> int:
-    a = uapi.qda_mem_map.unpack(k)
+    L = f.uapi.mem_map
+    a = L.unpack(k)
     if a["request"] not in (uapi.QDA_MAP_REQUEST_LEGACY, uapi.QDA_MAP_REQUEST_ATTR):
         raise errno_error(errno.EINVAL, f"MAP: unknown request {a['request']}")
+    _check_pad(f, L, k, "MAP")
     f.ensure_cb()
-    page = (0, 0)
+    page, held = (0, 0), None
     if a["fd"] > 0:
-        obj = f.lookup(a["fd"])
-        if obj is None:
-            raise errno_error(errno.ENOENT, f"MAP: no GEM handle {a['fd']}")
-        # The whole object; the reference is dropped right away (the map does not pin it).
-        page = (obj.dma_addr, obj.size)
-    if a["request"] == uapi.QDA_MAP_REQUEST_LEGACY:
-        msg = init_msgs.mmap(f.client_id, a["flags"], a["vaddrin"], page)
-    else:
-        msg = init_msgs.mem_map(f.client_id, a["fd"], a["offset"], a["flags"], a["vaddrin"], page)
-    ret = f._kernel_call(msg)
+        held = f.buffer(a["fd"], "MAP")
+        page = (held.dma_addr, held.size)  # the whole object
+        if f.uapi.fd_kind == "gem-handle":
+            held.put()  # RFC: the reference is dropped right away (the map does not pin it)
+            held = None
+    try:
+        if a["request"] == uapi.QDA_MAP_REQUEST_LEGACY:
+            msg = init_msgs.mmap(f.client_id, a["flags"], a["vaddrin"], page)
+        else:
+            msg = init_msgs.mem_map(f.client_id, a["fd"], a["offset"], a["flags"], a["vaddrin"], page)
+        ret = f._kernel_call(msg)
+    finally:
+        if held is not None:
+            held.put()  # v1: the call's reference (the import stays with the file)
     if ret == 0:
-        uapi.qda_mem_map.set(k, "vaddrout", msg.vaddr())
+        L.set(k, "vaddrout", msg.vaddr())
     return ret
 
 
 def _munmap(f: QdaFile, k: bytearray) -> int:
-    a = uapi.qda_mem_unmap.unpack(k)
+    # The fd of an ATTR request is forwarded to the DSP, never looked up (no pages travel).
+    a = f.uapi.mem_unmap.unpack(k)
     if a["request"] == uapi.QDA_MAP_REQUEST_LEGACY:
         return f._kernel_call(init_msgs.munmap(f.client_id, a["vaddrout"], a["size"]))
     if a["request"] == uapi.QDA_MAP_REQUEST_ATTR:
@@ -374,7 +476,7 @@ def _munmap(f: QdaFile, k: bytearray) -> int:
 
 
 def _invoke(f: QdaFile, k: bytearray) -> int:
-    handle, sc, args = uapi.qda_invoke_args.values(k)
+    handle, sc, args = f.uapi.invoke.values(k)
     n = wire.sc_length(sc)
     descs = bytearray(24 * n)
     if n:
@@ -413,33 +515,7 @@ def _prime_handle_to_fd(f: QdaFile, k: bytearray) -> int:
 
 
 def _prime_fd_to_handle(f: QdaFile, k: bytearray) -> int:
-    fd = uapi.drm_prime_handle.get(k, "fd")
-    try:
-        key = vma.file_key(fd)
-    except OSError as exc:
-        raise errno_error(exc.errno or errno.EBADF, f"PRIME_FD_TO_HANDLE: fd {fd}") from exc
-    with f._lock:
-        own = f.device.objects_by_key.get(key)
-        # The RFC hands back the exporter's own object, whose IOVA lies in the exporter's
-        # context bank. A PD reaches only its own bank, so a file on another bank gets its own
-        # attachment of the same pages below, as a second importing device would.
-        if own is not None and own.refs > 0 and own.cb is f.ensure_cb():
-            h = f._handle_of.get(id(own))
-            if h is None:
-                h = f._add_handle(own.get())
-        elif key in f._imports:
-            h = f._imports[key]
-        else:
-            cb = f.ensure_cb()
-            backing = Backing.import_fd(fd)
-            try:
-                obj = GemObject(backing, cb, imported=True, name="import")
-            except BaseException:
-                backing.close()
-                raise
-            h = f._add_handle(obj)
-            f._imports[key] = h
-    uapi.drm_prime_handle.set(k, "handle", h)
+    uapi.drm_prime_handle.set(k, "handle", f.prime_import(uapi.drm_prime_handle.get(k, "fd")))
     return 0
 
 
@@ -467,3 +543,8 @@ def _undo_prime_export(f: QdaFile, k: bytearray) -> None:
 _UNDO = {uapi.IOC_NR(uapi.DRM_IOCTL_PRIME_HANDLE_TO_FD): _undo_prime_export}
 
 _INVOKE_NR = uapi.IOC_NR(uapi.DRM_IOCTL_QDA_INVOKE)
+_GEM_CREATE_NR = uapi.IOC_NR(uapi.DRM_IOCTL_QDA_GEM_CREATE)
+_MMAP_OFFSET_NR = uapi.IOC_NR(uapi.DRM_IOCTL_QDA_GEM_MMAP_OFFSET)
+_SESSION_CREATE_NR = uapi.IOC_NR(uapi.DRM_IOCTL_QDA_INIT_CREATE)
+_MAP_NR = uapi.IOC_NR(uapi.DRM_IOCTL_QDA_MAP)
+_MUNMAP_NR = uapi.IOC_NR(uapi.DRM_IOCTL_QDA_MUNMAP)
