@@ -67,6 +67,16 @@ REVISIONS: dict[str, dict[str, Revision]] = {
             (("ioctl nr 0x03 (INIT_ATTACH removed)",
               "a hole in the driver's ioctl table: drm_ioctl() finds no function and returns "
               "EINVAL, as for any unknown driver nr"),
+             ("how an fd is imported per call",
+              "through the PRIME path, as DRM_IOCTL_PRIME_FD_TO_HANDLE: the file's PRIME cache "
+              "finds a dma-buf imported before, and the import stays with the file until "
+              "GEM_CLOSE or close (a MAP of it stays valid); a closed fd is EBADF, a file that is "
+              "not a dma-buf EINVAL"),
+             ("the fd of MUNMAP",
+              "forwarded to the DSP, not imported: the message carries no pages"),
+             ("reply context ids",
+              "decoded as ctx >> 4, so ids are no longer capped at 255 (the RFC's 8-bit match): "
+              "the xarray's 32-bit range"),
              ("anything docs/spec/kernel_revisions_2026.md §2.1 does not list",
               "unchanged from the RFC (CB per PID and ENOMEM, retval as ioctl result, the "
               "RFC's static-PD and PRIME behaviour)")),
@@ -168,9 +178,12 @@ REVISIONS: dict[str, dict[str, Revision]] = {
     ),
 }
 
-#: The revision each front end follows when nothing names one. Until a revision's behaviour is
-#: implemented its front end stays on today's emulation (accel RFC). legacy: the newest exactly
-#: known revision, misc-7.3 (misc-7.2 is ``legacy:misc-7.2``).
+#: The revision each front end follows when nothing names one: the newest exactly known one,
+#: unless it breaks the user library that front end serves. accel: the RFC, not v1: the
+#: accel/staging library tracks the RFC, and a buffer it registers with a session goes by its GEM
+#: handle, which v1 reads as a DMA-BUF fd, so its invoke fails (uapi.LIB_DIFFERENCES_V1;
+#: tests/test_kernel_revisions.py runs the library through the device shim on both). legacy:
+#: misc-7.3 (misc-7.2 is ``legacy:misc-7.2``).
 DEFAULT: dict[str, str] = {"accel": "qda-rfc-2026-02", "legacy": "misc-7.3"}
 
 
