@@ -12,12 +12,14 @@ def _legacy_nodes(soc, dom) -> list[str]:
     return [p for p in soc.legacy_nodes() if p.rsplit("/", 1)[-1] in names]
 
 
-def devices(soc_profile: str | None) -> dict:
-    """The domains of a fresh SoC built from ``soc_profile``: ids, device nodes of both
-    drivers, context banks (total, free, SIDs), protection domains alive, DSP counters."""
+def devices(soc_profile: str | None, kernel: str | None = None) -> dict:
+    """The domains of a fresh SoC built from ``soc_profile`` (and ``kernel``, a selection of
+    kernel revisions): the revision each driver follows, ids, device nodes of both drivers,
+    context banks (total, free, SIDs), protection domains alive, DSP counters."""
+    from qda_core.kernels import describe
     from qda_core.soc import Soc
 
-    soc = Soc(soc_profile)
+    soc = Soc(soc_profile, kernel=kernel)
     out = []
     for d in soc.domains.values():
         procs = d.dsp.processes()
@@ -30,7 +32,7 @@ def devices(soc_profile: str | None) -> dict:
             "pds_alive": sum(p.state == "alive" for p in procs),
             "dsp_stats": d.dsp.stats.snapshot(),
         })
-    return {"soc": soc_profile or "default", "domains": out}
+    return {"soc": soc_profile or "default", "kernel": describe(soc.kernel), "domains": out}
 
 
 def format_devices(info: dict) -> str:
@@ -42,7 +44,9 @@ def format_devices(info: dict) -> str:
                      ",".join(map(str, cbs["sids"])), str(d["pds_alive"])))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
-    return f"SoC profile {info['soc']}\n" + "\n".join(lines)
+    kernel = [f"kernel {front:<6}  {k['revision']}  {k['title']}{'' if k['exact'] else ' (semantic)'}"
+              for front, k in info["kernel"].items()]
+    return f"SoC profile {info['soc']}\n" + "\n".join(kernel + lines)
 
 
 def _node_for(soc, device: str) -> str:
@@ -54,12 +58,12 @@ def _node_for(soc, device: str) -> str:
     return soc.domain(int(device) if device.isdigit() else device).accel.path
 
 
-def query(device: str, soc_profile: str | None) -> dict:
+def query(device: str, soc_profile: str | None, kernel: str | None = None) -> dict:
     """Open the accel node and issue DRM_IOCTL_QDA_QUERY, as a user program would."""
     from qda_core import uapi
     from qda_core.soc import Soc
 
-    soc = Soc(soc_profile)
+    soc = Soc(soc_profile, kernel=kernel)
     path = _node_for(soc, device)
     if path.startswith("/dev/fastrpc-"):
         raise ValueError(f"{path} is a legacy FastRPC node; DRM_IOCTL_QDA_QUERY exists on the QDA accel nodes "

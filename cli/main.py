@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import sys
 
 import click
@@ -56,6 +57,23 @@ class QdarpcGroup(click.Group):
             raise translate(exc) from None
 
 
+def _use_kernel(kernel: str | None) -> None:
+    """``--kernel``: ``$QDARPC_KERNEL`` while the command runs (put back when it ends), so every
+    SoC it builds and every program it runs follows it."""
+    if kernel is None:
+        return
+    old = os.environ.get("QDARPC_KERNEL")
+    os.environ["QDARPC_KERNEL"] = kernel
+
+    def restore() -> None:
+        if old is None:
+            os.environ.pop("QDARPC_KERNEL", None)
+        else:
+            os.environ["QDARPC_KERNEL"] = old
+
+    click.get_current_context().call_on_close(restore)
+
+
 def _echo_json(obj) -> None:
     click.echo(json.dumps(obj, indent=2, sort_keys=False))
 
@@ -89,7 +107,8 @@ def cli(debug: bool) -> None:
               help="User PD to create: unsigned (CDSP only, fastrpc_test -U 1), signed (-U 0), or auto: "
                    "unsigned, and signed where the DSP has no unsigned PDs.")
 @click.option("-U", "--unsigned-pd", "unsigned_pd", is_flag=True, default=False, help="Same as --pd unsigned.")
-def selftest(domain: str, pd: str, unsigned_pd: bool) -> None:
+@options.kernel
+def selftest(domain: str, pd: str, unsigned_pd: bool, kernel: str | None) -> None:
     """Run the calculator example end to end on the emulated DSP and print each step.
 
     Stops at the first step that fails and says why. Exits 0 when every step passed, 1
@@ -100,9 +119,11 @@ def selftest(domain: str, pd: str, unsigned_pd: bool) -> None:
       qdarpc selftest
       qdarpc selftest -d adsp            # a signed PD: unsigned PDs are CDSP-only
       qdarpc selftest -d cdsp --pd signed
+      qdarpc selftest --kernel accel:qda-v1-2026-05
     """
     from .selftest import run
 
+    _use_kernel(kernel)
     if unsigned_pd:
         if pd == "signed":
             raise click.UsageError("-U/--unsigned-pd contradicts --pd signed")
@@ -112,25 +133,28 @@ def selftest(domain: str, pd: str, unsigned_pd: bool) -> None:
 
 # --- devices / query --------------------------------------------------------------------------
 @cli.command()
-@options.add_options(options.soc, options.json_output)
-def devices(soc_profile: str | None, as_json: bool) -> None:
-    """List the emulated SoC: DSP domains, device nodes of both drivers, context banks, PDs.
+@options.add_options(options.soc, options.kernel, options.json_output)
+def devices(soc_profile: str | None, kernel: str | None, as_json: bool) -> None:
+    """List the emulated SoC: the kernel revision each driver follows, DSP domains, device nodes
+    of both drivers, context banks, PDs.
 
     \b
     Examples:
       qdarpc devices
       qdarpc devices --soc full --json
+      qdarpc devices --kernel accel:qda-v1-2026-05 --kernel legacy:misc-7.2
     """
     from .info import devices as info, format_devices
 
-    data = info(soc_profile)
+    _use_kernel(kernel)
+    data = info(soc_profile, kernel)
     _echo_json(data) if as_json else click.echo(format_devices(data))
 
 
 @cli.command()
 @click.argument("device")
-@options.add_options(options.soc, options.json_output)
-def query(device: str, soc_profile: str | None, as_json: bool) -> None:
+@options.add_options(options.soc, options.kernel, options.json_output)
+def query(device: str, soc_profile: str | None, kernel: str | None, as_json: bool) -> None:
     """Issue DRM_IOCTL_QDA_QUERY on DEVICE and print what it returns.
 
     DEVICE is an accel node (/dev/accel/accel1 or accel1), a domain name (cdsp) or id (3).
@@ -142,7 +166,8 @@ def query(device: str, soc_profile: str | None, as_json: bool) -> None:
     """
     from .info import query as do_query
 
-    data = do_query(device, soc_profile)
+    _use_kernel(kernel)
+    data = do_query(device, soc_profile, kernel)
     if as_json:
         _echo_json(data)
     else:
@@ -179,9 +204,10 @@ def _parse_sc(_ctx, param, value: str | None) -> int | None:
 @click.option("--repeat", type=click.IntRange(min=1), default=1, show_default=True, metavar="N",
               help="Invoke N times and print median/p99 wall time per call.")
 @options.domain_option(None, "DSP domain: name or id (default: the URI's &_dom=, else cdsp).")
-@options.add_options(options.unsigned_pd, options.backend, options.session, options.soc, options.json_output)
+@options.add_options(options.unsigned_pd, options.backend, options.session, options.soc, options.kernel,
+                     options.json_output)
 def invoke(uri: str, method: str, ins, ins_ref, outs, outs_ref, sc, repeat, domain, unsigned_pd, backend,
-           session, soc_profile, as_json) -> None:
+           session, soc_profile, kernel, as_json) -> None:
     """Open the module URI on the DSP and invoke METHOD with typed buffers.
 
     METHOD is a method id (2, 0x3) or, for Python skels, a method name (sum). Buffers go in
@@ -201,6 +227,7 @@ def invoke(uri: str, method: str, ins, ins_ref, outs, outs_ref, sc, repeat, doma
     from .term import progress
 
     ctx = click.get_current_context()
+    _use_kernel(kernel)
     in_bufs = inv.in_order(ctx, ("ins", "ins_ref"), {"ins": ins, "ins_ref": ins_ref})
     out_bufs = inv.in_order(ctx, ("outs", "outs_ref"), {"outs": outs, "outs_ref": outs_ref})
     try:
@@ -276,8 +303,9 @@ def _trace_output(_ctx, param, value: str) -> str:
 @trace.command("run", context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
 @click.option("-o", "--output", default="qdarpc-trace.jsonl", show_default=True, callback=_trace_output,
               help="Trace file: .jsonl (events, lossless) or .json (Chrome trace-event JSON).")
+@options.kernel
 @click.argument("target", nargs=-1, required=True, type=click.UNPROCESSED)
-def trace_run(output: str, target: tuple[str, ...]) -> None:
+def trace_run(output: str, kernel: str | None, target: tuple[str, ...]) -> None:
     """Run TARGET under the recorder: a Python script (path, then its arguments) or a qdarpc
     subcommand (after --). The trace is written even when TARGET fails; the exit code is TARGET's.
 
@@ -288,6 +316,7 @@ def trace_run(output: str, target: tuple[str, ...]) -> None:
     """
     from .tracecmd import is_script, run_script, traced
 
+    _use_kernel(kernel)
     argv = list(target)
 
     def sub() -> int:
@@ -361,9 +390,9 @@ def trace_convert(file: str, output: str | None) -> None:
 @click.option("--shim", is_flag=True, default=False,
               help="With --exec: the programs keep their own FastRPC library and the device shim serves "
                    "their nodes (e.g. upstream's legacy build ::: its accel build).")
-@options.add_options(options.soc, options.json_output)
+@options.add_options(options.soc, options.kernel, options.json_output)
 def ab(workloads: tuple[str, ...], order: str, html_file: str | None, fail_on_diff: bool, as_exec: bool,
-       shim: bool, soc_profile: str | None, as_json: bool) -> None:
+       shim: bool, soc_profile: str | None, kernel: str | None, as_json: bool) -> None:
     """Run a workload through the legacy FastRPC API on the legacy driver and on the QDA accel
     driver, against one emulated DSP, and compare: each step's result (SAME/DIFF), the ioctls
     each driver saw (aligned), bytes copied vs shared per invoke, maps, errors and timings.
@@ -386,6 +415,7 @@ def ab(workloads: tuple[str, ...], order: str, html_file: str | None, fail_on_di
     from .ab import resolve
     from .term import progress
 
+    _use_kernel(kernel)
     if as_exec:
         from .native import run_exec_ab
 
@@ -459,7 +489,7 @@ def config(items: tuple[str, ...]) -> None:
 
 
 @cli.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
-@options.add_options(options.backend, options.soc)
+@options.add_options(options.backend, options.soc, options.kernel)
 @click.option("--trace", "trace_file", default=None, callback=lambda c, p, v: v and _trace_output(c, p, v),
               metavar="FILE", help="Record every API call, ioctl and DSP dispatch of the run (.jsonl or .json).")
 @click.option("--shim", is_flag=True, default=False,
@@ -467,7 +497,8 @@ def config(items: tuple[str, ...]) -> None:
                    "device nodes it opens (/dev/fastrpc-*, /dev/accel/*, /dev/dma_heap/system) with the "
                    "LD_PRELOAD device shim. --backend then has no effect: the library picks its nodes.")
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
-def run(backend: str, soc_profile: str | None, trace_file: str | None, shim: bool, command: tuple[str, ...]) -> None:
+def run(backend: str, soc_profile: str | None, kernel: str | None, trace_file: str | None, shim: bool,
+        command: tuple[str, ...]) -> None:
     """Run an unmodified program against the emulator, in its own process (no daemon). Exits
     with the program's exit code.
 
@@ -479,10 +510,12 @@ def run(backend: str, soc_profile: str | None, trace_file: str | None, shim: boo
       qdarpc run -- ./calc_app 1000
       qdarpc run --backend legacy --trace run.jsonl -- ./calc_app
       qdarpc run --shim -- fastrpc_test -d 3 -U 1
+      qdarpc run --kernel accel:qda-v1-2026-05 -- ./calc_app    # QDARPC_KERNEL in its environment
     """
     from .native import exit_code
     from .native import run as run_program
 
+    _use_kernel(kernel)
     done = run_program(list(command), backend=backend, soc=soc_profile, trace=trace_file, shim=shim)
     if trace_file:
         click.echo(f"trace -> {trace_file}", err=True)

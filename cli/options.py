@@ -96,3 +96,51 @@ soc = click.option(  # eager: a --domain given before it is still checked agains
 debug = click.option(
     "--debug", is_flag=True, default=False,
     help="Also print the Python traceback of an error (the exit code stays the same).")
+
+
+class _KernelOption(click.Option):
+    """``--kernel``: its help names the valid revisions, read from the table when help is shown
+    (so importing the CLI stays light)."""
+
+    def get_help_record(self, ctx):
+        record = super().get_help_record(ctx)
+        if record is None:
+            return None
+        from qda_core.kernels import valid_names
+
+        return record[0], f"{record[1]} Valid: {', '.join(valid_names())}."
+
+
+def _kernel(ctx, param, value: tuple[str, ...]) -> str | None:
+    """Validate ``--kernel FRONTEND:REVISION`` (repeatable) and return the selection string
+    naming every front end, or None when no option was given (``$QDARPC_KERNEL`` is validated
+    too, but left where it is: below a profile's own ``"kernel"``). An unknown name is a usage
+    error listing the valid ones. A profile that names a kernel of its own and a ``--kernel``
+    that disagrees with it are a usage error too: one of them would be silently ignored."""
+    if not value:
+        return None
+    from qda_core.kernels import KernelError, kernel_spec, parse_kernel
+    from qda_core.soc import load_profile
+
+    try:
+        spec = kernel_spec(parse_kernel(",".join(value)))
+    except KernelError as exc:
+        raise click.BadParameter(str(exc), param=param) from None
+    if ctx.get_parameter_source(param.name) == click.core.ParameterSource.ENVIRONMENT:
+        return None
+    profile = ctx.params.get("soc_profile")
+    try:
+        named = load_profile(profile)[0].kernel
+    except (ValueError, OSError, KeyError, IndexError):
+        named = None  # a bad profile is --soc's error to report
+    if named is not None and named != spec:
+        raise click.BadParameter(f"the SoC profile ({profile or _env_profile()}) names kernel {named}; "
+                                 f"{spec} contradicts it (drop one)", param=param)
+    return spec
+
+
+kernel = click.option(
+    "--kernel", "kernel", multiple=True, callback=_kernel, envvar="QDARPC_KERNEL", metavar="FRONTEND:REVISION",
+    cls=_KernelOption,
+    help="Kernel revision a driver front end follows (repeatable; the other front end keeps its default) "
+         "[env QDARPC_KERNEL].")

@@ -750,3 +750,113 @@ def test_upstream_accel_staging_library_on_both_accel_revisions(tmp_path):
     assert v1.returncode == 1 and "sum 0xe 0" in v1.stdout, v1.stdout + v1.stderr
     assert "ioctl(" in v1.stderr and ", 0xc0186447, " in v1.stderr and ") = -22" in v1.stderr
 
+
+# --- the CLI: --kernel FRONTEND:REVISION on every command that builds a SoC -----------------
+sys.path.insert(0, str(Path(__file__).parent))
+from cli_helpers import cli_runner, errors  # noqa: E402
+
+
+@pytest.fixture
+def run(fd_guard):
+    """Run ``qdarpc ARGS``; checks that the command left no emulator object or fd behind."""
+    yield from cli_runner()
+
+
+def usage_error(res) -> str:
+    err = res.stderr.strip().splitlines()
+    assert err and err[-1].startswith("Error: ") and "Traceback" not in res.output, res.output
+    return err[-1]
+
+
+def test_devices_shows_the_revisions_in_force(run):
+    text = run("devices").stdout
+    assert f"kernel accel   {RFC}  QDA accel RFC" in text and f"kernel legacy  {LEG}  " in text
+    text = run("devices", "--kernel", V1, "--kernel", "legacy:qda-shim").stdout
+    assert f"kernel accel   {V1}  QDA accel v1" in text and "legacy:qda-shim" in text and "(semantic)" in text
+    data = json.loads(run("devices", "--kernel", V1, "--json").stdout)
+    assert data["kernel"] == {
+        "accel": {"revision": V1, "title": kernels.REVISIONS["accel"]["qda-v1-2026-05"].title,
+                  "source": kernels.REVISIONS["accel"]["qda-v1-2026-05"].source, "exact": True},
+        "legacy": {"revision": LEG, "title": kernels.REVISIONS["legacy"][LEG[7:]].title,
+                   "source": kernels.REVISIONS["legacy"][LEG[7:]].source, "exact": True}}
+    env = json.loads(run("devices", "--json", env={kernels.ENV: "legacy:misc-7.3"}).stdout)["kernel"]
+    assert (env["accel"]["revision"], env["legacy"]["revision"]) == (RFC, "legacy:misc-7.3")
+    assert kernels.ENV not in os.environ  # the command's setting does not outlive it
+
+
+@pytest.mark.parametrize("args,why", [
+    (["--kernel", "accel:qda-v3"], "unknown accel kernel revision 'qda-v3'"),
+    (["--kernel", "dsp:qda-v1-2026-05"], "unknown kernel front end 'dsp'"),
+    (["--kernel", V1, "--kernel", RFC], "front end 'accel' given twice"),
+    (["--kernel", "qda-v1-2026-05"], "is not FRONTEND:REVISION"),
+])
+@pytest.mark.parametrize("command", [["devices"], ["query", "cdsp"], ["selftest"], ["ab", "calculator"],
+                                     ["invoke", TEST, "2"], ["trace", "run", "-o", "t.jsonl"], ["run"]])
+def test_unknown_kernel_is_a_usage_error_listing_the_valid_ones(run, command, args, why):
+    extra = ["--", "devices"] if command[0] in ("trace", "run") else []
+    res = run(*command, *args, *extra, code=errors.EXIT_USAGE)
+    line = usage_error(res)
+    assert "'--kernel'" in line and why in line and line.endswith("valid: " + ", ".join(VALID))
+
+
+def test_bad_environment_is_a_usage_error(run):
+    line = usage_error(run("devices", code=errors.EXIT_USAGE, env={kernels.ENV: "accel:v1"}))
+    assert "unknown accel kernel revision 'v1'" in line and "[env QDARPC_KERNEL]" not in line
+
+
+def test_kernel_help_lists_the_revisions(run):
+    help_text = " ".join(run("devices", "--help").stdout.split())
+    assert "--kernel FRONTEND:REVISION" in help_text and "QDARPC_KERNEL" in help_text
+    assert "Valid: " + ", ".join(VALID) in help_text.replace("- ", "-")  # click wraps after hyphens
+
+
+def test_a_profile_that_names_a_kernel(run, tmp_path):
+    prof = tmp_path / "soc.json"
+    prof.write_text(json.dumps({"kernel": V1, "domains": [{"name": "cdsp", "context_banks": 2}]}))
+    data = json.loads(run("devices", "--soc", prof, "--json").stdout)
+    assert data["kernel"]["accel"]["revision"] == V1
+    data = json.loads(run("devices", "--soc", prof, "--kernel", V1, "--json").stdout)  # agreeing: fine
+    assert data["kernel"]["accel"]["revision"] == V1
+    line = usage_error(run("devices", "--soc", prof, "--kernel", RFC, code=errors.EXIT_USAGE))
+    assert f"names kernel {V1},{LEG}; {RFC},{LEG} contradicts it" in line
+    data = json.loads(run("devices", "--soc", prof, "--json", env={kernels.ENV: RFC}).stdout)
+    assert data["kernel"]["accel"]["revision"] == V1  # the env is below the profile
+
+
+def test_query_and_invoke_on_v1(run):
+    data = json.loads(run("query", "cdsp", "--kernel", V1, "--json").stdout)
+    assert (data["dsp_name"], data["request"]) == ("cdsp", "0x80106440")
+    res = run("invoke", TEST, "echo", "--in", "str:hi", "--out", "str:8", "--kernel", V1)
+    assert "ret 0x0 AEE_SUCCESS" in res.stdout
+
+
+def test_selftest_and_trace_run_on_v1(run, tmp_path):
+    res = run("selftest", "--kernel", V1)
+    assert "PASS" in res.stdout and "shared GEM" in res.stdout
+    out = tmp_path / "t.jsonl"
+    run("trace", "run", "--kernel", V1, "-o", out, "--", "selftest")
+    names = {json.loads(line).get("name") for line in out.read_text().splitlines()}
+    assert {"DRM_IOCTL_QDA_REMOTE_SESSION_CREATE", "DRM_IOCTL_QDA_REMOTE_INVOKE",
+            "DRM_IOCTL_PRIME_HANDLE_TO_FD"} <= names and "DRM_IOCTL_QDA_INVOKE" not in names
+    run("trace", "run", "-o", out, "--", "selftest", "--kernel", RFC)
+    names = {json.loads(line).get("name") for line in out.read_text().splitlines()}
+    assert "DRM_IOCTL_QDA_INVOKE" in names and "DRM_IOCTL_QDA_REMOTE_INVOKE" not in names
+
+
+def test_ab_takes_the_kernel(run):
+    data = json.loads(run("ab", "calculator", "--kernel", LEG, "--kernel", RFC, "--json").stdout)
+    assert data["agree"] is True
+
+
+def test_run_exports_the_selection_to_the_program(tmp_path):
+    qdarpc = Path(sys.executable).parent / "qdarpc"
+    if not qdarpc.exists():
+        pytest.skip("no qdarpc console script in this environment")
+    env = {k: v for k, v in os.environ.items() if k != kernels.ENV}
+    res = subprocess.run([str(qdarpc), "run", "--kernel", "legacy:misc-7.3", "--kernel", V1, "--",
+                          "sh", "-c", 'echo "[$QDARPC_KERNEL]"'], env=env, capture_output=True, text=True,
+                         timeout=60)
+    assert res.returncode == 0 and res.stdout.strip() == f"[{V1},legacy:misc-7.3]", res.stderr
+    res = subprocess.run([str(qdarpc), "run", "--", "sh", "-c", 'echo "[${QDARPC_KERNEL-unset}]"'], env=env,
+                         capture_output=True, text=True, timeout=60)
+    assert res.stdout.strip() == "[unset]"
