@@ -18,6 +18,7 @@ would leave in bits 47:32 (see :func:`_code`), or the pointer/fd the C function 
 from __future__ import annotations
 
 import atexit
+import os
 import struct
 import sys
 import threading
@@ -43,6 +44,8 @@ CONTROL_MAX = 4096
 
 _flavours: dict[str, Library | None] = {}
 _lock = threading.Lock()
+# A thread of the parent may hold it at fork() (C programs fork while other threads call).
+os.register_at_fork(after_in_child=_lock._at_fork_reinit)
 #: rpcmem allocations made through C, by address: C has no object to keep them alive.
 _allocations: dict[int, rpcmem.RpcMem] = {}
 

@@ -25,6 +25,8 @@ def progs(tmp_path_factory):
         "attacks": compile_c("abi/attacks.c", d / "attacks"),
         "flavours": compile_c("abi/flavours.c", d / "flavours", link_abi=False, flags=["-ldl"]),
         "closed_stdio": compile_c("abi/closed_stdio.c", d / "closed_stdio"),
+        "fork_start": compile_c("abi/fork_start.c", d / "fork_start"),
+        "fork_storm": compile_c("abi/fork_storm.c", d / "fork_storm"),
     }
 
 
@@ -76,6 +78,32 @@ def test_flavours_are_separate_library_instances(progs):
         "adsprpc_invoke_own_after": "6", "adsprpc_close_own": "0", "adsprpc_close_again": str(inval),
         "cdsprpc_invoke_own": "6", "cdsprpc_close_own": "0", "dlopen_cycles": "5",
     }
+
+
+def test_fork_after_another_thread_started_the_interpreter(progs):
+    """The thread whose first call started the interpreter has exited; the main thread forks:
+    the child's first call works (the forking thread keeps its thread state in the child)."""
+    res = run_c([progs["fork_start"], "after"], timeout=60)
+    assert (res.returncode, res.stdout) == (0, "ok 0x0\nchild exit 0\n"), res.stderr
+
+
+@pytest.mark.parametrize("backend", ["accel", "legacy"])
+def test_fork_while_other_threads_allocate_and_invoke(progs, backend):
+    """Whatever lock a thread of the parent holds at fork() (the C ABI's own allocation table
+    among them), the child allocates, opens, invokes and closes on its own emulator."""
+    res = run_c([progs["fork_storm"], 4, 12], backend=backend, timeout=120)
+    assert (res.returncode, res.stdout) == (0, "bad children 0\n"), res.stderr
+
+
+def test_fork_during_another_threads_first_call_never_hangs_the_child(progs):
+    """Forked while another thread starts the interpreter or imports the package: the child
+    inherits it half-made, so it has no emulator - a code and one line on stderr, no hang."""
+    res = run_c([progs["fork_start"], "during"], timeout=60)
+    assert res.returncode == 0, res.stderr
+    none = f"code 0x{rpc.AEE_ECONNREFUSED:x}\nchild exit 0\n"
+    assert res.stdout in ("ok 0x0\nchild exit 0\n", none), res.stdout + res.stderr
+    if res.stdout == none:
+        assert res.stderr.count("forked while another thread was starting the emulator") == 1
 
 
 @pytest.mark.xfail(strict=True, reason=(

@@ -31,16 +31,29 @@ struct qdarpc_py qdarpc_py;
 
 /*
  * Start-up is shared by every flavour loaded in one process (libadsprpc and libcdsprpc may
- * both be): this lock has default visibility, so the dynamic linker binds every copy's
- * reference to the first definition and only one copy ever starts the interpreter.
+ * both be): this symbol has default visibility, so the dynamic linker binds every copy's
+ * reference to the first definition and only one copy ever starts the interpreter. @busy
+ * counts threads inside a first call (starting Python, importing the package) in any copy: a
+ * child forked meanwhile inherits a half-started interpreter - a lock or module lock held by a
+ * thread it does not have - and gets no emulator rather than hanging.
  */
-__attribute__((visibility("default"))) pthread_mutex_t qdarpc_bridge_start_lock = PTHREAD_MUTEX_INITIALIZER;
+struct qdarpc_bridge_start {
+	pthread_mutex_t lock;
+	int busy;
+};
+__attribute__((visibility("default"))) struct qdarpc_bridge_start qdarpc_bridge_start_lock = {
+	PTHREAD_MUTEX_INITIALIZER, 0
+};
+#define start_lock qdarpc_bridge_start_lock.lock
+#define start_busy qdarpc_bridge_start_lock.busy
 
 enum { NOT_READY = 0, READY = 1, FAILED = -1 };
 static int state = NOT_READY;        /* atomics: __atomic_load/store */
+static int forked_mid_start;         /* this process is such a child (explained at its first call) */
 static pthread_key_t tstate_key;
 static __thread PyThreadState *pinned;
 static PyGILState_STATE fork_gil;
+static int fork_fresh, fork_skipped;
 
 void embed_note(const char *fmt, ...)
 {
@@ -130,20 +143,51 @@ static void thread_gone(void *ts)
  * hooks, which give the child a fresh emulator (the parent's lives in shared memory). */
 static void before_fork(void)
 {
-	fork_gil = py.PyGILState_Ensure();
+	/* Not while a first call imports the package: that thread may hold the GIL and wait to
+	 * register an at-fork handler of a module it loads, which fork() does not let it do
+	 * until we return. The child of such a fork gets no emulator anyway (child_reset). */
+	fork_skipped = __atomic_load_n(&start_busy, __ATOMIC_ACQUIRE) != 0;
+	if (fork_skipped)
+		return;
+	fork_gil = embed_enter(&fork_fresh);
 	py.PyOS_BeforeFork();
 }
 
 static void after_fork_parent(void)
 {
+	if (fork_skipped)
+		return;
 	py.PyOS_AfterFork_Parent();
-	py.PyGILState_Release(fork_gil);
+	embed_leave(fork_gil, fork_fresh);
 }
 
+/* The forking thread keeps the thread state it forked with (as after a call): the child's
+ * other thread states are gone, and deleting its last one would leave CPython unable to make
+ * the next (a fatal "thread state already initialized" at the child's first call). */
 static void after_fork_child(void)
 {
+	if (fork_skipped)
+		return;
 	py.PyOS_AfterFork_Child();
-	py.PyGILState_Release(fork_gil);
+	embed_leave(fork_gil, fork_fresh);
+}
+
+/* Registered at load, so it runs in every child: one forked while a thread of the parent was
+ * inside a first call has no usable interpreter (and its start lock may be held). */
+static void child_reset(void)
+{
+	pthread_mutex_t fresh = PTHREAD_MUTEX_INITIALIZER;
+
+	if (__atomic_load_n(&start_busy, __ATOMIC_ACQUIRE)) {
+		forked_mid_start = 1;
+		__atomic_store_n(&state, FAILED, __ATOMIC_RELEASE);
+		start_lock = fresh;
+	}
+}
+
+__attribute__((constructor)) static void embed_init(void)
+{
+	pthread_atfork(NULL, NULL, child_reset);
 }
 
 /* exit() in a process whose interpreter we own: run Python's exit functions (sessions
@@ -254,16 +298,22 @@ int embed_ready(int (*bind)(void))
 
 	if (s == READY)
 		return 0;
-	if (s == FAILED)
+	if (s == FAILED) {
+		if (forked_mid_start == 1 && __atomic_exchange_n(&forked_mid_start, 2, __ATOMIC_ACQ_REL) == 1)
+			embed_note("this process was forked while another thread was starting the emulator: "
+				   "it has none");
 		return -1;
+	}
 	pthread_once(&key_once, make_key);
-	pthread_mutex_lock(&qdarpc_bridge_start_lock);
+	__atomic_add_fetch(&start_busy, 1, __ATOMIC_ACQ_REL);
+	pthread_mutex_lock(&start_lock);
 	rc = py.PyGILState_Ensure ? 0 : start_interpreter();
-	pthread_mutex_unlock(&qdarpc_bridge_start_lock);
+	pthread_mutex_unlock(&start_lock);
 	if (rc == 0 && !version_ok())
 		rc = -1;
 	if (rc) {
 		__atomic_store_n(&state, FAILED, __ATOMIC_RELEASE);
+		__atomic_sub_fetch(&start_busy, 1, __ATOMIC_ACQ_REL);
 		return -1;
 	}
 	/* The GIL alone guards binding: a C mutex held while waiting for the GIL deadlocks
@@ -272,6 +322,7 @@ int embed_ready(int (*bind)(void))
 	if (__atomic_load_n(&state, __ATOMIC_ACQUIRE) == NOT_READY)
 		__atomic_store_n(&state, bind() ? FAILED : READY, __ATOMIC_RELEASE);
 	embed_leave(g, fresh);
+	__atomic_sub_fetch(&start_busy, 1, __ATOMIC_ACQ_REL);
 	return __atomic_load_n(&state, __ATOMIC_ACQUIRE) == READY ? 0 : -1;
 }
 
