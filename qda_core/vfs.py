@@ -78,21 +78,37 @@ def tree(root: str) -> int:
     global _tree
     with _lock:
         _tree = root
-    _sync_tree()
+    if not _sync_tree():
+        with _lock:
+            _tree = None
+        return -errno.EIO
     return 0
 
 
-def _sync_tree() -> None:
+def _sync_tree() -> bool:
+    """Bring the tree up to date with the SoC; False if the filesystem refused (the tree is
+    then left as it was, and tried again next time: keeping it never fails a device call)."""
     global _tree_nodes
     root = _tree
     if root is None:
-        return
+        return True
     s = _soc_now()
     now = tuple(d.accel.path for d in s.domains.values())
     with _lock:
         if now == _tree_nodes:
-            return
+            return True
         old, _tree_nodes = _tree_nodes, now
+    try:
+        _write_tree(root, s, old, now)
+    except OSError:
+        with _lock:
+            if _tree_nodes == now:
+                _tree_nodes = old
+        return False
+    return True
+
+
+def _write_tree(root: str, s, old: tuple[str, ...], now: tuple[str, ...]) -> None:
     devdir = os.path.join(root, "dev", "accel")
     sysdir = os.path.join(root, "sys", "class", "accel")
     os.makedirs(devdir, exist_ok=True)

@@ -73,6 +73,9 @@ class TestPrograms:
             "open_path_missing": e["ENOENT"], "open_path_node": "1", "open_path_fstat": "chr",
             "open_path_ioctl": e["EBADF"], "open_path_mmap": e["EBADF"],
             "access_node_exec": e["EACCES"], "access_node_rw": "0",
+            # fopen of a node is the shim's too
+            "fopen_node": "1", "fopen_node_ioctl": "0", "fopen_node_cloexec": "1",
+            "fopen_node_excl": e["EEXIST"], "fopen_missing_node": e["ENOENT"],
             # a heap that is not /dev/dma_heap/system is the host's business
             "open_other_heap": _host_errno("/dev/dma_heap/system-uncached"),
             "mmap_heap_node": e["ENODEV"],
@@ -203,3 +206,20 @@ def test_vfs_close_during_an_ioctl_releases_the_file_after_it(monkeypatch):
     t.join(10)
     assert result == [0] and f.closed_during_ioctl is False and f.closed
     assert key not in vfs._in_flight and key not in vfs._closing
+
+
+def test_vfs_device_calls_never_fail_on_the_tree(fresh_default_soc, tmp_path, monkeypatch):
+    """The /dev/accel tree is a view: a filesystem that refuses it (here its root is under a
+    regular file) fails neither an open nor an ioctl after an SSR, and vfs.tree says so."""
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    monkeypatch.setattr(vfs, "_tree", None)
+    monkeypatch.setattr(vfs, "_tree_nodes", ())
+    assert vfs.tree(str(blocker / "tree")) == -errno.EIO
+    assert vfs._tree is None
+    monkeypatch.setattr(vfs, "_tree", str(blocker / "tree"))
+    fresh_default_soc.restart("cdsp")  # the accel node moves: the tree would change
+    key = vfs.open(fresh_default_soc.legacy_nodes()[0], os.O_RDONLY)
+    assert key > 0
+    assert vfs.ioctl(key, 0xC0FF52FF, 0) == -errno.ENOTTY
+    assert vfs.close(key) == 0

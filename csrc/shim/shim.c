@@ -577,19 +577,73 @@ EXPORT int __openat64_2(int dirfd, const char *path, int flags)
 	return openat64(dirfd, path, flags);
 }
 
+/* fopen() of a node: libc's fopen opens the path without going through open(), so the shim
+ * opens it and hands the fd to fdopen (its fclose is a close the shim does not see: the
+ * emulated file is released when the fd's number is reused, see lookup). */
+static FILE *fopen_node(const char *path, const char *mode)
+{
+	int flags, fd;
+	const char *m;
+	FILE *f;
+
+	if (!mode || wild(mode)) {
+		errno = EINVAL;
+		return NULL;
+	}
+	switch (mode[0]) {
+	case 'r':
+		flags = O_RDONLY;
+		break;
+	case 'w':
+		flags = O_WRONLY | O_CREAT | O_TRUNC;
+		break;
+	case 'a':
+		flags = O_WRONLY | O_CREAT | O_APPEND;
+		break;
+	default:
+		errno = EINVAL;
+		return NULL;
+	}
+	for (m = mode + 1; *m && *m != ','; m++) {
+		if (*m == '+')
+			flags = (flags & ~O_ACCMODE) | O_RDWR;
+		else if (*m == 'e')
+			flags |= O_CLOEXEC;
+		else if (*m == 'x')
+			flags |= O_EXCL;
+	}
+	fd = open_node(path, flags);
+	if (fd < 0)
+		return NULL;
+	f = fdopen(fd, mode);
+	if (!f) {
+		int e = errno;
+
+		close(fd);
+		errno = e;
+	}
+	return f;
+}
+
 EXPORT FILE *fopen(const char *path, const char *mode)
 {
 	char buf[PATH_MAX];
-	const char *alt = redirect(path, buf, sizeof(buf));
+	const char *alt;
 
+	if (!busy && is_node(path))
+		return fopen_node(path, mode);
+	alt = redirect(path, buf, sizeof(buf));
 	return REAL(fopen)(alt ? alt : path, mode);
 }
 
 EXPORT FILE *fopen64(const char *path, const char *mode)
 {
 	char buf[PATH_MAX];
-	const char *alt = redirect(path, buf, sizeof(buf));
+	const char *alt;
 
+	if (!busy && is_node(path))
+		return fopen_node(path, mode);
+	alt = redirect(path, buf, sizeof(buf));
 	return REAL(fopen64)(alt ? alt : path, mode);
 }
 
@@ -802,8 +856,8 @@ static void *map_node(struct slot s, void *addr, size_t len, int prot, int flags
 	p = REAL(mmap)(addr, len, prot, flags, (int)src, 0);
 	e = errno;
 	REAL(close)((int)src);
-	errno = e;
 	trace_call("mmap(fake offset %#llx, %zu) = %p", (unsigned long long)off, len, p);
+	errno = e;
 	return p;
 }
 

@@ -95,6 +95,23 @@ int main(void)
 		close(fd);
 	errno = 0;
 
+	/* fopen of a node (libc's fopen does not call open()) */
+	{
+		FILE *f = fopen("/dev/fastrpc-cdsp", "r+e");
+
+		line("fopen_node", f != NULL);
+		line("fopen_node_ioctl", f ? dsp_info(fileno(f)) : -1);
+		line("fopen_node_cloexec", f ? (fcntl(fileno(f), F_GETFD) & FD_CLOEXEC) != 0 : -1);
+		if (f)
+			fclose(f);
+		errno = 0;
+		f = fopen("/dev/fastrpc-cdsp", "wx");
+		line("fopen_node_excl", f ? 0 : -errno);
+		f = fopen("/dev/fastrpc-nosuch", "r");
+		line("fopen_missing_node", f ? 0 : -errno);
+		errno = 0;
+	}
+
 	/* the heap node itself has no mmap */
 	fd = open("/dev/dma_heap/system", O_RDWR | O_CLOEXEC);
 	line("mmap_heap_node", mmap(NULL, 4096, PROT_READ, MAP_SHARED, fd, 0) == MAP_FAILED ? -errno : 0);
