@@ -1,14 +1,19 @@
 """``qdarpc ab``: render the A/B report of :mod:`libadsprpc_compat.ab` as text, JSON or HTML.
 
-The engine (workloads, runs, alignment) is library code; this module only resolves the
-WORKLOAD argument (built-in name or script path) and draws the report dict.
+The engine (workloads, runs, sides, alignment) is library code; this module only resolves the
+WORKLOAD argument (built-in name or script path), runs ``--exec`` programs once per side
+(:func:`run_exec_sides`) and draws the report dict.
 """
 from __future__ import annotations
 
+import contextlib
 import html
 import os
 import re
+import tempfile
+import time
 
+from .errors import EXIT_USAGE, CliError
 from .term import fmt_bytes, fmt_ns
 
 
@@ -24,6 +29,55 @@ def resolve(workload: str):
         return fn, os.path.basename(workload)
     raise ValueError(f"unknown workload {workload!r}: built-in workloads are {', '.join(WORKLOADS)}, "
                      "or give a path to a script defining workload(lib)")
+
+
+@contextlib.contextmanager
+def _environ(key: str, value: str):
+    """``os.environ[key] = value`` for the block (a program started in it inherits it)."""
+    old = os.environ.get(key)
+    os.environ[key] = value
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = old
+
+
+def run_exec_sides(argv: list[str], sides, soc: str | None, shim: bool = False) -> dict:
+    """``qdarpc ab --exec`` with ``--a``/``--b``: run ``argv`` once per side (each in its own
+    process, so its own emulated SoC; with ``A ::: B``, program A for the first side and B for
+    the second), the side's front end as ``QDARPC_BACKEND`` and its SoC's revisions as
+    ``QDARPC_KERNEL`` in the program's environment (with ``shim`` the program's own library
+    picks its nodes; the revisions still hold), and compare the runs with
+    :func:`libadsprpc_compat.ab.compare_exec_runs`. A SoC profile that names a kernel of its own
+    wins over ``QDARPC_KERNEL`` in the program, so a side it contradicts is a usage error."""
+    from libadsprpc_compat.ab import compare_exec_runs
+    from qda_core.kernels import ENV
+    from qda_core.soc import load_profile
+    from qda_core.trace_formats import read_jsonl
+
+    from .native import exit_code, run, split_programs
+
+    named = {d.kernel for d in load_profile(soc) if d.kernel is not None}
+    for side in sides:
+        if named and side.kernel not in named:
+            raise CliError(f"the SoC profile ({soc or os.environ.get('QDARPC_SOC')}) names kernel "
+                           f"{', '.join(sorted(named))}, which a program's emulator follows over {ENV}: side "
+                           f"{side.label} needs {side.kernel}", EXIT_USAGE)
+    programs = split_programs(argv, [x.label for x in sides])
+    runs = {}
+    with tempfile.TemporaryDirectory(prefix="qdarpc-ab-") as tmp:
+        for i, side in enumerate(sides):
+            path = os.path.join(tmp, f"side{i}.jsonl")
+            with _environ(ENV, side.kernel):
+                t0 = time.perf_counter_ns()
+                done = run(programs[side.label], backend=side.frontend, soc=soc, trace=path, capture=True, shim=shim)
+                wall = time.perf_counter_ns() - t0
+            events = read_jsonl(path) if os.path.exists(path) else []
+            runs[side.label] = (exit_code(done.returncode), done.stdout, done.stderr, events, wall)
+    return compare_exec_runs(" ".join(argv), runs, soc_profile=soc, sides=sides)
 
 
 def _cell(o: dict | None) -> str:
@@ -51,7 +105,7 @@ def _table(rows: list[tuple[str, ...]], indent: str = "  ") -> list[str]:
 def _verdict(rep: dict) -> str:
     n = len(rep["steps"])
     if rep["agree"]:
-        return f"SAME: both backends agree on all {n} steps"
+        return f"SAME: both {'sides' if rep.get('sides') else 'backends'} agree on all {n} steps"
     fd = rep["first_difference"]
     a, b = rep["order"]
     return (f"DIFF: {rep['differences']} of {n} steps differ; first at step {fd['index']} "
@@ -97,20 +151,42 @@ def _node_key(node: str):
     return (m.group(1), int(m.group(2))) if m else (node, -1)
 
 
-def _via(run: dict) -> str:
-    """The session node(s) a run used, the one it started on first, and how many other nodes it
-    opened (accel discovery)."""
-    main = sorted(run["session_nodes"] or run["nodes"], key=_node_key)
+def _fresh_accel_nodes(soc: str) -> set[str] | None:
+    """The accel nodes a fresh SoC of profile ``soc`` has (None if it cannot be built)."""
+    try:
+        from .info import devices
+
+        return {d["nodes"]["accel"] for d in devices(soc)["domains"]}
+    except Exception:  # an unloadable profile: say nothing rather than guess
+        return None
+
+
+def _via(run: dict, fresh: set[str] | None = None) -> str:
+    """The session node a run started on (its first PD), the other nodes it created PDs on
+    (``also``: other DSPs or nodes; ``then ... after a subsystem restart``: an accel node a
+    fresh SoC does not have, i.e. its DSP re-probed; without ``fresh``, every other accel node),
+    and how many other nodes it opened (accel discovery)."""
+    main = run["session_nodes"] or sorted(run["nodes"], key=_node_key)
     others = len(set(run["nodes"]) - set(main))
     text = main[0] if main else "-"
-    if len(main) > 1:
-        text += f" (then {', '.join(main[1:])} after a subsystem restart)"
+    rest = main[1:]
+    later = [n for n in rest if n.startswith("/dev/accel/") and (fresh is None or n not in fresh)]
+    also = [n for n in rest if n not in later]
+    parts = []
+    if also:
+        parts.append("also " + ", ".join(sorted(also, key=_node_key)))
+    if later:
+        parts.append(f"then {', '.join(sorted(later, key=_node_key))} after a subsystem restart")
+    if parts:
+        text += f" ({'; '.join(parts)})"
     return text + (f" (+{others} other node{'s' * (others > 1)} queried)" if others else "")
 
 
 def _renumbered(rep: dict) -> str | None:
     """Why the second run's accel node is not the one a fresh SoC has: the first run restarted
     the DSP, and the accel driver probed again under a new minor (as the kernel does)."""
+    if rep.get("separate_dsps"):  # the second run's SoC is fresh: nothing restarted it
+        return None
     a, b = rep["order"]
     nodes = rep["runs"][b]["session_nodes"]
     accel = [n for n in nodes if n.startswith("/dev/accel/")]
@@ -122,7 +198,7 @@ def _renumbered(rep: dict) -> str | None:
         fresh = {d["domain"]: d["nodes"]["accel"] for d in devices(rep["soc"])["domains"]}
     except Exception:  # an unloadable profile: say nothing rather than guess
         return None
-    node = sorted(accel, key=_node_key)[0]
+    node = accel[0]  # the first it created a PD on
     if node in fresh.values():
         return None
     legacy = [n for r in rep["runs"].values() for n in r["session_nodes"] if n.startswith("/dev/fastrpc-")]
@@ -132,13 +208,29 @@ def _renumbered(rep: dict) -> str | None:
             f"driver re-probes under a new node number after a restart{was}")
 
 
+def _kernels(rep: dict) -> str | None:
+    """Which kernel revisions the SoC(s) of a run with explicit sides followed (None for a plain
+    legacy/accel run, whose report has no ``sides``)."""
+    sides = rep.get("sides")
+    if not sides:
+        return None
+    specs = {x["kernel"] for x in sides.values()}
+    if len(specs) == 1:
+        return f"kernel {specs.pop()}"
+    return "kernels: " + "; ".join(f"{label} on {x['kernel']}" for label, x in sides.items())
+
+
 def format_text(rep: dict) -> str:
     """The report as aligned plain text (steps with SAME/DIFF, ioctls side by side, bytes, totals)."""
     a, b = rep["order"]
     ra, rb = rep["runs"][a], rep["runs"][b]
+    fresh = _fresh_accel_nodes(rep["soc"]) if any(len(r["session_nodes"]) > 1 for r in (ra, rb)) else None
     lines = [f"A/B {rep['workload']}: {rep['description']}",
              f"{'one emulated DSP each' if rep.get('separate_dsps') else 'one emulated DSP'} "
-             f"(SoC {rep['soc']}): {a} via {_via(ra)}, then {b} via {_via(rb)}"]
+             f"(SoC {rep['soc']}): {a} via {_via(ra, fresh)}, then {b} via {_via(rb, fresh)}"]
+    kern = _kernels(rep)
+    if kern:
+        lines.append(kern)
     note = _renumbered(rep)
     lines += [note, ""] if note else [""]
     rows = [("#", "STEP", a.upper(), b.upper(), "")]
@@ -196,9 +288,12 @@ def _outcome_td(o: dict | None) -> str:
 def _report_html(rep: dict) -> str:
     a, b = rep["order"]
     ra, rb = rep["runs"][a], rep["runs"][b]
-    out = [f"<h1>A/B: {_h(rep['workload'])}</h1>", f'<p class="sub">{_h(rep["description"])}</p>',
-           f'<div class="verdict {"same" if rep["agree"] else "diff"}">{_h(_verdict(rep))}</div>',
-           '<div class="cards">']
+    out = [f"<h1>A/B: {_h(rep['workload'])}</h1>", f'<p class="sub">{_h(rep["description"])}</p>']
+    if rep.get("sides"):
+        out.append(f'<p class="sub">{"one emulated DSP each" if rep.get("separate_dsps") else "one emulated DSP"}'
+                   f' (SoC {_h(rep["soc"])}); {_h(_kernels(rep))}</p>')
+    out += [f'<div class="verdict {"same" if rep["agree"] else "diff"}">{_h(_verdict(rep))}</div>',
+            '<div class="cards">']
     for name, r in ((a, ra), (b, rb)):
         t = r["totals"]
         out.append(f'<div class="card"><h3>{_h(name)}</h3><span class="mono">{_h(_via(r))}'
@@ -256,8 +351,11 @@ def format_html(reports: list[dict]) -> str:
     """One self-contained HTML page (inline CSS, no scripts, nothing fetched) for ``reports``."""
     title = "qdarpc A/B: " + ", ".join(r["workload"] for r in reports)
     body = '\n<hr style="margin:3em 0;border:0;border-top:2px solid #dde2ea">\n'.join(map(_report_html, reports))
+    sides = ("each side (a front end, or a front end at a kernel revision), against one emulated DSP, or one "
+             "each where the report says so" if any(r.get("sides") for r in reports) else
+             "each backend, against one emulated DSP")
     return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
             f'<meta name="viewport" content="width=device-width, initial-scale=1">'
             f"<title>{_h(title)}</title><style>{_CSS}</style></head><body>\n{body}\n"
             f'<p class="legend">Generated by qdarpc ab: the same workload through the legacy FastRPC user API on '
-            f"each backend, against one emulated DSP.</p></body></html>\n")
+            f"{sides}.</p></body></html>\n")

@@ -375,10 +375,29 @@ def trace_convert(file: str, output: str | None) -> None:
 
 
 # --- ab -------------------------------------------------------------------------------------
+def _ab_side(_ctx, param, value: str | None) -> str | None:
+    """``--a``/``--b``: a front end, or FRONTEND:REVISION (a usage error listing the valid ones)."""
+    if value is None:
+        return None
+    from libadsprpc_compat.ab import parse_side
+
+    try:
+        parse_side(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param=param) from None
+    return value.strip()
+
+
 @cli.command()
 @click.argument("workloads", nargs=-1, required=True, metavar="WORKLOAD...")
 @click.option("--order", type=click.Choice(["legacy,accel", "accel,legacy"]), default="legacy,accel",
               show_default=True, help="Which backend runs first (both run against the same emulated DSP).")
+@click.option("--a", "side_a", default=None, callback=_ab_side, metavar="FRONTEND[:REVISION]",
+              help="The first side, instead of --order: a front end (its revision in force) or a front end at "
+                   "a kernel revision (legacy:misc-7.3). Default: legacy.")
+@click.option("--b", "side_b", default=None, callback=_ab_side, metavar="FRONTEND[:REVISION]",
+              help="The second side (default: accel). Two revisions of one front end run on one emulated "
+                   "SoC each, built with that side's revision.")
 @click.option("--html", "html_file", type=click.Path(dir_okay=False), default=None, metavar="FILE",
               help="Also write the report as one self-contained HTML file.")
 @click.option("--fail-on-diff", is_flag=True, default=False,
@@ -391,15 +410,22 @@ def trace_convert(file: str, output: str | None) -> None:
               help="With --exec: the programs keep their own FastRPC library and the device shim serves "
                    "their nodes (e.g. upstream's legacy build ::: its accel build).")
 @options.add_options(options.soc, options.kernel, options.json_output)
-def ab(workloads: tuple[str, ...], order: str, html_file: str | None, fail_on_diff: bool, as_exec: bool,
-       shim: bool, soc_profile: str | None, kernel: str | None, as_json: bool) -> None:
+def ab(workloads: tuple[str, ...], order: str, side_a: str | None, side_b: str | None, html_file: str | None,
+       fail_on_diff: bool, as_exec: bool, shim: bool, soc_profile: str | None, kernel: str | None,
+       as_json: bool) -> None:
     """Run a workload through the legacy FastRPC API on the legacy driver and on the QDA accel
     driver, against one emulated DSP, and compare: each step's result (SAME/DIFF), the ioctls
     each driver saw (aligned), bytes copied vs shared per invoke, maps, errors and timings.
 
     WORKLOAD is a built-in (calculator, rpcmem-roundtrip, mmap-lifecycle, errors; ``all`` runs
-    them all) or a Python script defining ``workload(lib)`` that returns ``[(step, value or
-    FastRpcError), ...]`` (``libadsprpc_compat.ab.Steps`` records per-step ioctls and times).
+    them all; porting: what differs between kernel revisions) or a Python script defining
+    ``workload(lib)`` that returns ``[(step, value or FastRpcError), ...]``
+    (``libadsprpc_compat.ab.Steps`` records per-step ioctls and times).
+
+    --a/--b pick the two sides: a front end, or a front end at a kernel revision. --kernel sets
+    the revisions of the SoC(s) built (a bare side runs the revision in force); a side's own
+    revision wins for its front end. Two revisions of one front end cannot share a SoC: each
+    side then runs on its own, and the report names the revisions.
 
     \b
     Examples:
@@ -407,24 +433,41 @@ def ab(workloads: tuple[str, ...], order: str, html_file: str | None, fail_on_di
       qdarpc ab errors --json
       qdarpc ab all --html ab.html
       qdarpc ab my_workload.py --order accel,legacy
+      qdarpc ab porting --a legacy:misc-7.3 --b legacy:qda-shim
+      qdarpc ab porting --a legacy:misc-7.2 --b accel:qda-v1-2026-05
+      qdarpc ab errors --kernel legacy:misc-7.2 --a legacy --b legacy:qda-shim
       qdarpc ab --exec -- ./calc_app 1000
+      qdarpc ab --exec --a legacy:misc-7.2 --b legacy:qda-shim -- ./calc_app 1000
       qdarpc ab --exec --shim -- ./client.development ::: ./client.accel
     """
-    from libadsprpc_compat.ab import WORKLOADS, WorkloadError, run_ab
+    from libadsprpc_compat.ab import ALL, WorkloadError, resolve_sides, run_ab
 
     from .ab import resolve
     from .term import progress
 
     _use_kernel(kernel)
+    ctx = click.get_current_context()
+    sides = None
+    if side_a is not None or side_b is not None:
+        if ctx.get_parameter_source("order") != click.core.ParameterSource.DEFAULT:
+            raise click.UsageError("--order and --a/--b both pick the sides: give one of them")
+        first, second = order.split(",")
+        sides = [side_a or first, side_b or second]
     if as_exec:
         from .native import run_exec_ab
 
-        _ab_output([run_exec_ab(list(workloads), order.split(","), soc_profile, shim=shim)], html_file,
-                   fail_on_diff, as_json)
+        resolved = resolve_sides(sides, soc_profile=soc_profile)[0] if sides is not None else None
+        if resolved is None or all(x.label == x.frontend for x in resolved):  # legacy and accel, as named
+            rep = run_exec_ab(list(workloads), sides or order.split(","), soc_profile, shim=shim)
+        else:
+            from .ab import run_exec_sides
+
+            rep = run_exec_sides(list(workloads), resolved, soc_profile, shim=shim)
+        _ab_output([rep], html_file, fail_on_diff, as_json)
         return
     if shim:
         raise click.BadParameter("--shim needs --exec (it runs programs, not workloads)", param_hint="--shim")
-    names = [w for name in workloads for w in (WORKLOADS if name == "all" else [name])]
+    names = [w for name in workloads for w in (ALL if name == "all" else [name])]
     try:
         resolved = [resolve(w) for w in names]
     except ValueError as exc:
@@ -436,7 +479,10 @@ def ab(workloads: tuple[str, ...], order: str, html_file: str | None, fail_on_di
     try:
         with (progress(f"ab x{len(resolved)}")(resolved) if cases else contextlib.nullcontext(resolved)) as it:
             for wl, label in it:
-                reports.append(run_ab(wl, order=order.split(","), soc_profile=soc_profile, name=label))
+                if sides is None:
+                    reports.append(run_ab(wl, order=order.split(","), soc_profile=soc_profile, name=label))
+                else:
+                    reports.append(run_ab(wl, sides=sides, soc_profile=soc_profile, name=label))
     except WorkloadError as exc:
         raise CliError(f"workload failed: {exc}", EXIT_FAILED) from None
     _ab_output(reports, html_file, fail_on_diff, as_json)

@@ -10,12 +10,19 @@ then ``accel`` unless ``order`` says otherwise) against ONE emulated SoC, each r
 * ``runs[backend]``: the ioctls that backend issued (``FASTRPC_IOCTL_*`` on legacy,
   ``DRM_IOCTL_QDA_*`` / PRIME on accel), per INVOKE the payload bytes copied vs shared, the maps
   made (MAP / MEM_MAP / MMAP), ioctl errnos and API AEE codes, wall time and modeled on-device
-  time (sum of the DSP events' ``modeled_ns``);
+  time (sum of the DSP events' ``modeled_ns``), the nodes it created PDs on (first use first);
 * ``ioctl_alignment``: the two ioctl sequences aligned with :mod:`difflib` on the operation
   (``INVOKE <sc>``, ``INIT_CREATE``, ``MAP`` ...), since the two drivers name them differently.
 
+Sides across kernel revisions: ``run_ab(..., sides=["legacy:misc-7.3", "legacy:qda-shim"])``
+(:func:`resolve_sides`). A side is a front end (the revision in force) or
+``FRONTEND:REVISION``; sides that fit on one SoC share it, two revisions of one front end get
+one SoC each (same profile), and the report is keyed by the sides' labels and says which
+(``separate_dsps``, ``sides``). Without revisions named, the report is the legacy/accel one.
+
 Workloads that build their list with :class:`Steps` also get per-step wall time and the ioctls
-and bytes of each step. Built-ins: :data:`WORKLOADS`. A user script defines
+and bytes of each step. Built-ins: :data:`WORKLOADS` (``porting`` exercises what differs
+between kernel revisions; :data:`ALL` is what ``qdarpc ab all`` runs). A user script defines
 ``def workload(lib) -> list[tuple[str, object]]`` (:func:`load_script`). Everything a run leaves
 open (sessions, rpcmem allocations) is closed after it, so nothing leaks into the next run.
 """
@@ -28,23 +35,28 @@ import importlib.util
 import os
 import struct
 import time
+from dataclasses import dataclass
 from typing import Any, Callable, Iterable
 
 from qda_core import trace as _trace
+from qda_core import uapi
+from qda_core.kernels import FRONTENDS, KernelError, Revision, kernel_spec, parse_kernel, valid_names
 from qda_core._ext import load as _load
 from qda_core.wire import MUNMAP_REQ
 
 from . import process as _process
-from .constants import (CDSP_DOMAIN, CDSP_DOMAIN_ID, DSPRPC_GET_DSP_INFO, FASTRPC_MAP_FD, RPCMEM_DEFAULT_FLAGS,
-                        RPCMEM_HEAP_ID_SYSTEM, remote_dsp_capability)
-from .errors import FastRpcError
+from .backends import BACKENDS as _BACKENDS
+from .constants import (CDSP_DOMAIN, CDSP_DOMAIN_ID, DOMAIN_NAMES, DSPRPC_GET_DSP_INFO, FASTRPC_DOMAIN_URI,
+                        FASTRPC_MAP_FD, RPCMEM_DEFAULT_FLAGS, RPCMEM_HEAP_ID_SYSTEM, remote_dsp_capability)
+from .errors import FastRpcError, error_class
 from .handle64 import remote_handle64_close, remote_handle64_invoke
 from .library import Library
 from .rpcmem import rpcmem_alloc, rpcmem_free, rpcmem_to_fd
 
 _abi = _load("_abi")
 
-__all__ = ["Steps", "WORKLOADS", "DESCRIPTIONS", "run_ab", "compare_exec_runs", "load_script", "WorkloadError", "BACKEND_ORDER"]
+__all__ = ["Steps", "WORKLOADS", "DESCRIPTIONS", "ALL", "run_ab", "compare_exec_runs", "load_script", "WorkloadError",
+           "BACKEND_ORDER", "Side", "parse_side", "resolve_sides"]
 
 Workload = Callable[[Library], "list[tuple[str, object]]"]
 BACKEND_ORDER = ("legacy", "accel")
@@ -265,6 +277,198 @@ def errors(lib: Library) -> Steps:
             _quiet(remote_handle64_close, h)
 
 
+# --- porting: what differs between kernel revisions, seen through the library ---------------
+def _driver_error(code: int, what: str, errno: int = 0) -> FastRpcError:
+    """The FastRpcError a failed driver call surfaces as (the library's AEE code and errno)."""
+    return error_class(code)(code, what, errno=errno or None, origin="driver" if errno else "host")
+
+
+#: The DSPs every legacy revision has nodes for (GDSP has none on misc).
+_EVERY_REVISION_DOMAINS = ("adsp", "mdsp", "sdsp", "cdsp", "cdsp1")
+
+
+def _smallest_domain(soc) -> tuple[str, int]:
+    """``(name, context banks)`` of the DSP with the fewest context banks among
+    :data:`_EVERY_REVISION_DOMAINS`, ties in domain-table order."""
+    reachable = [d for d in soc.domains.values() if d.name in _EVERY_REVISION_DOMAINS]
+    if not reachable:
+        raise WorkloadError(f"the SoC has no DSP every legacy revision serves ({', '.join(_EVERY_REVISION_DOMAINS)})")
+    d = min(reachable, key=lambda d: len(d.bus.cbs))
+    return d.name, len(d.bus.cbs)
+
+
+def _set_poll_mode(lib: Library, domain: int) -> str:
+    """What the driver answers FASTRPC_IOCTL_SET_OPTION(FASTRPC_POLL_MODE, 1) on the session
+    file of ``domain``, as upstream's library (v1.0.7) sends it; the library here has no
+    poll-mode call, so the answer is the step's value: ``"0: poll mode on"`` or the errno's
+    name (misc-7.2 ENOTTY: no such ioctl; misc-7.3 and the shim EOPNOTSUPP on a SoC whose
+    profile has no poll mode). The accel uapi of the emulated revisions has no SET_OPTION."""
+    sess = lib._session(domain, create=False)
+    if sess is None:
+        raise FastRpcError(_abi.AEE_ENOTINITIALIZED, "no session open on that domain")
+    if lib.backend != "legacy":
+        try:
+            uapi.ACCEL_UAPI[lib.soc.kernel["accel"].name].by_name("QDA_SET_OPTION")
+        except KeyError:
+            return "no SET_OPTION ioctl in the accel uapi"
+        raise WorkloadError("this accel revision has a SET_OPTION ioctl the porting workload does not know")
+    opt = uapi.fastrpc_ioctl_set_option.pack(request_id=uapi.FASTRPC_POLL_MODE,
+                                              value=uapi.FASTRPC_POLL_MODE_ENABLE)
+    ret = sess.backend.file.ioctl(uapi.FASTRPC_IOCTL_SET_OPTION, opt)
+    if ret == 0:
+        return "0: poll mode on"
+    if not -4096 < ret < 0:
+        return f"{ret:#x}"
+    return "EOPNOTSUPP" if -ret == _errno.EOPNOTSUPP else _errno.errorcode.get(-ret, f"errno {-ret}")
+
+
+def _signed_pd_on_non_secure_node(lib: Library, domain: int) -> str:
+    """INIT_CREATE of a signed PD (attrs 0, no shell, as the library sends it) on the
+    non-secure node: legacy ``/dev/fastrpc-<d>`` (where a process without access to
+    ``-secure`` ends up: the library tries ``-secure`` first); accel has one node per DSP, no
+    secure/non-secure split, so it is that node."""
+    b = _BACKENDS[lib.backend](lib.soc)
+    try:
+        if lib.backend == "legacy":
+            try:
+                b.file = lib.soc.open(f"/dev/fastrpc-{DOMAIN_NAMES[domain]}", os.O_RDWR | os.O_NONBLOCK)
+            except OSError as exc:
+                raise _driver_error(_abi.errno_to_aee(exc.errno or _errno.EIO), "open", exc.errno or 0) from None
+        else:
+            code = b.open(domain, lib._nodes())
+            if code:
+                raise _driver_error(code, "open", b.errno)
+        code = b.init_create(0)
+        if code:
+            raise _driver_error(code, "INIT_CREATE (signed PD)", b.errno)
+        return "signed PD created"
+    finally:
+        b.close()
+
+
+def porting(lib: Library) -> Steps:
+    """What differs between kernel revisions, as a porter sees it through the library: the
+    calculator flow (the same everywhere), the buffer number the DSP sees (fd or GEM handle),
+    poll mode (SET_OPTION), a signed PD on the non-secure node, context-bank exhaustion, and
+    the codes around a subsystem restart.
+
+    Meant for ``qdarpc ab porting --a legacy:misc-7.3 --b legacy:qda-shim`` and the like: every
+    step is a value or the FastRpcError the library raised, and names no node, fd or handle
+    number, so two runs of one revision agree on every step. The calculator runs on a copied
+    vector; passing rpcmem by reference is in the buffer-identity steps, where the accel
+    library's GEM handles and ``accel:qda-v1-2026-05``'s DMA-BUF fd fields disagree (what v1
+    answers depends on what the host fd of that number is: EINVAL, EACCES, EBADF). Context
+    banks: sessions are opened (one Library each, as separate processes would) on the DSP with
+    the fewest banks until one more than it has; the misc driver takes a bank at open (EBUSY
+    there, which the library reports as AEE_ECONNREFUSED), the QDA shim at the PD's creation
+    (EBUSY from INIT_CREATE, the library's raw -1), and an accel file shares its opener's bank
+    (per PID), so none fails."""
+    s = Steps()
+    vec = struct.pack("<1000i", *range(1000))
+    prim = struct.pack("<i", 1000)
+    handles: list[int] = []
+    extra: list[Library] = []
+    mem = None
+    try:
+        # -- the calculator flow: the same on every revision --------------------------------
+        h = s.call("calculator: remote_handle64_open", lib.remote_handle64_open, CALC_URI, show=lambda _: "opened")
+        if not failed(h):
+            handles.append(h)
+            res, m = bytearray(8), bytearray(4)
+            s.call("calculator: sum of 0..999 (copied)", remote_handle64_invoke, h, SC_SUM, [prim, vec, res],
+                   show=lambda _: struct.unpack("<q", res)[0])
+            s.call("calculator: max of 0..999 (copied)", remote_handle64_invoke, h, SC_MAX, [prim, vec, m],
+                   show=lambda _: struct.unpack("<i", m)[0])
+            s.call("calculator: remote_handle64_close", remote_handle64_close, h, show=lambda _: "closed")
+            handles.remove(h)
+
+        # -- buffer identity: the number the DSP knows an rpcmem buffer by ------------------
+        mem = s.call("rpcmem_alloc(25, 1, 4096)", rpcmem_alloc, RPCMEM_HEAP_ID_SYSTEM, RPCMEM_DEFAULT_FLAGS, 4096,
+                     show=lambda b: f"{len(b)} bytes")
+        h = s.call("qdarpc_test: remote_handle64_open", lib.remote_handle64_open, TEST_URI, show=lambda _: "opened")
+        if not failed(h):
+            handles.append(h)
+        if not failed(mem) and not failed(h):
+            mv = memoryview(mem)
+            try:
+                mv[:8] = b"mapped!!"
+                mv[2048:4096] = bytes(range(256)) * 8
+                fd = rpcmem_to_fd(mem)
+                dsp_fd = s.call("dsp_fd(rpcmem fd): the buffer's number on the DSP", lib.dsp_fd, fd,
+                                show=lambda n: "the dma-buf fd itself" if n == fd else "a GEM handle of the session file")
+                total = bytearray(8)
+                s.call("checksum rpcmem[2048] by reference", remote_handle64_invoke, h, SC_CHECKSUM,
+                       [mv[2048:4096], total], show=lambda _: struct.unpack("<Q", total)[0])
+                s.call("fastrpc_mmap(rpcmem fd, FASTRPC_MAP_FD)", lib.fastrpc_mmap, CDSP_DOMAIN_ID, fd, mem, 0, 4096,
+                       FASTRPC_MAP_FD, show=lambda _: "mapped")
+                req = struct.pack("<iII", -1 if failed(dsp_fd) else dsp_fd, 0, 8)
+                out = bytearray(8)
+                s.call("mapped_read(dsp_fd, 0, 8) on the DSP", remote_handle64_invoke, h, SC_MAPPED_READ, [req, out],
+                       show=lambda _: bytes(out).decode(errors="replace"))
+                s.call("fastrpc_munmap(rpcmem fd)", lib.fastrpc_munmap, CDSP_DOMAIN_ID, fd, None, 0,
+                       show=lambda _: "unmapped")
+            finally:
+                mv.release()
+
+            # -- poll mode: SET_OPTION on the session file ----------------------------------
+            s.call("SET_OPTION FASTRPC_POLL_MODE 1 on the session file", _set_poll_mode, lib, CDSP_DOMAIN_ID)
+            s.call("null invoke after it", remote_handle64_invoke, h, SC_NULL, [], show=lambda _: "ok")
+            s.call("qdarpc_test: remote_handle64_close", remote_handle64_close, h, show=lambda _: "closed")
+            handles.remove(h)
+        if not failed(mem):
+            s.call("rpcmem_free", rpcmem_free, mem, show=lambda _: "freed")
+        mem = None
+
+        # -- signed PD on the non-secure node -----------------------------------------------
+        s.call("signed PD on cdsp's non-secure node (accel: its one node)", _signed_pd_on_non_secure_node, lib,
+               CDSP_DOMAIN_ID)
+
+        # -- context-bank exhaustion ----------------------------------------------------------
+        name, cbs = _smallest_domain(lib.soc)
+        uri = TEST_URI.replace(CDSP_DOMAIN, FASTRPC_DOMAIN_URI + name)
+        for k in range(1, cbs + 2):
+            other = Library(lib.backend, lib.soc)
+            extra.append(other)
+            got = s.call(f"open session {k} of {cbs + 1} on {name} ({cbs} context banks)",
+                         other.remote_handle64_open, uri, show=lambda _: "opened")
+            if failed(got):
+                break
+        for other in extra:
+            other.close_all()
+        extra.clear()
+        again = Library(lib.backend, lib.soc)
+        extra.append(again)
+        s.call(f"after closing them: open a session on {name}", again.remote_handle64_open, uri,
+               show=lambda _: "opened")
+        again.close_all()
+        extra.clear()
+
+        # -- subsystem restart mid-session -------------------------------------------------
+        h = s.call("open qdarpc_test for the restart", lib.remote_handle64_open, TEST_URI, show=lambda _: "opened")
+        if failed(h):
+            return s
+        handles.append(h)
+        s.call("invoke before the restart", remote_handle64_invoke, h, SC_NULL, [], show=lambda _: "ok")
+        s.call("subsystem restart of cdsp", lib.soc.restart, "cdsp", show=lambda _: "restarted")
+        s.call("invoke after the restart", remote_handle64_invoke, h, SC_NULL, [], show=lambda _: "ok")
+        s.call("close the handle", remote_handle64_close, h, show=lambda _: "closed")
+        handles.remove(h)
+        h = s.call("recovery: reopen", lib.remote_handle64_open, TEST_URI, show=lambda _: "opened")
+        if not failed(h):
+            handles.append(h)
+            s.call("recovery: invoke", remote_handle64_invoke, h, SC_NULL, [], show=lambda _: "ok")
+            s.call("recovery: close", remote_handle64_close, h, show=lambda _: "closed")
+            handles.remove(h)
+        return s
+    finally:
+        for other in extra:
+            other.close_all()
+        for h in handles:
+            _quiet(remote_handle64_close, h)
+        if mem is not None and not failed(mem):
+            _quiet(rpcmem_free, mem)
+
+
 def _quiet(fn, *args) -> None:
     try:
         fn(*args)
@@ -277,8 +481,12 @@ WORKLOADS: dict[str, Workload] = {
     "rpcmem-roundtrip": rpcmem_roundtrip,
     "mmap-lifecycle": mmap_lifecycle,
     "errors": errors,
+    "porting": porting,
 }
 DESCRIPTIONS = {name: " ".join((fn.__doc__ or "").split("\n\n")[0].split()) for name, fn in WORKLOADS.items()}
+#: What ``qdarpc ab all`` runs: the workloads comparing the two front ends. ``porting`` is about
+#: kernel revisions (``--a``/``--b``) and runs by name.
+ALL = ("calculator", "rpcmem-roundtrip", "mmap-lifecycle", "errors")
 
 
 def load_script(path: str) -> Workload:
@@ -343,9 +551,11 @@ def _same(a: dict, b: dict) -> bool:
     return a["value"] == b["value"] if a["ok"] else a["aee"] == b["aee"]
 
 
-_MAP_OPS = {"FASTRPC_IOCTL_MMAP", "FASTRPC_IOCTL_MEM_MAP", "DRM_IOCTL_QDA_MAP"}
-_UNMAP_OPS = {"FASTRPC_IOCTL_MUNMAP", "FASTRPC_IOCTL_MEM_UNMAP", "DRM_IOCTL_QDA_MUNMAP"}
-_INVOKE_OPS = {"FASTRPC_IOCTL_INVOKE", "DRM_IOCTL_QDA_INVOKE"}
+# accel v1 (qda-v1-2026-05) names the session ioctls REMOTE_*: the same operations
+_MAP_OPS = {"FASTRPC_IOCTL_MMAP", "FASTRPC_IOCTL_MEM_MAP", "DRM_IOCTL_QDA_MAP", "DRM_IOCTL_QDA_REMOTE_MAP"}
+_UNMAP_OPS = {"FASTRPC_IOCTL_MUNMAP", "FASTRPC_IOCTL_MEM_UNMAP", "DRM_IOCTL_QDA_MUNMAP", "DRM_IOCTL_QDA_REMOTE_MUNMAP"}
+_INVOKE_OPS = {"FASTRPC_IOCTL_INVOKE", "DRM_IOCTL_QDA_INVOKE", "DRM_IOCTL_QDA_REMOTE_INVOKE"}
+_SESSION_OPS = ("INIT_CREATE", "SESSION_CREATE")
 _STATIC_HANDLES = {0: "remotectl", 1: "INIT (kernel)", 2: "utilities", 3: "listener", 4: "current_process",
                    8: "remotectl1"}
 
@@ -361,7 +571,8 @@ def op_key(ev: dict) -> str:
         if n.startswith(prefix):
             n = n[len(prefix):]
             break
-    n = {"MEM_MAP": "MAP", "MMAP": "MAP", "MEM_UNMAP": "MUNMAP"}.get(n, n)
+    n = {"MEM_MAP": "MAP", "MMAP": "MAP", "MEM_UNMAP": "MUNMAP", "REMOTE_SESSION_CREATE": "INIT_CREATE",
+         "REMOTE_MAP": "MAP", "REMOTE_MUNMAP": "MUNMAP", "REMOTE_INVOKE": "INVOKE"}.get(n, n)
     if n == "INVOKE":
         f = ev.get("fields", {})
         n += f" {_handle_label(int(f.get('handle', 0)))} {int(f.get('sc', 0)):#010x}"
@@ -385,7 +596,7 @@ def _step_of(windows, names, idx: int) -> str | None:
     return None
 
 
-def _run_one(workload: Workload, backend: str, soc) -> dict:
+def _run_one(workload: Workload, backend: str, soc, label: str | None = None) -> dict:
     lib = Library(backend=backend, soc=soc)
     before = set(_process._rpcmem)
     t0 = time.perf_counter_ns()
@@ -398,7 +609,7 @@ def _run_one(workload: Workload, backend: str, soc) -> dict:
             except WorkloadError:
                 raise
             except Exception as exc:  # noqa: BLE001 - user code
-                raise WorkloadError(f"the workload failed on {backend}: {type(exc).__name__}: {exc}") from exc
+                raise WorkloadError(f"the workload failed on {label or backend}: {type(exc).__name__}: {exc}") from exc
             finally:
                 wall = time.perf_counter_ns() - t0
                 lib.close_all()
@@ -454,7 +665,8 @@ def _summarize_run(backend: str, steps, windows, events, wall_ns: int) -> dict:
                      modeled_ns=sum(e["modeled_ns"] for e in evs if e["kind"] == "dsp"))
         per_step.append(o)
     nodes = sorted({e["node"] for _, e in ioctls})
-    session_nodes = sorted({e["node"] for _, e in ioctls if e["name"].endswith("INIT_CREATE")})
+    # where the run created PDs (INIT_CREATE; accel v1: REMOTE_SESSION_CREATE), in order of first use
+    session_nodes = list(dict.fromkeys(e["node"] for _, e in ioctls if e["name"].endswith(_SESSION_OPS)))
     return {
         "backend": backend, "nodes": nodes, "session_nodes": session_nodes, "steps": per_step, "step_names": names,
         "ioctls": seq, "invokes": invokes, "maps": maps,
@@ -488,17 +700,113 @@ def align_ioctls(a: list[dict], b: list[dict]) -> list[dict]:
     return rows
 
 
-def run_ab(workload: str | Workload, *, order: Iterable[str] = BACKEND_ORDER, soc=None,
-           soc_profile: str | None = None, name: str | None = None) -> dict:
-    """Run ``workload`` (a built-in name or a function) once per backend in ``order`` against one
-    emulated SoC (``soc``, else a fresh ``Soc(soc_profile)``); return the report dict described
-    in the module docstring. :class:`WorkloadError` when the workload itself fails; ``ValueError``
-    for an unknown name or backend."""
+@dataclass(frozen=True)
+class Side:
+    """One side of an A/B run: the library's backend (a front end) and the kernel revisions of
+    the SoC it runs on."""
+
+    #: The side's key in the report (``runs``, step rows, ``order``): ``"legacy"``,
+    #: ``"legacy:misc-7.3"``, with `` (a)``/`` (b)`` appended when both sides would be named alike.
+    label: str
+    #: The front end, i.e. the library's backend: ``"legacy"`` or ``"accel"``.
+    frontend: str
+    #: The selection string of every front end's revision on the side's SoC.
+    kernel: str
+
+    @property
+    def revision(self) -> str:
+        """``FRONTEND:REVISION`` of the side's own front end."""
+        return str(parse_kernel(self.kernel)[self.frontend])
+
+
+def parse_side(text: str) -> tuple[str, Revision | None]:
+    """``"legacy"`` -> ``("legacy", None)`` (the revision in force); ``"legacy:misc-7.3"`` ->
+    ``("legacy", Revision)``. ``ValueError`` (a :class:`qda_core.kernels.KernelError` listing the
+    valid names) for anything else."""
+    front, sep, _ = text.strip().partition(":")
+    if front not in FRONTENDS or "," in text:
+        raise KernelError(f"side {text!r} is not a front end ({', '.join(FRONTENDS)}) or FRONTEND:REVISION; "
+                          f"valid: {', '.join(valid_names())}")
+    return (front, parse_kernel(text.strip())[front]) if sep else (front, None)
+
+
+def _base_kernel(soc, soc_profile: str | None, kernel: str | None) -> dict[str, Revision]:
+    """The revisions a SoC built for this run follows where a side names none: the given SoC's;
+    else ``kernel``, the profile's ``"kernel"``, ``$QDARPC_KERNEL``, the defaults (as
+    :class:`qda_core.soc.Soc` resolves them)."""
+    from qda_core.soc import load_profile
+
+    if soc is not None:
+        return dict(soc.kernel)
+    if kernel is not None:
+        return parse_kernel(kernel)
+    named = {d.kernel for d in load_profile(soc_profile) if d.kernel is not None}
+    return parse_kernel(named.pop() if len(named) == 1 else None)
+
+
+def resolve_sides(sides: Iterable[str], *, soc=None, soc_profile: str | None = None,
+                  kernel: str | None = None) -> tuple[list[Side], bool]:
+    """The two :class:`Side` of ``sides`` (``FRONTEND`` or ``FRONTEND:REVISION`` each) and
+    whether they need one SoC each.
+
+    A bare front end takes the revision in force (:func:`_base_kernel`). Sides of two front
+    ends, or of one front end at one revision, share one SoC following both; two revisions of
+    one front end cannot (a SoC runs one revision per front end), so each side gets its own,
+    built with its revision and the base for the other front end. Labels are the front ends
+    unless a side names a revision, then every side's ``FRONTEND:REVISION``."""
+    parsed = [parse_side(x) for x in sides]
+    if len(parsed) != 2:
+        raise ValueError(f"an A/B run has two sides, got {len(parsed)}")
+    base = _base_kernel(soc, soc_profile, kernel)
+    (fa, ra), (fb, rb) = ((f, r or base[f]) for f, r in parsed)
+    separate = fa == fb and ra != rb
+    if separate:
+        kernels = [{**base, fa: ra}, {**base, fb: rb}]
+    else:
+        merged = {**base, fa: ra, fb: rb}
+        kernels = [merged, merged]
+    explicit = any(r is not None for _, r in parsed)
+    labels = [str(k[f]) if explicit else f for (f, _), k in zip(parsed, kernels)]
+    if labels[0] == labels[1]:
+        labels = [f"{labels[0]} (a)", f"{labels[1]} (b)"]
+    if soc is not None and (separate or kernels[0] != dict(soc.kernel)):
+        need = " and ".join(sorted({kernel_spec(k) for k in kernels}))
+        raise ValueError(f"the given SoC runs {soc.kernel_spec}; these sides need {need} (pass no soc)")
+    return [Side(lb, f, kernel_spec(k)) for lb, (f, _), k in zip(labels, parsed, kernels)], separate
+
+
+def _plain(sides: list[Side]) -> bool:
+    """The sides are the two front ends, named only so: the report of a plain legacy/accel run."""
+    return all(s.label == s.frontend for s in sides)
+
+
+def _describe_sides(rep: dict, sides: list[Side], separate: bool) -> dict:
+    if not _plain(sides):
+        rep["separate_dsps"] = separate
+        rep["sides"] = {s.label: {"frontend": s.frontend, "revision": s.revision, "kernel": s.kernel}
+                        for s in sides}
+    return rep
+
+
+def run_ab(workload: str | Workload, *, order: Iterable[str] = BACKEND_ORDER, sides: Iterable[str] | None = None,
+           soc=None, soc_profile: str | None = None, kernel: str | None = None, name: str | None = None) -> dict:
+    """Run ``workload`` (a built-in name or a function) once per side and return the report
+    dict described in the module docstring. :class:`WorkloadError` when the workload itself
+    fails; ``ValueError`` for an unknown name, backend or side.
+
+    Without ``sides``: once per backend in ``order``, against one emulated SoC (``soc``, else a
+    fresh ``Soc(soc_profile, kernel=kernel)``). ``sides`` (two of ``FRONTEND`` or
+    ``FRONTEND:REVISION``, instead of ``order``): see :func:`resolve_sides`; one SoC when both
+    fit on one, else one each (``separate_dsps``). Unless the sides are just the two front
+    ends, the report's keys are the sides' labels (``"legacy:misc-7.3"``) and it carries
+    ``separate_dsps`` and ``sides`` (label -> front end, revision, the SoC's kernel)."""
     from qda_core.soc import Soc
 
     order = tuple(order)
     if sorted(order) != sorted(BACKEND_ORDER):
         raise ValueError(f"order must name each backend once: {', '.join(BACKEND_ORDER)} (got {', '.join(order)})")
+    if sides is not None and order != BACKEND_ORDER:
+        raise ValueError("give the sides or the order, not both")
     if isinstance(workload, str):
         if workload not in WORKLOADS:
             raise ValueError(f"unknown workload {workload!r}; built-in: {', '.join(WORKLOADS)}")
@@ -507,9 +815,20 @@ def run_ab(workload: str | Workload, *, order: Iterable[str] = BACKEND_ORDER, so
         fn = workload
         name = name or getattr(fn, "__name__", "workload")
         description = " ".join((fn.__doc__ or "").strip().split("\n\n")[0].split())
-    soc = soc if soc is not None else Soc(soc_profile)
-    runs = {b: _run_one(fn, b, soc) for b in order}
-    return _report(name, description, order, soc_profile, runs)
+    if sides is None:
+        soc = soc if soc is not None else Soc(soc_profile, kernel=kernel)
+        runs = {b: _run_one(fn, b, soc) for b in order}
+        return _report(name, description, order, soc_profile, runs)
+    resolved, separate = resolve_sides(sides, soc=soc, soc_profile=soc_profile, kernel=kernel)
+    if separate:
+        socs = [Soc(soc_profile, kernel=x.kernel) for x in resolved]
+    else:
+        one = soc if soc is not None else Soc(soc_profile, kernel=resolved[0].kernel if not _plain(resolved)
+                                              else kernel)
+        socs = [one, one]
+    runs = {x.label: _run_one(fn, x.frontend, sc, x.label) for x, sc in zip(resolved, socs)}
+    rep = _report(name, description, tuple(x.label for x in resolved), soc_profile, runs)
+    return _describe_sides(rep, resolved, separate)
 
 
 #: Lines of a program's output compared one by one by :func:`compare_exec_runs`.
@@ -517,14 +836,16 @@ EXEC_LINES = 200
 
 
 def compare_exec_runs(command: str, runs: dict, *, order: Iterable[str] = BACKEND_ORDER,
-                      soc_profile: str | None = None) -> dict:
+                      soc_profile: str | None = None, sides: list[Side] | None = None) -> dict:
     """The ``ab`` report of a program run once per backend (``qdarpc ab --exec``).
 
     ``runs[backend]`` is ``(exit code, stdout, stderr, trace events, wall ns)``; the steps
     compared are the exit code and each line of standard output (the first
     :data:`EXEC_LINES`, then one step for the rest), and each run's trace gives its ioctls,
-    copies and shares, maps, errors and modeled time as for a workload."""
-    order = tuple(order)
+    copies and shares, maps, errors and modeled time as for a workload. With ``sides``
+    (:func:`resolve_sides`), ``runs`` is keyed by their labels instead, in their order."""
+    order = tuple(x.label for x in sides) if sides is not None else tuple(order)
+    backend = {x.label: x.frontend for x in sides} if sides is not None else {}
     summaries = {}
     for b in order:
         code, out, err, events, wall = runs[b]
@@ -535,10 +856,12 @@ def compare_exec_runs(command: str, runs: dict, *, order: Iterable[str] = BACKEN
             rest = "\n".join(lines[EXEC_LINES:]).encode()
             steps.append((f"stdout lines {EXEC_LINES + 1}-", f"{len(lines) - EXEC_LINES} lines, sha1 "
                           f"{hashlib.sha1(rest).hexdigest()[:12]}"))
-        summaries[b] = _summarize_run(b, steps, None, events, wall)
+        summaries[b] = _summarize_run(backend.get(b, b), steps, None, events, wall)
         summaries[b]["stderr"] = err
     rep = _report(command, f"the program {command!r}, once per backend", order, soc_profile, summaries)
     rep["separate_dsps"] = True
+    if sides is not None and not _plain(sides):
+        rep["sides"] = {x.label: {"frontend": x.frontend, "revision": x.revision, "kernel": x.kernel} for x in sides}
     return rep
 
 
