@@ -27,6 +27,7 @@ def progs(tmp_path_factory):
         "closed_stdio": compile_c("abi/closed_stdio.c", d / "closed_stdio"),
         "fork_start": compile_c("abi/fork_start.c", d / "fork_start"),
         "fork_storm": compile_c("abi/fork_storm.c", d / "fork_storm"),
+        "exit_join": compile_c("abi/exit_join.c", d / "exit_join"),
     }
 
 
@@ -104,6 +105,16 @@ def test_fork_during_another_threads_first_call_never_hangs_the_child(progs):
     assert res.stdout in ("ok 0x0\nchild exit 0\n", none), res.stdout + res.stderr
     if res.stdout == none:
         assert res.stderr.count("forked while another thread was starting the emulator") == 1
+
+
+@pytest.mark.parametrize("backend", ["accel", "legacy"])
+def test_exit_handlers_that_join_calling_threads_finish(progs, backend):
+    """The program's exit handler joins worker threads that are inside calls: the library's
+    exit hook does not keep the GIL, the workers' calls end and their later ones are refused
+    (AEE_ECONNREFUSED, as with no emulator) - the process exits instead of hanging."""
+    res = run_c([progs["exit_join"]], backend=backend, timeout=30)
+    assert (res.returncode, res.stdout) == (0, "joined 3\n"), res.stderr
+    assert "internal error" not in res.stderr
 
 
 @pytest.mark.xfail(strict=True, reason=(

@@ -40,12 +40,14 @@ struct qdarpc_py qdarpc_py;
 struct qdarpc_bridge_start {
 	pthread_mutex_t lock;
 	int busy;
+	int exiting;    /* exit() has run Python's exit functions: calls answer "no emulator" */
 };
 __attribute__((visibility("default"))) struct qdarpc_bridge_start qdarpc_bridge_start_lock = {
-	PTHREAD_MUTEX_INITIALIZER, 0
+	PTHREAD_MUTEX_INITIALIZER, 0, 0
 };
 #define start_lock qdarpc_bridge_start_lock.lock
 #define start_busy qdarpc_bridge_start_lock.busy
+#define exiting qdarpc_bridge_start_lock.exiting
 
 enum { NOT_READY = 0, READY = 1, FAILED = -1 };
 static int state = NOT_READY;        /* atomics: __atomic_load/store */
@@ -133,6 +135,8 @@ static int resolve(void *handle)
  * thread's keys are already being torn down.) */
 static void thread_gone(void *ts)
 {
+	if (__atomic_load_n(&exiting, __ATOMIC_ACQUIRE))
+		return; /* the process is going: its memory with it */
 	py.PyEval_RestoreThread(ts);
 	py.PyThreadState_Clear(ts);
 	py.PyThreadState_DeleteCurrent();
@@ -190,12 +194,20 @@ __attribute__((constructor)) static void embed_init(void)
 	pthread_atfork(NULL, NULL, child_reset);
 }
 
-/* exit() in a process whose interpreter we own: run Python's exit functions (sessions
- * closed, QDARPC_TRACE written), flush its streams, and keep the GIL, so threads still
- * calling block rather than race the exit. Py_FinalizeEx would abort with threads inside. */
+/*
+ * exit() in a process whose interpreter we own: run Python's exit functions (sessions closed,
+ * QDARPC_TRACE written) and flush its streams; from then on every call answers as if there
+ * were no emulator (AEE_ECONNREFUSED, NULL, -1, -ENODEV), without Python. Threads inside a
+ * call finish it - the GIL is not kept: the program's own exit handlers may join threads
+ * that are calling (a thread pool's destructor), and would wait forever. Py_FinalizeEx would
+ * abort with threads inside.
+ */
 static void at_exit(void)
 {
-	py.PyGILState_Ensure();
+	PyGILState_STATE g;
+	int fresh;
+
+	g = embed_enter(&fresh);
 	py.PyRun_SimpleStringFlags("import atexit, sys\n"
 				   "atexit._run_exitfuncs()\n"
 				   "for stream in (sys.stdout, sys.stderr):\n"
@@ -203,6 +215,8 @@ static void at_exit(void)
 				   "        stream.flush()\n"
 				   "    except Exception:\n"
 				   "        pass\n", NULL);
+	__atomic_store_n(&exiting, 1, __ATOMIC_RELEASE);
+	embed_leave(g, fresh);
 }
 
 /* Load (or find) libpython and the API table; start the interpreter unless it runs. Called
@@ -296,6 +310,8 @@ int embed_ready(int (*bind)(void))
 	PyGILState_STATE g;
 	int s = __atomic_load_n(&state, __ATOMIC_ACQUIRE), fresh, rc;
 
+	if (__atomic_load_n(&exiting, __ATOMIC_ACQUIRE))
+		return -1;
 	if (s == READY)
 		return 0;
 	if (s == FAILED) {

@@ -419,7 +419,18 @@ static void make_tree(void)
 	const char *tmp = getenv("TMPDIR");
 
 	snprintf(tree, sizeof(tree), "%s/qdarpc-shim-XXXXXX", tmp && *tmp ? tmp : "/tmp");
-	if (!mkdtemp(tree) || vcall(V_tree, "(s)", tree) < 0) {
+	if (!mkdtemp(tree)) {
+		tree[0] = '\0';
+		return;
+	}
+	if (vcall(V_tree, "(s)", tree) < 0) { /* the host's /dev/accel, then */
+		char sub[PATH_MAX + 32];
+
+		snprintf(sub, sizeof(sub), "%s/dev/accel", tree);
+		rmdir(sub);
+		snprintf(sub, sizeof(sub), "%s/dev", tree);
+		rmdir(sub);
+		rmdir(tree);
 		tree[0] = '\0';
 		return;
 	}
