@@ -83,6 +83,10 @@ static int bind(void)
 		r = path ? py.PyObject_CallMethod(path, "append", "s", root) : NULL;
 		if (r)
 			py.Py_DecRef(r);
+		if (path)
+			py.Py_DecRef(path);
+		if (sys)
+			py.Py_DecRef(sys);
 		mod = py.PyImport_ImportModule("libadsprpc_compat._cabi");
 	}
 	if (!mod) {
@@ -97,8 +101,14 @@ static int bind(void)
 		py.PyErr_Print();
 		return -1;
 	}
-	for (i = 0; i < F_COUNT; i++)
+	for (i = 0; i < F_COUNT; i++) {
 		funcs[i] = py.PyTuple_GetItem(bound, i);
+		if (!funcs[i]) { /* the two lists disagree: no call may reach a NULL */
+			embed_note("cannot bind the C ABI's %s:", abi_name[i]);
+			py.PyErr_Print();
+			return -1;
+		}
+	}
 	return 0;
 }
 

@@ -35,6 +35,10 @@ static int bind(void)
 			r = py.PyObject_CallMethod(path, "append", "s", root);
 		if (r)
 			py.Py_DecRef(r);
+		if (path)
+			py.Py_DecRef(path);
+		if (sys)
+			py.Py_DecRef(sys);
 		mod = py.PyImport_ImportModule("qda_core.vfs");
 	}
 	if (!mod) {
