@@ -69,31 +69,11 @@ static PyObject *funcs[F_COUNT];     /* borrowed from a tuple kept for the proce
  * host Python without the package on sys.path gets the directory that holds it. */
 static int bind(void)
 {
-	char root[PATH_MAX];
-	PyObject *mod, *bound, *r;
+	PyObject *mod = embed_import("libadsprpc_compat._cabi"), *bound;
 	int i;
 
-	mod = py.PyImport_ImportModule("libadsprpc_compat._cabi");
-	embed_package_root(root);
-	if (!mod && *root) {
-		PyObject *sys = py.PyImport_ImportModule("sys");
-		PyObject *path = sys ? py.PyObject_GetAttrString(sys, "path") : NULL;
-
-		py.PyErr_Clear();
-		r = path ? py.PyObject_CallMethod(path, "append", "s", root) : NULL;
-		if (r)
-			py.Py_DecRef(r);
-		if (path)
-			py.Py_DecRef(path);
-		if (sys)
-			py.Py_DecRef(sys);
-		mod = py.PyImport_ImportModule("libadsprpc_compat._cabi");
-	}
-	if (!mod) {
-		embed_note("cannot import the qdarpc package (libadsprpc_compat):");
-		py.PyErr_Print();
+	if (!mod)
 		return -1;
-	}
 	bound = py.PyObject_CallMethod(mod, "bind", "sis", QDARPC_LIBNAME, QDARPC_DEFAULT_DOMAIN,
 				       abi_names);
 	if (!bound) {

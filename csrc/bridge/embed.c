@@ -342,3 +342,32 @@ int embed_ready(int (*bind)(void))
 	return __atomic_load_n(&state, __ATOMIC_ACQUIRE) == READY ? 0 : -1;
 }
 
+
+PyObject *embed_import(const char *module)
+{
+	PyObject *mod = py.PyImport_ImportModule(module);
+	char root[PATH_MAX];
+
+	if (!mod) {
+		PyObject *sys, *path, *r = NULL;
+
+		py.PyErr_Clear();
+		embed_package_root(root);
+		sys = py.PyImport_ImportModule("sys");
+		path = sys ? py.PyObject_GetAttrString(sys, "path") : NULL;
+		if (path && *root)
+			r = py.PyObject_CallMethod(path, "append", "s", root);
+		if (r)
+			py.Py_DecRef(r);
+		if (path)
+			py.Py_DecRef(path);
+		if (sys)
+			py.Py_DecRef(sys);
+		mod = py.PyImport_ImportModule(module);
+	}
+	if (!mod) {
+		embed_note("cannot import the qdarpc package (%s):", module);
+		py.PyErr_Print();
+	}
+	return mod;
+}

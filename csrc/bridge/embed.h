@@ -58,4 +58,12 @@ void embed_leave(PyGILState_STATE g, int fresh);
  */
 void embed_package_root(char out[PATH_MAX]);
 
+/**
+ * embed_import() - import @module of the qdarpc package, with the GIL held; a host Python
+ * without the package on sys.path gets the directory holding it (embed_package_root())
+ * appended, and the import is tried again. On failure says so (naming @module) and returns
+ * NULL.
+ */
+PyObject *embed_import(const char *module);
+
 #endif /* QDARPC_EMBED_H */

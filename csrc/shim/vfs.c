@@ -7,7 +7,6 @@
 #include "../bridge/embed.h"
 
 #include <errno.h>
-#include <limits.h>
 
 #include "vfs.h"
 
@@ -20,32 +19,11 @@ static PyObject *vfs[V_COUNT];
 
 static int bind(void)
 {
-	PyObject *mod = py.PyImport_ImportModule("qda_core.vfs");
+	PyObject *mod = embed_import("qda_core.vfs");
 	int i;
 
-	if (!mod) {
-		char root[PATH_MAX];
-		PyObject *sys, *path, *r = NULL;
-
-		py.PyErr_Clear();
-		embed_package_root(root);
-		sys = py.PyImport_ImportModule("sys");
-		path = sys ? py.PyObject_GetAttrString(sys, "path") : NULL;
-		if (path && *root)
-			r = py.PyObject_CallMethod(path, "append", "s", root);
-		if (r)
-			py.Py_DecRef(r);
-		if (path)
-			py.Py_DecRef(path);
-		if (sys)
-			py.Py_DecRef(sys);
-		mod = py.PyImport_ImportModule("qda_core.vfs");
-	}
-	if (!mod) {
-		embed_note("cannot import the qdarpc package (qda_core.vfs):");
-		py.PyErr_Print();
+	if (!mod)
 		return -1;
-	}
 	for (i = 0; i < V_COUNT; i++) {
 		vfs[i] = py.PyObject_GetAttrString(mod, vfs_name[i]);
 		if (!vfs[i]) {
