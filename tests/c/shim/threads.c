@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -42,7 +43,20 @@ int main(int argc, char **argv)
 	for (i = 0; i < n; i++)
 		pthread_create(&t[i], NULL, user, NULL);
 	for (i = 0; i < rounds; i++) {
-		int new = open(i % 2 ? "/dev/fastrpc-cdsp" : "/dev/fastrpc-adsp", O_RDWR), old = fd;
+		const char *node = i % 2 ? "/dev/fastrpc-cdsp" : "/dev/fastrpc-adsp";
+		int new = open(node, O_RDWR), old = fd, tries = 0;
+
+		/* Each legacy file takes a context bank at open (adsp has 3); files whose last fd is
+		 * gone are released only after their in-flight ioctls, so a bank can be briefly
+		 * busy: EBUSY, as on the kernel. Wait for it rather than skip the round. */
+		while (new < 0 && errno == EBUSY && ++tries < 100000) {
+			sched_yield();
+			new = open(node, O_RDWR);
+		}
+		if (new < 0) {
+			__sync_fetch_and_add(&unexpected, 1);
+			continue;
+		}
 
 		if (i % 3 == 0) { /* replace in place */
 			dup2(new, old);
