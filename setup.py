@@ -158,6 +158,14 @@ class BuildExt(build_ext):
         self.compiler.link_shared_object(objects, out, libraries=ext.libraries,
                                          extra_postargs=ext.extra_link_args)
 
+    def copy_extensions_to_source(self):
+        # An editable install copies every output into the checkout, where sdk/lib/ does not
+        # exist until a build made it (it is not tracked).
+        for ext in self.extensions:
+            if isinstance(ext, CLibrary):
+                (HERE / ext.path).parent.mkdir(parents=True, exist_ok=True)
+        super().copy_extensions_to_source()
+
     def run(self):
         super().run()
         roots = [Path(self.build_lib)]
