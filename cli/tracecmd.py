@@ -94,6 +94,11 @@ def format_summary(path: str, s: dict) -> str:
     d = s["dsp"]
     lines.append(f"DSP: {d['invokes']} messages, {d['errors']} answered non-zero, wall {fmt_ns(d['wall_ns'])}, "
                  f"modeled on-device {fmt_ns(d['modeled_ns'])}")
+    if s.get("injected"):
+        lines.append("\ninjected faults:")
+        for r in s["injected"]:
+            hit = f" ({', '.join(r['targets'])})" if r["targets"] else ""
+            lines.append(f"  {r['count']:>5} x {r['rule']}{hit}")
     if s["errors"]:
         lines.append("\nerrors:")
         for e in s["errors"]:

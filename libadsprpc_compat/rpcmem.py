@@ -16,6 +16,7 @@ import sys
 import warnings
 import weakref
 
+from qda_core import soc as _soc
 from qda_core.mem import backing as _backing
 from qda_core.mem import vma as _vma
 
@@ -56,6 +57,11 @@ def _alloc(heapid, flags, size, ctype: tuple[int, int]) -> RpcMem:
     size = c_arg(size, ctype, "rpcmem_alloc: size")
     if size <= 0:
         fail(A.AEE_EBADPARM, f"rpcmem_alloc: size {size} must be > 0")
+    faults = _soc.default_faults()
+    if faults is not None and faults.armed("alloc"):
+        rule = faults.check("alloc", ("rpcmem",), detail=f"rpcmem_alloc size {size}")
+        if rule is not None:
+            fail(A.AEE_ENOMEMORY, f"rpcmem_alloc: {size} bytes: injected by fault rule {rule}", errno=rule.errno)
     if size > _backing.DMA_LIMIT:  # fails before even a memfd is made
         fail(A.AEE_ENOMEMORY, f"rpcmem_alloc: {size} bytes exceed QDARPC_DMA_LIMIT", errno=_errno.ENOMEM)
     try:

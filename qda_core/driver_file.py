@@ -8,6 +8,7 @@ import sys
 import threading
 import warnings
 
+from . import faults
 from .errors import errno_error
 from .uaccess import copy_from_user, copy_to_user
 
@@ -68,7 +69,8 @@ class DriverFile:
             release = self.closed and self._inflight == 0 and not self._released
             self._released |= release
         if release:
-            self._release()
+            with faults.quiet():
+                self._release()
 
     def close(self) -> None:
         """Close the file; the driver's release runs now, or when the last ioctl in flight returns."""
@@ -79,7 +81,8 @@ class DriverFile:
             release = self._inflight == 0 and not self._released
             self._released |= release
         if release:
-            self._release()
+            with faults.quiet():  # teardown never consumes a fault rule's events
+                self._release()
 
     def _failed(self, exc: OSError) -> int:
         """Record a handler's error and return the ``-errno`` the raw ioctl gives back."""

@@ -11,7 +11,7 @@ import heapq
 import struct
 import threading
 
-from . import debug, marshal, trace, wire
+from . import debug, faults, marshal, trace, wire
 from .errors import errno_error
 from .rpmsg import Channel
 
@@ -44,8 +44,9 @@ class CtxLayout:
     :data:`qda_core.wire.FASTRPC_POLL_RESPONSE` when it completes a polled call (Linux 7.3:
     ``fastrpc_get_meta_size`` + ``sizeof(u32)``, after the CRC list, at ``40n + 384``).
 
-    The engine checks more than upstream does: the matched context must have sent exactly the
-    ctx word the reply echoes (pd bits included), so a caller never receives another's result.
+    The engine checks more than upstream does: the matched context must have sent the bits of
+    the ctx word the driver decodes (:attr:`match_mask`: id and pd bits, the whole word where a
+    sequence number or a whole-word id is decoded), so a caller never receives another's result.
     """
 
     __slots__ = ("name", "id_shift", "seq_shift", "poll_word", "id_bits")
@@ -59,6 +60,16 @@ class CtxLayout:
         #: Bits of the id a reply is matched on (8: ``& 0xFF << id_shift``; a driver that
         #: decodes ``ctx >> id_shift`` whole passes ``64 - id_shift``).
         self.id_bits = id_bits
+
+    @property
+    def match_mask(self) -> int:
+        """The bits of a reply's ctx word the driver decodes: the id and the PD, and every bit
+        for a layout with a sequence number (checked whole) or a whole-word id (QDA v1). A
+        reply whose other bits differ (a ``corrupt`` fault) still completes its context, as
+        on the kernel that ignores them."""
+        if self.seq_shift is not None:
+            return _U64_MAX
+        return (self.id_mask | 0xF) & _U64_MAX
 
     @property
     def id_mask(self) -> int:
@@ -176,8 +187,9 @@ class FastRpc:
 
     A reply is matched to its context by the 8 id bits of ``layout`` (``(ctx & 0xFF0) >> 4``
     by default), so the id allocator of every driver is capped at 255 outstanding ids (see
-    :data:`CTX_ID_LIMIT`). The matched context must also have sent exactly the ctx the reply
-    echoes; anything else is dropped, so no caller can ever receive another's result.
+    :data:`CTX_ID_LIMIT`). The matched context must also have sent the decoded bits of the ctx
+    the reply echoes (:attr:`CtxLayout.match_mask`); anything else is dropped, so no caller can
+    ever receive another's result.
     """
 
     def __init__(self, channel: Channel, ids: IdAllocator, layout: CtxLayout = CTX_ID4):
@@ -194,7 +206,7 @@ class FastRpc:
         rsp = wire.Rsp.unpack(data)
         with self._lock:
             ctx = self._pending.get(self.layout.slot(rsp.ctx))
-        if ctx is None or ctx.ctx != rsp.ctx:
+        if ctx is None or ctx.ctx != rsp.ctx & self.layout.match_mask:
             self.dropped_replies += 1
             debug.dbg("rpmsg", "no context matches reply ctx %#x", rsp.ctx)
             return
@@ -249,7 +261,15 @@ class FastRpc:
                     ctx.retval, completion = 0, "poll"
                 if tr is not None:
                     _tls.context = (ctx.ctx, completion)
+                wait_ns = faults.take_wait()
                 if ctx.retval is None:
+                    if wait_ns is not None:
+                        # A fault withheld the reply (or garbled it past this layout's
+                        # matching): the kernel waits interruptibly with no timeout, so the
+                        # caller's wait ends only when a signal ends it - EINTR.
+                        faults.wait_interrupted(wait_ns)
+                        raise errno_error(errno.EINTR, f"no reply from the DSP for context {i}: the wait "
+                                                       f"was interrupted after {wait_ns} ns (modeled)")
                     # In-process delivery is synchronous; a missing reply means the DSP side
                     # dropped it. The RFC would wait forever; we fail the call instead.
                     raise errno_error(errno.EIO, f"no reply from the DSP for context {i}")

@@ -20,11 +20,14 @@ import json
 import os
 import threading
 import tomllib
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
+from typing import Iterator
 
 from .accel.device import QdaDevice
 from .dsp import EmulatedDsp
 from .errors import errno_error
+from .faults import ENV as FAULTS_ENV, Faults
 from .kernels import FRONTENDS, Revision, kernel_spec, parse_kernel
 from .legacy.device import LegacyChannel
 from .legacy.revisions import policy as legacy_policy
@@ -113,7 +116,7 @@ def load_profile(spec: str | None = None) -> list[DomainSpec]:
 class Domain:
     """One DSP and what hangs off it."""
 
-    def __init__(self, spec: DomainSpec, minor: int, kernel: dict[str, Revision]):
+    def __init__(self, spec: DomainSpec, minor: int, kernel: dict[str, Revision], faults: Faults | None = None):
         self.name = spec.name
         #: The kernel revision of each front end (the SoC's).
         self.kernel = kernel
@@ -121,8 +124,10 @@ class Domain:
         #: The platform supports FastRPC poll mode (the profile's ``poll_mode``).
         self.poll_mode = spec.poll_mode
         self.bus = ComputeBus(spec.name, spec.sids)
+        self.bus.faults = faults
         self.smmu = Smmu(self.bus)
         self.dsp = EmulatedDsp(spec.name, self.smmu)
+        self.dsp.faults = faults
         self.restarts = 0
         self._probe(minor)
 
@@ -160,7 +165,10 @@ class Soc:
     """An emulated SoC. Independent instances have independent DSPs (handy in tests)."""
 
     def __init__(self, profile: str | list[DomainSpec] | tuple[DomainSpec, ...] | None = None,
-                 kernel: str | dict[str, Revision] | None = None):
+                 kernel: str | dict[str, Revision] | None = None, faults: str | None = None):
+        #: The fault rules of this SoC (:mod:`qda_core.faults`): ``faults`` (a spec string), else
+        #: ``$QDARPC_FAULTS``; add more with ``soc.faults.add(...)`` or ``soc.faults.inject(...)``.
+        self.faults: Faults = Faults(faults) if faults is not None else Faults.from_env()
         specs = list(profile) if isinstance(profile, (list, tuple)) else load_profile(profile)
         #: The kernel revision of each front end: ``kernel`` (a selection string or a mapping
         #: front end -> Revision), else the profile's ``"kernel"``, else ``$QDARPC_KERNEL``,
@@ -171,7 +179,9 @@ class Soc:
         #: The domain list this SoC was built from, each carrying :attr:`kernel_spec`:
         #: ``Soc(soc.specs)`` (or ``Soc(soc.specs, kernel=soc.kernel_spec)``) builds a twin.
         self.specs: tuple[DomainSpec, ...] = tuple(replace(s, kernel=self.kernel_spec) for s in specs)
-        self.domains = {s.name: Domain(s, minor, self.kernel) for minor, s in enumerate(self.specs)}
+        self.domains = {s.name: Domain(s, minor, self.kernel, self.faults) for minor, s in enumerate(self.specs)}
+        for d in self.domains.values():
+            d.dsp.on_ssr = (lambda name: lambda: self.restart(name))(d.name)
 
     def domain(self, which: str | int) -> Domain:
         for d in self.domains.values():
@@ -200,6 +210,20 @@ class Soc:
         d = self.domain(domain)
         d.restart(1 + max(x.accel.minor for x in self.domains.values()))
         return d.accel.path
+
+    @contextmanager
+    def as_default(self) -> Iterator["Soc"]:
+        """``with soc.as_default():`` this SoC is the process-wide one (:func:`default_soc`)
+        inside the block: the module-level legacy API (``rpcmem_alloc``, a default
+        ``Library``) acts on it and meets its fault rules. The previous one comes back after."""
+        global _default
+        with _default_lock:
+            prev, _default = _default, self
+        try:
+            yield self
+        finally:
+            with _default_lock:
+                _default = prev
 
     def accel_nodes(self) -> list[str]:
         return [d.accel.path for d in self.domains.values()]
@@ -235,6 +259,17 @@ def default_soc() -> Soc:
         if _default is None:
             _default = Soc()
         return _default
+
+
+def default_faults() -> Faults | None:
+    """The fault rules of the process-wide SoC, for process-wide calls (``rpcmem_alloc``);
+    builds that SoC only when ``$QDARPC_FAULTS`` names rules, else None until it exists."""
+    d = _default
+    if d is None:
+        if not os.environ.get(FAULTS_ENV):
+            return None
+        d = default_soc()
+    return d.faults
 
 
 def reset_default() -> None:

@@ -27,6 +27,9 @@ Event schema (version 1), one dict per event; timestamps are ``time.perf_counter
 * ``farf``: a skel's FARF message: ``domain``, ``channel``, ``client_id``, ``module`` (the PD and
   skel file it came from; ``""``/``-1`` when logged outside an invoke), ``level`` (``HAP_LEVEL_*``),
   ``runtime`` (a ``RUNTIME_*`` FARF), ``file``, ``line``, ``message``
+* ``inject``: a fault injected on request (:mod:`qda_core.faults`): ``rule`` (as written),
+  ``fault`` (its kind: ``alloc``, ``ssr``, ...), ``target`` (what it hit), ``n`` (the rule's
+  event count when it fired), ``detail``
 """
 from __future__ import annotations
 
@@ -78,6 +81,10 @@ class Recorder:
               t0: int, t1: int) -> None:
         self._add("fault", t0, t1, domain=domain, channel=channel, client_id=client_id, fault=fault, addr=addr,
                   length=length, detail=detail)
+
+    def inject(self, rule: str, fault: str, target: str, n: int, detail: str) -> None:
+        t = now()
+        self._add("inject", t, t, rule=rule, fault=fault, target=target, n=n, detail=detail)
 
     def farf(self, domain: str, channel: str, client_id: int, module: str, level: int, runtime: bool, file: str,
              line: int, message: str, t: int) -> None:

@@ -26,7 +26,7 @@ __all__ = ["write", "to_jsonl", "read_jsonl", "to_chrome", "summarize", "SCHEMA"
 
 #: Version of the event schema below; every event carries it as ``v``.
 SCHEMA_VERSION = 1
-KINDS = ("api", "ioctl", "dsp", "fault", "farf")
+KINDS = ("api", "ioctl", "dsp", "fault", "farf", "inject")
 #: Kinds a summary always counts (others are counted when a trace has them).
 _SUMMARY_KINDS = ("api", "ioctl", "dsp", "fault")
 
@@ -80,6 +80,13 @@ _KIND_FIELDS: dict[str, dict[str, dict]] = {
         "fault": {"enum": ["smmu", "sigsegv", "sigbus", "sigfpe", "sigill"]},
         "addr": _UINT,
         "length": _UINT,
+        "detail": {"type": "string"},
+    },
+    "inject": {
+        "rule": {"type": "string"},
+        "fault": {"enum": ["alloc", "nocb", "ssr", "crash", "delay", "timeout", "map", "drop", "corrupt"]},
+        "target": {"type": "string"},
+        "n": _UINT,
         "detail": {"type": "string"},
     },
     "farf": {
@@ -234,7 +241,7 @@ def ret_name(ev: dict) -> str | None:
     kind = ev["kind"]
     if kind == "fault":
         return f"{ev['fault'].upper()}_FAULT"
-    if kind == "farf":
+    if kind in ("farf", "inject"):
         return None
     if kind == "ioctl":
         if ev["errno"]:
@@ -253,6 +260,8 @@ def _slice_name(ev: dict) -> str:
         return f"dsp {ev['domain']} handle {ev['handle']:#x} method {ev['method']}"
     if ev["kind"] == "fault":
         return f"{ev['fault']} fault {ev['domain']} client {ev['client_id']} at {ev['addr']:#x}"
+    if ev["kind"] == "inject":
+        return f"injected {ev['rule']}"
     if ev["kind"] == "farf":
         return f"FARF {ev['module'] or ev['file']}: {ev['message'][:60]}"
     return ev["name"]
@@ -303,7 +312,8 @@ def summarize(events: Iterable[dict], top: int = 10) -> dict:
     them)/``span_ns``; ``ioctls`` (per driver+name: count, total/mean/max ns,
     errors), ``top_by_count`` and ``top_by_time`` (the ``top`` first of those rows, ordered); ``api`` (per
     name); ``dsp`` (invokes, errors, wall and modeled ns); ``bytes`` (INVOKE payload bytes
-    ``copied`` inline vs ``shared`` by reference); ``errors`` (per kind, name and error name).
+    ``copied`` inline vs ``shared`` by reference); ``injected`` (per fault rule that fired: its
+    kind, how often, what it hit); ``errors`` (per kind, name and error name).
     """
     evs = list(events)
     kinds = Counter(e["kind"] for e in evs)
@@ -311,6 +321,7 @@ def summarize(events: Iterable[dict], top: int = 10) -> dict:
     api: dict[str, dict] = {}
     errors: Counter = Counter()
     dsp = {"invokes": 0, "errors": 0, "wall_ns": 0, "modeled_ns": 0}
+    injected: dict[str, dict] = {}
     copied = shared = invokes = 0
     for ev in evs:
         err = ret_name(ev)
@@ -325,6 +336,11 @@ def summarize(events: Iterable[dict], top: int = 10) -> dict:
             copied += ev["copied"]
             shared += ev["shared"]
             invokes += ev["name"].endswith("INVOKE")
+        elif kind == "inject":
+            row = injected.setdefault(ev["rule"], {"rule": ev["rule"], "fault": ev["fault"], "count": 0, "targets": []})
+            row["count"] += 1
+            if ev["target"] and ev["target"] not in row["targets"]:
+                row["targets"].append(ev["target"])
         elif kind in ("fault", "farf"):
             pass  # faults are counted under errors below; FARF messages only by kind
         elif kind == "api":
@@ -354,6 +370,7 @@ def summarize(events: Iterable[dict], top: int = 10) -> dict:
         "api": sorted(api.values(), key=lambda r: (-r["count"], r["name"])),
         "dsp": dsp,
         "bytes": {"copied": copied, "shared": shared, "invokes": invokes},
+        "injected": list(injected.values()),
         "errors": [{"kind": k, "name": n, "error": e, "count": c}
                    for (k, n, e), c in sorted(errors.items(), key=lambda kv: (-kv[1], kv[0]))],
     }

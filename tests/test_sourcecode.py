@@ -27,7 +27,9 @@ ONLY = {
     # the DSP sees only what crosses the transport
     "qda_core.dsp": {"qda_core.dsp", "qda_core.wire", "qda_core.errors", "qda_core.marshal",
                      "qda_core.marshal_ref", "qda_core._marshal", "qda_core._ext", "qda_core._iova",
-                     "qda_core._abi", "qda_core.debug", "qda_core.trace"},
+                     "qda_core._abi", "qda_core.debug", "qda_core.trace",
+                     # fault rules are instrumentation, like the trace: no host state
+                     "qda_core.faults"},
     # the transport is protocol-blind
     "qda_core.rpmsg": {"qda_core.errors"},
 }

@@ -20,6 +20,7 @@ import os
 import threading
 
 from .. import debug, fastrpc, init_msgs, trace, uapi, wire
+from .. import faults as _faults
 from ..driver_file import DriverFile, copy_in, copy_out
 from ..errors import errno_error
 from ..fastrpc import current_comm
@@ -393,6 +394,7 @@ def _gem_create(f: QdaFile, k: bytearray) -> int:
     size = L.get(k, "size")
     if size == 0:
         raise errno_error(errno.EINVAL, "GEM_CREATE: size is 0")
+    _faults.fail_request(f.device.bus.faults, "alloc", "gem", f"GEM_CREATE size {size:#x}")
     cb = f.ensure_cb()
     obj = GemObject.create(cb, size)
     f.device.objects_by_key[obj.backing.key] = obj
@@ -443,6 +445,7 @@ def _map(f: QdaFile, k: bytearray) -> int:
     if a["request"] not in (uapi.QDA_MAP_REQUEST_LEGACY, uapi.QDA_MAP_REQUEST_ATTR):
         raise errno_error(errno.EINVAL, f"MAP: unknown request {a['request']}")
     _check_pad(f, L, k, "MAP")
+    _faults.fail_request(f.device.bus.faults, "map", "accel", f"MAP fd {a['fd']} size {a['size']:#x}")
     f.ensure_cb()
     page, held = (0, 0), None
     if a["fd"] > 0:

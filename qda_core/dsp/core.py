@@ -38,7 +38,7 @@ import struct
 import threading
 from typing import Callable, Mapping, NamedTuple, Protocol
 
-from .. import errors, trace
+from .. import errors, faults as _faults, trace
 from ..marshal import decode
 from ..wire import (ADSP_CURRENT_PROCESS1_HANDLE, ADSP_LISTENER1_HANDLE, CONST_HANDLE_LIMIT, CREATE_INBUF,
                     CREATE_STATIC_INBUF, CTX_ASYNC_BIT, CURRENT_PROCESS1_EXIT, CURRENT_PROCESS1_POLL_MODE,
@@ -56,7 +56,7 @@ from .modules import NativeModule, PythonModule
 from .pdmem import PdMemory, span_granted
 from .process import MemMapping
 from .process import MmapRegion, ModuleInstance, Process, ProcessInfo
-from .skel import Call, DmaHandle
+from .skel import Call, DmaHandle, interface_name
 
 __all__ = ["EmulatedDsp", "DeviceMemory", "STATIC_PDS", "FIRST_DYNAMIC_HANDLE", "HANDLE_STEP"]
 
@@ -89,6 +89,19 @@ _EM_QDSP6 = 164
 _U32X2 = struct.Struct("<II")
 _U32 = struct.Struct("<I")
 _U32X4 = struct.Struct("<IIII")
+
+
+class _Hung(Exception):
+    """A method that does not return (a ``timeout`` fault): no reply is sent."""
+
+    def __init__(self, ns: int):
+        super().__init__(ns)
+        self.ns = ns
+
+
+#: The ctx bit a ``corrupt`` fault flips: above the id field of every layout, inside misc-7.3's
+#: sequence number, so each driver's reply matching decides what happens.
+_CORRUPT_BIT = 1 << 40
 
 
 class _SkelCrash(Exception):
@@ -157,6 +170,10 @@ class EmulatedDsp:
         # Per receiving thread, while tracing: what the module loader did for this message
         # (remotectl open), recorded on its ``dsp`` trace event.
         self._traced = threading.local()
+        #: The SoC's fault rules (:mod:`qda_core.faults`), or None; ``on_ssr`` restarts this
+        #: DSP's subsystem (both drivers' channels and the DSP), for an ``ssr`` rule.
+        self.faults: _faults.Faults | None = None
+        self.on_ssr: Callable[[], None] | None = None
 
     # -- public API ------------------------------------------------------------------------
 
@@ -189,18 +206,46 @@ class EmulatedDsp:
             t0 = trace.now()
             self._traced.load = None
         generation = self._generation
+        f = self.faults
+        invoke = f is not None and origin is not None and m.handle >= CONST_HANDLE_LIMIT
+        if invoke and f.armed("ssr") and f.check("ssr", (self.domain,), modeled_ns=self.stats.modeled_ns,
+                                                 detail=f"handle {m.handle:#x} sc {m.sc:#x}"):
+            if self.on_ssr is not None:
+                self.on_ssr()  # the whole subsystem: the drivers' channels go too
+            else:
+                self.restart()
+        withheld = False
         if origin is None:
             self.stats.record(error=True)
             retval, ns = aee.ERR_NOT_OWNER, 0
+        elif self._generation != generation:
+            retval, ns = 0, 0  # restarted before it ran: nothing runs
         else:
-            retval, ns = self._handle(m, origin)
+            try:
+                retval, ns = self._handle(m, origin)
+            except _Hung as exc:
+                retval, ns, withheld = 0, exc.ns, True
         if self._generation != generation:
             raise errors.errno_error(errno.ENODEV, f"{self.domain} restarted while handle {m.handle:#x} "
                                                    f"sc {m.sc:#x} of client {m.client_id} was running")
         if tr is not None:
             load, self._traced.load = self._traced.load, None
             tr.dsp(self.domain, channel, m.client_id, m.pd, m.handle, m.sc, retval, ns, t0, trace.now(), load=load)
-        reply(RSP.pack(m.ctx, aee.to_int32(retval)))
+        ctx = m.ctx
+        if invoke and not withheld:
+            detail = f"handle {m.handle:#x} sc {m.sc:#x}"
+            rule = f.armed("drop") and f.check("drop", (self.domain,), detail=detail)
+            if rule:
+                withheld = True
+                _faults.hung(rule.ns)
+            else:
+                rule = f.armed("corrupt") and f.check("corrupt", (self.domain,), detail=detail)
+                if rule:
+                    ctx ^= _CORRUPT_BIT
+                    _faults.hung(rule.ns)  # the wait, should the driver drop the reply
+        if withheld:
+            return  # the reply never comes: the caller's wait is what ends (see faults.hung)
+        reply(RSP.pack(ctx, aee.to_int32(retval)))
 
     def restart(self) -> None:
         """Subsystem restart: every PD is destroyed and its modules unloaded (no close calls);
@@ -509,8 +554,29 @@ class EmulatedDsp:
         if mi is None:
             return aee.ERR_NO_SUCH_HANDLE, 0
         call = Call(m.sc, sc_method(m.sc), a.inbufs, a.outbufs, a.inhandles, a.outhandles, p, h)
+        f = self.faults
+        if f is not None and (f.armed("crash") or f.armed("timeout") or f.armed("delay")):
+            self._method_faults(f, mi, call)
         rv = _skel(mi.impl.invoke, call)
         return rv, call.extra_ns
+
+    def _method_faults(self, f: "_faults.Faults", mi: ModuleInstance, call: Call) -> None:
+        """``crash``/``timeout``/``delay`` rules naming this module or method."""
+        iface = interface_name(mi.uri.file)
+        names = (iface, f"{iface}.{call.method}")
+        py = getattr(mi.impl, "cls", None)
+        if py is not None and call.method in py.method_names():
+            names += (f"{iface}.{py.method_names()[call.method]}",)
+        detail = f"{mi.uri.file} method {call.method}"
+        if f.armed("crash") and f.check("crash", names, detail=detail):
+            raise _SkelCrash("injected crash (fault rule)")
+        rule = f.armed("timeout") and f.check("timeout", names, detail=detail)
+        if rule:
+            _faults.hung(rule.ns)
+            raise _Hung(rule.ns)
+        rule = f.armed("delay") and f.check("delay", names, detail=detail)
+        if rule:
+            call.add_cost(rule.ns)
 
     def _current_process(self, p: Process, m: _Req, a: _Args) -> int:
         method = sc_method(m.sc)

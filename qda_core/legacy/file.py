@@ -25,6 +25,7 @@ import struct
 import threading
 
 from .. import debug, fastrpc, init_msgs, trace, uapi, wire
+from .. import faults as _faults
 from ..driver_file import DriverFile, copy_in, copy_out
 from ..errors import errno_error
 from ..fastrpc import current_comm
@@ -559,6 +560,7 @@ def _alloc_dma_buff(f: LegacyFile, k: bytearray) -> int:
     size = uapi.fastrpc_alloc_dma_buf.get(k, "size")
     if size == 0 or size > IOVA_END - IOVA_START:
         raise errno_error(errno.ENOMEM, f"ALLOC_DMA_BUFF: cannot allocate {size:#x} bytes in a 32-bit session")
+    _faults.fail_request(f.channel.bus.faults, "alloc", "dma", f"ALLOC_DMA_BUFF size {size:#x}")
     obj = GemObject.create(f.ensure_cb(), size, name="dmabuf")
     try:
         # The dma-buf fd of the pages (O_RDWR, no O_CLOEXEC).
@@ -587,6 +589,7 @@ def _req_mmap(f: LegacyFile, k: bytearray) -> int:
     size = a["size"]
     if size == 0 or size > IOVA_END - IOVA_START:
         raise errno_error(errno.ENOMEM, f"MMAP: cannot allocate {size:#x} bytes")
+    _faults.fail_request(f.channel.bus.faults, "map", "legacy", f"MMAP size {size:#x}")
     buf = _MmapBuf(GemObject.create(f.ensure_cb(), size, name="mmap"), size)
     msg = init_msgs.mmap(f.client_id, a["flags"], a["vaddrin"], (buf.obj.dma_addr, size))
     ret = -1
@@ -633,6 +636,7 @@ def _req_munmap(f: LegacyFile, k: bytearray) -> int:
 
 def _mem_map(f: LegacyFile, k: bytearray) -> int:
     a = uapi.fastrpc_mem_map.unpack(k)
+    _faults.fail_request(f.channel.bus.faults, "map", "legacy", f"MEM_MAP fd {a['fd']} length {a['length']:#x}")
     m = f._map_create(a["fd"], a["length"])  # upstream passes attr 0: `attrs` does not reach the SMMU
     msg = init_msgs.mem_map(f.client_id, a["fd"], a["offset"], a["flags"], a["vaddrin"], (m.phys, m.size))
     ret = -1

@@ -90,6 +90,9 @@ class ComputeBus:
         self.kernel_cb = ContextBank(-1, KERNEL_SID, dsp_name)
         self._by_sid = {cb.sid: cb for cb in (*self.cbs, self.kernel_cb)}
         self.lock = threading.Lock()  # protects assignment state of every CB
+        #: The SoC's fault rules (:mod:`qda_core.faults`), or None: ``nocb`` makes a claim
+        #: find no free bank.
+        self.faults = None
 
     def assign(self, pid: int) -> ContextBank:
         """RFC lazy assignment for an accel file opened by thread ``pid``."""
@@ -113,6 +116,9 @@ class ComputeBus:
 
     def _claim_free(self, pid: int, owner: str) -> ContextBank | None:
         """The lowest-numbered free CB, now held by ``owner`` for ``pid``; caller holds the lock."""
+        f = self.faults
+        if f is not None and f.armed("nocb") and f.check("nocb", (self.dsp_name,), detail=f"{owner} claim"):
+            return None
         for cb in self.cbs:
             if cb.free:
                 cb.assigned_pid, cb.refcount, cb.owner = pid, 1, owner
