@@ -144,3 +144,23 @@ kernel = click.option(
     cls=_KernelOption,
     help="Kernel revision a driver front end follows (repeatable; the other front end keeps its default) "
          "[env QDARPC_KERNEL].")
+
+
+def _faults(_ctx, param, value: str | None) -> str | None:
+    """Validate ``--faults SPEC`` (the fault language of qda_core.faults); a spec that does not
+    parse is a usage error naming the item."""
+    if not value:
+        return None
+    from qda_core.faults import FaultError, parse
+
+    try:
+        parse(value)
+    except FaultError as exc:
+        raise click.BadParameter(str(exc), param=param) from None
+    return value
+
+
+faults = click.option(
+    "--faults", "faults", callback=_faults, envvar="QDARPC_FAULTS", metavar="SPEC",
+    help="Inject faults, e.g. 'ssr:cdsp@invoke=5', 'alloc:rpcmem@2;map@1,errno=EFAULT' "
+         "(the language: docs/faults.md) [env QDARPC_FAULTS].")

@@ -286,6 +286,7 @@ def parse(spec: str) -> tuple[list[Rule], int | None]:
 class _State:
     rule: Rule
     rng: random.Random
+    rng0: tuple  # the stream's start, for reset()
     seen: int = 0
     fired: int = 0
     done: bool = False
@@ -335,7 +336,8 @@ class Faults:
                 self._seed = seed
             base = len(self._states)
             for i, r in enumerate(rules):
-                self._states.append(_State(r, random.Random(f"{self._seed}:{base + i}:{r.text}")))
+                rng = random.Random(f"{self._seed}:{base + i}:{r.text}")
+                self._states.append(_State(r, rng, rng.getstate()))
             self._kinds = frozenset(s.rule.kind for s in self._states)
         return rules
 
@@ -360,6 +362,16 @@ class Faults:
         with self._lock:
             self._states = []
             self._kinds = frozenset()
+
+    def reset(self) -> None:
+        """Every rule counts from zero again, its random stream restarted (the same run can be
+        made twice on one SoC: ``qdarpc ab`` does per side); :attr:`fired` empties."""
+        with self._lock:
+            for s in self._states:
+                s.seen = s.fired = 0
+                s.done = False
+                s.rng.setstate(s.rng0)
+            self.fired = []
 
     @property
     def rules(self) -> list[Rule]:
