@@ -135,12 +135,13 @@ class Run:
         return out
 
 
-def run_shim(argv, *, backend: str, cwd: Path) -> Run:
-    """``qdarpc run --shim --backend BACKEND -- argv`` in ``cwd`` with the shim's debug log on;
-    after TIMEOUT the whole process group is killed and the run reported as hung."""
+def run_shim(argv, *, backend: str, cwd: Path, faults: str | None = None) -> Run:
+    """``qdarpc run --shim --backend BACKEND [--faults SPEC] -- argv`` in ``cwd`` with the shim's
+    debug log on; after TIMEOUT the whole process group is killed and the run reported as hung."""
     env = {k: v for k, v in os.environ.items() if k not in _SCRUB}
     env["QDARPC_SHIM_DEBUG"] = "1"
-    cmd = [*qdarpc(), "run", "--shim", "--backend", backend, "--", *map(str, argv)]
+    cmd = [*qdarpc(), "run", "--shim", "--backend", backend, *(["--faults", faults] if faults else []), "--",
+           *map(str, argv)]
     proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             stdin=subprocess.DEVNULL, start_new_session=True)
     try:
@@ -229,6 +230,26 @@ def test_client(shim_runs, builds, branch):
     assert run.stdout.splitlines() == [f"sum = {SUM}", f"max = {MAX}"], run.describe()
     # the upstream library answered, not the emulator's own C ABI library
     assert f"libcdsprpc: {builds[branch].libcdsprpc}" in run.stderr, run.describe()
+
+
+@pytest.mark.parametrize("branch, spec, code", [
+    # docs/spec: upstream's calculator retries only on errno ECONNRESET; the kernel's SSR errno
+    # is EPIPE, so the library's conversion gives AEE_ECONNRESET (0x68) and no retry.
+    ("development", "ssr:cdsp@invoke=2", "0x68"),
+    # a lost reply: the interrupted wait, EINTR -> AEE_ERPC (0x200) in upstream's conversion
+    ("accel-staging", "drop:cdsp@2", "0x200"),
+])
+def test_client_meets_an_injected_fault(builds, branch, spec, code, tmp_path):
+    """Faults reach the unmodified upstream library through the device shim: the 2nd invoke
+    (max) fails with the code upstream's library makes of the kernel's errno; sum came back."""
+    why = _shim_missing()
+    if why:
+        pytest.skip(why)
+    run = run_shim([builds[branch].client], backend={"development": "legacy"}.get(branch, "accel"),
+                   cwd=tmp_path, faults=spec)
+    assert not run.hung and run.returncode == 1, run.describe()
+    assert run.stdout.splitlines() == [f"sum = {SUM}"], run.describe()
+    assert f"max failed: {code}" in run.stderr.splitlines(), run.describe()
 
 
 def test_fastrpc_test_development(shim_runs):
