@@ -9,8 +9,9 @@ Three groups of checks, each a line ``ok`` / ``warn`` / ``fail`` / ``info`` with
   (:class:`RealNodes` ``root``, ``qdarpc doctor --root DIR``) and so are ``open``/``ioctl`` and
   the caller's identity, so these checks are tested against a fake ``/dev`` tree. With no node
   at all, the group says so: this machine has no DSP, and the emulator is what runs.
-* **emulator**: the compiled extensions, the kernel revision each emulated driver follows
-  (:data:`qda_core.uapi.REVISION`), and per domain of the SoC profile: QUERY on its accel node,
+* **emulator**: the compiled extensions, the kernel revision each emulated driver follows (the
+  SoC's own: ``--kernel``, else the profile's ``"kernel"``, ``$QDARPC_KERNEL``, the defaults;
+  :mod:`qda_core.kernels`), and per domain of the SoC profile: QUERY on its accel node,
   GET_DSP_INFO on its legacy nodes, context banks free.
 * **skels**: ``DSP_LIBRARY_PATH`` / ``ADSP_LIBRARY_PATH`` and, for each ``--uri``, which skel
   the emulated DSP would load (built-in, plugin, Python file or native library) or why none.
@@ -196,9 +197,7 @@ class RealNodes:
 
 
 # --- the emulator -----------------------------------------------------------------------------
-def emulator_checks(soc_profile: str | None) -> list[Check]:
-    from qda_core import uapi
-
+def emulator_checks(soc_profile: str | None, kernel: str | None = None) -> list[Check]:
     g = "emulator"
     out = []
     try:
@@ -210,15 +209,18 @@ def emulator_checks(soc_profile: str | None) -> list[Check]:
     except ImportError as exc:
         return [Check(g, FAIL, f"compiled extensions: {exc}",
                       fix="pip install . (or pip install -e . in a checkout), and run from outside the checkout")]
-    for front, rev in uapi.REVISION.items():
-        out.append(Check(g, INFO, f"kernel revision emulated ({front} driver): {rev}",
-                         data={"driver": front, "revision": rev}))
     from qda_core.soc import Soc
 
     try:
-        soc = Soc(soc_profile)
+        soc = Soc(soc_profile, kernel=kernel)
     except (ValueError, OSError) as exc:
         return out + [Check(g, FAIL, f"SoC profile {soc_profile!r}: {exc}", fix="--soc default|full|minimal|FILE")]
+    # The SoC's revisions, not the process's: a profile may name its own.
+    for front, rev in soc.kernel.items():
+        semantic = "" if rev.exact else "; uapi from commit messages, not exact"
+        out.append(Check(g, INFO, f"kernel revision emulated ({front} driver): {rev} ({rev.title}){semantic}",
+                         data={"driver": front, "revision": f"{rev} ({rev.title})", "name": str(rev),
+                               "exact": rev.exact}))
     out.append(Check(g, INFO, f"SoC profile {soc_profile or os.environ.get('QDARPC_SOC') or 'default'}: "
                      f"{', '.join(soc.domains)}"))
     for d in soc.domains.values():
@@ -348,10 +350,10 @@ def c_checks() -> list[Check]:
 
 
 # --- all of it --------------------------------------------------------------------------------
-def run(*, root: str = "/", soc_profile: str | None = None, uris: Iterable[str] = (), domain: str | None = None,
-        nodes: RealNodes | None = None) -> list[Check]:
+def run(*, root: str = "/", soc_profile: str | None = None, kernel: str | None = None, uris: Iterable[str] = (),
+        domain: str | None = None, nodes: RealNodes | None = None) -> list[Check]:
     checks = (nodes or RealNodes(root)).checks()
-    checks += emulator_checks(soc_profile)
+    checks += emulator_checks(soc_profile, kernel)
     checks += c_checks()
     checks += skel_checks(list(uris), domain)
     return checks

@@ -308,16 +308,23 @@ def _trace_output(_ctx, param, value: str) -> str:
 def trace_run(output: str, kernel: str | None, target: tuple[str, ...]) -> None:
     """Run TARGET under the recorder: a Python script (path, then its arguments) or a qdarpc
     subcommand (after --). The trace is written even when TARGET fails; the exit code is TARGET's.
+    A .json trace names the kernel revisions in force (--kernel, here or the subcommand's) in
+    its metadata (otherData.kernel); a .jsonl has no header for it.
 
     \b
     Examples:
       qdarpc trace run -o out.jsonl -- devices
       qdarpc trace run -o out.json script.py arg1
+      qdarpc trace run --kernel accel:qda-v1-2026-05 -o out.json -- selftest
     """
     from .tracecmd import is_script, run_script, traced
 
     _use_kernel(kernel)
     argv = list(target)
+    if not is_script(argv[0]):
+        # the subcommand puts its own --kernel back when it ends, before the trace is written:
+        # keep it in force until then, so the trace names the revisions it ran on
+        _use_kernel(_sub_kernel(argv))
 
     def sub() -> int:
         rv = cli.main(args=argv, prog_name="qdarpc", standalone_mode=False)
@@ -328,6 +335,26 @@ def trace_run(output: str, kernel: str | None, target: tuple[str, ...]) -> None:
 
     code = traced((lambda: run_script(argv)) if is_script(argv[0]) else sub, output, report)
     click.get_current_context().exit(code)
+
+
+def _sub_kernel(argv: list[str]) -> str | None:
+    """The selection a qdarpc subcommand's own ``--kernel`` options make (None: none given, or
+    one that does not parse, which the subcommand reports); a program's arguments after ``--``
+    are not its options."""
+    from qda_core.kernels import KernelError, kernel_spec, parse_kernel
+
+    given = []
+    for i, arg in enumerate(argv):
+        if arg == "--":
+            break
+        if arg == "--kernel" and i + 1 < len(argv):
+            given.append(argv[i + 1])
+        elif arg.startswith("--kernel="):
+            given.append(arg.partition("=")[2])
+    try:
+        return kernel_spec(parse_kernel(",".join(given))) if given else None
+    except KernelError:
+        return None
 
 
 @trace.command("summarize")
@@ -370,7 +397,7 @@ def trace_convert(file: str, output: str | None) -> None:
 
     events = read_jsonl(_jsonl_input(file))
     out = output or file[: -len(".jsonl")] + ".json"
-    write(events, out)
+    write(events, out, kernel=False)  # a .jsonl does not say which revisions it was recorded on
     click.echo(f"{len(events)} events -> {out}")
 
 
@@ -575,27 +602,30 @@ def run(backend: str, soc_profile: str | None, kernel: str | None, trace_file: s
 @options.domain_option(None, "DSP domain for --uri (default: the URI's &_dom=, else cdsp).")
 @click.option("--root", default="/", show_default=True, type=click.Path(file_okay=False), metavar="DIR",
               help="Look for device nodes under DIR/dev (a chroot or container root, a test tree).")
-@options.add_options(options.soc, options.json_output)
-def doctor(uris: tuple[str, ...], domain: str | None, root: str, soc_profile: str | None, as_json: bool) -> None:
+@options.add_options(options.soc, options.kernel, options.json_output)
+def doctor(uris: tuple[str, ...], domain: str | None, root: str, soc_profile: str | None, kernel: str | None,
+           as_json: bool) -> None:
     """Check that FastRPC code can run here: on a real DSP and on the emulator.
 
     Device nodes (/dev/fastrpc-*, /dev/accel/accel*: present, openable by you, which DSP each
-    serves; /dev/dma_heap/system), the emulator (extensions, kernel revision it follows, every
-    domain's nodes and free context banks) and skels (DSP_LIBRARY_PATH, and with --uri which
-    skel would load). Each line is ok, warn, fail or info, with the fix. On a machine without
-    FastRPC nodes it says so and checks the emulator.
+    serves; /dev/dma_heap/system), the emulator (extensions, the kernel revision each of its
+    drivers follows, every domain's nodes and free context banks) and skels (DSP_LIBRARY_PATH,
+    and with --uri which skel would load). Each line is ok, warn, fail or info, with the fix. On
+    a machine without FastRPC nodes it says so and checks the emulator.
 
     Exits 0 when no required check failed, 1 otherwise.
 
     \b
     Examples:
       qdarpc doctor
+      qdarpc doctor --kernel legacy:qda-shim
       qdarpc doctor --uri 'file:///libcalculator_skel.so?calculator_skel_handle_invoke&_modver=1.0'
       DSP_LIBRARY_PATH=./skels qdarpc doctor --uri 'file:///libmine_skel.so?mine_skel_handle_invoke&_modver=1.0' --json
     """
     from . import doctor as doc
 
-    checks = doc.run(root=root, soc_profile=soc_profile, uris=uris, domain=domain)
+    _use_kernel(kernel)
+    checks = doc.run(root=root, soc_profile=soc_profile, kernel=kernel, uris=uris, domain=domain)
     if as_json:
         _echo_json(doc.to_json(checks))
     else:

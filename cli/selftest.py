@@ -9,6 +9,12 @@ Which user PD: fastrpc_test creates an unsigned PD by default (``-U 1``) and a s
 does what an app that must run everywhere does: it tries an unsigned PD and, when the DSP
 answers ``AEE_EUNSUPPORTED``, creates a signed PD on a fresh open of the node instead (saying
 so). ``pd="unsigned"`` / ``"signed"`` ask for one kind only.
+
+The SoC follows the kernel revisions in force (``--kernel``/``$QDARPC_KERNEL``, qda_core.kernels);
+the first line names the accel one, and each line names its ioctl as that revision does (v1:
+``REMOTE_SESSION_CREATE``, ``REMOTE_INVOKE``; docs/spec/kernel_revisions_2026.md §2.1). The
+by-reference ``max`` passes its GEM buffer by handle on the RFC and, on v1, as a DMA-BUF fd
+exported for the call (v1's ``fd`` fields take nothing else). The legacy driver is not used.
 """
 from __future__ import annotations
 
@@ -40,6 +46,14 @@ def _check(ok: bool, step: str, why: str) -> None:
         raise StepFailed(f"{step}: {why}")
 
 
+def _ioctl_name(f, generic: int) -> str:
+    """The name the file's accel revision gives the ioctl of ``generic``'s nr (the RFC names
+    them INIT_CREATE/INVOKE, v1 REMOTE_SESSION_CREATE/REMOTE_INVOKE; the numbers are the same)."""
+    from qda_core import uapi
+
+    return f.uapi.ioctls[uapi.IOC_NR(generic)].name
+
+
 def _create_pd(soc, domain: str, pd: str, echo: Callable[[str], None]):
     """Open the domain's accel node and create a user PD of the kind ``pd`` asks for; returns
     the open file (the caller closes it)."""
@@ -49,13 +63,14 @@ def _create_pd(soc, domain: str, pd: str, echo: Callable[[str], None]):
     f = soc.open_device(domain)
     try:
         echo(f"open {f.device.path}            QUERY -> dsp_name={f.query()!r}, client_id={f.client_id}")
+        create = _ioctl_name(f, uapi.DRM_IOCTL_QDA_INIT_CREATE)
         if pd == "signed":
             ret = f.init_create(attrs=0)
-            echo(f"DRM_IOCTL_QDA_INIT_CREATE          signed user PD -> {ret:#x}")
+            echo(f"{create:<34} signed user PD -> {ret:#x}")
             _check(ret == 0, "INIT_CREATE (signed user PD)", f"the DSP answered {_aee(ret)}")
             return f
         ret = f.init_create(attrs=uapi.FASTRPC_MODE_UNSIGNED_MODULE)
-        echo(f"DRM_IOCTL_QDA_INIT_CREATE          unsigned user PD -> {ret:#x}")
+        echo(f"{create:<34} unsigned user PD -> {ret:#x}")
         if ret == 0:
             return f
         unsupported = (ret & 0xFFFF_FFFF) == aee.ERR_UNSIGNED_UNSUPPORTED & 0xFFFF_FFFF
@@ -78,14 +93,19 @@ def run(domain: str, echo: Callable[[str], None], pd: str = "auto") -> bool:
     calculator by URI, run sum and max on a copied buffer and on a shared GEM buffer, close.
     Stops at the first step that fails, saying why. Returns True when every step passed."""
     from libadsprpc_compat.remotectl import close_module, open_module
+    from qda_core import uapi
     from qda_core.accel import GemRef
     from qda_core.soc import Soc
 
     t0 = time.perf_counter()
     soc = Soc()
+    rev = soc.kernel["accel"]
+    echo(f"kernel {rev}: {rev.title}")
     try:
         f = _create_pd(soc, domain, pd, echo)
         with f:
+            # the short name, as the RFC's "INVOKE"; v1: "REMOTE_INVOKE"
+            invoke = _ioctl_name(f, uapi.DRM_IOCTL_QDA_INVOKE).removeprefix("DRM_IOCTL_QDA_")
             uri = CALC_URI.format(dom=domain)
             ret, h = open_module(f, uri)
             echo(f"remotectl1 open (handle 8)         {uri}\n{'':37}-> DSP handle {h:#x} (ret {ret:#x})")
@@ -96,7 +116,7 @@ def run(domain: str, echo: Callable[[str], None], pd: str = "auto") -> bool:
             res = bytearray(8)
             ret = f.invoke(h, SC_SUM, [prim, vec, res])
             total = struct.unpack("<q", res)[0]
-            echo(f"INVOKE sum  sc={SC_SUM:#010x}  copied 4000 B    -> {total} (ret {ret:#x})")
+            echo(f"{invoke} sum  sc={SC_SUM:#010x}  copied 4000 B    -> {total} (ret {ret:#x})")
             _check(ret == 0, "INVOKE sum", f"the DSP answered {_aee(ret)}")
             _check(total == 499500, "INVOKE sum", f"got {total}, expected 499500")
 
@@ -111,7 +131,9 @@ def run(domain: str, echo: Callable[[str], None], pd: str = "auto") -> bool:
             finally:
                 view.release()
             mx = struct.unpack("<i", res4)[0]
-            echo(f"INVOKE max  sc={SC_MAX:#010x}  shared GEM {gem}      -> {mx} (ret {ret:#x})")
+            shared = f"shared GEM {gem}" + ("     " if f.uapi.fd_kind == "gem-handle" else
+                                            " as a DMA-BUF fd exported for the call")
+            echo(f"{invoke} max  sc={SC_MAX:#010x}  {shared} -> {mx} (ret {ret:#x})")
             _check(ret == 0, "INVOKE max", f"the DSP answered {_aee(ret)}")
             _check(mx == 999, "INVOKE max", f"got {mx}, expected 999")
 

@@ -377,9 +377,29 @@ def summarize(events: Iterable[dict], top: int = 10) -> dict:
 
 
 # --- files ------------------------------------------------------------------------------------
-def write(events: Iterable[dict], path: str | os.PathLike) -> None:
+def _kernel_meta(kernel: str | bool) -> dict[str, str] | None:
+    """front end -> ``FRONTEND:REVISION`` of ``kernel`` (True: the selection in force for the
+    process), or None: not asked, or not a valid selection (metadata never fails a write)."""
+    from .kernels import KernelError, parse_kernel
+
+    if kernel is False:
+        return None
+    try:
+        return {f: str(r) for f, r in parse_kernel(None if kernel is True else kernel).items()}
+    except KernelError:
+        return None
+
+
+def write(events: Iterable[dict], path: str | os.PathLike, *, kernel: str | bool = True) -> None:
     """Write ``events`` to ``path``: ``.jsonl`` as JSON Lines, ``.json`` as Chrome trace JSON.
-    Any other extension raises :class:`TraceFormatError` before anything is written."""
+    Any other extension raises :class:`TraceFormatError` before anything is written.
+
+    A ``.json`` trace names kernel revisions in ``otherData["kernel"]`` (front end ->
+    ``FRONTEND:REVISION``; viewers show it as metadata): those of the selection ``kernel``, by
+    default (True) the one in force for the process (``$QDARPC_KERNEL``, as ``qdarpc trace run
+    --kernel`` sets it, else the defaults), which every SoC built without its own follows; False:
+    none (``qdarpc trace convert``: a ``.jsonl`` does not record it). JSON Lines have no header
+    to hold it: every line is a schema event."""
     p = os.fspath(path)
     ext = os.path.splitext(p)[1].lower()
     if ext not in (".jsonl", ".json"):
@@ -389,5 +409,9 @@ def write(events: Iterable[dict], path: str | os.PathLike) -> None:
         if ext == ".jsonl":
             to_jsonl(events, fp)
         else:
-            json.dump(to_chrome(events), fp, separators=(",", ":"), default=_json_default)
+            doc = to_chrome(events)
+            meta = _kernel_meta(kernel)
+            if meta is not None:
+                doc["otherData"]["kernel"] = meta
+            json.dump(doc, fp, separators=(",", ":"), default=_json_default)
             fp.write("\n")

@@ -170,3 +170,28 @@ def test_c_checks_report_the_c_face_and_what_plain_c_programs_need(monkeypatch, 
     monkeypatch.setattr(native, "SDK_DIR", tmp_path / "sdk")  # a bare checkout: nothing built
     (bad,) = doctor.c_checks()
     assert bad.status == doctor.FAIL and "is missing" in bad.what and "pip install" in bad.fix
+
+
+def test_doctor_shows_the_socs_kernel_revisions(run, tmp_path):
+    """--kernel as on every command that builds a SoC; the revisions shown are the SoC's (a
+    profile naming its own wins over $QDARPC_KERNEL), semantic ones said to be."""
+    from qda_core import kernels
+
+    before = os.environ.get(kernels.ENV)
+    env = {kernels.ENV: None}
+    out = run("doctor", "--root", tmp_path, "--kernel", "legacy:qda-shim", env=env).stdout
+    assert "info  kernel revision emulated (accel driver): accel:qda-rfc-2026-02 (QDA accel RFC" in out
+    assert ("info  kernel revision emulated (legacy driver): legacy:qda-shim (qda_fastrpc_shim: /dev/fastrpc-* "
+            "served by the QDA driver (latest posting, about Nov 2026)); uapi from commit messages, not exact") in out
+    prof = tmp_path / "soc.json"
+    prof.write_text(json.dumps({"kernel": "accel:qda-v1-2026-05,legacy:misc-7.2",
+                                "domains": [{"name": "cdsp", "context_banks": 2}]}))
+    data = json.loads(run("doctor", "--root", tmp_path, "--soc", prof, "--json",
+                          env={kernels.ENV: "legacy:qda-shim"}).stdout)
+    revs = {c["data"]["driver"]: c["data"] for c in data["checks"] if "driver" in c["data"]}
+    assert {f: (d["name"], d["exact"]) for f, d in revs.items()} == {
+        "accel": ("accel:qda-v1-2026-05", True), "legacy": ("legacy:misc-7.2", True)}
+    assert data["ok"] and any("cdsp: /dev/accel/accel0 QUERY -> 'cdsp'" in c["what"] for c in data["checks"])
+    err = run("doctor", "--root", tmp_path, "--soc", prof, "--kernel", "legacy:misc-7.3", code=2).stderr
+    assert "contradicts it" in err
+    assert os.environ.get(kernels.ENV) == before  # the command's --kernel does not outlive it

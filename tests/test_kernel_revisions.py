@@ -791,7 +791,8 @@ def test_devices_shows_the_revisions_in_force(run):
     (["--kernel", "qda-v1-2026-05"], "is not FRONTEND:REVISION"),
 ])
 @pytest.mark.parametrize("command", [["devices"], ["query", "cdsp"], ["selftest"], ["ab", "calculator"],
-                                     ["invoke", TEST, "2"], ["trace", "run", "-o", "t.jsonl"], ["run"]])
+                                     ["invoke", TEST, "2"], ["trace", "run", "-o", "t.jsonl"], ["run"],
+                                     ["doctor"]])
 def test_unknown_kernel_is_a_usage_error_listing_the_valid_ones(run, command, args, why):
     extra = ["--", "devices"] if command[0] in ("trace", "run") else []
     res = run(*command, *args, *extra, code=errors.EXIT_USAGE)
@@ -830,6 +831,26 @@ def test_query_and_invoke_on_v1(run):
     assert "ret 0x0 AEE_SUCCESS" in res.stdout
 
 
+def test_selftest_names_the_revision_its_ioctls_and_how_the_buffer_goes(run):
+    """The first line names the accel revision; v1 names its ioctls REMOTE_* and passes the
+    by-reference buffer as a DMA-BUF fd (docs/spec/kernel_revisions_2026.md §2.1), the RFC by
+    GEM handle. selftest does not use the legacy driver: a legacy-only --kernel leaves the RFC."""
+    out = run("selftest", "--kernel", V1).stdout.splitlines()
+    assert out[0] == f"kernel {V1}: QDA accel v1 ([PATCH 00/15], 2026-05-19)"
+    assert out[2] == "DRM_IOCTL_QDA_REMOTE_SESSION_CREATE unsigned user PD -> 0x0"
+    assert out[5] == "REMOTE_INVOKE sum  sc=0x02020100  copied 4000 B    -> 499500 (ret 0x0)"
+    assert out[6] == ("REMOTE_INVOKE max  sc=0x03020100  shared GEM 1 as a DMA-BUF fd exported for the call "
+                      "-> 999 (ret 0x0)")
+    assert out[-1].startswith("PASS") and "DRM_IOCTL_QDA_INIT_CREATE" not in "\n".join(out)
+    signed = run("selftest", "--kernel", V1, "-d", "adsp").stdout
+    assert "\nDRM_IOCTL_QDA_REMOTE_SESSION_CREATE signed user PD -> 0x0\n" in signed
+    for args in ((), ("--kernel", RFC), ("--kernel", "legacy:qda-shim")):
+        out = run("selftest", *args).stdout.splitlines()
+        assert out[0] == f"kernel {RFC}: QDA accel RFC ([PATCH RFC 00/18] accel/qda, 2026-02-24)"
+        assert out[2] == "DRM_IOCTL_QDA_INIT_CREATE          unsigned user PD -> 0x0"
+        assert out[6] == "INVOKE max  sc=0x03020100  shared GEM 1      -> 999 (ret 0x0)"
+
+
 def test_selftest_and_trace_run_on_v1(run, tmp_path):
     res = run("selftest", "--kernel", V1)
     assert "PASS" in res.stdout and "shared GEM" in res.stdout
@@ -841,6 +862,46 @@ def test_selftest_and_trace_run_on_v1(run, tmp_path):
     run("trace", "run", "-o", out, "--", "selftest", "--kernel", RFC)
     names = {json.loads(line).get("name") for line in out.read_text().splitlines()}
     assert "DRM_IOCTL_QDA_INVOKE" in names and "DRM_IOCTL_QDA_REMOTE_INVOKE" not in names
+
+
+def test_json_trace_names_the_revisions(run, tmp_path):
+    """A .json trace carries the revisions in force in otherData.kernel: trace run's --kernel,
+    or the subcommand's own (kept until the trace is written); convert has none to give."""
+    both = {"accel": V1, "legacy": "legacy:qda-shim"}
+    out = tmp_path / "t.json"
+    run("trace", "run", "--kernel", V1, "--kernel", "legacy:qda-shim", "-o", out, "--", "selftest")
+    assert json.loads(out.read_text())["otherData"]["kernel"] == both
+    run("trace", "run", "-o", out, "--", "selftest", "--kernel", V1, "--kernel=legacy:qda-shim")
+    doc = json.loads(out.read_text())
+    assert doc["otherData"]["kernel"] == both
+    assert "DRM_IOCTL_QDA_REMOTE_INVOKE" in {e["name"] for e in doc["traceEvents"]}  # what it ran on
+    run("trace", "run", "-o", out, "--", "selftest")
+    assert json.loads(out.read_text())["otherData"]["kernel"] == {"accel": RFC, "legacy": LEG}
+    assert kernels.ENV not in os.environ
+    lines = tmp_path / "t.jsonl"
+    run("trace", "run", "--kernel", V1, "-o", lines, "--", "selftest")
+    assert all(json.loads(x)["kind"] for x in lines.read_text().splitlines())  # events only
+    run("trace", "convert", lines, "-o", out)
+    assert "kernel" not in json.loads(out.read_text())["otherData"]
+
+
+def test_trace_formats_write_kernel(tmp_path, monkeypatch):
+    from qda_core.trace_formats import write
+
+    path = tmp_path / "t.json"
+
+    def meta():
+        return json.loads(path.read_text())["otherData"].get("kernel")
+    write([], path, kernel="legacy:misc-7.2")
+    assert meta() == {"accel": RFC, "legacy": "legacy:misc-7.2"}
+    monkeypatch.setenv(kernels.ENV, V1)
+    write([], path)
+    assert meta() == {"accel": V1, "legacy": LEG}
+    write([], path, kernel=False)
+    assert meta() is None
+    monkeypatch.setenv(kernels.ENV, "accel:nope")  # never fails the write: left out
+    write([], path)
+    assert meta() is None and json.loads(path.read_text())["otherData"]["producer"] == "qdarpc"
 
 
 def test_ab_takes_the_kernel(run):
