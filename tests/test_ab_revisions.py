@@ -17,7 +17,7 @@ from qda_core import kernels
 from qda_core.soc import Soc
 
 sys.path.insert(0, str(Path(__file__).parent))
-from cli_helpers import cli_runner, errors  # noqa: E402
+from cli_helpers import cli_runner, errors, load  # noqa: E402
 
 M72, M73, SHIM = "legacy:misc-7.2", "legacy:misc-7.3", "legacy:qda-shim"
 RFC, V1 = "accel:qda-rfc-2026-02", "accel:qda-v1-2026-05"
@@ -35,6 +35,31 @@ POLL = "SET_OPTION FASTRPC_POLL_MODE 1 on the session file"
 SIGNED = "signed PD on cdsp's non-secure node (accel: its one node)"
 CB_LAST = "open session 4 of 4 on adsp (3 context banks)"
 SSR = "invoke after the restart"
+SSR_CLOSE = "close the handle"
+
+#: The steps ``porting`` shows differing between misc-7.3 and the QDA shim, each with its
+#: documented reason (docs/spec/kernel_revisions_2026.md; qda_core.kernels.REVISIONS choices).
+SHIM_DIFFERS = {
+    # §2.3 "CB assignment": the shim takes a bank per file at its first allocation, EBUSY there
+    # (INIT_CREATE: the library's raw -1); misc takes it at open (EBUSY -> AEE_ECONNREFUSED)
+    CB_LAST,
+}
+#: The steps ``porting`` shows differing between misc-7.3 and accel v1, with their reasons.
+V1_DIFFERS = {
+    # fd vs handle buffer identity (docs/spec/qda_accel_uapi.md §8 rows 13-14): the accel library
+    # (LIB) names an rpcmem buffer by its GEM handle, misc by the dma-buf fd ...
+    DSP_FD,
+    # ... and v1 takes only DMA-BUF fds (§2.1), so it reads LIB's handle as a host fd and refuses
+    # it (uapi.LIB_DIFFERENCES_V1 "fd fields"):
+    BY_REF, MMAP,
+    READ, MUNMAP,  # consequences: nothing was mapped (the DSP has no such map; the library none)
+    POLL,  # §5: SET_OPTION is misc-7.3's (EOPNOTSUPP: the default profile has no poll mode); v1 has none
+    # signed PD rules: misc's non-secure node creates unsigned PDs only (docs/spec/legacy_fastrpc_api.md
+    # §7.2); an accel DSP has one node, and v1 has no CAP_SYS_ADMIN rule yet (§2.3 is later)
+    SIGNED,
+    CB_LAST,  # §2.1 "CB assignment is still per PID": v1 shares one bank per process; misc EBUSY at open
+    SSR,  # SSR codes: misc EPIPE, QDA ENODEV (docs/spec/qda_accel_uapi.md §8 row 16; §2.1: as the RFC)
+}
 
 
 @pytest.fixture(autouse=True)
@@ -222,7 +247,7 @@ def test_porting_misc_7_3_vs_the_qda_shim(clean):
     at the PD's creation (EBUSY from INIT_CREATE: the library's raw -1)."""
     rep = ab.run_ab("porting", sides=[M73, SHIM])
     assert rep["order"] == [M73, SHIM] and rep["separate_dsps"] is True
-    assert diff(rep) == {CB_LAST} and rep["differences"] == 1
+    assert diff(rep) == SHIM_DIFFERS and rep["differences"] == 1
     s = by_name(rep)
     assert err(s[CB_LAST][M73]) == (rpc.AEE_ECONNREFUSED, errno.EBUSY)
     assert err(s[CB_LAST][SHIM]) == (0xFFFF_FFFF, errno.EBUSY)
@@ -248,7 +273,7 @@ def test_porting_misc_7_3_vs_accel_v1(clean):
     for the accel node, context banks shared per process, and the SSR codes."""
     rep = ab.run_ab("porting", sides=[M73, V1])
     assert rep["order"] == [M73, V1] and rep["separate_dsps"] is False
-    assert diff(rep) == {DSP_FD, BY_REF, MMAP, READ, MUNMAP, POLL, SIGNED, CB_LAST, SSR}
+    assert diff(rep) == V1_DIFFERS
     s = by_name(rep)
     for n in CALC:
         assert s[n]["same"] and s[n][V1]["ok"]
@@ -269,6 +294,52 @@ def test_porting_misc_7_3_vs_accel_v1(clean):
     assert s["recovery: invoke"][V1]["value"] == "ok"
     names = {x["name"] for x in rep["runs"][V1]["ioctls"]}
     assert "DRM_IOCTL_QDA_REMOTE_INVOKE" in names and "DRM_IOCTL_QDA_INVOKE" not in names
+
+
+def test_porting_misc_7_3_vs_the_qda_shim_nothing_else_differs(clean):
+    """Beyond the step outcomes, the two legacy runs differ only where a documented difference
+    leaves a trace: the shim's one more ioctl (INIT_CREATE -> EBUSY, where misc failed the open)
+    and misc's one more DSP message (the INIT_RELEASE upstream's release sends for every file,
+    here the one whose signed PD was refused; a shim file that never took a bank sends none,
+    qda_core.kernels.REVISIONS["legacy"]["qda-shim"] "context bank"). Same nodes, same bytes."""
+    rep = ab.run_ab("porting", sides=[M73, SHIM])
+    a, b = rep["runs"][M73], rep["runs"][SHIM]
+    assert [(r["op"], r["b"]["op"], r["b"]["step"], r["b"]["error"]) for r in rep["ioctl_alignment"]
+            if r["op"] != "="] == [(">", "INIT_CREATE", CB_LAST, "EBUSY")]
+    assert (a["nodes"], a["session_nodes"]) == (b["nodes"], b["session_nodes"])
+    ta, tb = a["totals"], b["totals"]
+    assert {k for k in ta if ta[k] != tb[k]} - {"wall_ns", "modeled_ns"} == {"ioctls", "ioctl_errors", "dsp_calls"}
+    assert (tb["ioctls"] - ta["ioctls"], tb["ioctl_errors"] - ta["ioctl_errors"], ta["dsp_calls"] - tb["dsp_calls"]) \
+        == (1, 1, 1)
+    s = by_name(rep)
+    for name, row in s.items():  # per step: everything but the time agrees, except those two steps
+        fa, fb = ({k: v for k, v in row[x].items() if k != "wall_ns"} for x in (M73, SHIM))
+        if name == SIGNED:
+            assert fa["modeled_ns"] > 0 == fb["modeled_ns"] and {k for k in fa if fa[k] != fb[k]} == {"modeled_ns"}
+        elif name == CB_LAST:
+            assert {k for k in fa if fa[k] != fb[k]} == {"aee", "aee_name", "ioctls"}
+        else:
+            assert fa == fb, name
+
+
+def test_porting_misc_7_3_vs_accel_v1_ioctls(clean):
+    """The ioctls that differ between misc-7.3 and v1, besides the accel library's own (QUERY to
+    find its DSP, PRIME_FD_TO_HANDLE to register an rpcmem fd): each belongs to a differing step
+    of V1_DIFFERS, or is the same documented difference seen at the ioctl level."""
+    rep = ab.run_ab("porting", sides=[M73, V1])
+    rows = [(r["op"], (r["a"] or r["b"])["op"]) for r in rep["ioctl_alignment"]
+            if r["op"] != "=" and (r["a"] or r["b"])["op"] not in ("QUERY", "PRIME_FD_TO_HANDLE")]
+    assert sorted(rows) == sorted([
+        ("!", "INVOKE module 0x07010100"), ("!", "MAP"), ("!", "INVOKE module 0x08010100"),  # fd vs handle
+        ("<", "MUNMAP"),  # the library made no map to unmap
+        ("<", "SET_OPTION"),  # poll mode: no such accel ioctl
+        ("!", "INIT_CREATE"),  # signed PD: refused on misc's non-secure node, created on v1
+        # context banks per PID: v1's fourth session is created, used and closed
+        (">", "INIT_CREATE"), (">", "INVOKE remotectl1 0x02020200"), (">", "INVOKE current_process 0x02000000"),
+        # SSR: the invoke and the close after it, EPIPE vs ENODEV
+        ("!", "INVOKE module 0x02000000"), ("!", "INVOKE current_process 0x02000000")])
+    ssr = [r for r in rep["ioctl_alignment"] if r["op"] == "!" and r["a"]["step"] in (SSR, SSR_CLOSE)]
+    assert [(r["a"]["error"], r["b"]["error"]) for r in ssr] == [("EPIPE", "ENODEV")] * 2
 
 
 def test_porting_default_pair(clean):
@@ -295,6 +366,58 @@ def test_porting_on_other_profiles(clean):
     assert diff(rep) == {"open session 3 of 3 on cdsp (2 context banks)"}
 
 
+# --- the calculator and errors workloads on every revision -----------------------------------------
+CALC_OK = ["4000 bytes", "opened", "499500", "opened", "999", "closed", "closed", "freed"]
+#: The errors workload per front end (tests/test_ab.py: why the two differ). The revisions of one
+#: front end agree on it: the library's GET_DSP_INFO names cdsp, a domain misc-7.2 checks and
+#: accepts; the shim answers it from its device cache and fails calls after SSR with EPIPE, as
+#: misc does (docs/spec/kernel_revisions_2026.md §3); v1 changed fd fields, which no step uses.
+ERRORS_COMMON = ["opened", "0x2c AEE_EINVHANDLE", "opened", "closed", "0x2c AEE_EINVHANDLE",
+                 "0x8000043e AEE_ENOSUCHMOD", "0x80000414 AEE_EUNSUPPORTED", "0x8000040e AEE_EBADPARM",
+                 None, None, None, "0x8000040d AEE_EBADSTATE", "0x8000040d AEE_EBADSTATE", "closed", "opened",
+                 "restarted", None]
+ERRORS_OWN = {  # steps 8, 9, 10 and 16: handle 1, munmap of nothing, GET_DSP_INFO, invoke after SSR
+    "legacy": ["0x4e AEE_EBADPERMS (errno EPERM)", "0xe AEE_EBADPARM (errno EINVAL)", "4",
+               "0x68 AEE_ECONNRESET (errno EPIPE)"],
+    "accel": ["0x80000429 AEE_ENOTOWNER", "0x80000448 AEE_ENOSUCHMAP", "0",
+              "0x43 AEE_ENOSUCHDEVICE (errno ENODEV)"],
+}
+
+
+def expected_errors(front: str) -> list[str]:
+    want = list(ERRORS_COMMON)
+    for k, text in zip((8, 9, 10, 16), ERRORS_OWN[front]):
+        want[k] = text
+    return want
+
+
+@pytest.mark.parametrize("rev", kernels.valid_names())
+def test_calculator_and_errors_workloads_on_every_revision(clean, monkeypatch, rev):
+    """Each revision selected on a SoC runs ab's calculator and errors through the library. The
+    one calculator failure is v1 through the accel library, as documented: LIB names rpcmem by
+    GEM handle where v1 takes DMA-BUF fds (uapi.LIB_DIFFERENCES_V1 "fd fields"); a v1 caller,
+    which passes fds, runs the same calculator (selftest: sum copied, max by reference)."""
+    from libadsprpc_compat.ab import outcome_text
+
+    front = rev.partition(":")[0]
+    soc = Soc(kernel=rev)
+    assert str(soc.kernel[front]) == rev
+    calc = ab.run_ab("calculator", soc=soc)
+    got = [outcome_text(s[front]) for s in calc["steps"]]
+    if rev == V1:
+        for k in (2, 4):  # calculator_sum, calculator_max: by reference
+            o = calc["steps"][k][front]
+            assert not o["ok"] and o["errno"] in (errno.EINVAL, errno.EACCES, errno.EBADF), o
+            got[k] = CALC_OK[k]
+        lines = []
+        monkeypatch.setenv(kernels.ENV, rev)
+        assert load("selftest").run("cdsp", lines.append), lines
+        assert lines[0].startswith(f"kernel {rev}:") and "PASS: sum=499500 max=999" in lines[-1]
+    assert got == CALC_OK
+    errs = ab.run_ab("errors", soc=Soc(kernel=rev))
+    assert [outcome_text(s[front]) for s in errs["steps"]] == expected_errors(front)
+
+
 # --- the CLI --------------------------------------------------------------------------------------
 def test_cli_two_legacy_revisions(run):
     out = run("ab", "porting", "--a", M73, "--b", SHIM).stdout
@@ -313,8 +436,7 @@ def test_cli_json_and_html(run, tmp_path):
     page = tmp_path / "r.html"
     data = json.loads(run("ab", "porting", "--a", M73, "--b", V1, "--json", "--html", page).stdout)
     assert data["order"] == [M73, V1] and data["separate_dsps"] is False and set(data["runs"]) == {M73, V1}
-    assert {s["name"] for s in data["steps"] if not s["same"]} == {DSP_FD, BY_REF, MMAP, READ, MUNMAP, POLL, SIGNED,
-                                                                  CB_LAST, SSR}
+    assert {s["name"] for s in data["steps"] if not s["same"]} == V1_DIFFERS
     text = page.read_text()
     assert f"kernel {V1},{M73}" in text and "one emulated DSP (SoC default)" in text and M73 in text
     assert "a front end at a kernel revision" in text
