@@ -145,6 +145,11 @@ def _invoke_rows(rep: dict) -> list[tuple[dict | None, dict | None]]:
     return out
 
 
+def _modeled_cell(x: dict | None) -> str:
+    """An ioctl's modeled on-device time (its DSP messages'), ``-`` for none."""
+    return fmt_ns(x["modeled_ns"]) if x and "modeled_ns" in x else "-"
+
+
 def _node_key(node: str):
     """Sort device nodes by name, then number (accel9 before accel10)."""
     m = re.fullmatch(r"(.*?)(\d+)", node)
@@ -243,12 +248,13 @@ def format_text(rep: dict) -> str:
     lines += _table(rows)
     inv = _invoke_rows(rep)
     if inv:
-        lines += ["", "bytes per INVOKE (copied inline / shared by reference):"]
-        rows = [("STEP", "HANDLE SC", f"{a} copied/shared", f"{b} copied/shared")]
+        lines += ["", "bytes per INVOKE (copied inline / shared by reference) and its modeled on-device time:"]
+        rows = [("STEP", "HANDLE SC", f"{a} copied/shared", f"{a} modeled", f"{b} copied/shared", f"{b} modeled")]
         for x, y in inv:
             any_ = x or y
             rows.append((any_["step"] or "-", any_["op"][len("INVOKE "):],
-                         f"{x['copied']} / {x['shared']}" if x else "-", f"{y['copied']} / {y['shared']}" if y else "-"))
+                         f"{x['copied']} / {x['shared']}" if x else "-", _modeled_cell(x),
+                         f"{y['copied']} / {y['shared']}" if y else "-", _modeled_cell(y)))
         lines += _table(rows)
     lines += ["", "totals:"] + _table(_totals_rows(rep))
     return "\n".join(lines)
@@ -324,11 +330,14 @@ def _report_html(rep: dict) -> str:
     if inv:
         out.append(f"<h2>Bytes per INVOKE</h2><table><tr><th>step</th><th>handle, sc</th>"
                    f"<th class='num'>{_h(a)} copied</th><th class='num'>{_h(a)} shared</th>"
-                   f"<th class='num'>{_h(b)} copied</th><th class='num'>{_h(b)} shared</th></tr>")
+                   f"<th class='num'>{_h(a)} modeled</th>"
+                   f"<th class='num'>{_h(b)} copied</th><th class='num'>{_h(b)} shared</th>"
+                   f"<th class='num'>{_h(b)} modeled</th></tr>")
         for x, y in inv:
             any_ = x or y
-            cells = "".join(f'<td class="num">{v}</td>' for v in (
-                *(x and (x["copied"], x["shared"]) or ("-", "-")), *(y and (y["copied"], y["shared"]) or ("-", "-"))))
+            cells = "".join(f'<td class="num">{_h(v)}</td>' for v in (
+                *(x and (x["copied"], x["shared"]) or ("-", "-")), _modeled_cell(x),
+                *(y and (y["copied"], y["shared"]) or ("-", "-")), _modeled_cell(y)))
             out.append(f'<tr><td>{_h(any_["step"] or "")}</td><td class="mono">{_h(any_["op"][len("INVOKE "):])}'
                        f"</td>{cells}</tr>")
         out.append("</table>")

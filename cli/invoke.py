@@ -4,6 +4,10 @@ The session is :func:`_open_session`; everything else is backend-neutral. Both b
 through the legacy user API (``libadsprpc_compat.Library(backend=...)``): ``remote_handle64_open``,
 ``remote_handle64_invoke``, ``rpcmem_alloc`` for shared buffers, ``remote_handle64_close``, so
 ``--backend`` is the library's backend and every error code is the library's.
+
+Each call's modeled on-device time (docs/cost_model.md) is what the DSP charged the messages the
+call sent, measured around the call (``qda_core.dsp.cost.measure``): the ``modeled_ns`` of its
+``dsp`` trace events.
 """
 from __future__ import annotations
 
@@ -335,6 +339,27 @@ class InvokeResult:
     outputs: list[tuple[OutBuf, bytes]]
     times_ns: list[int] = field(default_factory=list)
     repeat: int = 1  # calls asked for; fewer ran when one answered non-zero
+    modeled_ns: list[int] = field(default_factory=list)  # per call, as the DSP charged it
+
+    def modeled(self) -> dict[str, int | float]:
+        """Modeled on-device time: ``ns`` of the last call, and over every call ``calls``,
+        ``total_ns``, ``mean_ns``; ``{}`` when no call ran."""
+        if not self.modeled_ns:
+            return {}
+        return {"ns": self.modeled_ns[-1], "calls": len(self.modeled_ns), "total_ns": sum(self.modeled_ns),
+                "mean_ns": statistics.fmean(self.modeled_ns)}
+
+    def modeled_text(self) -> str | None:
+        """The text line of :meth:`modeled` (None when no call ran)."""
+        from .term import fmt_ns
+
+        m = self.modeled()
+        if not m:
+            return None
+        if m["calls"] == 1:
+            return f"modeled on-device {fmt_ns(m['ns'])} ({m['ns']} ns)"
+        return (f"modeled on-device {fmt_ns(m['total_ns'])} over {m['calls']} calls ({m['total_ns']} ns), "
+                f"mean {fmt_ns(m['mean_ns'])} per call")
 
     def timing(self) -> dict[str, float]:
         """Per-call wall time in microseconds: median, p99 (nearest rank), min, mean."""
@@ -351,6 +376,11 @@ class InvokeResult:
              "ret_name": _aee(self.ret),
              "outputs": [{"index": i, "type": o.kind, "by_ref": o.by_ref, "hex": raw.hex(), "value": o.decode(raw)}
                          for i, (o, raw) in enumerate(self.outputs)]}
+        m = self.modeled()
+        if m:
+            d["modeled_ns"] = m["ns"]  # the (last) call's
+            if self.repeat > 1:
+                d["modeled"] = {k: m[k] for k in ("calls", "total_ns", "mean_ns")}
         if self.repeat > 1:
             d["timing"] = self.timing()
         return d
@@ -361,6 +391,7 @@ def run(*, uri: str, method: str, domain: str | None, session: int, unsigned: bo
         progress: Callable[[Iterable[int]], Any] | None = None) -> InvokeResult:
     """Open ``uri`` on a fresh emulated SoC, invoke ``method`` ``repeat`` times (stopping at the
     first non-zero retval), close. ``ValueError`` for a bad URI/method/scalars."""
+    from qda_core.dsp.cost import measure
     from qda_core.soc import Soc
 
     uri, domain = prepare_uri(uri, domain, session)
@@ -390,17 +421,20 @@ def run(*, uri: str, method: str, domain: str | None, session: int, unsigned: bo
                 args.append(view)
             out_views.append(view)
         times: list[int] = []
+        modeled: list[int] = []
         calls = range(repeat)
         with (progress(calls) if progress and repeat > 1 else contextlib.nullcontext(calls)) as it:
             for _ in it:
-                t0 = time.perf_counter_ns()
-                ret = sess.invoke(sc, args)
-                times.append(time.perf_counter_ns() - t0)
+                with measure() as m:  # outside the wall time
+                    t0 = time.perf_counter_ns()
+                    ret = sess.invoke(sc, args)
+                    times.append(time.perf_counter_ns() - t0)
+                modeled.append(m.ns)
                 if ret:
                     break
         outputs = [(o, bytes(v)) for o, v in zip(outs, out_views)]
         del args, out_views
     finally:
         sess.close()
-    return InvokeResult(uri, domain, backend, mid, mname, sc, ret, outputs, times, repeat)
+    return InvokeResult(uri, domain, backend, mid, mname, sc, ret, outputs, times, repeat, modeled)
 

@@ -260,6 +260,8 @@ def _format_invoke(res) -> str:
         else:
             lines.append(f"out{o['index']} {how}{o['type']}[{len(o['value'])}]: {' '.join(map(str, o['value']))}")
     lines.append(f"ret {res.ret:#x} {data['ret_name']}")
+    if res.modeled_text():
+        lines.append(res.modeled_text())
     if "timing" in data:
         t = data["timing"]
         lines.append(f"{t['calls']} calls: median {t['median_us']:.2f} us, p99 {t['p99_us']:.2f} us, "

@@ -10,7 +10,8 @@ then ``accel`` unless ``order`` says otherwise) against ONE emulated SoC, each r
 * ``runs[backend]``: the ioctls that backend issued (``FASTRPC_IOCTL_*`` on legacy,
   ``DRM_IOCTL_QDA_*`` / PRIME on accel), per INVOKE the payload bytes copied vs shared, the maps
   made (MAP / MEM_MAP / MMAP), ioctl errnos and API AEE codes, wall time and modeled on-device
-  time (sum of the DSP events' ``modeled_ns``), the nodes it created PDs on (first use first);
+  time (sum of the DSP events' ``modeled_ns``: in total, per step, and per ioctl, that of the
+  DSP messages it sent; docs/cost_model.md), the nodes it created PDs on (first use first);
 * ``ioctl_alignment``: the two ioctl sequences aligned with :mod:`difflib` on the operation
   (``INVOKE <sc>``, ``INIT_CREATE``, ``MAP`` ...), since the two drivers name them differently.
 
@@ -28,6 +29,7 @@ open (sessions, rpcmem allocations) is closed after it, so nothing leaks into th
 """
 from __future__ import annotations
 
+import bisect
 import difflib
 import errno as _errno
 import hashlib
@@ -626,6 +628,24 @@ def _run_one(workload: Workload, backend: str, soc, label: str | None = None) ->
     return _summarize_run(backend, steps, windows, rec.events, wall)
 
 
+def _dsp_within(events) -> Callable[[dict], int]:
+    """``f(ioctl event)``: the modeled ns of the DSP messages that ioctl sent, i.e. of the ``dsp``
+    events of the same process and thread inside its time span (delivery is synchronous)."""
+    by_thread: dict[tuple, tuple[list[int], list[dict]]] = {}
+    for e in sorted((e for e in events if e["kind"] == "dsp"), key=lambda e: e["ts"]):
+        ts, evs = by_thread.setdefault((e["pid"], e["tid"]), ([], []))
+        ts.append(e["ts"])
+        evs.append(e)
+
+    def within(io: dict) -> int:
+        ts, evs = by_thread.get((io["pid"], io["tid"]), ((), ()))
+        end = io["ts"] + io["dur"]
+        return sum(d["modeled_ns"] for d in evs[bisect.bisect_left(ts, io["ts"]):bisect.bisect_right(ts, end)]
+                   if d["ts"] + d["dur"] <= end)
+
+    return within
+
+
 def _summarize_run(backend: str, steps, windows, events, wall_ns: int) -> dict:
     names = [n for n, _ in steps]
     # Events are appended when they complete; ioctls never nest, so start order is issue order.
@@ -634,9 +654,10 @@ def _summarize_run(backend: str, steps, windows, events, wall_ns: int) -> dict:
     # Events outside every step window are the workload's own clean-up (or the runner's).
     step_of = (lambda i: _step_of(windows, names, i) or "(cleanup)") if windows else (lambda i: None)
     seq, invokes, maps, ioctl_errors = [], [], [], []
+    dsp_of = _dsp_within(events)
     for i, e in ioctls:
         err = _ioctl_error(e)
-        entry = {"name": e["name"], "op": op_key(e), "step": step_of(i), "error": err}
+        entry = {"name": e["name"], "op": op_key(e), "step": step_of(i), "error": err, "modeled_ns": dsp_of(e)}
         if e["name"] in _INVOKE_OPS:
             entry.update(copied=e["copied"], shared=e["shared"])
         seq.append(entry)
@@ -644,7 +665,7 @@ def _summarize_run(backend: str, steps, windows, events, wall_ns: int) -> dict:
             f = e.get("fields", {})
             invokes.append({"step": step_of(i), "handle": _handle_label(int(f.get("handle", 0))),
                             "sc": f"{int(f.get('sc', 0)):#010x}", "copied": e["copied"], "shared": e["shared"],
-                            "error": err})
+                            "modeled_ns": entry["modeled_ns"], "error": err})
         if e["name"] in _MAP_OPS | _UNMAP_OPS:
             maps.append({"name": e["name"], "unmap": e["name"] in _UNMAP_OPS, "step": step_of(i), "error": err})
         if err:

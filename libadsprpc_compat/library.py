@@ -39,6 +39,7 @@ import sys
 import threading
 import warnings
 
+from qda_core.dsp import cost as _cost
 from qda_core.soc import default_soc as _default_soc
 
 from . import fork, process
@@ -115,6 +116,7 @@ class Library:
         self._discovered: dict[str, str] | None = None
         self._discovered_from: tuple = ()  # the accel nodes present at the last scan
         self._tls = threading.local()
+        self._closed_ns: dict[int, int] = {}  # effective domain -> modeled ns of its last closed session
         with process.lock:
             process.libraries.add(self)
 
@@ -210,6 +212,28 @@ class Library:
             for s in list(self._sessions.values()):
                 self._drop(s)
             self._discovered = None
+
+    # -- modeled device time (docs/cost_model.md) -----------------------------------------
+    @property
+    def last_modeled_ns(self) -> int:
+        """Modeled on-device time, in ns, of the last FastRPC message this thread had a DSP
+        answer: after ``remote_handle64_invoke``, that call's (one call is one message; an open
+        or a map sends several, and this is the last). A call refused before it reached the DSP
+        leaves the figure of the one before; ``qda_core.dsp.cost.measure()`` sums a block exactly.
+        Equals the ``modeled_ns`` of that message's ``dsp`` trace event."""
+        return _cost.last_ns()
+
+    def modeled_ns(self, domain: int = -1) -> int:
+        """Modeled on-device time, in ns, of this Library's session on ``domain`` (effective
+        domain id, -1: the current one): what the DSP charged its process, from the create to
+        now (calls on its handles and the kernel's maps and unmaps for it; the sum of those
+        messages' ``dsp`` trace events). With no session open there, the total of the last one
+        closed (its exit included), else 0. A subsystem restart ends the process and its count.
+        An invalid ``domain`` raises AEE_EBADPARM."""
+        eff = self._domain_arg(domain)
+        with process.lock:
+            s = self._sessions.get(eff)
+            return s.modeled_ns() if s is not None else self._closed_ns.get(eff, 0)
 
     def _domain_arg(self, domain: int) -> int:
         eff = self._current() if domain == -1 else domain

@@ -126,6 +126,17 @@ class Session:
         """remotectl close of DSP handle ``h``: 0 or the invoke error / dlerr."""
         return remotectl.close_module(self, h, self.iface)
 
+    def modeled_ns(self) -> int:
+        """Modeled on-device ns the DSP charged this session's process so far (0 without one)."""
+        f = self.backend.file
+        if f is None:
+            return 0
+        # The DSP keeps processes per driver channel, which is named as the backend is.
+        for p in self.backend.soc.domain(self.domain).dsp.processes():
+            if p.channel == self.lib.backend and p.client_id == f.client_id:
+                return p.modeled_ns
+        return 0
+
     def fail_if_closed(self, what: str) -> None:
         """Raise AEE_ECONNRESET if the session was torn down: for a call that failed, checked
         before the call lets go of the session (its own release may be the teardown)."""
@@ -144,6 +155,7 @@ class Session:
         self.dead = True
         if self.invoker is not None:
             self.invoker.invoke(ADSP_CURRENT_PROCESS1_HANDLE, CURRENT_PROCESS1_EXIT, ())
+            self.lib._closed_ns[self.eff] = self.modeled_ns()  # before the release ends the process
         for h in self.records:
             process._records.pop(h, None)
         self.records.clear()

@@ -12,6 +12,8 @@ TOML file ``{"domains": [{"name": "cdsp", "context_banks": 4}, ...]}`` (optional
 follow, a selection string ``"accel:qda-rfc-2026-02,legacy:misc-7.2"`` or a list of
 ``FRONTEND:REVISION`` strings (see :mod:`qda_core.kernels`). ``"poll_mode": true`` (top level, or
 per domain, which wins) says the platform supports FastRPC poll mode (see :data:`POLL_MODE`).
+``"cost": {"overhead_ns": 150000, ...}`` (top level, or per domain, whose keys win) overrides
+parameters of the cost model of modeled device time (:mod:`qda_core.dsp.cost`, docs/cost_model.md).
 """
 from __future__ import annotations
 
@@ -26,6 +28,7 @@ from typing import Iterator
 
 from .accel.device import QdaDevice
 from .dsp import EmulatedDsp
+from .dsp.cost import domain_cost
 from .errors import errno_error
 from .faults import ENV as FAULTS_ENV, Faults
 from .kernels import FRONTENDS, Revision, kernel_spec, parse_kernel
@@ -65,6 +68,8 @@ class DomainSpec:
     kernel: str | None = None
     #: The platform supports FastRPC poll mode (the legacy driver's ``poll_mode_supported``).
     poll_mode: bool = False
+    #: Cost-model parameters overriding the domain's defaults (a profile's ``"cost"``).
+    cost: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.kernel is not None:
@@ -79,6 +84,10 @@ class DomainSpec:
             raise ValueError(f"{self.name}: need {self.context_banks} distinct SIDs, got {self.sids}")
         if KERNEL_SID in self.sids:
             raise ValueError(f"{self.name}: SID {KERNEL_SID} is reserved (the rpmsg device's own stream)")
+        try:
+            domain_cost(self.name, self.cost, environ={})  # validated now, built with each SoC
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"{self.name}: \"cost\": {exc}") from None
 
 
 def _profile_kernel(spec: str, value) -> str | None:
@@ -103,8 +112,11 @@ def load_profile(spec: str | None = None) -> list[DomainSpec]:
             data = tomllib.load(f) if spec.endswith(".toml") else json.load(f)
         kernel = _profile_kernel(spec, data.get("kernel"))
         poll = data.get("poll_mode", False)
+        cost = data.get("cost", {})
+        if not all(isinstance(c, dict) for c in (cost, *(d.get("cost", {}) for d in data["domains"]))):
+            raise ValueError(f"{spec}: \"cost\" must be a table of cost-model parameters")
         doms = [DomainSpec(d["name"], int(d["context_banks"]), list(d.get("sids", [])), kernel,
-                           d.get("poll_mode", poll)) for d in data["domains"]]
+                           d.get("poll_mode", poll), {**cost, **d.get("cost", {})}) for d in data["domains"]]
         if not all(isinstance(d.poll_mode, bool) for d in doms):
             raise ValueError(f"{spec}: \"poll_mode\" must be true or false")
         if len({d.name for d in doms}) != len(doms):
@@ -126,7 +138,8 @@ class Domain:
         self.bus = ComputeBus(spec.name, spec.sids)
         self.bus.faults = faults
         self.smmu = Smmu(self.bus)
-        self.dsp = EmulatedDsp(spec.name, self.smmu)
+        # The cost model reads QDARPC_REALTIME now: once per SoC.
+        self.dsp = EmulatedDsp(spec.name, self.smmu, cost=domain_cost(spec.name, spec.cost))
         self.dsp.faults = faults
         self.restarts = 0
         self._probe(minor)

@@ -48,7 +48,7 @@ from ..wire import (ADSP_CURRENT_PROCESS1_HANDLE, ADSP_LISTENER1_HANDLE, CONST_H
                     PHY_PAGE, REMOTECTL1_HANDLE, REMOTECTL_HANDLE, REMOTECTL_METHODS, RPC_PARAM_ADAPTIVE_QOS,
                     RPC_PARAM_THREAD, RSP, S32, SENSORS_PD, STATIC_HANDLES, U64, Msg, Origin, metadata_size,
                     sc_counts, sc_method)
-from . import aee, caps
+from . import aee, caps, cost
 from .cost import DOMAIN_COST, CostModel, DspStats
 from .dsprt import DspContext, NativeFault
 from .loader import Loader, LoadError, parse_uri
@@ -109,15 +109,16 @@ class _SkelCrash(Exception):
 
 
 class _Args:
-    __slots__ = ("inbufs", "outbufs", "inhandles", "outhandles", "nbytes_in", "nbytes_out")
+    __slots__ = ("inbufs", "outbufs", "inhandles", "outhandles", "nbytes_in", "nbytes_out", "copied")
 
-    def __init__(self, inbufs=(), outbufs=(), inhandles=(), outhandles=()):
+    def __init__(self, inbufs=(), outbufs=(), inhandles=(), outhandles=(), copied=0):
         self.inbufs = tuple(inbufs)
         self.outbufs = tuple(outbufs)
         self.inhandles = tuple(inhandles)
         self.outhandles = tuple(outhandles)
         self.nbytes_in = sum(len(b) for b in self.inbufs)
         self.nbytes_out = sum(len(b) for b in self.outbufs)
+        self.copied = copied  # bytes of the buffers copied into the payload (the cost model's)
 
 
 _NO_ARGS = _Args()
@@ -303,10 +304,14 @@ class EmulatedDsp:
             if proc is not None:
                 self._note_fault(m.chan, proc, exc)
                 proc.crash(str(exc.__cause__ or exc))
-        ns = self.cost.charge(args.nbytes_in + args.nbytes_out, call_ns)
+        if proc is None and kernel_handle:
+            proc = self._proc(m.chan, origin.client_id)  # the kernel's messages for a PD count toward it
+        ns = self.cost.charge(args.copied, call_ns, qos=proc is not None and cost.qos_in_force(proc),
+                              maps=int(rv == 0 and cost.is_map(m.handle, m.sc)))
+        ns = cost.settle(self.cost, ns)  # the caller's override; QDARPC_REALTIME sleeps here, no lock held
         if proc is not None:
             with proc.lock:
-                proc.invokes += 1
+                proc.invokes += not kernel_handle
                 proc.modeled_ns += ns
         self.stats.record(bytes_in=args.nbytes_in, bytes_out=args.nbytes_out,
                           handles_in=len(args.inhandles), handles_out=len(args.outhandles), ns=ns,
@@ -348,7 +353,9 @@ class EmulatedDsp:
         except errors.DeviceFault as exc:
             raise _SkelCrash(f"argument unreachable: {exc}") from exc
         hs = [DmaHandle(*h) for h in handles]
-        return _Args(views[:nin], views[nin:], hs[:ninh], hs[ninh:])
+        # A copied argument lies in the payload; a by-reference one is elsewhere in device memory.
+        copied = sum(length for addr, length in bufs if m.addr <= addr < m.addr + m.size)
+        return _Args(views[:nin], views[nin:], hs[:ninh], hs[ninh:], copied)
 
     # -- handle 1: the kernel's INIT handle ------------------------------------------------
 
@@ -587,6 +594,13 @@ class EmulatedDsp:
             enable, timeout = _U32X2.unpack_from(a.inbufs[0])
             with p.lock:
                 p.poll_mode, p.poll_timeout = bool(enable), timeout
+            return 0
+        if method == sc_method(cost.SET_QOS):
+            # setQoS(uint32 latency_us): the PD's calls take the QoS fixed cost while it is in force
+            if sc_counts(m.sc) != sc_counts(cost.SET_QOS) or len(a.inbufs[0]) < 4:
+                return aee.ERR_BAD_PARM
+            with p.lock:
+                p.params[cost.QOS_PARAM] = _U32.unpack_from(a.inbufs[0])
             return 0
         if method not in (sc_method(CURRENT_PROCESS1_EXIT), sc_method(CURRENT_PROCESS1_THREAD_EXIT)):
             return aee.ERR_STATIC_UNSUPPORTED
