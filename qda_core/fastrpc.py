@@ -261,15 +261,15 @@ class FastRpc:
                     ctx.retval, completion = 0, "poll"
                 if tr is not None:
                     _tls.context = (ctx.ctx, completion)
-                wait_ns = faults.take_wait()
+                wait = faults.take_wait()
                 if ctx.retval is None:
-                    if wait_ns is not None:
+                    if wait is not None:
                         # A fault withheld the reply (or garbled it past this layout's
                         # matching): the kernel waits interruptibly with no timeout, so the
                         # caller's wait ends only when a signal ends it - EINTR.
-                        faults.wait_interrupted(wait_ns)
+                        faults.wait_interrupted(wait)
                         raise errno_error(errno.EINTR, f"no reply from the DSP for context {i}: the wait "
-                                                       f"was interrupted after {wait_ns} ns (modeled)")
+                                                       f"was interrupted after {wait[0]} ns (modeled)")
                     # In-process delivery is synchronous; a missing reply means the DSP side
                     # dropped it. The RFC would wait forever; we fail the call instead.
                     raise errno_error(errno.EIO, f"no reply from the DSP for context {i}")

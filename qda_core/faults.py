@@ -47,7 +47,7 @@ kernel messages are not counted):
 A caller whose reply never comes waits as the kernel does (interruptibly, no timeout); the
 emulator interrupts that wait after ``after=`` of modeled time (default 1 s) and the call fails
 with ``EINTR``, what a program sees when a signal (a watchdog alarm) ends the wait. Nothing
-really sleeps unless ``QDARPC_REALTIME=1``.
+really sleeps unless the SoC was built with ``QDARPC_REALTIME=1``.
 
 Triggers: ``@N`` the Nth counted event only (default ``@1``; ``delay`` defaults to ``@1+``),
 ``@N+`` the Nth and every later one, ``@p=P`` each event with probability P (seeded),
@@ -107,17 +107,19 @@ _NAME = re.compile(r"^[A-Za-z0-9_]+(?:\.[A-Za-z0-9_]+)?$")
 _tls = threading.local()
 
 
-def hung(wait_ns: int) -> None:
+def hung(wait_ns: int, realtime: bool = False) -> None:
     """The DSP withholds the reply to the message this thread is sending (a ``timeout``,
-    ``drop`` or ``corrupt`` fault): the caller's wait ends after ``wait_ns`` of modeled time."""
-    _tls.wait_ns = wait_ns
+    ``drop`` or ``corrupt`` fault): the caller's wait ends after ``wait_ns`` of modeled time,
+    slept for real when the DSP runs in real time (``QDARPC_REALTIME``, read per SoC)."""
+    _tls.wait = (wait_ns, realtime)
 
 
-def take_wait() -> int | None:
-    """The wait :func:`hung` set for this thread's message (None: no fault withheld it); clears it."""
-    ns = getattr(_tls, "wait_ns", None)
-    _tls.wait_ns = None
-    return ns
+def take_wait() -> tuple[int, bool] | None:
+    """``(wait ns, realtime)`` that :func:`hung` set for this thread's message (None: no fault
+    withheld it); clears it."""
+    wait = getattr(_tls, "wait", None)
+    _tls.wait = None
+    return wait
 
 
 @contextmanager
@@ -131,15 +133,11 @@ def quiet() -> Iterator[None]:
         _tls.quiet -= 1
 
 
-def realtime() -> bool:
-    """``QDARPC_REALTIME=1``: modeled waits really sleep."""
-    return os.environ.get("QDARPC_REALTIME") == "1"
-
-
-def wait_interrupted(wait_ns: int) -> None:
-    """A caller's hung wait ends: sleeps ``wait_ns`` under ``QDARPC_REALTIME=1``, else returns."""
-    if realtime() and wait_ns > 0:
-        time.sleep(wait_ns / 1e9)
+def wait_interrupted(wait: tuple[int, bool]) -> None:
+    """A caller's hung wait ends (see :func:`hung`): sleeps it in real time, else returns."""
+    ns, realtime = wait
+    if realtime and ns > 0:
+        time.sleep(ns / 1e9)
 
 
 def fail_request(faults: "Faults | None", kind: str, name: str, detail: str) -> None:

@@ -238,12 +238,12 @@ class EmulatedDsp:
             rule = f.armed("drop") and f.check("drop", (self.domain,), detail=detail)
             if rule:
                 withheld = True
-                _faults.hung(rule.ns)
+                _faults.hung(rule.ns, self.cost.realtime)
             else:
                 rule = f.armed("corrupt") and f.check("corrupt", (self.domain,), detail=detail)
                 if rule:
                     ctx ^= _CORRUPT_BIT
-                    _faults.hung(rule.ns)  # the wait, should the driver drop the reply
+                    _faults.hung(rule.ns, self.cost.realtime)  # the wait, should the driver drop the reply
         if withheld:
             return  # the reply never comes: the caller's wait is what ends (see faults.hung)
         reply(RSP.pack(ctx, aee.to_int32(retval)))
@@ -579,7 +579,7 @@ class EmulatedDsp:
             raise _SkelCrash("injected crash (fault rule)")
         rule = f.armed("timeout") and f.check("timeout", names, detail=detail)
         if rule:
-            _faults.hung(rule.ns)
+            _faults.hung(rule.ns, self.cost.realtime)
             raise _Hung(rule.ns)
         rule = f.armed("delay") and f.check("delay", names, detail=detail)
         if rule:
