@@ -257,7 +257,17 @@ def format_text(rep: dict) -> str:
                          f"{y['copied']} / {y['shared']}" if y else "-", _modeled_cell(y)))
         lines += _table(rows)
     lines += ["", "totals:"] + _table(_totals_rows(rep))
+    inj = _injected_rows(rep)
+    if inj:
+        lines += ["", "injected faults:"] + _table(inj)
     return "\n".join(lines)
+
+
+def _injected_rows(rep: dict) -> list[tuple[str, ...]]:
+    """(side, step, rule, what it hit) of every fault injected, or [] when none fired."""
+    rows = [(side, f["step"] or "-", f["rule"], f"{f['target']} #{f['n']}: {f['detail']}".strip())
+            for side in rep["order"] for f in rep["runs"][side].get("injected", ())]
+    return [("SIDE", "STEP", "RULE", "HIT"), *rows] if rows else []
 
 
 _CSS = """
@@ -347,6 +357,11 @@ def _report_html(rep: dict) -> str:
         out.append("<tr>" + "".join(f"<{tag}{' class=num' if j and i else ''}>{_h(c)}</{tag}>"
                                     for j, c in enumerate(row)) + "</tr>")
     out.append("</table>")
+    inj = _injected_rows(rep)
+    if inj:
+        out.append("<h2>Injected faults</h2><table><tr>" + "".join(f"<th>{_h(c.lower())}</th>" for c in inj[0]) + "</tr>")
+        out += ["<tr>" + "".join(f'<td class="mono">{_h(c)}</td>' for c in r) + "</tr>" for r in inj[1:]]
+        out.append("</table>")
     errs = [(n, e) for n, r in ((a, ra), (b, rb)) for e in r["errors"]["ioctl"]]
     if errs:
         out.append("<h2>ioctl errors</h2><table><tr><th>backend</th><th>step</th><th>ioctl</th><th>error</th></tr>")

@@ -57,21 +57,31 @@ class QdarpcGroup(click.Group):
             raise translate(exc) from None
 
 
-def _use_kernel(kernel: str | None) -> None:
-    """``--kernel``: ``$QDARPC_KERNEL`` while the command runs (put back when it ends), so every
-    SoC it builds and every program it runs follows it."""
-    if kernel is None:
+def _use_env(name: str, value: str | None) -> None:
+    """``$name`` is ``value`` while the command runs (put back when it ends), so every SoC it
+    builds and every program it runs sees it; None leaves it as it is."""
+    if value is None:
         return
-    old = os.environ.get("QDARPC_KERNEL")
-    os.environ["QDARPC_KERNEL"] = kernel
+    old = os.environ.get(name)
+    os.environ[name] = value
 
     def restore() -> None:
         if old is None:
-            os.environ.pop("QDARPC_KERNEL", None)
+            os.environ.pop(name, None)
         else:
-            os.environ["QDARPC_KERNEL"] = old
+            os.environ[name] = old
 
     click.get_current_context().call_on_close(restore)
+
+
+def _use_kernel(kernel: str | None) -> None:
+    """``--kernel``: ``$QDARPC_KERNEL`` while the command runs."""
+    _use_env("QDARPC_KERNEL", kernel)
+
+
+def _use_faults(faults: str | None) -> None:
+    """``--faults``: ``$QDARPC_FAULTS`` while the command runs: each SoC built reads it."""
+    _use_env("QDARPC_FAULTS", faults)
 
 
 def _echo_json(obj) -> None:
@@ -205,9 +215,9 @@ def _parse_sc(_ctx, param, value: str | None) -> int | None:
               help="Invoke N times and print median/p99 wall time per call.")
 @options.domain_option(None, "DSP domain: name or id (default: the URI's &_dom=, else cdsp).")
 @options.add_options(options.unsigned_pd, options.backend, options.session, options.soc, options.kernel,
-                     options.json_output)
+                     options.faults, options.json_output)
 def invoke(uri: str, method: str, ins, ins_ref, outs, outs_ref, sc, repeat, domain, unsigned_pd, backend,
-           session, soc_profile, kernel, as_json) -> None:
+           session, soc_profile, kernel, faults, as_json) -> None:
     """Open the module URI on the DSP and invoke METHOD with typed buffers.
 
     METHOD is a method id (2, 0x3) or, for Python skels, a method name (sum). Buffers go in
@@ -228,6 +238,7 @@ def invoke(uri: str, method: str, ins, ins_ref, outs, outs_ref, sc, repeat, doma
 
     ctx = click.get_current_context()
     _use_kernel(kernel)
+    _use_faults(faults)
     in_bufs = inv.in_order(ctx, ("ins", "ins_ref"), {"ins": ins, "ins_ref": ins_ref})
     out_bufs = inv.in_order(ctx, ("outs", "outs_ref"), {"outs": outs, "outs_ref": outs_ref})
     try:
@@ -306,8 +317,9 @@ def _trace_output(_ctx, param, value: str) -> str:
 @click.option("-o", "--output", default="qdarpc-trace.jsonl", show_default=True, callback=_trace_output,
               help="Trace file: .jsonl (events, lossless) or .json (Chrome trace-event JSON).")
 @options.kernel
+@options.faults
 @click.argument("target", nargs=-1, required=True, type=click.UNPROCESSED)
-def trace_run(output: str, kernel: str | None, target: tuple[str, ...]) -> None:
+def trace_run(output: str, kernel: str | None, faults: str | None, target: tuple[str, ...]) -> None:
     """Run TARGET under the recorder: a Python script (path, then its arguments) or a qdarpc
     subcommand (after --). The trace is written even when TARGET fails; the exit code is TARGET's.
     A .json trace names the kernel revisions in force (--kernel, here or the subcommand's) in
@@ -322,6 +334,7 @@ def trace_run(output: str, kernel: str | None, target: tuple[str, ...]) -> None:
     from .tracecmd import is_script, run_script, traced
 
     _use_kernel(kernel)
+    _use_faults(faults)
     argv = list(target)
     if not is_script(argv[0]):
         # the subcommand puts its own --kernel back when it ends, before the trace is written:
@@ -438,10 +451,10 @@ def _ab_side(_ctx, param, value: str | None) -> str | None:
 @click.option("--shim", is_flag=True, default=False,
               help="With --exec: the programs keep their own FastRPC library and the device shim serves "
                    "their nodes (e.g. upstream's legacy build ::: its accel build).")
-@options.add_options(options.soc, options.kernel, options.json_output)
+@options.add_options(options.soc, options.kernel, options.faults, options.json_output)
 def ab(workloads: tuple[str, ...], order: str, side_a: str | None, side_b: str | None, html_file: str | None,
        fail_on_diff: bool, as_exec: bool, shim: bool, soc_profile: str | None, kernel: str | None,
-       as_json: bool) -> None:
+       faults: str | None, as_json: bool) -> None:
     """Run a workload through the legacy FastRPC API on the legacy driver and on the QDA accel
     driver, against one emulated DSP, and compare: each step's result (SAME/DIFF), the ioctls
     each driver saw (aligned), bytes copied vs shared per invoke, maps, errors and timings.
@@ -475,6 +488,7 @@ def ab(workloads: tuple[str, ...], order: str, side_a: str | None, side_b: str |
     from .term import progress
 
     _use_kernel(kernel)
+    _use_faults(faults)
     ctx = click.get_current_context()
     sides = None
     if side_a is not None or side_b is not None:
@@ -564,7 +578,7 @@ def config(items: tuple[str, ...]) -> None:
 
 
 @cli.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
-@options.add_options(options.backend, options.soc, options.kernel)
+@options.add_options(options.backend, options.soc, options.kernel, options.faults)
 @click.option("--trace", "trace_file", default=None, callback=lambda c, p, v: v and _trace_output(c, p, v),
               metavar="FILE", help="Record every API call, ioctl and DSP dispatch of the run (.jsonl or .json).")
 @click.option("--shim", is_flag=True, default=False,
@@ -572,8 +586,8 @@ def config(items: tuple[str, ...]) -> None:
                    "device nodes it opens (/dev/fastrpc-*, /dev/accel/*, /dev/dma_heap/system) with the "
                    "LD_PRELOAD device shim. --backend then has no effect: the library picks its nodes.")
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
-def run(backend: str, soc_profile: str | None, kernel: str | None, trace_file: str | None, shim: bool,
-        command: tuple[str, ...]) -> None:
+def run(backend: str, soc_profile: str | None, kernel: str | None, faults: str | None, trace_file: str | None,
+        shim: bool, command: tuple[str, ...]) -> None:
     """Run an unmodified program against the emulator, in its own process (no daemon). Exits
     with the program's exit code.
 
@@ -586,11 +600,13 @@ def run(backend: str, soc_profile: str | None, kernel: str | None, trace_file: s
       qdarpc run --backend legacy --trace run.jsonl -- ./calc_app
       qdarpc run --shim -- fastrpc_test -d 3 -U 1
       qdarpc run --kernel accel:qda-v1-2026-05 -- ./calc_app    # QDARPC_KERNEL in its environment
+      qdarpc run --faults 'ssr:cdsp@invoke=5' -- ./calc_app       # QDARPC_FAULTS in its environment
     """
     from .native import exit_code
     from .native import run as run_program
 
     _use_kernel(kernel)
+    _use_faults(faults)
     done = run_program(list(command), backend=backend, soc=soc_profile, trace=trace_file, shim=shim)
     if trace_file:
         click.echo(f"trace -> {trace_file}", err=True)

@@ -601,9 +601,10 @@ def _step_of(windows, names, idx: int) -> str | None:
 def _run_one(workload: Workload, backend: str, soc, label: str | None = None) -> dict:
     lib = Library(backend=backend, soc=soc)
     before = set(_process._rpcmem)
+    soc.faults.reset()  # each side meets the fault rules afresh, even on a shared SoC
     t0 = time.perf_counter_ns()
     try:
-        with _trace.recording() as rec:
+        with _trace.recording() as rec, soc.as_default():
             try:
                 steps = workload(lib)
             except FastRpcError as exc:
@@ -688,8 +689,11 @@ def _summarize_run(backend: str, steps, windows, events, wall_ns: int) -> dict:
     nodes = sorted({e["node"] for _, e in ioctls})
     # where the run created PDs (INIT_CREATE; accel v1: REMOTE_SESSION_CREATE), in order of first use
     session_nodes = list(dict.fromkeys(e["node"] for _, e in ioctls if e["name"].endswith(_SESSION_OPS)))
+    injected = [{"rule": e["rule"], "target": e["target"], "n": e["n"], "detail": e["detail"], "step": step_of(i)}
+                for i, e in indexed if e["kind"] == "inject"]
     return {
         "backend": backend, "nodes": nodes, "session_nodes": session_nodes, "steps": per_step, "step_names": names,
+        "injected": injected,
         "ioctls": seq, "invokes": invokes, "maps": maps,
         "errors": {"ioctl": ioctl_errors, "api": api_errors},
         "totals": {"ioctls": len(seq), "invokes": len(invokes),
