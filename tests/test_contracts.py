@@ -251,3 +251,31 @@ def test_domain_table_is_the_emulators():
     # URI matching tries a name before any name it is a prefix of (cdsp1 before cdsp)
     names = list(rpc.DOMAIN_NAMES.values())
     assert all(names.index(a) < names.index(b) for a in names for b in names if a != b and a.startswith(b))
+
+
+# --- the pytest plugin (libadsprpc_compat/pytest_plugin.py) ------------------------------------
+#: Its public names: "fixture", a function's (parameters, return annotation), or a constant's value.
+PLUGIN_NAMES = {
+    "qdarpc_soc": "fixture",
+    "fastrpc": "fixture",
+    "format_trace": (["events", "tail", "header", "fired"], "str"),
+    "DEFAULT_TRACE_TAIL": 30,
+    "MARKER_ARGS": ("backends", "soc", "kernel", "faults"),
+}
+
+
+def test_pytest_plugin_public_names(request):
+    from libadsprpc_compat import pytest_plugin as plug
+
+    assert set(plug.__all__) == set(PLUGIN_NAMES)
+    assert request.config.pluginmanager.get_plugin("qdarpc") is plug  # the pytest11 entry point
+    assert any(line.startswith("qdarpc(") for line in request.config.getini("markers"))
+    for name, want in PLUGIN_NAMES.items():
+        obj = getattr(plug, name)
+        if want == "fixture":
+            assert obj.__name__ == name and inspect.getdoc(obj), name
+        elif isinstance(want, tuple) and callable(obj):
+            sig = inspect.signature(obj)
+            assert (list(sig.parameters), sig.return_annotation) == want and inspect.getdoc(obj), name
+        else:
+            assert obj == want, name
