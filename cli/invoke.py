@@ -340,6 +340,7 @@ class InvokeResult:
     times_ns: list[int] = field(default_factory=list)
     repeat: int = 1  # calls asked for; fewer ran when one answered non-zero
     modeled_ns: list[int] = field(default_factory=list)  # per call, as the DSP charged it
+    injected: list[dict] = field(default_factory=list)  # faults that fired (--faults), in order
 
     def modeled(self) -> dict[str, int | float]:
         """Modeled on-device time: ``ns`` of the last call, and over every call ``calls``,
@@ -383,6 +384,8 @@ class InvokeResult:
                 d["modeled"] = {k: m[k] for k in ("calls", "total_ns", "mean_ns")}
         if self.repeat > 1:
             d["timing"] = self.timing()
+        if self.injected:
+            d["injected"] = self.injected
         return d
 
 
@@ -436,5 +439,6 @@ def run(*, uri: str, method: str, domain: str | None, session: int, unsigned: bo
         del args, out_views
     finally:
         sess.close()
-    return InvokeResult(uri, domain, backend, mid, mname, sc, ret, outputs, times, repeat, modeled)
+    return InvokeResult(uri, domain, backend, mid, mname, sc, ret, outputs, times, repeat, modeled,
+                        soc.faults.summary())
 

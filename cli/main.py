@@ -273,6 +273,8 @@ def _format_invoke(res) -> str:
     lines.append(f"ret {res.ret:#x} {data['ret_name']}")
     if res.modeled_text():
         lines.append(res.modeled_text())
+    for f in res.injected:
+        lines.append(f"injected fault {f['rule']} ({f['target']} #{f['n']}: {f['detail']})")
     if "timing" in data:
         t = data["timing"]
         lines.append(f"{t['calls']} calls: median {t['median_us']:.2f} us, p99 {t['p99_us']:.2f} us, "

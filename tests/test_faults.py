@@ -1,6 +1,7 @@
 """Fault injection (qda_core/faults.py): the language, every kind on both front ends with the
 codes each kernel revision gives, determinism, trace events, and a clean teardown after each."""
 import errno
+import json
 import re
 import struct
 import sys
@@ -367,6 +368,9 @@ def test_cli_invoke_takes_faults_and_refuses_a_bad_spec(cli):
     assert "6" in cli(*args).output
     res = cli(*args, "--faults", "crash:calculator.sum", code=4)
     assert "0x8000040d" in res.output
+    assert "injected fault crash:calculator.sum (calculator #1: " in res.output
+    data = json.loads(cli(*args, "--faults", "delay:calculator,time=2ms", "--json").output)
+    assert [f["rule"] for f in data["injected"]] == ["delay:calculator,time=2ms"]
     res = cli(*args, "--faults", "crash:calculator.sum@x", code=2)
     assert "trigger must be" in res.output
 
