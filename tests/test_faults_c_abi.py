@@ -27,6 +27,11 @@ def faults_prog(tmp_path_factory):
     ("legacy", "crash:qdarpc_test@1", ["invoke 1 0x8000040d", "invoke 2 0x8000040d", "close 0x0"]),
     # the interrupted wait: EINTR -> AEE_ERPC (0x200)
     ("accel", "timeout:qdarpc_test@2", ["invoke 1 0x0", "invoke 2 0x200", "invoke 3 0x0", "close 0x0"]),
+    ("legacy", "drop@3", ["invoke 1 0x0", "invoke 2 0x0", "invoke 3 0x200", "close 0x0"]),
+    # misc-7.3 checks the sequence number: a garbled reply is dropped; the RFC accel does not
+    ("legacy", "corrupt@1", ["invoke 1 0x200", "invoke 2 0x0", "close 0x0"]),
+    ("accel", "corrupt@1", ["invoke 1 0x0", "invoke 2 0x0", "close 0x0"]),
+    ("accel", "delay:qdarpc_test,time=3ms", ["invoke 1 0x0", "invoke 3 0x0", "close 0x0"]),
     ("legacy", "alloc:rpcmem", ["rpcmem NULL"]),
     ("accel", "nocb:cdsp", ["open 0xffffffff"]),
     ("legacy", "nocb:cdsp", ["open 0x72"]),
