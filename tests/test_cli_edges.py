@@ -120,16 +120,71 @@ def test_bench_quick_runs_every_benchmark_and_prints_ratios(run, tmp_path, monke
     (tmp_path / "qda_core" / "__init__.py").write_text("raise ImportError('the unbuilt tree was imported')\n")
     monkeypatch.chdir(tmp_path)
     data = json.loads(run("bench", "--quick", "--json").stdout)
-    assert [r["name"] for r in data["results"]] == ["marshal", "invoke", "remote_invoke", "c_abi", "shim"]
+    assert [r["name"] for r in data["results"]] == ["marshal", "invoke", "remote_invoke", "c_abi", "shim", "dataplane"]
     for r in data["results"]:
         assert r["returncode"] == 0, r["stderr"]
         rows = r["result"]["rows"]
-        assert rows and all(row["ratio"] > 0 and row["reference"] for row in rows)
+        assert rows and all(_measured(row) and row["reference"] for row in rows)
     cases = {row["case"] for r in data["results"] for row in r["result"]["rows"]}
     assert {"pack+unpack, 16 small args", "shared GEM 4 MiB invoke", "accel: remote_handle64_invoke",
             "legacy: remote_handle64_invoke"} <= cases
     text = run("bench", "--quick", "--only", "remote_invoke").stdout
     assert text.startswith("== remote_invoke") and "ratio" in text and "raw legacy INVOKE ioctl" in text
+
+
+def _measured(row: dict) -> bool:
+    """A positive ratio, or none with the row saying why (a target table's unmeasured row)."""
+    if row["ratio"] is None:
+        return row.get("note", "").startswith("not measured")
+    return isinstance(row["ratio"], (int, float)) and row["ratio"] > 0
+
+
+# the rows of the dataplane benchmark (issue 15's targets) in --quick mode, and their targets
+DATAPLANE_ROWS = {
+    **{f"1 null invoke, {d}: {p}": "<= 1.0x" for d, raw in (("accel", "DRM_IOCTL_QDA_INVOKE"),
+                                                         ("legacy", "FASTRPC_IOCTL_INVOKE"))
+       for p in (f"raw {raw}", "typed invoke()", "remote_handle64_invoke")},
+    **{f"2 null invoke, C ABI from C, {b}": "<= 0.5x" for b in ("accel", "legacy")},
+    **{f"3 each of {k} extra 8-byte in-buffer{'s' if k > 1 else ''}, {b}": "<= 5.0x"
+       for k in (1, 4) for b in ("accel", "legacy")},
+    **{f"4 copied {size} {d}, {b}": target for size, target in (("64 KiB", ">= 0.5x"), ("1 MiB", ">= 0.8x"))
+       for d in ("in-buffer", "out-buffer") for b in ("accel", "legacy")},
+    **{f"5 by reference 16 MiB, {how}": "<= 1.1x" for how in (
+        "accel driver, GEM by handle", "legacy driver, dma-buf by fd", "library accel, rpcmem",
+        "library legacy, rpcmem")},
+    "6 GEM_CREATE, 10^3 live objects": "<= 1.5x",
+    "6 by-reference invoke, 10^3 live objects": "<= 1.5x",
+    "6 open fds, 10^3 live objects": "<= 1.0x",
+    "7a 2 threads / 1, native skel, 20 us of work per call": ">= 1.7x",
+    "7b 2 threads / 1, Python null skel": ">= 1.0x",
+}
+
+
+def test_bench_dataplane_quick_table(run):
+    """``qdarpc bench --only dataplane --quick``: one row per target of issue 15, each with a
+    positive ratio, its reference, its target and whether it meets it (no figure is checked:
+    targets live in the benchmark, not in tests)."""
+    from qdarpc_cli.bench import format_result
+
+    data = json.loads(run("bench", "--only", "dataplane", "--quick", "--json").stdout)
+    (r,) = data["results"]
+    assert r["name"] == "dataplane" and r["returncode"] == 0, r["stderr"]
+    rows = {row["case"]: row for row in r["result"]["rows"]}
+    assert set(DATAPLANE_ROWS) <= set(rows)
+    for case, row in rows.items():
+        assert _measured(row) and row["reference"], row
+        assert row["target"] == DATAPLANE_ROWS.get(case, row["target"])
+        if row["target"] == "-":  # a context row (the machine's own thread scaling)
+            assert row["meets"] == "-"
+            continue
+        op, bound = row["target"][:2], float(row["target"][3:-1])
+        if row["ratio"] is None:
+            assert row["meets"] == "n/a"
+        else:
+            assert row["meets"] == ("yes" if (row["ratio"] <= bound if op == "<=" else row["ratio"] >= bound) else "no")
+    text = format_result(r)
+    assert text.startswith("== dataplane") and "target" in text.splitlines()[2] and "meets" in text.splitlines()[2]
+    assert "6 open fds, 10^3 live objects" in text and "Python fcntl.ioctl(FIONREAD)" in text
 
 
 def test_bench_script_entry_point(tmp_path):

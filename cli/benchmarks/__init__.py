@@ -19,4 +19,5 @@ BENCHMARKS = {
     "remote_invoke": "remote_invoke",
     "c_abi": "c_abi",
     "shim": "shim",
+    "dataplane": "dataplane",
 }
