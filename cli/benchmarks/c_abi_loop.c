@@ -1,9 +1,11 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 /*
- * c_abi_loop.c - the C side of the c_abi benchmark (qdarpc_cli/benchmarks/c_abi.py): a C
+ * c_abi_loop.c - the C side of the c_abi and dataplane benchmarks (qdarpc_cli/benchmarks/): a C
  * program timing batches of remote_handle64_invoke on a null method and of a real ioctl
  * syscall (FIONREAD on a pipe), one round per line read from stdin, one line of results
  * (nanoseconds per call) written back, so the Python side can interleave its own batches.
+ * A line "N_INV N_IO" sets that round's batch sizes (the caller sizes them from the last
+ * round); any other line keeps the sizes given as arguments.
  */
 #define _GNU_SOURCE
 #include <stdint.h>
@@ -30,7 +32,7 @@ int main(int argc, char **argv)
 	long n_inv = argc > 1 ? atol(argv[1]) : 1000, n_io = argc > 2 ? atol(argv[2]) : 100000, i;
 	remote_handle64 h = 0;
 	int fds[2], avail, rc;
-	char line[16];
+	char line[64];
 
 	rc = remote_handle64_open(URI, &h);
 	if (rc || pipe(fds)) {
@@ -40,8 +42,16 @@ int main(int argc, char **argv)
 	printf("ready\n");
 	fflush(stdout);
 	while (fgets(line, sizeof(line), stdin)) {
-		double t0 = now(), t1, t2;
+		double t0, t1, t2;
+		long a, b;
 
+		if (sscanf(line, "%ld %ld", &a, &b) == 2) {
+			if (a < 1 || b < 1)
+				return 4;
+			n_inv = a;
+			n_io = b;
+		}
+		t0 = now();
 		for (i = 0; i < n_inv; i++)
 			if (remote_handle64_invoke(h, REMOTE_SCALARS_MAKE(2, 0, 0), NULL))
 				return 2;

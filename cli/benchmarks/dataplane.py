@@ -8,7 +8,7 @@ Rows and their references:
      ioctl (a prebuilt INVOKE struct), the typed ``invoke()`` and ``remote_handle64_invoke``,
      on both drivers, vs a real ``fcntl.ioctl(pipe, FIONREAD, buf)`` from Python. Target <= 1.0x.
   2. the same null invoke through the C ABI (``remote_handle64_invoke`` in a C loop,
-     ``dataplane_loop.c``, each backend) vs a real ``ioctl(2)`` FIONREAD on a pipe in the same
+     ``c_abi_loop.c``, each backend) vs a real ``ioctl(2)`` FIONREAD on a pipe in the same
      program. Target <= 0.5x.
   3. each extra small copied argument (8-byte in-buffers) through ``remote_handle64_invoke``, in
      multiples of a Python no-op call (a function returning None):
@@ -209,7 +209,7 @@ def c_abi(b: _Bench) -> None:
             b.rows.append(target_row(f"2 null invoke, C ABI from C, {backend}", None, ref, "<= 0.5",
                                      note="not measured: no C compiler (cc)"))
         return
-    exe = compile_c(HERE / "dataplane_loop.c", os.path.join(b.tmp, "dataplane_loop"), native.cflags(),
+    exe = compile_c(HERE / "c_abi_loop.c", os.path.join(b.tmp, "c_abi_loop"), native.cflags(),
                     *native.libs().split())
     for backend in ("accel", "legacy"):
         env = native.run_env(backend=backend)
