@@ -664,11 +664,13 @@ def doctor(uris: tuple[str, ...], domain: str | None, root: str, soc_profile: st
               help="Calls per measured series of the latency benchmarks (default: 20000; --quick: 200).")
 @options.json_output
 def bench(only: tuple[str, ...], quick: bool, iterations: int | None, as_json: bool) -> None:
-    """Run the benchmarks (marshal, invoke, remote_invoke) and print their ratios.
+    """Run the benchmarks (marshal, invoke, remote_invoke, c_abi, shim, dataplane) and print
+    their ratios.
 
     Each figure is a ratio against a reference measured in the same run, interleaved with it
     (C vs the Python reference, copies vs memcpy, a 64 MiB shared buffer vs a 4 KiB one, the
-    legacy API vs the raw driver ioctl), so it carries across machines; absolute times are
+    legacy API vs the raw driver ioctl, an emulated invoke vs a real ioctl syscall; dataplane:
+    every data-plane target with whether it is met), so it carries across machines; absolute times are
     shown for information. Each benchmark runs in a fresh interpreter.
 
     \b
