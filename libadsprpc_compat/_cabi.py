@@ -24,6 +24,8 @@ import sys
 import threading
 import traceback
 
+from qda_core.errors import ConfigError
+
 from . import default, rpcmem
 from . import process as _process
 from . import buffers as _buffers
@@ -67,12 +69,27 @@ def _code(fn):
             return 0
         except FastRpcError as exc:
             return (exc.aee & 0xFFFF_FFFF) | ((exc.errno or 0) & 0xFFFF) << 32
+        except ConfigError as exc:
+            _config_error(exc)
+            return A.AEE_EFAILED
         except Exception:
             _internal_error(fn.__name__)
             return A.AEE_EFAILED
     call.__name__ = call.__qualname__ = fn.__name__
     call.__doc__ = fn.__doc__
     return call
+
+
+_reported: set[str] = set()
+
+
+def _config_error(exc: ConfigError) -> None:
+    """The emulator cannot be built as configured (a bad $QDARPC_SOC/KERNEL/FAULTS, a profile):
+    the user's to fix, said once per message, not a traceback per call."""
+    msg = str(exc)
+    if msg not in _reported:
+        _reported.add(msg)
+        sys.stderr.write(f"qdarpc: cannot start the emulated DSP: {msg}\n")
 
 
 def _internal_error(name: str) -> None:
@@ -84,6 +101,9 @@ def _checked(fn, *args, fallback):
     try:
         return fn(*args)
     except FastRpcError:
+        return fallback
+    except ConfigError as exc:
+        _config_error(exc)
         return fallback
     except Exception:
         _internal_error(fn.__name__)

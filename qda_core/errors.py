@@ -30,6 +30,12 @@ def check(ret: int, detail: str = "") -> int:
     return ret
 
 
+class ConfigError(ValueError):
+    """The emulator's configuration is invalid: a SoC profile, a kernel selection, a fault spec
+    or a cost table, from an argument or the environment (the message says which). A user's
+    mistake to fix, never a bug in qdarpc."""
+
+
 class InternalError(RuntimeError):
     """An emulator invariant was broken: a bug in qdarpc, never a caller's mistake."""
 

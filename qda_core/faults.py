@@ -27,26 +27,32 @@ Kinds, what their TARGET names and which events they count (an *invoke* is a mes
 module's dynamic handle, the calls a program makes on its own handles; remotectl opens and
 kernel messages are not counted):
 
-* ``alloc`` (``gem`` | ``dma`` | ``rpcmem`` | none: any): allocations: accel GEM_CREATE, legacy
-  ALLOC_DMA_BUFF, ``rpcmem_alloc``. The call fails with ``errno=`` (default ENOMEM).
-* ``nocb`` (a domain | none): a context bank being taken for a new session: the bus answers as
-  if none were free, so each driver fails as it does then (misc EBUSY at open, QDA ENOMEM, the
-  QDA shim EBUSY at first use).
+* ``alloc`` (``gem`` | ``dma`` | ``rpcmem`` | none: any): allocations: the accel driver's
+  GEM_CREATE, the legacy driver's ALLOC_DMA_BUFF (both reached by programs that use the driver
+  directly or through the device shim), ``rpcmem_alloc`` (C or Python). The call fails with
+  ``errno=`` (default ENOMEM); ``rpcmem_alloc`` returns NULL.
+* ``nocb`` (a domain | none): a context bank being taken: the bus answers as if none were
+  free, so each driver fails as it does then (misc EBUSY at open, QDA ENOMEM, the QDA shim
+  EBUSY at first use). The QDA RFC shares one bank per thread (pid), so on accel only a
+  thread's first session takes one.
 * ``ssr`` (a domain, required): invokes on it; the DSP restarts mid-call and each driver
   answers as its kernel revision does (legacy EPIPE, accel ENODEV).
 * ``crash`` / ``delay`` / ``timeout`` (``module`` or ``module.method``, the method a name of a
-  Python skel's method or its number): calls of that method. ``crash``: the PD crashes
-  (AEE_EPDCRASHED-class retval, then every call on it fails). ``delay``: ``time=`` of modeled
+  Python skel's method or its number): calls of that method. ``crash``: the PD crashes (the
+  DSP's retval 0x8000040d, ``BadStateError`` in Python, then every call on that PD fails). ``delay``: ``time=`` of modeled
   time added to the call (default trigger: every call). ``timeout``: the method does not return.
-* ``map`` (``accel`` | ``legacy`` | none): map requests; fails with ``errno=`` (default ENOMEM).
+* ``map`` (``accel`` | ``legacy`` | none): map requests (accel MAP; legacy MMAP and MEM_MAP,
+  which ``fastrpc_mmap``, ``remote_mmap64`` and ``remote_mem_map`` send); fails with ``errno=``
+  (default ENOMEM).
 * ``drop`` / ``corrupt`` (a domain | none): invokes; the reply is lost, or bit 40 of its ctx
   word flips. A driver that matches replies on the id bits alone (misc-7.2, the QDA RFC) still
   completes the call; one that checks a sequence number (misc-7.3, the QDA shim) or decodes
   the whole word (QDA v1) drops it, and the caller waits.
 
 A caller whose reply never comes waits as the kernel does (interruptibly, no timeout); the
-emulator interrupts that wait after ``after=`` of modeled time (default 1 s) and the call fails
-with ``EINTR``, what a program sees when a signal (a watchdog alarm) ends the wait. Nothing
+emulator interrupts that wait after ``after=`` (``timeout``, ``drop``, ``corrupt``) of modeled
+time (default 1 s; the fault's trace event says how long) and the call fails with ``EINTR``,
+what a program sees when a signal (a watchdog alarm) ends the wait. Nothing
 really sleeps unless the SoC was built with ``QDARPC_REALTIME=1``.
 
 Triggers: ``@N`` the Nth counted event only (default ``@1``; ``delay`` defaults to ``@1+``),
@@ -73,7 +79,8 @@ from dataclasses import dataclass, field
 from typing import Iterator
 
 from . import trace
-from .errors import errno_error
+from .wire import DOMAIN_IDS
+from .errors import ConfigError, errno_error
 
 __all__ = ["ENV", "KINDS", "FaultError", "Rule", "Faults", "parse", "parse_duration"]
 
@@ -94,6 +101,8 @@ KINDS: dict[str, tuple[str, frozenset[str], bool]] = {
 }
 _ALLOC_TARGETS = ("gem", "dma", "rpcmem")
 _MAP_TARGETS = ("accel", "legacy")
+#: Kinds that leave a caller waiting for a reply that does not come.
+_WAIT_KINDS = frozenset({"timeout", "drop", "corrupt"})
 #: Kinds whose events are invokes (``@invoke=N`` allowed).
 _INVOKE_KINDS = frozenset({"ssr", "drop", "corrupt"})
 #: Modeled time a hung caller waits before its wait is interrupted, unless ``after=`` says.
@@ -149,7 +158,7 @@ def fail_request(faults: "Faults | None", kind: str, name: str, detail: str) -> 
         raise errno_error(rule.errno, f"{detail}: injected by fault rule {rule}")
 
 
-class FaultError(ValueError):
+class FaultError(ConfigError):
     """A fault spec that does not parse; the message names the item and what is wrong."""
 
 
@@ -209,8 +218,8 @@ def _parse_rule(item: str) -> Rule:
         raise FaultError(f"{item!r}: alloc target must be one of {', '.join(_ALLOC_TARGETS)}")
     if kind == "map" and target and target not in _MAP_TARGETS:
         raise FaultError(f"{item!r}: map target must be one of {', '.join(_MAP_TARGETS)}")
-    if kind in ("nocb", "ssr", "drop", "corrupt") and "." in target:
-        raise FaultError(f"{item!r}: {kind} target is a DSP domain name")
+    if kind in ("nocb", "ssr", "drop", "corrupt") and target and target not in DOMAIN_IDS:
+        raise FaultError(f"{item!r}: {kind} target must be a DSP domain: {', '.join(DOMAIN_IDS)}")
     kw: dict = {"kind": kind, "target": target, "repeat": kind == "delay"}
     trig = trig.strip()
     if at and not trig:
@@ -231,7 +240,10 @@ def _parse_rule(item: str) -> Rule:
         elif name == "time":
             if kind != "ssr":
                 raise FaultError(f"{item!r}: @time= is for ssr only")
-            kw["at_ns"] = parse_duration(value)
+            try:
+                kw["at_ns"] = parse_duration(value)
+            except FaultError as exc:
+                raise FaultError(f"{item!r}: {exc}") from None
         elif name in ("", "invoke"):
             if name == "invoke" and kind not in _INVOKE_KINDS:
                 raise FaultError(f"{item!r}: @invoke= is for {', '.join(sorted(_INVOKE_KINDS))}")
@@ -241,17 +253,26 @@ def _parse_rule(item: str) -> Rule:
             kw.update(nth=int(m.group(1)), repeat=bool(m.group(2)))
         else:
             raise FaultError(f"{item!r}: unknown trigger {name!r} (use N, N+, p=P, invoke=N, time=DUR)")
+    seen: set[str] = set()
     for p in params:
         key, eq, value = (s.strip() for s in p.partition("="))
         if not eq or not value:
             raise FaultError(f"{item!r}: parameter {p!r} is not KEY=VALUE")
+        if key == "seed":
+            raise FaultError(f"{item!r}: seed is an item of its own: '...;seed={value}'")
+        if key in seen:
+            raise FaultError(f"{item!r}: parameter {key!r} given twice")
+        seen.add(key)
         if key not in allowed:
             raise FaultError(f"{item!r}: {kind} takes no parameter {key!r}"
                              + (f" (it takes {', '.join(sorted(allowed))})" if allowed else ""))
-        if key == "errno":
-            kw["errno"] = _parse_errno(value)
-        else:
-            kw["ns"] = parse_duration(value)
+        try:
+            if key == "errno":
+                kw["errno"] = _parse_errno(value)
+            else:
+                kw["ns"] = parse_duration(value)
+        except FaultError as exc:
+            raise FaultError(f"{item!r}: {exc}") from None
     if kind == "delay" and "ns" not in kw:
         raise FaultError(f"{item!r}: delay needs time=DUR")
     if kind in ("timeout", "drop", "corrupt"):
@@ -323,8 +344,11 @@ class Faults:
 
     @classmethod
     def from_env(cls) -> "Faults":
-        """Rules from ``$QDARPC_FAULTS`` (none if unset)."""
-        return cls(os.environ.get(ENV) or None)
+        """Rules from ``$QDARPC_FAULTS`` (none if unset); a bad spec's error names the variable."""
+        try:
+            return cls(os.environ.get(ENV) or None)
+        except FaultError as exc:
+            raise FaultError(f"${ENV}: {exc}") from None
 
     def add(self, spec: str) -> list[Rule]:
         """Parse ``spec`` and add its rules (a ``seed=`` reseeds the rules it adds)."""
@@ -332,9 +356,11 @@ class Faults:
         with self._lock:
             if seed is not None:
                 self._seed = seed
-            base = len(self._states)
-            for i, r in enumerate(rules):
-                rng = random.Random(f"{self._seed}:{base + i}:{r.text}")
+            for r in rules:
+                # A stream per rule, from the seed and the rule's own text (the k-th copy of a
+                # rule gets its own): adding or reordering other rules changes nothing.
+                k = sum(st.rule.text == r.text for st in self._states)
+                rng = random.Random(f"{self._seed}:{r.text}:{k}")
                 self._states.append(_State(r, rng, rng.getstate()))
             self._kinds = frozenset(s.rule.kind for s in self._states)
         return rules
@@ -408,6 +434,8 @@ class Faults:
                 if fire and hit is None:
                     s.fired += 1
                     hit = r
+                    if kind in _WAIT_KINDS:  # the wait is modeled: say here how long it was
+                        detail = f"{detail}; the caller's wait ends after {r.ns} ns".lstrip("; ")
                     rec = Fired(r.text, kind, names[0] if names else "", s.seen, detail, extra)
                     self.fired.append(rec)
         if hit is not None:
@@ -415,6 +443,11 @@ class Faults:
             if tr is not None:
                 tr.inject(hit.text, kind, rec.target, rec.n, detail)
         return hit
+
+    def unfired(self) -> list[Rule]:
+        """The rules that have not fired yet (a rule whose target is misspelled never does)."""
+        with self._lock:
+            return [s.rule for s in self._states if not s.fired]
 
     def summary(self) -> list[dict]:
         """Each fired fault as a dict (for reports and JSON)."""

@@ -18,6 +18,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+from .errors import ConfigError
+
 #: The environment variable a selection is read from when nothing else names one.
 ENV = "QDARPC_KERNEL"
 
@@ -187,7 +189,7 @@ REVISIONS: dict[str, dict[str, Revision]] = {
 DEFAULT: dict[str, str] = {"accel": "qda-rfc-2026-02", "legacy": "misc-7.3"}
 
 
-class KernelError(ValueError):
+class KernelError(ConfigError):
     """A kernel selection names an unknown front end or revision, or a front end twice."""
 
 
@@ -205,7 +207,10 @@ def parse_kernel(spec: str | None) -> dict[str, Revision]:
     optional); front ends it leaves out take :data:`DEFAULT`. ``None``: ``$QDARPC_KERNEL``, else
     the defaults."""
     if spec is None:
-        spec = os.environ.get(ENV, "")
+        try:
+            return parse_kernel(os.environ.get(ENV, ""))
+        except KernelError as exc:
+            raise KernelError(f"${ENV}: {exc}") from None
     chosen: dict[str, Revision] = {}
     for part in spec.split(","):
         part = part.strip()

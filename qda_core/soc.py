@@ -29,7 +29,7 @@ from typing import Iterator
 from .accel.device import QdaDevice
 from .dsp import EmulatedDsp
 from .dsp.cost import domain_cost
-from .errors import errno_error
+from .errors import ConfigError, errno_error
 from .faults import ENV as FAULTS_ENV, Faults
 from .kernels import FRONTENDS, Revision, kernel_spec, parse_kernel
 from .legacy.device import LegacyChannel
@@ -75,19 +75,19 @@ class DomainSpec:
         if self.kernel is not None:
             self.kernel = kernel_spec(parse_kernel(self.kernel))  # validated, canonical
         if self.name not in DOMAINS:
-            raise ValueError(f"unknown DSP domain {self.name!r}; known: {', '.join(DOMAINS)}")
+            raise ConfigError(f"unknown DSP domain {self.name!r}; known: {', '.join(DOMAINS)}")
         if self.context_banks < 1:
-            raise ValueError(f"{self.name}: a DSP needs at least one context bank")
+            raise ConfigError(f"{self.name}: a DSP needs at least one context bank")
         if not self.sids:
             self.sids = list(range(1, self.context_banks + 1))
         if len(self.sids) != self.context_banks or len(set(self.sids)) != len(self.sids):
-            raise ValueError(f"{self.name}: need {self.context_banks} distinct SIDs, got {self.sids}")
+            raise ConfigError(f"{self.name}: need {self.context_banks} distinct SIDs, got {self.sids}")
         if KERNEL_SID in self.sids:
-            raise ValueError(f"{self.name}: SID {KERNEL_SID} is reserved (the rpmsg device's own stream)")
+            raise ConfigError(f"{self.name}: SID {KERNEL_SID} is reserved (the rpmsg device's own stream)")
         try:
             domain_cost(self.name, self.cost, environ={})  # validated now, built with each SoC
         except (TypeError, ValueError) as exc:
-            raise ValueError(f"{self.name}: \"cost\": {exc}") from None
+            raise ConfigError(f"{self.name}: \"cost\": {exc}") from None
 
 
 def _profile_kernel(spec: str, value) -> str | None:
@@ -98,31 +98,52 @@ def _profile_kernel(spec: str, value) -> str | None:
         return value
     if isinstance(value, list) and all(isinstance(v, str) for v in value):
         return ",".join(value)
-    raise ValueError(f"{spec}: \"kernel\" must be a string or a list of FRONTEND:REVISION strings")
+    raise ConfigError(f"{spec}: \"kernel\" must be a string or a list of FRONTEND:REVISION strings")
 
 
 def load_profile(spec: str | None = None) -> list[DomainSpec]:
     """The domain list of a profile name or file path (default: ``$QDARPC_SOC`` or ``default``).
     A file's ``"kernel"`` field is validated here and carried by every domain."""
-    spec = spec or os.environ.get("QDARPC_SOC") or "default"
+    if not spec and os.environ.get("QDARPC_SOC"):
+        try:
+            return load_profile(os.environ["QDARPC_SOC"])
+        except ConfigError as exc:
+            raise ConfigError(f"$QDARPC_SOC: {exc}") from None
+    spec = spec or "default"
     if spec in PROFILES:
         return [DomainSpec(n, c, poll_mode=POLL_MODE.get(spec, False)) for n, c in PROFILES[spec]]
     if os.path.sep in spec or spec.endswith((".json", ".toml")):
-        with open(spec, "rb") as f:
-            data = tomllib.load(f) if spec.endswith(".toml") else json.load(f)
-        kernel = _profile_kernel(spec, data.get("kernel"))
-        poll = data.get("poll_mode", False)
-        cost = data.get("cost", {})
-        if not all(isinstance(c, dict) for c in (cost, *(d.get("cost", {}) for d in data["domains"]))):
-            raise ValueError(f"{spec}: \"cost\" must be a table of cost-model parameters")
-        doms = [DomainSpec(d["name"], int(d["context_banks"]), list(d.get("sids", [])), kernel,
-                           d.get("poll_mode", poll), {**cost, **d.get("cost", {})}) for d in data["domains"]]
-        if not all(isinstance(d.poll_mode, bool) for d in doms):
-            raise ValueError(f"{spec}: \"poll_mode\" must be true or false")
-        if len({d.name for d in doms}) != len(doms):
-            raise ValueError(f"{spec}: a domain is listed twice")
-        return doms
-    raise ValueError(f"unknown SoC profile {spec!r}; valid profiles: {', '.join(PROFILES)} (or a .json/.toml path)")
+        try:
+            with open(spec, "rb") as f:
+                data = tomllib.load(f) if spec.endswith(".toml") else json.load(f)
+        except OSError as exc:
+            raise ConfigError(f"SoC profile {spec}: {exc.strerror or exc}") from None
+        except ValueError as exc:  # JSON/TOML syntax
+            raise ConfigError(f"SoC profile {spec}: not valid {'TOML' if spec.endswith('.toml') else 'JSON'}: "
+                              f"{exc}") from None
+        try:
+            return _profile_domains(spec, data)
+        except ConfigError:
+            raise
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ConfigError(f"SoC profile {spec}: missing or malformed field: {exc!r}") from None
+    raise ConfigError(f"unknown SoC profile {spec!r}; valid profiles: {', '.join(PROFILES)} (or a .json/.toml path)")
+
+
+def _profile_domains(spec: str, data: dict) -> list[DomainSpec]:
+    """The domains of a profile file's parsed ``data``."""
+    kernel = _profile_kernel(spec, data.get("kernel"))
+    poll = data.get("poll_mode", False)
+    cost = data.get("cost", {})
+    if not all(isinstance(c, dict) for c in (cost, *(d.get("cost", {}) for d in data["domains"]))):
+        raise ConfigError(f"{spec}: \"cost\" must be a table of cost-model parameters")
+    doms = [DomainSpec(d["name"], int(d["context_banks"]), list(d.get("sids", [])), kernel,
+                       d.get("poll_mode", poll), {**cost, **d.get("cost", {})}) for d in data["domains"]]
+    if not all(isinstance(d.poll_mode, bool) for d in doms):
+        raise ConfigError(f"{spec}: \"poll_mode\" must be true or false")
+    if len({d.name for d in doms}) != len(doms):
+        raise ConfigError(f"{spec}: a domain is listed twice")
+    return doms
 
 
 class Domain:
@@ -250,13 +271,13 @@ def _resolve_kernel(kernel, specs: list[DomainSpec]) -> dict[str, Revision]:
     if isinstance(kernel, dict):
         missing = [f for f in FRONTENDS if not isinstance(kernel.get(f), Revision)]
         if missing:
-            raise ValueError(f"kernel mapping lacks a Revision for {', '.join(missing)}")
+            raise ConfigError(f"kernel mapping lacks a Revision for {', '.join(missing)}")
         return parse_kernel(kernel_spec(kernel))
     if kernel is not None:
         return parse_kernel(kernel)
     named = {s.kernel for s in specs if s.kernel is not None}
     if len(named) > 1:
-        raise ValueError(f"the domains name different kernels: {', '.join(sorted(named))}")
+        raise ConfigError(f"the domains name different kernels: {', '.join(sorted(named))}")
     return parse_kernel(named.pop() if named else None)
 
 

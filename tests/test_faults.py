@@ -76,7 +76,13 @@ def test_rules_parse_to_what_they_say(spec, rule):
     ("alloc,errno=0", "out of range"),
     ("crash:x,errno=EIO", "crash takes no parameter 'errno'"),
     ("alloc,flag", "is not KEY=VALUE"),
-    ("nocb:cdsp.x", "target is a DSP domain name"),
+    ("nocb:cdsp.x", "nocb target must be a DSP domain: adsp, mdsp"),
+    ("ssr:foo", "ssr target must be a DSP domain"),
+    ("drop:cdps@2", "drop target must be a DSP domain"),
+    ("alloc@1,errno=ENOMEM,errno=EIO", "parameter 'errno' given twice"),
+    ("alloc:rpcmem@p=0.1,seed=7", "seed is an item of its own: '...;seed=7'"),
+    ("map@2,errno=EFOO", "'map@2,errno=EFOO': unknown errno 'EFOO'"),
+    ("ssr:cdsp@time=5 parsecs", "'ssr:cdsp@time=5 parsecs': bad duration"),
     ("alloc:", "empty target"),
     ("alloc@", "empty trigger"),
     ("seed=1;seed=2", "seed given twice"),
@@ -134,6 +140,9 @@ def test_probabilistic_rules_are_reproducible_with_a_seed_and_reset():
     assert a == run("seed=7;alloc@p=0.3")
     assert a != run("seed=8;alloc@p=0.3")
     assert 50 < len(a) < 130
+    # each rule's stream comes from the seed and its own text: other rules change nothing
+    assert a == run("seed=7;crash:calculator.sum;alloc@p=0.3")
+    assert a == run("map@p=0.5;alloc@p=0.3;seed=7")
     f = Faults("seed=7;alloc@p=0.3")
     assert _fires(f, "alloc", ("gem",), 300) == a
     f.reset()
@@ -155,8 +164,15 @@ def test_the_environment_gives_a_soc_its_rules(monkeypatch, make_soc):
     assert [str(r) for r in make_soc("minimal").faults.rules] == ["nocb:cdsp"]
     assert make_soc("minimal", faults="").faults.rules == []  # an explicit spec wins
     monkeypatch.setenv("QDARPC_FAULTS", "nocb:")
-    with pytest.raises(FaultError, match="empty target"):
+    with pytest.raises(FaultError, match=r"^\$QDARPC_FAULTS: 'nocb:': empty target"):
         make_soc("minimal")
+
+
+def test_unfired_rules_are_listed():
+    f = Faults("ssr:cdsp@3;map@1")
+    f.check("ssr", ("cdsp",))
+    f.check("map", ("accel",))
+    assert [str(r) for r in f.unfired()] == ["ssr:cdsp@3"]
 
 
 # --- every kind, both front ends --------------------------------------------------------------
@@ -340,6 +356,7 @@ def test_each_fault_is_a_trace_event_and_summarize_lists_them(make_soc):
     inject = [e for e in rec.events if e["kind"] == "inject"]
     assert [(e["rule"], e["fault"], e["target"], e["n"]) for e in inject] == [
         ("drop@2", "drop", "cdsp", 2), ("delay:qdarpc_test@3,time=1ms", "delay", "qdarpc_test", 3)]
+    assert inject[0]["detail"].endswith("the caller's wait ends after 1000000000 ns")
     validate_events(rec.events)  # raises on a schema violation
     s = summarize(rec.events)
     assert [(r["rule"], r["count"]) for r in s["injected"]] == [("drop@2", 1), ("delay:qdarpc_test@3,time=1ms", 1)]

@@ -47,3 +47,21 @@ def test_qdarpc_run_faults_reach_an_unmodified_c_program(faults_prog, backend, s
         assert line in out, (line, out)
     assert out[-1] == "recovered 0x0"
 
+
+
+@pytest.mark.parametrize("var, value, words", [
+    ("QDARPC_FAULTS", "ssr", "$QDARPC_FAULTS: 'ssr': ssr needs a target"),
+    ("QDARPC_KERNEL", "legacy:misc-9", "$QDARPC_KERNEL: unknown legacy kernel revision 'misc-9'"),
+    ("QDARPC_SOC", "/nonexistent/soc.json", "$QDARPC_SOC: SoC profile /nonexistent/soc.json: No such file"),
+])
+def test_a_bad_setting_in_the_environment_is_said_once_and_every_call_fails(faults_prog, tmp_path, var, value, words):
+    from libadsprpc_compat import native
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("QDARPC_")}
+    env = native.run_env(env, backend="accel")
+    env[var] = value
+    res = subprocess.run([str(faults_prog), "1"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    # AEE_EFAILED from every call that needs the SoC (rpcmem does not, unless faults are set)
+    assert res.stdout.splitlines()[0] == "open 0x1" and res.stdout.splitlines()[-1] != "recovered 0x0", res.stdout
+    assert res.stderr.count("qdarpc: cannot start the emulated DSP: ") == 1 and words in res.stderr, res.stderr
+    assert "Traceback" not in res.stderr
