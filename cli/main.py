@@ -271,6 +271,9 @@ def _format_invoke(res) -> str:
         else:
             lines.append(f"out{o['index']} {how}{o['type']}[{len(o['value'])}]: {' '.join(map(str, o['value']))}")
     lines.append(f"ret {res.ret:#x} {data['ret_name']}")
+    if res.ret and res.repeat > 1:
+        lines.append(f"stopped at call {len(res.times_ns)} of {res.repeat}: it answered non-zero "
+                     "(the outputs are what the buffers held after it)")
     if res.modeled_text():
         lines.append(res.modeled_text())
     for f in res.injected:

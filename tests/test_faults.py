@@ -392,6 +392,12 @@ def test_cli_invoke_takes_faults_and_refuses_a_bad_spec(cli):
     assert "trigger must be" in res.output
 
 
+def test_cli_invoke_repeat_says_where_a_fault_stopped_it(cli):
+    out = cli("invoke", CALC_URI, "sum", "--in", "i32:3", "--in", "i32:1,2,3", "--out", "i64:1", "--soc", "minimal",
+              "--repeat", "10", "--faults", "ssr:cdsp@invoke=4", code=4).output
+    assert "stopped at call 4 of 10: it answered non-zero" in out and "4 calls: median" in out
+
+
 def test_cli_ab_reports_the_faults_of_each_side(cli):
     out = cli("ab", "calculator", "--soc", "minimal", "--faults", "ssr:cdsp@invoke=2").output
     tail = out[out.index("injected faults:"):].splitlines()
