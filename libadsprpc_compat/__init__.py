@@ -29,7 +29,7 @@ from . import fork as _fork  # noqa: F401 - registers the library's fork handler
 from .buffers import (remote_register_buf, remote_register_buf_attr, remote_register_dma_handle,  # noqa: F401
                       remote_register_dma_handle_attr)
 from .constants import *  # noqa: F401,F403 - the C constants
-from .default import set_backend, shutdown, use_soc  # noqa: F401
+from .default import set_backend, shutdown, use_library, use_soc  # noqa: F401
 from .errors import *  # noqa: F401,F403 - the exception classes
 from .handle64 import remote_handle64_close, remote_handle64_invoke  # noqa: F401
 from .library import Library  # noqa: F401
@@ -98,5 +98,5 @@ _CONSTANTS = tuple(n for n in dir(_c) if n.isupper() or n in (
 __all__ = [
     *LEGACY_FUNCTIONS, *AEE_NAMES, *_CONSTANTS, *_errors.__all__,
     "DSP_AEE_EOFFSET", "errno_to_aee", "aee_name", "aee_to_dsp", "is_dsp_error",
-    "Library", "RpcMem", "set_backend", "use_soc", "shutdown", "LEGACY_FUNCTIONS", "AEE_NAMES",
+    "Library", "RpcMem", "set_backend", "use_library", "use_soc", "shutdown", "LEGACY_FUNCTIONS", "AEE_NAMES",
 ]

@@ -253,6 +253,42 @@ def test_domain_table_is_the_emulators():
     assert all(names.index(a) < names.index(b) for a in names for b in names if a != b and a.startswith(b))
 
 
+# --- use_library: the module-level functions on a given Library for a block ----------------
+def test_use_library(soc):
+    assert list(inspect.signature(rpc.use_library).parameters) == ["lib"] and inspect.getdoc(rpc.use_library)
+    state = rpc.process.state
+    before = (state.backend, dict(state.libs), state.used)
+    rpc.use_soc(soc)  # unlocks set_backend; the libraries below run on soc
+    try:
+        lib, inner = rpc.Library("legacy"), rpc.Library("accel")
+        with rpc.use_library(lib) as got:
+            assert got is lib
+            h = rpc.remote_handle64_open(TEST)  # a module-level open: on lib
+            assert rpc.process._records[h].session.lib is lib and state.used
+            rpc.set_backend("legacy")  # lib's backend: fine
+            with pytest.raises(rpc.AlreadyLoadedError) as e:
+                rpc.set_backend("accel")
+            assert e.value.aee == rpc.AEE_EALREADYLOADED
+            with rpc.use_library(inner):  # nested: the inner one wins, then lib again
+                h2 = rpc.remote_handle64_open(TEST)
+                assert rpc.process._records[h2].session.lib is inner
+                rpc.remote_handle64_close(h2)
+            rpc.remote_handle64_close(h)
+            h = rpc.remote_handle64_open(TEST)
+            assert rpc.process._records[h].session.lib is lib
+        assert lib._sessions  # the block closes nothing of lib's
+        rpc.remote_handle64_close(h)  # handles route themselves after the block too
+        assert (state.backend, state.libs, state.used) == (before[0], before[1], False)
+        with pytest.raises(TypeError):
+            with rpc.use_library("legacy"):
+                pass
+        lib.close_all()
+        inner.close_all()
+    finally:
+        rpc.use_soc(None)
+    assert state.backend == before[0]
+
+
 # --- the pytest plugin (libadsprpc_compat/pytest_plugin.py) ------------------------------------
 #: Its public names: "fixture", a function's (parameters, return annotation), or a constant's value.
 PLUGIN_NAMES = {
