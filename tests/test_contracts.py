@@ -289,7 +289,7 @@ def test_use_library(soc):
     assert state.backend == before[0]
 
 
-# --- the pytest plugin (libadsprpc_compat/pytest_plugin.py) ------------------------------------
+# --- the pytest plugin (cli/pytest_plugin.py, qdarpc_cli.pytest_plugin) ------------------------
 #: Its public names: "fixture", a function's (parameters, return annotation), or a constant's value.
 PLUGIN_NAMES = {
     "qdarpc_soc": "fixture",
@@ -301,7 +301,7 @@ PLUGIN_NAMES = {
 
 
 def test_pytest_plugin_public_names(request):
-    from libadsprpc_compat import pytest_plugin as plug
+    from qdarpc_cli import pytest_plugin as plug
 
     assert set(plug.__all__) == set(PLUGIN_NAMES)
     assert request.config.pluginmanager.get_plugin("qdarpc") is plug  # the pytest11 entry point

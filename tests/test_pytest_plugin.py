@@ -1,4 +1,4 @@
-"""The qdarpc pytest plugin (libadsprpc_compat/pytest_plugin.py): fixtures, the marker, the leak
+"""The qdarpc pytest plugin (cli/pytest_plugin.py, qdarpc_cli.pytest_plugin): fixtures, the marker, the leak
 check, faults and the trace tail of a failing test, run in inner pytest sessions (pytester,
 in-process) and once in a fresh directory outside the checkout (the installed entry point)."""
 import importlib.metadata
@@ -11,9 +11,9 @@ import sys
 import pytest
 
 import libadsprpc_compat as rpc
-from libadsprpc_compat import pytest_plugin
 from libadsprpc_compat.ab import SC_NULL, TEST_URI
 from qda_core import trace
+from qdarpc_cli import pytest_plugin
 
 pytest_plugins = ["pytester"]
 
@@ -39,8 +39,23 @@ def inner(pytester, monkeypatch):
 
 def test_the_entry_point_is_registered(request):
     eps = importlib.metadata.entry_points(group="pytest11")
-    assert {ep.name: ep.value for ep in eps}.get("qdarpc") == "libadsprpc_compat.pytest_plugin"
+    assert {ep.name: ep.value for ep in eps}.get("qdarpc") == "qdarpc_cli.pytest_plugin"
     assert request.config.pluginmanager.get_plugin("qdarpc") is pytest_plugin
+
+
+def test_loading_the_plugin_imports_no_emulator(inner):
+    # A fresh interpreter: a project's tests that do not use the plugin pay for pytest's import of
+    # qdarpc_cli.pytest_plugin only (no qda_core, numpy, C extensions, fork or exit hooks).
+    inner.makepyfile("""
+        import sys
+
+        def test_plain(request):
+            assert request.config.pluginmanager.get_plugin("qdarpc") is sys.modules["qdarpc_cli.pytest_plugin"]
+            assert any(line.startswith("qdarpc(") for line in request.config.getini("markers"))
+            heavy = sorted(m for m in sys.modules if m.split(".")[0] in ("qda_core", "libadsprpc_compat", "numpy"))
+            assert heavy == []
+    """)
+    inner.runpytest_subprocess("--qdarpc-trace-tail=3").assert_outcomes(passed=1)
 
 
 def test_a_test_without_the_fixtures_records_nothing(request):
@@ -361,9 +376,12 @@ def test_the_readme_shows_the_example_file():
     assert block == EXAMPLE.read_text()
 
 
-def test_the_plugin_works_in_a_fresh_project(tmp_path):
+@pytest.mark.parametrize("how", ["autoload", "-p qdarpc", "pytest_plugins"])
+def test_the_plugin_works_in_a_fresh_project(tmp_path, how):
     # A directory outside the checkout, no PYTHONPATH and no conftest: only the installed
-    # package's pytest11 entry point can provide the fixtures and the marker.
+    # package's pytest11 entry point can provide the fixtures and the marker; under
+    # PYTEST_DISABLE_PLUGIN_AUTOLOAD=1, -p qdarpc. Listing the module in pytest_plugins too
+    # registers it twice, which pytest refuses (README).
     assert ROOT not in tmp_path.parents
     (tmp_path / "test_fresh.py").write_text(
         "import pytest\n"
@@ -378,9 +396,18 @@ def test_the_plugin_works_in_a_fresh_project(tmp_path):
         "    assert fastrpc.backend == 'legacy'\n")
     env = {k: v for k, v in os.environ.items() if k not in _SCRUB}
     env.update(PYTHONSAFEPATH="1", QDARPC_BACKEND="legacy")
-    out = subprocess.run([sys.executable, "-m", "pytest", "-v", "--strict-markers", "-W", "error",
-                          "-p", "no:cacheprovider"], cwd=tmp_path, env=env, capture_output=True, text=True,
-                         timeout=120)
+    args = [sys.executable, "-m", "pytest", "-v", "--strict-markers", "-W", "error", "-p", "no:cacheprovider"]
+    if how == "-p qdarpc":
+        env["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = "1"
+        args += ["-p", "qdarpc"]
+    elif how == "pytest_plugins":
+        (tmp_path / "conftest.py").write_text('pytest_plugins = ["qdarpc_cli.pytest_plugin"]\n')
+        args.remove("error")  # else pytest's warning that it cannot rewrite the module comes first
+        args.remove("-W")
+    out = subprocess.run(args, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    if how == "pytest_plugins":
+        assert out.returncode != 0 and "Plugin already registered under a different name" in out.stdout + out.stderr
+        return
     assert out.returncode == 0, out.stdout + out.stderr
     for line in ("test_fresh.py::test_null[accel] PASSED", "test_fresh.py::test_null[legacy] PASSED",
                  "test_fresh.py::test_default_backend PASSED"):

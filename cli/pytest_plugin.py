@@ -2,8 +2,10 @@
 request, and the trace of a failing test in its report.
 
 Installed with qdarpc (``pytest11`` entry point ``qdarpc``), so every pytest run of a project
-that has qdarpc has it; ``-p no:qdarpc`` turns it off. Tests that use neither fixture pay
-nothing: the SoC, the Library and the trace recorder exist only for tests that ask.
+that has qdarpc loads it; ``-p no:qdarpc`` turns it off, ``-p qdarpc`` turns it on under
+``PYTEST_DISABLE_PLUGIN_AUTOLOAD=1``. Loading it imports only pytest: the fixtures and hooks of
+the tests that use the fixtures or the marker import qda_core and libadsprpc_compat, so other
+tests pay nothing (no emulator import, SoC, Library or trace recorder).
 
 Fixtures
 
@@ -127,7 +129,7 @@ def _options(node) -> dict:
     if "backends" in opts:
         backends = opts["backends"]
         backends = [backends] if isinstance(backends, str) else backends
-        from .library import BACKENDS
+        from libadsprpc_compat.library import BACKENDS
 
         if not isinstance(backends, (list, tuple)) or not backends \
                 or any(b not in BACKENDS for b in backends) or len(set(backends)) != len(backends):
@@ -171,9 +173,8 @@ def qdarpc_soc(request):
     it runs, leak-checked at teardown; set it up with ``@pytest.mark.qdarpc(soc=, kernel=,
     faults=)``. Add faults with ``qdarpc_soc.faults.add(spec)`` or ``with
     qdarpc_soc.faults.inject(spec):``; ``qdarpc_soc.faults.fired`` lists those that fired."""
+    from libadsprpc_compat import process
     from qda_core.soc import Soc
-
-    from . import process
 
     node = request.node
     opts = _options(node)
@@ -226,8 +227,8 @@ def fastrpc(request, qdarpc_soc):
     """A :class:`libadsprpc_compat.Library` on ``qdarpc_soc``; its backend is the marker's
     (``@pytest.mark.qdarpc(backends=[...])``: one run per backend), else ``$QDARPC_BACKEND`` or
     ``accel``. Closed at teardown; a handle the test left open fails the test there."""
-    from . import process
-    from .library import Library
+    from libadsprpc_compat import process
+    from libadsprpc_compat.library import Library
 
     backend = getattr(request, "param", None) or process.state.backend
     lib = Library(backend, qdarpc_soc)
@@ -249,8 +250,8 @@ def _profile_name(soc) -> str:
 
 def _open_sessions(lib, soc, who: str) -> list[str]:
     """What ``lib`` still has open on ``soc``: one line per session, naming its handles."""
-    from . import process
-    from .constants import DOMAIN_NAMES
+    from libadsprpc_compat import process
+    from libadsprpc_compat.constants import DOMAIN_NAMES
 
     out = []
     with process.lock:
@@ -272,8 +273,8 @@ def _open_sessions(lib, soc, who: str) -> list[str]:
 def _teardown(soc, st: _TestState, rpcmem_before: set) -> None:
     """Close what the test left on ``soc`` and note each leak in ``st.leaks``; keep what the
     report needs as plain data."""
-    from . import process
-    from .rpcmem import rpcmem_free
+    from libadsprpc_compat import process
+    from libadsprpc_compat.rpcmem import rpcmem_free
 
     for lib in list(process.libraries):
         if process.state.libs.get(lib.backend) is lib:
