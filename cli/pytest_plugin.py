@@ -18,8 +18,9 @@ Fixtures
   ``with qdarpc_soc.faults.inject(spec):`` (:mod:`qda_core.faults`);
   ``qdarpc_soc.faults.fired`` lists what fired.
 * ``fastrpc``: a :class:`libadsprpc_compat.Library` on ``qdarpc_soc``; ``fastrpc.backend`` is
-  its backend. Closed (``close_all``) at teardown. Its handles route themselves, so the
-  module-level ``remote_handle64_invoke``/``close`` work on them.
+  its backend. While the test runs the module-level functions (and libcdsprpc's C functions)
+  act on it (:func:`libadsprpc_compat.use_library`): code that calls
+  ``rpc.remote_handle64_open`` runs on the test's backend. Closed (``close_all``) at teardown.
 
 Marker (every argument optional; on a function, class or module, the closest setting of each
 argument wins)::
@@ -226,8 +227,11 @@ def _recorded(st: _TestState, tail: int):
 def fastrpc(request, qdarpc_soc):
     """A :class:`libadsprpc_compat.Library` on ``qdarpc_soc``; its backend is the marker's
     (``@pytest.mark.qdarpc(backends=[...])``: one run per backend), else ``$QDARPC_BACKEND`` or
-    ``accel``. Closed at teardown; a handle the test left open fails the test there."""
+    ``accel``. The module-level functions act on it while the test runs
+    (:func:`libadsprpc_compat.use_library`). Closed at teardown; a handle the test left open
+    fails the test there."""
     from libadsprpc_compat import process
+    from libadsprpc_compat.default import use_library
     from libadsprpc_compat.library import Library
 
     backend = getattr(request, "param", None) or process.state.backend
@@ -236,10 +240,11 @@ def fastrpc(request, qdarpc_soc):
     if st is not None:
         st.backend = backend
     try:
-        yield lib
+        with use_library(lib):
+            yield lib
     finally:
         if st is not None:
-            st.leaks += _open_sessions(lib, qdarpc_soc, f"fastrpc ({backend})")
+            st.leaks += _open_sessions(lib, qdarpc_soc, f"fastrpc ({backend}; the module-level API in this test)")
         lib.close_all()
 
 

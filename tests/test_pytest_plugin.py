@@ -11,6 +11,7 @@ import sys
 import pytest
 
 import libadsprpc_compat as rpc
+from libadsprpc_compat import native
 from libadsprpc_compat.ab import SC_NULL, TEST_URI
 from qda_core import trace
 from qdarpc_cli import pytest_plugin
@@ -175,6 +176,72 @@ def test_backends_on_a_test_without_fastrpc_is_an_error(inner):
     assert "backends= chooses the backend of the fastrpc fixture, which this test does not use" in res.stdout.str()
 
 
+_PORTED = """
+    import errno
+    import pytest
+    import libadsprpc_compat as rpc
+    from libadsprpc_compat.ab import TEST_URI, SC_NULL
+
+    CODES = {"accel": (rpc.AEE_ENOSUCHDEVICE, errno.ENODEV), "legacy": (rpc.AEE_ECONNRESET, errno.EPIPE)}
+    pytestmark = pytest.mark.qdarpc(backends=["accel", "legacy"], soc="minimal", faults="ssr:cdsp@invoke=1")
+
+    def test_ported_code_meets_its_backends_ssr(fastrpc):
+        h = rpc.remote_handle64_open(TEST_URI)   # the module-level API, as ported code calls it
+        assert rpc.process._records[h].session.lib is fastrpc
+        with pytest.raises(rpc.FastRpcError) as e:
+            rpc.remote_handle64_invoke(h, SC_NULL, [])
+        assert (e.value.aee, e.value.errno) == CODES[fastrpc.backend]
+        rpc.remote_handle64_close(h)
+
+    def test_ported_code_fails(fastrpc):
+        h = rpc.remote_handle64_open(TEST_URI)
+        try:
+            rpc.remote_handle64_invoke(h, SC_NULL, [])
+        finally:
+            rpc.remote_handle64_close(h)
+"""
+
+
+def test_the_module_level_api_runs_on_the_tests_backend(inner):
+    inner.makepyfile(_PORTED)
+    res = inner.runpytest()
+    res.assert_outcomes(passed=2, failed=2)
+    out = res.stdout.str()
+    ours = {"accel": "ioctl  accel DRM_IOCTL_QDA_INVOKE", "legacy": "ioctl  legacy FASTRPC_IOCTL_INVOKE"}
+    for backend, other in (("accel", "legacy"), ("legacy", "accel")):
+        section = out.split(f"_ test_ported_code_fails[{backend}] _")[1].split("_ test_ported_code_fails[")[0]
+        section = section.split("short test summary")[0]
+        assert f"backend {backend}\n" in section and "fault fired: ssr:cdsp@invoke=1" in section
+        assert ours[backend] in section and ours[other] not in section, section
+
+
+@pytest.mark.skipif(not (native.SDK_DIR / "lib").is_dir(), reason="the C ABI is not built")
+def test_in_process_c_abi_calls_run_on_the_tests_backend(inner):
+    # libcdsprpc loaded into the test process is the module-level API: the test's backend too.
+    inner.makepyfile(f"""
+        import ctypes
+        import errno
+        import pytest
+        import libadsprpc_compat as rpc
+        from libadsprpc_compat.ab import TEST_URI
+
+        CODES = {{"accel": rpc.AEE_ENOSUCHDEVICE, "legacy": rpc.AEE_ECONNRESET}}
+
+        @pytest.mark.qdarpc(backends=["accel", "legacy"], soc="minimal", faults="ssr:cdsp@invoke=1")
+        def test_c(fastrpc):
+            lib = ctypes.CDLL({str(native.library())!r})
+            lib.remote_handle64_open.argtypes = [ctypes.c_char_p, ctypes.POINTER(ctypes.c_uint64)]
+            lib.remote_handle64_invoke.argtypes = [ctypes.c_uint64, ctypes.c_uint32, ctypes.c_void_p]
+            lib.remote_handle64_close.argtypes = [ctypes.c_uint64]
+            h = ctypes.c_uint64()
+            assert lib.remote_handle64_open(TEST_URI.encode(), ctypes.byref(h)) == 0
+            assert rpc.process._records[h.value].session.lib is fastrpc
+            assert lib.remote_handle64_invoke(h.value, 0x02000000, None) == CODES[fastrpc.backend]
+            assert lib.remote_handle64_close(h.value) == 0
+    """)
+    inner.runpytest().assert_outcomes(passed=2)
+
+
 def test_teardown_names_what_leaked_and_cleans_it_up(inner):
     inner.makepyfile("""
         import libadsprpc_compat as rpc
@@ -208,8 +275,8 @@ def test_teardown_names_what_leaked_and_cleans_it_up(inner):
     res = inner.runpytest()
     res.assert_outcomes(passed=6, errors=4)
     out = res.stdout.str()
-    assert re.search(r"fastrpc \(accel\): remote_handle64 0x[0-9a-f]+ \(file:///libqdarpc_test_skel.so\?\S+\) "
-                     r"left open on cdsp", out)
+    assert re.search(r"fastrpc \(accel; the module-level API in this test\): remote_handle64 0x[0-9a-f]+ "
+                     r"\(file:///libqdarpc_test_skel.so\?\S+\) left open on cdsp", out)
     assert re.search(r"Library\('legacy'\) made by the test: remote_handle64 0x[0-9a-f]+ \(\S+\) left open on cdsp; "
                      r"call close_all\(\)", out)
     assert "rpcmem: 1 allocation(s) not freed: <RpcMem" in out
