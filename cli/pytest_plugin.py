@@ -30,8 +30,9 @@ argument wins)::
 
 * ``backends``: the test runs once per backend, the backend in its id (``test_x[accel]``,
   ``test_x[legacy]``). It sets the backend of ``fastrpc``: on a test function that does not use
-  ``fastrpc`` it is an error; from a class or module marker such a test runs once. Without it
-  ``fastrpc`` runs once on the module-level API's backend: ``$QDARPC_BACKEND``, else ``accel``.
+  ``fastrpc`` it fails that test's setup; from a class or module marker such a test runs once.
+  Without it ``fastrpc`` runs once on the module-level API's backend: ``$QDARPC_BACKEND``, else
+  ``accel``. A wrong marker argument fails the setup of the tests it applies to.
 * ``soc``: a profile name (``default``, ``full``, ``minimal``: ``qda_core.soc.PROFILES``) or a
   ``.json``/``.toml`` profile file, relative to the test file's directory; default
   ``$QDARPC_SOC``, else ``default``.
@@ -113,8 +114,9 @@ def _trace_tail(config) -> int:
     return n
 
 
-def _bad(node, msg: str):
-    pytest.fail(f"{node.nodeid}: @pytest.mark.qdarpc: {msg}", pytrace=False)
+def _bad(node, msg: str) -> pytest.fail.Exception:
+    """The failure of a test whose marker arguments are wrong (raise it)."""
+    return pytest.fail.Exception(f"{node.nodeid}: @pytest.mark.qdarpc: {msg}", pytrace=False)
 
 
 def _options(node) -> dict:
@@ -122,10 +124,10 @@ def _options(node) -> dict:
     opts: dict = {}
     for mark in node.iter_markers("qdarpc"):
         if mark.args:
-            _bad(node, f"takes keyword arguments only ({', '.join(MARKER_ARGS)}), got {mark.args!r}")
+            raise _bad(node, f"takes keyword arguments only ({', '.join(MARKER_ARGS)}), got {mark.args!r}")
         for key, value in mark.kwargs.items():
             if key not in MARKER_ARGS:
-                _bad(node, f"unknown argument {key!r}; it takes {', '.join(MARKER_ARGS)}")
+                raise _bad(node, f"unknown argument {key!r}; it takes {', '.join(MARKER_ARGS)}")
             opts.setdefault(key, value)
     if "backends" in opts:
         backends = opts["backends"]
@@ -134,18 +136,18 @@ def _options(node) -> dict:
 
         if not isinstance(backends, (list, tuple)) or not backends \
                 or any(b not in BACKENDS for b in backends) or len(set(backends)) != len(backends):
-            _bad(node, f"backends={opts['backends']!r}: give a non-empty list of distinct backends from "
-                       f"{', '.join(BACKENDS)}")
+            raise _bad(node, f"backends={opts['backends']!r}: give a non-empty list of distinct backends "
+                             f"from {', '.join(BACKENDS)}")
         opts["backends"] = list(backends)
     for key in ("soc", "kernel"):
         if key in opts and not isinstance(opts[key], str):
-            _bad(node, f"{key}={opts[key]!r}: must be a string")
+            raise _bad(node, f"{key}={opts[key]!r}: must be a string")
     faults = opts.get("faults")
     if faults is not None:
         if isinstance(faults, (list, tuple)) and all(isinstance(f, str) for f in faults):
             opts["faults"] = ";".join(faults)
         elif not isinstance(faults, str):
-            _bad(node, f"faults={faults!r}: must be a fault spec string or a list of them")
+            raise _bad(node, f"faults={faults!r}: must be a fault spec string or a list of them")
     soc = opts.get("soc")
     if soc is not None and (os.path.sep in soc or soc.endswith((".json", ".toml"))) and not os.path.isabs(soc):
         opts["soc"] = str(node.path.parent / soc)  # a profile file next to the test, wherever pytest runs
@@ -156,15 +158,24 @@ def pytest_generate_tests(metafunc):
     definition = metafunc.definition
     if definition.get_closest_marker("qdarpc") is None:
         return
-    backends = _options(definition).get("backends")
-    if backends is None:
+    try:
+        backends = _options(definition).get("backends")
+    except pytest.fail.Exception:
+        return  # reported by that test's setup (pytest_runtest_setup), not by the file's collection
+    # A class or module marker covers tests that need no backend: those run once.
+    if backends is not None and "fastrpc" in metafunc.fixturenames:
+        metafunc.parametrize("fastrpc", backends, indirect=True, ids=backends)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item):
+    """Fail the setup of a test whose marker is wrong (before its fixtures run)."""
+    if item.get_closest_marker("qdarpc") is None:
         return
-    if "fastrpc" not in metafunc.fixturenames:
-        # A class or module marker covers tests that need no backend: those run once.
-        if any(m.name == "qdarpc" and "backends" in m.kwargs for m in definition.own_markers):
-            _bad(definition, "backends= chooses the backend of the fastrpc fixture, which this test does not use")
-        return
-    metafunc.parametrize("fastrpc", backends, indirect=True, ids=backends)
+    _options(item)
+    if "fastrpc" not in getattr(item, "fixturenames", ()) and any(
+            m.name == "qdarpc" and "backends" in m.kwargs for m in getattr(item, "own_markers", ())):
+        raise _bad(item, "backends= chooses the backend of the fastrpc fixture, which this test does not use")
 
 
 # --- fixtures --------------------------------------------------------------------------------
@@ -182,8 +193,11 @@ def qdarpc_soc(request):
     try:
         soc = Soc(opts.get("soc"), kernel=opts.get("kernel"), faults=opts.get("faults"))
     except (ValueError, OSError) as exc:  # a bad profile, kernel selection or fault spec
+        # qda_core's message names the $QDARPC_* variable at fault; name the marker's part here.
         args = ", ".join(f"{k}={opts[k]!r}" for k in ("soc", "kernel", "faults") if k in opts)
-        _bad(node, f"cannot build the SoC ({args}): {exc}")
+        where = f" of @pytest.mark.qdarpc({args})" if args else ""
+        raise pytest.fail.Exception(f"{node.nodeid}: qdarpc_soc: cannot build the SoC{where}: {exc}",
+                                    pytrace=False) from None
     st = _TestState()
     st.soc = soc
     st.header = f"soc {_profile_name(opts.get('soc'))}, kernel {soc.kernel_spec}"

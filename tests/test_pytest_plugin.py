@@ -141,39 +141,80 @@ def test_marker_soc_kernel_and_faults(inner, monkeypatch):
 
 
 @pytest.mark.parametrize("marker,message", [
-    ('qdarpc(backends=["accel", "vulkan"])', "backends=['accel', 'vulkan']: give a non-empty list of distinct"),
-    ("qdarpc(backends=[])", "backends=[]: give a non-empty list"),
-    ('qdarpc(backend="accel")', "unknown argument 'backend'; it takes backends, soc, kernel, faults"),
-    ('qdarpc("minimal")', "takes keyword arguments only"),
-    ('qdarpc(faults="bogus:cdsp")', "cannot build the SoC (faults='bogus:cdsp'): 'bogus:cdsp': unknown fault kind"),
-    ('qdarpc(soc="huge")', "cannot build the SoC (soc='huge'): unknown SoC profile 'huge'"),
-    ('qdarpc(kernel="accel:qda-v9")', "cannot build the SoC (kernel='accel:qda-v9')"),
-    ("qdarpc(soc=3)", "soc=3: must be a string"),
+    ('qdarpc(backends=["accel", "vulkan"])',
+     "@pytest.mark.qdarpc: backends=['accel', 'vulkan']: give a non-empty list of distinct"),
+    ("qdarpc(backends=[])", "@pytest.mark.qdarpc: backends=[]: give a non-empty list"),
+    ('qdarpc(backend="accel")',
+     "@pytest.mark.qdarpc: unknown argument 'backend'; it takes backends, soc, kernel, faults"),
+    ('qdarpc("minimal")', "@pytest.mark.qdarpc: takes keyword arguments only"),
+    ('qdarpc(faults="bogus:cdsp")', "qdarpc_soc: cannot build the SoC of @pytest.mark.qdarpc(faults='bogus:cdsp'): "
+                                    "'bogus:cdsp': unknown fault kind"),
+    ('qdarpc(soc="huge")',
+     "qdarpc_soc: cannot build the SoC of @pytest.mark.qdarpc(soc='huge'): unknown SoC profile 'huge'"),
+    ('qdarpc(kernel="accel:qda-v9")',
+     "qdarpc_soc: cannot build the SoC of @pytest.mark.qdarpc(kernel='accel:qda-v9'): "),
+    ("qdarpc(soc=3)", "@pytest.mark.qdarpc: soc=3: must be a string"),
 ])
-def test_bad_marker_arguments_are_reported(inner, marker, message):
+def test_bad_marker_arguments_fail_that_test_once(inner, marker, message):
     inner.makepyfile(f"""
         import pytest
 
         @pytest.mark.{marker}
         def test_x(fastrpc):
             pass
+
+        def test_other_tests_of_the_file_run():
+            pass
     """)
     res = inner.runpytest()
-    assert res.ret != 0
-    assert f"test_x: @pytest.mark.qdarpc: {message}" in res.stdout.str()
+    res.assert_outcomes(passed=1, errors=1)  # in test_x's setup, not the file's collection
+    out = res.stdout.str()
+    assert f"test_x: {message}" in out
+    assert "During handling of the above exception" not in out and out.count(message) == 1
 
 
-def test_backends_on_a_test_without_fastrpc_is_an_error(inner):
+@pytest.mark.parametrize("var,value", [("QDARPC_FAULTS", "bogus:cdsp"), ("QDARPC_KERNEL", "accel:qda-v9"),
+                                       ("QDARPC_SOC", "huge")])
+def test_a_bad_environment_is_named_not_the_marker(inner, monkeypatch, var, value):
+    monkeypatch.setenv(var, value)
+    inner.makepyfile("""
+        import pytest
+
+        def test_x(qdarpc_soc):
+            pass
+
+        @pytest.mark.qdarpc(soc="minimal")
+        def test_y(fastrpc):
+            pass
+    """)
+    res = inner.runpytest()
+    out = res.stdout.str()
+    assert f"test_x: qdarpc_soc: cannot build the SoC: ${var}: " in out  # qda_core names the variable
+    assert "test_x: @pytest.mark.qdarpc" not in out and "qdarpc()" not in out
+    if var == "QDARPC_SOC":  # the marker's profile wins over the variable
+        res.assert_outcomes(errors=1, passed=1)
+    else:  # the marker's part and the variable's, each named
+        res.assert_outcomes(errors=2)
+        assert f"test_y: qdarpc_soc: cannot build the SoC of @pytest.mark.qdarpc(soc='minimal'): ${var}: " in out
+
+
+def test_backends_on_a_test_without_fastrpc_is_an_error_of_that_test(inner):
     inner.makepyfile("""
         import pytest
 
         @pytest.mark.qdarpc(backends=["legacy"])
         def test_x(qdarpc_soc):
             pass
+
+        @pytest.mark.qdarpc(backends=["accel", "legacy"])
+        def test_y(fastrpc):
+            pass
     """)
-    res = inner.runpytest()
-    assert res.ret != 0
-    assert "backends= chooses the backend of the fastrpc fixture, which this test does not use" in res.stdout.str()
+    res = inner.runpytest("-v")
+    res.assert_outcomes(passed=2, errors=1)
+    res.stdout.fnmatch_lines(["*::test_x ERROR*", "*::test_y[[]accel[]] PASSED*", "*::test_y[[]legacy[]] PASSED*"])
+    assert ("test_x: @pytest.mark.qdarpc: backends= chooses the backend of the fastrpc fixture, which this test "
+            "does not use") in res.stdout.str()
 
 
 _PORTED = """
