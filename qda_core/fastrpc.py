@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import errno
 import heapq
+import itertools
 import struct
 import threading
 
@@ -104,42 +105,67 @@ CTX_ID4 = CtxLayout("id<<4", 4)
 CTX_ID8_SEQ = CtxLayout("seq<<16|id<<8", 8, seq_shift=16, poll_word=True)
 
 
+def _s32(v: int) -> int:
+    """``v`` as an ``atomic_t`` holds it: wrapped to a signed 32-bit int."""
+    return ((v + (1 << 31)) & 0xFFFF_FFFF) - (1 << 31)
+
+
 def _s32_inc(v: int) -> int:
     """``atomic_inc_return`` on an ``atomic_t``: the next value, wrapping as a 32-bit int."""
-    return ((v + 1 + (1 << 31)) & 0xFFFF_FFFF) - (1 << 31)
+    return _s32(v + 1)
 
 
 class IdAllocator:
     """Context ids. ``cyclic=False``: lowest free id >= 1 (xarray ALLOC1, QDA RFC);
-    ``cyclic=True``: next id after the last one, wrapping within 1..limit (legacy IDR cyclic)."""
+    ``cyclic=True``: next id after the last one, wrapping within 1..limit (legacy IDR cyclic).
+
+    Lock-free: every invoke on a channel, from any file and thread, allocates and frees here,
+    and a lock shared by those threads convoys them under the GIL (issue 15: two threads on
+    separate sessions ran at 0.4x one). Each step is instead one call of a C builtin on ints
+    (``next`` of a ``count``, ``dict.setdefault``/``pop``, ``heappop``/``heappush``), which
+    neither releases the GIL nor runs Python code, so no other thread interleaves with it: an
+    id is taken by exactly one caller, and freed once."""
 
     def __init__(self, limit: int, cyclic: bool):
         self.limit = limit
         self.cyclic = cyclic
-        self._used: set[int] = set()
-        self._free: list[int] = []
-        self._next = 1
+        self._used: dict[int, object] = {}  # id -> the token of the alloc() that claimed it
+        self._free: list[int] = []          # lowest-free: ids given back, a heap
+        self._fresh = itertools.count(1)    # lowest-free: ids above every one handed out so far
+        self._cursor = itertools.count(0)   # cyclic: candidate positions, id = position % limit + 1
 
     def alloc(self) -> int:
         if len(self._used) >= self.limit:
             # idr_alloc_cyclic and xa_alloc both answer a full id range with EBUSY.
-            raise errno_error(errno.EBUSY, f"no free invoke context id ({self.limit} invokes outstanding)")
+            raise self._busy()
         if self.cyclic:
-            while self._next in self._used:
-                self._next = self._next % self.limit + 1
-            i = self._next
-            self._next = i % self.limit + 1
-        else:
-            i = heapq.heappop(self._free) if self._free else self._next
-            if i == self._next:
-                self._next += 1
-        self._used.add(i)
+            # Candidates in cursor order, each examined by one caller only: the id after the
+            # last one taken, skipping those in use, as the kernel's IDR does under its lock.
+            token = object()
+            for _ in range(self.limit):
+                i = next(self._cursor) % self.limit + 1
+                if self._used.setdefault(i, token) is token:
+                    return i
+            raise self._busy()
+        try:
+            i = heapq.heappop(self._free)  # the heap holds only ids below _fresh's next
+        except IndexError:
+            i = next(self._fresh)
+        if i > self.limit:
+            heapq.heappush(self._free, i)  # kept for when an id frees up below it
+            raise self._busy()
+        self._used[i] = None
         return i
 
     def free(self, i: int) -> None:
-        self._used.discard(i)
-        if not self.cyclic:
+        if self._used.pop(i, _UNUSED) is not _UNUSED and not self.cyclic:
             heapq.heappush(self._free, i)
+
+    def _busy(self) -> OSError:
+        return errno_error(errno.EBUSY, f"no free invoke context id ({self.limit} invokes outstanding)")
+
+
+_UNUSED = object()
 
 
 _tls = threading.local()  # this thread's last invoke traffic, while tracing
@@ -195,19 +221,31 @@ class FastRpc:
     def __init__(self, channel: Channel, ids: IdAllocator, layout: CtxLayout = CTX_ID4):
         self.channel = channel
         self.layout = layout
+        # No lock on the invoke path (every thread of the channel passes here; see IdAllocator):
+        # _ids is lock-free, _seqs is the channel's atomic_t ctx_seq (next() is one C call), and
+        # _pending (context id -> _Ctx) changes only by single dict stores and pops under the GIL.
         self._ids = ids
-        self._seq = 0  # the channel's atomic_t ctx_seq (layouts with a sequence number)
+        self._seqs = itertools.count(1)  # yields the value atomic_inc_return would (before wrapping)
         self._pending: dict[int, _Ctx] = {}
-        self._lock = threading.Lock()  # protects _ids, _seq and _pending
+        self._drop_lock = threading.Lock()  # protects dropped_replies (a fault's path only)
         self.dropped_replies = 0
         channel.on_receive = self._on_reply
 
+    @property
+    def _seq(self) -> int:
+        """The channel's ctx_seq: the sequence number of the last context allocated."""
+        return _s32(debug.count_value(self._seqs) - 1)
+
+    @_seq.setter
+    def _seq(self, value: int) -> None:
+        self._seqs = itertools.count(value + 1)
+
     def _on_reply(self, data: bytes) -> None:
         rsp = wire.Rsp.unpack(data)
-        with self._lock:
-            ctx = self._pending.get(self.layout.slot(rsp.ctx))
+        ctx = self._pending.get(self.layout.slot(rsp.ctx))
         if ctx is None or ctx.ctx != rsp.ctx & self.layout.match_mask:
-            self.dropped_replies += 1
+            with self._drop_lock:
+                self.dropped_replies += 1
             debug.dbg("rpmsg", "no context matches reply ctx %#x", rsp.ctx)
             return
         ctx.retval = rsp.retval
@@ -240,12 +278,9 @@ class FastRpc:
         shift = wire.FASTRPC_ALIGN if layout.poll_word and n % 16 == 0 else 0
         size = marshal.payload_size(sc, args, refs) + shift
         rounded = (size + wire.PAGE_SIZE - 1) & ~(wire.PAGE_SIZE - 1)
-        with self._lock:
-            i = self._ids.alloc()
-            if layout.seq_shift is not None:
-                self._seq = _s32_inc(self._seq)
-            ctx = _Ctx(i, layout.encode(i, self._seq, pd))
-            self._pending[i] = ctx
+        i = self._ids.alloc()
+        ctx = _Ctx(i, layout.encode(i, _s32(next(self._seqs)) if layout.seq_shift is not None else 0, pd))
+        self._pending[i] = ctx
         try:
             msg = msg_alloc(max(rounded, wire.PAGE_SIZE))
             try:
@@ -280,9 +315,8 @@ class FastRpc:
             finally:
                 msg.release()
         finally:
-            with self._lock:
-                del self._pending[i]
-                self._ids.free(i)
+            del self._pending[i]
+            self._ids.free(i)
         return ctx.retval
 
 
