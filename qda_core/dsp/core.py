@@ -163,7 +163,10 @@ class EmulatedDsp:
         self.cost = cost or DOMAIN_COST[domain]
         self.stats = DspStats()
         self.loader = Loader(domain, BUILTIN_SKELS, skel_path_env)
-        # Protects _procs ((channel, client id) -> Process), _next_handle and _generation.
+        # Protects the updates of _procs ((channel, client id) -> Process), _next_handle and
+        # _generation. Not taken to read one of them (each read is one load or dict lookup under
+        # the GIL): every message reads _procs and _generation, and a lock all of a DSP's callers
+        # share convoys their threads under the GIL (issue 15).
         self._lock = threading.Lock()
         self._procs: dict[tuple[str, int], Process] = {}
         self._next_handle = FIRST_DYNAMIC_HANDLE
@@ -442,8 +445,7 @@ class EmulatedDsp:
         return self._add_process(m.chan, self._new_process(m, origin, pname, name=pname, init_mem=heap_page))
 
     def _proc(self, chan: str, cid: int) -> Process | None:
-        with self._lock:
-            return self._procs.get((chan, cid))
+        return self._procs.get((chan, cid))  # one lookup: no lock (see __init__)
 
     def _live(self, chan: str, cid: int) -> tuple[Process | None, int]:
         p = self._proc(chan, cid)

@@ -47,6 +47,7 @@ import contextlib
 import os
 import threading
 import time
+from collections import deque
 from contextvars import ContextVar
 from dataclasses import dataclass, fields, replace
 from typing import Iterator, Mapping
@@ -246,40 +247,61 @@ def measure() -> Iterator[Measure]:
 
 
 class DspStats:
-    """Counters of one emulated DSP; read them with :meth:`snapshot`.
+    """Counters of one emulated DSP; read them with :meth:`snapshot` (or one as an attribute).
 
     ``invokes`` counts every message, ``errors`` those answered non-zero, ``crashes`` PD
     crashes; ``bytes_in``/``bytes_out`` are buffer bytes by direction, ``handles_in``/
     ``handles_out`` the number of handle arguments; ``modeled_ns`` the summed cost model.
+
+    Every message the DSP handles, from any thread, is recorded here, and a lock its callers
+    share convoys their threads under the GIL (issue 15). So :meth:`record` takes none: it
+    appends the message's figures to a queue (one ``deque.append``, atomic under the GIL), and
+    the queue is folded into the totals under ``_lock`` by a reader, or by a recorder that
+    finds the queue long and the lock free (it never waits for it). A record is counted
+    whole or not yet, never lost.
     """
 
     _FIELDS = ("invokes", "errors", "crashes", "bytes_in", "bytes_out", "handles_in",
                "handles_out", "modeled_ns")
+    _FOLD_AT = 512  # records queued before a recorder folds them
 
     def __init__(self):
-        self._lock = threading.Lock()  # Protects every counter below.
-        self.reset()
+        self._queue: deque[tuple[int, ...]] = deque()
+        self._lock = threading.Lock()  # protects _totals (folding the queue into them, reading them)
+        self._totals = [0] * len(self._FIELDS)
 
     def reset(self) -> None:
         with self._lock:
-            for f in self._FIELDS:
-                setattr(self, f, 0)
+            self._fold()  # what was recorded before the reset goes with it
+            self._totals = [0] * len(self._FIELDS)
 
     def record(self, *, bytes_in=0, bytes_out=0, handles_in=0, handles_out=0, ns=0,
                error=False, crash=False) -> None:
-        with self._lock:
-            self.invokes += 1
-            self.errors += bool(error)
-            self.crashes += bool(crash)
-            self.bytes_in += bytes_in
-            self.bytes_out += bytes_out
-            self.handles_in += handles_in
-            self.handles_out += handles_out
-            self.modeled_ns += ns
+        q = self._queue
+        q.append((1, bool(error), bool(crash), bytes_in, bytes_out, handles_in, handles_out, ns))
+        if len(q) >= self._FOLD_AT and self._lock.acquire(False):
+            try:
+                self._fold()
+            finally:
+                self._lock.release()
+
+    def _fold(self) -> None:
+        """Add the records queued now to the totals (the caller holds ``_lock``); records
+        appended meanwhile stay queued for the next fold."""
+        q = self._queue
+        batch = [q.popleft() for _ in range(len(q))]
+        if batch:
+            self._totals = [t + sum(col) for t, col in zip(self._totals, zip(*batch))]
 
     def snapshot(self) -> dict[str, int]:
         with self._lock:
-            return {f: getattr(self, f) for f in self._FIELDS}
+            self._fold()
+            return dict(zip(self._FIELDS, self._totals))
+
+    def __getattr__(self, name: str) -> int:
+        if name in DspStats._FIELDS:
+            return self.snapshot()[name]
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
     def __repr__(self) -> str:
         return f"DspStats({self.snapshot()})"
