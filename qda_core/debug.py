@@ -8,17 +8,19 @@ import itertools
 import logging
 import os
 import threading
-from collections import Counter
 
 log = logging.getLogger("qdarpc")
 _enabled = {c.strip() for c in os.environ.get("QDARPC_DEBUG", "").split(",") if c.strip()}
 
-# Protects _live.
-_lock = threading.Lock()
+# Live objects per kind as two counters, (created, destroyed), counted without a lock: objects
+# are made and freed on invoke paths of every thread (a legacy by-reference invoke makes and frees
+# two per call today), and a lock all threads share convoys them under the GIL (issue 15). See
+# count_value.
+_counts: dict[str, tuple[itertools.count, itertools.count]] = {}
+_lock = threading.Lock()  # protects adding a kind to _counts
 # A thread of the parent may hold a module lock at fork(); in the child only the forking thread
 # exists, so the lock is free whatever its state was (the same for every module-level lock).
 os.register_at_fork(after_in_child=_lock._at_fork_reinit)
-_live: Counter[str] = Counter()
 
 
 def dbg(category: str, msg: str, *args) -> None:
@@ -27,20 +29,31 @@ def dbg(category: str, msg: str, *args) -> None:
         log.debug(f"[{category}] " + msg, *args)
 
 
+def _counters(kind: str) -> tuple[itertools.count, itertools.count]:
+    c = _counts.get(kind)
+    if c is None:
+        with _lock:
+            c = _counts.setdefault(kind, (itertools.count(), itertools.count()))
+    return c
+
+
 def created(kind: str) -> None:
-    with _lock:
-        _live[kind] += 1
+    next(_counters(kind)[0])
 
 
 def destroyed(kind: str) -> None:
-    with _lock:
-        _live[kind] -= 1
+    next(_counters(kind)[1])
 
 
 def live_objects() -> dict[str, int]:
     """Counts of emulator objects alive now, by kind (``gem``, ``backing``, ``accel_file``...)."""
-    with _lock:
-        return {k: v for k, v in _live.items() if v}
+    live = {}
+    for kind, (made, freed) in list(_counts.items()):
+        gone = count_value(freed)  # read first: every object freed was made before, so n >= 0
+        n = count_value(made) - gone
+        if n:
+            live[kind] = n
+    return live
 
 
 def count_value(counter: itertools.count) -> int:
