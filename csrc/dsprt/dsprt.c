@@ -63,6 +63,7 @@ static TLS struct guard *volatile active;   /* set only while skel code runs in 
 static TLS int chaining;                     /* inside a chained handler (loop breaker) */
 static TLS int thread_ready;                 /* alternate stack checked for this thread */
 static TLS int last_signo, last_code;
+static TLS int call_signo;                   /* the fault of this thread's latest call, 0: none */
 static TLS uint64_t last_addr;
 
 static qdarpc_dsprt_log_fn log_cb;           /* atomic */
@@ -269,9 +270,11 @@ API int qdarpc_dsp_call(void *fn, int handle_style, uint64_t h64, uint32_t sc, v
 	if (!thread_ready)
 		prepare_thread();
 	chaining = 0;
+	call_signo = 0;
 	g.signo = 0;
 	if (sigsetjmp(g.jb, 0) != 0) {
 		active = NULL;
+		call_signo = g.signo;
 		last_signo = g.signo;
 		last_code = g.code;
 		last_addr = (uint64_t)(uintptr_t)g.addr;
@@ -299,6 +302,11 @@ API int qdarpc_dsprt_last_fault(uint64_t *addr, int *code)
 	if (code != NULL)
 		*code = last_code;
 	return last_signo;
+}
+
+API int qdarpc_dsprt_call_fault(uint64_t *addr, int *code)
+{
+	return call_signo ? qdarpc_dsprt_last_fault(addr, code) : 0;
 }
 
 API int qdarpc_dsprt_ensure(void)

@@ -45,6 +45,15 @@ int qdarpc_dsp_call(void *fn, int handle_style, uint64_t h64, uint32_t sc, void 
 int qdarpc_dsprt_last_fault(uint64_t *addr, int *code);
 
 /*
+ * Whether the calling thread's latest qdarpc_dsp_call faulted: its signal (0: the skel
+ * returned) and, if it did, the address and si_code as qdarpc_dsprt_last_fault gives them. For
+ * a caller that passes a NULL `signo` and asks only when the call returned
+ * QDARPC_DSP_CALL_FAULTED, which a skel may also return (the Python side: no out-parameter to
+ * allocate per call).
+ */
+int qdarpc_dsprt_call_fault(uint64_t *addr, int *code);
+
+/*
  * Make sure the guard's handlers are the installed ones: installs them on first use, and
  * re-installs any that were replaced since (e.g. by Python's faulthandler.enable()), chaining to
  * the replacement for faults outside skel code. Returns how many it (re-)installed, -1 on error.

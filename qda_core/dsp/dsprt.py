@@ -49,6 +49,8 @@ _SI_CODES = {
                     6: "ILL_PRVREG", 7: "ILL_COPROC", 8: "ILL_BADSTK"},
 }
 _SI_TKILL = -6
+#: What ``qdarpc_dsp_call`` returns after a caught fault (QDARPC_DSP_CALL_FAULTED in dsprt.h).
+FAULTED = 0x8000040D - (1 << 32)
 
 
 class RuntimeMissing(OSError):
@@ -133,6 +135,8 @@ def load() -> ctypes.CDLL:
         lib.qdarpc_dsp_call.restype = ctypes.c_int
         lib.qdarpc_dsprt_last_fault.argtypes = [ctypes.POINTER(ctypes.c_uint64), ctypes.POINTER(ctypes.c_int)]
         lib.qdarpc_dsprt_last_fault.restype = ctypes.c_int
+        lib.qdarpc_dsprt_call_fault.argtypes = [ctypes.POINTER(ctypes.c_uint64), ctypes.POINTER(ctypes.c_int)]
+        lib.qdarpc_dsprt_call_fault.restype = ctypes.c_int
         lib.qdarpc_dsprt_ensure.argtypes = []
         lib.qdarpc_dsprt_ensure.restype = ctypes.c_int
         lib.qdarpc_dsprt_set_log.argtypes = [_LOG_FN]
@@ -151,14 +155,16 @@ def ensure_guard() -> int:
     return load().qdarpc_dsprt_ensure()
 
 
-def call(fn: int, handle_style: bool, h64: int, sc: int, pra: int, where: str) -> int:
+def call(fn: int, handle_style: bool, h64: int, sc: int, pra: int, module: str, method: int) -> int:
     """Run skel entry ``fn`` (an address) with ``sc`` and the ``remote_arg`` array at ``pra``
-    under the crash guard; its return value, or :class:`NativeFault` if it faulted."""
+    under the crash guard: its return value, or :class:`NativeFault` if it faulted (in method
+    ``method`` of ``module``). ctypes releases the GIL for the whole skel call."""
     lib = _lib or load()
-    signo = ctypes.c_int(0)
-    rv = lib.qdarpc_dsp_call(fn, 1 if handle_style else 0, h64, sc, pra, ctypes.byref(signo))
-    if signo.value:
+    rv = lib.qdarpc_dsp_call(fn, 1 if handle_style else 0, h64, sc, pra, None)
+    # A skel may return the faulted code itself: only then ask whether this call faulted.
+    if rv == FAULTED:
         addr, code = ctypes.c_uint64(0), ctypes.c_int(0)
-        lib.qdarpc_dsprt_last_fault(ctypes.byref(addr), ctypes.byref(code))
-        raise NativeFault(signo.value, addr.value, code.value, where)
+        signo = lib.qdarpc_dsprt_call_fault(ctypes.byref(addr), ctypes.byref(code))
+        if signo:
+            raise NativeFault(signo, addr.value, code.value, f"{module} method {method}")
     return rv

@@ -103,11 +103,11 @@ class NativeModule:
         self.h64 = 0
         dsprt.ensure_guard()  # once per module opened: faulthandler.enable() may have replaced it
 
-    def _call(self, h64: int, sc: int, pra, method: int) -> int:
+    def _call(self, h64: int, sc: int, pra: int, method: int) -> int:
         tls = dsprt.context
         prev, tls.ctx = tls.ctx, self.ctx
         try:
-            return dsprt.call(self._fn, self._hs, h64, sc, ctypes.addressof(pra), f"{self._where} method {method}")
+            return dsprt.call(self._fn, self._hs, h64, sc, pra, self._where, method)
         finally:
             tls.ctx = prev
 
@@ -122,7 +122,7 @@ class NativeModule:
         pra[0].buf.nLen = 4
         pra[1].buf.pv = ctypes.addressof(namebuf)
         pra[1].buf.nLen = len(name)
-        rv = self._call(0, _SC_OPEN, pra, 0)
+        rv = self._call(0, _SC_OPEN, ctypes.addressof(pra), 0)
         if rv == 0:
             self.h64 = pra[2].h64
         return aee.to_int32(rv)
@@ -132,21 +132,42 @@ class NativeModule:
             return 0
         pra = (RemoteArg * 1)()
         pra[0].h64 = self.h64
-        return aee.to_int32(self._call(0, _SC_CLOSE, pra, 1))
+        return aee.to_int32(self._call(0, _SC_CLOSE, ctypes.addressof(pra), 1))
 
     def invoke(self, call: Call) -> int:
-        bufs = list(call.inbufs) + list(call.outbufs)
-        handles = list(call.inhandles) + list(call.outhandles)
-        pra = (RemoteArg * max(1, len(bufs) + len(handles)))()
-        keep = []  # numpy views pinning each buffer's address for the call
-        for i, mv in enumerate(bufs):
-            arr = np.frombuffer(mv, dtype=np.uint8) if len(mv) else None
-            keep.append(arr)
-            pra[i].buf.pv = arr.ctypes.data if arr is not None else None
-            pra[i].buf.nLen = len(mv)
-        for j, h in enumerate(handles, start=len(bufs)):
-            pra[j].dma.fd = h.fd
-            pra[j].dma.offset = h.offset
-        rv = self._call(self.h64 if self._hs else 0, call.sc, pra, call.method)
-        del keep
+        # The remote_arg array packed in one C call, not a field at a time through ctypes:
+        # every step here holds the GIL that other threads' invokes wait for (issue 15).
+        vals: list[int] = []
+        for mv in (*call.inbufs, *call.outbufs):
+            n = len(mv)
+            vals += (_address(mv) if n else 0, n)
+        for h in (*call.inhandles, *call.outhandles):
+            vals += ((h.fd & 0xFFFF_FFFF) | (h.offset & 0xFFFF_FFFF) << 32, 0)  # {int32 fd, uint32 offset}
+        pra = bytearray(_REMOTE_ARG_SIZE * max(1, len(vals) // 2))
+        if vals:
+            _pra_struct(len(vals)).pack_into(pra, 0, *vals)
+        # The views in ``call`` keep every buffer mapped until the skel returns.
+        rv = self._call(self.h64 if self._hs else 0, call.sc, ctypes.addressof(ctypes.c_char.from_buffer(pra)),
+                        call.method)
         return aee.to_int32(rv)
+
+
+_REMOTE_ARG_SIZE = ctypes.sizeof(RemoteArg)
+_PRA_STRUCTS: dict[int, struct.Struct] = {}
+
+
+def _pra_struct(nvals: int) -> struct.Struct:
+    """``nvals`` u64 words: a remote_arg array of ``nvals / 2`` entries, each packed as
+    ``{pv, nLen}`` (a handle's ``{fd, offset}`` is the first word)."""
+    st = _PRA_STRUCTS.get(nvals)
+    if st is None:
+        st = _PRA_STRUCTS[nvals] = struct.Struct(f"<{nvals}Q")  # a racing thread stores an equal one
+    return st
+
+
+def _address(mv: memoryview) -> int:
+    """Address of a non-empty 1-D byte view; numpy for a read-only one (ctypes takes only
+    writable buffers)."""
+    if mv.readonly:
+        return np.frombuffer(mv, np.uint8).ctypes.data
+    return ctypes.addressof(ctypes.c_char.from_buffer(mv))
