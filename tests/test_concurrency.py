@@ -410,3 +410,253 @@ def test_forced_close_fails_calls_in_flight_with_econnreset(make_soc, backend, h
             assert not lib._sessions and user_pds(soc) == []
     finally:
         lib.close_all()
+
+
+# --- threads on separate sessions: what every invoke passes through is shared, unlocked --------
+# Each invoke takes a context id of its channel and counts on the channel and on the DSP. None of
+# that takes a lock the sessions share (under the GIL such a lock convoys their threads: issue
+# 15), so here sessions on many threads hammer it at once and every figure must come out exact.
+KERNELS = ["accel:qda-rfc-2026-02", "accel:qda-v1-2026-05", "legacy:misc-7.2", "legacy:misc-7.3",
+           "legacy:qda-shim"]
+SESSIONS = 6  # the default cdsp has 8 context banks; each thread opens its own file
+
+
+def session_threads(soc, frontend: str, work) -> list:
+    """SESSIONS threads, each with a file of its own (opened in that thread, so a bank of its
+    own too) and an unsigned PD on it; ``work(f, tid)`` returns None or a failure."""
+    def worker(tid: int):
+        f = soc.open_device("cdsp") if frontend == "accel" else soc.open("/dev/fastrpc-cdsp")
+        try:
+            assert f.init_create(attrs=8) == 0
+            return work(f, tid)
+        finally:
+            f.close()
+
+    return run_threads([lambda t=t: worker(t) for t in range(SESSIONS)])
+
+
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_sessions_on_threads_share_ids_and_counters_exactly(make_soc, monkeypatch, kernel, busy_switching):
+    """No two messages in flight on the channel carry the same context id, every call reads
+    back exactly what it sent, and the channel's counts, the DSP's statistics and (Linux 7.3's
+    ctx word) the sequence number all count every message once."""
+    from qda_core import wire
+
+    soc = make_soc("default", kernel=kernel)
+    frontend = kernel.split(":")[0]
+    dom = soc.domain("cdsp")
+    eng = dom.accel.fastrpc if frontend == "accel" else dom.legacy_channel.fastrpc
+    chan, dsp = eng.channel, dom.dsp
+    inflight, clashes, guard = set(), [], threading.Lock()  # the test's own bookkeeping
+    orig = dsp.receive
+
+    def receive(msg, reply, channel="", origin=None):
+        slot = eng.layout.slot(wire.Msg.unpack(msg).ctx)
+        with guard:
+            if slot in inflight:
+                clashes.append(slot)
+            inflight.add(slot)
+        try:
+            return orig(msg, reply, channel, origin)
+        finally:
+            with guard:
+                inflight.discard(slot)
+
+    monkeypatch.setattr(dsp, "receive", receive)
+    before, sent, received, seq = dsp.stats.snapshot(), chan.sent, chan.received, eng._seq
+
+    def echo(f, tid):
+        _, h = open_module(f, TEST)
+        for i in range(CALLS):
+            data = struct.pack("<II", tid, i) * (1 + (i * 5 + tid) % 40)
+            out = bytearray(len(data))
+            if f.invoke(h, SC_ECHO, [data, out]) or out != data:
+                return (tid, i)
+        return None
+
+    assert session_threads(soc, frontend, echo) == []
+    assert clashes == []
+    messages = chan.sent - sent
+    assert messages > SESSIONS * CALLS and chan.received - received == messages
+    after = dsp.stats.snapshot()
+    assert after["invokes"] - before["invokes"] == messages and after["errors"] == before["errors"]
+    if eng.layout.seq_shift is not None:
+        assert eng._seq - seq == messages
+    assert not eng._pending and not eng._ids._used
+
+
+@pytest.mark.parametrize("cyclic", [False, True], ids=["lowest-free", "cyclic"])
+def test_context_ids_are_never_shared_and_the_range_still_fills(cyclic, busy_switching):
+    """More threads than ids allocate and free at once: an id is held by one caller at a time,
+    within 1..limit, refused with EBUSY only when taken; afterwards the whole range is free."""
+    import errno
+
+    from qda_core.fastrpc import IdAllocator
+
+    limit = 16
+    ids = IdAllocator(limit=limit, cyclic=cyclic)
+    holders: dict = {}
+
+    def hammer(tid: int):
+        for _ in range(5000):
+            try:
+                i = ids.alloc()
+            except OSError as exc:
+                if exc.errno != errno.EBUSY:
+                    return (tid, "errno", exc.errno)
+                continue
+            if not 1 <= i <= limit:
+                return (tid, "out of range", i)
+            if holders.setdefault(i, tid) != tid:
+                return (tid, "shared", i)
+            del holders[i]
+            ids.free(i)
+        return None
+
+    assert run_threads([lambda t=t: hammer(t) for t in range(limit + 8)]) == []
+    assert holders == {} and not ids._used
+    taken = [ids.alloc() for _ in range(limit)]
+    assert sorted(taken) == list(range(1, limit + 1))
+    with pytest.raises(OSError) as exc:
+        ids.alloc()
+    assert exc.value.errno == errno.EBUSY
+    ids.free(5)
+    assert ids.alloc() == 5  # the only free one, either way
+
+
+def test_dsp_stats_and_live_counts_lose_no_update(busy_switching):
+    """Recorders on many threads and a reader at once: each snapshot holds whole records only,
+    the totals are exact, and live-object counts return to zero, never read below it."""
+    from qda_core import debug
+    from qda_core.dsp import DspStats
+
+    stats = DspStats()
+    kind = "test_concurrency_object"
+    done = threading.Event()
+    per_thread = 2000
+
+    def recorder(tid: int):
+        for i in range(per_thread):
+            debug.created(kind)
+            stats.record(bytes_in=1, bytes_out=2, handles_in=tid, ns=3, error=i % 2 == 0)
+            debug.destroyed(kind)
+        return None
+
+    def reader():
+        while not done.is_set():
+            s = stats.snapshot()
+            n = s["invokes"]
+            # every other record of each thread is an error: n/2 of them, and up to one more per thread
+            if (s["bytes_in"], s["bytes_out"], s["modeled_ns"]) != (n, 2 * n, 3 * n) or \
+                    not n <= 2 * s["errors"] <= n + 6:
+                return ("torn", s)
+            if debug.live_objects().get(kind, 0) < 0:
+                return ("negative", debug.live_objects())
+        return None
+
+    failures = []
+    watcher = threading.Thread(target=lambda: failures.append(reader()))
+    watcher.start()
+    failures += run_threads([lambda t=t: recorder(t) for t in range(6)])
+    done.set()
+    watcher.join()
+    assert [f for f in failures if f is not None] == []
+    n = 6 * per_thread
+    assert stats.snapshot() == {"invokes": n, "errors": n // 2, "crashes": 0, "bytes_in": n, "bytes_out": 2 * n,
+                                "handles_in": per_thread * sum(range(6)), "handles_out": 0, "modeled_ns": 3 * n}
+    assert stats.invokes == n
+    stats.reset()
+    assert set(stats.snapshot().values()) == {0}
+    assert kind not in debug.live_objects()
+
+
+# A native skel on every session at once: the runtime's crash guard, the GIL released for the
+# skel call and the remote_arg array built per call, with one session's skel returning the
+# PD-crashed code as its answer and another's faulting.
+CONC_SKEL = r"""
+#include <stdint.h>
+#include <string.h>
+
+#include "qdarpc/remote_abi.h"
+
+int qdarpc_conc_skel_handle_invoke(remote_handle64 h, uint32_t sc, remote_arg *pra)
+{
+	(void)h;
+	switch (REMOTE_SCALARS_METHOD(sc)) {
+	case 0:
+		pra[2].h64 = 1;
+		return 0;
+	case 1:
+		return 0;
+	case 2: {  /* in0 u32 words, out0 u64 their sum */
+		uint64_t s = 0;
+		uint32_t v;
+		size_t i;
+
+		if (REMOTE_SCALARS_INBUFS(sc) != 1 || REMOTE_SCALARS_OUTBUFS(sc) != 1 || pra[1].buf.nLen < 8)
+			return 0x8000040e;
+		for (i = 0; i + 4 <= pra[0].buf.nLen; i += 4) {
+			memcpy(&v, (const char *)pra[0].buf.pv + i, 4);
+			s += v;
+		}
+		memcpy(pra[1].buf.pv, &s, 8);
+		return 0;
+	}
+	case 3:  /* the PD-crashed code as the method's own answer: no crash */
+		return (int)0x8000040d;
+	case 4:
+		*(volatile int *)0 = 1;
+		return 0;
+	}
+	return 0x80000414;
+}
+"""
+CONC_URI = "file:///libqdarpc_conc_skel.so?qdarpc_conc_skel_handle_invoke&_modver=1.0&_dom=cdsp"
+SC_SUM_U32, SC_ANSWER_CRASHED, SC_FAULT = 0x02010100, 0x03000000, 0x04000000
+PD_CRASHED = 0x8000040D
+
+
+@pytest.fixture(scope="module")
+def conc_skel(tmp_path_factory):
+    import os
+    import shutil
+    import subprocess
+    from pathlib import Path
+
+    cc = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
+    if cc is None:
+        pytest.skip("no C compiler")
+    out = tmp_path_factory.mktemp("conc_skel")
+    (out / "conc.c").write_text(CONC_SKEL)
+    include = Path(__file__).resolve().parents[1] / "csrc" / "include"
+    subprocess.run([cc, "-std=c99", "-Wall", "-Wextra", "-Werror", "-O2", "-fPIC", "-shared", f"-I{include}",
+                    "-o", str(out / "libqdarpc_conc_skel.so"), str(out / "conc.c")],
+                   check=True, capture_output=True, text=True)
+    return out
+
+
+@pytest.mark.needs_cc
+@pytest.mark.parametrize("frontend", ["accel", "legacy"])
+def test_native_skel_on_every_session_at_once(make_soc, monkeypatch, conc_skel, frontend, busy_switching):
+    monkeypatch.setenv("DSP_LIBRARY_PATH", str(conc_skel))
+    soc = make_soc("default")
+    crasher, answerer = 0, 1
+
+    def work(f, tid):
+        _, h = open_module(f, CONC_URI)
+        for i in range(CALLS):
+            words = [tid * 1_000_003 + i * 7 + k for k in range(1 + (i + tid) % 64)]
+            out = bytearray(8)
+            if tid == crasher and i == CALLS // 2:
+                if f.invoke(h, SC_FAULT, []) != PD_CRASHED or f.invoke(h, SC_SUM_U32, [b"\1\0\0\0", out]) != PD_CRASHED:
+                    return (tid, i, "the fault did not crash this PD")
+                return None
+            if tid == answerer and i % 10 == 0 and f.invoke(h, SC_ANSWER_CRASHED, []) != PD_CRASHED:
+                return (tid, i, "the skel's answer was lost")
+            ret = f.invoke(h, SC_SUM_U32, [struct.pack(f"<{len(words)}I", *words), out])
+            if ret or struct.unpack("<Q", out)[0] != sum(words):
+                return (tid, i, hex(ret), bytes(out))
+        states = {p.state for p in soc.domain("cdsp").dsp.processes() if p.client_id == f.client_id}
+        return None if states == {"alive"} else (tid, "state", states)
+
+    assert session_threads(soc, frontend, work) == []
