@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * uaccess.c - copies to/from raw addresses of our own process that return -EFAULT on a bad
- * pointer instead of crashing (see uaccess.h).
+ * pointer instead of crashing (see uaccess.h): memcpy() for ranges the calling thread pinned
+ * as known-valid, process_vm_readv/writev (or a private pipe, for batches) for the rest.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE	/* process_vm_readv/writev; setup.py does not pass -D_GNU_SOURCE */
@@ -23,6 +24,79 @@
 static int range_wraps(uint64_t uaddr, size_t len)
 {
 	return len && (uint64_t)len - 1 > UINT64_MAX - uaddr;
+}
+
+/*
+ * Known-valid ranges of the calling thread (see qda_uaccess_pin()). Thread-local: a range is
+ * valid only while the call that pinned it runs, and only that call's thread may rely on it.
+ * A stack, so nested calls pop what they pushed.
+ */
+struct pin {
+	uint64_t start, end;
+	int writable;
+};
+
+static __thread struct pin pins[QDA_UACCESS_PINS_MAX];
+static __thread size_t npins;
+
+/* Copy counters: relaxed atomics, read only by tests and benchmarks. */
+static unsigned long long stat_memcpy, stat_checked;
+
+static void count(unsigned long long *c)
+{
+	__atomic_fetch_add(c, 1, __ATOMIC_RELAXED);
+}
+
+size_t qda_uaccess_pin_mark(void)
+{
+	return npins;
+}
+
+int qda_uaccess_pin(const void *base, size_t len, int writable)
+{
+	uint64_t start = (uint64_t)(uintptr_t)base;
+
+	if (!len)
+		return 0;
+	if (range_wraps(start, len))
+		return -EINVAL;
+	if (npins == QDA_UACCESS_PINS_MAX)
+		return -ENOSPC;	/* not pinned: its copies take the checked path */
+	pins[npins].start = start;
+	pins[npins].end = start + (uint64_t)(len - 1);
+	pins[npins].writable = writable;
+	npins++;
+	return 0;
+}
+
+void qda_uaccess_unpin(size_t mark)
+{
+	if (mark < npins)
+		npins = mark;
+}
+
+int qda_uaccess_pinned(uint64_t uaddr, size_t len, int write)
+{
+	uint64_t last;
+	size_t i;
+
+	if (!len || range_wraps(uaddr, len))
+		return 0;
+	last = uaddr + (uint64_t)(len - 1);
+	/* newest first: the innermost call's buffers are the likeliest */
+	for (i = npins; i-- > 0;) {
+		const struct pin *p = &pins[i];
+
+		if (uaddr >= p->start && last <= p->end && (!write || p->writable))
+			return 1;
+	}
+	return 0;
+}
+
+void qda_uaccess_stats(unsigned long long *memcpys, unsigned long long *checked)
+{
+	*memcpys = __atomic_load_n(&stat_memcpy, __ATOMIC_RELAXED);
+	*checked = __atomic_load_n(&stat_checked, __ATOMIC_RELAXED);
 }
 
 /*
@@ -179,31 +253,46 @@ int qda_uaccess_range_ok(uint64_t uaddr, size_t len, int write)
 	return ok;
 }
 
-int qda_copy_from_user(void *dst, uint64_t uaddr, size_t len)
+int qda_copy_from_user_checked(void *dst, uint64_t uaddr, size_t len)
 {
 	if (!len)
 		return 0;
 	if (range_wraps(uaddr, len))
 		return -EFAULT;
-	if (len >= QDA_UACCESS_FAST_MIN && qda_uaccess_range_ok(uaddr, len, 0)) {
-		memcpy(dst, (const void *)(uintptr_t)uaddr, len);
+	count(&stat_checked);
+	return pvm_copy(dst, uaddr, len, 0);
+}
+
+int qda_copy_to_user_checked(uint64_t uaddr, const void *src, size_t len)
+{
+	if (!len)
+		return 0;
+	if (range_wraps(uaddr, len))
+		return -EFAULT;
+	count(&stat_checked);
+	/* process_vm_writev only reads from the local iovec; the cast drops const for iovec. */
+	return pvm_copy((void *)(uintptr_t)src, uaddr, len, 1);
+}
+
+/* memmove, not memcpy: a caller's pinned buffer may overlap the local one */
+int qda_copy_from_user(void *dst, uint64_t uaddr, size_t len)
+{
+	if (qda_uaccess_pinned(uaddr, len, 0)) {
+		count(&stat_memcpy);
+		memmove(dst, (const void *)(uintptr_t)uaddr, len);
 		return 0;
 	}
-	return pvm_copy(dst, uaddr, len, 0);
+	return qda_copy_from_user_checked(dst, uaddr, len);
 }
 
 int qda_copy_to_user(uint64_t uaddr, const void *src, size_t len)
 {
-	if (!len)
-		return 0;
-	if (range_wraps(uaddr, len))
-		return -EFAULT;
-	if (len >= QDA_UACCESS_FAST_MIN && qda_uaccess_range_ok(uaddr, len, 1)) {
-		memcpy((void *)(uintptr_t)uaddr, src, len);
+	if (qda_uaccess_pinned(uaddr, len, 1)) {
+		count(&stat_memcpy);
+		memmove((void *)(uintptr_t)uaddr, src, len);
 		return 0;
 	}
-	/* process_vm_writev only reads from the local iovec; the cast drops const for iovec. */
-	return pvm_copy((void *)(uintptr_t)src, uaddr, len, 1);
+	return qda_copy_to_user_checked(uaddr, src, len);
 }
 
 /*
@@ -353,8 +442,19 @@ static int copy_vec(const struct qda_ucopy *v, size_t n, size_t *bad, int to_use
 		size_t k = 0, bytes = 0;
 		long done = -1;
 
+		if (qda_uaccess_pinned(v[i].user, v[i].len, to_user)) {
+			/* known-valid: a plain memmove, no syscall */
+			if (to_user)
+				qda_copy_to_user(v[i].user, v[i].local, v[i].len);
+			else
+				qda_copy_from_user(v[i].local, v[i].user, v[i].len);
+			i++;
+			continue;
+		}
+		/* a run of unpinned small copies goes through the pipe together */
 		while (i + k < n && k < PIPE_IOV_MAX && v[i + k].len <= PIPE_COPY_MAX &&
-		       bytes + v[i + k].len <= PIPE_BATCH_MAX) {
+		       bytes + v[i + k].len <= PIPE_BATCH_MAX &&
+		       !qda_uaccess_pinned(v[i + k].user, v[i + k].len, to_user)) {
 			bytes += v[i + k].len;
 			k++;
 		}
@@ -365,6 +465,7 @@ static int copy_vec(const struct qda_ucopy *v, size_t n, size_t *bad, int to_use
 			pthread_mutex_unlock(&pipe_lock);
 		}
 		if (done > 0) {
+			__atomic_fetch_add(&stat_checked, (unsigned long long)done, __ATOMIC_RELAXED);
 			i += (size_t)done;
 			continue;
 		}

@@ -1,11 +1,41 @@
 # cython: language_level=3, boundscheck=False, wraparound=False
-"""Invoke marshalling over the C core (csrc/marshal.c, decode.c, uaccess.c).
+"""Invoke marshalling over the C core (csrc/marshal.c, decode.c, uaccess.c), and the user copies.
 
 Same API, results and errors as the pure-Python oracle ``qda_core.marshal_ref``; see there
 and csrc/include/qdarpc/marshal.h for the semantics. Import through ``qda_core.marshal``.
+
+User copies (csrc/uaccess.c) take one of two paths with the same results:
+
+* **known-valid** memory is copied with ``memcpy``: ranges the calling thread pinned for the
+  duration of a call (:class:`ArgPins` pins the buffers a typed invoke was given, the library's
+  invoker its callers' buffers) and mappings of the emulator's VMA registry (``vma_add``) whose
+  owner exports them (the GEM and dma-buf CPU mappings, mmaps), each held through an export of
+  its owner while copied, so it can be neither closed nor freed meanwhile;
+* anything else, raw addresses above all, goes through ``process_vm_readv``/``writev``, which
+  report a bad pointer as ``EFAULT``.
+
+Memory is known-valid when its exporter vouches for it (:func:`vouches`): bytes, bytearray,
+array.array, a writable mmap whose file still covers it, numpy arrays and memoryviews over
+those. ctypes objects are not (``from_address`` makes a buffer of any address), nor are
+read-only mmaps (``PROT_NONE`` is a read-only mmap too).
 """
-from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_SIMPLE, PyBUF_WRITABLE
+from cpython.buffer cimport (PyObject_CheckBuffer, PyObject_GetBuffer, PyBuffer_Release, PyBUF_SIMPLE,
+                             PyBUF_WRITABLE)
+from cpython.bytearray cimport PyByteArray_AS_STRING, PyByteArray_Check
+from cpython.bytes cimport PyBytes_Check
+from cpython.exc cimport PyErr_Clear
+from cpython.object cimport PyObject
+from cpython.pycapsule cimport PyCapsule_New
+from cpython.ref cimport Py_INCREF, Py_XDECREF
+from cpython.weakref cimport PyWeakref_GET_OBJECT, PyWeakref_NewRef
 from libc.stdint cimport uint32_t, uint64_t, int32_t
+from libc.stdlib cimport calloc, free, realloc
+from libc.string cimport memcpy, memmove
+
+import array as _array
+import errno as _errno
+import mmap as _mmap
+import sys as _sys
 
 from qda_core.errors import errno_error
 
@@ -49,7 +79,21 @@ cdef extern from "qdarpc/marshal.h" nogil:
                    qda_marshal_status *st)
 
 cdef extern from "qdarpc/uaccess.h" nogil:
+    struct qda_pin_api:
+        size_t (*mark)()
+        int (*pin)(const void *base, size_t len, int writable)
+        void (*unpin)(size_t mark)
+        int (*pin_view)(void *view, int writable)
     int qda_uaccess_prepare()
+    int qda_copy_from_user(void *dst, uint64_t uaddr, size_t len)
+    int qda_copy_to_user(uint64_t uaddr, const void *src, size_t len)
+    int qda_copy_from_user_checked(void *dst, uint64_t uaddr, size_t len)
+    int qda_copy_to_user_checked(uint64_t uaddr, const void *src, size_t len)
+    size_t qda_uaccess_pin_mark()
+    int qda_uaccess_pin(const void *base, size_t len, int writable)
+    void qda_uaccess_unpin(size_t mark)
+    int qda_uaccess_pinned(uint64_t uaddr, size_t len, int write)
+    void qda_uaccess_stats(unsigned long long *memcpys, unsigned long long *checked)
 
 # The copy pipe exists from import on, so it never shows up as a descriptor "leaked" by
 # whichever call happens to be first (failure is fine: copies then go one syscall each).
@@ -58,6 +102,438 @@ qda_uaccess_prepare()
 # Above this payload size the copies dominate; let other threads run meanwhile.
 cdef enum:
     NOGIL_MIN = 65536
+    REG_PINS_MAX = 16   # registry mappings one call pins; more take the checked path
+
+
+cdef inline uint64_t _ld64(const char *p) noexcept nogil:
+    cdef uint64_t v
+    memcpy(&v, p, 8)  # unaligned-safe (descriptors may sit at any offset of a caller's buffer)
+    return v
+
+
+# --- known-valid memory -------------------------------------------------------------------
+cdef object _ndarray = None  # numpy.ndarray once the caller has imported numpy (never imported here)
+
+
+cdef int _mmap_covered(object mm) except -1:
+    # A file truncated under a mapping raises SIGBUS on access, where a checked copy says EFAULT.
+    try:
+        size = mm.size()
+    except OSError:
+        return 1  # anonymous: no file to shrink
+    return 1 if size >= len(mm) else 0
+
+
+cdef int _vouches(object obj, Py_buffer *view) noexcept:
+    """1 if ``obj`` (the exporter of ``view``) guarantees the memory of ``view`` is mapped and
+    readable, and writable unless ``view.readonly``, for as long as ``view`` is held."""
+    global _ndarray
+    cdef int depth
+    try:
+        if _ndarray is None:
+            np = _sys.modules.get("numpy")
+            if np is not None:
+                _ndarray = np.ndarray
+        for depth in range(16):
+            if PyBytes_Check(obj) or PyByteArray_Check(obj) or isinstance(obj, _array.array):
+                return 1
+            if isinstance(obj, memoryview):
+                obj = obj.obj  # None for a view of raw C memory
+                continue
+            if isinstance(obj, _mmap.mmap):
+                # read-only covers PROT_NONE; a writable one is readable too (Linux)
+                return 1 if view.readonly == 0 and _mmap_covered(obj) else 0
+            if _ndarray is not None and isinstance(obj, _ndarray):
+                base = obj.base
+                if base is None:
+                    return 1  # owns its data
+                obj = base
+                continue
+            return 0  # ctypes (from_address), objects of unknown origin
+    except BaseException:
+        PyErr_Clear()
+    return 0
+
+
+cdef int _pin_view(void *vp, int writable) noexcept:
+    """Pin a held Py_buffer if its exporter vouches for it; 1 if pinned."""
+    cdef Py_buffer *v = <Py_buffer *>vp
+    if v.len <= 0 or <PyObject *>v.obj == NULL or not _vouches(v.obj, v):
+        return 0
+    return 1 if qda_uaccess_pin(v.buf, <size_t>v.len, 1 if writable and not v.readonly else 0) == 0 else 0
+
+
+def vouches(buf):
+    """Whether copies of ``buf`` would take the memcpy path (its exporter vouches for it)."""
+    cdef Py_buffer v
+    PyObject_GetBuffer(buf, &v, PyBUF_SIMPLE)
+    try:
+        return bool(v.len and _vouches(v.obj, &v))
+    finally:
+        PyBuffer_Release(&v)
+
+
+cdef qda_pin_api _api
+_api.mark = qda_uaccess_pin_mark
+_api.pin = qda_uaccess_pin
+_api.unpin = qda_uaccess_unpin
+_api.pin_view = _pin_view
+#: ``struct qda_pin_api`` (csrc/include/qdarpc/uaccess.h) of this module's copy of uaccess.c,
+#: for extensions that build descriptors themselves (libadsprpc_compat._remote).
+PIN_API = PyCapsule_New(&_api, "qda_core._marshal.PIN_API", NULL)
+
+
+# --- the emulator's VMA registry ----------------------------------------------------------
+# Sorted by (start, token); only touched with the GIL held. An owner that exports a buffer (an
+# mmap) is kept as a weak reference: copies into its range take an export for their duration.
+cdef struct vma_ent:
+    uint64_t start
+    uint64_t size
+    uint64_t pgoff
+    uint64_t token
+    PyObject *key    # strong
+    PyObject *wref   # strong reference to a weakref of the owner, or NULL
+
+cdef vma_ent *_vmas = NULL
+cdef Py_ssize_t _nvmas = 0
+cdef Py_ssize_t _capvmas = 0
+
+
+cdef Py_ssize_t _vma_upper(uint64_t addr) noexcept:
+    """Index of the first entry with start > addr."""
+    cdef Py_ssize_t lo = 0, hi = _nvmas, mid
+    while lo < hi:
+        mid = (lo + hi) >> 1
+        if _vmas[mid].start <= addr:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo
+
+
+def vma_add(uint64_t token, uint64_t start, uint64_t size, uint64_t pgoff, key, owner):
+    """Register ``[start, start+size)``, a mapping of file ``key`` from byte ``pgoff``, under
+    ``token`` (larger for newer registrations). If ``owner`` exports a buffer covering the range
+    (an mmap), raw copies into it become known-valid while ``owner`` lives."""
+    global _vmas, _nvmas, _capvmas
+    cdef Py_ssize_t i, cap
+    cdef vma_ent *p
+    w = PyWeakref_NewRef(owner, None) if PyObject_CheckBuffer(owner) else None
+    if _nvmas == _capvmas:
+        cap = _capvmas * 2 if _capvmas else 64
+        p = <vma_ent *>realloc(_vmas, cap * sizeof(vma_ent))
+        if p == NULL:
+            raise MemoryError()
+        _vmas, _capvmas = p, cap
+    i = _vma_upper(start)
+    while i > 0 and _vmas[i - 1].start == start and _vmas[i - 1].token > token:
+        i -= 1
+    memmove(&_vmas[i + 1], &_vmas[i], (_nvmas - i) * sizeof(vma_ent))
+    _vmas[i].start = start
+    _vmas[i].size = size
+    _vmas[i].pgoff = pgoff
+    _vmas[i].token = token
+    Py_INCREF(key)
+    _vmas[i].key = <PyObject *>key
+    if w is not None:
+        Py_INCREF(w)
+        _vmas[i].wref = <PyObject *>w
+    else:
+        _vmas[i].wref = NULL
+    _nvmas += 1
+
+
+def vma_remove(uint64_t token, uint64_t start):
+    """Drop the registration ``token`` at ``start``; False if there is none."""
+    global _nvmas
+    cdef Py_ssize_t i = _vma_upper(start) - 1
+    cdef PyObject *key
+    cdef PyObject *wref
+    while i >= 0 and _vmas[i].start == start:
+        if _vmas[i].token == token:
+            key, wref = _vmas[i].key, _vmas[i].wref
+            memmove(&_vmas[i], &_vmas[i + 1], (_nvmas - i - 1) * sizeof(vma_ent))
+            _nvmas -= 1
+            Py_XDECREF(key)  # after the table is consistent: a decref may run Python code
+            Py_XDECREF(wref)
+            return True
+        i -= 1
+    return False
+
+
+def vma_find(uint64_t addr):
+    """``(start, size, pgoff, key)`` of the newest registration at the highest start <= addr if
+    it contains ``addr``, else None."""
+    cdef Py_ssize_t i = _vma_upper(addr) - 1
+    if i < 0 or addr - _vmas[i].start >= _vmas[i].size:
+        return None
+    return (_vmas[i].start, _vmas[i].size, _vmas[i].pgoff, <object>_vmas[i].key)
+
+
+def vma_count():
+    """Registrations in the table."""
+    return _nvmas
+
+
+cdef int _pin_registered(uint64_t uaddr, uint64_t n, int write, Py_buffer *out) noexcept:
+    """If the registry's mapping at ``uaddr`` holds ``n`` bytes and its owner lives and vouches
+    for them: take an export of the owner into ``out`` (the caller releases it), pin it, 1."""
+    cdef Py_ssize_t i = _vma_upper(uaddr) - 1
+    cdef PyObject *owner
+    if i < 0 or _vmas[i].wref == NULL:
+        return 0
+    if uaddr - _vmas[i].start >= _vmas[i].size or n > _vmas[i].size - (uaddr - _vmas[i].start):
+        return 0
+    owner = PyWeakref_GET_OBJECT(<object>_vmas[i].wref)  # None once it is being freed
+    if owner == <PyObject *>None:
+        return 0
+    try:
+        PyObject_GetBuffer(<object>owner, out, PyBUF_SIMPLE)  # closed mmap: ValueError
+    except BaseException:
+        PyErr_Clear()
+        return 0
+    if (uaddr < <uint64_t><size_t>out.buf or n > <uint64_t>out.len or
+            uaddr - <uint64_t><size_t>out.buf > <uint64_t>out.len - n or
+            (write and out.readonly) or not _vouches(<object>owner, out) or
+            qda_uaccess_pin(out.buf, <size_t>out.len, 0 if out.readonly else 1) != 0):
+        PyBuffer_Release(out)
+        return 0
+    return 1
+
+
+cdef int _pin_registered_args(uint32_t sc, Py_buffer *a, Py_buffer *r, int to_user,
+                              Py_buffer *regs) noexcept:
+    """Pin the registry mappings that hold this call's inline in-buffers (or out-buffers when
+    ``to_user``) and that nothing pinned yet; returns the number of exports taken in ``regs``."""
+    cdef uint32_t nin = (sc >> 16) & 0xFF
+    cdef uint32_t nbufs = nin + ((sc >> 8) & 0xFF)
+    cdef uint32_t n = nbufs + ((sc >> 4) & 0xF) + (sc & 0xF)
+    cdef uint32_t i
+    cdef uint64_t ptr, ln
+    cdef int k = 0
+    cdef const char *args = <const char *>a.buf
+    cdef const char *refs = <const char *>r.buf
+    if _nvmas == 0 or <size_t>a.len < 24 * <size_t>n or <size_t>r.len < 16 * <size_t>n:
+        return 0
+    for i in range(nin if to_user else 0, nbufs if to_user else nin):
+        if k == REG_PINS_MAX:
+            break
+        if _ld64(refs + 16 * i + 8) != 0:
+            continue  # by reference: not copied
+        ptr = _ld64(args + 24 * i)
+        ln = _ld64(args + 24 * i + 8)
+        if ln == 0 or ln > <uint64_t>(<size_t>-1) or ln > <uint64_t>0xFFFFFFFFFFFFFFFF - ptr:
+            continue
+        if qda_uaccess_pinned(ptr, <size_t>ln, to_user):
+            continue
+        k += _pin_registered(ptr, ln, to_user, &regs[k])
+    return k
+
+
+# --- user copies ----------------------------------------------------------------------------
+def copy_from_user(dst, uint64_t uaddr, bint checked=False):
+    """Fill writable ``dst`` from user address ``uaddr``: 0 or -EFAULT (NULL is EFAULT).
+    ``checked``: always through process_vm_readv (the reference of the fast path)."""
+    cdef Py_buffer d, reg
+    cdef int ret, held = 0
+    cdef size_t mark, n
+    _get(dst, &d, PyBUF_WRITABLE, "dst")
+    try:
+        n = <size_t>d.len
+        if n == 0:
+            return 0
+        if uaddr == 0:
+            return -_errno.EFAULT
+        if checked:
+            with nogil:
+                ret = qda_copy_from_user_checked(d.buf, uaddr, n)
+            return ret
+        mark = qda_uaccess_pin_mark()
+        try:
+            if _nvmas and not qda_uaccess_pinned(uaddr, n, 0):
+                held = _pin_registered(uaddr, n, 0, &reg)
+            if n >= NOGIL_MIN:
+                with nogil:
+                    ret = qda_copy_from_user(d.buf, uaddr, n)
+            else:
+                ret = qda_copy_from_user(d.buf, uaddr, n)
+        finally:
+            qda_uaccess_unpin(mark)
+            if held:
+                PyBuffer_Release(&reg)
+    finally:
+        PyBuffer_Release(&d)
+    return ret
+
+
+def copy_to_user(uint64_t uaddr, src, bint checked=False):
+    """Write ``src`` to user address ``uaddr``: 0 or -EFAULT (NULL is EFAULT). ``checked``:
+    always through process_vm_writev."""
+    cdef Py_buffer s, reg
+    cdef int ret, held = 0
+    cdef size_t mark, n
+    _get(src, &s, PyBUF_SIMPLE, "src")
+    try:
+        n = <size_t>s.len
+        if n == 0:
+            return 0
+        if uaddr == 0:
+            return -_errno.EFAULT
+        if checked:
+            with nogil:
+                ret = qda_copy_to_user_checked(uaddr, s.buf, n)
+            return ret
+        mark = qda_uaccess_pin_mark()
+        try:
+            if _nvmas and not qda_uaccess_pinned(uaddr, n, 1):
+                held = _pin_registered(uaddr, n, 1, &reg)
+            if n >= NOGIL_MIN:
+                with nogil:
+                    ret = qda_copy_to_user(uaddr, s.buf, n)
+            else:
+                ret = qda_copy_to_user(uaddr, s.buf, n)
+        finally:
+            qda_uaccess_unpin(mark)
+            if held:
+                PyBuffer_Release(&reg)
+    finally:
+        PyBuffer_Release(&s)
+    return ret
+
+
+def copy_stats():
+    """Process-wide counts of user copies by path: ``memcpy`` (known-valid) and ``checked``."""
+    cdef unsigned long long m = 0, c = 0
+    qda_uaccess_stats(&m, &c)
+    return {"memcpy": m, "checked": c}
+
+
+def pinned(uint64_t uaddr, size_t n, bint write=False):
+    """Whether the calling thread has ``[uaddr, uaddr+n)`` pinned as known-valid now."""
+    return bool(qda_uaccess_pinned(uaddr, n, write))
+
+
+def address(buf):
+    """Address of a contiguous buffer-protocol object (0 if empty)."""
+    cdef Py_buffer v
+    PyObject_GetBuffer(buf, &v, PyBUF_SIMPLE)
+    try:
+        return <size_t>v.buf if v.len else 0
+    finally:
+        PyBuffer_Release(&v)
+
+
+# --- typed invoke arguments ---------------------------------------------------------------
+cdef object _INVOKE_ARG = None
+
+
+cdef class ArgPins:
+    """The ``fastrpc_invoke_args`` descriptors of a typed invoke's ``args`` (see
+    ``qda_core.invoke_args.descriptors``: same checks, errors and bytes), holding every buffer.
+    As a context manager it pins the copied ones (and the descriptors) on the calling thread for
+    the ``with`` block and returns the descriptors; the buffers are released on exit."""
+    cdef Py_buffer *views
+    cdef char *state       # per buffer argument: bit 0 held, bit 1 copied (worth pinning)
+    cdef Py_ssize_t nbufs
+    cdef Py_buffer dview
+    cdef bint dheld
+    cdef size_t mark
+    cdef readonly bytearray descs
+
+    def __cinit__(self):
+        self.views = NULL
+        self.state = NULL
+        self.nbufs = 0
+        self.dheld = False
+
+    def __init__(self, uint32_t sc, args, ref_type, bufref_type, handle_type):
+        global _INVOKE_ARG
+        cdef Py_ssize_t nin = (sc >> 16) & 0xFF
+        cdef Py_ssize_t nbufs = nin + ((sc >> 8) & 0xFF)
+        cdef Py_ssize_t n = nbufs + ((sc >> 4) & 0xF) + (sc & 0xF)
+        cdef Py_ssize_t i
+        cdef uint64_t *d
+        cdef int flags
+        if _INVOKE_ARG is None:
+            from qda_core.wire import INVOKE_ARG
+            _INVOKE_ARG = INVOKE_ARG
+        if len(args) != n:
+            raise errno_error(_errno.EINVAL, f"scalars {sc:#010x} declare {n} arguments, got {len(args)}")
+        self.descs = bytearray(24 * n)
+        if nbufs:
+            self.views = <Py_buffer *>calloc(nbufs, sizeof(Py_buffer))
+            self.state = <char *>calloc(nbufs, 1)
+            if self.views == NULL or self.state == NULL:
+                raise MemoryError()
+        self.nbufs = nbufs
+        for i, a in enumerate(args):
+            if i >= nbufs:
+                if not isinstance(a, handle_type):
+                    raise TypeError(f"argument {i} is a handle slot: pass a HandleArg")
+                _INVOKE_ARG.pack_into(self.descs, 24 * i, a.offset, a.length, a.fd, 0)
+                continue
+            if isinstance(a, bufref_type):
+                if not isinstance(a, ref_type):
+                    raise TypeError(f"argument {i}: this driver takes {ref_type.__name__}, not {type(a).__name__}")
+                ident, buf = a.ident, a.buf
+            else:
+                ident, buf = -1, a
+            flags = PyBUF_SIMPLE | (PyBUF_WRITABLE if i >= nin else 0)
+            try:
+                PyObject_GetBuffer(buf, &self.views[i], flags)
+            except (BufferError, TypeError, ValueError):
+                mv = memoryview(buf)  # the reference's errors: not a buffer, then read-only out
+                if i >= nin and mv.readonly:
+                    raise TypeError(f"out-buffer {i - nin} must be writable") from None
+                raise
+            self.state[i] = 1
+            ptr = <size_t>self.views[i].buf if self.views[i].len else 0
+            if type(ident) is int and -0x80000000 <= ident <= 0x7FFFFFFF:
+                d = <uint64_t *>(PyByteArray_AS_STRING(self.descs) + 24 * i)
+                d[0] = ptr
+                d[1] = <uint64_t>self.views[i].len
+                (<int32_t *>(d + 2))[0] = <int32_t>ident
+                (<uint32_t *>(d + 2))[1] = 0
+            else:
+                _INVOKE_ARG.pack_into(self.descs, 24 * i, ptr, self.views[i].len, ident, 0)
+            if ident <= 0:
+                self.state[i] |= 2  # both drivers copy a buffer whose fd is <= 0 (-1, 0)
+
+    def __enter__(self):
+        cdef Py_ssize_t i
+        if self.dheld:
+            raise RuntimeError("ArgPins is already in use")
+        # held, so nobody can resize the descriptors under the pin
+        PyObject_GetBuffer(self.descs, &self.dview, PyBUF_SIMPLE)
+        self.dheld = True
+        self.mark = qda_uaccess_pin_mark()
+        for i in range(self.nbufs):
+            if self.state[i] == 3:
+                _pin_view(&self.views[i], 1)
+        if self.dview.len:
+            qda_uaccess_pin(self.dview.buf, <size_t>self.dview.len, 0)
+        return self.descs
+
+    def __exit__(self, *exc):
+        qda_uaccess_unpin(self.mark)
+        self._release()
+        return False
+
+    cdef void _release(self) noexcept:
+        cdef Py_ssize_t i
+        if self.dheld:
+            PyBuffer_Release(&self.dview)
+            self.dheld = False
+        for i in range(self.nbufs):
+            if self.state[i] & 1:
+                PyBuffer_Release(&self.views[i])
+                self.state[i] = 0
+
+    def __dealloc__(self):
+        if self.views != NULL:
+            self._release()
+        free(self.views)
+        free(self.state)
 
 
 cdef int _get(object obj, Py_buffer *view, int flags, str name) except -1:
@@ -116,15 +592,19 @@ def pack(uint32_t sc, args, refs, payload, uint64_t payload_va, uint64_t payload
     alignment gaps are zeroed, so a reused buffer needs no clearing.
     """
     cdef Py_buffer a, r, p
+    cdef Py_buffer regs[REG_PINS_MAX]
     cdef uint64_t size = 0
     cdef qda_marshal_status st
-    cdef int ret
+    cdef int ret, k, nreg = 0
+    cdef size_t mark
     _get(args, &a, PyBUF_SIMPLE, "args")
     try:
         _get(refs, &r, PyBUF_SIMPLE, "refs")
         try:
             _get(payload, &p, PyBUF_WRITABLE, "payload")
+            mark = qda_uaccess_pin_mark()
             try:
+                nreg = _pin_registered_args(sc, &a, &r, 0, regs)
                 if p.len >= NOGIL_MIN:
                     with nogil:
                         ret = qda_pack(sc, a.buf, <size_t>a.len, r.buf, <size_t>r.len, p.buf,
@@ -133,6 +613,9 @@ def pack(uint32_t sc, args, refs, payload, uint64_t payload_va, uint64_t payload
                     ret = qda_pack(sc, a.buf, <size_t>a.len, r.buf, <size_t>r.len, p.buf,
                                    <size_t>p.len, payload_va, payload_dev, NULL, &size, &st)
             finally:
+                qda_uaccess_unpin(mark)
+                for k in range(nreg):
+                    PyBuffer_Release(&regs[k])
                 PyBuffer_Release(&p)
         finally:
             PyBuffer_Release(&r)
@@ -146,15 +629,19 @@ def pack(uint32_t sc, args, refs, payload, uint64_t payload_va, uint64_t payload
 def unpack(uint32_t sc, args, refs, payload, uint64_t payload_va):
     """Copy inline out-buffers back to user memory; return the fdlist entries before the first 0."""
     cdef Py_buffer a, r, p
+    cdef Py_buffer regs[REG_PINS_MAX]
     cdef uint64_t fds[FASTRPC_MAX_FDLIST]
     cdef qda_marshal_status st
-    cdef int ret, k
+    cdef int ret, k, i, nreg = 0
+    cdef size_t mark
     _get(args, &a, PyBUF_SIMPLE, "args")
     try:
         _get(refs, &r, PyBUF_SIMPLE, "refs")
         try:
             _get(payload, &p, PyBUF_SIMPLE, "payload")
+            mark = qda_uaccess_pin_mark()
             try:
+                nreg = _pin_registered_args(sc, &a, &r, 1, regs)
                 if p.len >= NOGIL_MIN:
                     with nogil:
                         ret = qda_unpack(sc, a.buf, <size_t>a.len, r.buf, <size_t>r.len, p.buf,
@@ -163,6 +650,9 @@ def unpack(uint32_t sc, args, refs, payload, uint64_t payload_va):
                     ret = qda_unpack(sc, a.buf, <size_t>a.len, r.buf, <size_t>r.len, p.buf,
                                      <size_t>p.len, payload_va, NULL, fds, &st)
             finally:
+                qda_uaccess_unpin(mark)
+                for i in range(nreg):
+                    PyBuffer_Release(&regs[i])
                 PyBuffer_Release(&p)
         finally:
             PyBuffer_Release(&r)

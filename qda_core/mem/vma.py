@@ -6,10 +6,13 @@ that buffer is ``page(ptr) - vma.start + vma.pgoff``. Mappings the emulator crea
 mappings, dma-buf and rpcmem mappings) are registered here with their file's identity and
 found in O(log n); any other address falls back to ``/proc/self/maps``, which names the
 device and inode of every file mapping.
+
+The table itself lives in C (``qda_core._marshal``), where the user copies consult it too: a raw
+address inside a registered mapping whose owner exports its pages (an mmap) is copied with
+``memcpy`` while an export of the owner is held, instead of through ``process_vm_*``.
 """
 from __future__ import annotations
 
-import bisect
 import errno
 import itertools
 import os
@@ -18,7 +21,10 @@ import weakref
 from typing import NamedTuple
 
 from .. import wire
+from .._ext import load as _load
 from ..errors import errno_error
+
+_table = _load("_marshal")
 
 __all__ = ["Vma", "register", "find", "find_vma_start", "file_key", "ref_address"]
 
@@ -33,12 +39,11 @@ class Vma(NamedTuple):
     key: tuple[int, int] | None
 
 
-_lock = threading.Lock()  # protects _entries
+_lock = threading.Lock()  # makes a token and its registration one step
 os.register_at_fork(after_in_child=_lock._at_fork_reinit)  # see qda_core.debug
-# Sorted (start, token, Vma). A token per registration: the same address can be registered
-# again (a new mapping at a reused address) before the old owner has been collected.
-_entries: list[tuple[int, int, Vma]] = []
-_tokens = itertools.count()
+# A token per registration: the same address can be registered again (a new mapping at a
+# reused address) before the old owner has been collected; the newest one wins.
+_tokens = itertools.count(1)
 
 
 def file_key(fd: int) -> tuple[int, int]:
@@ -49,29 +54,20 @@ def file_key(fd: int) -> tuple[int, int]:
 
 def register(owner, start: int, size: int, key: tuple[int, int] | None = None, pgoff: int = 0) -> None:
     """Track ``[start, start+size)`` (a mapping of file ``key`` from byte ``pgoff``) until
-    ``owner`` (the mapping object) is garbage-collected."""
-    entry = (start, next(_tokens), Vma(start, size, pgoff, key))
+    ``owner`` (the mapping object) is garbage-collected. If ``owner`` exports the mapping's
+    pages (an mmap), copies of raw addresses in it may use them while ``owner`` lives."""
     with _lock:
-        bisect.insort(_entries, entry)
-    weakref.finalize(owner, _unregister, entry)
-
-
-def _unregister(entry) -> None:
-    with _lock:
-        i = bisect.bisect_left(_entries, entry)
-        if i < len(_entries) and _entries[i] == entry:
-            del _entries[i]
+        token = next(_tokens)
+        _table.vma_add(token, start, size, pgoff, key, owner)
+    weakref.finalize(owner, _table.vma_remove, token, start)
 
 
 def find(addr: int) -> Vma | None:
     """The mapping containing ``addr``, or None if ``addr`` is not mapped."""
-    with _lock:
-        i = bisect.bisect_right(_entries, (addr, float("inf"))) - 1
-        # The newest registration at the highest start <= addr is the live one.
-        if i >= 0:
-            vma = _entries[i][2]
-            if addr < vma.start + vma.size and vma.key is not None:
-                return vma
+    # The newest registration at the highest start <= addr is the live one.
+    hit = _table.vma_find(addr) if 0 <= addr < 1 << 64 else None
+    if hit is not None and hit[3] is not None:
+        return Vma(*hit)
     return _from_proc_maps(addr)
 
 

@@ -37,11 +37,9 @@ extern const struct qda_uaccess qda_uaccess_self;
  * @uaddr: source address; may be anything, including unmapped or PROT_NONE memory
  * @len: bytes; 0 always succeeds
  *
- * Uses process_vm_readv() on our own pid, looping on partial transfers. Copies of at least
- * QDA_UACCESS_FAST_MIN bytes whose source lies entirely in private anonymous mappings with
- * read permission (checked against /proc/self/maps) use memcpy() instead, which is faster;
- * that check cannot see a concurrent munmap() by another thread, so a caller that frees the
- * memory while the copy runs may crash just as it would with any native copy.
+ * A range inside one the calling thread pinned (qda_uaccess_pin()) is copied with memcpy();
+ * anything else goes through process_vm_readv() on our own pid, looping on partial transfers,
+ * which reports a bad pointer as EFAULT instead of faulting.
  *
  * Return: 0, or -EFAULT if any byte of [@uaddr, @uaddr + @len) is not readable (then @dst
  * holds an unspecified prefix of the data).
@@ -54,13 +52,66 @@ int qda_copy_from_user(void *dst, uint64_t uaddr, size_t len);
  * @src: local source (must be valid for @len bytes)
  * @len: bytes; 0 always succeeds
  *
- * process_vm_writev() on our own pid (so read-only pages fail, unlike /proc/self/mem), with
- * the same memcpy() fast path as qda_copy_from_user() for large copies into writable
- * private anonymous memory.
+ * memcpy() into a range pinned writable by the calling thread, else process_vm_writev() on
+ * our own pid (so read-only pages fail, unlike /proc/self/mem).
  *
  * Return: 0, or -EFAULT if any byte of the destination is not writable.
  */
 int qda_copy_to_user(uint64_t uaddr, const void *src, size_t len);
+
+/** qda_copy_from_user_checked(), qda_copy_to_user_checked() - the same copies, always through
+ * process_vm_readv/writev whatever is pinned (the reference the fast path is tested against). */
+int qda_copy_from_user_checked(void *dst, uint64_t uaddr, size_t len);
+int qda_copy_to_user_checked(uint64_t uaddr, const void *src, size_t len);
+
+/** Most ranges one thread can have pinned at once (more are simply not pinned). */
+#define QDA_UACCESS_PINS_MAX 600
+
+/**
+ * qda_uaccess_pin() - declare [@base, @base + @len) known-valid for the calling thread
+ * @base: start of memory that stays mapped, readable (and writable if @writable) until the
+ *        matching qda_uaccess_unpin(): e.g. a Py_buffer the caller holds
+ * @len: bytes (0: nothing to pin)
+ * @writable: nonzero if copies may also write into it
+ *
+ * Copies on this thread that lie wholly inside a pinned range use memcpy(); the result is
+ * the same as the checked path would give for valid memory. Pinning memory that is not valid
+ * for the whole time is a bug of the caller (the copy may then crash), so only pin what the
+ * caller itself holds.
+ *
+ * Return: 0; -ENOSPC when QDA_UACCESS_PINS_MAX ranges are pinned (the range then takes the
+ * checked path); -EINVAL if the range wraps.
+ */
+int qda_uaccess_pin(const void *base, size_t len, int writable);
+
+/** qda_uaccess_pin_mark() - the calling thread's pin depth, for qda_uaccess_unpin(). */
+size_t qda_uaccess_pin_mark(void);
+
+/** qda_uaccess_unpin() - drop the calling thread's pins made since @mark was taken. */
+void qda_uaccess_unpin(size_t mark);
+
+/** qda_uaccess_pinned() - 1 if [@uaddr, @uaddr + @len) lies inside one range the calling
+ * thread pinned (writable if @write), else 0 (also for @len 0). */
+int qda_uaccess_pinned(uint64_t uaddr, size_t len, int write);
+
+/** qda_uaccess_stats() - process-wide counts of copies done by memcpy() (pinned) and through
+ * the checked path (process_vm_*, the pipe), for tests and benchmarks. */
+void qda_uaccess_stats(unsigned long long *memcpys, unsigned long long *checked);
+
+/**
+ * struct qda_pin_api - the pin functions of the one copy of this code that the marshaller
+ * uses (qda_core._marshal exports it as a capsule): another extension that links its own
+ * uaccess.c must pin through these, since pins are per copy of the code and per thread.
+ * @pin_view: pin a Py_buffer (a ``Py_buffer *``) if its exporter vouches for its memory
+ *            (bytes, bytearray, array, writable mmap, numpy over those; not ctypes);
+ *            1 pinned, 0 not. Needs the GIL; never raises.
+ */
+struct qda_pin_api {
+	size_t (*mark)(void);
+	int (*pin)(const void *base, size_t len, int writable);
+	void (*unpin)(size_t mark);
+	int (*pin_view)(void *view, int writable);
+};
 
 /**
  * struct qda_ucopy - one copy of a vectored user-memory transfer
@@ -113,7 +164,7 @@ int qda_copy_to_user_vec(const struct qda_ucopy *v, size_t n, size_t *bad);
  */
 int qda_uaccess_prepare(void);
 
-/** Smallest copy that may take the validated memcpy() fast path (bytes). */
+/** Size from which copies once asked qda_uaccess_range_ok() (its unit test still uses it). */
 #define QDA_UACCESS_FAST_MIN ((size_t)4 << 20)
 
 /**
@@ -124,7 +175,8 @@ int qda_uaccess_prepare(void);
  * @write: nonzero to require write permission, else read permission
  *
  * A conservative test: anything it cannot prove (file mappings, special mappings, a maps
- * read error) answers 0, and the caller then uses the always-safe syscall path.
+ * read error) answers 0. The copies above no longer use it (reading /proc/self/maps per copy
+ * cost more than it saved once a process has many mappings); kept for callers that ask.
  *
  * Return: 1 if the range qualifies for memcpy(), else 0.
  */
