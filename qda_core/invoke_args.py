@@ -3,15 +3,22 @@
 Both drivers' typed ``invoke(handle, sc, args)`` take ``args`` in ``[inbufs, outbufs,
 inhandles, outhandles]`` order: a plain buffer is copied, a :class:`BufRef` of the driver's kind
 is passed by reference, a :class:`HandleArg` fills a handle slot. :func:`descriptors` turns them
-into the 24-byte ``fastrpc_invoke_args`` array that the raw ioctl reads from user memory.
+into the 24-byte ``fastrpc_invoke_args`` array that the raw ioctl reads from user memory;
+:func:`pinned` does the same for the length of a call, holding the buffers so that the
+driver's copies of them (and of the descriptors) are plain ``memcpy``.
 """
 from __future__ import annotations
 
+import contextlib
 import errno
 
-from . import wire
+from . import marshal, wire
+from ._ext import load as _load
 from .errors import errno_error
 from .uaccess import address
+
+# The native builder with the C marshaller; the reference marshaller keeps the Python one.
+_ArgPins = _load("_marshal").ArgPins if marshal.BACKEND == "c" else None
 
 
 class BufRef:
@@ -58,3 +65,13 @@ def descriptors(sc: int, args, ref_type: type[BufRef]) -> bytearray:
             raise TypeError(f"out-buffer {i - nin} must be writable")
         wire.INVOKE_ARG.pack_into(descs, 24 * i, address(buf), mv.nbytes, ident, 0)
     return descs
+
+
+def pinned(sc: int, args, ref_type: type[BufRef]):
+    """A context manager giving :func:`descriptors` of ``args`` for one call: the buffers are
+    held (a bytearray cannot be resized meanwhile) and those the driver copies are pinned as
+    known-valid on this thread, as are the descriptors, until the block ends. The typed invoke
+    issues its ioctl inside the block; nothing else changes (same checks, errors and bytes)."""
+    if _ArgPins is None or not (type(sc) is int and 0 <= sc <= 0xFFFFFFFF):
+        return contextlib.nullcontext(descriptors(sc, args, ref_type))  # its errors, as before
+    return _ArgPins(sc, args, ref_type, BufRef, HandleArg)

@@ -24,7 +24,7 @@ from .. import faults as _faults
 from ..driver_file import DriverFile, copy_in, copy_out
 from ..errors import errno_error
 from ..fastrpc import current_comm
-from ..invoke_args import BufRef, HandleArg, descriptors  # noqa: F401 - HandleArg re-exported
+from ..invoke_args import BufRef, HandleArg, pinned  # noqa: F401 - HandleArg re-exported
 from ..mem import vma
 from ..mem.backing import Backing
 from ..mem.gem import GemObject
@@ -336,10 +336,10 @@ class QdaFile(DriverFile):
             if self.uapi.fd_kind != "gem-handle":
                 args = [GemRef(self._fd_field(a.handle, exported), a.buf) if isinstance(a, GemRef) else a
                         for a in args]
-            descs = descriptors(sc, args, GemRef)
-            ioc = self.uapi.ioctls[_INVOKE_NR]
-            kbuf = ioc.layout.pack(handle=handle, sc=sc, args=address(descs) if descs else 0)
-            return self._check_dsp(self.ioctl(ioc.number, kbuf))
+            with pinned(sc, args, GemRef) as descs:  # the buffers stay held for the ioctl
+                ioc = self.uapi.ioctls[_INVOKE_NR]
+                kbuf = ioc.layout.pack(handle=handle, sc=sc, args=address(descs) if descs else 0)
+                return self._check_dsp(self.ioctl(ioc.number, kbuf))
         finally:
             for fd in exported:
                 os.close(fd)

@@ -29,7 +29,7 @@ from .. import faults as _faults
 from ..driver_file import DriverFile, copy_in, copy_out
 from ..errors import errno_error
 from ..fastrpc import current_comm
-from ..invoke_args import BufRef, HandleArg, descriptors  # noqa: F401 - HandleArg re-exported
+from ..invoke_args import BufRef, HandleArg, pinned  # noqa: F401 - HandleArg re-exported
 from ..mem import vma
 from ..mem.backing import Backing
 from ..mem.bus import IOVA_END, IOVA_START
@@ -356,9 +356,9 @@ class LegacyFile(DriverFile):
         """FASTRPC_IOCTL_INVOKE with ``args`` in ``[inbufs, outbufs, inhandles, outhandles]``
         order: plain buffers are copied, :class:`DmaBufRef` buffers shared by fd,
         :class:`HandleArg` entries are handles. Returns the DSP retval as unsigned 32-bit."""
-        descs = descriptors(sc, args, DmaBufRef)
-        kbuf = uapi.fastrpc_invoke.pack(handle=handle, sc=sc, args=address(descs) if descs else 0)
-        return self._check_dsp(self.ioctl(uapi.FASTRPC_IOCTL_INVOKE, kbuf))
+        with pinned(sc, args, DmaBufRef) as descs:  # the buffers stay held for the ioctl
+            kbuf = uapi.fastrpc_invoke.pack(handle=handle, sc=sc, args=address(descs) if descs else 0)
+            return self._check_dsp(self.ioctl(uapi.FASTRPC_IOCTL_INVOKE, kbuf))
 
     def req_mmap(self, flags: int, size: int, vaddrin: int = 0) -> int:
         """FASTRPC_IOCTL_MMAP: the kernel allocates ``size`` bytes and maps them on the DSP;
