@@ -10,10 +10,14 @@ errno of a failed ioctl and where the code came from are kept in C thread-locals
 
 On the fast path (one thread per session at a time, registered buffers already translated)
 nothing is allocated: the header is a bytearray the invoker owns, buffers are read through the
-buffer protocol, and the descriptors live in a C buffer owned by the invoker.
+buffer protocol, and the descriptors live in a C buffer owned by the invoker. While the ioctl
+runs, the copied buffers (those the caller's exporters vouch for) and the descriptors are
+pinned as known-valid on the calling thread, so the driver copies them with ``memcpy``
+(``qda_core._marshal``, whose copy of csrc/uaccess.c the driver uses).
 """
 from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_SIMPLE, PyBUF_WRITABLE
 from cpython.bytearray cimport PyByteArray_AS_STRING
+from cpython.pycapsule cimport PyCapsule_GetPointer
 from cpython.ref cimport PyObject
 from cpython.sequence cimport PySequence_Fast, PySequence_Fast_GET_SIZE, PySequence_Fast_GET_ITEM
 from libc.stdint cimport int32_t, int64_t, uint32_t, uint64_t
@@ -36,8 +40,19 @@ cdef extern from "qdarpc/aee_err.h":
 
 cdef extern from "qdarpc/uaccess.h":
     int qda_copy_from_user(void *dst, uint64_t uaddr, size_t len) nogil
+    struct qda_pin_api:
+        size_t (*mark)()
+        int (*pin)(const void *base, size_t len, int writable)
+        void (*unpin)(size_t mark)
+        int (*pin_view)(void *view, int writable)
 
 __version__ = QDARPC_VERSION.decode()
+
+# Pins must go to the copy of uaccess.c that the driver's copies consult (this module links
+# its own, which only reads a C caller's remote_arg array).
+from qda_core._ext import load as _load
+cdef qda_pin_api *_pins = <qda_pin_api *>PyCapsule_GetPointer(_load("_marshal").PIN_API,
+                                                               "qda_core._marshal.PIN_API")
 
 #: Where the last code on this thread came from (:func:`last_origin`).
 ORIGIN_DSP = 0
@@ -46,6 +61,8 @@ ORIGIN_DRIVER = 2
 
 cdef enum:
     AEE_EBADPARM = 0x0E
+    AEE_ENOMEMORY = 0x02
+    PRA_STACK = 32          # remote_arg entries read into a stack buffer (more: malloc)
     MAX_ARGS = 540          # 255 + 255 + 15 + 15
     DESC_SIZE = 24
 
@@ -291,6 +308,7 @@ cdef class Invoker:
         cdef Py_ssize_t nbufs = nin + nout
         cdef Py_ssize_t n = nbufs + ((sc >> 4) & 0xF) + (sc & 0xF)
         cdef Py_ssize_t i, held = 0, got
+        cdef size_t mark
         cdef uint64_t *d
         cdef object seq, item, ret
         if self.fail_next:
@@ -332,7 +350,17 @@ cdef class Invoker:
             except (TypeError, BufferError, ValueError, OverflowError):
                 # not a contiguous buffer, a read-only out-buffer, a bad handle slot
                 return self._host(AEE_EBADPARM)
-            ret = self._send(handle, sc, n, hdr, descs)
+            mark = _pins.mark()
+            try:
+                for i in range(held):
+                    # copied (not translated to a registration): the driver will memcpy it
+                    if views[i].len and (<int32_t *>(<uint64_t *>(descs + DESC_SIZE * i) + 2))[0] == -1:
+                        _pins.pin_view(&views[i], 1 if i >= nin else 0)
+                if n:
+                    _pins.pin(descs, DESC_SIZE * n, 0)
+                ret = self._send(handle, sc, n, hdr, descs)
+            finally:
+                _pins.unpin(mark)
         finally:
             for i in range(held):
                 PyBuffer_Release(&views[i])
@@ -374,13 +402,24 @@ cdef class Invoker:
         become descriptors in place; the driver checks every buffer address it is given."""
         global qda_compat_errno
         cdef Py_ssize_t i
+        cdef size_t mark
         cdef uint64_t *d
-        cdef uint64_t pra[2]
+        cdef object ret
+        cdef uint64_t small[2 * PRA_STACK]
+        cdef uint64_t *pra = small
+        cdef bint whole
         if args.count != n or (n and args.address == 0):
             return self._host(AEE_EBADPARM)
+        if n > PRA_STACK:
+            pra = <uint64_t *>malloc(16 * n)
+            if pra == NULL:
+                return self._host(AEE_ENOMEMORY)
+        # The whole remote_arg array in one checked copy; if some of it is unreadable, entry by
+        # entry, so the entries before the bad one are handled as before.
+        whole = n == 0 or qda_copy_from_user(pra, args.address, 16 * n) == 0
         try:
             for i in range(n):
-                if qda_copy_from_user(pra, args.address + 16 * i, 16) != 0:
+                if not whole and qda_copy_from_user(pra + 2 * i, args.address + 16 * i, 16) != 0:
                     self._host(AEE_EBADPARM)
                     qda_compat_errno = 14  # EFAULT
                     return AEE_EBADPARM
@@ -388,21 +427,31 @@ cdef class Invoker:
                 if i >= nbufs:
                     # remote_dma_handle {int32 fd; uint32 offset} (little-endian LP64)
                     ptr, length, fd, attr = self.handle_slot(
-                        (<int32_t>(pra[0] & 0xFFFFFFFF), <uint32_t>(pra[0] >> 32)))
+                        (<int32_t>(pra[2 * i] & 0xFFFFFFFF), <uint32_t>(pra[2 * i] >> 32)))
                     d[0] = ptr
                     d[1] = length
                     (<int32_t *>(d + 2))[0] = fd
                     (<uint32_t *>(d + 2))[1] = attr
                     continue
-                d[0] = pra[0]
-                d[1] = pra[1]
+                d[0] = pra[2 * i]
+                d[1] = pra[2 * i + 1]
                 (<int32_t *>(d + 2))[0] = -1
                 (<uint32_t *>(d + 2))[1] = 0
                 if d[1] and self._translate(d) < 0:
                     return self._host(AEE_EBADPARM)
         except (TypeError, ValueError, OverflowError):
             return self._host(AEE_EBADPARM)
-        return self._result(self._send(handle, sc, n, hdr, descs))
+        finally:
+            if pra != small:
+                free(pra)
+        mark = _pins.mark()
+        try:
+            if n:
+                _pins.pin(descs, DESC_SIZE * n, 0)  # the buffers stay raw: the checked path
+            ret = self._send(handle, sc, n, hdr, descs)
+        finally:
+            _pins.unpin(mark)
+        return self._result(ret)
 
     cdef object _result(self, object ret):
         global qda_compat_errno, qda_compat_origin

@@ -1,0 +1,462 @@
+"""User copies: the known-valid path (memcpy) and the checked path (process_vm_*) agree.
+
+Memory is copied with ``memcpy`` when the calling thread pinned it for the call (the buffers a
+typed invoke or the library's invoker holds) or when it lies in a registered mapping whose owner
+is alive (``qda_core.mem.vma``); everything else goes through ``process_vm_readv``/``writev``.
+The properties below run the same copies both ways (and through the pure-Python reference) over
+real memory with guard pages around it, bad raw pointers included: same bytes, same errno, same
+lengths, and never a crash. The copy counters show which path ran.
+"""
+from __future__ import annotations
+
+import array
+import contextlib
+import ctypes
+import errno
+import gc
+import mmap
+import os
+import struct
+import threading
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from libadsprpc_compat.remotectl import open_module
+from qda_core import marshal, uapi, wire
+from qda_core import marshal_ref as ref
+from qda_core._ext import load
+from qda_core.invoke_args import BufRef, HandleArg
+from qda_core.mem import vma
+from qda_core.uaccess import address
+
+native = load("_marshal")
+#: The drivers copy through the native paths; with QDARPC_MARSHAL=py everything is the reference.
+FAST = marshal.BACKEND == "c"
+
+PAGE = mmap.PAGESIZE
+ARENA = 8 * PAGE
+M64 = (1 << 64) - 1
+TEST = "file:///libqdarpc_test_skel.so?qdarpc_test_skel_handle_invoke&_modver=1.0&_dom=cdsp"
+SC_ECHO = 0x03010100
+UNSIGNED = uapi.FASTRPC_MODE_UNSIGNED_MODULE
+_libc = ctypes.CDLL(None, use_errno=True)
+_libc.mprotect.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+
+
+class Arena:
+    """``ARENA`` bytes of real memory between two PROT_NONE guard pages, in one anonymous mmap
+    (which vouches for the arena: ``view``)."""
+
+    def __init__(self):
+        self.mm = mmap.mmap(-1, ARENA + 2 * PAGE)
+        self.lo = address(self.mm)
+        self.base = self.lo + PAGE
+        assert _libc.mprotect(self.lo, PAGE, 0) == 0
+        assert _libc.mprotect(self.base + ARENA, PAGE, 0) == 0
+        self.view = memoryview(self.mm)[PAGE:PAGE + ARENA]
+
+    def fill(self, pattern: bytes) -> None:
+        self.view[:] = (pattern * (ARENA // max(len(pattern), 1) + 1))[:ARENA] if pattern else bytes(ARENA)
+
+    def snapshot(self) -> bytes:
+        return bytes(self.view)
+
+    def close(self) -> None:
+        self.view.release()
+        _libc.mprotect(self.lo, ARENA + 2 * PAGE, mmap.PROT_READ | mmap.PROT_WRITE)
+        self.mm.close()
+
+
+@pytest.fixture(scope="module")
+def arena():
+    a = Arena()
+    yield a
+    a.close()
+
+
+def pinned(sc, args):
+    """The native typed-invoke argument builder (whichever marshaller the drivers use)."""
+    return native.ArgPins(sc, args, BufRef, BufRef, HandleArg)
+
+
+def pins(view):
+    """Pin ``view`` (writable) on this thread, as a typed invoke pins its one out-buffer."""
+    return pinned(wire.scalars(0, 0, 1), [view])
+
+
+def stats():
+    return native.copy_stats()
+
+
+# --- single copies --------------------------------------------------------------------------
+BAD = [0, 8, 0x1000, M64 - 15, 1 << 63, 0xFFFF_8000_0000_0000]
+
+
+@st.composite
+def user_ranges(draw):
+    """(address, length) in and around the arena (an offset relative to it), or a wild pointer."""
+    if draw(st.integers(0, 9)) == 0:
+        return ("abs", draw(st.sampled_from(BAD))), draw(st.integers(0, 64))
+    length = draw(st.integers(0, 3 * PAGE))
+    off = draw(st.integers(-2 * PAGE, ARENA + PAGE))
+    return ("arena", off), length
+
+
+def _resolve(arena, where) -> int:
+    kind, v = where
+    return v if kind == "abs" else arena.base + v
+
+
+def _inside(arena, uaddr, n) -> bool:
+    return n > 0 and arena.base <= uaddr and uaddr + n <= arena.base + ARENA
+
+
+@settings(deadline=None, max_examples=300)
+@given(rng=user_ranges(), pattern=st.binary(max_size=64), data=st.binary(max_size=64))
+def test_copy_from_user_fast_checked_and_reference_agree(arena, rng, pattern, data):
+    where, n = rng
+    uaddr = _resolve(arena, where)
+    arena.fill(pattern)
+    outcomes = []
+    for mode in ("fast", "checked", "reference"):
+        dst = bytearray(n)
+        before = stats()["memcpy"]
+        if mode == "reference":
+            got = ref.copy_from_user(uaddr, n) if uaddr else None
+            ret = 0 if got is not None or n == 0 else -errno.EFAULT
+            dst[:] = got if got is not None else dst
+        else:
+            with pins(arena.view) if mode == "fast" else contextlib.nullcontext():
+                ret = native.copy_from_user(dst, uaddr, checked=mode == "checked")
+        used_memcpy = stats()["memcpy"] > before
+        outcomes.append((ret, bytes(dst) if ret == 0 else None))
+        if mode == "fast":
+            assert used_memcpy == _inside(arena, uaddr, n)
+        else:
+            assert not used_memcpy
+    assert outcomes[0] == outcomes[1] == outcomes[2], (where, n)
+
+
+@settings(deadline=None, max_examples=300)
+@given(rng=user_ranges(), pattern=st.binary(max_size=64), data=st.binary(min_size=1, max_size=64))
+def test_copy_to_user_fast_checked_and_reference_agree(arena, rng, pattern, data):
+    where, n = rng
+    uaddr = _resolve(arena, where)
+    src = (data * (n // len(data) + 1))[:n]
+    outcomes = []
+    for mode in ("fast", "checked", "reference"):
+        arena.fill(pattern)
+        before = stats()["memcpy"]
+        if mode == "reference":
+            ret = 0 if n == 0 or (uaddr and ref.copy_to_user(uaddr, src)) else -errno.EFAULT
+        else:
+            with pins(arena.view) if mode == "fast" else contextlib.nullcontext():
+                ret = native.copy_to_user(uaddr, src, checked=mode == "checked")
+        used_memcpy = stats()["memcpy"] > before
+        # a failed copy may have written a prefix: the same one on every path
+        outcomes.append((ret, arena.snapshot()))
+        assert used_memcpy == (mode == "fast" and _inside(arena, uaddr, n))
+    assert outcomes[0] == outcomes[1] == outcomes[2], (where, n)
+
+
+def test_pins_are_per_thread_and_end_with_the_call(arena):
+    seen = []
+    with pins(arena.view):
+        assert native.pinned(arena.base, ARENA, True)
+        assert not native.pinned(arena.base - 1, 2)          # starts in the guard page
+        assert not native.pinned(arena.base + ARENA - 1, 2)  # runs into the other one
+        t = threading.Thread(target=lambda: seen.append(native.pinned(arena.base, 16)))
+        t.start()
+        t.join()
+    assert seen == [False]  # another thread's copy of the same memory takes the checked path
+    assert not native.pinned(arena.base, 16)
+
+
+def test_pinned_buffers_are_held_for_the_call_only():
+    buf = bytearray(64)
+    with pinned(wire.scalars(0, 1, 0), [buf]) as descs:
+        assert struct.unpack_from("<QQi", descs) == (address(buf), 64, -1)
+        with pytest.raises(BufferError):
+            buf.extend(b"x")  # pinned memory cannot move
+    buf.extend(b"x")
+
+
+def test_read_only_buffers_are_pinned_for_reading_only():
+    ro = bytes(range(64))
+    with pinned(wire.scalars(0, 1, 0, 0), [ro]):
+        assert native.pinned(address(ro), 64, False)
+        assert not native.pinned(address(ro), 64, True)
+
+
+# --- who vouches for its memory -------------------------------------------------------------
+def _memfd_map(size: int, prot=mmap.PROT_READ | mmap.PROT_WRITE):
+    fd = os.memfd_create("copy-paths")
+    os.ftruncate(fd, size)
+    return fd, mmap.mmap(fd, size, mmap.MAP_SHARED, prot)
+
+
+def test_which_exporters_vouch_for_their_memory():
+    m = mmap.mmap(-1, PAGE)
+    ro = mmap.mmap(-1, PAGE, prot=mmap.PROT_READ)
+    none = mmap.mmap(-1, PAGE, prot=0)
+    fd, shared = _memfd_map(2 * PAGE)
+    carr = (ctypes.c_char * 16)()
+    try:
+        yes = [b"abc", bytearray(8), array.array("i", [1, 2]), memoryview(bytearray(8))[2:],
+               np.arange(8), np.frombuffer(m, np.uint8)[4:], m, shared, memoryview(shared)[PAGE:]]
+        no = [carr, memoryview(carr), np.frombuffer(carr, np.uint8), ro, none,
+              (ctypes.c_char * 16).from_address(address(m))]
+        assert [native.vouches(x) for x in yes] == [True] * len(yes)
+        assert [native.vouches(x) for x in no] == [False] * len(no)
+        os.ftruncate(fd, PAGE)  # pages past the end of the file would raise SIGBUS
+        assert not native.vouches(shared)
+    finally:
+        del yes, no
+        for mm in (m, ro, none, shared):
+            mm.close()
+        os.close(fd)
+
+
+def test_unvouched_buffers_fault_instead_of_crashing(soc):
+    """Buffers whose memory Python cannot vouch for take the checked path: a ctypes view of a
+    guard page, a PROT_NONE mmap and a mapping past its truncated file are EFAULT."""
+    guard = Arena()
+    fd, shared = _memfd_map(2 * PAGE)
+    none = mmap.mmap(-1, PAGE, prot=0)
+    try:
+        for f in (soc.open_device("cdsp"), soc.open("/dev/fastrpc-cdsp")):
+            with f:
+                assert f.init_create(attrs=UNSIGNED) == 0
+                h = open_module(f, TEST)[1]
+                out = bytearray(PAGE)
+                os.ftruncate(fd, 2 * PAGE)
+                tail = memoryview(shared)[PAGE:]
+                os.ftruncate(fd, PAGE)
+                for bad in ((ctypes.c_char * 16).from_address(guard.base + ARENA), none, tail):
+                    with pytest.raises(OSError) as e:
+                        f.invoke(h, SC_ECHO, [bad, out])
+                    assert e.value.errno == errno.EFAULT
+                tail.release()
+    finally:
+        guard.close()
+        none.close()
+        shared.close()
+        os.close(fd)
+
+
+# --- the emulator's VMA registry -------------------------------------------------------------
+_libc.mmap.restype = ctypes.c_void_p
+_libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_long]
+_libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+MAP_FIXED_NOREPLACE = 0x100000
+
+
+def _map_of(mm) -> int:
+    """The address of any mmap, read-only ones included."""
+    return np.frombuffer(mm, np.uint8).ctypes.data
+
+
+def test_registered_mapping_is_memcpy_while_its_owner_lives_and_efault_after():
+    fd, mm = _memfd_map(3 * PAGE)
+    mm[:] = bytes(range(256)) * (3 * PAGE // 256)
+    start = _map_of(mm)
+    entries = native.vma_count()
+    vma.register(mm, start, 3 * PAGE, vma.file_key(fd))
+    try:
+        dst = bytearray(100)
+        before = stats()
+        assert native.copy_from_user(dst, start + PAGE + 7) == 0
+        assert dst == mm[PAGE + 7:PAGE + 107]
+        assert native.copy_to_user(start + 2 * PAGE, b"\x99" * 8) == 0 and mm[2 * PAGE:2 * PAGE + 8] == b"\x99" * 8
+        after = stats()
+        assert after["memcpy"] - before["memcpy"] == 2 and after["checked"] == before["checked"]
+        # the file shrinks under the mapping: its pages past the end would SIGBUS; checked, EFAULT
+        os.ftruncate(fd, PAGE)
+        before = stats()["memcpy"]
+        assert native.copy_from_user(dst, start + 2 * PAGE) == -errno.EFAULT
+        assert native.copy_from_user(dst, start) == 0 and stats()["memcpy"] == before
+        # unmapped while still registered (its owner alive, closed): EFAULT, no crash
+        mm.close()
+        hole = _libc.mmap(start, 3 * PAGE, 0, mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0)
+        if hole == start:  # the range is ours again, inaccessible: the copy must not touch it
+            try:
+                assert native.copy_from_user(dst, start) == -errno.EFAULT
+                assert native.copy_to_user(start, b"x") == -errno.EFAULT
+            finally:
+                _libc.munmap(start, 3 * PAGE)
+    finally:
+        os.close(fd)
+    del mm
+    gc.collect()
+    assert native.vma_count() == entries  # the owner's finalizer dropped the registration
+
+
+def test_read_only_registered_mapping_takes_the_checked_path():
+    fd, mm = _memfd_map(PAGE, prot=mmap.PROT_READ)
+    start = _map_of(mm)
+    vma.register(mm, start, PAGE, vma.file_key(fd))
+    try:
+        before = stats()["memcpy"]
+        assert native.copy_to_user(start, b"x") == -errno.EFAULT  # process_vm_writev refuses
+        dst = bytearray(4)
+        assert native.copy_from_user(dst, start) == 0 and dst == bytes(4)
+        assert stats()["memcpy"] == before
+    finally:
+        mm.close()
+        os.close(fd)
+
+
+# --- through the marshaller -----------------------------------------------------------------
+@st.composite
+def buffers(draw):
+    """One buffer descriptor: (arena offset or wild address, length, by-reference)."""
+    length = draw(st.integers(0, 2 * PAGE))
+    if draw(st.integers(0, 14)) == 0:
+        return ("abs", draw(st.sampled_from(BAD[1:]))), draw(st.integers(1, 64)), False
+    off = draw(st.integers(-PAGE, ARENA))
+    return ("arena", off), length, draw(st.integers(0, 9)) == 0
+
+
+@settings(deadline=None, max_examples=150)
+@given(nin=st.integers(0, 4), nout=st.integers(0, 4), data=st.data(), pattern=st.binary(max_size=32),
+       va=st.sampled_from([0x7F00_0000_0000, 0x1000]))
+def test_pack_and_unpack_same_with_and_without_pins(arena, nin, nout, data, pattern, va):
+    bufs = [data.draw(buffers(), label=f"buffer {i}") for i in range(nin + nout)]
+    sc = wire.scalars(1, nin, nout)
+    args = b"".join(wire.INVOKE_ARG.pack(_resolve(arena, w) & M64, n, -1, 0) for w, n, _ in bufs)
+    refs = b"".join(struct.pack("<QQ", 0x5000_0000, 4096) if byref else bytes(16) for _, _, byref in bufs)
+    try:
+        size = native.payload_size(sc, args, refs)
+    except OSError as e:
+        assert e.errno == ref_outcome(ref.payload_size, sc, args, refs)
+        return
+    if size > (1 << 20):
+        return
+    arena.fill(pattern)
+    packed = {}
+    for mode in ("fast", "checked", "reference"):
+        payload = bytearray(size)
+        m = ref if mode == "reference" else native
+        with pins(arena.view) if mode == "fast" else contextlib.nullcontext():
+            packed[mode] = (outcome(m.pack, sc, args, refs, payload, va, 0x9000_0000), payload)
+    assert packed["fast"] == packed["checked"]
+    assert packed["fast"][0] == packed["reference"][0]
+    if packed["fast"][0][0] != "ok":
+        return
+    assert packed["fast"][1] == packed["reference"][1]
+    # the DSP's reply: every out-buffer filled with its index
+    reply = bytearray(packed["fast"][1])
+    for i in range(nin, nin + nout):
+        pv, n = struct.unpack_from("<QQ", reply, 16 * i)
+        off = pv - va
+        if not bufs[i][2] and n and 0 <= off <= len(reply) - n:
+            reply[off:off + n] = bytes([i + 1]) * n
+    after = {}
+    for mode in ("fast", "checked", "reference"):
+        arena.fill(pattern)
+        m = ref if mode == "reference" else native
+        with pins(arena.view) if mode == "fast" else contextlib.nullcontext():
+            after[mode] = (outcome(m.unpack, sc, args, refs, bytes(reply), va), arena.snapshot())
+    assert after["fast"] == after["checked"] == after["reference"]
+
+
+def outcome(fn, *a):
+    try:
+        return ("ok", fn(*a))
+    except OSError as e:
+        return ("err", e.errno)
+
+
+def ref_outcome(fn, *a):
+    try:
+        fn(*a)
+    except OSError as e:
+        return e.errno
+    return None
+
+
+# --- through the drivers --------------------------------------------------------------------
+def _raw_invoke(f, h: int, sc: int, descs: bytearray) -> int:
+    if hasattr(f, "uapi"):  # accel
+        ioc = f.uapi.ioctls[uapi.IOC_NR(uapi.DRM_IOCTL_QDA_INVOKE)]
+        return f.ioctl(ioc.number, ioc.layout.pack(handle=h, sc=sc, args=address(descs)))
+    return f.ioctl(uapi.FASTRPC_IOCTL_INVOKE, uapi.fastrpc_invoke.pack(handle=h, sc=sc, args=address(descs)))
+
+
+def _code(ret: int) -> int:
+    """-errno as is; a DSP code as its unsigned 32-bit value (the typed methods' form)."""
+    return ret if -4096 < ret < 0 else ret & 0xFFFFFFFF
+
+
+def _typed(f, h, sc, args) -> int:
+    try:
+        return f.invoke(h, sc, args)
+    except OSError as e:
+        return -e.errno
+
+
+@pytest.mark.parametrize("driver", ["accel", "legacy"])
+@settings(deadline=None, max_examples=40, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(n_in=st.integers(0, 3 * PAGE), n_out=st.integers(0, 3 * PAGE), off=st.integers(0, 64),
+       wild=st.sampled_from([None, None, None, 8, 0x1000, M64 - 15]), fill=st.integers(0, 255))
+def test_typed_invoke_equals_raw_ioctl(soc, driver, n_in, n_out, off, wild, fill):
+    """The typed invoke (buffers pinned: memcpy) and a raw INVOKE ioctl with the same
+    descriptors (raw pointers: checked) give the same return, errno and out bytes; a wild
+    in-pointer is EFAULT on the raw path."""
+    f = soc.open_device("cdsp") if driver == "accel" else soc.open("/dev/fastrpc-cdsp")
+    with f:
+        assert f.init_create(attrs=UNSIGNED) == 0
+        h = open_module(f, TEST)[1]
+        src = bytearray(bytes([fill]) * (n_in + off))
+        view = memoryview(src)[off:]
+        results = []
+        for path in ("typed", "raw"):
+            out = bytearray(b"\xee" * n_out)
+            before = stats()["memcpy"]
+            if path == "typed":
+                ret = _typed(f, h, SC_ECHO, [view, out])
+            else:
+                descs = bytearray(wire.INVOKE_ARG.pack(address(view) if wild is None else wild, n_in, -1, 0)
+                                  + wire.INVOKE_ARG.pack(address(out), n_out, -1, 0))
+                ret = _code(_raw_invoke(f, h, SC_ECHO, descs))
+            used = stats()["memcpy"] - before
+            results.append((ret, bytes(out)))
+            assert used > 0 if path == "typed" and FAST else used == 0
+        view.release()
+        if wild is None or n_in == 0:
+            assert results[0] == results[1]
+        else:
+            assert results[1] == (-errno.EFAULT, b"\xee" * n_out)
+
+
+@pytest.mark.parametrize("backend", ["accel", "legacy"])
+def test_library_invoker_pins_its_callers_buffers(soc, backend):
+    """remote_handle64_invoke: copied buffers the caller's exporters vouch for are memcpy'd, a
+    ctypes one is checked; the results are the same."""
+    import libadsprpc_compat as rpc
+
+    rpc.use_soc(soc)
+    try:
+        lib = rpc.Library(backend)
+        h = lib.remote_handle64_open(TEST)
+        src = bytes(range(256)) * 64
+        for kind in ("bytes", "ctypes"):
+            arg = src if kind == "bytes" else (ctypes.c_char * len(src)).from_buffer_copy(src)
+            out = bytearray(len(src))
+            before = stats()
+            rpc.remote_handle64_invoke(h, SC_ECHO, [arg, out])
+            after = stats()
+            assert out == src
+            if not FAST:
+                assert after == before  # the reference copies through ctypes, uncounted
+            elif kind == "bytes":
+                assert after["memcpy"] - before["memcpy"] >= 3  # descriptors, in, out
+            else:
+                assert after["checked"] > before["checked"]
+        rpc.remote_handle64_close(h)
+    finally:
+        rpc.use_soc(None)
+        rpc.set_backend("accel")
