@@ -133,9 +133,12 @@ def test_bench_quick_runs_every_benchmark_and_prints_ratios(run, tmp_path, monke
 
 
 def _measured(row: dict) -> bool:
-    """A positive ratio, or none with the row saying why (a target table's unmeasured row)."""
+    """A positive ratio, or none with the row saying why (a target table's unmeasured row), or 0
+    for a difference of two times that the noise swallowed (the row says so)."""
     if row["ratio"] is None:
         return row.get("note", "").startswith("not measured")
+    if row["ratio"] == 0:
+        return "below the noise" in row.get("note", "")
     return isinstance(row["ratio"], (int, float)) and row["ratio"] > 0
 
 
