@@ -341,6 +341,24 @@ static int pipe_ready_locked(void)
 		pipe_fd[0] = pipe_fd[1] = -1;
 		return -errno;
 	}
+	/* Never on fds 0-2: in a program that closed stdout/stderr the pipe would take them,
+	 * and what the program prints would be read back as copied data. */
+	for (int i = 0; i < 2; i++) {
+		if (pipe_fd[i] > 2)
+			continue;
+		int fd = fcntl(pipe_fd[i], F_DUPFD_CLOEXEC, 3);
+
+		if (fd < 0) {
+			int err = errno;
+
+			close(pipe_fd[0]);
+			close(pipe_fd[1]);
+			pipe_fd[0] = pipe_fd[1] = -1;
+			return -err;
+		}
+		close(pipe_fd[i]);
+		pipe_fd[i] = fd;
+	}
 	return 0;
 }
 

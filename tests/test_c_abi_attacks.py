@@ -117,10 +117,6 @@ def test_exit_handlers_that_join_calling_threads_finish(progs, backend):
     assert "internal error" not in res.stderr
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "reported, not ours to fix: csrc/uaccess.c creates its private copy pipe with the lowest free "
-    "fds, so in a program that closed stdout/stderr the pipe is fds 1-2 and whatever the program "
-    "writes to stderr is read back as the next copy's data (remove this mark when fixed)"))
 def test_a_program_with_stdout_and_stderr_closed_gets_its_data_through(progs):
     res = run_c([progs["closed_stdio"]], timeout=60)
     assert res.returncode == 0, res.stdout
