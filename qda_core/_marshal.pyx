@@ -331,74 +331,58 @@ cdef int _pin_registered_args(uint32_t sc, Py_buffer *a, Py_buffer *r, int to_us
 
 
 # --- user copies ----------------------------------------------------------------------------
+cdef int _user_copy(void *buf, uint64_t uaddr, size_t n, int to_user, bint checked) except? -1:
+    """One user copy of ``n`` bytes between ``buf`` and ``uaddr`` (``to_user``: the direction):
+    through the known-valid path (pinning a registered mapping that holds ``uaddr`` for the
+    copy), or ``checked``: always process_vm_readv/writev (the reference of the fast path)."""
+    cdef Py_buffer reg
+    cdef int ret, held = 0
+    cdef size_t mark
+    if n == 0:
+        return 0
+    if uaddr == 0:
+        return -_errno.EFAULT
+    if checked:
+        with nogil:
+            ret = (qda_copy_to_user_checked(uaddr, buf, n) if to_user
+                   else qda_copy_from_user_checked(buf, uaddr, n))
+        return ret
+    mark = qda_uaccess_pin_mark()
+    try:
+        if _nvmas and not qda_uaccess_pinned(uaddr, n, to_user):
+            held = _pin_registered(uaddr, n, to_user, &reg)
+        if n >= NOGIL_MIN:
+            with nogil:
+                ret = qda_copy_to_user(uaddr, buf, n) if to_user else qda_copy_from_user(buf, uaddr, n)
+        else:
+            ret = qda_copy_to_user(uaddr, buf, n) if to_user else qda_copy_from_user(buf, uaddr, n)
+    finally:
+        qda_uaccess_unpin(mark)
+        if held:
+            PyBuffer_Release(&reg)
+    return ret
+
+
 def copy_from_user(dst, uint64_t uaddr, bint checked=False):
     """Fill writable ``dst`` from user address ``uaddr``: 0 or -EFAULT (NULL is EFAULT).
     ``checked``: always through process_vm_readv (the reference of the fast path)."""
-    cdef Py_buffer d, reg
-    cdef int ret, held = 0
-    cdef size_t mark, n
+    cdef Py_buffer d
     _get(dst, &d, PyBUF_WRITABLE, "dst")
     try:
-        n = <size_t>d.len
-        if n == 0:
-            return 0
-        if uaddr == 0:
-            return -_errno.EFAULT
-        if checked:
-            with nogil:
-                ret = qda_copy_from_user_checked(d.buf, uaddr, n)
-            return ret
-        mark = qda_uaccess_pin_mark()
-        try:
-            if _nvmas and not qda_uaccess_pinned(uaddr, n, 0):
-                held = _pin_registered(uaddr, n, 0, &reg)
-            if n >= NOGIL_MIN:
-                with nogil:
-                    ret = qda_copy_from_user(d.buf, uaddr, n)
-            else:
-                ret = qda_copy_from_user(d.buf, uaddr, n)
-        finally:
-            qda_uaccess_unpin(mark)
-            if held:
-                PyBuffer_Release(&reg)
+        return _user_copy(d.buf, uaddr, <size_t>d.len, 0, checked)
     finally:
         PyBuffer_Release(&d)
-    return ret
 
 
 def copy_to_user(uint64_t uaddr, src, bint checked=False):
     """Write ``src`` to user address ``uaddr``: 0 or -EFAULT (NULL is EFAULT). ``checked``:
     always through process_vm_writev."""
-    cdef Py_buffer s, reg
-    cdef int ret, held = 0
-    cdef size_t mark, n
+    cdef Py_buffer s
     _get(src, &s, PyBUF_SIMPLE, "src")
     try:
-        n = <size_t>s.len
-        if n == 0:
-            return 0
-        if uaddr == 0:
-            return -_errno.EFAULT
-        if checked:
-            with nogil:
-                ret = qda_copy_to_user_checked(uaddr, s.buf, n)
-            return ret
-        mark = qda_uaccess_pin_mark()
-        try:
-            if _nvmas and not qda_uaccess_pinned(uaddr, n, 1):
-                held = _pin_registered(uaddr, n, 1, &reg)
-            if n >= NOGIL_MIN:
-                with nogil:
-                    ret = qda_copy_to_user(uaddr, s.buf, n)
-            else:
-                ret = qda_copy_to_user(uaddr, s.buf, n)
-        finally:
-            qda_uaccess_unpin(mark)
-            if held:
-                PyBuffer_Release(&reg)
+        return _user_copy(s.buf, uaddr, <size_t>s.len, 1, checked)
     finally:
         PyBuffer_Release(&s)
-    return ret
 
 
 def copy_stats():
