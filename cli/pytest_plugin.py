@@ -356,7 +356,7 @@ def _fmt_value(key: str, v) -> str:
 
 
 def _describe(ev: dict) -> str:
-    from qda_core.trace_formats import _slice_name, ret_name
+    from qda_core.trace_formats import slice_name, ret_name
 
     kind = ev["kind"]
     err = ret_name(ev)
@@ -369,15 +369,15 @@ def _describe(ev: dict) -> str:
     elif kind == "dsp":
         load = ev.get("load")
         loaded = f" load {load['file']}: {load['loaded'] or 'nothing'}" if load else ""
-        text = (f"dsp    {_slice_name(ev).removeprefix('dsp ')} sc {ev['sc']:#010x} via {ev['channel']} "
+        text = (f"dsp    {slice_name(ev).removeprefix('dsp ')} sc {ev['sc']:#010x} via {ev['channel']} "
                 f"[modeled {ev['modeled_ns'] / 1000:.1f} us]{loaded}")
     elif kind == "inject":
         text = (f"INJECT {ev['rule']} -> {ev['target'] or ev['fault']} (its event {ev['n']})"
                 + (f": {ev['detail']}" if ev["detail"] else ""))
     elif kind == "fault":
-        text = f"FAULT  {_slice_name(ev)}" + (f": {ev['detail']}" if ev["detail"] else "")
+        text = f"FAULT  {slice_name(ev)}" + (f": {ev['detail']}" if ev["detail"] else "")
     else:
-        text = f"farf   {_slice_name(ev).removeprefix('FARF ')}"
+        text = f"farf   {slice_name(ev).removeprefix('FARF ')}"
     return f"{text} -> {err}" if err else text
 
 

@@ -75,7 +75,7 @@ import re
 import threading
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Iterator
 
 from . import trace
@@ -151,9 +151,7 @@ def wait_interrupted(wait: tuple[int, bool]) -> None:
 
 def fail_request(faults: "Faults | None", kind: str, name: str, detail: str) -> None:
     """A driver request (``alloc``, ``map``) meets the rules: raises the rule's errno if one fires."""
-    if faults is None or kind not in faults._kinds:
-        return
-    rule = faults.check(kind, (name,), detail=detail)
+    rule = faults.check(kind, (name,), detail=detail) if faults is not None else None
     if rule is not None:
         raise errno_error(rule.errno, f"{detail}: injected by fault rule {rule}")
 
@@ -320,11 +318,10 @@ class Fired:
     target: str
     n: int
     detail: str = ""
-    extra: dict = field(default_factory=dict, compare=False)
 
     def as_dict(self) -> dict:
         return {"rule": self.rule, "kind": self.kind, "target": self.target, "n": self.n,
-                "detail": self.detail, **self.extra}
+                "detail": self.detail}
 
 
 class Faults:
@@ -362,15 +359,14 @@ class Faults:
                 k = sum(st.rule.text == r.text for st in self._states)
                 rng = random.Random(f"{self._seed}:{r.text}:{k}")
                 self._states.append(_State(r, rng, rng.getstate()))
-            self._kinds = frozenset(s.rule.kind for s in self._states)
+            self._set_states(self._states)
         return rules
 
     def remove(self, rules: list[Rule]) -> None:
         """Forget ``rules`` (as :meth:`add` returned them)."""
         ids = {id(r) for r in rules}
         with self._lock:
-            self._states = [s for s in self._states if id(s.rule) not in ids]
-            self._kinds = frozenset(s.rule.kind for s in self._states)
+            self._set_states([s for s in self._states if id(s.rule) not in ids])
 
     @contextmanager
     def inject(self, spec: str) -> Iterator[list[Rule]]:
@@ -384,8 +380,12 @@ class Faults:
     def clear(self) -> None:
         """Forget every rule (what fired stays in :attr:`fired`)."""
         with self._lock:
-            self._states = []
-            self._kinds = frozenset()
+            self._set_states([])
+
+    def _set_states(self, states: list[_State]) -> None:
+        """The rules are ``states`` now (caller holds the lock); :meth:`armed` follows."""
+        self._states = states
+        self._kinds = frozenset(s.rule.kind for s in states)
 
     def reset(self) -> None:
         """Every rule counts from zero again, its random stream restarted (the same run can be
@@ -407,7 +407,7 @@ class Faults:
         return kind in self._kinds
 
     def check(self, kind: str, names: tuple[str, ...] = (), *, detail: str = "",
-              modeled_ns: int | None = None, **extra) -> Rule | None:
+              modeled_ns: int | None = None) -> Rule | None:
         """Count one event of ``kind`` for every rule whose target is empty or in ``names``
         (what the event is: ``("gem",)``, ``("cdsp",)``, ``("calculator", "calculator.sum",
         "calculator.2")``); the first rule that fires is returned and recorded, else None.
@@ -436,7 +436,7 @@ class Faults:
                     hit = r
                     if kind in _WAIT_KINDS:  # the wait is modeled: say here how long it was
                         detail = f"{detail}; the caller's wait ends after {r.ns} ns".lstrip("; ")
-                    rec = Fired(r.text, kind, names[0] if names else "", s.seen, detail, extra)
+                    rec = Fired(r.text, kind, names[0] if names else "", s.seen, detail)
                     self.fired.append(rec)
         if hit is not None:
             tr = trace.RECORDER

@@ -10,6 +10,7 @@ import errno
 import itertools
 from typing import Callable, Protocol
 
+from .debug import count_value
 from .errors import errno_error
 
 
@@ -28,19 +29,19 @@ class Channel:
         self.on_receive: Callable[[bytes], None] | None = None
         self.up = True
         # Counted without a lock: every thread sending on the channel passes here. next() of a
-        # count is one C call under the GIL: no update lost (qda_core.debug.count_value).
+        # count is one C call under the GIL: no update lost (count_value).
         self._sent = itertools.count()
         self._received = itertools.count()
 
     @property
     def sent(self) -> int:
         """Messages sent so far."""
-        return _count_value(self._sent)
+        return count_value(self._sent)
 
     @property
     def received(self) -> int:
         """Replies delivered so far."""
-        return _count_value(self._received)
+        return count_value(self._received)
 
     def send(self, data: bytes, origin: object = None) -> None:
         """Send one message; ``ENODEV`` once the channel is removed (DSP gone). ``origin`` is
@@ -60,8 +61,3 @@ class Channel:
     def remove(self) -> None:
         """rpmsg remove (subsystem restart): later sends fail with ENODEV."""
         self.up = False
-
-
-def _count_value(counter: itertools.count) -> int:
-    """``qda_core.debug.count_value`` (the transport imports nothing of the driver side)."""
-    return int(repr(counter)[len("count("):-1])

@@ -18,6 +18,7 @@ parameters of the cost model of modeled device time (:mod:`qda_core.dsp.cost`, d
 from __future__ import annotations
 
 import errno
+import functools
 import json
 import os
 import threading
@@ -215,7 +216,7 @@ class Soc:
         self.specs: tuple[DomainSpec, ...] = tuple(replace(s, kernel=self.kernel_spec) for s in specs)
         self.domains = {s.name: Domain(s, minor, self.kernel, self.faults) for minor, s in enumerate(self.specs)}
         for d in self.domains.values():
-            d.dsp.on_ssr = (lambda name: lambda: self.restart(name))(d.name)
+            d.dsp.on_ssr = functools.partial(self.restart, d.name)
 
     def domain(self, which: str | int) -> Domain:
         for d in self.domains.values():

@@ -22,7 +22,7 @@ from typing import IO, Any, Iterable
 
 
 __all__ = ["write", "to_jsonl", "read_jsonl", "to_chrome", "summarize", "SCHEMA", "validate_event",
-           "validate_events", "TraceFormatError", "ret_name"]
+           "validate_events", "TraceFormatError", "ret_name", "slice_name"]
 
 #: Version of the event schema below; every event carries it as ``v``.
 SCHEMA_VERSION = 1
@@ -255,7 +255,8 @@ def ret_name(ev: dict) -> str | None:
 _COMMON_KEYS = frozenset(("v", "kind", "ts", "dur", "pid", "tid"))
 
 
-def _slice_name(ev: dict) -> str:
+def slice_name(ev: dict) -> str:
+    """A one-line name of a trace event (the Chrome trace's slice name)."""
     if ev["kind"] == "dsp":
         return f"dsp {ev['domain']} handle {ev['handle']:#x} method {ev['method']}"
     if ev["kind"] == "fault":
@@ -291,7 +292,7 @@ def to_chrome(events: Iterable[dict]) -> dict:
         err = ret_name(ev)
         if err:
             args["error"] = err
-        out.append({"name": _slice_name(ev), "cat": ev["kind"], "ph": "X", "ts": _us(ev["ts"] - origin),
+        out.append({"name": slice_name(ev), "cat": ev["kind"], "ph": "X", "ts": _us(ev["ts"] - origin),
                     "dur": _us(ev["dur"]), "pid": ev["pid"], "tid": ev["tid"], "args": args})
         tracks[ev["pid"]].add(ev["tid"])
     meta: list[dict] = []
@@ -354,7 +355,7 @@ def summarize(events: Iterable[dict], top: int = 10) -> dict:
             dsp["wall_ns"] += ev["dur"]
             dsp["modeled_ns"] += ev["modeled_ns"]
         if err is not None:
-            name = _slice_name(ev) if kind in ("dsp", "fault") else ev["name"]
+            name = slice_name(ev) if kind in ("dsp", "fault") else ev["name"]
             errors[(kind, name, err)] += 1
     rows = list(ioctl.values())
     for r in rows:

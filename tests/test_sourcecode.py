@@ -30,8 +30,8 @@ ONLY = {
                      "qda_core._abi", "qda_core.debug", "qda_core.trace",
                      # fault rules are instrumentation, like the trace: no host state
                      "qda_core.faults"},
-    # the transport is protocol-blind
-    "qda_core.rpmsg": {"qda_core.errors"},
+    # the transport is protocol-blind (debug: its lock-free counters, instrumentation only)
+    "qda_core.rpmsg": {"qda_core.errors", "qda_core.debug"},
 }
 
 

@@ -259,3 +259,12 @@ def test_summarize_real(soc):
     assert ("DRM_IOCTL_QDA_GEM_CREATE", "EINVAL") in errors
     assert ("DRM_IOCTL_QDA_INVOKE", "AEE_EBADPARM") in errors
     assert summarize([])["span_ns"] == 0
+
+
+def test_slice_name_names_each_kind_on_one_line():
+    from qda_core.trace_formats import slice_name
+
+    assert slice_name({"kind": "dsp", "domain": "cdsp", "handle": 0x35f08000, "method": 2}) == \
+        "dsp cdsp handle 0x35f08000 method 2"
+    assert slice_name({"kind": "inject", "rule": "drop@2"}) == "injected drop@2"
+    assert slice_name({"kind": "ioctl", "name": "FASTRPC_IOCTL_INVOKE"}) == "FASTRPC_IOCTL_INVOKE"

@@ -236,14 +236,14 @@ class EmulatedDsp:
             load, self._traced.load = self._traced.load, None
             tr.dsp(self.domain, channel, m.client_id, m.pd, m.handle, m.sc, retval, ns, t0, trace.now(), load=load)
         ctx = m.ctx
-        if invoke and not withheld:
+        if invoke and not withheld and (f.armed("drop") or f.armed("corrupt")):
             detail = f"handle {m.handle:#x} sc {m.sc:#x}"
-            rule = f.armed("drop") and f.check("drop", (self.domain,), detail=detail)
+            rule = f.check("drop", (self.domain,), detail=detail)
             if rule:
                 withheld = True
                 _faults.hung(rule.ns, self.cost.realtime)
             else:
-                rule = f.armed("corrupt") and f.check("corrupt", (self.domain,), detail=detail)
+                rule = f.check("corrupt", (self.domain,), detail=detail)
                 if rule:
                     ctx ^= _CORRUPT_BIT
                     _faults.hung(rule.ns, self.cost.realtime)  # the wait, should the driver drop the reply
@@ -574,8 +574,9 @@ class EmulatedDsp:
         iface = interface_name(mi.uri.file)
         names = (iface, f"{iface}.{call.method}")
         py = getattr(mi.impl, "cls", None)
-        if py is not None and call.method in py.method_names():
-            names += (f"{iface}.{py.method_names()[call.method]}",)
+        mname = py.method_names().get(call.method) if py is not None else None
+        if mname is not None:
+            names += (f"{iface}.{mname}",)
         detail = f"{mi.uri.file} method {call.method}"
         if f.armed("crash") and f.check("crash", names, detail=detail):
             raise _SkelCrash("injected crash (fault rule)")
