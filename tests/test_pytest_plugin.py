@@ -20,9 +20,11 @@ pytest_plugins = ["pytester"]
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "pytest" / "test_example.py"
-#: Settings of the environment running the suite that would change what an inner run does.
+#: Settings of the environment running the suite that would change what an inner run does
+#: (pytest prints the short summary's messages untruncated, i.e. once more, when $CI or
+#: $BUILD_NUMBER is set).
 _SCRUB = ("QDARPC_TRACE", "QDARPC_SOC", "QDARPC_BACKEND", "QDARPC_KERNEL", "QDARPC_FAULTS", "PYTHONPATH",
-          "PYTEST_ADDOPTS", "PYTEST_PLUGINS", "PYTEST_DISABLE_PLUGIN_AUTOLOAD")
+          "PYTEST_ADDOPTS", "PYTEST_PLUGINS", "PYTEST_DISABLE_PLUGIN_AUTOLOAD", "CI", "BUILD_NUMBER")
 
 
 @pytest.fixture
