@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import shutil
 import subprocess
 import sys
@@ -59,8 +60,17 @@ def run_c(argv, *, backend: str = "accel", env=None, timeout: float = 120, cwd=N
         base.pop(k, None)
     e = native.run_env(base, backend=backend)
     e.update({k: str(v) for k, v in extra_env.items()})
-    return subprocess.run([str(a) for a in argv], env=e, capture_output=True, text=True, timeout=timeout,
-                          cwd=cwd)
+    # Its own process group, killed whole on a timeout: a hung child it forked must not outlive
+    # the test.
+    with subprocess.Popen([str(a) for a in argv], env=e, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          text=True, cwd=cwd, start_new_session=True) as proc:
+        try:
+            out, err = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+            raise
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
 
 
 def python_exe() -> str:

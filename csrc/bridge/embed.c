@@ -56,6 +56,13 @@ static pthread_key_t tstate_key;
 static __thread PyThreadState *pinned;
 static PyGILState_STATE fork_gil;
 static int fork_fresh, fork_skipped;
+/*
+ * Held while a thread state is made for a thread Python does not know, and across fork().
+ * Making one takes CPython's runtime head lock without the GIL; a child forked meanwhile
+ * inherits that lock held by a thread it does not have, and PyOS_AfterFork_Child (which
+ * takes it to delete the other threads' states) waits forever.
+ */
+static pthread_mutex_t tstate_lock = PTHREAD_MUTEX_INITIALIZER;
 
 void embed_note(const char *fmt, ...)
 {
@@ -154,6 +161,7 @@ static void before_fork(void)
 	if (fork_skipped)
 		return;
 	fork_gil = embed_enter(&fork_fresh);
+	pthread_mutex_lock(&tstate_lock); /* after the GIL: its takers never hold the GIL */
 	py.PyOS_BeforeFork();
 }
 
@@ -162,6 +170,7 @@ static void after_fork_parent(void)
 	if (fork_skipped)
 		return;
 	py.PyOS_AfterFork_Parent();
+	pthread_mutex_unlock(&tstate_lock);
 	embed_leave(fork_gil, fork_fresh);
 }
 
@@ -172,6 +181,7 @@ static void after_fork_child(void)
 {
 	if (fork_skipped)
 		return;
+	pthread_mutex_unlock(&tstate_lock); /* this thread holds it: the child's copy is sound */
 	py.PyOS_AfterFork_Child();
 	embed_leave(fork_gil, fork_fresh);
 }
@@ -285,6 +295,13 @@ static int version_ok(void)
 PyGILState_STATE embed_enter(int *fresh)
 {
 	*fresh = !pinned && !py.PyGILState_GetThisThreadState();
+	if (*fresh) {
+		/* Made here rather than by PyGILState_Ensure, under tstate_lock (see there); it
+		 * becomes this thread's PyGILState state, which Ensure then takes up. */
+		pthread_mutex_lock(&tstate_lock);
+		py.PyThreadState_New(py.PyInterpreterState_Main());
+		pthread_mutex_unlock(&tstate_lock);
+	}
 	return py.PyGILState_Ensure();
 }
 
