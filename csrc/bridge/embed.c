@@ -41,13 +41,21 @@ struct qdarpc_bridge_start {
 	pthread_mutex_t lock;
 	int busy;
 	int exiting;    /* exit() has run Python's exit functions: calls answer "no emulator" */
+	/*
+	 * Held while a thread state is made for a thread Python does not know, and across
+	 * fork(). Making one takes CPython's runtime head lock without the GIL; a child forked
+	 * meanwhile inherits that lock held by a thread it does not have, and
+	 * PyOS_AfterFork_Child (which takes it to delete the other threads' states) waits forever.
+	 */
+	pthread_mutex_t tstate_lock;
 };
 __attribute__((visibility("default"))) struct qdarpc_bridge_start qdarpc_bridge_start_lock = {
-	PTHREAD_MUTEX_INITIALIZER, 0, 0
+	PTHREAD_MUTEX_INITIALIZER, 0, 0, PTHREAD_MUTEX_INITIALIZER
 };
 #define start_lock qdarpc_bridge_start_lock.lock
 #define start_busy qdarpc_bridge_start_lock.busy
 #define exiting qdarpc_bridge_start_lock.exiting
+#define tstate_lock qdarpc_bridge_start_lock.tstate_lock
 
 enum { NOT_READY = 0, READY = 1, FAILED = -1 };
 static int state = NOT_READY;        /* atomics: __atomic_load/store */
@@ -56,13 +64,6 @@ static pthread_key_t tstate_key;
 static __thread PyThreadState *pinned;
 static PyGILState_STATE fork_gil;
 static int fork_fresh, fork_skipped;
-/*
- * Held while a thread state is made for a thread Python does not know, and across fork().
- * Making one takes CPython's runtime head lock without the GIL; a child forked meanwhile
- * inherits that lock held by a thread it does not have, and PyOS_AfterFork_Child (which
- * takes it to delete the other threads' states) waits forever.
- */
-static pthread_mutex_t tstate_lock = PTHREAD_MUTEX_INITIALIZER;
 
 void embed_note(const char *fmt, ...)
 {
@@ -296,7 +297,7 @@ PyGILState_STATE embed_enter(int *fresh)
 {
 	*fresh = !pinned && !py.PyGILState_GetThisThreadState();
 	if (*fresh) {
-		/* Made here rather than by PyGILState_Ensure, under tstate_lock (see there); it
+		/* Made here rather than by PyGILState_Ensure, under tstate_lock (see its declaration); it
 		 * becomes this thread's PyGILState state, which Ensure then takes up. */
 		pthread_mutex_lock(&tstate_lock);
 		py.PyThreadState_New(py.PyInterpreterState_Main());
