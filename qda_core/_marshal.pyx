@@ -30,7 +30,7 @@ from cpython.ref cimport Py_INCREF, Py_XDECREF
 from cpython.weakref cimport PyWeakref_GET_OBJECT, PyWeakref_NewRef
 from libc.stdint cimport uint32_t, uint64_t, int32_t
 from libc.stdlib cimport calloc, free, realloc
-from libc.string cimport memcpy, memmove
+from libc.string cimport memcpy, memmove, memset
 
 import array as _array
 import errno as _errno
@@ -395,6 +395,22 @@ def copy_stats():
 def pinned(uint64_t uaddr, size_t n, bint write=False):
     """Whether the calling thread has ``[uaddr, uaddr+n)`` pinned as known-valid now."""
     return bool(qda_uaccess_pinned(uaddr, n, write))
+
+
+def zero(buf, Py_ssize_t lo, Py_ssize_t hi):
+    """Zero ``buf[lo:hi]`` (clipped to the buffer) of a writable buffer: one memset, without
+    the slice objects a Python slice assignment makes (message buffers are scrubbed per call)."""
+    cdef Py_buffer v
+    PyObject_GetBuffer(buf, &v, PyBUF_WRITABLE)
+    try:
+        if lo < 0:
+            lo = 0
+        if hi > v.len:
+            hi = v.len
+        if lo < hi:
+            memset(<char *>v.buf + lo, 0, <size_t>(hi - lo))
+    finally:
+        PyBuffer_Release(&v)
 
 
 def address(buf):

@@ -241,14 +241,15 @@ class FastRpc:
         self._seqs = itertools.count(value + 1)
 
     def _on_reply(self, data: bytes) -> None:
-        rsp = wire.Rsp.unpack(data)
-        ctx = self._pending.get(self.layout.slot(rsp.ctx))
-        if ctx is None or ctx.ctx != rsp.ctx & self.layout.match_mask:
+        word, retval = wire.RSP.unpack(data)
+        layout = self.layout
+        ctx = self._pending.get((word & layout.id_mask) >> layout.id_shift)  # layout.slot(word)
+        if ctx is None or ctx.ctx != word & layout.match_mask:
             with self._drop_lock:
                 self.dropped_replies += 1
-            debug.dbg("rpmsg", "no context matches reply ctx %#x", rsp.ctx)
+            debug.dbg("rpmsg", "no context matches reply ctx %#x", word)
             return
-        ctx.retval = rsp.retval
+        ctx.retval = retval
 
     def invoke(self, *, client_id: int, tid: int, handle: int, sc: int, pd: int,
                args, refs, msg_alloc, origin: wire.Origin, fdlist: list | None = None,

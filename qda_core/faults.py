@@ -406,6 +406,12 @@ class Faults:
         """Some rule of ``kind`` is present (cheap; then call :meth:`check`)."""
         return kind in self._kinds
 
+    @property
+    def kinds(self) -> frozenset[str]:
+        """The kinds some rule is present for: empty (false) when no rule is, which is all a
+        hot path needs to test."""
+        return self._kinds
+
     def check(self, kind: str, names: tuple[str, ...] = (), *, detail: str = "",
               modeled_ns: int | None = None) -> Rule | None:
         """Count one event of ``kind`` for every rule whose target is empty or in ``names``

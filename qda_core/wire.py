@@ -149,7 +149,8 @@ def sc_counts(sc: int) -> tuple[int, int, int, int]:
 
 
 def sc_length(sc: int) -> int:
-    return sum(sc_counts(sc))
+    """Arguments of a scalars word: buffers and handles (every invoke asks: no tuple made)."""
+    return ((sc >> 16) & 0xFF) + ((sc >> 8) & 0xFF) + ((sc >> 4) & 0xF) + (sc & 0xF)
 
 
 def metadata_size(nscalars: int) -> int:

@@ -65,6 +65,7 @@ class QdaFile(DriverFile):
         self._imports: dict[tuple, int] = {}       # foreign dma-buf identity -> handle
         self.cb = None
         self._pool: MessagePool | None = None
+        self._origins: dict[tuple, wire.Origin] = {}  # (cb, kernel) -> Origin (see _origin)
         self._init_mem: list[GemObject] = []       # RFC overwrites (leaks) older ones; freed at close
         self._lock = threading.RLock()             # protects handles, PRIME caches, cb
         self.last_error: OSError | None = None
@@ -135,6 +136,15 @@ class QdaFile(DriverFile):
                 self.cb = self.device.bus.assign(self.pid)
                 self._pool = MessagePool(self.cb)
             return self.cb
+
+    def _origin(self, kernel: bool) -> wire.Origin:
+        """This file as the DSP knows a message's sender (made once per CB and kind: every
+        invoke sends one)."""
+        key = (self.cb, kernel)
+        o = self._origins.get(key)
+        if o is None:
+            o = self._origins[key] = wire.Origin(self.client_id, frozenset((self.cb.sid,)), kernel)
+        return o
 
     def lookup(self, handle: int) -> GemObject | None:
         return self.handles.get(handle)
@@ -209,7 +219,7 @@ class QdaFile(DriverFile):
                 client_id=0 if handle == wire.FASTRPC_INIT_HANDLE else self.client_id,
                 tid=threading.get_native_id(), handle=handle, sc=sc, pd=pd,
                 args=descs, refs=refs, msg_alloc=self._pool.alloc,
-                origin=wire.Origin(self.client_id, frozenset((self.cb.sid,)), kernel))
+                origin=self._origin(kernel))
         finally:
             for obj in held:
                 obj.put()
@@ -368,6 +378,7 @@ class QdaFile(DriverFile):
         if self.cb is not None:
             self.device.bus.release(self.cb)
             self.cb = None
+            self._origins.clear()
         debug.destroyed("accel_file")
 
     def _describe(self) -> str:

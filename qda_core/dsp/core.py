@@ -102,6 +102,7 @@ class _Hung(Exception):
 #: The ctx bit a ``corrupt`` fault flips: above the id field of every layout, inside misc-7.3's
 #: sequence number, so each driver's reply matching decides what happens.
 _CORRUPT_BIT = 1 << 40
+_METHOD_FAULTS = frozenset(("crash", "timeout", "delay"))  # the kinds _method_faults serves
 
 
 class _SkelCrash(Exception):
@@ -211,9 +212,10 @@ class EmulatedDsp:
             self._traced.load = None
         generation = self._generation
         f = self.faults
-        invoke = f is not None and origin is not None and m.handle >= CONST_HANDLE_LIMIT
-        if invoke and f.armed("ssr") and f.check("ssr", (self.domain,), modeled_ns=self.stats.modeled_ns,
-                                                 detail=f"handle {m.handle:#x} sc {m.sc:#x}"):
+        # the kinds of fault armed now: empty (no rule) on the usual path, one test then
+        armed = f.kinds if f is not None and origin is not None and m.handle >= CONST_HANDLE_LIMIT else ()
+        if "ssr" in armed and f.check("ssr", (self.domain,), modeled_ns=self.stats.modeled_ns,
+                                               detail=f"handle {m.handle:#x} sc {m.sc:#x}"):
             if self.on_ssr is not None:
                 self.on_ssr()  # the whole subsystem: the drivers' channels go too
             else:
@@ -236,7 +238,7 @@ class EmulatedDsp:
             load, self._traced.load = self._traced.load, None
             tr.dsp(self.domain, channel, m.client_id, m.pd, m.handle, m.sc, retval, ns, t0, trace.now(), load=load)
         ctx = m.ctx
-        if invoke and not withheld and (f.armed("drop") or f.armed("corrupt")):
+        if armed and not withheld and ("drop" in armed or "corrupt" in armed):
             detail = f"handle {m.handle:#x} sc {m.sc:#x}"
             rule = f.check("drop", (self.domain,), detail=detail)
             if rule:
@@ -310,7 +312,7 @@ class EmulatedDsp:
         if proc is None and kernel_handle:
             proc = self._proc(m.chan, origin.client_id)  # the kernel's messages for a PD count toward it
         ns = self.cost.charge(args.copied, call_ns, qos=proc is not None and cost.qos_in_force(proc),
-                              maps=int(rv == 0 and cost.is_map(m.handle, m.sc)))
+                              maps=int(rv == 0 and kernel_handle and cost.is_map(m.handle, m.sc)))
         ns = cost.settle(self.cost, ns)  # the caller's override; QDARPC_REALTIME sleeps here, no lock held
         if proc is not None:
             with proc.lock:
@@ -562,9 +564,9 @@ class EmulatedDsp:
             mi = p.modules.get(h)
         if mi is None:
             return aee.ERR_NO_SUCH_HANDLE, 0
-        call = Call(m.sc, sc_method(m.sc), a.inbufs, a.outbufs, a.inhandles, a.outhandles, p, h)
+        call = Call(m.sc, (m.sc >> 24) & 0x1F, a.inbufs, a.outbufs, a.inhandles, a.outhandles, p, h)
         f = self.faults
-        if f is not None and (f.armed("crash") or f.armed("timeout") or f.armed("delay")):
+        if f is not None and f.kinds & _METHOD_FAULTS:
             self._method_faults(f, mi, call)
         rv = _skel(mi.impl.invoke, call)
         return rv, call.extra_ns

@@ -28,6 +28,7 @@ class PythonModule:
         self.cls = cls
         self.uri = uri
         self.skel = cls()
+        self._reserved = (0, 1) if uri.handle_style else ()  # the framework's open/close
 
     def open(self) -> int:
         return _checked(self.skel.open(self.uri), "open")
@@ -44,12 +45,16 @@ class PythonModule:
             call.method = mid
         spec = self.cls._methods.get(mid)
         # Handle-style modules reserve 0/1 for the framework's open/close.
-        if spec is None or (self.uri.handle_style and mid in (0, 1)):
+        if spec is None or mid in self._reserved:
             return aee.ERR_UNKNOWN_METHOD
         if not spec.counts_match(call.sc):
             return aee.ERR_BAD_PARM
-        call.add_cost(spec.cost_ns)
-        return _checked(spec.fn(self.skel, call), spec.fn.__name__)
+        if spec.cost_ns:
+            call.extra_ns += spec.cost_ns
+        rv = spec.fn(self.skel, call)
+        if type(rv) is int and -0x8000_0000 <= rv <= 0x7FFF_FFFF:
+            return rv  # already the signed retval (the usual 0)
+        return _checked(rv, spec.fn.__name__)
 
 
 def _checked(rv, what: str) -> int:

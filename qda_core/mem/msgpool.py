@@ -23,22 +23,25 @@ larger window of the same buffer left beyond it (``MsgBuf.dirty``).
 from __future__ import annotations
 
 import threading
-from collections import OrderedDict
 
+from .._ext import load as _load
 from .backing import HOST_PAGE_SIZE, page_align
 from .bus import ContextBank
 from .gem import GemObject
+
+_zero = _load("_marshal").zero
 
 POOL_MAX_BYTES = 256 << 20  # per file: beyond this, freed buffers go back to the system
 POOL_MAX_BUFFERS = 16       # per file: each one holds a memfd and a mapping
 CLASS_DEPTH = 4             # free buffers kept per size class
 _SMALL = 16 << 10           # classes of whole pages up to here
 _PAGE = HOST_PAGE_SIZE
-_ZEROS = memoryview(bytes(_PAGE))
 
 
 def size_class(size: int) -> int:
     """The buffer size that serves a request of ``size`` bytes."""
+    if 0 < size <= _PAGE:
+        return _PAGE  # the usual message (every invoke with small arguments): no arithmetic
     size = page_align(max(size, 1))
     if size <= _SMALL:
         return size
@@ -62,12 +65,7 @@ class MsgBuf:
     def _scrub(self, size: int) -> None:
         """Zero what the coming call will show the DSP without writing it, and what earlier
         calls left beyond this one's window: ``[size - page, dirty)`` within the buffer."""
-        lo, hi = max(size - _PAGE, 0), min(self.dirty, self.obj.size)
-        view = self.backing.view
-        while lo < hi:
-            n = min(hi - lo, _PAGE)
-            view[lo:lo + n] = _ZEROS[:n]
-            lo += n
+        _zero(self.backing.view, size - _PAGE, self.dirty)  # clipped to the buffer in C
         self.dirty = size
 
 
@@ -78,7 +76,9 @@ class MessagePool:
         self.cb = cb
         self._lock = threading.Lock()  # protects everything below: threads invoke on one file at once
         self._free: dict[int, list[MsgBuf]] = {}  # class -> free buffers, most recent last
-        self._lru: OrderedDict[int, MsgBuf] = OrderedDict()  # id -> free buffer, least recent first
+        # id -> free buffer, least recent first (a dict keeps insertion order, and a buffer is
+        # inserted when it comes back, so the first one is the least recently used)
+        self._lru: dict[int, MsgBuf] = {}
         self._bytes = 0
         #: Counters: buffers created, reused, evicted (free ones given back to keep the bounds),
         #: dropped (returned ones never kept: larger than the whole pool).
@@ -141,6 +141,6 @@ class MessagePool:
     def close(self) -> None:
         with self._lock:
             free = list(self._lru.values())
-            self._free, self._lru, self._bytes = {}, OrderedDict(), 0
+            self._free, self._lru, self._bytes = {}, {}, 0
         for buf in free:
             buf.obj.put()
