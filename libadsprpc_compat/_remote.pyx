@@ -143,6 +143,8 @@ cdef class RegTable:
         cdef Py_ssize_t i, j
         if size == 0:
             raise ValueError("cannot register an empty range")
+        if size > <uint64_t>0xFFFFFFFFFFFFFFFF - start:
+            raise ValueError(f"range {start:#x}+{size:#x} runs past the end of the address space")
         i = self._bisect(start)
         j = i - 1
         while j >= 0 and self.regs[j].start == start:
@@ -200,7 +202,7 @@ cdef class RegTable:
         cdef int overrun = 0
         while i >= 0:
             if addr < self.regs[i].end:
-                if addr + length <= self.regs[i].end:
+                if length <= self.regs[i].end - addr:  # not addr + length: that can wrap
                     out[0] = &self.regs[i]
                     return 1
                 overrun = 1

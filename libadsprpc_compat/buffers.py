@@ -64,7 +64,7 @@ def remote_register_buf_attr(buf, size: int, fd: int, attr: int) -> None:
     attr = c_arg(attr, C_BITS32, "remote_register_buf: attr") & 0xFFFF_FFFF
     if not start or size <= 0:
         return
-    if start + size > C_UINT64[1] + 1:
+    if start + size > C_UINT64[1]:  # the range's end must be an address (RegTable keeps it)
         fail(A.AEE_EBADPARM, f"remote_register_buf: [{start:#x}, +{size:#x}) wraps around")
     if fd == -1:
         deregister(start, size)
