@@ -207,8 +207,7 @@ class QdaFile(DriverFile):
         refs = bytearray(16 * n)
         held = []
         try:
-            for i in range(n):
-                ptr, length, fd, _attr = wire.INVOKE_ARG.unpack_from(descs, 24 * i)
+            for i, (ptr, length, fd, _attr) in enumerate(wire.INVOKE_ARG.iter_unpack(descs) if n else ()):
                 if fd <= 0 or (i < nbufs and not length):
                     continue  # copied inline / nothing to map
                 obj = self.buffer(fd, f"argument {i}")

@@ -112,13 +112,14 @@ class _SkelCrash(Exception):
 class _Args:
     __slots__ = ("inbufs", "outbufs", "inhandles", "outhandles", "nbytes_in", "nbytes_out", "copied")
 
-    def __init__(self, inbufs=(), outbufs=(), inhandles=(), outhandles=(), copied=0):
-        self.inbufs = tuple(inbufs)
-        self.outbufs = tuple(outbufs)
-        self.inhandles = tuple(inhandles)
-        self.outhandles = tuple(outhandles)
-        self.nbytes_in = sum(len(b) for b in self.inbufs)
-        self.nbytes_out = sum(len(b) for b in self.outbufs)
+    def __init__(self, inbufs: tuple = (), outbufs: tuple = (), inhandles: tuple = (), outhandles: tuple = (),
+                 copied: int = 0, nbytes_in: int = 0, nbytes_out: int = 0):
+        self.inbufs = inbufs
+        self.outbufs = outbufs
+        self.inhandles = inhandles
+        self.outhandles = outhandles
+        self.nbytes_in = nbytes_in    # bytes of the in-buffers, and of the out-buffers
+        self.nbytes_out = nbytes_out
         self.copied = copied  # bytes of the buffers copied into the payload (the cost model's)
 
 
@@ -337,30 +338,43 @@ class EmulatedDsp:
             raise _SkelCrash(f"payload unreachable: {exc}") from exc
         if not m.sc & 0xFFFFFF:
             return _NO_ARGS  # the payload is reachable but carries no arguments
-        nin, nout, ninh, nouth = sc_counts(m.sc)
+        sc = m.sc
+        nin = (sc >> 16) & 0xFF
         try:
-            bufs, handles = decode(m.sc, payload)
+            bufs, handles = decode(sc, payload)
         except OSError as exc:
             raise _Malformed(str(exc)) from exc
-        if len(bufs) != nin + nout or len(handles) != ninh + nouth:
-            raise _Malformed(f"decode returned {len(bufs)} buffers/{len(handles)} handles for sc {m.sc:#x}")
+        if len(bufs) != nin + ((sc >> 8) & 0xFF) or len(handles) != ((sc >> 4) & 0xF) + (sc & 0xF):
+            raise _Malformed(f"decode returned {len(bufs)} buffers/{len(handles)} handles for sc {sc:#x}")
         views = []
+        base, size = m.addr, m.size
+        copied = nbytes_in = 0
         try:
             for i, (addr, length) in enumerate(bufs):
                 out = i >= nin
+                if not out:
+                    nbytes_in += length
                 if length == 0:
                     views.append(memoryview(bytearray()) if out else memoryview(b""))
                     continue
-                mv = memoryview(memory.view(addr, length, out))
-                if mv.format != "B" or mv.ndim != 1:
-                    mv = mv.cast("B")
+                off = addr - base
+                if 0 <= off < size:
+                    copied += length  # a copied argument lies in the payload; a by-reference one elsewhere
+                if 0 <= off and off + length <= size:
+                    # Inside the payload, which this PD's SMMU view above already reached: the
+                    # same pages without a second translation.
+                    mv = payload[off:off + length]
+                else:
+                    mv = memoryview(memory.view(addr, length, out))
+                    if mv.format != "B" or mv.ndim != 1:
+                        mv = mv.cast("B")
                 views.append(mv if out else mv.toreadonly())
         except errors.DeviceFault as exc:
             raise _SkelCrash(f"argument unreachable: {exc}") from exc
-        hs = [DmaHandle(*h) for h in handles]
-        # A copied argument lies in the payload; a by-reference one is elsewhere in device memory.
-        copied = sum(length for addr, length in bufs if m.addr <= addr < m.addr + m.size)
-        return _Args(views[:nin], views[nin:], hs[:ninh], hs[ninh:], copied)
+        ninh = (sc >> 4) & 0xF
+        hs = tuple(DmaHandle(*h) for h in handles) if handles else ()
+        return _Args(tuple(views[:nin]), tuple(views[nin:]), hs[:ninh], hs[ninh:], copied,
+                     nbytes_in, sum(length for _, length in bufs[nin:]))
 
     # -- handle 1: the kernel's INIT handle ------------------------------------------------
 
