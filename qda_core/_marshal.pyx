@@ -684,3 +684,55 @@ def decode(uint32_t sc, payload):
         raise _error(ret, &st)
     return ([(bufs[i].addr, bufs[i].len) for i in range(nbufs)],
             [(hs[i].fd, hs[i].offset, hs[i].len, hs[i].map_addr, hs[i].map_size) for i in range(nh)])
+
+
+def decode_views(uint32_t sc, payload, uint64_t base):
+    """``decode`` and the buffers inside ``payload`` (at device address ``base``) viewed in it,
+    in one pass: ``(bufs, handles, views, copied, nbytes_in, nbytes_out)`` exactly as the
+    reference (``qda_core.marshal_ref.decode_views``) returns them."""
+    cdef Py_buffer p
+    cdef qda_dec_buf bufs[REMOTE_SCALARS_MAX_LENGTH]
+    cdef qda_dec_handle hs[32]
+    cdef qda_marshal_status st
+    cdef int ret
+    cdef uint32_t nin = (sc >> 16) & 0xFF
+    cdef uint32_t nbufs = nin + ((sc >> 8) & 0xFF)
+    cdef uint32_t nh = ((sc >> 4) & 0xF) + (sc & 0xF)
+    cdef uint32_t i
+    cdef uint64_t size, off, length, copied = 0, nin_bytes = 0, nout_bytes = 0
+    _get(payload, &p, PyBUF_SIMPLE, "payload")
+    try:
+        size = <uint64_t>p.len
+        ret = qda_decode(sc, p.buf, <size_t>p.len, bufs, REMOTE_SCALARS_MAX_LENGTH, hs, 32, &st)
+    finally:
+        PyBuffer_Release(&p)
+    if ret < 0:
+        raise _error(ret, &st)
+    pv = payload if type(payload) is memoryview and payload.format == "B" and payload.ndim == 1 \
+        else memoryview(payload).cast("B")
+    ro = None  # a read-only view of the payload, made once: in-buffers are slices of it
+    out_bufs = []
+    views = []
+    for i in range(nbufs):
+        length = bufs[i].len
+        out_bufs.append((bufs[i].addr, length))
+        if i < nin:
+            nin_bytes += length
+        else:
+            nout_bytes += length
+        off = bufs[i].addr - base  # wraps below base: then >= size, so "outside"
+        if length and bufs[i].addr >= base and off < size:
+            copied += length
+        if length == 0:
+            views.append(memoryview(bytearray()) if i >= nin else memoryview(b""))
+        elif bufs[i].addr >= base and off <= size and length <= size - off:
+            if i >= nin:
+                views.append(pv[off:off + length])
+            else:
+                if ro is None:
+                    ro = pv.toreadonly()
+                views.append(ro[off:off + length])
+        else:
+            views.append(None)
+    return (out_bufs, [(hs[i].fd, hs[i].offset, hs[i].len, hs[i].map_addr, hs[i].map_size) for i in range(nh)],
+            views, copied, nin_bytes, nout_bytes)

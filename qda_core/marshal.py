@@ -8,7 +8,8 @@ Re-exports one backend, chosen by the environment variable ``QDARPC_MARSHAL``:
 Both have the same API, results and errors (``OSError`` with the kernel's errno):
 
 ``payload_size(sc, args, refs)``, ``pack(sc, args, refs, payload, payload_va, payload_dev)``,
-``unpack(sc, args, refs, payload, payload_va)``, ``decode(sc, payload)``, ``metadata_size(n)``.
+``unpack(sc, args, refs, payload, payload_va)``, ``decode(sc, payload)``,
+``decode_views(sc, payload, base)``, ``metadata_size(n)``.
 ``BACKEND`` names the one in use.
 """
 from __future__ import annotations
@@ -35,6 +36,7 @@ payload_size = _impl.payload_size
 pack = _impl.pack
 unpack = _impl.unpack
 decode = _impl.decode
+decode_views = _impl.decode_views
 metadata_size = _impl.metadata_size
 
-__all__ = ["BACKEND", "payload_size", "pack", "unpack", "decode", "metadata_size"]
+__all__ = ["BACKEND", "payload_size", "pack", "unpack", "decode", "decode_views", "metadata_size"]

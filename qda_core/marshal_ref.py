@@ -27,7 +27,7 @@ from .wire import (
 )
 from .wire import metadata_size as _wire_metadata_size
 
-__all__ = ["payload_size", "pack", "unpack", "decode", "metadata_size", "BACKEND"]
+__all__ = ["payload_size", "pack", "unpack", "decode", "decode_views", "metadata_size", "BACKEND"]
 
 BACKEND = "py"
 _M64 = (1 << 64) - 1
@@ -319,3 +319,36 @@ def decode(sc: int, payload):
             fd, offset, length = _HANDLE.unpack_from(pv_, 16 * i)
             handles.append((fd, offset, length, addr, size))
     return bufs, handles
+
+
+def decode_views(sc: int, payload, base: int):
+    """:func:`decode`, and the buffers that lie wholly inside ``payload`` (which sits at device
+    address ``base``) viewed in it: ``(bufs, handles, views, copied, nbytes_in, nbytes_out)``.
+    ``views[i]``: a slice of ``payload`` (in-buffers read-only), an empty view for a 0-length
+    buffer, None for one elsewhere in device memory (the caller views it through the SMMU).
+    ``copied``: bytes of the buffers that start inside the payload (the cost model's copied
+    bytes); ``nbytes_in``/``nbytes_out``: bytes of all in-/out-buffers (sums mod 2^64, as C
+    keeps them: only a call whose buffers are all reachable uses them)."""
+    bufs, handles = decode(sc, payload)
+    pv_ = _bytes_view(payload, "payload")
+    size = len(pv_)
+    nin = (sc >> 16) & 0xFF
+    views: list[memoryview | None] = []
+    copied = nbytes_in = nbytes_out = 0
+    for i, (addr, length) in enumerate(bufs):
+        out = i >= nin
+        if out:
+            nbytes_out = (nbytes_out + length) & _M64
+        else:
+            nbytes_in = (nbytes_in + length) & _M64
+        off = addr - base
+        if length and 0 <= off < size:
+            copied = (copied + length) & _M64
+        if length == 0:
+            views.append(memoryview(bytearray()) if out else memoryview(b""))
+        elif 0 <= off and off + length <= size:
+            mv = pv_[off:off + length]
+            views.append(mv if out else mv.toreadonly())
+        else:
+            views.append(None)
+    return bufs, handles, views, copied, nbytes_in, nbytes_out

@@ -39,7 +39,7 @@ import threading
 from typing import Callable, Mapping, NamedTuple, Protocol
 
 from .. import errors, faults as _faults, trace
-from ..marshal import decode
+from ..marshal import decode_views
 from ..wire import (ADSP_CURRENT_PROCESS1_HANDLE, ADSP_LISTENER1_HANDLE, CONST_HANDLE_LIMIT, CREATE_INBUF,
                     CREATE_STATIC_INBUF, CTX_ASYNC_BIT, CURRENT_PROCESS1_EXIT, CURRENT_PROCESS1_POLL_MODE,
                     CURRENT_PROCESS1_THREAD_EXIT, FASTRPC_MAX_STATIC_HANDLE, FASTRPC_POLL_RESPONSE,
@@ -341,40 +341,26 @@ class EmulatedDsp:
         sc = m.sc
         nin = (sc >> 16) & 0xFF
         try:
-            bufs, handles = decode(sc, payload)
+            # Arguments inside the payload come back as views of it: the PD's SMMU view above
+            # already reached those pages (one translation per message, not per argument).
+            bufs, handles, views, copied, nbytes_in, nbytes_out = decode_views(sc, payload, m.addr)
         except OSError as exc:
             raise _Malformed(str(exc)) from exc
         if len(bufs) != nin + ((sc >> 8) & 0xFF) or len(handles) != ((sc >> 4) & 0xF) + (sc & 0xF):
             raise _Malformed(f"decode returned {len(bufs)} buffers/{len(handles)} handles for sc {sc:#x}")
-        views = []
-        base, size = m.addr, m.size
-        copied = nbytes_in = 0
         try:
-            for i, (addr, length) in enumerate(bufs):
-                out = i >= nin
-                if not out:
-                    nbytes_in += length
-                if length == 0:
-                    views.append(memoryview(bytearray()) if out else memoryview(b""))
-                    continue
-                off = addr - base
-                if 0 <= off < size:
-                    copied += length  # a copied argument lies in the payload; a by-reference one elsewhere
-                if 0 <= off and off + length <= size:
-                    # Inside the payload, which this PD's SMMU view above already reached: the
-                    # same pages without a second translation.
-                    mv = payload[off:off + length]
-                else:
-                    mv = memoryview(memory.view(addr, length, out))
+            for i, mv in enumerate(views):
+                if mv is None:  # elsewhere in device memory (by reference): through the SMMU
+                    addr, length = bufs[i]
+                    mv = memoryview(memory.view(addr, length, i >= nin))
                     if mv.format != "B" or mv.ndim != 1:
                         mv = mv.cast("B")
-                views.append(mv if out else mv.toreadonly())
+                    views[i] = mv if i >= nin else mv.toreadonly()
         except errors.DeviceFault as exc:
             raise _SkelCrash(f"argument unreachable: {exc}") from exc
         ninh = (sc >> 4) & 0xF
         hs = tuple(DmaHandle(*h) for h in handles) if handles else ()
-        return _Args(tuple(views[:nin]), tuple(views[nin:]), hs[:ninh], hs[ninh:], copied,
-                     nbytes_in, sum(length for _, length in bufs[nin:]))
+        return _Args(tuple(views[:nin]), tuple(views[nin:]), hs[:ninh], hs[ninh:], copied, nbytes_in, nbytes_out)
 
     # -- handle 1: the kernel's INIT handle ------------------------------------------------
 
