@@ -84,16 +84,26 @@ def _alloc(heapid, flags, size, ctype: tuple[int, int]) -> RpcMem:
         # under the DSP or a mapping (SIGBUS).
         fcntl.fcntl(fd, fcntl.F_ADD_SEALS, fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW)
         mm = RpcMem(fd, size, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
+        try:
+            # The kernel side's mapping of the dma-buf, which a driver's import of it borrows
+            # instead of mapping it per invoke. Not the caller's: an import holding that would
+            # keep the RpcMem alive past its last reference (no ResourceWarning, no free).
+            kmap = mmap.mmap(fd, size, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
+        except BaseException:
+            mm.close()
+            raise
     except (OSError, ValueError, OverflowError) as exc:
         _backing.uncharge(charged, key)
         os.close(fd)
         fail(A.AEE_ENOMEMORY, f"rpcmem_alloc: cannot map {size} bytes", errno=getattr(exc, "errno", None))
+    mm._kmap = kmap
     mm._pin = ctypes.c_char.from_buffer(mm)  # keeps the address fixed while allocated
     mm.address = ctypes.addressof(mm._pin)
     mm._charge = (charged, key)
     # The "kernel" knows this VMA (fast find_vma).
     mm._vma_token = _VmaToken()
     _vma.register(mm._vma_token, mm.address, size, key=key)
+    _backing.share_mapping(key, kmap)
     mm.fd = fd  # last: from here on the object owns the fd (and __del__ frees it)
     with process.lock:
         process._rpcmem[mm.address] = weakref.ref(mm)
@@ -115,6 +125,12 @@ def _release(mm: RpcMem) -> None:
         else:  # NOREG allocation: nothing registered, but sessions may have imported the fd
             process.forget_fd(mm.fd)
         fd, mm.fd = mm.fd, -1
+    _backing.unshare_mapping(mm._charge[1], mm._kmap)
+    try:
+        mm._kmap.close()
+    except BufferError:
+        pass  # an import still maps the buffer (a map holds its dma-buf): unmapped when it goes
+    del mm._kmap
     del mm._pin
     del mm._vma_token
     _backing.uncharge(*mm._charge)  # while the fd is open: the key names this file only

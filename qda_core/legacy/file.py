@@ -212,7 +212,9 @@ class LegacyFile(DriverFile):
 
     def _map_create(self, fd: int, length: int) -> _Map:
         """Reuse this file's map of ``fd`` (see :meth:`_map_lookup`) or import the dma-buf into
-        the session's context bank. Errors are the import's errno."""
+        the session's context bank. Errors are the import's errno. The import reuses the
+        process's mapping of the buffer if it has one (``Backing.import_fd``): a map made and
+        dropped per invoke then costs the same for any buffer size."""
         with self._lock:
             m = self._map_lookup(fd)
             if m is not None:

@@ -32,6 +32,13 @@ What a memfd is made to keep of a dma-buf's guarantees:
   mapped without populating: pages come in as the DSP touches them), so a sparse foreign file
   larger than the pool fails with ``ENOMEM`` before any of it is touched. Charges may be tied
   to a file (``key=(st_dev, st_ino)``): a file is counted once however many imports map it.
+- **One host mapping per file.** An import of a file the emulator already maps whole and
+  writable (a buffer it created, an earlier import, an rpcmem allocation:
+  :func:`share_mapping`) uses that mapping instead of mapping the file again. Mapping,
+  faulting in and unmapping a large buffer per import made by-reference invokes cost more with
+  the buffer's size (the legacy driver imports per invoke); a borrowed mapping costs the same
+  for any size. The import still takes its own fd, charge, view and IOVA, and holds the mapping
+  only while it lives (an export of it), so nothing outlives what an own mapping would.
 """
 from __future__ import annotations
 
@@ -42,13 +49,15 @@ import mmap
 import os
 import stat
 import threading
+import weakref
 from typing import Hashable
 
 from .. import debug
 from ..errors import InternalError, errno_error
 from .vma import file_key
 
-__all__ = ["Backing", "DMA_LIMIT", "HOST_PAGE_SIZE", "charge", "uncharge", "pool_used", "page_align"]
+__all__ = ["Backing", "DMA_LIMIT", "HOST_PAGE_SIZE", "charge", "uncharge", "pool_used", "page_align",
+           "share_mapping", "unshare_mapping"]
 
 #: The host CPU page (what mmap rounds to); the DSP/FastRPC page is ``wire.PAGE_SIZE``.
 HOST_PAGE_SIZE = mmap.PAGESIZE
@@ -123,6 +132,47 @@ def pool_used() -> int:
     return _pool_used
 
 
+_shared_lock = threading.Lock()  # protects _shared; an export is taken under it (see _borrow)
+os.register_at_fork(after_in_child=_shared_lock._at_fork_reinit)
+_shared: dict[Hashable, list[weakref.ref]] = {}  # file key -> mappings of the whole file
+
+
+def share_mapping(key: Hashable, mm: mmap.mmap) -> None:
+    """Offer ``mm``, a ``MAP_SHARED`` read-write mapping of the whole of file ``key``, to later
+    imports of that file (see the module docstring). The owner calls :func:`unshare_mapping`
+    before closing it; until then an import may hold an export of it (``mm.close()`` then raises
+    ``BufferError`` and the pages stay mapped until the import goes, as its own mapping would).
+    Held weakly: a mapping dropped without unsharing is skipped."""
+    ref = weakref.ref(mm)
+    with _shared_lock:
+        refs = _shared.setdefault(key, [])
+        refs[:] = [r for r in refs if r() is not None]
+        refs.append(ref)
+
+
+def unshare_mapping(key: Hashable, mm: mmap.mmap) -> None:
+    """No further import may borrow ``mm`` (imports holding it keep it until they go)."""
+    with _shared_lock:
+        refs = _shared.get(key)
+        if refs is None:
+            return
+        refs[:] = [r for r in refs if r() is not None and r() is not mm]
+        if not refs:
+            del _shared[key]
+
+
+def _borrow(key: Hashable, size: int):
+    """``(mapping, view, pin)`` of a shared mapping of file ``key`` exactly ``size`` bytes long,
+    or None. The exports are taken under the lock, so an owner that unshares and then closes
+    either is not found or finds its mapping exported."""
+    with _shared_lock:
+        for ref in _shared.get(key, ()):
+            mm = ref()
+            if mm is not None and not mm.closed and len(mm) == size:
+                return mm, memoryview(mm), ctypes.c_char.from_buffer(mm)
+    return None
+
+
 def page_align(n: int) -> int:
     return (n + HOST_PAGE_SIZE - 1) & ~(HOST_PAGE_SIZE - 1)
 
@@ -132,10 +182,11 @@ class Backing:
 
     ``Backing(size)`` allocates: a sealed, mode-0400 memfd, charged to the pool, populated.
     ``fd=`` adopts an fd instead (the constructor owns it from then on, closing it on failure):
-    charged, not populated; :meth:`import_fd` is the checked way in for a foreign fd.
+    charged, not populated, mapped through a shared mapping of the file if there is one;
+    :meth:`import_fd` is the checked way in for a foreign fd. A mapping of its own is shared.
     """
 
-    __slots__ = ("fd", "size", "_mm", "_pin", "view", "addr", "key", "_charged")
+    __slots__ = ("fd", "size", "_mm", "_pin", "view", "addr", "key", "_charged", "_own")
 
     def __init__(self, size: int, *, name: str = "qdarpc-gem", fd: int | None = None):
         self._charged = page_align(size)
@@ -157,8 +208,13 @@ class Backing:
             # Populated up front when created: dma_alloc_coherent hands out real pages, and
             # faulting them in one by one during a large copy costs several times the copy
             # itself. An import is not: it may be sparse, and only what the DSP touches is used.
-            flags = mmap.MAP_SHARED | (mmap.MAP_POPULATE if populate else 0)
-            self._mm = mmap.mmap(fd, size, flags, mmap.PROT_READ | mmap.PROT_WRITE)
+            mapped = None if populate else _borrow(key, size)
+            self._own = mapped is None
+            if mapped is None:
+                flags = mmap.MAP_SHARED | (mmap.MAP_POPULATE if populate else 0)
+                mm = mmap.mmap(fd, size, flags, mmap.PROT_READ | mmap.PROT_WRITE)
+                # The pin keeps the mapping's address stable and known; released in close().
+                mapped = mm, memoryview(mm), ctypes.c_char.from_buffer(mm)
         except BaseException as exc:
             if fd is not None:
                 os.close(fd)
@@ -170,10 +226,10 @@ class Backing:
         self.fd = fd
         self.size = size
         self.key = key
-        self.view = memoryview(self._mm)
-        # The pin keeps the mapping's address stable and known; released in close().
-        self._pin = ctypes.c_char.from_buffer(self._mm)
+        self._mm, self.view, self._pin = mapped
         self.addr = ctypes.addressof(self._pin)
+        if self._own:
+            share_mapping(key, self._mm)
         debug.created("backing")
 
     @classmethod
@@ -218,12 +274,16 @@ class Backing:
         """Unmap and close; pages stay alive while user mappings of the file exist."""
         if self.fd < 0:
             return
+        if self._own:
+            unshare_mapping(self.key, self._mm)
         self.view.release()
         del self._pin
-        try:
-            self._mm.close()
-        except BufferError:
-            pass  # a transient export (e.g. a DSP-side view) still exists; refcounting frees it
+        if self._own:
+            try:
+                self._mm.close()
+            except BufferError:
+                pass  # still exported (a DSP-side view, a borrowing import): unmapped when that goes
+        self._mm = None  # a borrowed mapping is its owner's to close
         os.close(self.fd)
         self.fd = -1
         uncharge(self._charged, self.key)
