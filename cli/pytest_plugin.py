@@ -69,7 +69,7 @@ class _TestState:
     """What the fixtures leave for the report hook of one test (plain data once torn down: the
     item outlives the test and must not keep emulator objects alive)."""
 
-    __slots__ = ("soc", "events", "start", "header", "fired", "leaks", "backend", "shown")
+    __slots__ = ("soc", "events", "start", "header", "fired", "unfired", "leaks", "backend", "shown")
 
     def __init__(self):
         self.soc = None
@@ -77,6 +77,7 @@ class _TestState:
         self.start = 0
         self.header = ""
         self.fired: list[dict] = []
+        self.unfired: list[str] = []  # rules that never fired (a misspelled module or method?)
         self.leaks: list[str] = []
         self.backend = ""
         self.shown = False
@@ -210,6 +211,7 @@ def qdarpc_soc(request):
             _teardown(soc, st, rpcmem_before)  # recorded too: a leak's report shows the cleanup
     finally:
         st.fired = soc.faults.summary()
+        st.unfired = [r.text for r in soc.faults.unfired()]
         st.soc = None
     if st.leaks:
         pytest.fail("qdarpc_soc: the test left FastRPC state behind (cleaned up now):\n  "
@@ -338,10 +340,11 @@ def pytest_runtest_makereport(item, call):
         if tail:
             st.shown = True
             fired = st.fired if st.soc is None else st.soc.faults.summary()
+            unfired = st.unfired if st.soc is None else [r.text for r in st.soc.faults.unfired()]
             head = st.header + (f", backend {st.backend}" if st.backend else "")
             events = st.events[st.start:]
             rep.sections.append((f"qdarpc trace (last {min(tail, len(events))} events)",
-                                 format_trace(events, tail, header=head, fired=fired)))
+                                 format_trace(events, tail, header=head, fired=fired, unfired=unfired)))
     if call.when == "teardown":
         del item.stash[_STATE]  # the events go with the test
 
@@ -382,11 +385,12 @@ def _describe(ev: dict) -> str:
 
 
 def format_trace(events: list[dict], tail: int = DEFAULT_TRACE_TAIL, *, header: str = "",
-                 fired: list[dict] | None = None) -> str:
+                 fired: list[dict] | None = None, unfired: list[str] | None = None) -> str:
     """The last ``tail`` of ``events`` (:mod:`qda_core.trace` records) as text, one line each:
     time since the first event, then the event, indented under the call it ran inside (an API
-    call, its ioctls, the DSP work they caused), with its error name if it failed. ``header``
-    and the faults that ``fired`` (:meth:`qda_core.faults.Faults.summary`) come first."""
+    call, its ioctls, the DSP work they caused), with its error name if it failed. ``header``,
+    the faults that ``fired`` (:meth:`qda_core.faults.Faults.summary`) and the rules that never
+    did (``unfired``: their texts) come first."""
     evs = sorted(events, key=lambda e: (e["ts"], -e["dur"]))  # parents before their children
     depths, open_until = [], {}
     for ev in evs:
@@ -402,6 +406,8 @@ def format_trace(events: list[dict], tail: int = DEFAULT_TRACE_TAIL, *, header: 
                      + (f": {f['detail']}" if f.get("detail") else ""))
     if not fired:
         lines.append("faults fired: none")
+    for text in unfired or ():
+        lines.append(f"fault rule never fired: {text} (its event never came, or a target is misspelled)")
     shown = evs[-tail:] if tail else []
     skipped = len(evs) - len(shown)
     lines.append(f"{len(evs)} events" + (f", the first {skipped} not shown (--qdarpc-trace-tail)" if skipped else ""))

@@ -474,6 +474,34 @@ def test_faults_from_the_marker_fire(inner):
     ])
 
 
+def test_a_failing_test_names_the_fault_rules_that_never_fired(inner):
+    """A rule whose target is misspelled (or whose event never came) fires nothing: the failing
+    test's trace says so, after what did fire."""
+    inner.makepyfile("""
+        import pytest
+        import libadsprpc_compat as rpc
+
+        URI = "file:///libcalculator_skel.so?calculator_skel_handle_invoke&_modver=1.0&_dom=cdsp"
+
+        @pytest.mark.qdarpc(soc="minimal", faults="crash:calculater.sum;alloc:rpcmem@1")
+        def test_expects_a_crash(fastrpc):
+            with pytest.raises(rpc.FastRpcError):
+                rpc.rpcmem_alloc(rpc.RPCMEM_HEAP_ID_SYSTEM, rpc.RPCMEM_DEFAULT_FLAGS, 4096)
+            h = fastrpc.remote_handle64_open(URI)
+            try:
+                assert fastrpc.remote_handle64_invoke(h, 0x02010100, [b"\\1\\0\\0\\0", bytearray(8)]) != 0
+            finally:
+                fastrpc.remote_handle64_close(h)
+    """)
+    res = inner.runpytest()
+    res.assert_outcomes(failed=1)
+    res.stdout.fnmatch_lines([
+        "fault fired: alloc:rpcmem@1 -> rpcmem (its event 1)*",
+        "fault rule never fired: crash:calculater.sum (its event never came, or a target is misspelled)",
+    ])
+    assert "never fired: alloc:rpcmem@1" not in res.stdout.str()
+
+
 def test_the_example_runs(inner):
     inner.makepyfile(test_example=EXAMPLE.read_text())
     inner.runpytest("-v").assert_outcomes(passed=5)
