@@ -122,6 +122,7 @@ class LegacyFile(DriverFile):
         self._dma_bufs: list[GemObject] = []   # ALLOC_DMA_BUFF buffers' CB mappings, until close
         self._pool = MessagePool(cb) if cb is not None else None
         self._lock = threading.RLock()  # protects maps, mmaps, _init_mem, _dma_bufs, pd, cb, _pool
+        self._origins: dict[tuple, wire.Origin] = {}  # (cb, kernel) -> Origin (see _origin)
         self.last_error: OSError | None = None
         debug.created("legacy_file")
 
@@ -135,6 +136,15 @@ class LegacyFile(DriverFile):
                 debug.dbg("legacy", "%s: client %d takes session %d (SID %d)", self.path, self.client_id,
                           self.cb.index, self.cb.sid)
             return self.cb
+
+    def _origin(self, cb, kernel: bool) -> wire.Origin:
+        """This file as the DSP knows a message's sender, made once per CB and kind (every
+        invoke sends one; a kernel message that grants ranges makes its own)."""
+        key = (cb, kernel)
+        o = self._origins.get(key)
+        if o is None:
+            o = self._origins[key] = wire.Origin(self.client_id, frozenset((cb.sid,)), kernel)
+        return o
 
     # --- raw ioctl ------------------------------------------------------------------------
     def ioctl(self, request: int, arg=None) -> int:
@@ -286,7 +296,8 @@ class LegacyFile(DriverFile):
                     client_id=0 if kernel else self.client_id, tid=threading.get_native_id(),
                     handle=handle, sc=sc, pd=self.pd, args=descs, refs=refs,
                     msg_alloc=self._pool.alloc, fdlist=fdlist, poll=poll,
-                    origin=wire.Origin(self.client_id, frozenset((cb.sid,)), kernel, tuple(grant)))
+                    origin=self._origin(cb, kernel) if not grant else
+                    wire.Origin(self.client_id, frozenset((cb.sid,)), kernel, tuple(grant)))
             except OSError as exc:
                 if exc.errno == errno.ENODEV:  # the channel went away under us
                     raise errno_error(errno.EPIPE, f"{self.path}: DSP channel is down") from None
@@ -431,6 +442,7 @@ class LegacyFile(DriverFile):
             self.channel.files.discard(self)
         if self.cb is not None:
             self.channel.bus.release(self.cb)
+        self._origins.clear()
         debug.destroyed("legacy_file")
 
     def _describe(self) -> str:
