@@ -449,3 +449,21 @@ def test_imports_racing_the_owners_close_leave_no_mapping(busy_switching):
     assert errors == []
     assert host_mappings(key) == 0              # the imports' own mappings went with them
     os.close(fd)
+
+
+def test_an_rpcmem_freed_while_the_share_table_is_locked_does_not_deadlock():
+    """A collection inside a locked section of the share table (any allocation can run one) may
+    finalize an unfreed RpcMem, whose free unshares its mapping on the same thread: it must not
+    wait for itself (a fork storm's child hung there with a plain lock)."""
+    done = threading.Event()
+
+    def free_under_the_lock():
+        with backing._shared_lock:
+            m = rpc.rpcmem_alloc(rpc.RPCMEM_HEAP_ID_SYSTEM, rpc.RPCMEM_DEFAULT_FLAGS, 4096)
+            rpc.rpcmem_free(m)
+        done.set()
+
+    t = threading.Thread(target=free_under_the_lock, daemon=True)
+    t.start()
+    t.join(timeout=10)
+    assert done.is_set(), "share_mapping/unshare_mapping deadlocked on their own thread"

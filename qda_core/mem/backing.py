@@ -132,7 +132,9 @@ def pool_used() -> int:
     return _pool_used
 
 
-_shared_lock = threading.Lock()  # protects _shared; an export is taken under it (see _borrow)
+# Re-entrant: a collection inside a locked section can finalize an RpcMem, whose free unshares
+# its mapping on the same thread (a plain Lock deadlocked there).
+_shared_lock = threading.RLock()  # protects _shared; an export is taken under it (see _borrow)
 os.register_at_fork(after_in_child=_shared_lock._at_fork_reinit)
 _shared: dict[Hashable, list[weakref.ref]] = {}  # file key -> mappings of the whole file
 
@@ -146,8 +148,8 @@ def share_mapping(key: Hashable, mm: mmap.mmap) -> None:
     ref = weakref.ref(mm)
     with _shared_lock:
         refs = _shared.setdefault(key, [])
-        refs[:] = [r for r in refs if r() is not None]
-        refs.append(ref)
+        refs[:] = [r for r in refs if r() is not None]  # may collect, and unshare re-entrantly
+        _shared.setdefault(key, refs).append(ref)  # into the list in the table now
 
 
 def unshare_mapping(key: Hashable, mm: mmap.mmap) -> None:
