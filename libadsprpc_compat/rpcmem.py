@@ -15,6 +15,7 @@ import os
 import sys
 import warnings
 import weakref
+from collections import deque
 
 from qda_core import soc as _soc
 from qda_core.mem import backing as _backing
@@ -42,7 +43,17 @@ class RpcMem(mmap.mmap):
         if getattr(self, "fd", -1) == -1 or sys.is_finalizing():
             return
         warnings.warn(f"unfreed {self!r}: call rpcmem_free", ResourceWarning, stacklevel=2)
-        _release(self)
+        # The collector runs this wherever an allocation happens: maybe in a driver holding a
+        # file's lock, while a thread freeing normally holds process.lock and waits for that
+        # file's lock. So free here only if process.lock is ours without waiting; else at the
+        # next safe point (reap: rpcmem calls, process.counts).
+        if process.lock.acquire(blocking=False):
+            try:
+                _release(self)
+            finally:
+                process.lock.release()
+        else:
+            _orphans.append(self)  # keeps it alive (a finalizer runs once) until reaped
 
 
 class _VmaToken:
@@ -51,7 +62,25 @@ class _VmaToken:
     __slots__ = ("__weakref__",)
 
 
+#: Unfreed allocations the collector found where they could not be freed (see RpcMem.__del__).
+_orphans: deque[RpcMem] = deque()
+
+
+def reap() -> None:
+    """Free the allocations the collector deferred; call holding no emulator lock."""
+    while _orphans:
+        try:
+            mm = _orphans.popleft()
+        except IndexError:  # another thread took the last one
+            return
+        _release(mm)
+
+
+process.reapers.append(reap)
+
+
 def _alloc(heapid, flags, size, ctype: tuple[int, int]) -> RpcMem:
+    reap()
     c_arg(heapid, C_INT, "rpcmem_alloc: heapid")
     flags = c_arg(flags, C_BITS32, "rpcmem_alloc: flags")
     size = c_arg(size, ctype, "rpcmem_alloc: size")
@@ -199,6 +228,7 @@ def rpcmem_free(po) -> None:
     @param[in] po  the RpcMem (or its address)
     AEE codes: (none)
     """
+    reap()
     mm = lookup(po)
     if mm is not None:
         _release(mm)

@@ -74,7 +74,8 @@ def _limit() -> int:
 #: instead of exhausting the host. Set with QDARPC_DMA_LIMIT (bytes; K/M/G suffixes accepted);
 #: read at each charge, so tests may patch this attribute.
 DMA_LIMIT = _limit()
-_pool_lock = threading.Lock()  # protects _pool_used and _pool_files
+# Re-entrant: a collection inside a charge can finalize a buffer whose free uncharges.
+_pool_lock = threading.RLock()  # protects _pool_used and _pool_files
 os.register_at_fork(after_in_child=_pool_lock._at_fork_reinit)  # see qda_core.debug
 _pool_used = 0
 _pool_files: dict[Hashable, list[int]] = {}  # file key -> [bytes charged, references]
