@@ -309,9 +309,12 @@ def _bound(flavour: str) -> dict:
 
     def rpcmem_free(po):
         """Free an allocation made through C (or Python); unknown pointers are ignored."""
-        _checked(rpcmem.rpcmem_free, po, fallback=None)
+        # Taken out of the table first, then that very object freed: popping the address after
+        # the free could drop another thread's new allocation at the same (reused) address,
+        # which the collector would then unmap under it.
         with _lock:
-            _allocations.pop(po, None)
+            mm = _allocations.pop(po, None)
+        _checked(rpcmem.rpcmem_free, po if mm is None else mm, fallback=None)
         return 0
 
     def rpcmem_to_fd(po):

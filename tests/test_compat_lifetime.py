@@ -142,3 +142,30 @@ def test_unfreed_rpcmem_collected_while_another_thread_holds_the_library_lock_is
     assert process.counts() == before and backing.pool_used() == pool  # the count reaps it
     with pytest.raises(OSError):
         os.fstat(fd)
+
+
+def test_c_abi_free_never_drops_a_new_allocation_at_the_reused_address(monkeypatch):
+    """rpcmem_free through the C ABI while another thread's rpcmem_alloc gets the address just
+    unmapped: the new allocation stays referenced (it was dropped, then collected and unmapped
+    under the C program using it: a segfault in a fork storm)."""
+    from libadsprpc_compat import _cabi
+
+    api = _cabi._bound("libcdsprpc")
+    addr = api["rpcmem_alloc"](rpc.RPCMEM_HEAP_ID_SYSTEM, rpc.RPCMEM_DEFAULT_FLAGS, 4096)
+    newcomer = []
+    real_free = rpc.rpcmem.rpcmem_free
+
+    def free_then_reuse(po):  # the other thread's allocation lands at the freed address
+        real_free(po)
+        mm = rpc.rpcmem_alloc(rpc.RPCMEM_HEAP_ID_SYSTEM, rpc.RPCMEM_DEFAULT_FLAGS, 4096)
+        newcomer.append(mm)
+        with _cabi._lock:
+            _cabi._allocations[addr] = mm
+
+    monkeypatch.setattr(rpc.rpcmem, "rpcmem_free", free_then_reuse)
+    assert api["rpcmem_free"](addr) == 0
+    monkeypatch.undo()
+    assert _cabi._allocations.get(addr) is newcomer[0]
+    with _cabi._lock:
+        del _cabi._allocations[addr]
+    rpc.rpcmem_free(newcomer[0])
