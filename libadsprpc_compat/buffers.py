@@ -64,13 +64,16 @@ def remote_register_buf_attr(buf, size: int, fd: int, attr: int) -> None:
     attr = c_arg(attr, C_BITS32, "remote_register_buf: attr") & 0xFFFF_FFFF
     if not start or size <= 0:
         return
-    if start + size > C_UINT64[1]:  # the range's end must be an address (RegTable keeps it)
+    if start + size > C_UINT64[1] + 1:
         fail(A.AEE_EBADPARM, f"remote_register_buf: [{start:#x}, +{size:#x}) wraps around")
     if fd == -1:
         deregister(start, size)
         return
     with process.lock:
-        process.REGS.add(start, size, fd, attr)
+        try:
+            process.REGS.add(start, size, fd, attr)
+        except ValueError as exc:  # a range ending at 2^64: its end is no address
+            fail(A.AEE_EBADPARM, f"remote_register_buf: {exc}")
 
 
 @traced("remote_register_buf")

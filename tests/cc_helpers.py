@@ -60,15 +60,20 @@ def run_c(argv, *, backend: str = "accel", env=None, timeout: float = 120, cwd=N
         base.pop(k, None)
     e = native.run_env(base, backend=backend)
     e.update({k: str(v) for k, v in extra_env.items()})
-    # Its own process group, killed whole on a timeout: a hung child it forked must not outlive
-    # the test.
+    # Its own process group, killed whole when the wait ends any other way (a timeout, Ctrl-C):
+    # a hung child it forked must not outlive the test.
     with subprocess.Popen([str(a) for a in argv], env=e, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                           text=True, cwd=cwd, start_new_session=True) as proc:
         try:
             out, err = proc.communicate(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.communicate()
+        except BaseException as exc:
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            out, err = proc.communicate()
+            if isinstance(exc, subprocess.TimeoutExpired):
+                exc.stdout, exc.stderr = out, err  # what the hung program said
             raise
     return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
 

@@ -32,7 +32,8 @@ struct qdarpc_py qdarpc_py;
 /*
  * Start-up is shared by every flavour loaded in one process (libadsprpc and libcdsprpc may
  * both be): this symbol has default visibility, so the dynamic linker binds every copy's
- * reference to the first definition and only one copy ever starts the interpreter. @busy
+ * reference to the first definition and only one copy ever starts the interpreter. Its name
+ * carries the layout's version: a copy from an install with another layout binds its own. @busy
  * counts threads inside a first call (starting Python, importing the package) in any copy: a
  * child forked meanwhile inherits a half-started interpreter - a lock or module lock held by a
  * thread it does not have - and gets no emulator rather than hanging.
@@ -43,19 +44,21 @@ struct qdarpc_bridge_start {
 	int exiting;    /* exit() has run Python's exit functions: calls answer "no emulator" */
 	/*
 	 * Held while a thread state is made for a thread Python does not know, and across
-	 * fork(). Making one takes CPython's runtime head lock without the GIL; a child forked
-	 * meanwhile inherits that lock held by a thread it does not have, and
+	 * fork() (tstates_prepare). Making one takes CPython's runtime head lock without the GIL;
+	 * a child forked meanwhile inherits that lock held by a thread it does not have, and
 	 * PyOS_AfterFork_Child (which takes it to delete the other threads' states) waits forever.
 	 */
 	pthread_mutex_t tstate_lock;
+	int tstate_handlers; /* tstates_prepare and its pair are registered (once per process) */
 };
-__attribute__((visibility("default"))) struct qdarpc_bridge_start qdarpc_bridge_start_lock = {
-	PTHREAD_MUTEX_INITIALIZER, 0, 0, PTHREAD_MUTEX_INITIALIZER
+__attribute__((visibility("default"))) struct qdarpc_bridge_start qdarpc_bridge_start_v2 = {
+	PTHREAD_MUTEX_INITIALIZER, 0, 0, PTHREAD_MUTEX_INITIALIZER, 0
 };
-#define start_lock qdarpc_bridge_start_lock.lock
-#define start_busy qdarpc_bridge_start_lock.busy
-#define exiting qdarpc_bridge_start_lock.exiting
-#define tstate_lock qdarpc_bridge_start_lock.tstate_lock
+#define start_lock qdarpc_bridge_start_v2.lock
+#define start_busy qdarpc_bridge_start_v2.busy
+#define exiting qdarpc_bridge_start_v2.exiting
+#define tstate_lock qdarpc_bridge_start_v2.tstate_lock
+#define tstate_handlers qdarpc_bridge_start_v2.tstate_handlers
 
 enum { NOT_READY = 0, READY = 1, FAILED = -1 };
 static int state = NOT_READY;        /* atomics: __atomic_load/store */
@@ -162,7 +165,6 @@ static void before_fork(void)
 	if (fork_skipped)
 		return;
 	fork_gil = embed_enter(&fork_fresh);
-	pthread_mutex_lock(&tstate_lock); /* after the GIL: its takers never hold the GIL */
 	py.PyOS_BeforeFork();
 }
 
@@ -171,7 +173,6 @@ static void after_fork_parent(void)
 	if (fork_skipped)
 		return;
 	py.PyOS_AfterFork_Parent();
-	pthread_mutex_unlock(&tstate_lock);
 	embed_leave(fork_gil, fork_fresh);
 }
 
@@ -182,9 +183,35 @@ static void after_fork_child(void)
 {
 	if (fork_skipped)
 		return;
-	pthread_mutex_unlock(&tstate_lock); /* this thread holds it: the child's copy is sound */
 	py.PyOS_AfterFork_Child();
 	embed_leave(fork_gil, fork_fresh);
+}
+
+/*
+ * tstate_lock across every fork() once the process has an emulator, whoever forks (a C thread,
+ * os.fork in a Python host): no thread is making a thread state when the child is made. The
+ * lock is waited for without the GIL, since a thread making its state may need the GIL
+ * meanwhile (tracemalloc hooks the raw allocator and takes it). Registered before the
+ * interpreter's own pair (before_fork), so it is taken after that and released before it.
+ */
+static void tstates_prepare(void)
+{
+	PyThreadState *ts = py.Py_IsInitialized() && py.PyGILState_Check() ? py.PyEval_SaveThread() : NULL;
+
+	pthread_mutex_lock(&tstate_lock);
+	if (ts)
+		py.PyEval_RestoreThread(ts);
+}
+
+static void tstates_release(void)
+{
+	pthread_mutex_unlock(&tstate_lock); /* the forking thread holds it, in the child too */
+}
+
+static void register_tstate_handlers(void)
+{
+	if (__atomic_exchange_n(&tstate_handlers, 1, __ATOMIC_ACQ_REL) == 0)
+		pthread_atfork(tstates_prepare, tstates_release, tstates_release);
 }
 
 /* Registered at load, so it runs in every child: one forked while a thread of the parent was
@@ -231,7 +258,7 @@ static void at_exit(void)
 }
 
 /* Load (or find) libpython and the API table; start the interpreter unless it runs. Called
- * under qdarpc_bridge_start_lock; nobody can hold a GIL that does not exist yet. */
+ * under the start lock; nobody can hold a GIL that does not exist yet. */
 static int start_interpreter(void)
 {
 	char python[PYTHON_PATH_MAX], soname[64];
@@ -272,6 +299,7 @@ static int start_interpreter(void)
 		embed_note("cannot start Python (%s): %s", python, st.err_msg ? st.err_msg : "error");
 		return -1;
 	}
+	register_tstate_handlers();
 	pthread_atfork(before_fork, after_fork_parent, after_fork_child);
 	atexit(at_exit);
 	py.PyEval_SaveThread(); /* the main thread state stays bound to this thread */
@@ -298,7 +326,7 @@ PyGILState_STATE embed_enter(int *fresh)
 	*fresh = !pinned && !py.PyGILState_GetThisThreadState();
 	if (*fresh) {
 		/* Made here rather than by PyGILState_Ensure, under tstate_lock (see its declaration); it
-		 * becomes this thread's PyGILState state, which Ensure then takes up. */
+		 * becomes this thread's PyGILState state (counter 1), which Ensure then takes up. */
 		pthread_mutex_lock(&tstate_lock);
 		py.PyThreadState_New(py.PyInterpreterState_Main());
 		pthread_mutex_unlock(&tstate_lock);
@@ -311,7 +339,7 @@ void embed_leave(PyGILState_STATE g, int fresh)
 	if (fresh) {
 		pinned = py.PyGILState_GetThisThreadState();
 		pthread_setspecific(tstate_key, pinned);
-		py.PyEval_SaveThread(); /* keep the state (counter 1), drop the GIL */
+		py.PyEval_SaveThread(); /* keep the state (its counter never reaches 0), drop the GIL */
 		return;
 	}
 	py.PyGILState_Release(g);
@@ -356,6 +384,7 @@ int embed_ready(int (*bind)(void))
 	if (__atomic_load_n(&state, __ATOMIC_ACQUIRE) == NOT_READY)
 		__atomic_store_n(&state, bind() ? FAILED : READY, __ATOMIC_RELEASE);
 	embed_leave(g, fresh);
+	register_tstate_handlers(); /* a Python host's os.fork too (start_interpreter: ours) */
 	__atomic_sub_fetch(&start_busy, 1, __ATOMIC_ACQ_REL);
 	return __atomic_load_n(&state, __ATOMIC_ACQUIRE) == READY ? 0 : -1;
 }

@@ -214,7 +214,8 @@ class EmulatedDsp:
         generation = self._generation
         f = self.faults
         # the kinds of fault armed now: empty (no rule) on the usual path, one test then
-        armed = f.kinds if f is not None and origin is not None and m.handle >= CONST_HANDLE_LIMIT else ()
+        user_call = f is not None and origin is not None and m.handle >= CONST_HANDLE_LIMIT
+        armed = f.kinds if user_call else ()
         if "ssr" in armed and f.check("ssr", (self.domain,), modeled_ns=self.stats.modeled_ns,
                                                detail=f"handle {m.handle:#x} sc {m.sc:#x}"):
             if self.on_ssr is not None:
@@ -239,6 +240,7 @@ class EmulatedDsp:
             load, self._traced.load = self._traced.load, None
             tr.dsp(self.domain, channel, m.client_id, m.pd, m.handle, m.sc, retval, ns, t0, trace.now(), load=load)
         ctx = m.ctx
+        armed = f.kinds if user_call else ()  # again: a rule may have come while it ran
         if armed and not withheld and ("drop" in armed or "corrupt" in armed):
             detail = f"handle {m.handle:#x} sc {m.sc:#x}"
             rule = f.check("drop", (self.domain,), detail=detail)

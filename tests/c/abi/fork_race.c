@@ -1,10 +1,15 @@
 /* fork() while other threads make their first call (the library gives each a Python thread
  * state then): every child must come out of fork() and work. A child forked while a thread
  * state was being made used to inherit CPython's runtime lock held and hang inside fork().
- * Usage: fork_race ROUNDS */
+ * With "tracemalloc", Python traces allocations (its raw allocator hook takes the GIL while a
+ * thread state is made): fork() must not wait for that thread while holding the GIL.
+ * Usage: fork_race ROUNDS [tracemalloc] */
+#define _GNU_SOURCE
+#include <dlfcn.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -30,6 +35,22 @@ int main(int argc, char **argv)
 
 	if (remote_handle64_open(CALC, &h))
 		return 10;
+	if (argc > 2 && strcmp(argv[2], "tracemalloc") == 0) {
+		/* the interpreter the library started: reach it as an embedding host would */
+		int (*ensure)(void) = (int (*)(void))dlsym(RTLD_DEFAULT, "PyGILState_Ensure");
+		void (*release)(int) = (void (*)(int))dlsym(RTLD_DEFAULT, "PyGILState_Release");
+		int (*run)(const char *, void *) =
+			(int (*)(const char *, void *))dlsym(RTLD_DEFAULT, "PyRun_SimpleStringFlags");
+		int g;
+
+		if (!ensure || !release || !run)
+			return 12;
+		g = ensure();
+		k = run("import tracemalloc; tracemalloc.start()", NULL);
+		release(g);
+		if (k)
+			return 13;
+	}
 	for (i = 0; i < rounds; i++) {
 		pthread_t t[THREADS];
 		int status;
