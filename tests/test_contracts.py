@@ -294,7 +294,7 @@ def test_use_library(soc):
 PLUGIN_NAMES = {
     "qdarpc_soc": "fixture",
     "fastrpc": "fixture",
-    "format_trace": (["events", "tail", "header", "fired"], "str"),
+    "format_trace": (["events", "tail", "header", "fired", "unfired"], "str"),
     "DEFAULT_TRACE_TAIL": 30,
     "MARKER_ARGS": ("backends", "soc", "kernel", "faults"),
 }
