@@ -6,7 +6,9 @@ both that the attack fails with the documented code and that the victim is untou
 """
 import errno
 import os
+import pathlib
 import struct
+import sys
 import threading
 
 import pytest
@@ -18,34 +20,15 @@ from qda_core.dsp import aee
 from qda_core.legacy.file import DmaBufRef, dmabuf_mmap
 from qda_core.wire import MEM_MAP_REQ, MMAP_REQ, PHY_PAGE, scalars
 
+sys.path.insert(0, str(pathlib.Path(__file__).parent))
+from skel_helpers import PEEK, PEEK_SKEL, SC_NAP, SC_PEEK  # noqa: E402
+
 TEST = "file:///libqdarpc_test_skel.so?qdarpc_test_skel_handle_invoke&_modver=1.0&_dom=cdsp"
 SC_ECHO = 0x03010100
 SC_CHECKSUM = 0x07010100
 UNSIGNED = 0x8
 MARK_A = b"\xaa" * 16
 
-# A skel that reads any device address its caller names: what a buggy or hostile skel can do.
-PEEK_SKEL = """
-import struct
-from qda_core.dsp import Skeleton, method
-
-class Peek(Skeleton):
-    @method(2, sc=0x02010100)
-    def peek(self, call):
-        addr, n = struct.unpack_from("<QI", call.inbufs[0])
-        call.outbufs[0][:n] = call.process.memory.view(addr, n, False)
-        return 0
-
-    @method(3, sc=0x03010000)
-    def nap(self, call):
-        import time
-        (ms,) = struct.unpack_from("<I", call.inbufs[0])
-        time.sleep(ms / 1000)
-        return struct.unpack_from("<I", call.inbufs[0], 4)[0]
-"""
-PEEK = "file:///libpeek_skel.so?peek_skel_handle_invoke&_modver=1.0"
-SC_PEEK = 0x02010100
-SC_NAP = 0x03010000
 
 
 def on_thread(fn):

@@ -31,24 +31,11 @@ from qda_core.mem.vma import file_key
 
 sys.path.insert(0, str(Path(__file__).parent))
 from legacy_helpers import SC_CHECKSUM, SC_INC, SC_MAPPED_READ, TEST, UNSIGNED, raises_errno  # noqa: E402
+from skel_helpers import PEEK, PEEK_SKEL, SC_PEEK  # noqa: E402
 
 CDSP = "/dev/fastrpc-cdsp"
 MiB = 1 << 20
 
-# A skel that reads any device address its caller names (as in test_isolation.py).
-PEEK_SKEL = """
-import struct
-from qda_core.dsp import Skeleton, method
-
-class Peek(Skeleton):
-    @method(2, sc=0x02010100)
-    def peek(self, call):
-        addr, n = struct.unpack_from("<QI", call.inbufs[0])
-        call.outbufs[0][:n] = call.process.memory.view(addr, n, False)
-        return 0
-"""
-PEEK = "file:///libpeek_skel.so?peek_skel_handle_invoke&_modver=1.0"
-SC_PEEK = 0x02010100
 
 
 def host_mappings(key) -> int:
