@@ -16,6 +16,7 @@ import sys
 import warnings
 import weakref
 from collections import deque
+from types import SimpleNamespace
 
 from qda_core import soc as _soc
 from qda_core.mem import backing as _backing
@@ -73,7 +74,11 @@ def reap() -> None:
             mm = _orphans.popleft()
         except IndexError:  # another thread took the last one
             return
-        _release(mm)
+        try:
+            _release(mm)
+        except Exception as exc:  # not the current caller's error (e.g. the program closed its fd)
+            sys.unraisablehook(SimpleNamespace(exc_type=type(exc), exc_value=exc, exc_traceback=exc.__traceback__,
+                                               err_msg="Exception freeing a collected rpcmem allocation", object=mm))
 
 
 process.reapers.append(reap)

@@ -44,29 +44,28 @@ struct qdarpc_bridge_start {
 	int exiting;    /* exit() has run Python's exit functions: calls answer "no emulator" */
 	/*
 	 * Held while a thread state is made for a thread Python does not know, and across
-	 * fork() (tstates_prepare). Making one takes CPython's runtime head lock without the GIL;
-	 * a child forked meanwhile inherits that lock held by a thread it does not have, and
+	 * fork() (before_fork). Making one takes CPython's runtime head lock without the GIL; a
+	 * child forked meanwhile inherits that lock held by a thread it does not have, and
 	 * PyOS_AfterFork_Child (which takes it to delete the other threads' states) waits forever.
 	 */
 	pthread_mutex_t tstate_lock;
-	int tstate_handlers; /* tstates_prepare and its pair are registered (once per process) */
 };
 __attribute__((visibility("default"))) struct qdarpc_bridge_start qdarpc_bridge_start_v2 = {
-	PTHREAD_MUTEX_INITIALIZER, 0, 0, PTHREAD_MUTEX_INITIALIZER, 0
+	PTHREAD_MUTEX_INITIALIZER, 0, 0, PTHREAD_MUTEX_INITIALIZER
 };
 #define start_lock qdarpc_bridge_start_v2.lock
 #define start_busy qdarpc_bridge_start_v2.busy
 #define exiting qdarpc_bridge_start_v2.exiting
 #define tstate_lock qdarpc_bridge_start_v2.tstate_lock
-#define tstate_handlers qdarpc_bridge_start_v2.tstate_handlers
 
 enum { NOT_READY = 0, READY = 1, FAILED = -1 };
 static int state = NOT_READY;        /* atomics: __atomic_load/store */
 static int forked_mid_start;         /* this process is such a child (explained at its first call) */
 static pthread_key_t tstate_key;
 static __thread PyThreadState *pinned;
-static PyGILState_STATE fork_gil;
-static int fork_fresh, fork_skipped;
+/* The forking thread's, from before_fork to after_fork_*: two threads may fork at once. */
+static __thread PyGILState_STATE fork_gil;
+static __thread int fork_fresh, fork_skipped;
 
 void embed_note(const char *fmt, ...)
 {
@@ -158,6 +157,8 @@ static void thread_gone(void *ts)
  * hooks, which give the child a fresh emulator (the parent's lives in shared memory). */
 static void before_fork(void)
 {
+	PyThreadState *ts;
+
 	/* Not while a first call imports the package: that thread may hold the GIL and wait to
 	 * register an at-fork handler of a module it loads, which fork() does not let it do
 	 * until we return. The child of such a fork gets no emulator anyway (child_reset). */
@@ -165,6 +166,12 @@ static void before_fork(void)
 	if (fork_skipped)
 		return;
 	fork_gil = embed_enter(&fork_fresh);
+	/* tstate_lock, waited for without the GIL (a thread making its state may need the GIL
+	 * meanwhile: tracemalloc hooks the raw allocator) and before PyOS_BeforeFork (which takes
+	 * the head lock itself from Python 3.13 on, that thread's next step). */
+	ts = py.PyEval_SaveThread();
+	pthread_mutex_lock(&tstate_lock);
+	py.PyEval_RestoreThread(ts);
 	py.PyOS_BeforeFork();
 }
 
@@ -173,6 +180,7 @@ static void after_fork_parent(void)
 	if (fork_skipped)
 		return;
 	py.PyOS_AfterFork_Parent();
+	pthread_mutex_unlock(&tstate_lock);
 	embed_leave(fork_gil, fork_fresh);
 }
 
@@ -183,35 +191,9 @@ static void after_fork_child(void)
 {
 	if (fork_skipped)
 		return;
+	pthread_mutex_unlock(&tstate_lock); /* this thread holds it: the child's copy is sound */
 	py.PyOS_AfterFork_Child();
 	embed_leave(fork_gil, fork_fresh);
-}
-
-/*
- * tstate_lock across every fork() once the process has an emulator, whoever forks (a C thread,
- * os.fork in a Python host): no thread is making a thread state when the child is made. The
- * lock is waited for without the GIL, since a thread making its state may need the GIL
- * meanwhile (tracemalloc hooks the raw allocator and takes it). Registered before the
- * interpreter's own pair (before_fork), so it is taken after that and released before it.
- */
-static void tstates_prepare(void)
-{
-	PyThreadState *ts = py.Py_IsInitialized() && py.PyGILState_Check() ? py.PyEval_SaveThread() : NULL;
-
-	pthread_mutex_lock(&tstate_lock);
-	if (ts)
-		py.PyEval_RestoreThread(ts);
-}
-
-static void tstates_release(void)
-{
-	pthread_mutex_unlock(&tstate_lock); /* the forking thread holds it, in the child too */
-}
-
-static void register_tstate_handlers(void)
-{
-	if (__atomic_exchange_n(&tstate_handlers, 1, __ATOMIC_ACQ_REL) == 0)
-		pthread_atfork(tstates_prepare, tstates_release, tstates_release);
 }
 
 /* Registered at load, so it runs in every child: one forked while a thread of the parent was
@@ -224,6 +206,7 @@ static void child_reset(void)
 		forked_mid_start = 1;
 		__atomic_store_n(&state, FAILED, __ATOMIC_RELEASE);
 		start_lock = fresh;
+		tstate_lock = fresh; /* before_fork skipped it: a creating thread may have held it */
 	}
 }
 
@@ -299,7 +282,6 @@ static int start_interpreter(void)
 		embed_note("cannot start Python (%s): %s", python, st.err_msg ? st.err_msg : "error");
 		return -1;
 	}
-	register_tstate_handlers();
 	pthread_atfork(before_fork, after_fork_parent, after_fork_child);
 	atexit(at_exit);
 	py.PyEval_SaveThread(); /* the main thread state stays bound to this thread */
@@ -384,7 +366,6 @@ int embed_ready(int (*bind)(void))
 	if (__atomic_load_n(&state, __ATOMIC_ACQUIRE) == NOT_READY)
 		__atomic_store_n(&state, bind() ? FAILED : READY, __ATOMIC_RELEASE);
 	embed_leave(g, fresh);
-	register_tstate_handlers(); /* a Python host's os.fork too (start_interpreter: ours) */
 	__atomic_sub_fetch(&start_busy, 1, __ATOMIC_ACQ_REL);
 	return __atomic_load_n(&state, __ATOMIC_ACQUIRE) == READY ? 0 : -1;
 }
