@@ -166,21 +166,28 @@ static void before_fork(void)
 	if (fork_skipped)
 		return;
 	fork_gil = embed_enter(&fork_fresh);
-	/* tstate_lock, waited for without the GIL (a thread making its state may need the GIL
-	 * meanwhile: tracemalloc hooks the raw allocator) and before PyOS_BeforeFork (which takes
-	 * the head lock itself from Python 3.13 on, that thread's next step). */
+	py.PyOS_BeforeFork();
+#if PY_VERSION_HEX < 0x030D0000
+	/* tstate_lock after PyOS_BeforeFork (its import lock first, as os.fork takes it when
+	 * Python forks: no inversion with a forking Python thread), waited for without the GIL
+	 * (a thread making its state may need the GIL meanwhile: tracemalloc hooks the raw
+	 * allocator). From 3.13 on PyOS_BeforeFork holds the head lock itself across fork(). */
 	ts = py.PyEval_SaveThread();
 	pthread_mutex_lock(&tstate_lock);
 	py.PyEval_RestoreThread(ts);
-	py.PyOS_BeforeFork();
+#else
+	(void)ts;
+#endif
 }
 
 static void after_fork_parent(void)
 {
 	if (fork_skipped)
 		return;
-	py.PyOS_AfterFork_Parent();
+#if PY_VERSION_HEX < 0x030D0000
 	pthread_mutex_unlock(&tstate_lock);
+#endif
+	py.PyOS_AfterFork_Parent();
 	embed_leave(fork_gil, fork_fresh);
 }
 
@@ -191,7 +198,9 @@ static void after_fork_child(void)
 {
 	if (fork_skipped)
 		return;
+#if PY_VERSION_HEX < 0x030D0000
 	pthread_mutex_unlock(&tstate_lock); /* this thread holds it: the child's copy is sound */
+#endif
 	py.PyOS_AfterFork_Child();
 	embed_leave(fork_gil, fork_fresh);
 }
