@@ -243,7 +243,7 @@ class FastRpc:
     def _on_reply(self, data: bytes) -> None:
         word, retval = wire.RSP.unpack(data)
         layout = self.layout
-        ctx = self._pending.get((word & layout.id_mask) >> layout.id_shift)  # layout.slot(word)
+        ctx = self._pending.get(layout.slot(word))
         if ctx is None or ctx.ctx != word & layout.match_mask:
             with self._drop_lock:
                 self.dropped_replies += 1

@@ -157,8 +157,6 @@ static void thread_gone(void *ts)
  * hooks, which give the child a fresh emulator (the parent's lives in shared memory). */
 static void before_fork(void)
 {
-	PyThreadState *ts;
-
 	/* Not while a first call imports the package: that thread may hold the GIL and wait to
 	 * register an at-fork handler of a module it loads, which fork() does not let it do
 	 * until we return. The child of such a fork gets no emulator anyway (child_reset). */
@@ -172,11 +170,12 @@ static void before_fork(void)
 	 * Python forks: no inversion with a forking Python thread), waited for without the GIL
 	 * (a thread making its state may need the GIL meanwhile: tracemalloc hooks the raw
 	 * allocator). From 3.13 on PyOS_BeforeFork holds the head lock itself across fork(). */
-	ts = py.PyEval_SaveThread();
-	pthread_mutex_lock(&tstate_lock);
-	py.PyEval_RestoreThread(ts);
-#else
-	(void)ts;
+	{
+		PyThreadState *ts = py.PyEval_SaveThread();
+
+		pthread_mutex_lock(&tstate_lock);
+		py.PyEval_RestoreThread(ts);
+	}
 #endif
 }
 

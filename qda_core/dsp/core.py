@@ -341,14 +341,14 @@ class EmulatedDsp:
         if not m.sc & 0xFFFFFF:
             return _NO_ARGS  # the payload is reachable but carries no arguments
         sc = m.sc
-        nin = (sc >> 16) & 0xFF
+        nin, nout, ninh, nouth = sc_counts(sc)
         try:
             # Arguments inside the payload come back as views of it: the PD's SMMU view above
             # already reached those pages (one translation per message, not per argument).
             bufs, handles, views, copied, nbytes_in, nbytes_out = decode_views(sc, payload, m.addr)
         except OSError as exc:
             raise _Malformed(str(exc)) from exc
-        if len(bufs) != nin + ((sc >> 8) & 0xFF) or len(handles) != ((sc >> 4) & 0xF) + (sc & 0xF):
+        if len(bufs) != nin + nout or len(handles) != ninh + nouth:
             raise _Malformed(f"decode returned {len(bufs)} buffers/{len(handles)} handles for sc {sc:#x}")
         try:
             for i, mv in enumerate(views):
@@ -360,7 +360,6 @@ class EmulatedDsp:
                     views[i] = mv if i >= nin else mv.toreadonly()
         except errors.DeviceFault as exc:
             raise _SkelCrash(f"argument unreachable: {exc}") from exc
-        ninh = (sc >> 4) & 0xF
         hs = tuple(DmaHandle(*h) for h in handles) if handles else ()
         return _Args(tuple(views[:nin]), tuple(views[nin:]), hs[:ninh], hs[ninh:], copied, nbytes_in, nbytes_out)
 
@@ -566,7 +565,7 @@ class EmulatedDsp:
             mi = p.modules.get(h)
         if mi is None:
             return aee.ERR_NO_SUCH_HANDLE, 0
-        call = Call(m.sc, (m.sc >> 24) & 0x1F, a.inbufs, a.outbufs, a.inhandles, a.outhandles, p, h)
+        call = Call(m.sc, sc_method(m.sc), a.inbufs, a.outbufs, a.inhandles, a.outhandles, p, h)
         f = self.faults
         if f is not None and f.kinds & _METHOD_FAULTS:
             self._method_faults(f, mi, call)
