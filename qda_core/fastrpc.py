@@ -12,7 +12,7 @@ import itertools
 import struct
 import threading
 
-from . import debug, faults, marshal, trace, wire
+from . import dataplane, debug, faults, marshal, trace, wire
 from .errors import errno_error
 from .rpmsg import Channel
 
@@ -230,6 +230,12 @@ class FastRpc:
         self._drop_lock = threading.Lock()  # protects dropped_replies (a fault's path only)
         self.dropped_replies = 0
         channel.on_receive = self._on_reply
+        if dataplane.native():
+            # the native lane serves invoke (qda_core/_engine.pyx); the method below stays the
+            # reference it falls back to, and the oracle of the equivalence tests
+            from ._engine import EngineLane
+
+            self.invoke = EngineLane(self)
 
     @property
     def _seq(self) -> int:
@@ -245,13 +251,32 @@ class FastRpc:
         layout = self.layout
         ctx = self._pending.get(layout.slot(word))
         if ctx is None or ctx.ctx != word & layout.match_mask:
-            with self._drop_lock:
-                self.dropped_replies += 1
-            debug.dbg("rpmsg", "no context matches reply ctx %#x", word)
+            self.drop_reply(word)
             return
         ctx.retval = retval
 
-    def invoke(self, *, client_id: int, tid: int, handle: int, sc: int, pd: int,
+    def drop_reply(self, word: int) -> None:
+        """Count a reply that matches no context (its ctx word ``word``) and drop it."""
+        with self._drop_lock:
+            self.dropped_replies += 1
+        debug.dbg("rpmsg", "no context matches reply ctx %#x", word)
+
+    @staticmethod
+    def no_reply(i: int, wait: tuple[int, bool] | None) -> None:
+        """Raise what a caller whose context ``i`` got no reply sees: ``EINTR`` when a fault
+        withheld it (``wait``: what :func:`qda_core.faults.take_wait` gave), else ``EIO``."""
+        if wait is not None:
+            # A fault withheld the reply (or garbled it past this layout's matching): the
+            # kernel waits interruptibly with no timeout, so the caller's wait ends only when
+            # a signal ends it - EINTR.
+            faults.wait_interrupted(wait)
+            raise errno_error(errno.EINTR, f"no reply from the DSP for context {i}: the wait "
+                                           f"was interrupted after {wait[0]} ns (modeled)")
+        # In-process delivery is synchronous; a missing reply means the DSP side dropped it.
+        # The RFC would wait forever; we fail the call instead.
+        raise errno_error(errno.EIO, f"no reply from the DSP for context {i}")
+
+    def reference_invoke(self, *, client_id: int, tid: int, handle: int, sc: int, pd: int,
                args, refs, msg_alloc, origin: wire.Origin, fdlist: list | None = None,
                poll: bool = False) -> int:
         """Run one invoke. ``args``: N x 24-byte descriptors; ``refs``: N x 16-byte device
@@ -299,16 +324,7 @@ class FastRpc:
                     _tls.context = (ctx.ctx, completion)
                 wait = faults.take_wait()
                 if ctx.retval is None:
-                    if wait is not None:
-                        # A fault withheld the reply (or garbled it past this layout's
-                        # matching): the kernel waits interruptibly with no timeout, so the
-                        # caller's wait ends only when a signal ends it - EINTR.
-                        faults.wait_interrupted(wait)
-                        raise errno_error(errno.EINTR, f"no reply from the DSP for context {i}: the wait "
-                                                       f"was interrupted after {wait[0]} ns (modeled)")
-                    # In-process delivery is synchronous; a missing reply means the DSP side
-                    # dropped it. The RFC would wait forever; we fail the call instead.
-                    raise errno_error(errno.EIO, f"no reply from the DSP for context {i}")
+                    self.no_reply(i, wait)
                 # Outputs are copied back before the retval is looked at, as the kernel does.
                 fds = marshal.unpack(sc, args, refs, view, va)
                 if fdlist is not None:
@@ -319,6 +335,8 @@ class FastRpc:
             del self._pending[i]
             self._ids.free(i)
         return ctx.retval
+
+    invoke = reference_invoke
 
 
 def _pack_shifted(sc: int, args, refs, view, va: int, dev: int, n: int, shift: int) -> None:

@@ -52,6 +52,13 @@ class Channel:
         next(self._sent)
         self._remote.receive(data, self._deliver, origin)
 
+    @property
+    def native_remote(self):
+        """The remote endpoint's native entry (an opaque capsule, passed through unopened:
+        csrc/include/qdarpc/endpoint.h), or None. A sender that calls it counts its message
+        and the reply in ``_sent``/``_received`` and checks ``up`` first, as :meth:`send` does."""
+        return getattr(self._remote, "native", None)
+
     def _deliver(self, data: bytes) -> None:
         next(self._received)
         cb = self.on_receive

@@ -28,6 +28,8 @@ ONLY = {
     "qda_core.dsp": {"qda_core.dsp", "qda_core.wire", "qda_core.errors", "qda_core.marshal",
                      "qda_core.marshal_ref", "qda_core._marshal", "qda_core._ext", "qda_core._iova",
                      "qda_core._abi", "qda_core.debug", "qda_core.trace",
+                     # which data plane (native lanes or the Python reference): configuration
+                     "qda_core.dataplane",
                      # fault rules are instrumentation, like the trace: no host state
                      "qda_core.faults"},
     # the transport is protocol-blind (debug: its lock-free counters, instrumentation only)

@@ -19,7 +19,7 @@ import mmap as _mmap
 import os
 import threading
 
-from .. import debug, fastrpc, init_msgs, trace, uapi, wire
+from .. import dataplane, debug, fastrpc, init_msgs, trace, uapi, wire
 from .. import faults as _faults
 from ..driver_file import DriverFile, copy_in, copy_out
 from ..errors import errno_error
@@ -31,6 +31,7 @@ from ..mem.gem import GemObject
 from ..mem.handles import HandleTable
 from ..mem.msgpool import MessagePool
 from ..uaccess import address, copy_from_user
+from . import _invoke
 
 _OUT = uapi.IOC_READ
 _IN = uapi.IOC_WRITE
@@ -69,19 +70,17 @@ class QdaFile(DriverFile):
         self._init_mem: list[GemObject] = []       # RFC overwrites (leaks) older ones; freed at close
         self._lock = threading.RLock()             # protects handles, PRIME caches, cb
         self.last_error: OSError | None = None
+        self._native = dataplane.native()  # INVOKE through the native lane (see ioctl)
         debug.created("accel_file")
 
     # --- raw ioctl ------------------------------------------------------------------------
-    def ioctl(self, request: int, arg=None) -> int:
-        """The DRM core's ``drm_ioctl()``: dispatch on nr, size the copies as DRM does."""
-        if not self._enter():
-            return -errno.EBADF
-        try:
-            return self._ioctl(request, arg)
-        finally:
-            self._leave()
+    #: The DRM core's ``drm_ioctl()``: ``ioctl(request, arg=None)``. INVOKE goes through the
+    #: native lane (accel/_invoke.pyx) on the native data plane; everything else, and every
+    #: call of a file on the Python data plane, through :meth:`_ioctl` (the reference).
+    ioctl = _invoke.ioctl
 
     def _ioctl(self, request: int, arg) -> int:
+        """The reference ``drm_ioctl()``: dispatch on nr, size the copies as DRM does."""
         ioc = self.uapi.ioctls.get(request & 0xFF)
         if ioc is None:  # beyond the table or a hole in it (drm_ioctl: no function -> EINVAL)
             self.last_error = errno_error(errno.EINVAL, f"ioctl {request:#x}: no such QDA/DRM ioctl "

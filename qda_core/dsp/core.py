@@ -38,7 +38,7 @@ import struct
 import threading
 from typing import Callable, Mapping, NamedTuple, Protocol
 
-from .. import errors, faults as _faults, trace
+from .. import dataplane, errors, faults as _faults, trace
 from ..marshal import decode_views
 from ..wire import (ADSP_CURRENT_PROCESS1_HANDLE, ADSP_LISTENER1_HANDLE, CONST_HANDLE_LIMIT, CREATE_INBUF,
                     CREATE_STATIC_INBUF, CTX_ASYNC_BIT, CURRENT_PROCESS1_EXIT, CURRENT_PROCESS1_POLL_MODE,
@@ -49,6 +49,7 @@ from ..wire import (ADSP_CURRENT_PROCESS1_HANDLE, ADSP_LISTENER1_HANDLE, CONST_H
                     RPC_PARAM_THREAD, RSP, S32, SENSORS_PD, STATIC_HANDLES, U64, Msg, Origin, metadata_size,
                     sc_counts, sc_method)
 from . import aee, caps, cost
+from ._lane import DspLane
 from .cost import DOMAIN_COST, CostModel, DspStats
 from .dsprt import DspContext, NativeFault
 from .loader import Loader, LoadError, parse_uri
@@ -137,13 +138,20 @@ class _Req(NamedTuple("_Req", [*Msg.__annotations__.items(), ("chan", str)])):
 class Endpoint:
     """One host driver's rpmsg endpoint on the DSP (see :meth:`EmulatedDsp.endpoint`)."""
 
-    __slots__ = ("dsp", "channel")
+    __slots__ = ("dsp", "channel", "_lane")
 
     def __init__(self, dsp: "EmulatedDsp", channel: str):
         self.dsp, self.channel = dsp, channel
+        self._lane = DspLane(dsp, channel) if dataplane.native() else None
 
     def receive(self, msg: bytes, reply: Callable[[bytes], None], origin: Origin | None) -> None:
         self.dsp.receive(msg, reply, self.channel, origin)
+
+    @property
+    def native(self):
+        """The native receive of this endpoint (a capsule, csrc/include/qdarpc/endpoint.h),
+        or None when the Python data plane is selected (``QDARPC_DATAPLANE=py``)."""
+        return self._lane.capsule if self._lane is not None else None
 
 
 class EmulatedDsp:
@@ -240,21 +248,38 @@ class EmulatedDsp:
             load, self._traced.load = self._traced.load, None
             tr.dsp(self.domain, channel, m.client_id, m.pd, m.handle, m.sc, retval, ns, t0, trace.now(), load=load)
         ctx = m.ctx
-        armed = f.kinds if user_call else ()  # again: a rule may have come while it ran
-        if armed and not withheld and ("drop" in armed or "corrupt" in armed):
-            detail = f"handle {m.handle:#x} sc {m.sc:#x}"
-            rule = f.check("drop", (self.domain,), detail=detail)
-            if rule:
-                withheld = True
-                _faults.hung(rule.ns, self.cost.realtime)
-            else:
-                rule = f.check("corrupt", (self.domain,), detail=detail)
-                if rule:
-                    ctx ^= _CORRUPT_BIT
-                    _faults.hung(rule.ns, self.cost.realtime)  # the wait, should the driver drop the reply
+        if user_call and not withheld and f.kinds:  # again: a rule may have come while it ran
+            ctx, withheld = self._reply_faults(m.handle, m.sc, ctx)
         if withheld:
             return  # the reply never comes: the caller's wait is what ends (see faults.hung)
         reply(RSP.pack(ctx, aee.to_int32(retval)))
+
+    def _reply_faults(self, handle: int, sc: int, ctx: int) -> tuple[int, bool]:
+        """The ``drop`` and ``corrupt`` rules on a reply about to go: (the ctx it carries,
+        whether it is withheld)."""
+        armed = self.faults.kinds
+        if "drop" not in armed and "corrupt" not in armed:
+            return ctx, False
+        detail = f"handle {handle:#x} sc {sc:#x}"
+        rule = self.faults.check("drop", (self.domain,), detail=detail)
+        if rule:
+            _faults.hung(rule.ns, self.cost.realtime)
+            return ctx, True
+        rule = self.faults.check("corrupt", (self.domain,), detail=detail)
+        if rule:
+            ctx ^= _CORRUPT_BIT
+            _faults.hung(rule.ns, self.cost.realtime)  # the wait, should the driver drop the reply
+        return ctx, False
+
+    def _crashed(self, chan: str, p: Process, exc: BaseException) -> None:
+        """A PD's skel code (or the memory it reached) failed: the fault is traced and the PD
+        crashes. ``exc``: the :class:`_SkelCrash`, or the exception the skel raised."""
+        if not isinstance(exc, _SkelCrash):
+            crash = _SkelCrash(f"{type(exc).__name__}: {exc}")
+            crash.__cause__ = exc
+            exc = crash
+        self._note_fault(chan, p, exc)
+        p.crash(str(exc.__cause__ or exc))
 
     def restart(self) -> None:
         """Subsystem restart: every PD is destroyed and its modules unloaded (no close calls);
@@ -310,8 +335,7 @@ class EmulatedDsp:
             crashed = True
             rv = aee.ERR_PD_CRASHED
             if proc is not None:
-                self._note_fault(m.chan, proc, exc)
-                proc.crash(str(exc.__cause__ or exc))
+                self._crashed(m.chan, proc, exc)
         if proc is None and kernel_handle:
             proc = self._proc(m.chan, origin.client_id)  # the kernel's messages for a PD count toward it
         ns = self.cost.charge(args.copied, call_ns, qos=proc is not None and cost.qos_in_force(proc),

@@ -24,7 +24,7 @@ import os
 import struct
 import threading
 
-from .. import debug, fastrpc, init_msgs, trace, uapi, wire
+from .. import dataplane, debug, fastrpc, init_msgs, trace, uapi, wire
 from .. import faults as _faults
 from ..driver_file import DriverFile, copy_in, copy_out
 from ..errors import errno_error
@@ -37,6 +37,7 @@ from ..mem.gem import GemObject
 from ..mem.msgpool import MessagePool
 from ..uaccess import address, copy_from_user
 from ..uapi import FASTRPC_DEV_MAX, LEGACY_DOMAINS
+from . import _invoke
 from .revisions import LegacyPolicy
 
 ADSP_MMAP_REMOTE_HEAP_ADDR = 8
@@ -124,6 +125,7 @@ class LegacyFile(DriverFile):
         self._lock = threading.RLock()  # protects maps, mmaps, _init_mem, _dma_bufs, pd, cb, _pool
         self._origins: dict[tuple, wire.Origin] = {}  # (cb, kernel) -> Origin (see _origin)
         self.last_error: OSError | None = None
+        self._native = dataplane.native()  # INVOKE through the native lane (see ioctl)
         debug.created("legacy_file")
 
     def ensure_cb(self):
@@ -147,8 +149,14 @@ class LegacyFile(DriverFile):
         return o
 
     # --- raw ioctl ------------------------------------------------------------------------
-    def ioctl(self, request: int, arg=None) -> int:
-        """``fastrpc_device_ioctl``: switch on the full command number."""
+    #: ``fastrpc_device_ioctl``: ``ioctl(request, arg=None)``, switching on the full command
+    #: number. INVOKE goes through the native lane (legacy/_invoke.pyx) on the native data
+    #: plane; everything else, and every call of a file on the Python data plane, through
+    #: :meth:`_ioctl_reference`.
+    ioctl = _invoke.ioctl
+
+    def _ioctl_reference(self, request: int, arg=None) -> int:
+        """The reference ``fastrpc_device_ioctl``, and its trace event."""
         tr = trace.RECORDER
         if tr is None:
             return self._ioctl(request, arg)[0]
@@ -302,13 +310,7 @@ class LegacyFile(DriverFile):
                 if exc.errno == errno.ENODEV:  # the channel went away under us
                     raise errno_error(errno.EPIPE, f"{self.path}: DSP channel is down") from None
                 raise
-            # put_args: the DSP lists fds whose maps the kernel must drop (handle maps).
-            for raw in fdlist:
-                fd = raw & 0xFFFF_FFFF  # the kernel looks up (int)fdlist[i]
-                fd = fd - (1 << 32) if fd >= (1 << 31) else fd
-                m = self._map_lookup(fd)
-                if m is not None:
-                    self._map_put(m)
+            self.drop_listed_maps(fdlist)
             return ret
         finally:
             # context free: maps taken for buffers go, maps for handles stay (kernel quirk);
@@ -318,6 +320,15 @@ class LegacyFile(DriverFile):
                     self._map_put(m)
             for obj in imports:
                 obj.put()
+
+    def drop_listed_maps(self, fdlist) -> None:
+        """put_args: the DSP lists fds whose maps the kernel must drop (handle maps)."""
+        for raw in fdlist:
+            fd = raw & 0xFFFF_FFFF  # the kernel looks up (int)fdlist[i]
+            fd = fd - (1 << 32) if fd >= (1 << 31) else fd
+            m = self._map_lookup(fd)
+            if m is not None:
+                self._map_put(m)
 
     def _kernel_call(self, msg: init_msgs.KernelMsg, grant=()) -> int:
         """Send a kernel-originated INIT-handle message (kernel buffers carry fd -1)."""

@@ -1,0 +1,159 @@
+# cython: language_level=3, boundscheck=False, wraparound=False
+"""The accel driver's native INVOKE: ``QdaFile.ioctl`` with DRM_IOCTL_QDA_INVOKE served in C.
+
+Same steps, results and errors as the reference (``QdaFile._ioctl`` and ``QdaFile.fastrpc``):
+DRM's size and direction rules, the struct copied in, the descriptors read, every ``fd``
+argument resolved to a buffer object of the file (``QdaFile.buffer``, ``vma.ref_address``:
+the same Python helpers, so the isolation checks have one source), the engine's lane called
+with C values. Every other ioctl, a traced one, an ``arg`` given as a user address, and a file
+on the Python data plane take the reference. docs/dataplane.md.
+"""
+from cpython.buffer cimport PyBUF_SIMPLE, PyBUF_WRITABLE, PyBuffer_Release, PyObject_GetBuffer
+from cpython.bytearray cimport PyByteArray_AS_STRING
+from libc.stdint cimport int32_t, uint32_t, uint64_t
+from libc.string cimport memcpy, memset
+
+from qda_core._engine cimport EngineLane
+
+import errno as _errno
+
+from qda_core import trace as _trace
+from qda_core import uapi as _uapi
+from qda_core import wire as _wire
+from qda_core.mem.vma import ref_address as _ref_address
+from qda_core.uaccess import copy_from_user as _copy_from_user
+
+cdef extern from "<unistd.h>":
+    long syscall(long number, ...)
+cdef extern from "<sys/syscall.h>":
+    long SYS_gettid
+
+cdef extern from *:
+    const char *QDARPC_VERSION
+__version__ = QDARPC_VERSION.decode()
+
+cdef int INVOKE_NR = _uapi.IOC_NR(_uapi.DRM_IOCTL_QDA_INVOKE)
+cdef uint32_t _INIT_HANDLE = _wire.FASTRPC_INIT_HANDLE
+cdef int _ROOT_PD = _wire.ROOT_PD
+cdef int _IN = _uapi.IOC_WRITE
+cdef int _OUT = _uapi.IOC_READ
+
+
+def _check_layouts():
+    # every revision's INVOKE struct is {u32 handle, u32 sc, u64 args}: read at fixed offsets
+    for u in _uapi.ACCEL_UAPI.values():
+        L = u.ioctls[INVOKE_NR].layout
+        assert (L.size, L.offset("handle"), L.offset("sc"), L.offset("args")) == (16, 0, 4, 8), L.name
+
+
+_check_layouts()
+
+
+def ioctl(f, request, arg=None):
+    """``QdaFile.ioctl`` (the DRM core's ``drm_ioctl()``)."""
+    if not f._enter():
+        return -_errno.EBADF
+    try:
+        if (f._native and type(request) is int and 0 <= request <= 0xFFFFFFFF
+                and (request & 0xFF) == INVOKE_NR and _trace.RECORDER is None):
+            ret = _invoke(f, <uint32_t>request, arg)
+            if ret is not None:
+                return ret
+        return f._ioctl(request, arg)
+    finally:
+        f._leave()
+
+
+cdef object _invoke(f, uint32_t request, arg):
+    """INVOKE, or None when the reference must serve it (decided before anything happens)."""
+    cdef Py_buffer view
+    cdef unsigned char kbuf[16]
+    cdef uint32_t both, usize, in_size, out_size, handle, sc, n
+    cdef uint64_t args
+    cdef bint writable
+    if arg is None or type(arg) is int:
+        return None
+    ioc = f.uapi.ioctls.get(INVOKE_NR)
+    if ioc is None:
+        return None
+    both = (request >> 30) & (<uint32_t>ioc.number >> 30)
+    usize = (request >> 16) & 0x3FFF
+    in_size = usize if both & _IN else 0
+    out_size = usize if both & _OUT else 0
+    if in_size > 16 or out_size > 16:
+        return None
+    writable = True
+    try:
+        PyObject_GetBuffer(arg, &view, PyBUF_WRITABLE)
+    except (BufferError, TypeError, ValueError):
+        writable = False
+        try:
+            PyObject_GetBuffer(arg, &view, PyBUF_SIMPLE)
+        except (BufferError, TypeError, ValueError):
+            return None
+    try:
+        if view.len < in_size or (out_size and not writable) or view.len < out_size:
+            return None  # the reference's EFAULT, with its message
+        memset(kbuf, 0, 16)
+        memcpy(kbuf, view.buf, in_size)
+        handle = (<uint32_t *>kbuf)[0]
+        sc = (<uint32_t *>kbuf)[1]
+        memcpy(&args, kbuf + 8, 8)
+        n = ((sc >> 16) & 0xFF) + ((sc >> 8) & 0xFF) + ((sc >> 4) & 0xF) + (sc & 0xF)
+        try:
+            descs = bytearray(24 * n)
+            if n:
+                _copy_from_user(descs, args, "invoke argument descriptors")
+            ret = _fastrpc(f, handle, sc, n, descs)
+        except OSError as exc:
+            ret = f._failed(exc)
+        if out_size:
+            memcpy(view.buf, kbuf, out_size)
+        return ret
+    finally:
+        PyBuffer_Release(&view)
+
+
+cdef object _fastrpc(f, uint32_t handle, uint32_t sc, uint32_t n, bytearray descs):
+    """``QdaFile.fastrpc`` for a user INVOKE (not a kernel message, root PD)."""
+    cdef uint32_t nbufs = ((sc >> 16) & 0xFF) + ((sc >> 8) & 0xFF)
+    cdef uint32_t i
+    cdef const char *d
+    cdef uint64_t ptr, length
+    cdef int32_t fd
+    cdef uint64_t *r
+    if f._pool is None:
+        f.ensure_cb()
+    refs = bytearray(16 * n)
+    held = None
+    try:
+        for i in range(n):
+            d = PyByteArray_AS_STRING(descs) + 24 * i
+            memcpy(&ptr, d, 8)
+            memcpy(&length, d + 8, 8)
+            memcpy(&fd, d + 16, 4)
+            if fd <= 0 or (i < nbufs and not length):
+                continue  # copied inline / nothing to map
+            obj = f.buffer(fd, f"argument {i}")
+            if held is None:
+                held = []
+            held.append(obj)
+            addr = _ref_address(i, ptr, length, obj) if i < nbufs else obj.dma_addr
+            r = <uint64_t *>(PyByteArray_AS_STRING(refs) + 16 * i)
+            r[0] = addr
+            r[1] = obj.size
+        origin = f._origins.get((f.cb, False))
+        if origin is None:
+            origin = f._origin(False)
+        client_id = 0 if handle == _INIT_HANDLE else f.client_id
+        tid = syscall(SYS_gettid)
+        lane = f.device.fastrpc.invoke
+        if type(lane) is EngineLane:
+            return (<EngineLane>lane).invoke(client_id, tid, handle, sc, _ROOT_PD, descs, refs, f._pool.alloc,
+                                             origin, None, False)
+        return lane(client_id=client_id, tid=tid, handle=handle, sc=sc, pd=_ROOT_PD, args=descs, refs=refs,
+                    msg_alloc=f._pool.alloc, origin=origin)
+    finally:
+        if held is not None:
+            for obj in held:
+                obj.put()

@@ -1,0 +1,206 @@
+# cython: language_level=3, boundscheck=False, wraparound=False
+"""The DSP's native receive: one ``fastrpc_msg`` as a C struct in, the reply as a C struct out.
+
+The common message - a user method on a dynamic handle of a live PD, with no fault rule, no
+trace and no per-PD cost setting in force - is served here with the same steps, results and
+records as :meth:`qda_core.dsp.core.EmulatedDsp.receive` (the reference), without packing
+the message and reply into bytes or walking the reference's dispatch. Everything else goes
+to the reference, so each rule lives in one place: this lane only decides that nothing
+unusual applies, then does the usual.
+
+The lane reads the DSP's tables without the DSP's lock, as the reference does (each read is
+one load or dict lookup under the GIL), and runs under the GIL from the message to the skel
+call, so no other thread sees a half-served message. docs/dataplane.md.
+"""
+from cpython.pycapsule cimport PyCapsule_New
+from libc.stdint cimport int32_t, int64_t, uint32_t, uint64_t
+from libc.stdlib cimport free, malloc
+
+from qda_core._cwire cimport (QDA_ENDPOINT_CAPSULE, QDA_EP_REFERENCE, QDA_EP_REPLIED, fastrpc_invoke_rsp,
+                               fastrpc_msg, qda_endpoint)
+
+import errno as _errno
+
+from qda_core import trace as _trace
+from qda_core import wire as _wire
+from qda_core.errors import DeviceFault, errno_error
+from qda_core.marshal import decode_views as _decode_views
+
+from . import aee as _aee
+from . import cost as _cost
+from .skel import Call as _Call, DmaHandle as _DmaHandle
+
+cdef extern from *:
+    const char *QDARPC_VERSION
+__version__ = QDARPC_VERSION.decode()
+
+cdef object _MSG = _wire.MSG
+cdef object _RSP = _wire.RSP
+cdef uint32_t _CONST_LIMIT = _wire.CONST_HANDLE_LIMIT
+cdef object _QOS_KEYS = (_cost.QOS_PARAM, _wire.RPC_PARAM_ADAPTIVE_QOS)
+cdef int32_t _ERR_PD_CRASHED = _aee.to_int32(_aee.ERR_PD_CRASHED)
+cdef object _settle = _cost.settle
+
+
+cdef class _Capture:
+    """The reply callback of the reference path: keeps the one reply."""
+    cdef public object data
+
+    def __call__(self, data):
+        self.data = data
+
+
+cdef class DspLane:
+    """The native receive of one DSP endpoint (one host driver's channel)."""
+    cdef readonly object dsp
+    cdef readonly str channel
+    cdef qda_endpoint *ep
+    cdef object _capsule
+    cdef dict _dsp_dict
+    # the cost model last seen, and its figures (CostModel is frozen: cached by identity)
+    cdef object _cost
+    cdef int64_t _overhead
+    cdef double _cbps
+
+    def __cinit__(self, dsp, str channel):
+        self.dsp = dsp
+        self.channel = channel
+        self._dsp_dict = dsp.__dict__
+        self.ep = <qda_endpoint *>malloc(sizeof(qda_endpoint))
+        if self.ep == NULL:
+            raise MemoryError()
+        self.ep.receive = _receive
+        self.ep.self = <void *>self  # the capsule holds the lane (see capsule)
+        self._cost = None
+
+    def __dealloc__(self):
+        free(self.ep)
+
+    @property
+    def capsule(self):
+        """The ``qda_endpoint`` as a ``PyCapsule`` (see csrc/include/qdarpc/endpoint.h); the
+        lane lives as long as whoever holds it."""
+        if self._capsule is None:
+            self._capsule = PyCapsule_New(<void *>self.ep, QDA_ENDPOINT_CAPSULE, NULL)
+        return self._capsule
+
+    def receive(self, uint32_t client_id, uint32_t tid, uint64_t ctx, uint32_t handle, uint32_t sc,
+                uint64_t addr, uint64_t size, origin):
+        """The native entry from Python (tests): ``(replied, reference, rsp_ctx, retval)``."""
+        cdef fastrpc_msg m
+        cdef fastrpc_invoke_rsp r
+        m.client_id, m.tid, m.ctx, m.handle = <int32_t>client_id, <int32_t>tid, ctx, handle
+        m.sc, m.addr, m.size = sc, addr, size
+        r.ctx, r.retval = 0, 0
+        ret = self._receive(&m, origin, &r)
+        return bool(ret & QDA_EP_REPLIED), bool(ret & QDA_EP_REFERENCE), r.ctx, r.retval
+
+    cdef int _reference(self, const fastrpc_msg *m, object origin, fastrpc_invoke_rsp *rsp) except -1:
+        """The message through :meth:`EmulatedDsp.receive`, bytes in and out."""
+        cdef _Capture cap = _Capture()
+        raw = _MSG.pack(m.client_id, m.tid, m.ctx, m.handle, m.sc, m.addr, m.size)
+        self.dsp.receive(raw, cap, self.channel, origin)
+        if cap.data is None:
+            return QDA_EP_REFERENCE
+        rctx, rv = _RSP.unpack(cap.data)
+        rsp.ctx = rctx
+        rsp.retval = rv
+        return QDA_EP_REPLIED | QDA_EP_REFERENCE
+
+    cdef int _receive(self, const fastrpc_msg *m, object origin, fastrpc_invoke_rsp *rsp) except -1:
+        dsp = self.dsp
+        # what sends a message to the reference: anything that is not a user method of a
+        # live PD, or that something watches (trace) or may alter (fault rules, QoS, realtime)
+        if (m.handle < _CONST_LIMIT or origin is None or _trace.RECORDER is not None
+                or m.client_id != <int32_t>origin.client_id or "receive" in self._dsp_dict):
+            # (a receive set on the DSP itself is a tap on every message: tests, tools)
+            return self._reference(m, origin, rsp)
+        f = dsp.faults
+        if f is not None and f.kinds:
+            return self._reference(m, origin, rsp)
+        cost = dsp.cost
+        if cost is not self._cost:
+            if cost.realtime:
+                return self._reference(m, origin, rsp)
+            self._overhead = cost.overhead_ns
+            self._cbps = cost.cache_bytes_per_s
+            self._cost = cost
+        proc = dsp._procs.get((self.channel, m.client_id))
+        if proc is None or proc.state != "alive" or proc.poll_mode:
+            return self._reference(m, origin, rsp)
+        params = proc.params
+        if params and (_QOS_KEYS[0] in params or _QOS_KEYS[1] in params):
+            return self._reference(m, origin, rsp)
+        mi = proc.modules.get(m.handle)
+        if mi is None:
+            return self._reference(m, origin, rsp)
+        generation = dsp._generation
+        # the arguments, as the reference's _resolve views them; any failure (an SMMU fault,
+        # a payload that does not decode) is the reference's to answer: nothing ran yet
+        memory = proc.memory
+        try:
+            payload = memory.view(m.addr, m.size, True)
+            if m.sc & 0xFFFFFF:
+                views, copied, nbytes_in, nbytes_out, handles = self._views(m, memory, payload)
+            else:
+                views, copied, nbytes_in, nbytes_out, handles = (), 0, 0, 0, ()
+        except (DeviceFault, OSError):
+            return self._reference(m, origin, rsp)
+        nin = (m.sc >> 16) & 0xFF
+        ninh = (m.sc >> 4) & 0xF
+        call = _Call(m.sc, (m.sc >> 24) & 0x1F, tuple(views[:nin]), tuple(views[nin:]), handles[:ninh],
+                     handles[ninh:], proc, m.handle)
+        crashed = False
+        try:
+            rv = <int32_t><uint32_t>(mi.impl.invoke(call) & 0xFFFFFFFF)  # aee.to_int32: both kinds answer ints
+        except Exception as exc:
+            crashed = True
+            rv = _ERR_PD_CRASHED
+            dsp._crashed(self.channel, proc, exc)
+        # a crashed call charges no compute time (the reference loses the call's figure with it)
+        ns = self._overhead + <int64_t>(<double>copied * 1e9 / self._cbps) + (0 if crashed else call.extra_ns)
+        ns = _settle(cost, ns)
+        with proc.lock:
+            proc.invokes += 1
+            proc.modeled_ns += ns
+        dsp.stats.record(bytes_in=nbytes_in, bytes_out=nbytes_out, handles_in=len(call.inhandles),
+                         handles_out=len(call.outhandles), ns=ns, error=rv != 0, crash=crashed)
+        if dsp._generation != generation:
+            raise errno_error(_errno.ENODEV, f"{dsp.domain} restarted while handle {m.handle:#x} "
+                                             f"sc {m.sc:#x} of client {m.client_id} was running")
+        rctx = m.ctx
+        if f is not None and f.kinds:  # a rule came while it ran: the reference's last step
+            rctx, withheld = dsp._reply_faults(m.handle, m.sc, rctx)
+            if withheld:
+                return QDA_EP_REFERENCE
+            rsp.ctx = rctx
+            rsp.retval = rv
+            return QDA_EP_REPLIED | QDA_EP_REFERENCE
+        rsp.ctx = rctx
+        rsp.retval = rv
+        return QDA_EP_REPLIED
+
+    cdef tuple _views(self, const fastrpc_msg *m, memory, payload):
+        """decode_views and the SMMU views of by-reference arguments (the reference's _resolve)."""
+        cdef uint32_t sc = m.sc
+        cdef Py_ssize_t nin = (sc >> 16) & 0xFF
+        cdef Py_ssize_t nbufs = nin + ((sc >> 8) & 0xFF)
+        cdef Py_ssize_t nh = ((sc >> 4) & 0xF) + (sc & 0xF)
+        cdef Py_ssize_t i
+        bufs, handles, views, copied, nbytes_in, nbytes_out = _decode_views(sc, payload, m.addr)
+        if len(bufs) != nbufs or len(handles) != nh:
+            raise OSError(_errno.EINVAL, "decode count mismatch")
+        for i in range(nbufs):
+            if views[i] is None:
+                addr, length = bufs[i]
+                mv = memoryview(memory.view(addr, length, i >= nin))
+                if mv.format != "B" or mv.ndim != 1:
+                    mv = mv.cast("B")
+                views[i] = mv if i >= nin else mv.toreadonly()
+        hs = tuple([_DmaHandle(*h) for h in handles]) if nh else ()
+        return views, copied, nbytes_in, nbytes_out, hs
+
+
+cdef int _receive(void *self, const fastrpc_msg *m, void *origin, fastrpc_invoke_rsp *rsp) except -1:
+    # called by the engine holding the GIL; -1 leaves the Python exception set for it
+    return (<DspLane>self)._receive(m, <object>origin, rsp)
