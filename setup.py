@@ -50,7 +50,11 @@ cython_exts = cythonize(
         c_ext("qda_core._abi", ["qda_core/_abi.pyx", "csrc/errmap.c"]),
         # the native data plane (docs/dataplane.md): the engine's lane and the DSP's receive
         c_ext("qda_core._engine", ["qda_core/_engine.pyx"]),
+        c_ext("qda_core.dsp._counters", ["qda_core/dsp/_counters.pyx"]),
+        c_ext("qda_core.dsp._call", ["qda_core/dsp/_call.pyx"]),
         c_ext("qda_core.dsp._lane", ["qda_core/dsp/_lane.pyx"]),
+        c_ext("qda_core.mem.msgpool", ["qda_core/mem/msgpool.pyx"]),
+        c_ext("qda_core.mem._smmu", ["qda_core/mem/_smmu.pyx"]),
         c_ext("qda_core.accel._invoke", ["qda_core/accel/_invoke.pyx"]),
         c_ext("qda_core.legacy._invoke", ["qda_core/legacy/_invoke.pyx"]),
         c_ext("libadsprpc_compat._remote", ["libadsprpc_compat/_remote.pyx", "csrc/errmap.c", "csrc/uaccess.c"]),

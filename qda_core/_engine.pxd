@@ -3,10 +3,26 @@ from libc.stdint cimport uint32_t, uint64_t
 from qda_core._cwire cimport qda_endpoint
 
 
+cdef class IdAllocator:
+    cdef readonly uint64_t limit
+    cdef readonly bint cyclic
+    cdef readonly dict _used      # ids in use -> None
+    cdef uint64_t *_heap          # lowest-free: ids given back, a min-heap
+    cdef Py_ssize_t _nheap, _capheap
+    cdef uint64_t _fresh          # lowest-free: above every id handed out so far
+    cdef uint64_t _cursor         # cyclic: candidate positions, id = position % limit + 1
+
+    cdef long long take(self) except -1
+    cdef int give(self, uint64_t i) except -1
+    cdef int _push(self, uint64_t v) except -1
+    cdef uint64_t _pop(self) noexcept
+    cdef object _busy(self)
+
+
 cdef class EngineLane:
     cdef readonly object engine
     cdef object channel
-    cdef object ids
+    cdef IdAllocator ids
     cdef object _ep_capsule
     cdef qda_endpoint *ep
     cdef int id_shift
@@ -16,3 +32,9 @@ cdef class EngineLane:
 
     cpdef int invoke(self, int client_id, int tid, uint32_t handle, uint32_t sc, int pd, args, refs, msg_alloc,
                      origin, fdlist, bint poll) except? -1
+
+
+cdef long current_tid() noexcept
+cpdef bint file_enter(f) except -1
+cpdef bint file_leave(f) except -1
+cpdef bint file_close(f) except -1

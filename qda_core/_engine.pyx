@@ -8,8 +8,13 @@ message buffer, the request handed to the DSP's native receive as the ``fastrpc_
 No bytes are packed and parsed for the message or the reply, and no reply callback runs.
 docs/dataplane.md.
 """
+from cpython.buffer cimport PyBUF_SIMPLE, PyBuffer_Release, PyObject_GetBuffer
 from cpython.pycapsule cimport PyCapsule_GetPointer, PyCapsule_IsValid
 from libc.stdint cimport int32_t, int64_t, uint32_t, uint64_t
+from libc.stdlib cimport free, realloc
+from libc.string cimport memmove, memset
+
+from qda_core._marshal cimport pack_raw, payload_size_raw, unpack_raw
 
 from qda_core._cwire cimport (QDA_ENDPOINT_CAPSULE, QDA_EP_REFERENCE, QDA_EP_REPLIED, fastrpc_invoke_rsp,
                                fastrpc_msg, qda_endpoint)
@@ -17,7 +22,6 @@ from qda_core._cwire cimport (QDA_ENDPOINT_CAPSULE, QDA_EP_REFERENCE, QDA_EP_REP
 import errno as _errno
 
 from qda_core import faults as _faults
-from qda_core import marshal as _marshal
 from qda_core import trace as _trace
 from qda_core import wire as _wire
 from qda_core.errors import errno_error
@@ -25,14 +29,185 @@ from qda_core.errors import errno_error
 cdef extern from *:
     const char *QDARPC_VERSION
 __version__ = QDARPC_VERSION.decode()
-from qda_core.fastrpc import _pack_shifted
-
-cdef object _payload_size = _marshal.payload_size
-cdef object _pack = _marshal.pack
-cdef object _unpack = _marshal.unpack
 cdef uint64_t _PAGE = _wire.PAGE_SIZE
 cdef uint64_t _ALIGN = _wire.FASTRPC_ALIGN
 cdef uint32_t _POLL_RESPONSE = _wire.FASTRPC_POLL_RESPONSE
+
+
+cdef extern from *:
+    """
+    #include <pthread.h>
+    #include <sys/syscall.h>
+    #include <unistd.h>
+    /* The calling thread's id (what threading.get_native_id() answers), made once per thread:
+       a gettid syscall per invoke cost more than the rest of a null invoke. A forked child's
+       thread is another thread: the atfork handler forgets the id. */
+    static __thread long qda_tid_cache;
+    static void qda_tid_forget(void) { qda_tid_cache = 0; }
+    static int qda_tid_init(void) { return pthread_atfork(NULL, NULL, qda_tid_forget); }
+    static long qda_tid(void) {
+        if (qda_tid_cache == 0)
+            qda_tid_cache = (long)syscall(SYS_gettid);
+        return qda_tid_cache;
+    }
+    """
+    int qda_tid_init()
+    long qda_tid() nogil
+
+if qda_tid_init() != 0:
+    raise OSError("pthread_atfork failed")
+
+
+cdef long current_tid() noexcept:
+    """The calling thread's native id (``threading.get_native_id()``), without a syscall."""
+    return qda_tid()
+
+
+def native_id():
+    """``threading.get_native_id()`` as the lanes know it (a test checks they agree)."""
+    return qda_tid()
+
+
+# --- an open file's lifetime (DriverFile): every ioctl takes and drops a reference -----------
+# Each function runs under the GIL and calls no Python code (plain attribute reads and stores),
+# so no other thread sees a half-made update, without the lock every ioctl would take.
+cpdef bint file_enter(f) except -1:
+    """``DriverFile._enter``: take an ioctl's reference; False once the file is closed."""
+    if f.closed:
+        return False
+    f._inflight += 1
+    return True
+
+
+cpdef bint file_leave(f) except -1:
+    """``DriverFile._leave``: drop an ioctl's reference; True when the caller must now run the
+    release (the last one after ``close()``)."""
+    cdef bint release
+    f._inflight -= 1
+    release = f.closed and f._inflight == 0 and not f._released
+    if release:
+        f._released = True
+    return release
+
+
+cpdef bint file_close(f) except -1:
+    """``DriverFile.close``: mark the file closed; True when the caller must now run the
+    release (no ioctl in flight)."""
+    cdef bint release
+    if f.closed:
+        return False
+    f.closed = True
+    release = f._inflight == 0 and not f._released
+    if release:
+        f._released = True
+    return release
+
+
+cdef class IdAllocator:
+    """Context ids. ``cyclic=False``: lowest free id >= 1 (xarray ALLOC1, QDA RFC);
+    ``cyclic=True``: next id after the last one, wrapping within 1..limit (legacy IDR cyclic).
+
+    Every invoke on a channel, from any file and thread, allocates and frees here, so there is
+    no lock: each operation runs in C under the GIL and calls no Python code, so no other
+    thread interleaves with it (an id is taken by exactly one caller, and freed once). The
+    native lane and the reference engine share one allocator per channel."""
+
+    def __cinit__(self, limit, bint cyclic):
+        if not 0 < limit <= 0xFFFFFFFF:
+            raise ValueError(f"context id limit must be 1..2**32-1, got {limit}")
+        self.limit = limit
+        self.cyclic = cyclic
+        self._used = {}
+        self._heap = NULL
+        self._nheap = self._capheap = 0
+        self._fresh = 1
+        self._cursor = 0
+
+    def __dealloc__(self):
+        free(self._heap)
+
+    def alloc(self):
+        """A free context id; ``EBUSY`` when ``limit`` are outstanding."""
+        return self.take()
+
+    def free(self, i):
+        """Give id ``i`` back (again, or an id never taken: nothing happens)."""
+        if type(i) is int and 0 < i <= 0xFFFFFFFF:
+            self.give(i)
+
+    cdef long long take(self) except -1:
+        cdef uint64_t k, i
+        if <uint64_t>len(self._used) >= self.limit:
+            raise self._busy()  # idr_alloc_cyclic and xa_alloc both answer a full range with EBUSY
+        if self.cyclic:
+            # the id after the last one taken, skipping those in use, as the kernel's IDR does
+            for k in range(self.limit):
+                i = self._cursor % self.limit + 1
+                self._cursor += 1
+                if i not in self._used:
+                    self._used[i] = None
+                    return i
+            raise self._busy()
+        if self._nheap:
+            i = self._pop()  # the heap holds only ids below _fresh
+        else:
+            i = self._fresh
+            self._fresh += 1
+        if i > self.limit:
+            self._push(i)  # kept for when an id frees up below it
+            raise self._busy()
+        self._used[i] = None
+        return i
+
+    cdef int give(self, uint64_t i) except -1:
+        if i in self._used:
+            del self._used[i]
+            if not self.cyclic:
+                self._push(i)
+        return 0
+
+    cdef int _push(self, uint64_t v) except -1:
+        cdef Py_ssize_t j, parent
+        cdef uint64_t *h
+        if self._nheap == self._capheap:
+            h = <uint64_t *>realloc(self._heap, (self._capheap * 2 + 16) * sizeof(uint64_t))
+            if h == NULL:
+                raise MemoryError()
+            self._heap = h
+            self._capheap = self._capheap * 2 + 16
+        j = self._nheap
+        self._nheap += 1
+        while j > 0:
+            parent = (j - 1) // 2
+            if self._heap[parent] <= v:
+                break
+            self._heap[j] = self._heap[parent]
+            j = parent
+        self._heap[j] = v
+        return 0
+
+    cdef uint64_t _pop(self) noexcept:
+        cdef uint64_t top = self._heap[0], last
+        cdef Py_ssize_t j = 0, c, n
+        self._nheap -= 1
+        n = self._nheap
+        if n:
+            last = self._heap[n]
+            while True:
+                c = 2 * j + 1
+                if c >= n:
+                    break
+                if c + 1 < n and self._heap[c + 1] < self._heap[c]:
+                    c += 1
+                if self._heap[c] >= last:
+                    break
+                self._heap[j] = self._heap[c]
+                j = c
+            self._heap[j] = last
+        return top
+
+    cdef object _busy(self):
+        return errno_error(_errno.EBUSY, f"no free invoke context id ({self.limit} invokes outstanding)")
 
 
 cdef inline int32_t _s32(uint64_t v) noexcept:
@@ -68,61 +243,80 @@ cdef class EngineLane:
                      origin, fdlist, bint poll) except? -1:
         cdef uint32_t n = ((sc >> 16) & 0xFF) + ((sc >> 8) & 0xFF) + ((sc >> 4) & 0xF) + (sc & 0xF)
         cdef uint64_t shift = _ALIGN if self.poll_word and n % 16 == 0 else 0
-        cdef uint64_t size, rounded, ctxword, dev
-        cdef int i, ret
+        cdef uint64_t size, rounded, ctxword, dev, va, meta
+        cdef size_t plen
+        cdef char *pbuf
+        cdef long long i
+        cdef int ret
         cdef int32_t retval = 0
         cdef bint have = False
         cdef fastrpc_msg m
         cdef fastrpc_invoke_rsp rsp
-        cdef const unsigned char[::1] words
+        cdef Py_buffer a, r
         if self.ep == NULL or _trace.RECORDER is not None:  # the trace records the reference's steps
             return self.engine.reference_invoke(client_id=client_id, tid=tid, handle=handle, sc=sc, pd=pd,
                                                 args=args, refs=refs, msg_alloc=msg_alloc, origin=origin,
                                                 fdlist=fdlist, poll=poll)
-        size = <uint64_t>_payload_size(sc, args, refs) + shift
-        rounded = (size + _PAGE - 1) & ~(_PAGE - 1)
-        i = self.ids.alloc()
-        ctxword = (<uint64_t>i << self.id_shift) | <uint64_t>pd
-        if self.seq_shift >= 0:  # FIELD_PREP(GENMASK_ULL(63, 16), (u64)seq)
-            seq = next(self.engine._seqs) & 0xFFFFFFFF  # the atomic_t's bits, then sign-extended
-            ctxword |= (<uint64_t><int64_t>_s32(<uint64_t>seq)) << self.seq_shift
+        PyObject_GetBuffer(args, &a, PyBUF_SIMPLE)
         try:
-            msg = msg_alloc(max(rounded, _PAGE))
+            PyObject_GetBuffer(refs, &r, PyBUF_SIMPLE)
             try:
-                backing = msg.backing
-                view, va = backing.view, backing.addr
-                dev = msg.dma_addr
-                if shift:
-                    _pack_shifted(sc, args, refs, view, va, dev, n, shift)
-                else:
-                    _pack(sc, args, refs, view, va, dev)
-                if not self.channel.up:
-                    raise errno_error(_errno.ENODEV, f"rpmsg channel {self.channel.name} is down")
-                m.client_id, m.tid, m.ctx, m.handle = client_id, tid, ctxword, handle
-                m.sc, m.addr, m.size = sc, dev, rounded
-                rsp.ctx = 0
-                rsp.retval = 0
-                next(self.channel._sent)
-                ret = self.ep.receive(self.ep.self, &m, <void *>origin, &rsp)
-                if ret & QDA_EP_REPLIED:
-                    next(self.channel._received)
-                    if rsp.ctx & self.match_mask == ctxword:
-                        retval, have = rsp.retval, True
-                    else:
-                        self.engine.drop_reply(rsp.ctx)
-                if poll:
-                    words = view
-                    off = 40 * n + 384
-                    if (<const uint32_t *>&words[off])[0] == _POLL_RESPONSE:
-                        retval, have = 0, True
-                wait = _faults.take_wait() if ret & QDA_EP_REFERENCE else None
-                if not have:
-                    self.engine.no_reply(i, wait)  # raises, as the reference does
-                fds = _unpack(sc, args, refs, view, va)
-                if fdlist is not None:
-                    fdlist.extend(fds)
+                size = payload_size_raw(sc, a.buf, <size_t>a.len, r.buf, <size_t>r.len)
+                if size > (<uint64_t>1 << 62):  # beyond C sizes: the reference (its allocation fails)
+                    return self.engine.reference_invoke(client_id=client_id, tid=tid, handle=handle, sc=sc,
+                                                        pd=pd, args=args, refs=refs, msg_alloc=msg_alloc,
+                                                        origin=origin, fdlist=fdlist, poll=poll)
+                size += shift
+                rounded = (size + _PAGE - 1) & ~(_PAGE - 1)
+                i = self.ids.take()
+                ctxword = (<uint64_t>i << self.id_shift) | <uint64_t>pd
+                if self.seq_shift >= 0:  # FIELD_PREP(GENMASK_ULL(63, 16), (u64)seq)
+                    seq = next(self.engine._seqs) & 0xFFFFFFFF  # the atomic_t's bits, then sign-extended
+                    ctxword |= (<uint64_t><int64_t>_s32(<uint64_t>seq)) << self.seq_shift
+                try:
+                    msg = msg_alloc(max(rounded, _PAGE))
+                    try:
+                        backing = msg.backing
+                        va = backing.addr
+                        plen = backing.size
+                        pbuf = <char *><size_t>va  # the kernel-side mapping, held by msg
+                        dev = msg.dma_addr
+                        if shift:  # fastrpc._pack_shifted: the poll word moves the data area
+                            pack_raw(sc, a.buf, <size_t>a.len, r.buf, <size_t>r.len, pbuf + shift, plen - shift,
+                                     va + shift, dev + shift)
+                            meta = 40 * n + 384
+                            memmove(pbuf, pbuf + shift, meta)
+                            memset(pbuf + meta, 0, shift)
+                        else:
+                            pack_raw(sc, a.buf, <size_t>a.len, r.buf, <size_t>r.len, pbuf, plen, va, dev)
+                        if not self.channel.up:
+                            raise errno_error(_errno.ENODEV, f"rpmsg channel {self.channel.name} is down")
+                        m.client_id, m.tid, m.ctx, m.handle = client_id, tid, ctxword, handle
+                        m.sc, m.addr, m.size = sc, dev, rounded
+                        rsp.ctx = 0
+                        rsp.retval = 0
+                        next(self.channel._sent)
+                        ret = self.ep.receive(self.ep.self, &m, <void *>origin, &rsp)
+                        if ret & QDA_EP_REPLIED:
+                            next(self.channel._received)
+                            if rsp.ctx & self.match_mask == ctxword:
+                                retval, have = rsp.retval, True
+                            else:
+                                self.engine.drop_reply(rsp.ctx)
+                        if poll and (<const uint32_t *>(pbuf + 40 * n + 384))[0] == _POLL_RESPONSE:
+                            retval, have = 0, True
+                        wait = _faults.take_wait() if ret & QDA_EP_REFERENCE else None
+                        if not have:
+                            self.engine.no_reply(i, wait)  # raises, as the reference does
+                        fds = unpack_raw(sc, a.buf, <size_t>a.len, r.buf, <size_t>r.len, pbuf, plen, va)
+                        if fds and fdlist is not None:
+                            fdlist.extend(fds)
+                    finally:
+                        msg.release()
+                finally:
+                    self.ids.give(i)
             finally:
-                msg.release()
+                PyBuffer_Release(&r)
         finally:
-            self.ids.free(i)
+            PyBuffer_Release(&a)
         return retval

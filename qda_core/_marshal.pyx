@@ -565,21 +565,52 @@ def metadata_size(uint32_t n):
     return qda_metadata_size(n)
 
 
+cdef uint64_t payload_size_raw(uint32_t sc, const void *a, size_t alen, const void *r, size_t rlen) except? 0:
+    """``payload_size`` on raw descriptors (the native lanes): 0 and OSError when invalid."""
+    cdef uint64_t size = 0
+    cdef qda_marshal_status st
+    cdef int ret = qda_payload_size(sc, a, alen, r, rlen, &size, &st)
+    if ret < 0:
+        raise _error(ret, &st)
+    return size
+
+
 def payload_size(uint32_t sc, args, refs):
     """Validate the descriptors and return the payload size the kernel would allocate."""
     cdef Py_buffer a, r
-    cdef uint64_t size = 0
-    cdef qda_marshal_status st
-    cdef int ret
     _get(args, &a, PyBUF_SIMPLE, "args")
     try:
         _get(refs, &r, PyBUF_SIMPLE, "refs")
         try:
-            ret = qda_payload_size(sc, a.buf, <size_t>a.len, r.buf, <size_t>r.len, &size, &st)
+            return payload_size_raw(sc, a.buf, <size_t>a.len, r.buf, <size_t>r.len)
         finally:
             PyBuffer_Release(&r)
     finally:
         PyBuffer_Release(&a)
+
+
+cdef uint64_t pack_raw(uint32_t sc, const void *abuf, size_t alen, const void *rbuf, size_t rlen, void *pbuf,
+                       size_t plen, uint64_t payload_va, uint64_t payload_dev) except? 0:
+    """``pack`` on raw buffers (the native lanes); the caller keeps all three alive."""
+    cdef Py_buffer a, r
+    cdef Py_buffer regs[REG_PINS_MAX]
+    cdef uint64_t size = 0
+    cdef qda_marshal_status st
+    cdef int ret, k, nreg = 0
+    cdef size_t mark
+    a.buf, a.len, r.buf, r.len = <void *>abuf, <Py_ssize_t>alen, <void *>rbuf, <Py_ssize_t>rlen
+    mark = qda_uaccess_pin_mark()
+    try:
+        nreg = _pin_registered_args(sc, &a, &r, 0, regs)
+        if plen >= NOGIL_MIN:
+            with nogil:
+                ret = qda_pack(sc, abuf, alen, rbuf, rlen, pbuf, plen, payload_va, payload_dev, NULL, &size, &st)
+        else:
+            ret = qda_pack(sc, abuf, alen, rbuf, rlen, pbuf, plen, payload_va, payload_dev, NULL, &size, &st)
+    finally:
+        qda_uaccess_unpin(mark)
+        for k in range(nreg):
+            PyBuffer_Release(&regs[k])
     if ret < 0:
         raise _error(ret, &st)
     return size
@@ -592,77 +623,67 @@ def pack(uint32_t sc, args, refs, payload, uint64_t payload_va, uint64_t payload
     alignment gaps are zeroed, so a reused buffer needs no clearing.
     """
     cdef Py_buffer a, r, p
-    cdef Py_buffer regs[REG_PINS_MAX]
-    cdef uint64_t size = 0
-    cdef qda_marshal_status st
-    cdef int ret, k, nreg = 0
-    cdef size_t mark
     _get(args, &a, PyBUF_SIMPLE, "args")
     try:
         _get(refs, &r, PyBUF_SIMPLE, "refs")
         try:
             _get(payload, &p, PyBUF_WRITABLE, "payload")
-            mark = qda_uaccess_pin_mark()
             try:
-                nreg = _pin_registered_args(sc, &a, &r, 0, regs)
-                if p.len >= NOGIL_MIN:
-                    with nogil:
-                        ret = qda_pack(sc, a.buf, <size_t>a.len, r.buf, <size_t>r.len, p.buf,
-                                       <size_t>p.len, payload_va, payload_dev, NULL, &size, &st)
-                else:
-                    ret = qda_pack(sc, a.buf, <size_t>a.len, r.buf, <size_t>r.len, p.buf,
-                                   <size_t>p.len, payload_va, payload_dev, NULL, &size, &st)
+                return pack_raw(sc, a.buf, <size_t>a.len, r.buf, <size_t>r.len, p.buf, <size_t>p.len,
+                                payload_va, payload_dev)
             finally:
-                qda_uaccess_unpin(mark)
-                for k in range(nreg):
-                    PyBuffer_Release(&regs[k])
                 PyBuffer_Release(&p)
         finally:
             PyBuffer_Release(&r)
     finally:
         PyBuffer_Release(&a)
-    if ret < 0:
-        raise _error(ret, &st)
-    return size
 
 
-def unpack(uint32_t sc, args, refs, payload, uint64_t payload_va):
-    """Copy inline out-buffers back to user memory; return the fdlist entries before the first 0."""
-    cdef Py_buffer a, r, p
+cdef object unpack_raw(uint32_t sc, const void *abuf, size_t alen, const void *rbuf, size_t rlen,
+                       const void *pbuf, size_t plen, uint64_t payload_va):
+    """``unpack`` on raw buffers (the native lanes); the caller keeps all three alive."""
+    cdef Py_buffer a, r
     cdef Py_buffer regs[REG_PINS_MAX]
     cdef uint64_t fds[FASTRPC_MAX_FDLIST]
     cdef qda_marshal_status st
-    cdef int ret, k, i, nreg = 0
+    cdef int ret, k, nreg = 0
     cdef size_t mark
-    _get(args, &a, PyBUF_SIMPLE, "args")
+    a.buf, a.len, r.buf, r.len = <void *>abuf, <Py_ssize_t>alen, <void *>rbuf, <Py_ssize_t>rlen
+    mark = qda_uaccess_pin_mark()
     try:
-        _get(refs, &r, PyBUF_SIMPLE, "refs")
-        try:
-            _get(payload, &p, PyBUF_SIMPLE, "payload")
-            mark = qda_uaccess_pin_mark()
-            try:
-                nreg = _pin_registered_args(sc, &a, &r, 1, regs)
-                if p.len >= NOGIL_MIN:
-                    with nogil:
-                        ret = qda_unpack(sc, a.buf, <size_t>a.len, r.buf, <size_t>r.len, p.buf,
-                                         <size_t>p.len, payload_va, NULL, fds, &st)
-                else:
-                    ret = qda_unpack(sc, a.buf, <size_t>a.len, r.buf, <size_t>r.len, p.buf,
-                                     <size_t>p.len, payload_va, NULL, fds, &st)
-            finally:
-                qda_uaccess_unpin(mark)
-                for i in range(nreg):
-                    PyBuffer_Release(&regs[i])
-                PyBuffer_Release(&p)
-        finally:
-            PyBuffer_Release(&r)
+        nreg = _pin_registered_args(sc, &a, &r, 1, regs)
+        if plen >= NOGIL_MIN:
+            with nogil:
+                ret = qda_unpack(sc, abuf, alen, rbuf, rlen, pbuf, plen, payload_va, NULL, fds, &st)
+        else:
+            ret = qda_unpack(sc, abuf, alen, rbuf, rlen, pbuf, plen, payload_va, NULL, fds, &st)
     finally:
-        PyBuffer_Release(&a)
+        qda_uaccess_unpin(mark)
+        for k in range(nreg):
+            PyBuffer_Release(&regs[k])
     if ret < 0:
         raise _error(ret, &st)
     if ret == 0:
         return ()
     return tuple([fds[k] for k in range(ret)])
+
+
+def unpack(uint32_t sc, args, refs, payload, uint64_t payload_va):
+    """Copy inline out-buffers back to user memory; return the fdlist entries before the first 0."""
+    cdef Py_buffer a, r, p
+    _get(args, &a, PyBUF_SIMPLE, "args")
+    try:
+        _get(refs, &r, PyBUF_SIMPLE, "refs")
+        try:
+            _get(payload, &p, PyBUF_SIMPLE, "payload")
+            try:
+                return unpack_raw(sc, a.buf, <size_t>a.len, r.buf, <size_t>r.len, p.buf, <size_t>p.len, payload_va)
+            finally:
+                PyBuffer_Release(&p)
+        finally:
+            PyBuffer_Release(&r)
+    finally:
+        PyBuffer_Release(&a)
 
 
 def decode(uint32_t sc, payload):

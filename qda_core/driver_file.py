@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import errno
 import sys
-import threading
 import warnings
 
 from . import faults
+from ._engine import file_close, file_enter, file_leave
 from .errors import errno_error
 from .uaccess import copy_from_user, copy_to_user
 
@@ -49,40 +49,29 @@ class DriverFile:
     last_error: OSError | None = None
 
     def __init__(self) -> None:
-        self._ref_lock = threading.Lock()  # protects closed, _inflight, _released
+        # closed, _inflight, _released change only in _engine's file_* functions, each atomic
+        # under the GIL (every ioctl passes there: no lock taken per ioctl)
         self._inflight = 0
         self._released = False
         self.closed = False
 
     def _enter(self) -> bool:
         """Take an ioctl's reference; False once the file is closed (the caller answers EBADF)."""
-        with self._ref_lock:
-            if self.closed:
-                return False
-            self._inflight += 1
-            return True
+        return file_enter(self)
 
     def _leave(self) -> None:
         """Drop an ioctl's reference; the last one after ``close()`` runs the release."""
-        with self._ref_lock:
-            self._inflight -= 1
-            release = self.closed and self._inflight == 0 and not self._released
-            self._released |= release
-        if release:
-            with faults.quiet():
-                self._release()
+        if file_leave(self):
+            self._release_now()
 
     def close(self) -> None:
         """Close the file; the driver's release runs now, or when the last ioctl in flight returns."""
-        with self._ref_lock:
-            if self.closed:
-                return
-            self.closed = True
-            release = self._inflight == 0 and not self._released
-            self._released |= release
-        if release:
-            with faults.quiet():  # teardown never consumes a fault rule's events
-                self._release()
+        if file_close(self):
+            self._release_now()
+
+    def _release_now(self) -> None:
+        with faults.quiet():  # teardown never consumes a fault rule's events
+            self._release()
 
     def _failed(self, exc: OSError) -> int:
         """Record a handler's error and return the ``-errno`` the raw ioctl gives back."""

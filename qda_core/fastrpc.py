@@ -7,12 +7,11 @@ poll word, which fds are by reference) is passed in by the driver (:class:`CtxLa
 from __future__ import annotations
 
 import errno
-import heapq
 import itertools
 import struct
 import threading
 
-from . import dataplane, debug, faults, marshal, trace, wire
+from . import _engine, dataplane, debug, faults, marshal, trace, wire
 from .errors import errno_error
 from .rpmsg import Channel
 
@@ -115,57 +114,9 @@ def _s32_inc(v: int) -> int:
     return _s32(v + 1)
 
 
-class IdAllocator:
-    """Context ids. ``cyclic=False``: lowest free id >= 1 (xarray ALLOC1, QDA RFC);
-    ``cyclic=True``: next id after the last one, wrapping within 1..limit (legacy IDR cyclic).
-
-    Lock-free: every invoke on a channel, from any file and thread, allocates and frees here,
-    and a lock shared by those threads convoys them under the GIL (issue 15: two threads on
-    separate sessions ran at 0.4x one). Each step is instead one call of a C builtin on ints
-    (``next`` of a ``count``, ``dict.setdefault``/``pop``, ``heappop``/``heappush``), which
-    neither releases the GIL nor runs Python code, so no other thread interleaves with it: an
-    id is taken by exactly one caller, and freed once."""
-
-    def __init__(self, limit: int, cyclic: bool):
-        self.limit = limit
-        self.cyclic = cyclic
-        self._used: dict[int, object] = {}  # id -> the token of the alloc() that claimed it
-        self._free: list[int] = []          # lowest-free: ids given back, a heap
-        self._fresh = itertools.count(1)    # lowest-free: ids above every one handed out so far
-        self._cursor = itertools.count(0)   # cyclic: candidate positions, id = position % limit + 1
-
-    def alloc(self) -> int:
-        if len(self._used) >= self.limit:
-            # idr_alloc_cyclic and xa_alloc both answer a full id range with EBUSY.
-            raise self._busy()
-        if self.cyclic:
-            # Candidates in cursor order, each examined by one caller only: the id after the
-            # last one taken, skipping those in use, as the kernel's IDR does under its lock.
-            token = object()
-            for _ in range(self.limit):
-                i = next(self._cursor) % self.limit + 1
-                if self._used.setdefault(i, token) is token:
-                    return i
-            raise self._busy()
-        try:
-            i = heapq.heappop(self._free)  # the heap holds only ids below _fresh's next
-        except IndexError:
-            i = next(self._fresh)
-        if i > self.limit:
-            heapq.heappush(self._free, i)  # kept for when an id frees up below it
-            raise self._busy()
-        self._used[i] = None
-        return i
-
-    def free(self, i: int) -> None:
-        if self._used.pop(i, _UNUSED) is not _UNUSED and not self.cyclic:
-            heapq.heappush(self._free, i)
-
-    def _busy(self) -> OSError:
-        return errno_error(errno.EBUSY, f"no free invoke context id ({self.limit} invokes outstanding)")
-
-
-_UNUSED = object()
+#: Context ids (lowest-free or cyclic, capped), shared by the reference and the native lane:
+#: ``qda_core._engine.IdAllocator``, in C (each operation is atomic under the GIL, no lock).
+IdAllocator = _engine.IdAllocator
 
 
 _tls = threading.local()  # this thread's last invoke traffic, while tracing
@@ -233,9 +184,7 @@ class FastRpc:
         if dataplane.native():
             # the native lane serves invoke (qda_core/_engine.pyx); the method below stays the
             # reference it falls back to, and the oracle of the equivalence tests
-            from ._engine import EngineLane
-
-            self.invoke = EngineLane(self)
+            self.invoke = _engine.EngineLane(self)
 
     @property
     def _seq(self) -> int:

@@ -15,7 +15,7 @@ import pytest
 
 import libadsprpc_compat as rpc
 from libadsprpc_compat.remotectl import ModuleOpenError, open_module
-from qda_core import marshal, uapi
+from qda_core import uapi
 from qda_core.dsp import aee, caps
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -187,13 +187,17 @@ def test_legacy_invoke_racing_channel_removal_is_epipe(soc, monkeypatch):
 def _invoke_losing_the_channel(soc, f, monkeypatch):
     assert f.init_create(attrs=UNSIGNED) == 0
     h = open_module(f, TEST)[1]
-    real_pack = marshal.pack
 
-    def pack_then_lose_the_channel(*a, **kw):
-        real_pack(*a, **kw)
-        soc.domain("cdsp").legacy_channel.channel.remove()   # rpmsg core: the device is gone
+    class LosingPool:  # the message buffer comes, then the device goes (before the send)
+        def __init__(self, pool):
+            self.pool = pool
 
-    monkeypatch.setattr(marshal, "pack", pack_then_lose_the_channel)
+        def alloc(self, size):
+            buf = self.pool.alloc(size)
+            soc.domain("cdsp").legacy_channel.channel.remove()   # rpmsg core: the device is gone
+            return buf
+
+    monkeypatch.setattr(f, "_pool", LosingPool(f._pool))
     ret = f.ioctl(uapi.FASTRPC_IOCTL_INVOKE, uapi.fastrpc_invoke.pack(handle=h, sc=SC_NULL))
     monkeypatch.undo()
     assert ret == -errno.EPIPE

@@ -13,7 +13,7 @@ from cpython.bytearray cimport PyByteArray_AS_STRING
 from libc.stdint cimport int32_t, uint32_t, uint64_t
 from libc.string cimport memcpy, memset
 
-from qda_core._engine cimport EngineLane
+from qda_core._engine cimport EngineLane, current_tid, file_enter, file_leave
 
 import errno as _errno
 
@@ -22,11 +22,6 @@ from qda_core import uapi as _uapi
 from qda_core import wire as _wire
 from qda_core.mem.vma import ref_address as _ref_address
 from qda_core.uaccess import copy_from_user as _copy_from_user
-
-cdef extern from "<unistd.h>":
-    long syscall(long number, ...)
-cdef extern from "<sys/syscall.h>":
-    long SYS_gettid
 
 cdef extern from *:
     const char *QDARPC_VERSION
@@ -51,7 +46,7 @@ _check_layouts()
 
 def ioctl(f, request, arg=None):
     """``QdaFile.ioctl`` (the DRM core's ``drm_ioctl()``)."""
-    if not f._enter():
+    if not file_enter(f):
         return -_errno.EBADF
     try:
         if (f._native and type(request) is int and 0 <= request <= 0xFFFFFFFF
@@ -61,7 +56,8 @@ def ioctl(f, request, arg=None):
                 return ret
         return f._ioctl(request, arg)
     finally:
-        f._leave()
+        if file_leave(f):
+            f._release_now()
 
 
 cdef object _invoke(f, uint32_t request, arg):
@@ -146,7 +142,7 @@ cdef object _fastrpc(f, uint32_t handle, uint32_t sc, uint32_t n, bytearray desc
         if origin is None:
             origin = f._origin(False)
         client_id = 0 if handle == _INIT_HANDLE else f.client_id
-        tid = syscall(SYS_gettid)
+        tid = current_tid()
         lane = f.device.fastrpc.invoke
         if type(lane) is EngineLane:
             return (<EngineLane>lane).invoke(client_id, tid, handle, sc, _ROOT_PD, descs, refs, f._pool.alloc,

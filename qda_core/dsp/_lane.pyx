@@ -16,8 +16,13 @@ from cpython.pycapsule cimport PyCapsule_New
 from libc.stdint cimport int32_t, int64_t, uint32_t, uint64_t
 from libc.stdlib cimport free, malloc
 
+from cpython.contextvars cimport get_value
+
 from qda_core._cwire cimport (QDA_ENDPOINT_CAPSULE, QDA_EP_REFERENCE, QDA_EP_REPLIED, fastrpc_invoke_rsp,
                                fastrpc_msg, qda_endpoint)
+
+from ._call cimport Call, new_call
+from ._counters cimport Counters, account_add
 
 import errno as _errno
 
@@ -28,7 +33,8 @@ from qda_core.marshal import decode_views as _decode_views
 
 from . import aee as _aee
 from . import cost as _cost
-from .skel import Call as _Call, DmaHandle as _DmaHandle
+from .modules import PythonModule as _PythonModule, _checked
+from .skel import ESCAPE_METHOD as _ESCAPE_METHOD, DmaHandle as _DmaHandle
 
 cdef extern from *:
     const char *QDARPC_VERSION
@@ -39,7 +45,11 @@ cdef object _RSP = _wire.RSP
 cdef uint32_t _CONST_LIMIT = _wire.CONST_HANDLE_LIMIT
 cdef object _QOS_KEYS = (_cost.QOS_PARAM, _wire.RPC_PARAM_ADAPTIVE_QOS)
 cdef int32_t _ERR_PD_CRASHED = _aee.to_int32(_aee.ERR_PD_CRASHED)
+cdef object _ERR_UNKNOWN_METHOD = _aee.ERR_UNKNOWN_METHOD
+cdef object _ERR_BAD_PARM = _aee.ERR_BAD_PARM
+cdef uint32_t _ESCAPE = _ESCAPE_METHOD
 cdef object _settle = _cost.settle
+cdef object _OVERRIDE = _cost._OVERRIDE
 
 
 cdef class _Capture:
@@ -138,8 +148,10 @@ cdef class DspLane:
         # the arguments, as the reference's _resolve views them; any failure (an SMMU fault,
         # a payload that does not decode) is the reference's to answer: nothing ran yet
         memory = proc.memory
+        if m.size and not ((m.addr >> 32) in memory.sids and (m.addr & 0xFFFFFFFF) + m.size <= (<uint64_t>1 << 32)):
+            return self._reference(m, origin, rsp)  # PdMemory.view's check: outside the PD's streams
         try:
-            payload = memory.view(m.addr, m.size, True)
+            payload = memory._memory.view(m.addr, m.size, True)  # the SMMU, past PdMemory's check
             if m.sc & 0xFFFFFF:
                 views, copied, nbytes_in, nbytes_out, handles = self._views(m, memory, payload)
             else:
@@ -148,23 +160,27 @@ cdef class DspLane:
             return self._reference(m, origin, rsp)
         nin = (m.sc >> 16) & 0xFF
         ninh = (m.sc >> 4) & 0xF
-        call = _Call(m.sc, (m.sc >> 24) & 0x1F, tuple(views[:nin]), tuple(views[nin:]), handles[:ninh],
-                     handles[ninh:], proc, m.handle)
+        method = (m.sc >> 24) & 0x1F
+        call = new_call(m.sc, method, tuple(views[:nin]), tuple(views[nin:]), handles[:ninh], handles[ninh:],
+                        proc, m.handle)
         crashed = False
         try:
-            rv = <int32_t><uint32_t>(mi.impl.invoke(call) & 0xFFFFFFFF)  # aee.to_int32: both kinds answer ints
+            rv = <int32_t><uint32_t>(_invoke(mi.impl, call, method, m.sc) & 0xFFFFFFFF)  # aee.to_int32
         except Exception as exc:
             crashed = True
             rv = _ERR_PD_CRASHED
             dsp._crashed(self.channel, proc, exc)
         # a crashed call charges no compute time (the reference loses the call's figure with it)
         ns = self._overhead + <int64_t>(<double>copied * 1e9 / self._cbps) + (0 if crashed else call.extra_ns)
-        ns = _settle(cost, ns)
+        if get_value(_OVERRIDE) is None:  # cost.settle: no override, not realtime (checked above)
+            account_add(ns)
+        else:
+            ns = _settle(cost, ns)
         with proc.lock:
             proc.invokes += 1
             proc.modeled_ns += ns
-        dsp.stats.record(bytes_in=nbytes_in, bytes_out=nbytes_out, handles_in=len(call.inhandles),
-                         handles_out=len(call.outhandles), ns=ns, error=rv != 0, crash=crashed)
+        (<Counters>dsp.stats.native).add(nbytes_in, nbytes_out, len(call.inhandles), len(call.outhandles), ns,
+                                         rv != 0, crashed)
         if dsp._generation != generation:
             raise errno_error(_errno.ENODEV, f"{dsp.domain} restarted while handle {m.handle:#x} "
                                              f"sc {m.sc:#x} of client {m.client_id} was running")
@@ -199,6 +215,26 @@ cdef class DspLane:
                 views[i] = mv if i >= nin else mv.toreadonly()
         hs = tuple([_DmaHandle(*h) for h in handles]) if nh else ()
         return views, copied, nbytes_in, nbytes_out, hs
+
+
+cdef object _invoke(impl, Call call, uint32_t method, uint32_t sc):
+    """``impl.invoke(call)``; a Python skel's method called here, as ``PythonModule.invoke``
+    calls it (the escape, method 31, through ``PythonModule.invoke`` itself)."""
+    if type(impl) is not _PythonModule or method == _ESCAPE:
+        return impl.invoke(call)
+    spec = impl.cls._methods.get(method)
+    if spec is None or method in impl._reserved:  # handle-style modules reserve 0 and 1
+        return _ERR_UNKNOWN_METHOD
+    want = spec.sc
+    if want is not None and (<uint32_t>want ^ sc) & 0xFFFFFF:  # MethodSpec.counts_match
+        return _ERR_BAD_PARM
+    if spec.cost_ns:
+        call.extra_ns += spec.cost_ns
+    fn = spec.fn
+    rv = fn(impl.skel, call)
+    if type(rv) is int and -0x80000000 <= rv <= 0x7FFFFFFF:
+        return rv
+    return _checked(rv, fn.__name__)
 
 
 cdef int _receive(void *self, const fastrpc_msg *m, void *origin, fastrpc_invoke_rsp *rsp) except -1:

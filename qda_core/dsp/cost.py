@@ -52,6 +52,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass, fields, replace
 from typing import Iterator, Mapping
 
+from ._counters import Counters, account, account_add
 from ..wire import FASTRPC_INIT_HANDLE, RMID_INIT_MEM_MAP, RMID_INIT_MMAP, RPC_PARAM_ADAPTIVE_QOS, scalars
 
 __all__ = ["CostModel", "DOMAIN_COST", "PROFILE_KEYS", "DspStats", "REALTIME_ENV", "QOS_MAX_LATENCY_US",
@@ -169,13 +170,6 @@ class _Override:
 
 
 _OVERRIDE: ContextVar[_Override | None] = ContextVar("qdarpc_cost_override", default=None)
-class _Account(threading.local):
-    """This thread's messages: the last one's ns, and the sum and number of all of them."""
-
-    last = total = count = 0
-
-
-_tls = _Account()
 
 
 @contextlib.contextmanager
@@ -204,10 +198,7 @@ def settle(cost: CostModel, ns: int) -> int:
     o = _OVERRIDE.get()
     if o is not None:
         ns = (ns if o.ns is None else o.ns) + o.extra_ns
-    t = _tls
-    t.last = ns
-    t.total += ns
-    t.count += 1
+    account_add(ns)  # this thread's account, in C (the native lane adds to it too)
     if cost.realtime and ns > 0:
         time.sleep(ns / 1e9)
     return ns
@@ -217,7 +208,7 @@ def last_ns() -> int:
     """Modeled ns of the last message this thread had a DSP handle (0 before any). A
     ``remote_handle64_invoke`` is one message; an open or a map may send several (this is the
     last); a call refused before it reached a DSP leaves the figure of the one before."""
-    return _tls.last
+    return account()[0]
 
 
 class Measure:
@@ -227,12 +218,13 @@ class Measure:
     __slots__ = ("_t0", "_n0", "ns", "messages")
 
     def __init__(self) -> None:
-        self._t0, self._n0 = _tls.total, _tls.count
+        _, self._t0, self._n0 = account()
         self.ns = self.messages = 0
 
     def _update(self) -> None:
-        self.ns = _tls.total - self._t0
-        self.messages = _tls.count - self._n0
+        _, total, count = account()
+        self.ns = total - self._t0
+        self.messages = count - self._n0
 
 
 @contextlib.contextmanager
@@ -269,6 +261,8 @@ class DspStats:
         self._queue: deque[tuple[int, ...]] = deque()
         self._lock = threading.Lock()  # protects _totals (folding the queue into them, reading them)
         self._totals = [0] * len(self._FIELDS)
+        #: What the native lanes record (C counters, no queue), folded in with the queue.
+        self.native = Counters()
 
     def reset(self) -> None:
         with self._lock:
@@ -290,8 +284,8 @@ class DspStats:
         appended meanwhile stay queued for the next fold."""
         q = self._queue
         batch = [q.popleft() for _ in range(len(q))]
-        if batch:
-            self._totals = [t + sum(col) for t, col in zip(self._totals, zip(*batch))]
+        batch.append(self.native.take())
+        self._totals = [t + sum(col) for t, col in zip(self._totals, zip(*batch))]
 
     def snapshot(self) -> dict[str, int]:
         with self._lock:

@@ -27,9 +27,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable, ClassVar, NamedTuple
 
 
+from ._call import Call
+
 if TYPE_CHECKING:  # pragma: no cover
     from .loader import ModuleUri
-    from .process import MemMapping, Process
 
 __all__ = ["Skeleton", "method", "Call", "DmaHandle", "MethodSpec", "ESCAPE_METHOD"]
 
@@ -79,47 +80,6 @@ def method(mid: int, *, sc: int | None = None, cost_ns: int = 0):
         return fn
 
     return deco
-
-
-class Call:
-    """One invocation as a skel method sees it.
-
-    Attributes: ``sc`` (the scalars word as sent), ``method`` (the real method id, after the
-    escape), ``inbufs`` (read-only memoryviews), ``outbufs`` (writable memoryviews; for shared
-    buffers these are views of the caller's memory), ``inhandles`` / ``outhandles``
-    (:class:`DmaHandle`), ``process`` (the calling PD), ``handle`` (the DSP handle invoked).
-    """
-
-    __slots__ = ("sc", "method", "inbufs", "outbufs", "inhandles", "outhandles", "process",
-                 "handle", "extra_ns")
-
-    def __init__(self, sc, method, inbufs, outbufs, inhandles, outhandles, process, handle):
-        self.sc = sc
-        self.method = method
-        self.inbufs = inbufs
-        self.outbufs = outbufs
-        self.inhandles = inhandles
-        self.outhandles = outhandles
-        self.process: Process = process
-        self.handle = handle
-        self.extra_ns = 0
-
-    def add_cost(self, ns: int) -> None:
-        """Charge data-dependent modeled time to this call (on top of the cost model)."""
-        self.extra_ns += int(ns)
-
-    def mapping(self, fd: int) -> "MemMapping | None":
-        """The MEM_MAP mapping of ``fd`` in this process, like ``HAP_mmap_get``; None if none."""
-        return self.process.find_mapping(fd)
-
-    def mapped_view(self, fd: int, offset: int, length: int, writable: bool = False) -> memoryview:
-        """View ``length`` bytes at ``offset`` inside the mapping of ``fd``.
-
-        Raises ``LookupError`` if ``fd`` is not mapped and ``ValueError`` if the range leaves
-        the mapping; a :class:`~qda_core.errors.DeviceFault` (mapping of freed memory)
-        propagates and crashes the PD, as the access would on hardware.
-        """
-        return self.process.mapped_view(fd, offset, length, writable)
 
 
 class Skeleton:

@@ -13,7 +13,7 @@ from cpython.bytearray cimport PyByteArray_AS_STRING
 from libc.stdint cimport int32_t, uint32_t, uint64_t
 from libc.string cimport memcpy, memset
 
-from qda_core._engine cimport EngineLane
+from qda_core._engine cimport EngineLane, current_tid, file_enter, file_leave
 
 import errno as _errno
 
@@ -22,11 +22,6 @@ from qda_core import uapi as _uapi
 from qda_core import wire as _wire
 from qda_core.errors import errno_error
 from qda_core.uaccess import copy_from_user as _copy_from_user
-
-cdef extern from "<unistd.h>":
-    long syscall(long number, ...)
-cdef extern from "<sys/syscall.h>":
-    long SYS_gettid
 
 cdef extern from *:
     const char *QDARPC_VERSION
@@ -44,7 +39,7 @@ assert (_uapi.fastrpc_invoke.size, _uapi.fastrpc_invoke.offset("handle"), _uapi.
 def ioctl(f, request, arg=None):
     """``LegacyFile.ioctl`` (``fastrpc_device_ioctl``: switch on the full command number)."""
     if f._native and type(request) is int and request == INVOKE and _trace.RECORDER is None:
-        if not f._enter():
+        if not file_enter(f):
             return -_errno.EBADF
         try:
             ret = _invoke(f, arg)
@@ -52,7 +47,8 @@ def ioctl(f, request, arg=None):
                 return ret
             return f._dispatch(request, arg)[0]
         finally:
-            f._leave()
+            if file_leave(f):
+                f._release_now()
     return f._ioctl_reference(request, arg)
 
 
@@ -113,7 +109,7 @@ cdef object _internal_invoke(f, uint32_t handle, uint32_t sc, bytearray descs):
     origin = f._origins.get((cb, False))
     if origin is None:
         origin = f._origin(cb, False)
-    tid = syscall(SYS_gettid)
+    tid = current_tid()
     lane = channel.fastrpc.invoke
     try:
         if type(lane) is EngineLane:

@@ -18,7 +18,8 @@ import threading
 from typing import TYPE_CHECKING
 
 from .._ext import load
-from ..errors import DeviceFault, errno_error
+from ._smmu import Smmu  # noqa: F401 - the SMMU view, in C (mem/_smmu.pyx)
+from ..errors import errno_error
 
 if TYPE_CHECKING:
     from .gem import GemObject
@@ -137,29 +138,3 @@ class ComputeBus:
     @property
     def free_count(self) -> int:
         return sum(cb.free for cb in self.cbs)
-
-
-class Smmu:
-    """What the DSP sees of memory: device addresses translated through the context banks.
-
-    Implements ``qda_core.dsp.DeviceMemory``. A range that no CB maps, or that runs past the
-    end of the object it starts in, raises :class:`DeviceFault` (an SMMU fault on hardware).
-    """
-
-    def __init__(self, bus: ComputeBus):
-        self._bus = bus
-
-    def view(self, addr: int, length: int, writable: bool) -> memoryview:
-        if length == 0:
-            return memoryview(b"")
-        cb = self._bus.by_sid(addr >> 32)
-        if cb is None:
-            raise DeviceFault(addr, length, f"no context bank with SID {addr >> 32}")
-        hit = cb.lookup(addr & 0xFFFF_FFFF)
-        if hit is None:
-            raise DeviceFault(addr, length, f"{cb.name}: IOVA not mapped")
-        obj, off = hit
-        if off + length > obj.backing.size:
-            raise DeviceFault(addr, length, f"{cb.name}: range runs past a {obj.backing.size:#x}-byte buffer")
-        mv = obj.backing.view[off:off + length]
-        return mv if writable else mv.toreadonly()

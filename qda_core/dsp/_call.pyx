@@ -1,0 +1,62 @@
+# cython: language_level=3, boundscheck=False, wraparound=False
+"""``Call``: one invocation as a skel method sees it (re-exported by ``qda_core.dsp.skel``).
+
+A C type: one is made per invoke on the data plane's hot path (docs/dataplane.md)."""
+
+cdef extern from *:
+    const char *QDARPC_VERSION
+__version__ = QDARPC_VERSION.decode()
+
+
+cdef class Call:
+    """One invocation as a skel method sees it.
+
+    Attributes: ``sc`` (the scalars word as sent), ``method`` (the real method id, after the
+    escape), ``inbufs`` (read-only memoryviews), ``outbufs`` (writable memoryviews; for shared
+    buffers these are views of the caller's memory), ``inhandles`` / ``outhandles``
+    (:class:`DmaHandle`), ``process`` (the calling PD), ``handle`` (the DSP handle invoked).
+    """
+
+    def __init__(self, sc, method, inbufs, outbufs, inhandles, outhandles, process, handle):
+        self.sc = sc
+        self.method = method
+        self.inbufs = inbufs
+        self.outbufs = outbufs
+        self.inhandles = inhandles
+        self.outhandles = outhandles
+        self.process = process
+        self.handle = handle
+        self.extra_ns = 0
+
+    def add_cost(self, ns):
+        """Charge data-dependent modeled time to this call (on top of the cost model)."""
+        self.extra_ns += int(ns)
+
+    def mapping(self, fd):
+        """The MEM_MAP mapping of ``fd`` in this process, like ``HAP_mmap_get``; None if none."""
+        return self.process.find_mapping(fd)
+
+    def mapped_view(self, fd, offset, length, writable=False):
+        """View ``length`` bytes at ``offset`` inside the mapping of ``fd``.
+
+        Raises ``LookupError`` if ``fd`` is not mapped and ``ValueError`` if the range leaves
+        the mapping; a :class:`~qda_core.errors.DeviceFault` (mapping of freed memory)
+        propagates and crashes the PD, as the access would on hardware.
+        """
+        return self.process.mapped_view(fd, offset, length, writable)
+
+
+cdef Call new_call(object sc, object method, tuple inbufs, tuple outbufs, tuple inhandles, tuple outhandles,
+                   object process, object handle):
+    """A Call, made without the Python-level ``__init__`` call (the native lane's)."""
+    cdef Call c = Call.__new__(Call)
+    c.sc = sc
+    c.method = method
+    c.inbufs = inbufs
+    c.outbufs = outbufs
+    c.inhandles = inhandles
+    c.outhandles = outhandles
+    c.process = process
+    c.handle = handle
+    c.extra_ns = 0
+    return c

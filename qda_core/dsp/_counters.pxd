@@ -1,0 +1,6 @@
+cdef class Counters:
+    cdef long long v[8]   # DspStats._FIELDS order
+    cdef void add(self, long long bytes_in, long long bytes_out, long long handles_in, long long handles_out,
+                  long long ns, bint error, bint crash) noexcept
+
+cpdef void account_add(long long ns) noexcept

@@ -1,0 +1,56 @@
+# cython: language_level=3, boundscheck=False, wraparound=False
+"""The DSP's C counters: a DSP's statistics as its native lanes record them, and each thread's
+modeled-time account (``qda_core.dsp.cost``: ``last_ns``, ``measure``), kept in C so the
+invoke path updates them without a Python call. Every update runs under the GIL and calls no
+Python code, so none is lost (docs/dataplane.md)."""
+
+cdef extern from *:
+    const char *QDARPC_VERSION
+__version__ = QDARPC_VERSION.decode()
+
+cdef extern from *:
+    """
+    /* this thread's messages: the last one's modeled ns, their sum, their number */
+    static __thread long long qda_acct[3];
+    """
+    long long qda_acct[3]
+
+
+cdef class Counters:
+    """One DSP's figures recorded by its native lanes since the last :meth:`take`, in
+    ``DspStats._FIELDS`` order; ``DspStats`` folds them into its totals."""
+
+    cdef void add(self, long long bytes_in, long long bytes_out, long long handles_in, long long handles_out,
+                  long long ns, bint error, bint crash) noexcept:
+        self.v[0] += 1
+        self.v[1] += error
+        self.v[2] += crash
+        self.v[3] += bytes_in
+        self.v[4] += bytes_out
+        self.v[5] += handles_in
+        self.v[6] += handles_out
+        self.v[7] += ns
+
+    def record(self, *, bytes_in=0, bytes_out=0, handles_in=0, handles_out=0, ns=0, error=False, crash=False):
+        """One message (``DspStats.record``'s keywords)."""
+        self.add(bytes_in, bytes_out, handles_in, handles_out, ns, error, crash)
+
+    def take(self):
+        """The figures so far, as a tuple, and zero them."""
+        t = tuple([self.v[i] for i in range(8)])
+        for i in range(8):
+            self.v[i] = 0
+        return t
+
+
+cpdef void account_add(long long ns) noexcept:
+    """Count one message of ``ns`` modeled ns on the calling thread."""
+    qda_acct[0] = ns
+    qda_acct[1] += ns
+    qda_acct[2] += 1
+
+
+def account():
+    """``(last, total, count)``: the calling thread's last message's modeled ns, the sum and
+    the number of all its messages."""
+    return qda_acct[0], qda_acct[1], qda_acct[2]
