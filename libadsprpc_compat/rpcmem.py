@@ -7,9 +7,11 @@ rpcmem call works before any other (lazy init, docs/spec/legacy_fastrpc_api.md Â
 """
 from __future__ import annotations
 
+import _thread
 import ctypes
 import errno as _errno
 import fcntl
+import gc
 import mmap
 import os
 import sys
@@ -32,7 +34,7 @@ class RpcMem(mmap.mmap):
     """An rpcmem allocation: a shared mapping of a memfd "dma-buf". Supports the buffer
     protocol (slice it with ``memoryview``); ``.address`` is the C pointer, ``.fd`` the fd
     (-1 once freed). Free it with :func:`rpcmem_free`: one collected unfreed warns
-    (``ResourceWarning``) and is freed then."""
+    (``ResourceWarning``) and is freed soon after, off the collecting thread (see _defer)."""
 
     address: int
     fd: int
@@ -43,18 +45,13 @@ class RpcMem(mmap.mmap):
     def __del__(self) -> None:
         if getattr(self, "fd", -1) == -1 or sys.is_finalizing():
             return
-        warnings.warn(f"unfreed {self!r}: call rpcmem_free", ResourceWarning, stacklevel=2)
-        # The collector runs this wherever an allocation happens: maybe in a driver holding a
-        # file's lock, while a thread freeing normally holds process.lock and waits for that
-        # file's lock. So free here only if process.lock is ours without waiting; else at the
-        # next safe point (reap: rpcmem calls, process.counts).
-        if process.lock.acquire(blocking=False):
-            try:
-                _release(self)
-            finally:
-                process.lock.release()
-        else:
-            _orphans.append(self)  # keeps it alive (a finalizer runs once) until reaped
+        # Never freed here: the collector runs this at any allocation, on a thread that may hold
+        # any lock (a driver file's, the DMA pool's, the share table's) while another thread
+        # holds the locks the free takes and waits for that one. Queued first, so a warning
+        # turned into an error cannot leak the allocation.
+        message = f"unfreed {self!r}: call rpcmem_free"  # before a reaper sets fd to -1
+        _defer(self)
+        warnings.warn(message, ResourceWarning, stacklevel=2)
 
 
 class _VmaToken:
@@ -63,22 +60,146 @@ class _VmaToken:
     __slots__ = ("__weakref__",)
 
 
-#: Unfreed allocations the collector found where they could not be freed (see RpcMem.__del__).
+# --- deferred frees of collected allocations --------------------------------------------------
+# A finalizer (RpcMem.__del__) only queues the allocation and makes sure a reaper thread runs:
+# both lock-free (deque.append, and a raw thread's start takes no Python-level lock). The free
+# happens on the reaper, a thread that holds nothing when it takes the library lock, or at the
+# next reap point (rpcmem_alloc/free, process.counts) if that comes first. The reaper exits once
+# the queue is empty (no thread is left behind to make a later fork() multi-threaded). A full
+# collection (gc.collect()) then waits for it, bounded (see _after_collection); an automatic
+# young-generation one never does.
+
+#: Unfreed allocations the collector found, each kept alive (a finalizer runs once) until freed.
 _orphans: deque[RpcMem] = deque()
+#: pid of the process whose reaper thread is running, else 0 (a forked child has none).
+_reaper_pid = 0
+#: Thread ids of the running reapers (a collection on one must not wait for itself).
+_reaper_threads: set[int] = set()
+#: Locked locks of threads waiting for the reapers (see _after_collection): released when the
+#: last reaper exits or cannot free promptly (another thread holds the library lock).
+_waiters: deque = deque()
+#: How long (seconds) a full collection that left frees to the reaper waits for them.
+FLUSH_TIMEOUT = 1.0
+_hooked = False
+
+
+def _defer(mm: RpcMem) -> None:
+    """Queue ``mm``'s free (from its finalizer: takes no lock, calls nothing that could)."""
+    global _hooked
+    _orphans.append(mm)
+    _start_reaper()
+    if not _hooked:
+        _hooked = True
+        gc.callbacks.append(_after_collection)
+
+
+def _start_reaper() -> bool:
+    """Make sure a reaper thread of this process runs; False if none could start (the next reap
+    point frees the queue then). Safe from a finalizer: a raw thread, no threading locks."""
+    global _reaper_pid
+    pid = os.getpid()
+    if _reaper_pid == pid:
+        return True
+    _reaper_pid = pid
+    try:
+        _thread.start_new_thread(_reaper, ())
+    except Exception:  # RuntimeError: thread limits, interpreter shutdown, an isolated sub-interpreter
+        _reaper_pid = 0
+        return False
+    return True
+
+
+def _reaper() -> None:
+    global _reaper_pid
+    me = _thread.get_ident()
+    _reaper_threads.add(me)
+    try:
+        while not sys.is_finalizing():
+            _reap(contended=_release_waiters)
+            _reaper_pid = 0  # before the last look: an orphan queued after it starts a reaper
+            if not _orphans:
+                break
+            _reaper_pid = os.getpid()
+    except BaseException:
+        _reaper_pid = 0
+        raise  # reported by the thread machinery (sys.unraisablehook)
+    finally:
+        _reaper_threads.discard(me)
+        _release_waiters()
+
+
+def _release_waiters() -> None:
+    while _waiters:
+        try:
+            _waiters.popleft().release()
+        except IndexError:  # another reaper took the last one
+            return
+
+
+def _after_collection(phase: str, info: dict) -> None:
+    """gc callback: after a full collection (``gc.collect()``) that left frees to the reaper, wait
+    (at most FLUSH_TIMEOUT) until it has done them, so a program (or leak check) collecting
+    explicitly sees the memory freed when gc.collect returns, as when finalizers freed inline.
+    Not on a thread holding a lock the free takes, nor on a reaper: there it would only wait."""
+    if phase != "stop" or info.get("generation") != 2 or sys.is_finalizing():
+        return
+    pid = os.getpid()
+    if not _orphans and _reaper_pid != pid:
+        return
+    if _thread.get_ident() in _reaper_threads:
+        return
+    # RLock._is_owned (what Condition uses): held here, the reaper would wait for this thread.
+    if any(lock._is_owned() for lock in (process.lock, _backing._pool_lock, _backing._shared_lock)):
+        return
+    if not _start_reaper():
+        return
+    done = _thread.allocate_lock()
+    done.acquire()
+    _waiters.append(done)
+    if _reaper_pid == pid:  # else the reapers finished after the append: nothing to wait for
+        done.acquire(timeout=FLUSH_TIMEOUT)
+
+
+def _after_fork_in_child() -> None:
+    # The parent's reapers do not run here; its waiters' locks are not this process's business.
+    global _reaper_pid
+    _reaper_pid = 0
+    _reaper_threads.clear()
+    _waiters.clear()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def reap() -> None:
-    """Free the allocations the collector deferred; call holding no emulator lock."""
+    """Free the allocations the collector deferred. Each is freed whole under process.lock, so
+    counts taken after this (process.counts, the DMA pool) see every queued free done, even one
+    a reaper thread was doing. Call holding no emulator lock (process.lock is fine)."""
+    _reap()
+
+
+def _reap(contended=None) -> None:
     while _orphans:
+        if not process.lock.acquire(blocking=False):
+            if contended is not None:
+                contended()  # the free will not be prompt: nobody waits for it
+            process.lock.acquire()
         try:
-            mm = _orphans.popleft()
-        except IndexError:  # another thread took the last one
-            return
-        try:
-            _release(mm)
-        except Exception as exc:  # not the current caller's error (e.g. the program closed its fd)
+            try:
+                mm = _orphans.popleft()
+            except IndexError:  # another thread took the last one
+                return
+            try:
+                _release(mm)
+                exc = None
+            except Exception as e:  # not the current caller's error (e.g. the program closed its fd)
+                exc = e
+        finally:
+            process.lock.release()
+        if exc is not None:
             sys.unraisablehook(SimpleNamespace(exc_type=type(exc), exc_value=exc, exc_traceback=exc.__traceback__,
                                                err_msg="Exception freeing a collected rpcmem allocation", object=mm))
+        del mm, exc
 
 
 process.reapers.append(reap)
