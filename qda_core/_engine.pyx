@@ -68,6 +68,23 @@ def native_id():
     return qda_tid()
 
 
+cdef class FileLane:
+    """What a driver file's INVOKE lane reads of the file on every call, taken once the file
+    has its context bank (which it keeps until its release): the bank, the sender's stamp
+    (``Origin``) of its user messages, its message pool's ``alloc``, its client id and its
+    channel's engine. ``native``: the file was opened on the native data plane."""
+
+    def __init__(self, bint native):
+        self.native = native
+        self.ready = False
+
+    def fill(self, cb, origin, pool_alloc, int client_id, engine_invoke):
+        self.cb, self.origin, self.pool_alloc, self.client_id = cb, origin, pool_alloc, client_id
+        self.engine = engine_invoke if type(engine_invoke) is EngineLane else None
+        self.engine_invoke = engine_invoke
+        self.ready = True
+
+
 # --- an open file's lifetime (DriverFile): every ioctl takes and drops a reference -----------
 # Each function runs under the GIL and calls no Python code (plain attribute reads and stores),
 # so no other thread sees a half-made update, without the lock every ioctl would take.

@@ -180,9 +180,9 @@ def test_the_planes_are_what_they_say(make_soc, equiv_path):
     try:
         d = native.soc.domain("cdsp")
         assert isinstance(d.legacy_channel.fastrpc.invoke, EngineLane)
-        assert native.files["accel"]._native and native.files["legacy"]._native
+        assert native.files["accel"]._lane.native and native.files["legacy"]._lane.native
         assert "invoke" not in vars(ref.soc.domain("cdsp").legacy_channel.fastrpc)
-        assert not ref.files["accel"]._native and not ref.files["legacy"]._native
+        assert not ref.files["accel"]._lane.native and not ref.files["legacy"]._lane.native
     finally:
         native.close()
         ref.close()

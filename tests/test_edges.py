@@ -186,18 +186,23 @@ def test_legacy_invoke_racing_channel_removal_is_epipe(soc, monkeypatch):
 
 def _invoke_losing_the_channel(soc, f, monkeypatch):
     assert f.init_create(attrs=UNSIGNED) == 0
-    h = open_module(f, TEST)[1]
 
-    class LosingPool:  # the message buffer comes, then the device goes (before the send)
+    class LosingPool:  # once armed: the message buffer comes, then the device goes (before the send)
+        armed = False
+
         def __init__(self, pool):
             self.pool = pool
 
         def alloc(self, size):
             buf = self.pool.alloc(size)
-            soc.domain("cdsp").legacy_channel.channel.remove()   # rpmsg core: the device is gone
+            if self.armed:
+                soc.domain("cdsp").legacy_channel.channel.remove()   # rpmsg core: the device is gone
             return buf
 
-    monkeypatch.setattr(f, "_pool", LosingPool(f._pool))
+    pool = LosingPool(f._pool)
+    monkeypatch.setattr(f, "_pool", pool)  # before the first user invoke: the lane takes it then
+    h = open_module(f, TEST)[1]
+    pool.armed = True
     ret = f.ioctl(uapi.FASTRPC_IOCTL_INVOKE, uapi.fastrpc_invoke.pack(handle=h, sc=SC_NULL))
     monkeypatch.undo()
     assert ret == -errno.EPIPE

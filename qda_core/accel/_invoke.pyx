@@ -13,7 +13,7 @@ from cpython.bytearray cimport PyByteArray_AS_STRING
 from libc.stdint cimport int32_t, uint32_t, uint64_t
 from libc.string cimport memcpy, memset
 
-from qda_core._engine cimport EngineLane, current_tid, file_enter, file_leave
+from qda_core._engine cimport FileLane, current_tid, file_enter, file_leave
 
 import errno as _errno
 
@@ -27,6 +27,7 @@ cdef extern from *:
     const char *QDARPC_VERSION
 __version__ = QDARPC_VERSION.decode()
 
+cdef bytes _NO_DESCS = b""  # no arguments: no descriptors, no page list (nothing to allocate)
 cdef int INVOKE_NR = _uapi.IOC_NR(_uapi.DRM_IOCTL_QDA_INVOKE)
 cdef uint32_t _INIT_HANDLE = _wire.FASTRPC_INIT_HANDLE
 cdef int _ROOT_PD = _wire.ROOT_PD
@@ -49,7 +50,7 @@ def ioctl(f, request, arg=None):
     if not file_enter(f):
         return -_errno.EBADF
     try:
-        if (f._native and type(request) is int and 0 <= request <= 0xFFFFFFFF
+        if ((<FileLane>f._lane).native and type(request) is int and 0 <= request <= 0xFFFFFFFF
                 and (request & 0xFF) == INVOKE_NR and _trace.RECORDER is None):
             ret = _invoke(f, <uint32_t>request, arg)
             if ret is not None:
@@ -97,9 +98,11 @@ cdef object _invoke(f, uint32_t request, arg):
         memcpy(&args, kbuf + 8, 8)
         n = ((sc >> 16) & 0xFF) + ((sc >> 8) & 0xFF) + ((sc >> 4) & 0xF) + (sc & 0xF)
         try:
-            descs = bytearray(24 * n)
             if n:
+                descs = bytearray(24 * n)
                 _copy_from_user(descs, args, "invoke argument descriptors")
+            else:
+                descs = _NO_DESCS
             ret = _fastrpc(f, handle, sc, n, descs)
         except OSError as exc:
             ret = f._failed(exc)
@@ -110,7 +113,7 @@ cdef object _invoke(f, uint32_t request, arg):
         PyBuffer_Release(&view)
 
 
-cdef object _fastrpc(f, uint32_t handle, uint32_t sc, uint32_t n, bytearray descs):
+cdef object _fastrpc(f, uint32_t handle, uint32_t sc, uint32_t n, descs):
     """``QdaFile.fastrpc`` for a user INVOKE (not a kernel message, root PD)."""
     cdef uint32_t nbufs = ((sc >> 16) & 0xFF) + ((sc >> 8) & 0xFF)
     cdef uint32_t i
@@ -118,9 +121,11 @@ cdef object _fastrpc(f, uint32_t handle, uint32_t sc, uint32_t n, bytearray desc
     cdef uint64_t ptr, length
     cdef int32_t fd
     cdef uint64_t *r
-    if f._pool is None:
+    cdef FileLane fl = f._lane
+    if not fl.ready:
         f.ensure_cb()
-    refs = bytearray(16 * n)
+        fl.fill(f.cb, f._origin(False), f._pool.alloc, f.client_id, f.device.fastrpc.invoke)
+    refs = bytearray(16 * n) if n else _NO_DESCS
     held = None
     try:
         for i in range(n):
@@ -138,17 +143,13 @@ cdef object _fastrpc(f, uint32_t handle, uint32_t sc, uint32_t n, bytearray desc
             r = <uint64_t *>(PyByteArray_AS_STRING(refs) + 16 * i)
             r[0] = addr
             r[1] = obj.size
-        origin = f._origins.get((f.cb, False))
-        if origin is None:
-            origin = f._origin(False)
-        client_id = 0 if handle == _INIT_HANDLE else f.client_id
+        client_id = 0 if handle == _INIT_HANDLE else fl.client_id
         tid = current_tid()
-        lane = f.device.fastrpc.invoke
-        if type(lane) is EngineLane:
-            return (<EngineLane>lane).invoke(client_id, tid, handle, sc, _ROOT_PD, descs, refs, f._pool.alloc,
-                                             origin, None, False)
-        return lane(client_id=client_id, tid=tid, handle=handle, sc=sc, pd=_ROOT_PD, args=descs, refs=refs,
-                    msg_alloc=f._pool.alloc, origin=origin)
+        if fl.engine is not None:
+            return fl.engine.invoke(client_id, tid, handle, sc, _ROOT_PD, descs, refs, fl.pool_alloc, fl.origin,
+                                    None, False)
+        return fl.engine_invoke(client_id=client_id, tid=tid, handle=handle, sc=sc, pd=_ROOT_PD, args=descs,
+                                refs=refs, msg_alloc=fl.pool_alloc, origin=fl.origin)
     finally:
         if held is not None:
             for obj in held:

@@ -21,6 +21,7 @@ import threading
 
 from .. import dataplane, debug, fastrpc, init_msgs, trace, uapi, wire
 from .. import faults as _faults
+from .._engine import FileLane
 from ..driver_file import DriverFile, copy_in, copy_out
 from ..errors import errno_error
 from ..fastrpc import current_comm
@@ -70,7 +71,7 @@ class QdaFile(DriverFile):
         self._init_mem: list[GemObject] = []       # RFC overwrites (leaks) older ones; freed at close
         self._lock = threading.RLock()             # protects handles, PRIME caches, cb
         self.last_error: OSError | None = None
-        self._native = dataplane.native()  # INVOKE through the native lane (see ioctl)
+        self._lane = FileLane(dataplane.native())  # INVOKE's native lane and what it caches (see ioctl)
         debug.created("accel_file")
 
     # --- raw ioctl ------------------------------------------------------------------------

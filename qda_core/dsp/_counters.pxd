@@ -3,4 +3,8 @@ cdef class Counters:
     cdef void add(self, long long bytes_in, long long bytes_out, long long handles_in, long long handles_out,
                   long long ns, bint error, bint crash) noexcept
 
+cdef class PdCounters:
+    cdef readonly long long invokes, modeled_ns
+    cdef void add(self, long long invokes, long long ns) noexcept
+
 cpdef void account_add(long long ns) noexcept

@@ -43,6 +43,19 @@ cdef class Counters:
         return t
 
 
+cdef class PdCounters:
+    """One PD's messages (``Process.invokes``: the calls on its own handles) and modeled ns
+    (every message for it), updated by both data planes in C."""
+
+    cdef void add(self, long long invokes, long long ns) noexcept:
+        self.invokes += invokes
+        self.modeled_ns += ns
+
+    def record(self, long long invokes, long long ns):
+        """Count ``invokes`` (0 or 1) more calls and ``ns`` more modeled ns."""
+        self.add(invokes, ns)
+
+
 cpdef void account_add(long long ns) noexcept:
     """Count one message of ``ns`` modeled ns on the calling thread."""
     qda_acct[0] = ns

@@ -22,7 +22,7 @@ from qda_core._cwire cimport (QDA_ENDPOINT_CAPSULE, QDA_EP_REFERENCE, QDA_EP_REP
                                fastrpc_msg, qda_endpoint)
 
 from ._call cimport Call, new_call
-from ._counters cimport Counters, account_add
+from ._counters cimport Counters, PdCounters, account_add
 
 import errno as _errno
 
@@ -60,6 +60,12 @@ cdef class _Capture:
         self.data = data
 
 
+cdef class _Pd:
+    """What the lane reads of one PD on every message (see DspLane._pd)."""
+    cdef object proc, modules, params, sids, view
+    cdef PdCounters ctr
+
+
 cdef class DspLane:
     """The native receive of one DSP endpoint (one host driver's channel)."""
     cdef readonly object dsp
@@ -67,6 +73,9 @@ cdef class DspLane:
     cdef qda_endpoint *ep
     cdef object _capsule
     cdef dict _dsp_dict
+    cdef dict _pds          # client id -> _Pd
+    cdef object _pds_gen    # dsp._procs_gen when _pds was filled
+    cdef Counters _stats    # dsp.stats.native
     # the cost model last seen, and its figures (CostModel is frozen: cached by identity)
     cdef object _cost
     cdef int64_t _overhead
@@ -76,6 +85,9 @@ cdef class DspLane:
         self.dsp = dsp
         self.channel = channel
         self._dsp_dict = dsp.__dict__
+        self._pds = {}
+        self._pds_gen = None
+        self._stats = dsp.stats.native
         self.ep = <qda_endpoint *>malloc(sizeof(qda_endpoint))
         if self.ep == NULL:
             raise MemoryError()
@@ -117,7 +129,30 @@ cdef class DspLane:
         rsp.retval = rv
         return QDA_EP_REPLIED | QDA_EP_REFERENCE
 
+    cdef _Pd _pd(self, int32_t client_id):
+        """The PD of ``client_id`` on this channel, with what every message reads of it; None
+        if there is none. Cached until the DSP's table of PDs changes (``_procs_gen``)."""
+        cdef _Pd pd
+        dsp = self.dsp
+        gen = dsp._procs_gen
+        if gen != self._pds_gen:
+            self._pds.clear()
+            self._pds_gen = gen
+        pd = self._pds.get(client_id)
+        if pd is None:
+            proc = dsp._procs.get((self.channel, client_id))
+            if proc is None:
+                return None
+            pd = _Pd.__new__(_Pd)
+            pd.proc, pd.modules, pd.params, pd.ctr = proc, proc.modules, proc.params, proc.counters
+            memory = proc.memory
+            pd.sids, pd.view = memory.sids, memory._memory.view
+            self._pds[client_id] = pd
+        return pd
+
     cdef int _receive(self, const fastrpc_msg *m, object origin, fastrpc_invoke_rsp *rsp) except -1:
+        cdef _Pd pd
+        cdef uint32_t sc = m.sc
         dsp = self.dsp
         # what sends a message to the reference: anything that is not a user method of a
         # live PD, or that something watches (trace) or may alter (fault rules, QoS, realtime)
@@ -126,7 +161,7 @@ cdef class DspLane:
             # (a receive set on the DSP itself is a tap on every message: tests, tools)
             return self._reference(m, origin, rsp)
         f = dsp.faults
-        if f is not None and f.kinds:
+        if f is not None and f._kinds:
             return self._reference(m, origin, rsp)
         cost = dsp.cost
         if cost is not self._cost:
@@ -135,37 +170,41 @@ cdef class DspLane:
             self._overhead = cost.overhead_ns
             self._cbps = cost.cache_bytes_per_s
             self._cost = cost
-        proc = dsp._procs.get((self.channel, m.client_id))
-        if proc is None or proc.state != "alive" or proc.poll_mode:
+        pd = self._pd(m.client_id)
+        if pd is None:
             return self._reference(m, origin, rsp)
-        params = proc.params
-        if params and (_QOS_KEYS[0] in params or _QOS_KEYS[1] in params):
+        proc = pd.proc
+        if proc.state != "alive" or proc.poll_mode:
             return self._reference(m, origin, rsp)
-        mi = proc.modules.get(m.handle)
+        if pd.params and (_QOS_KEYS[0] in pd.params or _QOS_KEYS[1] in pd.params):
+            return self._reference(m, origin, rsp)
+        mi = pd.modules.get(m.handle)
         if mi is None:
             return self._reference(m, origin, rsp)
         generation = dsp._generation
         # the arguments, as the reference's _resolve views them; any failure (an SMMU fault,
         # a payload that does not decode) is the reference's to answer: nothing ran yet
-        memory = proc.memory
-        if m.size and not ((m.addr >> 32) in memory.sids and (m.addr & 0xFFFFFFFF) + m.size <= (<uint64_t>1 << 32)):
+        if m.size and not ((m.addr >> 32) in pd.sids and (m.addr & 0xFFFFFFFF) + m.size <= (<uint64_t>1 << 32)):
             return self._reference(m, origin, rsp)  # PdMemory.view's check: outside the PD's streams
         try:
-            payload = memory._memory.view(m.addr, m.size, True)  # the SMMU, past PdMemory's check
-            if m.sc & 0xFFFFFF:
-                views, copied, nbytes_in, nbytes_out, handles = self._views(m, memory, payload)
+            payload = pd.view(m.addr, m.size, True)  # the device memory, past PdMemory's check
+            if sc & 0xFFFFFF:
+                views, copied, nbytes_in, nbytes_out, handles = self._views(m, proc.memory, payload)
             else:
                 views, copied, nbytes_in, nbytes_out, handles = (), 0, 0, 0, ()
         except (DeviceFault, OSError):
             return self._reference(m, origin, rsp)
-        nin = (m.sc >> 16) & 0xFF
-        ninh = (m.sc >> 4) & 0xF
-        method = (m.sc >> 24) & 0x1F
-        call = new_call(m.sc, method, tuple(views[:nin]), tuple(views[nin:]), handles[:ninh], handles[ninh:],
-                        proc, m.handle)
+        nin = (sc >> 16) & 0xFF
+        ninh = (sc >> 4) & 0xF
+        method = (sc >> 24) & 0x1F
+        if sc & 0xFFFFFF:
+            call = new_call(sc, method, tuple(views[:nin]), tuple(views[nin:]), handles[:ninh], handles[ninh:],
+                            proc, m.handle)
+        else:  # no arguments: the empty tuple, four times
+            call = new_call(sc, method, (), (), (), (), proc, m.handle)
         crashed = False
         try:
-            rv = <int32_t><uint32_t>(_invoke(mi.impl, call, method, m.sc) & 0xFFFFFFFF)  # aee.to_int32
+            rv = <int32_t><uint32_t>(_invoke(mi.impl, call, method, sc) & 0xFFFFFFFF)  # aee.to_int32
         except Exception as exc:
             crashed = True
             rv = _ERR_PD_CRASHED
@@ -176,16 +215,13 @@ cdef class DspLane:
             account_add(ns)
         else:
             ns = _settle(cost, ns)
-        with proc.lock:
-            proc.invokes += 1
-            proc.modeled_ns += ns
-        (<Counters>dsp.stats.native).add(nbytes_in, nbytes_out, len(call.inhandles), len(call.outhandles), ns,
-                                         rv != 0, crashed)
+        pd.ctr.add(1, ns)
+        self._stats.add(nbytes_in, nbytes_out, len(call.inhandles), len(call.outhandles), ns, rv != 0, crashed)
         if dsp._generation != generation:
             raise errno_error(_errno.ENODEV, f"{dsp.domain} restarted while handle {m.handle:#x} "
                                              f"sc {m.sc:#x} of client {m.client_id} was running")
         rctx = m.ctx
-        if f is not None and f.kinds:  # a rule came while it ran: the reference's last step
+        if f is not None and f._kinds:  # a rule came while it ran: the reference's last step
             rctx, withheld = dsp._reply_faults(m.handle, m.sc, rctx)
             if withheld:
                 return QDA_EP_REFERENCE
@@ -222,15 +258,14 @@ cdef object _invoke(impl, Call call, uint32_t method, uint32_t sc):
     calls it (the escape, method 31, through ``PythonModule.invoke`` itself)."""
     if type(impl) is not _PythonModule or method == _ESCAPE:
         return impl.invoke(call)
-    spec = impl.cls._methods.get(method)
-    if spec is None or method in impl._reserved:  # handle-style modules reserve 0 and 1
+    entry = impl.dispatch.get(method)  # handle-style modules' 0 and 1 are not in it
+    if entry is None:
         return _ERR_UNKNOWN_METHOD
-    want = spec.sc
+    fn, want, cost_ns = <tuple>entry
     if want is not None and (<uint32_t>want ^ sc) & 0xFFFFFF:  # MethodSpec.counts_match
         return _ERR_BAD_PARM
-    if spec.cost_ns:
-        call.extra_ns += spec.cost_ns
-    fn = spec.fn
+    if cost_ns:
+        call.extra_ns += cost_ns
     rv = fn(impl.skel, call)
     if type(rv) is int and -0x80000000 <= rv <= 0x7FFFFFFF:
         return rv

@@ -181,6 +181,7 @@ class EmulatedDsp:
         self._procs: dict[tuple[str, int], Process] = {}
         self._next_handle = FIRST_DYNAMIC_HANDLE
         self._generation = 0  # subsystem restarts so far: a message spanning one gets no reply
+        self._procs_gen = 0   # changes of _procs so far (the native lane's cache of PDs checks it)
         # Per receiving thread, while tracing: what the module loader did for this message
         # (remotectl open), recorded on its ``dsp`` trace event.
         self._traced = threading.local()
@@ -287,6 +288,7 @@ class EmulatedDsp:
         with self._lock:
             procs = list(self._procs.values())
             self._procs.clear()
+            self._procs_gen += 1
             self._generation += 1
         for p in procs:
             p.exit()
@@ -342,9 +344,7 @@ class EmulatedDsp:
                               maps=int(rv == 0 and kernel_handle and cost.is_map(m.handle, m.sc)))
         ns = cost.settle(self.cost, ns)  # the caller's override; QDARPC_REALTIME sleeps here, no lock held
         if proc is not None:
-            with proc.lock:
-                proc.invokes += not kernel_handle
-                proc.modeled_ns += ns
+            proc.counters.record(int(not kernel_handle), ns)
         self.stats.record(bytes_in=args.nbytes_in, bytes_out=args.nbytes_out,
                           handles_in=len(args.inhandles), handles_out=len(args.outhandles), ns=ns,
                           error=rv != 0, crash=crashed)
@@ -416,6 +416,7 @@ class EmulatedDsp:
             p = self._procs.get((m.chan, cid))
             if p is None:
                 self._procs[m.chan, cid] = self._new_process(m, origin, kind)
+                self._procs_gen += 1
                 return 0
         if not p.alive:
             return aee.ERR_PD_CRASHED
@@ -425,6 +426,7 @@ class EmulatedDsp:
         cid = origin.client_id
         with self._lock:
             p = self._procs.pop((m.chan, cid), None)
+            self._procs_gen += 1
         if p is not None:
             self._exit_process(m.chan, p)
         return 0
@@ -434,6 +436,7 @@ class EmulatedDsp:
             old = self._procs.get((chan, p.client_id))
             if old is None:
                 self._procs[chan, p.client_id] = p
+                self._procs_gen += 1
                 return 0
         return aee.ERR_PD_EXISTS if old.alive else aee.ERR_PD_CRASHED
 

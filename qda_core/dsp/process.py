@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, NamedTuple
 
 from .. import _ext
 from ..wire import PAGE_SIZE
+from ._counters import PdCounters
 
 if TYPE_CHECKING:  # pragma: no cover
     from .cost import CostModel
@@ -101,13 +102,23 @@ class Process:
         self.mmaps: dict[int, MmapRegion] = {}
         self.params: dict[int, tuple[int, ...]] = {}
         self.va = new_va_space()
-        self.invokes = 0
-        self.modeled_ns = 0
+        #: This PD's calls and modeled ns, in C (both data planes add to them): ``invokes``, ``modeled_ns``.
+        self.counters = PdCounters()
         self.listeners = 0
         # adsp_current_process1 poll_mode(enable, timeout): complete calls by the poll word too
         self.poll_mode = False
         self.poll_timeout = 0
         self._ended = threading.Event()  # set once the PD stops being alive (never cleared)
+
+    @property
+    def invokes(self) -> int:
+        """Calls on this PD's own handles so far."""
+        return self.counters.invokes
+
+    @property
+    def modeled_ns(self) -> int:
+        """Modeled ns of every message for this PD so far (docs/cost_model.md)."""
+        return self.counters.modeled_ns
 
     @property
     def alive(self) -> bool:

@@ -13,7 +13,7 @@ from cpython.bytearray cimport PyByteArray_AS_STRING
 from libc.stdint cimport int32_t, uint32_t, uint64_t
 from libc.string cimport memcpy, memset
 
-from qda_core._engine cimport EngineLane, current_tid, file_enter, file_leave
+from qda_core._engine cimport FileLane, current_tid, file_enter, file_leave
 
 import errno as _errno
 
@@ -27,6 +27,7 @@ cdef extern from *:
     const char *QDARPC_VERSION
 __version__ = QDARPC_VERSION.decode()
 
+cdef bytes _NO_DESCS = b""  # no arguments: no descriptors, no page list (nothing to allocate)
 cdef uint32_t INVOKE = _uapi.FASTRPC_IOCTL_INVOKE
 cdef uint32_t _INIT_HANDLE = _wire.FASTRPC_INIT_HANDLE
 cdef uint32_t _MAX_STATIC = _wire.FASTRPC_MAX_STATIC_HANDLE
@@ -38,7 +39,7 @@ assert (_uapi.fastrpc_invoke.size, _uapi.fastrpc_invoke.offset("handle"), _uapi.
 
 def ioctl(f, request, arg=None):
     """``LegacyFile.ioctl`` (``fastrpc_device_ioctl``: switch on the full command number)."""
-    if f._native and type(request) is int and request == INVOKE and _trace.RECORDER is None:
+    if (<FileLane>f._lane).native and type(request) is int and request == INVOKE and _trace.RECORDER is None:
         if not file_enter(f):
             return -_errno.EBADF
         try:
@@ -78,9 +79,11 @@ cdef object _invoke(f, arg):
     memcpy(&args, kbuf + 8, 8)
     n = ((sc >> 16) & 0xFF) + ((sc >> 8) & 0xFF) + ((sc >> 4) & 0xF) + (sc & 0xF)
     try:
-        descs = bytearray(24 * n)
         if n:
+            descs = bytearray(24 * n)
             _copy_from_user(descs, args, "invoke argument descriptors")
+        else:
+            descs = _NO_DESCS
         for i in range(n):
             d = PyByteArray_AS_STRING(descs) + 24 * i
             memcpy(&length, d + 8, 8)
@@ -92,32 +95,29 @@ cdef object _invoke(f, arg):
         return f._failed(exc)
 
 
-cdef object _internal_invoke(f, uint32_t handle, uint32_t sc, bytearray descs):
+cdef object _internal_invoke(f, uint32_t handle, uint32_t sc, descs):
     """``LegacyFile.internal_invoke`` of a user INVOKE with no buffer to map."""
     channel = f.channel
     if not channel.up:
         raise errno_error(_errno.EPIPE, f"{f.path}: DSP channel is down")
     if handle == _INIT_HANDLE:
         raise errno_error(_errno.EPERM, "user app trying to send a kernel RPC message (handle 1)")
-    cb = f.cb
-    if cb is None:
+    cdef FileLane fl = f._lane
+    if not fl.ready:
         cb = f.ensure_cb()
-    refs = bytearray(16 * (len(descs) // 24))
+        fl.fill(cb, f._origin(cb, False), f._pool.alloc, f.client_id, channel.fastrpc.invoke)
+    refs = bytearray(len(descs) * 2 // 3) if descs else _NO_DESCS  # 16 bytes a descriptor
     fdlist = []
     pd = f.pd
     poll = f.poll_mode and handle > _MAX_STATIC and pd == _USER_PD
-    origin = f._origins.get((cb, False))
-    if origin is None:
-        origin = f._origin(cb, False)
     tid = current_tid()
-    lane = channel.fastrpc.invoke
     try:
-        if type(lane) is EngineLane:
-            ret = (<EngineLane>lane).invoke(f.client_id, tid, handle, sc, pd, descs, refs, f._pool.alloc, origin,
-                                            fdlist, poll)
+        if fl.engine is not None:
+            ret = fl.engine.invoke(fl.client_id, tid, handle, sc, pd, descs, refs, fl.pool_alloc, fl.origin,
+                                   fdlist, poll)
         else:
-            ret = lane(client_id=f.client_id, tid=tid, handle=handle, sc=sc, pd=pd, args=descs, refs=refs,
-                       msg_alloc=f._pool.alloc, fdlist=fdlist, poll=poll, origin=origin)
+            ret = fl.engine_invoke(client_id=fl.client_id, tid=tid, handle=handle, sc=sc, pd=pd, args=descs,
+                                   refs=refs, msg_alloc=fl.pool_alloc, fdlist=fdlist, poll=poll, origin=fl.origin)
     except OSError as exc:
         if exc.errno == _errno.ENODEV:  # the channel went away under us
             raise errno_error(_errno.EPIPE, f"{f.path}: DSP channel is down") from None

@@ -26,6 +26,7 @@ import threading
 
 from .. import dataplane, debug, fastrpc, init_msgs, trace, uapi, wire
 from .. import faults as _faults
+from .._engine import FileLane
 from ..driver_file import DriverFile, copy_in, copy_out
 from ..errors import errno_error
 from ..fastrpc import current_comm
@@ -125,7 +126,7 @@ class LegacyFile(DriverFile):
         self._lock = threading.RLock()  # protects maps, mmaps, _init_mem, _dma_bufs, pd, cb, _pool
         self._origins: dict[tuple, wire.Origin] = {}  # (cb, kernel) -> Origin (see _origin)
         self.last_error: OSError | None = None
-        self._native = dataplane.native()  # INVOKE through the native lane (see ioctl)
+        self._lane = FileLane(dataplane.native())  # INVOKE's native lane and what it caches (see ioctl)
         debug.created("legacy_file")
 
     def ensure_cb(self):
