@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 from libadsprpc_compat.remotectl import open_module
 from qda_core import dataplane, kernels, uapi
 from qda_core.accel.file import GemRef
+from qda_core.dsp import aee
 from qda_core.legacy.file import DmaBufRef, dmabuf_mmap
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -210,3 +211,121 @@ def test_reference_plane_passes_the_invoke_suites():
                         *[str(ROOT / "tests" / t) for t in REFERENCE_SUITES]],
                        cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
     assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-2000:]
+
+
+# --- what an attacker's review of the lanes found (each failed or crashed before its fix) -------
+def test_a_shim_files_first_invokes_from_several_threads_all_answer(make_soc):
+    """QDA shim: the bank (and the message pool) come with a file's first use. Several threads
+    invoking first at once must all get the DSP's answer: the lane once saw the bank set and the
+    pool not yet, and an AttributeError left ioctl()."""
+    import threading
+
+    soc = make_soc("default", kernel="legacy:qda-shim")
+    old = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    got, errors = [], []
+    try:
+        for _ in range(40):
+            f = soc.open("/dev/fastrpc-cdsp")
+            bar = threading.Barrier(4)
+
+            def go():
+                bar.wait()
+                try:
+                    got.append(f.invoke(0x7654_3210, 2 << 24 | 1 << 8, [bytearray(4)]))
+                except BaseException as exc:  # noqa: BLE001 - any escape is the bug
+                    errors.append(repr(exc))
+
+            ts = [threading.Thread(target=go) for _ in range(4)]
+            for t in ts:
+                t.start()
+            for t in ts:
+                t.join()
+            f.close()
+    finally:
+        sys.setswitchinterval(old)
+    assert not errors and set(got) == {aee.ERR_NO_PD}  # no PD yet: every thread gets the DSP's answer
+
+
+HANDLE_SKEL = EQUIV_SKEL + """
+    @method(3)
+    def rebind(self, call):
+        call.inhandles, call.outhandles = (1, 2), None  # a skel may do anything to its Call
+        return 0
+"""
+
+
+def test_what_a_skel_does_to_its_call_does_not_change_the_records(make_soc, tmp_path, monkeypatch):
+    (tmp_path / "libequiv_skel.py").write_text(HANDLE_SKEL)
+    monkeypatch.setenv("DSP_LIBRARY_PATH", str(tmp_path))
+    native, ref = Side(make_soc, "native", None), Side(make_soc, "py", None)
+    try:
+        for side in (native, ref):
+            f = side.files["accel"]
+            assert f.invoke(side.h["accel"], 3 << 24, []) == 0
+        assert native.state() == ref.state()
+    finally:
+        native.close()
+        ref.close()
+
+
+def test_the_endpoint_capsule_keeps_its_lane(make_soc):
+    """An engine holding only the DSP endpoint's capsule keeps the lane behind it alive."""
+    import gc
+
+    from qda_core import wire
+    from qda_core.fastrpc import FastRpc, IdAllocator
+    from qda_core.mem.msgpool import MessagePool
+    from qda_core.rpmsg import Channel
+
+    soc = make_soc("default")
+    ep = soc.domain("cdsp").dsp.endpoint("lonely")
+
+    class Remote:  # a remote whose native entry is the capsule alone
+        native = ep.native
+
+        def receive(self, *a):
+            raise AssertionError("the native entry serves this")
+
+    del ep
+    gc.collect()
+    junk = [bytearray(16) for _ in range(10000)]  # reuse what a freed lane would have left
+    engine = FastRpc(Channel("lonely", Remote()), IdAllocator(255, False))
+    cb = soc.domain("cdsp").bus.assign(os.getpid())
+    pool = MessagePool(cb)
+    try:
+        rv = engine.invoke(client_id=1, tid=1, handle=0x1000, sc=0, pd=0, args=b"", refs=b"",
+                           msg_alloc=pool.alloc, origin=wire.Origin(1, frozenset((cb.sid,)), False))
+        assert rv & 0xFFFF_FFFF == aee.ERR_NO_PD  # the DSP's answer: no PD for client 1
+    finally:
+        pool.close()
+        soc.domain("cdsp").bus.release(cb)
+        del junk
+
+
+def test_empty_device_views_are_each_their_own(make_soc):
+    """A skel releasing a zero-length view it was given touches nobody else's."""
+    soc = make_soc("default")
+    smmu = soc.domain("cdsp").smmu
+    a, b = smmu.view(0, 0, False), smmu.view(0, 0, True)
+    a.release()
+    assert a is not b and len(b) == 0
+
+
+def test_a_stand_in_for_the_dsps_statistics_is_told_every_message(make_soc, equiv_path):
+    class Recorder:
+        def __init__(self):
+            self.n = 0
+
+        def record(self, **kw):
+            self.n += 1
+
+    for name in ("native", "py"):
+        side = Side(make_soc, name, None)
+        try:
+            dsp = side.soc.domain("cdsp").dsp
+            dsp.stats = Recorder()
+            assert side.files["accel"].invoke(side.h["accel"], SC_MIX | 1 << 16 | 1 << 8, [b"\x01", bytearray(4)]) == 0
+            assert dsp.stats.n == 1, name
+        finally:
+            side.close()

@@ -133,8 +133,9 @@ class QdaFile(DriverFile):
         """The RFC's lazy CB assignment on first memory use (``ENOMEM`` if none is free)."""
         with self._lock:
             if self.cb is None:
-                self.cb = self.device.bus.assign(self.pid)
-                self._pool = MessagePool(self.cb)
+                cb = self.device.bus.assign(self.pid)
+                self._pool = MessagePool(cb)  # the pool first: a lock-free reader keys on cb
+                self.cb = cb
             return self.cb
 
     def _origin(self, kernel: bool) -> wire.Origin:

@@ -9,10 +9,13 @@ to the reference, so each rule lives in one place: this lane only decides that n
 unusual applies, then does the usual.
 
 The lane reads the DSP's tables without the DSP's lock, as the reference does (each read is
-one load or dict lookup under the GIL), and runs under the GIL from the message to the skel
-call, so no other thread sees a half-served message. docs/dataplane.md.
+one load or dict lookup under the GIL); what it caches of them (a PD's tables) it takes again
+whenever the DSP's PD table changes (``_procs_gen``, bumped before and after each change).
+docs/dataplane.md.
 """
-from cpython.pycapsule cimport PyCapsule_New
+from cpython.pycapsule cimport PyCapsule_GetContext, PyCapsule_New, PyCapsule_SetContext
+from cpython.ref cimport Py_DECREF, Py_INCREF
+from cpython.buffer cimport PyBUF_SIMPLE, PyBuffer_Release, PyObject_GetBuffer
 from libc.stdint cimport int32_t, int64_t, uint32_t, uint64_t
 from libc.stdlib cimport free, malloc
 
@@ -33,7 +36,8 @@ from qda_core.marshal import decode_views as _decode_views
 
 from . import aee as _aee
 from . import cost as _cost
-from .modules import PythonModule as _PythonModule, _checked
+from . import dsprt as _dsprt
+from .modules import NativeModule as _NativeModule, PythonModule as _PythonModule, _checked
 from .skel import ESCAPE_METHOD as _ESCAPE_METHOD, DmaHandle as _DmaHandle
 
 cdef extern from *:
@@ -71,11 +75,11 @@ cdef class DspLane:
     cdef readonly object dsp
     cdef readonly str channel
     cdef qda_endpoint *ep
-    cdef object _capsule
     cdef dict _dsp_dict
     cdef dict _pds          # client id -> _Pd
     cdef object _pds_gen    # dsp._procs_gen when _pds was filled
-    cdef Counters _stats    # dsp.stats.native
+    cdef Counters _stats    # dsp.stats.native (see _counters)
+    cdef object _stats_owner
     # the cost model last seen, and its figures (CostModel is frozen: cached by identity)
     cdef object _cost
     cdef int64_t _overhead
@@ -87,12 +91,13 @@ cdef class DspLane:
         self._dsp_dict = dsp.__dict__
         self._pds = {}
         self._pds_gen = None
-        self._stats = dsp.stats.native
+        self._stats = None
+        self._stats_owner = None
         self.ep = <qda_endpoint *>malloc(sizeof(qda_endpoint))
         if self.ep == NULL:
             raise MemoryError()
         self.ep.receive = _receive
-        self.ep.self = <void *>self  # the capsule holds the lane (see capsule)
+        self.ep.self = <void *>self  # each capsule made of ep owns a reference to the lane (see capsule)
         self._cost = None
 
     def __dealloc__(self):
@@ -100,11 +105,12 @@ cdef class DspLane:
 
     @property
     def capsule(self):
-        """The ``qda_endpoint`` as a ``PyCapsule`` (see csrc/include/qdarpc/endpoint.h); the
-        lane lives as long as whoever holds it."""
-        if self._capsule is None:
-            self._capsule = PyCapsule_New(<void *>self.ep, QDA_ENDPOINT_CAPSULE, NULL)
-        return self._capsule
+        """The ``qda_endpoint`` as a new ``PyCapsule`` (see csrc/include/qdarpc/endpoint.h),
+        which owns a reference to this lane: the lane lives as long as whoever holds it."""
+        cap = PyCapsule_New(<void *>self.ep, QDA_ENDPOINT_CAPSULE, _release_capsule)
+        Py_INCREF(self)
+        PyCapsule_SetContext(cap, <void *>self)
+        return cap
 
     def receive(self, uint32_t client_id, uint32_t tid, uint64_t ctx, uint32_t handle, uint32_t sc,
                 uint64_t addr, uint64_t size, origin):
@@ -128,6 +134,16 @@ cdef class DspLane:
         rsp.ctx = rctx
         rsp.retval = rv
         return QDA_EP_REPLIED | QDA_EP_REFERENCE
+
+    cdef Counters _counters(self):
+        """The C counters of the DSP's statistics now (``dsp.stats.native``); None when
+        ``dsp.stats`` is not a DspStats (then its own ``record`` counts)."""
+        st = self.dsp.stats
+        if st is not self._stats_owner:
+            native = getattr(st, "native", None)
+            self._stats = native if type(native) is Counters else None
+            self._stats_owner = st
+        return self._stats
 
     cdef _Pd _pd(self, int32_t client_id):
         """The PD of ``client_id`` on this channel, with what every message reads of it; None
@@ -197,6 +213,9 @@ cdef class DspLane:
         nin = (sc >> 16) & 0xFF
         ninh = (sc >> 4) & 0xF
         method = (sc >> 24) & 0x1F
+        # the handle counts recorded are the decode's, whatever the skel does to its Call
+        nhin = ninh
+        nhout = len(handles) - ninh
         if sc & 0xFFFFFF:
             call = new_call(sc, method, tuple(views[:nin]), tuple(views[nin:]), handles[:ninh], handles[ninh:],
                             proc, m.handle)
@@ -216,7 +235,12 @@ cdef class DspLane:
         else:
             ns = _settle(cost, ns)
         pd.ctr.add(1, ns)
-        self._stats.add(nbytes_in, nbytes_out, len(call.inhandles), len(call.outhandles), ns, rv != 0, crashed)
+        stats = self._counters()
+        if stats is not None:
+            stats.add(nbytes_in, nbytes_out, nhin, nhout, ns, rv != 0, crashed)
+        else:  # a DspStats stand-in (a test's recorder): its own record()
+            dsp.stats.record(bytes_in=nbytes_in, bytes_out=nbytes_out, handles_in=nhin, handles_out=nhout, ns=ns,
+                             error=rv != 0, crash=crashed)
         if dsp._generation != generation:
             raise errno_error(_errno.ENODEV, f"{dsp.domain} restarted while handle {m.handle:#x} "
                                              f"sc {m.sc:#x} of client {m.client_id} was running")
@@ -253,9 +277,78 @@ cdef class DspLane:
         return views, copied, nbytes_in, nbytes_out, hs
 
 
+ctypedef int (*dsp_call_fn)(void *fn, int handle_style, uint64_t h64, uint32_t sc, void *pra,
+                            int *signo) noexcept nogil
+ctypedef int (*last_fault_fn)(uint64_t *addr, int *code) noexcept nogil
+cdef dsp_call_fn _dsp_call = NULL
+cdef last_fault_fn _last_fault = NULL
+cdef int _FAULTED = <int>0x8000040D  # QDARPC_DSP_CALL_FAULTED (csrc/dsprt/dsprt.h)
+
+
+cdef int _load_dsprt() except -1:
+    """The DSP runtime's entry points, once (qda_core.dsp.dsprt loads the library)."""
+    global _dsp_call, _last_fault
+    import ctypes
+    lib = _dsprt.load()
+    _last_fault = <last_fault_fn><size_t>ctypes.cast(lib.qdarpc_dsprt_last_fault, ctypes.c_void_p).value
+    _dsp_call = <dsp_call_fn><size_t>ctypes.cast(lib.qdarpc_dsp_call, ctypes.c_void_p).value
+    return 0
+
+
+cdef object _native(impl, Call call, uint32_t method, uint32_t sc):
+    """``NativeModule.invoke(call)`` in C: the ``remote_arg`` array built from the views (each
+    pointing straight at device memory), the skel called under the crash guard with the GIL
+    released, the PD's FARF context set around it (``dsprt.context``)."""
+    cdef uint64_t stack_pra[64]
+    cdef uint64_t *pra = stack_pra
+    cdef Py_ssize_t nb = len(call.inbufs) + len(call.outbufs), nh = len(call.inhandles) + len(call.outhandles)
+    cdef Py_ssize_t i = 0
+    cdef Py_buffer v
+    cdef int rv, signo = 0, code = 0, hs = impl._hs
+    cdef uint64_t h64 = impl.h64 if hs else 0, addr = 0
+    cdef void *fn = <void *><size_t>impl._fn
+    if _dsp_call == NULL:
+        _load_dsprt()
+    if 2 * (nb + nh) > 64:
+        pra = <uint64_t *>malloc(16 * (nb + nh))
+        if pra == NULL:
+            raise MemoryError()
+    try:
+        for bufs in (call.inbufs, call.outbufs):
+            for mv in bufs:
+                PyObject_GetBuffer(mv, &v, PyBUF_SIMPLE)  # the view keeps the memory: released at once
+                pra[2 * i] = <uint64_t><size_t>v.buf if v.len else 0
+                pra[2 * i + 1] = <uint64_t>v.len
+                PyBuffer_Release(&v)
+                i += 1
+        for hl in (call.inhandles, call.outhandles):
+            for h in hl:  # {int32 fd, uint32 offset} in the slot's first word
+                pra[2 * i] = (<uint64_t>(h.fd & 0xFFFFFFFF)) | (<uint64_t>(h.offset & 0xFFFFFFFF)) << 32
+                pra[2 * i + 1] = 0
+                i += 1
+        tls = _dsprt.context
+        prev = tls.ctx
+        tls.ctx = impl.ctx
+        try:
+            with nogil:
+                rv = _dsp_call(fn, hs, h64, sc, pra, &signo)
+        finally:
+            tls.ctx = prev
+    finally:
+        if pra != stack_pra:
+            free(pra)
+    if rv == _FAULTED and signo:
+        _last_fault(&addr, &code)
+        raise _dsprt.NativeFault(signo, addr, code, f"{impl._where} method {call.method}")
+    return rv
+
+
 cdef object _invoke(impl, Call call, uint32_t method, uint32_t sc):
     """``impl.invoke(call)``; a Python skel's method called here, as ``PythonModule.invoke``
-    calls it (the escape, method 31, through ``PythonModule.invoke`` itself)."""
+    calls it (the escape, method 31, through ``PythonModule.invoke`` itself), a native skel as
+    ``NativeModule.invoke`` calls it (:func:`_native`)."""
+    if type(impl) is _NativeModule:
+        return _native(impl, call, method, sc)
     if type(impl) is not _PythonModule or method == _ESCAPE:
         return impl.invoke(call)
     entry = impl.dispatch.get(method)  # handle-style modules' 0 and 1 are not in it
@@ -270,6 +363,11 @@ cdef object _invoke(impl, Call call, uint32_t method, uint32_t sc):
     if type(rv) is int and -0x80000000 <= rv <= 0x7FFFFFFF:
         return rv
     return _checked(rv, fn.__name__)
+
+
+cdef void _release_capsule(object cap) noexcept:
+    # the capsule's reference to its lane (see DspLane.capsule)
+    Py_DECREF(<object>PyCapsule_GetContext(cap))
 
 
 cdef int _receive(void *self, const fastrpc_msg *m, void *origin, fastrpc_invoke_rsp *rsp) except -1:

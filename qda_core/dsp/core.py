@@ -181,7 +181,9 @@ class EmulatedDsp:
         self._procs: dict[tuple[str, int], Process] = {}
         self._next_handle = FIRST_DYNAMIC_HANDLE
         self._generation = 0  # subsystem restarts so far: a message spanning one gets no reply
-        self._procs_gen = 0   # changes of _procs so far (the native lane's cache of PDs checks it)
+        # Bumped before and after every change of _procs (under _lock), so the native lane's
+        # cache of PDs, filled without the lock, is never taken for current across a change.
+        self._procs_gen = 0
         # Per receiving thread, while tracing: what the module loader did for this message
         # (remotectl open), recorded on its ``dsp`` trace event.
         self._traced = threading.local()
@@ -287,6 +289,7 @@ class EmulatedDsp:
         blocked listeners wake, and every message in flight gets no reply (see :meth:`receive`)."""
         with self._lock:
             procs = list(self._procs.values())
+            self._procs_gen += 1
             self._procs.clear()
             self._procs_gen += 1
             self._generation += 1
@@ -415,7 +418,9 @@ class EmulatedDsp:
         with self._lock:
             p = self._procs.get((m.chan, cid))
             if p is None:
-                self._procs[m.chan, cid] = self._new_process(m, origin, kind)
+                p = self._new_process(m, origin, kind)
+                self._procs_gen += 1
+                self._procs[m.chan, cid] = p
                 self._procs_gen += 1
                 return 0
         if not p.alive:
@@ -425,6 +430,7 @@ class EmulatedDsp:
     def _release(self, m: _Req, a: _Args, origin: Origin) -> int:
         cid = origin.client_id
         with self._lock:
+            self._procs_gen += 1
             p = self._procs.pop((m.chan, cid), None)
             self._procs_gen += 1
         if p is not None:
@@ -435,6 +441,7 @@ class EmulatedDsp:
         with self._lock:
             old = self._procs.get((chan, p.client_id))
             if old is None:
+                self._procs_gen += 1
                 self._procs[chan, p.client_id] = p
                 self._procs_gen += 1
                 return 0

@@ -134,8 +134,9 @@ class LegacyFile(DriverFile):
         use, exclusively until close (``EBUSY`` when none is free)."""
         with self._lock:
             if self.cb is None:
-                self.cb = self.channel.bus.take_session(threading.get_native_id())
-                self._pool = MessagePool(self.cb)
+                cb = self.channel.bus.take_session(threading.get_native_id())
+                self._pool = MessagePool(cb)  # the pool first: a lock-free reader keys on cb
+                self.cb = cb
                 debug.dbg("legacy", "%s: client %d takes session %d (SID %d)", self.path, self.client_id,
                           self.cb.index, self.cb.sid)
             return self.cb

@@ -7,9 +7,6 @@ cdef extern from *:
     const char *QDARPC_VERSION
 __version__ = QDARPC_VERSION.decode()
 
-cdef object _EMPTY = memoryview(b"")
-
-
 cdef class _Bank:
     """What a translation reads of one context bank (its IOVA space's ``find``, its objects),
     and the object the last translation found there (messages reuse their buffers)."""
@@ -50,7 +47,7 @@ cdef class Smmu:
             raise DeviceFault(addr_, length_, "not a 64-bit device range")
         addr, length = addr_, length_
         if length == 0:
-            return _EMPTY
+            return memoryview(b"")  # a fresh one each time: a view is its caller's to release
         cb = self._bank(addr >> 32)
         if cb is None:
             raise DeviceFault(addr, length, f"no context bank with SID {addr >> 32}")
