@@ -7,3 +7,5 @@ cdef uint64_t pack_raw(uint32_t sc, const void *abuf, size_t alen, const void *r
                        size_t plen, uint64_t payload_va, uint64_t payload_dev) except? 0
 cdef object unpack_raw(uint32_t sc, const void *abuf, size_t alen, const void *rbuf, size_t rlen,
                        const void *pbuf, size_t plen, uint64_t payload_va)
+cdef tuple decode_views_raw(uint32_t sc, object pv, const char *p, size_t plen, uint64_t base)
+cdef int _user_copy(void *buf, uint64_t uaddr, size_t n, int to_user, bint checked) except? -1

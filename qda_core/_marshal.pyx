@@ -707,6 +707,55 @@ def decode(uint32_t sc, payload):
             [(hs[i].fd, hs[i].offset, hs[i].len, hs[i].map_addr, hs[i].map_size) for i in range(nh)])
 
 
+cdef tuple decode_views_raw(uint32_t sc, object pv, const char *p, size_t plen, uint64_t base):
+    """``decode_views`` for the native DSP lane: the payload ``pv`` (a 1-D byte memoryview, at
+    device address ``base``) already held, its bytes at ``p``. Returns ``(views, copied,
+    nbytes_in, nbytes_out, handles, refs)``: the argument views (None where a buffer lies
+    outside the payload), ``handles`` as ``(fd, offset, len, map_addr, map_size)`` tuples and
+    ``refs`` the ``(addr, len)`` of each buffer outside the payload, in order."""
+    cdef qda_dec_buf bufs[REMOTE_SCALARS_MAX_LENGTH]
+    cdef qda_dec_handle hs[32]
+    cdef qda_marshal_status st
+    cdef int ret
+    cdef uint32_t nin = (sc >> 16) & 0xFF
+    cdef uint32_t nbufs = nin + ((sc >> 8) & 0xFF)
+    cdef uint32_t nh = ((sc >> 4) & 0xF) + (sc & 0xF)
+    cdef uint32_t i
+    cdef uint64_t off, length, copied = 0, nin_bytes = 0, nout_bytes = 0
+    ret = qda_decode(sc, p, plen, bufs, REMOTE_SCALARS_MAX_LENGTH, hs, 32, &st)
+    if ret < 0:
+        raise _error(ret, &st)
+    ro = None
+    views = []
+    refs = None
+    for i in range(nbufs):
+        length = bufs[i].len
+        if i < nin:
+            nin_bytes += length
+        else:
+            nout_bytes += length
+        off = bufs[i].addr - base
+        if length and bufs[i].addr >= base and off < plen:
+            copied += length
+        if length == 0:
+            views.append(memoryview(bytearray()) if i >= nin else memoryview(b""))
+        elif bufs[i].addr >= base and off <= plen and length <= plen - off:
+            if i >= nin:
+                views.append(pv[off:off + length])
+            else:
+                if ro is None:
+                    ro = pv.toreadonly()
+                views.append(ro[off:off + length])
+        else:
+            views.append(None)
+            if refs is None:
+                refs = {}
+            refs[i] = (bufs[i].addr, length)
+    handles = tuple([(hs[i].fd, hs[i].offset, hs[i].len, hs[i].map_addr, hs[i].map_size) for i in range(nh)]) \
+        if nh else ()
+    return views, copied, nin_bytes, nout_bytes, handles, refs
+
+
 def decode_views(uint32_t sc, payload, uint64_t base):
     """``decode`` and the buffers inside ``payload`` (at device address ``base``) viewed in it,
     in one pass: ``(bufs, handles, views, copied, nbytes_in, nbytes_out)`` exactly as the

@@ -24,6 +24,8 @@ from cpython.contextvars cimport get_value
 from qda_core._cwire cimport (QDA_ENDPOINT_CAPSULE, QDA_EP_REFERENCE, QDA_EP_REPLIED, fastrpc_invoke_rsp,
                                fastrpc_msg, qda_endpoint)
 
+from qda_core._marshal cimport decode_views_raw
+
 from ._call cimport Call, new_call
 from ._counters cimport Counters, PdCounters, account_add
 
@@ -32,7 +34,6 @@ import errno as _errno
 from qda_core import trace as _trace
 from qda_core import wire as _wire
 from qda_core.errors import DeviceFault, errno_error
-from qda_core.marshal import decode_views as _decode_views
 
 from . import aee as _aee
 from . import cost as _cost
@@ -257,23 +258,24 @@ cdef class DspLane:
         return QDA_EP_REPLIED
 
     cdef tuple _views(self, const fastrpc_msg *m, memory, payload):
-        """decode_views and the SMMU views of by-reference arguments (the reference's _resolve)."""
+        """The reference's _resolve: the payload decoded and every argument viewed (in the
+        payload, or through the PD's SMMU view when by reference)."""
         cdef uint32_t sc = m.sc
         cdef Py_ssize_t nin = (sc >> 16) & 0xFF
-        cdef Py_ssize_t nbufs = nin + ((sc >> 8) & 0xFF)
-        cdef Py_ssize_t nh = ((sc >> 4) & 0xF) + (sc & 0xF)
-        cdef Py_ssize_t i
-        bufs, handles, views, copied, nbytes_in, nbytes_out = _decode_views(sc, payload, m.addr)
-        if len(bufs) != nbufs or len(handles) != nh:
-            raise OSError(_errno.EINVAL, "decode count mismatch")
-        for i in range(nbufs):
-            if views[i] is None:
-                addr, length = bufs[i]
+        cdef Py_buffer p
+        PyObject_GetBuffer(payload, &p, PyBUF_SIMPLE)
+        try:
+            views, copied, nbytes_in, nbytes_out, handles, refs = decode_views_raw(
+                sc, payload, <const char *>p.buf, <size_t>p.len, m.addr)
+        finally:
+            PyBuffer_Release(&p)
+        if refs is not None:
+            for i, (addr, length) in (<dict>refs).items():
                 mv = memoryview(memory.view(addr, length, i >= nin))
                 if mv.format != "B" or mv.ndim != 1:
                     mv = mv.cast("B")
                 views[i] = mv if i >= nin else mv.toreadonly()
-        hs = tuple([_DmaHandle(*h) for h in handles]) if nh else ()
+        hs = tuple([_DmaHandle(*h) for h in handles]) if handles else ()
         return views, copied, nbytes_in, nbytes_out, hs
 
 

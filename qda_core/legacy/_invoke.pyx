@@ -13,6 +13,7 @@ from cpython.bytearray cimport PyByteArray_AS_STRING
 from libc.stdint cimport int32_t, uint32_t, uint64_t
 from libc.string cimport memcpy, memset
 
+from qda_core._marshal cimport _user_copy
 from qda_core._engine cimport FileLane, current_tid, file_enter, file_leave
 
 import errno as _errno
@@ -21,7 +22,15 @@ from qda_core import trace as _trace
 from qda_core import uapi as _uapi
 from qda_core import wire as _wire
 from qda_core.errors import errno_error
-from qda_core.uaccess import copy_from_user as _copy_from_user
+
+
+cdef int _descs_from_user(bytearray descs, uint64_t args) except -1:
+    """``uaccess.copy_from_user(descs, args, "invoke argument descriptors")``: the same copy
+    path and the same EFAULT."""
+    cdef Py_ssize_t n = len(descs)
+    if _user_copy(PyByteArray_AS_STRING(descs), args, <size_t>n, 0, False):
+        raise errno_error(_errno.EFAULT, f"cannot read {n} bytes of invoke argument descriptors at {args:#x}")
+    return 0
 
 cdef extern from *:
     const char *QDARPC_VERSION
@@ -81,7 +90,7 @@ cdef object _invoke(f, arg):
     try:
         if n:
             descs = bytearray(24 * n)
-            _copy_from_user(descs, args, "invoke argument descriptors")
+            _descs_from_user(descs, args)
         else:
             descs = _NO_DESCS
         for i in range(n):
