@@ -72,6 +72,8 @@ class QdaFile(DriverFile):
         self._lock = threading.RLock()             # protects handles, PRIME caches, cb
         self.last_error: OSError | None = None
         self._lane = FileLane(dataplane.native())  # INVOKE's native lane and what it caches (see ioctl)
+        ioc = self.uapi.ioctls[_INVOKE_NR]
+        self._invoke_ioc = (ioc.number, ioc.layout)  # the typed invoke's request and struct
         debug.created("accel_file")
 
     # --- raw ioctl ------------------------------------------------------------------------
@@ -343,13 +345,15 @@ class QdaFile(DriverFile):
         entries are handles. Returns the DSP retval (0 or an AEE code, as unsigned 32-bit)."""
         exported: list[int] = []
         try:
-            if self.uapi.fd_kind != "gem-handle":
+            if self.uapi.fd_kind != "gem-handle" and args:
                 args = [GemRef(self._fd_field(a.handle, exported), a.buf) if isinstance(a, GemRef) else a
                         for a in args]
             with pinned(sc, args, GemRef) as descs:  # the buffers stay held for the ioctl
-                ioc = self.uapi.ioctls[_INVOKE_NR]
-                kbuf = ioc.layout.pack(handle=handle, sc=sc, args=address(descs) if descs else 0)
-                return self._check_dsp(self.ioctl(ioc.number, kbuf))
+                request, layout = self._invoke_ioc
+                kbuf = bytearray(layout.size)
+                layout._struct.pack_into(kbuf, 0, handle, sc, address(descs) if descs else 0)  # Layout.pack
+                ret = self.ioctl(request, kbuf)
+            return self._check_dsp(ret)
         finally:
             for fd in exported:
                 os.close(fd)

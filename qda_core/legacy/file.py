@@ -383,8 +383,10 @@ class LegacyFile(DriverFile):
         order: plain buffers are copied, :class:`DmaBufRef` buffers shared by fd,
         :class:`HandleArg` entries are handles. Returns the DSP retval as unsigned 32-bit."""
         with pinned(sc, args, DmaBufRef) as descs:  # the buffers stay held for the ioctl
-            kbuf = uapi.fastrpc_invoke.pack(handle=handle, sc=sc, args=address(descs) if descs else 0)
-            return self._check_dsp(self.ioctl(uapi.FASTRPC_IOCTL_INVOKE, kbuf))
+            kbuf = bytearray(16)
+            _INVOKE_STRUCT.pack_into(kbuf, 0, handle, sc, address(descs) if descs else 0)  # fastrpc_invoke.pack
+            ret = self.ioctl(uapi.FASTRPC_IOCTL_INVOKE, kbuf)
+        return self._check_dsp(ret)
 
     def req_mmap(self, flags: int, size: int, vaddrin: int = 0) -> int:
         """FASTRPC_IOCTL_MMAP: the kernel allocates ``size`` bytes and maps them on the DSP;
@@ -466,6 +468,9 @@ class LegacyFile(DriverFile):
 
 
 # --- the QDA shim's INVOKE fd arguments ------------------------------------------------------
+_INVOKE_STRUCT = uapi.fastrpc_invoke._struct
+
+
 def _import_fd(f: LegacyFile, i: int, fd: int) -> GemObject:
     """The shim "imports each fd" (docs/spec/kernel_revisions_2026.md §3): a dma-buf attached to
     the file's context bank for this call only. Not a dma-buf -> EINVAL, as misc's map."""
