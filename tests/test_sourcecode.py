@@ -25,7 +25,7 @@ RANKS = [
 # Extra rules stated by ARCHITECTURE.md.
 ONLY = {
     # the DSP sees only what crosses the transport
-    "qda_core.dsp": {"qda_core.dsp", "qda_core.wire", "qda_core.errors", "qda_core.marshal",
+    "qda_core.dsp": {"qda_core.dsp", "qda_core.wire", "qda_core._cwire", "qda_core.errors", "qda_core.marshal",
                      "qda_core.marshal_ref", "qda_core._marshal", "qda_core._ext", "qda_core._iova",
                      "qda_core._abi", "qda_core.debug", "qda_core.trace",
                      # which data plane (native lanes or the Python reference): configuration
@@ -46,13 +46,39 @@ def rank(mod: str) -> int:
 
 def modules():
     for pkg, top in (("qda_core", "qda_core"), ("libadsprpc_compat", "libadsprpc_compat"), ("cli", "qdarpc_cli")):
-        for path in sorted((ROOT / pkg).rglob("*.py")):
+        for path in sorted([*(ROOT / pkg).rglob("*.py"), *(ROOT / pkg).rglob("*.pyx"), *(ROOT / pkg).rglob("*.pxd")]):
             rel = path.relative_to(ROOT / pkg).with_suffix("")
             parts = [p for p in rel.parts if p != "__init__"]
             yield ".".join([top, *parts]), path, path.name == "__init__.py"
 
 
+#: Cython's import statements (``import``, ``from .. import``, ``cimport``, ``from .. cimport``),
+#: a line each (the Cython modules wrap long name lists in parentheses on the same statement).
+_CY_IMPORT = re.compile(r"^[ \t]*(?:from[ \t]+(\.*[\w.]*)[ \t]+c?import[ \t]+(\([^)]*\)|[\w \t,]*)|c?import[ \t]+([\w.]+))",
+                        re.M)
+
+
+def cython_imports(mod: str, path: pathlib.Path):
+    base = mod.split(".")[:-1]
+    for m in _CY_IMPORT.finditer(path.read_text()):
+        src, names, plain = m.groups()
+        if plain:
+            yield plain
+            continue
+        level = len(src) - len(src.lstrip("."))
+        target = src.lstrip(".")
+        if level:
+            target = ".".join(base[: len(base) - level + 1] + ([target] if target else []))
+        yield target
+        for name in names.strip("()").replace("\n", " ").split(","):
+            if name.strip():
+                yield f"{target}.{name.strip().split()[0]}"
+
+
 def imports(mod: str, path: pathlib.Path, is_pkg: bool):
+    if path.suffix in (".pyx", ".pxd"):
+        yield from cython_imports(mod, path)
+        return
     tree = ast.parse(path.read_text())
     base = mod.split(".") if is_pkg else mod.split(".")[:-1]
     for node in ast.walk(tree):
@@ -83,7 +109,8 @@ def our_module(name: str) -> str | None:
         top = {"qdarpc_cli": "cli"}.get(parts[0], parts[0])
         rel = pathlib.Path(top, *parts[1:])
         if (ROOT / rel).with_suffix(".py").exists() or (ROOT / rel / "__init__.py").exists() or \
-                list((ROOT / rel.parent).glob(rel.name + ".*.so")) or (ROOT / rel).with_suffix(".pyx").exists():
+                list((ROOT / rel.parent).glob(rel.name + ".*.so")) or (ROOT / rel).with_suffix(".pyx").exists() or \
+                (ROOT / rel).with_suffix(".pxd").exists():
             return cand
         parts.pop()
     return None
