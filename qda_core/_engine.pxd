@@ -35,13 +35,15 @@ cdef class EngineLane:
 
 
 cdef long current_tid() noexcept
-cpdef bint file_enter(f) except -1
-cpdef bint file_leave(f) except -1
-cpdef bint file_close(f) except -1
 
 
 cdef class FileLane:
     cdef public bint native, ready
-    cdef public object cb, origin, pool_alloc, engine_invoke
+    cdef public object cb, origin, pool_alloc, engine_invoke, invoke_request
     cdef public int client_id
     cdef public EngineLane engine
+    cdef readonly bint closed, released
+    cdef readonly long inflight
+    cpdef bint enter(self)
+    cpdef bint leave(self)
+    cpdef bint close(self)

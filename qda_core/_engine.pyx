@@ -69,14 +69,23 @@ def native_id():
 
 
 cdef class FileLane:
-    """What a driver file's INVOKE lane reads of the file on every call, taken once the file
-    has its context bank (which it keeps until its release): the bank, the sender's stamp
-    (``Origin``) of its user messages, its message pool's ``alloc``, its client id and its
-    channel's engine. ``native``: the file was opened on the native data plane."""
+    """An open driver file's lifetime, and what its INVOKE lane reads of it on every call.
 
-    def __init__(self, bint native):
+    Lifetime (``DriverFile``): ``closed``, the ioctls in flight and whether the release ran;
+    :meth:`enter`, :meth:`leave` and :meth:`close` change them, each atomic under the GIL (no
+    Python code runs inside), so no ioctl takes a lock for it.
+
+    Taken once the file has its context bank (which it keeps until its release): the bank, the
+    sender's stamp (``Origin``) of its user messages, its message pool's ``alloc``, its client
+    id and its channel's engine. ``native``: the file was opened on the native data plane;
+    ``invoke_request``: the INVOKE ioctl number of its driver revision."""
+
+    def __init__(self, bint native, invoke_request=None):
         self.native = native
         self.ready = False
+        self.invoke_request = invoke_request
+        self.closed = self.released = False
+        self.inflight = 0
 
     def fill(self, cb, origin, pool_alloc, int client_id, engine_invoke):
         self.cb, self.origin, self.pool_alloc, self.client_id = cb, origin, pool_alloc, client_id
@@ -84,40 +93,32 @@ cdef class FileLane:
         self.engine_invoke = engine_invoke
         self.ready = True
 
+    cpdef bint enter(self):
+        """Take an ioctl's reference; False once the file is closed (the caller answers EBADF)."""
+        if self.closed:
+            return False
+        self.inflight += 1
+        return True
 
-# --- an open file's lifetime (DriverFile): every ioctl takes and drops a reference -----------
-# Each function runs under the GIL and calls no Python code (plain attribute reads and stores),
-# so no other thread sees a half-made update, without the lock every ioctl would take.
-cpdef bint file_enter(f) except -1:
-    """``DriverFile._enter``: take an ioctl's reference; False once the file is closed."""
-    if f.closed:
+    cpdef bint leave(self):
+        """Drop an ioctl's reference; True when the caller must now run the release (the last
+        one after ``close()``)."""
+        self.inflight -= 1
+        if self.closed and self.inflight == 0 and not self.released:
+            self.released = True
+            return True
         return False
-    f._inflight += 1
-    return True
 
-
-cpdef bint file_leave(f) except -1:
-    """``DriverFile._leave``: drop an ioctl's reference; True when the caller must now run the
-    release (the last one after ``close()``)."""
-    cdef bint release
-    f._inflight -= 1
-    release = f.closed and f._inflight == 0 and not f._released
-    if release:
-        f._released = True
-    return release
-
-
-cpdef bint file_close(f) except -1:
-    """``DriverFile.close``: mark the file closed; True when the caller must now run the
-    release (no ioctl in flight)."""
-    cdef bint release
-    if f.closed:
+    cpdef bint close(self):
+        """Mark the file closed; True when the caller must now run the release (no ioctl in
+        flight)."""
+        if self.closed:
+            return False
+        self.closed = True
+        if self.inflight == 0 and not self.released:
+            self.released = True
+            return True
         return False
-    f.closed = True
-    release = f._inflight == 0 and not f._released
-    if release:
-        f._released = True
-    return release
 
 
 cdef class IdAllocator:

@@ -8,7 +8,8 @@ import sys
 import warnings
 
 from . import faults
-from ._engine import file_close, file_enter, file_leave
+from . import dataplane
+from ._engine import FileLane
 from .errors import errno_error
 from .uaccess import copy_from_user, copy_to_user
 
@@ -44,29 +45,32 @@ class DriverFile:
     returns, never under one. Ioctls that start after ``close()`` get ``EBADF``.
     """
 
-    closed = True
     #: The last handler error, without its traceback (so it never pins a caller's buffers).
     last_error: OSError | None = None
 
-    def __init__(self) -> None:
-        # closed, _inflight, _released change only in _engine's file_* functions, each atomic
-        # under the GIL (every ioctl passes there: no lock taken per ioctl)
-        self._inflight = 0
-        self._released = False
-        self.closed = False
+    def __init__(self, invoke_request: int | None = None) -> None:
+        #: The file's lifetime and its INVOKE lane's cache (qda_core._engine.FileLane): every
+        #: ioctl takes and drops its reference there, without a lock.
+        self._lane = FileLane(dataplane.native(), invoke_request)
+
+    @property
+    def closed(self) -> bool:
+        """Whether ``close()`` was called (ioctls in flight may still be finishing)."""
+        lane = getattr(self, "_lane", None)  # None: __init__ did not get that far
+        return lane is None or lane.closed
 
     def _enter(self) -> bool:
         """Take an ioctl's reference; False once the file is closed (the caller answers EBADF)."""
-        return file_enter(self)
+        return self._lane.enter()
 
     def _leave(self) -> None:
         """Drop an ioctl's reference; the last one after ``close()`` runs the release."""
-        if file_leave(self):
+        if self._lane.leave():
             self._release_now()
 
     def close(self) -> None:
         """Close the file; the driver's release runs now, or when the last ioctl in flight returns."""
-        if file_close(self):
+        if self._lane.close():
             self._release_now()
 
     def _release_now(self) -> None:

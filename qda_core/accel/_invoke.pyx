@@ -14,7 +14,7 @@ from libc.stdint cimport int32_t, uint32_t, uint64_t
 from libc.string cimport memcpy, memset
 
 from qda_core._marshal cimport _user_copy
-from qda_core._engine cimport FileLane, current_tid, file_enter, file_leave
+from qda_core._engine cimport FileLane, current_tid
 
 import errno as _errno
 
@@ -57,21 +57,22 @@ _check_layouts()
 
 def ioctl(f, request, arg=None):
     """``QdaFile.ioctl`` (the DRM core's ``drm_ioctl()``)."""
-    if not file_enter(f):
+    cdef FileLane fl = f._lane
+    if not fl.enter():
         return -_errno.EBADF
     try:
-        if ((<FileLane>f._lane).native and type(request) is int and 0 <= request <= 0xFFFFFFFF
+        if (fl.native and type(request) is int and 0 <= request <= 0xFFFFFFFF
                 and (request & 0xFF) == INVOKE_NR and _trace.RECORDER is None):
-            ret = _invoke(f, <uint32_t>request, arg)
+            ret = _invoke(f, fl, <uint32_t>request, arg)
             if ret is not None:
                 return ret
         return f._ioctl(request, arg)
     finally:
-        if file_leave(f):
+        if fl.leave():
             f._release_now()
 
 
-cdef object _invoke(f, uint32_t request, arg):
+cdef object _invoke(f, FileLane fl, uint32_t request, arg):
     """INVOKE, or None when the reference must serve it (decided before anything happens)."""
     cdef Py_buffer view
     cdef unsigned char kbuf[16]
@@ -80,10 +81,7 @@ cdef object _invoke(f, uint32_t request, arg):
     cdef bint writable
     if arg is None or type(arg) is int:
         return None
-    ioc = f.uapi.ioctls.get(INVOKE_NR)
-    if ioc is None:
-        return None
-    both = (request >> 30) & (<uint32_t>ioc.number >> 30)
+    both = (request >> 30) & (<uint32_t>fl.invoke_request >> 30)  # the revision's INVOKE number
     usize = (request >> 16) & 0x3FFF
     in_size = usize if both & _IN else 0
     out_size = usize if both & _OUT else 0
@@ -113,7 +111,7 @@ cdef object _invoke(f, uint32_t request, arg):
                 _descs_from_user(descs, args)
             else:
                 descs = _NO_DESCS
-            ret = _fastrpc(f, handle, sc, n, descs)
+            ret = _fastrpc(f, fl, handle, sc, n, descs)
         except OSError as exc:
             ret = f._failed(exc)
         if out_size:
@@ -123,7 +121,7 @@ cdef object _invoke(f, uint32_t request, arg):
         PyBuffer_Release(&view)
 
 
-cdef object _fastrpc(f, uint32_t handle, uint32_t sc, uint32_t n, descs):
+cdef object _fastrpc(f, FileLane fl, uint32_t handle, uint32_t sc, uint32_t n, descs):
     """``QdaFile.fastrpc`` for a user INVOKE (not a kernel message, root PD)."""
     cdef uint32_t nbufs = ((sc >> 16) & 0xFF) + ((sc >> 8) & 0xFF)
     cdef uint32_t i
@@ -131,7 +129,6 @@ cdef object _fastrpc(f, uint32_t handle, uint32_t sc, uint32_t n, descs):
     cdef uint64_t ptr, length
     cdef int32_t fd
     cdef uint64_t *r
-    cdef FileLane fl = f._lane
     if not fl.ready:
         f.ensure_cb()
         fl.fill(f.cb, f._origin(False), f._pool.alloc, f.client_id, f.device.fastrpc.invoke)

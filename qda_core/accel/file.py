@@ -19,9 +19,8 @@ import mmap as _mmap
 import os
 import threading
 
-from .. import dataplane, debug, fastrpc, init_msgs, trace, uapi, wire
+from .. import debug, fastrpc, init_msgs, trace, uapi, wire
 from .. import faults as _faults
-from .._engine import FileLane
 from ..driver_file import DriverFile, copy_in, copy_out
 from ..errors import errno_error
 from ..fastrpc import current_comm
@@ -55,7 +54,7 @@ class QdaFile(DriverFile):
     """One open accel file. Not shared across processes; several threads may invoke at once."""
 
     def __init__(self, device, client_id: int, flags: int):
-        super().__init__()
+        super().__init__(device.uapi.ioctls[_INVOKE_NR].number)
         self.device = device
         #: The device's revision uapi (qda_core.uapi.AccelUapi).
         self.uapi = device.uapi
@@ -71,7 +70,6 @@ class QdaFile(DriverFile):
         self._init_mem: list[GemObject] = []       # RFC overwrites (leaks) older ones; freed at close
         self._lock = threading.RLock()             # protects handles, PRIME caches, cb
         self.last_error: OSError | None = None
-        self._lane = FileLane(dataplane.native())  # INVOKE's native lane and what it caches (see ioctl)
         ioc = self.uapi.ioctls[_INVOKE_NR]
         self._invoke_ioc = (ioc.number, ioc.layout)  # the typed invoke's request and struct
         debug.created("accel_file")

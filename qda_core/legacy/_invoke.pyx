@@ -14,7 +14,7 @@ from libc.stdint cimport int32_t, uint32_t, uint64_t
 from libc.string cimport memcpy, memset
 
 from qda_core._marshal cimport _user_copy
-from qda_core._engine cimport FileLane, current_tid, file_enter, file_leave
+from qda_core._engine cimport FileLane, current_tid
 
 import errno as _errno
 
@@ -48,21 +48,22 @@ assert (_uapi.fastrpc_invoke.size, _uapi.fastrpc_invoke.offset("handle"), _uapi.
 
 def ioctl(f, request, arg=None):
     """``LegacyFile.ioctl`` (``fastrpc_device_ioctl``: switch on the full command number)."""
-    if (<FileLane>f._lane).native and type(request) is int and request == INVOKE and _trace.RECORDER is None:
-        if not file_enter(f):
+    cdef FileLane fl = f._lane
+    if fl.native and type(request) is int and request == INVOKE and _trace.RECORDER is None:
+        if not fl.enter():
             return -_errno.EBADF
         try:
-            ret = _invoke(f, arg)
+            ret = _invoke(f, fl, arg)
             if ret is not None:
                 return ret
             return f._dispatch(request, arg)[0]
         finally:
-            if file_leave(f):
+            if fl.leave():
                 f._release_now()
     return f._ioctl_reference(request, arg)
 
 
-cdef object _invoke(f, arg):
+cdef object _invoke(f, FileLane fl, arg):
     """INVOKE, or None when the reference must serve it (decided before anything happens)."""
     cdef Py_buffer view
     cdef unsigned char kbuf[16]
@@ -99,19 +100,18 @@ cdef object _invoke(f, arg):
             memcpy(&fd, d + 16, 4)
             if fd != 0 and fd != -1 and length != 0:  # a buffer to map: the reference's maps
                 return f.internal_invoke(False, handle, sc, descs)
-        return _internal_invoke(f, handle, sc, descs)
+        return _internal_invoke(f, fl, handle, sc, descs)
     except OSError as exc:
         return f._failed(exc)
 
 
-cdef object _internal_invoke(f, uint32_t handle, uint32_t sc, descs):
+cdef object _internal_invoke(f, FileLane fl, uint32_t handle, uint32_t sc, descs):
     """``LegacyFile.internal_invoke`` of a user INVOKE with no buffer to map."""
     channel = f.channel
     if not channel.up:
         raise errno_error(_errno.EPIPE, f"{f.path}: DSP channel is down")
     if handle == _INIT_HANDLE:
         raise errno_error(_errno.EPERM, "user app trying to send a kernel RPC message (handle 1)")
-    cdef FileLane fl = f._lane
     if not fl.ready:
         cb = f.ensure_cb()
         fl.fill(cb, f._origin(cb, False), f._pool.alloc, f.client_id, channel.fastrpc.invoke)

@@ -24,9 +24,8 @@ import os
 import struct
 import threading
 
-from .. import dataplane, debug, fastrpc, init_msgs, trace, uapi, wire
+from .. import debug, fastrpc, init_msgs, trace, uapi, wire
 from .. import faults as _faults
-from .._engine import FileLane
 from ..driver_file import DriverFile, copy_in, copy_out
 from ..errors import errno_error
 from ..fastrpc import current_comm
@@ -102,7 +101,7 @@ class LegacyFile(DriverFile):
     first allocation (QDA shim: ``cb`` is None until then) to close."""
 
     def __init__(self, device, cb, flags: int):
-        super().__init__()
+        super().__init__(uapi.FASTRPC_IOCTL_INVOKE)
         self.device = device
         self.channel = device.channel
         #: The channel's revision and its policy, as of open.
@@ -126,7 +125,6 @@ class LegacyFile(DriverFile):
         self._lock = threading.RLock()  # protects maps, mmaps, _init_mem, _dma_bufs, pd, cb, _pool
         self._origins: dict[tuple, wire.Origin] = {}  # (cb, kernel) -> Origin (see _origin)
         self.last_error: OSError | None = None
-        self._lane = FileLane(dataplane.native())  # INVOKE's native lane and what it caches (see ioctl)
         debug.created("legacy_file")
 
     def ensure_cb(self):
