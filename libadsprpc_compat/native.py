@@ -69,6 +69,10 @@ def libs() -> str:
     return f"-L{d} -Wl,-rpath,{d} -lcdsprpc"
 
 
+#: Preloaded libraries that must stay first on LD_PRELOAD (the sanitizers' runtimes).
+_SANITIZER_RUNTIMES = ("libasan", "libubsan", "libtsan", "liblsan", "libclang_rt.")
+
+
 def run_env(base: dict[str, str] | None = None, *, backend: str | None = None, soc: str | None = None,
             trace: str | None = None, with_shim: bool = False) -> dict[str, str]:
     """``base`` (default ``os.environ``) plus what a C program needs to reach the emulator:
@@ -78,8 +82,11 @@ def run_env(base: dict[str, str] | None = None, *, backend: str | None = None, s
     (``QDARPC_PYTHON``), and the backend, SoC profile and trace file when given."""
     env = dict(os.environ if base is None else base)
     if with_shim:
-        prev = env.get("LD_PRELOAD")
-        env["LD_PRELOAD"] = str(shim()) + (" " + prev if prev else "")
+        # the shim goes first, but after a sanitizer runtime already preloaded (ASan aborts a
+        # program whose preload list does not start with it: tox -e asan runs the suite so)
+        prev = env.get("LD_PRELOAD", "").replace(":", " ").split()
+        runtimes = [p for p in prev if os.path.basename(p).startswith(_SANITIZER_RUNTIMES)]
+        env["LD_PRELOAD"] = " ".join([*runtimes, str(shim()), *(p for p in prev if p not in runtimes)])
     else:
         prev = env.get("LD_LIBRARY_PATH")
         env["LD_LIBRARY_PATH"] = str(libdir()) + (os.pathsep + prev if prev else "")

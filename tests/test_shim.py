@@ -215,3 +215,17 @@ def test_split_programs():
     for bad in (["a", ":::"], [":::", "b"], ["a", ":::", "b", ":::", "c"]):
         with pytest.raises(CliError):
             split_programs(bad, order)
+
+
+def test_run_env_puts_the_shim_first_after_any_sanitizer_runtime():
+    """ASan aborts a program whose preload list does not start with its runtime (tox -e asan)."""
+    from libadsprpc_compat import native
+
+    try:
+        shim = str(native.shim())
+    except native.NotBuiltError:
+        pytest.skip("the device shim is not built")
+    assert native.run_env({}, with_shim=True)["LD_PRELOAD"] == shim
+    got = native.run_env({"LD_PRELOAD": "/lib/libasan.so.8 /opt/libfoo.so:/lib/libubsan.so.1"},
+                         with_shim=True)["LD_PRELOAD"].split()
+    assert got == ["/lib/libasan.so.8", "/lib/libubsan.so.1", shim, "/opt/libfoo.so"]
