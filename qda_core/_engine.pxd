@@ -47,3 +47,4 @@ cdef class FileLane:
     cpdef bint enter(self)
     cpdef bint leave(self)
     cpdef bint close(self)
+cdef object read_descs(uint64_t args, uint32_t n)

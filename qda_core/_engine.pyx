@@ -14,7 +14,8 @@ from libc.stdint cimport int32_t, int64_t, uint32_t, uint64_t
 from libc.stdlib cimport free, realloc
 from libc.string cimport memmove, memset
 
-from qda_core._marshal cimport pack_raw, payload_size_raw, unpack_raw
+from qda_core._marshal cimport _user_copy, pack_raw, payload_size_raw, unpack_raw
+from cpython.bytearray cimport PyByteArray_AS_STRING
 
 from qda_core._cwire cimport (QDA_ENDPOINT_CAPSULE, QDA_EP_REFERENCE, QDA_EP_REPLIED, fastrpc_invoke_rsp,
                                fastrpc_msg, qda_endpoint)
@@ -226,6 +227,21 @@ cdef class IdAllocator:
 
     cdef object _busy(self):
         return errno_error(_errno.EBUSY, f"no free invoke context id ({self.limit} invokes outstanding)")
+
+
+cdef bytes _NO_DESCS = b""  # no arguments: no descriptors, no page list (nothing to allocate)
+
+
+cdef object read_descs(uint64_t args, uint32_t n):
+    """The ``n`` invoke descriptors at user address ``args`` (an INVOKE struct's ``args``), as
+    ``uaccess.copy_from_user(descs, args, "invoke argument descriptors")`` reads them (same
+    path, same EFAULT); an empty bytes for none (nothing allocated)."""
+    if not n:
+        return _NO_DESCS
+    descs = bytearray(24 * n)
+    if _user_copy(PyByteArray_AS_STRING(descs), args, 24 * n, 0, False):
+        raise errno_error(_errno.EFAULT, f"cannot read {24 * n} bytes of invoke argument descriptors at {args:#x}")
+    return descs
 
 
 cdef inline int32_t _s32(uint64_t v) noexcept:

@@ -707,12 +707,10 @@ def decode(uint32_t sc, payload):
             [(hs[i].fd, hs[i].offset, hs[i].len, hs[i].map_addr, hs[i].map_size) for i in range(nh)])
 
 
-cdef tuple decode_views_raw(uint32_t sc, object pv, const char *p, size_t plen, uint64_t base):
-    """``decode_views`` for the native DSP lane: the payload ``pv`` (a 1-D byte memoryview, at
-    device address ``base``) already held, its bytes at ``p``. Returns ``(views, copied,
-    nbytes_in, nbytes_out, handles, refs)``: the argument views (None where a buffer lies
-    outside the payload), ``handles`` as ``(fd, offset, len, map_addr, map_size)`` tuples and
-    ``refs`` the ``(addr, len)`` of each buffer outside the payload, in order."""
+cdef tuple _decode_views(uint32_t sc, object pv, const char *p, size_t plen, uint64_t base, bint all_bufs):
+    """The one decode-and-view pass behind :func:`decode_views` and :func:`decode_views_raw`:
+    ``(views, copied, nbytes_in, nbytes_out, handles, bufs)``; ``bufs`` is the ``(addr, len)``
+    of every buffer when ``all_bufs``, else a dict of those outside the payload (or None)."""
     cdef qda_dec_buf bufs[REMOTE_SCALARS_MAX_LENGTH]
     cdef qda_dec_handle hs[32]
     cdef qda_marshal_status st
@@ -725,16 +723,18 @@ cdef tuple decode_views_raw(uint32_t sc, object pv, const char *p, size_t plen, 
     ret = qda_decode(sc, p, plen, bufs, REMOTE_SCALARS_MAX_LENGTH, hs, 32, &st)
     if ret < 0:
         raise _error(ret, &st)
-    ro = None
+    ro = None  # a read-only view of the payload, made once: in-buffers are slices of it
     views = []
-    refs = None
+    out = [] if all_bufs else None
     for i in range(nbufs):
         length = bufs[i].len
+        if all_bufs:
+            out.append((bufs[i].addr, length))
         if i < nin:
             nin_bytes += length
         else:
             nout_bytes += length
-        off = bufs[i].addr - base
+        off = bufs[i].addr - base  # wraps below base: then >= plen, so "outside"
         if length and bufs[i].addr >= base and off < plen:
             copied += length
         if length == 0:
@@ -748,12 +748,21 @@ cdef tuple decode_views_raw(uint32_t sc, object pv, const char *p, size_t plen, 
                 views.append(ro[off:off + length])
         else:
             views.append(None)
-            if refs is None:
-                refs = {}
-            refs[i] = (bufs[i].addr, length)
-    handles = tuple([(hs[i].fd, hs[i].offset, hs[i].len, hs[i].map_addr, hs[i].map_size) for i in range(nh)]) \
-        if nh else ()
-    return views, copied, nin_bytes, nout_bytes, handles, refs
+            if not all_bufs:
+                if out is None:
+                    out = {}
+                out[i] = (bufs[i].addr, length)
+    handles = [(hs[i].fd, hs[i].offset, hs[i].len, hs[i].map_addr, hs[i].map_size) for i in range(nh)]
+    return views, copied, nin_bytes, nout_bytes, handles, out
+
+
+cdef tuple decode_views_raw(uint32_t sc, object pv, const char *p, size_t plen, uint64_t base):
+    """``decode_views`` for the native DSP lane: the payload ``pv`` (a 1-D byte memoryview, at
+    device address ``base``) already held, its bytes at ``p``. Returns ``(views, copied,
+    nbytes_in, nbytes_out, handles, refs)``: the argument views (None where a buffer lies
+    outside the payload), ``handles`` as ``(fd, offset, len, map_addr, map_size)`` tuples and
+    ``refs`` the ``(addr, len)`` of each buffer outside the payload by index (None: none)."""
+    return _decode_views(sc, pv, p, plen, base, False)
 
 
 def decode_views(uint32_t sc, payload, uint64_t base):
@@ -761,48 +770,12 @@ def decode_views(uint32_t sc, payload, uint64_t base):
     in one pass: ``(bufs, handles, views, copied, nbytes_in, nbytes_out)`` exactly as the
     reference (``qda_core.marshal_ref.decode_views``) returns them."""
     cdef Py_buffer p
-    cdef qda_dec_buf bufs[REMOTE_SCALARS_MAX_LENGTH]
-    cdef qda_dec_handle hs[32]
-    cdef qda_marshal_status st
-    cdef int ret
-    cdef uint32_t nin = (sc >> 16) & 0xFF
-    cdef uint32_t nbufs = nin + ((sc >> 8) & 0xFF)
-    cdef uint32_t nh = ((sc >> 4) & 0xF) + (sc & 0xF)
-    cdef uint32_t i
-    cdef uint64_t size, off, length, copied = 0, nin_bytes = 0, nout_bytes = 0
     _get(payload, &p, PyBUF_SIMPLE, "payload")
     try:
-        size = <uint64_t>p.len
-        ret = qda_decode(sc, p.buf, <size_t>p.len, bufs, REMOTE_SCALARS_MAX_LENGTH, hs, 32, &st)
+        pv = payload if type(payload) is memoryview and payload.format == "B" and payload.ndim == 1 \
+            else memoryview(payload).cast("B")
+        views, copied, nin_bytes, nout_bytes, handles, out = _decode_views(sc, pv, <const char *>p.buf,
+                                                                           <size_t>p.len, base, True)
     finally:
         PyBuffer_Release(&p)
-    if ret < 0:
-        raise _error(ret, &st)
-    pv = payload if type(payload) is memoryview and payload.format == "B" and payload.ndim == 1 \
-        else memoryview(payload).cast("B")
-    ro = None  # a read-only view of the payload, made once: in-buffers are slices of it
-    out_bufs = []
-    views = []
-    for i in range(nbufs):
-        length = bufs[i].len
-        out_bufs.append((bufs[i].addr, length))
-        if i < nin:
-            nin_bytes += length
-        else:
-            nout_bytes += length
-        off = bufs[i].addr - base  # wraps below base: then >= size, so "outside"
-        if length and bufs[i].addr >= base and off < size:
-            copied += length
-        if length == 0:
-            views.append(memoryview(bytearray()) if i >= nin else memoryview(b""))
-        elif bufs[i].addr >= base and off <= size and length <= size - off:
-            if i >= nin:
-                views.append(pv[off:off + length])
-            else:
-                if ro is None:
-                    ro = pv.toreadonly()
-                views.append(ro[off:off + length])
-        else:
-            views.append(None)
-    return (out_bufs, [(hs[i].fd, hs[i].offset, hs[i].len, hs[i].map_addr, hs[i].map_size) for i in range(nh)],
-            views, copied, nin_bytes, nout_bytes)
+    return out, handles, views, copied, nin_bytes, nout_bytes

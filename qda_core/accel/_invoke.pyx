@@ -13,8 +13,7 @@ from cpython.bytearray cimport PyByteArray_AS_STRING
 from libc.stdint cimport int32_t, uint32_t, uint64_t
 from libc.string cimport memcpy, memset
 
-from qda_core._marshal cimport _user_copy
-from qda_core._engine cimport FileLane, current_tid
+from qda_core._engine cimport FileLane, current_tid, read_descs
 
 import errno as _errno
 
@@ -25,19 +24,11 @@ from qda_core.errors import errno_error
 from qda_core.mem.vma import ref_address as _ref_address
 
 
-cdef int _descs_from_user(bytearray descs, uint64_t args) except -1:
-    """``uaccess.copy_from_user(descs, args, "invoke argument descriptors")``: the same copy
-    path and the same EFAULT."""
-    cdef Py_ssize_t n = len(descs)
-    if _user_copy(PyByteArray_AS_STRING(descs), args, <size_t>n, 0, False):
-        raise errno_error(_errno.EFAULT, f"cannot read {n} bytes of invoke argument descriptors at {args:#x}")
-    return 0
-
 cdef extern from *:
     const char *QDARPC_VERSION
 __version__ = QDARPC_VERSION.decode()
 
-cdef bytes _NO_DESCS = b""  # no arguments: no descriptors, no page list (nothing to allocate)
+cdef bytes _NO_DESCS = b""  # no arguments: no page list (nothing to allocate)
 cdef int INVOKE_NR = _uapi.IOC_NR(_uapi.DRM_IOCTL_QDA_INVOKE)
 cdef uint32_t _INIT_HANDLE = _wire.FASTRPC_INIT_HANDLE
 cdef int _ROOT_PD = _wire.ROOT_PD
@@ -106,11 +97,7 @@ cdef object _invoke(f, FileLane fl, uint32_t request, arg):
         memcpy(&args, kbuf + 8, 8)
         n = ((sc >> 16) & 0xFF) + ((sc >> 8) & 0xFF) + ((sc >> 4) & 0xF) + (sc & 0xF)
         try:
-            if n:
-                descs = bytearray(24 * n)
-                _descs_from_user(descs, args)
-            else:
-                descs = _NO_DESCS
+            descs = read_descs(args, n)
             ret = _fastrpc(f, fl, handle, sc, n, descs)
         except OSError as exc:
             ret = f._failed(exc)

@@ -18,15 +18,7 @@ cdef class Call:
     """
 
     def __init__(self, sc, method, inbufs, outbufs, inhandles, outhandles, process, handle):
-        self.sc = sc
-        self.method = method
-        self.inbufs = inbufs
-        self.outbufs = outbufs
-        self.inhandles = inhandles
-        self.outhandles = outhandles
-        self.process = process
-        self.handle = handle
-        self.extra_ns = 0
+        _fill(self, sc, method, inbufs, outbufs, inhandles, outhandles, process, handle)
 
     def add_cost(self, ns):
         """Charge data-dependent modeled time to this call (on top of the cost model)."""
@@ -50,13 +42,10 @@ cdef Call new_call(object sc, object method, tuple inbufs, tuple outbufs, tuple 
                    object process, object handle):
     """A Call, made without the Python-level ``__init__`` call (the native lane's)."""
     cdef Call c = Call.__new__(Call)
-    c.sc = sc
-    c.method = method
-    c.inbufs = inbufs
-    c.outbufs = outbufs
-    c.inhandles = inhandles
-    c.outhandles = outhandles
-    c.process = process
-    c.handle = handle
-    c.extra_ns = 0
+    _fill(c, sc, method, inbufs, outbufs, inhandles, outhandles, process, handle)
     return c
+
+
+cdef inline void _fill(Call c, sc, method, inbufs, outbufs, inhandles, outhandles, process, handle):
+    c.sc, c.method, c.inbufs, c.outbufs = sc, method, inbufs, outbufs
+    c.inhandles, c.outhandles, c.process, c.handle, c.extra_ns = inhandles, outhandles, process, handle, 0

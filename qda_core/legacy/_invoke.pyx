@@ -13,8 +13,7 @@ from cpython.bytearray cimport PyByteArray_AS_STRING
 from libc.stdint cimport int32_t, uint32_t, uint64_t
 from libc.string cimport memcpy, memset
 
-from qda_core._marshal cimport _user_copy
-from qda_core._engine cimport FileLane, current_tid
+from qda_core._engine cimport FileLane, current_tid, read_descs
 
 import errno as _errno
 
@@ -24,19 +23,11 @@ from qda_core import wire as _wire
 from qda_core.errors import errno_error
 
 
-cdef int _descs_from_user(bytearray descs, uint64_t args) except -1:
-    """``uaccess.copy_from_user(descs, args, "invoke argument descriptors")``: the same copy
-    path and the same EFAULT."""
-    cdef Py_ssize_t n = len(descs)
-    if _user_copy(PyByteArray_AS_STRING(descs), args, <size_t>n, 0, False):
-        raise errno_error(_errno.EFAULT, f"cannot read {n} bytes of invoke argument descriptors at {args:#x}")
-    return 0
-
 cdef extern from *:
     const char *QDARPC_VERSION
 __version__ = QDARPC_VERSION.decode()
 
-cdef bytes _NO_DESCS = b""  # no arguments: no descriptors, no page list (nothing to allocate)
+cdef bytes _NO_DESCS = b""  # no arguments: no page list (nothing to allocate)
 cdef uint32_t INVOKE = _uapi.FASTRPC_IOCTL_INVOKE
 cdef uint32_t _INIT_HANDLE = _wire.FASTRPC_INIT_HANDLE
 cdef uint32_t _MAX_STATIC = _wire.FASTRPC_MAX_STATIC_HANDLE
@@ -89,11 +80,7 @@ cdef object _invoke(f, FileLane fl, arg):
     memcpy(&args, kbuf + 8, 8)
     n = ((sc >> 16) & 0xFF) + ((sc >> 8) & 0xFF) + ((sc >> 4) & 0xF) + (sc & 0xF)
     try:
-        if n:
-            descs = bytearray(24 * n)
-            _descs_from_user(descs, args)
-        else:
-            descs = _NO_DESCS
+        descs = read_descs(args, n)
         for i in range(n):
             d = PyByteArray_AS_STRING(descs) + 24 * i
             memcpy(&length, d + 8, 8)
