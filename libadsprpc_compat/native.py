@@ -73,6 +73,20 @@ def libs() -> str:
 _SANITIZER_RUNTIMES = ("libasan", "libubsan", "libtsan", "liblsan", "libclang_rt.")
 
 
+def _loaded_runtimes() -> list[str]:
+    """The sanitizer runtimes this process has loaded (from /proc/self/maps), in load order."""
+    found: list[str] = []
+    try:
+        with open("/proc/self/maps") as maps:
+            for line in maps:
+                path = line.split(None, 5)[5].strip() if line.count(" ") >= 5 else ""
+                if path and os.path.basename(path).startswith(_SANITIZER_RUNTIMES) and path not in found:
+                    found.append(path)
+    except (OSError, IndexError):
+        pass
+    return found
+
+
 def run_env(base: dict[str, str] | None = None, *, backend: str | None = None, soc: str | None = None,
             trace: str | None = None, with_shim: bool = False) -> dict[str, str]:
     """``base`` (default ``os.environ``) plus what a C program needs to reach the emulator:
@@ -81,15 +95,19 @@ def run_env(base: dict[str, str] | None = None, *, backend: str | None = None, s
     program's own FastRPC library left alone -, the interpreter the package runs in
     (``QDARPC_PYTHON``), and the backend, SoC profile and trace file when given."""
     env = dict(os.environ if base is None else base)
-    if with_shim:
-        # the shim goes first, but after a sanitizer runtime already preloaded (ASan aborts a
-        # program whose preload list does not start with it: tox -e asan runs the suite so)
-        prev = env.get("LD_PRELOAD", "").replace(":", " ").split()
-        runtimes = [p for p in prev if os.path.basename(p).startswith(_SANITIZER_RUNTIMES)]
-        env["LD_PRELOAD"] = " ".join([*runtimes, str(shim()), *(p for p in prev if p not in runtimes)])
-    else:
-        prev = env.get("LD_LIBRARY_PATH")
-        env["LD_LIBRARY_PATH"] = str(libdir()) + (os.pathsep + prev if prev else "")
+    # A sanitizer runtime goes first on LD_PRELOAD, then the shim, then the rest: ASan aborts a
+    # program whose preload list does not start with it, and our libraries built with it
+    # (QDARPC_SANITIZE=1, tox -e asan) need it in every program that loads them, so the
+    # runtimes this process runs with are passed on.
+    prev = env.get("LD_PRELOAD", "").replace(":", " ").split()
+    runtimes = list(dict.fromkeys([p for p in prev if os.path.basename(p).startswith(_SANITIZER_RUNTIMES)]
+                                  + _loaded_runtimes()))
+    preload = [*runtimes, *([str(shim())] if with_shim else []), *(p for p in prev if p not in runtimes)]
+    if preload:
+        env["LD_PRELOAD"] = " ".join(preload)
+    if not with_shim:
+        prev_path = env.get("LD_LIBRARY_PATH")
+        env["LD_LIBRARY_PATH"] = str(libdir()) + (os.pathsep + prev_path if prev_path else "")
     env["QDARPC_PYTHON"] = sys.executable
     for key, value in (("QDARPC_BACKEND", backend), ("QDARPC_SOC", soc),
                        ("QDARPC_TRACE", os.path.abspath(trace) if trace else None)):

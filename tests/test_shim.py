@@ -225,7 +225,8 @@ def test_run_env_puts_the_shim_first_after_any_sanitizer_runtime():
         shim = str(native.shim())
     except native.NotBuiltError:
         pytest.skip("the device shim is not built")
-    assert native.run_env({}, with_shim=True)["LD_PRELOAD"] == shim
+    mine = native._loaded_runtimes()  # this process's own sanitizer runtimes (tox -e asan), passed on
+    assert native.run_env({}, with_shim=True)["LD_PRELOAD"].split() == [*mine, shim]
     got = native.run_env({"LD_PRELOAD": "/lib/libasan.so.8 /opt/libfoo.so:/lib/libubsan.so.1"},
                          with_shim=True)["LD_PRELOAD"].split()
-    assert got == ["/lib/libasan.so.8", "/lib/libubsan.so.1", shim, "/opt/libfoo.so"]
+    assert got == ["/lib/libasan.so.8", "/lib/libubsan.so.1", *mine, shim, "/opt/libfoo.so"]
