@@ -74,17 +74,28 @@ _SANITIZER_RUNTIMES = ("libasan", "libubsan", "libtsan", "liblsan", "libclang_rt
 
 
 def _loaded_runtimes() -> list[str]:
-    """The sanitizer runtimes this process has loaded (from /proc/self/maps), in load order."""
+    """The sanitizer runtimes this process has loaded (from /proc/self/maps), ASan's first."""
     found: list[str] = []
     try:
         with open("/proc/self/maps") as maps:
             for line in maps:
-                path = line.split(None, 5)[5].strip() if line.count(" ") >= 5 else ""
+                fields = line.split(None, 5)  # an anonymous mapping has no sixth field
+                path = fields[5].strip() if len(fields) > 5 else ""
                 if path and os.path.basename(path).startswith(_SANITIZER_RUNTIMES) and path not in found:
                     found.append(path)
-    except (OSError, IndexError):
+    except OSError:
         pass
-    return found
+    return sorted(found, key=lambda p: "asan" not in os.path.basename(p))  # ASan's must be the very first
+
+
+def sanitizer_preload(env: dict[str, str]) -> dict[str, str]:
+    """``env`` with the sanitizer runtimes this process runs with on ``LD_PRELOAD`` (when it
+    has none): a Python started with it that imports our extensions built with
+    ``QDARPC_SANITIZE=1`` needs them first (tox -e asan). Returns ``env``."""
+    runtimes = _loaded_runtimes()
+    if runtimes and not env.get("LD_PRELOAD"):
+        env["LD_PRELOAD"] = " ".join(runtimes)
+    return env
 
 
 def run_env(base: dict[str, str] | None = None, *, backend: str | None = None, soc: str | None = None,

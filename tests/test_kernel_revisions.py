@@ -737,9 +737,10 @@ def test_upstream_accel_staging_library_on_both_accel_revisions(tmp_path):
     qdarpc = Path(sys.executable).parent / "qdarpc"
     out = {}
     for rev in (RFC, V1):
-        env = {k: v for k, v in os.environ.items()
-               if k not in ("QDARPC_TRACE", "QDARPC_SOC", "QDARPC_BACKEND", "LD_PRELOAD", "LD_LIBRARY_PATH",
-                            "PYTHONPATH", "DSP_LIBRARY_PATH", "ADSP_LIBRARY_PATH")}
+        env = native.sanitizer_preload({k: v for k, v in os.environ.items()
+                                        if k not in ("QDARPC_TRACE", "QDARPC_SOC", "QDARPC_BACKEND", "LD_PRELOAD",
+                                                     "LD_LIBRARY_PATH", "PYTHONPATH", "DSP_LIBRARY_PATH",
+                                                     "ADSP_LIBRARY_PATH")})
         env["QDARPC_SHIM_DEBUG"] = "1"
         env[kernels.ENV] = rev
         res = subprocess.run([str(qdarpc), "run", "--shim", "--", str(exe)], cwd=tmp_path,

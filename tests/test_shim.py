@@ -107,7 +107,8 @@ class TestInAProcess:
         from libadsprpc_compat import native
 
         qdarpc = pathlib.Path(sys.executable).parent / "qdarpc"
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("QDARPC_", "LD_PRELOAD"))}
+        env = native.sanitizer_preload({k: v for k, v in os.environ.items()
+                                        if not k.startswith(("QDARPC_", "LD_PRELOAD"))})
         native.libdir()  # built
         res = subprocess.run([str(qdarpc), "ab", "--exec", "--shim", "--json", "--", str(nodes_prog), ":::",
                               str(nodes_prog)], env=env, capture_output=True, text=True, timeout=120)

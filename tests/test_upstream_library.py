@@ -36,6 +36,8 @@ from pathlib import Path
 
 import pytest
 
+from libadsprpc_compat import native
+
 sys.path.insert(0, str(Path(__file__).parent))
 from cc_helpers import CC  # noqa: E402
 
@@ -138,7 +140,7 @@ class Run:
 def run_shim(argv, *, backend: str, cwd: Path, faults: str | None = None) -> Run:
     """``qdarpc run --shim --backend BACKEND [--faults SPEC] -- argv`` in ``cwd`` with the shim's
     debug log on; after TIMEOUT the whole process group is killed and the run reported as hung."""
-    env = {k: v for k, v in os.environ.items() if k not in _SCRUB}
+    env = native.sanitizer_preload({k: v for k, v in os.environ.items() if k not in _SCRUB})
     env["QDARPC_SHIM_DEBUG"] = "1"
     cmd = [*qdarpc(), "run", "--shim", "--backend", backend, *(["--faults", faults] if faults else []), "--",
            *map(str, argv)]
@@ -331,7 +333,7 @@ def test_ab_exec_shim(builds, tmp_path):
     run's trace shows its own driver's nodes."""
     if why := _shim_missing():
         pytest.skip(why)
-    env = {k: v for k, v in os.environ.items() if k not in _SCRUB}
+    env = native.sanitizer_preload({k: v for k, v in os.environ.items() if k not in _SCRUB})
     cmd = [*qdarpc(), "ab", "--exec", "--shim", "--json", "--", builds["development"].client, ":::",
            builds["accel-staging"].client]
     res = subprocess.run(list(map(str, cmd)), cwd=tmp_path, env=env, capture_output=True, text=True,
