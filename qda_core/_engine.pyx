@@ -11,7 +11,7 @@ docs/dataplane.md.
 from cpython.buffer cimport PyBUF_SIMPLE, PyBuffer_Release, PyObject_GetBuffer
 from cpython.pycapsule cimport PyCapsule_GetPointer, PyCapsule_IsValid
 from libc.stdint cimport int32_t, int64_t, uint32_t, uint64_t
-from libc.stdlib cimport free, realloc
+from cpython.mem cimport PyMem_Free, PyMem_Realloc
 from libc.string cimport memmove, memset
 
 from qda_core._marshal cimport _user_copy, pack_raw, payload_size_raw, unpack_raw
@@ -143,7 +143,7 @@ cdef class IdAllocator:
         self._cursor = 0
 
     def __dealloc__(self):
-        free(self._heap)
+        PyMem_Free(self._heap)
 
     def alloc(self):
         """A free context id; ``EBUSY`` when ``limit`` are outstanding."""
@@ -189,7 +189,7 @@ cdef class IdAllocator:
         cdef Py_ssize_t j, parent
         cdef uint64_t *h
         if self._nheap == self._capheap:
-            h = <uint64_t *>realloc(self._heap, (self._capheap * 2 + 16) * sizeof(uint64_t))
+            h = <uint64_t *>PyMem_Realloc(self._heap, (self._capheap * 2 + 16) * sizeof(uint64_t))
             if h == NULL:
                 raise MemoryError()
             self._heap = h

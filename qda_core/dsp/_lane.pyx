@@ -75,6 +75,7 @@ cdef class DspLane:
     """The native receive of one DSP endpoint (one host driver's channel)."""
     cdef readonly object dsp
     cdef readonly str channel
+    cdef qda_endpoint _ep
     cdef qda_endpoint *ep
     cdef dict _dsp_dict
     cdef dict _pds          # client id -> _Pd
@@ -94,15 +95,10 @@ cdef class DspLane:
         self._pds_gen = None
         self._stats = None
         self._stats_owner = None
-        self.ep = <qda_endpoint *>malloc(sizeof(qda_endpoint))
-        if self.ep == NULL:
-            raise MemoryError()
+        self.ep = &self._ep  # in the object itself: it lives exactly as long as the lane
         self.ep.receive = _receive
         self.ep.self = <void *>self  # each capsule made of ep owns a reference to the lane (see capsule)
         self._cost = None
-
-    def __dealloc__(self):
-        free(self.ep)
 
     @property
     def capsule(self):
