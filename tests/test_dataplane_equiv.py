@@ -329,3 +329,53 @@ def test_a_stand_in_for_the_dsps_statistics_is_told_every_message(make_soc, equi
             assert dsp.stats.n == 1, name
         finally:
             side.close()
+
+
+# --- contracts of the lanes' public C-level names ---------------------------------------------
+def test_native_id_is_the_threads_id_and_a_forked_childs_own():
+    import threading
+
+    from qda_core._engine import native_id
+
+    assert native_id() == threading.get_native_id()
+    seen = []
+    t = threading.Thread(target=lambda: seen.append((native_id(), threading.get_native_id())))
+    t.start()
+    t.join()
+    assert seen[0][0] == seen[0][1] != native_id()
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child's thread is another thread: its own id, not the cached parent's
+        os.write(w, str(int(native_id() == threading.get_native_id() == os.getpid())).encode())
+        os._exit(0)
+    os.close(w)
+    os.waitpid(pid, 0)
+    assert os.read(r, 8) == b"1"
+    os.close(r)
+
+
+def test_counters_take_what_was_recorded_and_start_again():
+    from qda_core.dsp._counters import Counters, PdCounters, account
+
+    c = Counters()
+    c.record(bytes_in=3, bytes_out=4, handles_in=1, handles_out=2, ns=10, error=True)
+    c.record(ns=5, crash=True)
+    assert c.take() == (2, 1, 1, 3, 4, 1, 2, 15) and c.take() == (0,) * 8
+    p = PdCounters()
+    p.record(1, 7)
+    p.record(0, 3)
+    assert (p.invokes, p.modeled_ns) == (1, 10)
+    last, total, count = account()
+    assert last >= 0 and total >= 0 and count >= 0
+
+
+def test_the_dsp_lane_answers_through_its_python_entry(make_soc):
+    """DspLane.receive (tests' entry): a message for no PD is the reference's to answer."""
+    from qda_core import wire
+
+    soc = make_soc("default")
+    dsp = soc.domain("cdsp").dsp
+    lane = dsp.endpoint("probe")._lane
+    replied, reference, ctx, rv = lane.receive(7, 1, 0x50, 0x1234_5678, 2 << 24, 0, 0,
+                                               wire.Origin(7, frozenset(), False))
+    assert (replied, reference, ctx, rv & 0xFFFF_FFFF) == (True, True, 0x50, aee.ERR_NO_PD)
