@@ -214,10 +214,8 @@ def _bound(flavour: str) -> dict:
 
     @_code
     def remote_handle64_invoke(h, sc, pra):
-        if len(_flavours) > 1:  # own()'s check, whose answer is "not foreign" with one flavour loaded
-            own(h, "remote_handle64_invoke")
-        # the hot path of C callers: _nargs(sc) inline
-        _h64_invoke(h, sc, CArgs(pra, ((sc >> 16) & 0xFF) + ((sc >> 8) & 0xFF) + ((sc >> 4) & 0xF) + (sc & 0xF)))
+        own(h, "remote_handle64_invoke")
+        _h64_invoke(h, sc, CArgs(pra, _nargs(sc)))
 
     @_code
     def remote_handle64_close(h):

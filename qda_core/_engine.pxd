@@ -1,4 +1,5 @@
 from libc.stdint cimport uint32_t, uint64_t
+from libc.string cimport memcpy
 
 from qda_core._cwire cimport qda_endpoint
 
@@ -48,3 +49,22 @@ cdef class FileLane:
     cpdef bint leave(self)
     cpdef bint close(self)
 cdef object read_descs(uint64_t args, uint32_t n)
+cdef object new_refs(uint32_t n)
+
+
+cdef inline uint32_t sc_length(uint32_t sc) noexcept:
+    """Arguments a scalars word declares (wire.sc_length)."""
+    return ((sc >> 16) & 0xFF) + ((sc >> 8) & 0xFF) + ((sc >> 4) & 0xF) + (sc & 0xF)
+
+
+cdef inline uint32_t sc_nbufs(uint32_t sc) noexcept:
+    """Buffer arguments (in and out) a scalars word declares."""
+    return ((sc >> 16) & 0xFF) + ((sc >> 8) & 0xFF)
+
+
+cdef inline void invoke_fields(const unsigned char *k, uint32_t *handle, uint32_t *sc, uint64_t *args) noexcept:
+    """The fields of an INVOKE struct, {u32 handle, u32 sc, u64 args} on every revision of both
+    drivers (each lane checks its layouts at import)."""
+    memcpy(handle, k, 4)
+    memcpy(sc, k + 4, 4)
+    memcpy(args, k + 8, 8)

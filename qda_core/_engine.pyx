@@ -9,14 +9,13 @@ No bytes are packed and parsed for the message or the reply, and no reply callba
 docs/dataplane.md.
 """
 from cpython.buffer cimport PyBUF_SIMPLE, PyBuffer_Release, PyObject_GetBuffer
+from cpython.bytearray cimport PyByteArray_AS_STRING
+from cpython.mem cimport PyMem_Free, PyMem_Realloc
 from cpython.pycapsule cimport PyCapsule_GetPointer, PyCapsule_IsValid
 from libc.stdint cimport int32_t, int64_t, uint32_t, uint64_t
-from cpython.mem cimport PyMem_Free, PyMem_Realloc
 from libc.string cimport memmove, memset
 
 from qda_core._marshal cimport _user_copy, pack_raw, payload_size_raw, unpack_raw
-from cpython.bytearray cimport PyByteArray_AS_STRING
-
 from qda_core._cwire cimport (QDA_ENDPOINT_CAPSULE, QDA_EP_REFERENCE, QDA_EP_REPLIED, fastrpc_invoke_rsp,
                                fastrpc_msg, qda_endpoint)
 
@@ -244,6 +243,12 @@ cdef object read_descs(uint64_t args, uint32_t n):
     return descs
 
 
+cdef object new_refs(uint32_t n):
+    """The page list of ``n`` arguments (16 zero bytes each, filled for those by reference);
+    an empty bytes for none (nothing allocated)."""
+    return bytearray(16 * n) if n else _NO_DESCS
+
+
 cdef inline int32_t _s32(uint64_t v) noexcept:
     return <int32_t>(<uint32_t>(v & 0xFFFFFFFF))
 
@@ -275,7 +280,7 @@ cdef class EngineLane:
 
     cpdef int invoke(self, int client_id, int tid, uint32_t handle, uint32_t sc, int pd, args, refs, msg_alloc,
                      origin, fdlist, bint poll) except? -1:
-        cdef uint32_t n = ((sc >> 16) & 0xFF) + ((sc >> 8) & 0xFF) + ((sc >> 4) & 0xF) + (sc & 0xF)
+        cdef uint32_t n = sc_length(sc)
         cdef uint64_t shift = _ALIGN if self.poll_word and n % 16 == 0 else 0
         cdef uint64_t size, rounded, ctxword, dev, va, meta
         cdef size_t plen

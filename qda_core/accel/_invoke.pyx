@@ -13,14 +13,13 @@ from cpython.bytearray cimport PyByteArray_AS_STRING
 from libc.stdint cimport int32_t, uint32_t, uint64_t
 from libc.string cimport memcpy, memset
 
-from qda_core._engine cimport FileLane, current_tid, read_descs
+from qda_core._engine cimport FileLane, current_tid, invoke_fields, new_refs, read_descs, sc_length, sc_nbufs
 
 import errno as _errno
 
 from qda_core import trace as _trace
 from qda_core import uapi as _uapi
 from qda_core import wire as _wire
-from qda_core.errors import errno_error
 from qda_core.mem.vma import ref_address as _ref_address
 
 
@@ -28,7 +27,6 @@ cdef extern from *:
     const char *QDARPC_VERSION
 __version__ = QDARPC_VERSION.decode()
 
-cdef bytes _NO_DESCS = b""  # no arguments: no page list (nothing to allocate)
 cdef int INVOKE_NR = _uapi.IOC_NR(_uapi.DRM_IOCTL_QDA_INVOKE)
 cdef uint32_t _INIT_HANDLE = _wire.FASTRPC_INIT_HANDLE
 cdef int _ROOT_PD = _wire.ROOT_PD
@@ -92,10 +90,8 @@ cdef object _invoke(f, FileLane fl, uint32_t request, arg):
             return None  # the reference's EFAULT, with its message
         memset(kbuf, 0, 16)
         memcpy(kbuf, view.buf, in_size)
-        handle = (<uint32_t *>kbuf)[0]
-        sc = (<uint32_t *>kbuf)[1]
-        memcpy(&args, kbuf + 8, 8)
-        n = ((sc >> 16) & 0xFF) + ((sc >> 8) & 0xFF) + ((sc >> 4) & 0xF) + (sc & 0xF)
+        invoke_fields(kbuf, &handle, &sc, &args)
+        n = sc_length(sc)
         try:
             descs = read_descs(args, n)
             ret = _fastrpc(f, fl, handle, sc, n, descs)
@@ -110,7 +106,7 @@ cdef object _invoke(f, FileLane fl, uint32_t request, arg):
 
 cdef object _fastrpc(f, FileLane fl, uint32_t handle, uint32_t sc, uint32_t n, descs):
     """``QdaFile.fastrpc`` for a user INVOKE (not a kernel message, root PD)."""
-    cdef uint32_t nbufs = ((sc >> 16) & 0xFF) + ((sc >> 8) & 0xFF)
+    cdef uint32_t nbufs = sc_nbufs(sc)
     cdef uint32_t i
     cdef const char *d
     cdef uint64_t ptr, length
@@ -119,7 +115,7 @@ cdef object _fastrpc(f, FileLane fl, uint32_t handle, uint32_t sc, uint32_t n, d
     if not fl.ready:
         f.ensure_cb()
         fl.fill(f.cb, f._origin(False), f._pool.alloc, f.client_id, f.device.fastrpc.invoke)
-    refs = bytearray(16 * n) if n else _NO_DESCS
+    refs = new_refs(n)
     held = None
     try:
         for i in range(n):

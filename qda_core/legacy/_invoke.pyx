@@ -11,9 +11,9 @@ on the Python data plane take the reference. docs/dataplane.md.
 from cpython.buffer cimport PyBUF_SIMPLE, PyBuffer_Release, PyObject_GetBuffer
 from cpython.bytearray cimport PyByteArray_AS_STRING
 from libc.stdint cimport int32_t, uint32_t, uint64_t
-from libc.string cimport memcpy, memset
+from libc.string cimport memcpy
 
-from qda_core._engine cimport FileLane, current_tid, read_descs
+from qda_core._engine cimport FileLane, current_tid, invoke_fields, new_refs, read_descs, sc_length
 
 import errno as _errno
 
@@ -27,8 +27,6 @@ cdef extern from *:
     const char *QDARPC_VERSION
 __version__ = QDARPC_VERSION.decode()
 
-cdef bytes _NO_DESCS = b""  # no arguments: no page list (nothing to allocate)
-cdef uint32_t INVOKE = _uapi.FASTRPC_IOCTL_INVOKE
 cdef uint32_t _INIT_HANDLE = _wire.FASTRPC_INIT_HANDLE
 cdef uint32_t _MAX_STATIC = _wire.FASTRPC_MAX_STATIC_HANDLE
 cdef int _USER_PD = _wire.USER_PD
@@ -40,7 +38,9 @@ assert (_uapi.fastrpc_invoke.size, _uapi.fastrpc_invoke.offset("handle"), _uapi.
 def ioctl(f, request, arg=None):
     """``LegacyFile.ioctl`` (``fastrpc_device_ioctl``: switch on the full command number)."""
     cdef FileLane fl = f._lane
-    if fl.native and type(request) is int and request == INVOKE and _trace.RECORDER is None:
+    # invoke_request: FASTRPC_IOCTL_INVOKE, or None on a revision without it (decided at open)
+    if (fl.native and fl.invoke_request is not None and type(request) is int and request == fl.invoke_request
+            and _trace.RECORDER is None):
         if not fl.enter():
             return -_errno.EBADF
         try:
@@ -63,7 +63,7 @@ cdef object _invoke(f, FileLane fl, arg):
     cdef int32_t fd
     cdef uint64_t length
     cdef const char *d
-    if arg is None or type(arg) is int or f.policy.ioctls.get(INVOKE) is None:
+    if arg is None or type(arg) is int:
         return None
     try:
         PyObject_GetBuffer(arg, &view, PyBUF_SIMPLE)
@@ -75,10 +75,8 @@ cdef object _invoke(f, FileLane fl, arg):
         memcpy(kbuf, view.buf, 16)
     finally:
         PyBuffer_Release(&view)
-    handle = (<uint32_t *>kbuf)[0]
-    sc = (<uint32_t *>kbuf)[1]
-    memcpy(&args, kbuf + 8, 8)
-    n = ((sc >> 16) & 0xFF) + ((sc >> 8) & 0xFF) + ((sc >> 4) & 0xF) + (sc & 0xF)
+    invoke_fields(kbuf, &handle, &sc, &args)
+    n = sc_length(sc)
     try:
         descs = read_descs(args, n)
         for i in range(n):
@@ -102,7 +100,7 @@ cdef object _internal_invoke(f, FileLane fl, uint32_t handle, uint32_t sc, descs
     if not fl.ready:
         cb = f.ensure_cb()
         fl.fill(cb, f._origin(cb, False), f._pool.alloc, f.client_id, channel.fastrpc.invoke)
-    refs = bytearray(len(descs) * 2 // 3) if descs else _NO_DESCS  # 16 bytes a descriptor
+    refs = new_refs(sc_length(sc))
     fdlist = []
     pd = f.pd
     poll = f.poll_mode and handle > _MAX_STATIC and pd == _USER_PD

@@ -101,7 +101,9 @@ class LegacyFile(DriverFile):
     first allocation (QDA shim: ``cb`` is None until then) to close."""
 
     def __init__(self, device, cb, flags: int):
-        super().__init__(uapi.FASTRPC_IOCTL_INVOKE)
+        # INVOKE's number for the native lane: None where the revision has none (its ENOTTY)
+        super().__init__(uapi.FASTRPC_IOCTL_INVOKE if uapi.FASTRPC_IOCTL_INVOKE in device.channel.policy.ioctls
+                         else None)
         self.device = device
         self.channel = device.channel
         #: The channel's revision and its policy, as of open.
