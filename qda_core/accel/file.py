@@ -409,8 +409,7 @@ def _gem_create(f: QdaFile, k: bytearray) -> int:
         raise errno_error(errno.EINVAL, "GEM_CREATE: size is 0")
     _faults.fail_request(f.device.bus.faults, "alloc", "gem", f"GEM_CREATE size {size:#x}")
     cb = f.ensure_cb()
-    obj = GemObject.create(cb, size)
-    f.device.objects_by_key[obj.backing.key] = obj
+    obj = GemObject.create(cb, size, packed=True)
     with f._lock:
         L.set(k, "handle", f._add_handle(obj))
     return 0
@@ -463,6 +462,11 @@ def _map(f: QdaFile, k: bytearray) -> int:
     page, held = (0, 0), None
     if a["fd"] > 0:
         held = f.buffer(a["fd"], "MAP")
+        try:
+            held.promote()  # the DSP may write it at any time from now on
+        except BaseException:
+            held.put()
+            raise
         page = (held.dma_addr, held.size)  # the whole object
         if f.uapi.fd_kind == "gem-handle":
             held.put()  # RFC: the reference is dropped right away (the map does not pin it)
@@ -526,6 +530,8 @@ def _prime_handle_to_fd(f: QdaFile, k: bytearray) -> int:
     fd = obj.backing.export_fd(writable=bool(a["flags"] & uapi.DRM_RDWR),
                                cloexec=bool(a["flags"] & uapi.DRM_CLOEXEC))
     obj.exported = True
+    # Its file is known from now on (an arena slot got one just now): an import finds the object.
+    f.device.objects_by_key[obj.backing.key] = obj
     uapi.drm_prime_handle.set(k, "fd", fd)
     return 0
 

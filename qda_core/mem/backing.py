@@ -57,7 +57,8 @@ from ..errors import InternalError, errno_error
 from .vma import file_key
 
 __all__ = ["Backing", "DMA_LIMIT", "HOST_PAGE_SIZE", "charge", "uncharge", "pool_used", "page_align",
-           "share_mapping", "unshare_mapping"]
+           "share_mapping", "unshare_mapping", "new_memfd", "export_of", "rekey_charge", "keep_private",
+           "release_private"]
 
 #: The host CPU page (what mmap rounds to); the DSP/FastRPC page is ``wire.PAGE_SIZE``.
 HOST_PAGE_SIZE = mmap.PAGESIZE
@@ -203,11 +204,7 @@ class Backing:
             charge(self._charged, key)  # before any page exists or is touched
             charged = True
             if populate:
-                os.ftruncate(fd, size)
-                # Sealed so nobody holding an exported fd can shrink it under the DSP (SIGBUS).
-                fcntl.fcntl(fd, fcntl.F_ADD_SEALS, fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW)
-                # Owner read-only: no reopen through /proc can make a writable fd (see export_fd).
-                os.fchmod(fd, 0o400)
+                _fix_new(fd, size)
             # Populated up front when created: dma_alloc_coherent hands out real pages, and
             # faulting them in one by one during a large copy costs several times the copy
             # itself. An import is not: it may be sparse, and only what the DSP touches is used.
@@ -248,6 +245,8 @@ class Backing:
             st = os.fstat(dup)
             if not stat.S_ISREG(st.st_mode) or st.st_size == 0:
                 raise errno_error(errno.EINVAL, f"fd {fd} is not a dma-buf (need a non-empty memfd/shm file)")
+            if (st.st_dev, st.st_ino) in _private:
+                raise errno_error(errno.EINVAL, f"fd {fd} is one of the emulator's own arena files, not a dma-buf")
             if not _writable(dup):
                 raise errno_error(errno.EACCES, "read-only dma-buf fds cannot be imported for device access")
             _fix_size(dup, fd)
@@ -265,13 +264,7 @@ class Backing:
         (see the module docstring for root and the owner). ``cloexec``:
         ``O_CLOEXEC`` on the new fd; without it the fd is inherited across ``exec``.
         """
-        if writable:
-            fd = os.dup(self.fd)  # never a reopen: the inode's mode would (rightly) refuse it
-        else:
-            fd = os.open(f"/proc/self/fd/{self.fd}", os.O_RDONLY | os.O_CLOEXEC)
-        if not cloexec:
-            os.set_inheritable(fd, True)
-        return fd
+        return export_of(self.fd, writable, cloexec)
 
     def close(self) -> None:
         """Unmap and close; pages stay alive while user mappings of the file exist."""
@@ -291,6 +284,61 @@ class Backing:
         self.fd = -1
         uncharge(self._charged, self.key)
         debug.destroyed("backing")
+
+
+def new_memfd(name: str, size: int) -> int:
+    """A memfd of ``size`` bytes made as every buffer the emulator creates is (see the module
+    docstring): sealed against resizing, mode 0400. The caller owns it and its charge."""
+    fd = os.memfd_create(name, os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
+    try:
+        _fix_new(fd, size)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _fix_new(fd: int, size: int) -> None:
+    os.ftruncate(fd, size)
+    # Sealed so nobody holding an exported fd can shrink it under the DSP (SIGBUS).
+    fcntl.fcntl(fd, fcntl.F_ADD_SEALS, fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW)
+    # Owner read-only: no reopen through /proc can make a writable fd (see export_of).
+    os.fchmod(fd, 0o400)
+
+
+def export_of(fd: int, writable: bool, cloexec: bool) -> int:
+    """A new fd on the pages of ``fd``, a buffer's own file (:meth:`Backing.export_fd`)."""
+    if writable:
+        new = os.dup(fd)  # never a reopen: the inode's mode would (rightly) refuse it
+    else:
+        new = os.open(f"/proc/self/fd/{fd}", os.O_RDONLY | os.O_CLOEXEC)
+    if not cloexec:
+        os.set_inheritable(new, True)
+    return new
+
+
+def rekey_charge(size: int, key: Hashable) -> None:
+    """Make ``size`` unkeyed bytes charged by :func:`charge` the charge of file ``key`` (a
+    buffer that got a file of its own); :func:`uncharge` with ``key`` then gives them back."""
+    with _pool_lock:
+        if key in _pool_files:
+            raise InternalError(f"file {key} is already charged")
+        _pool_files[key] = [size, 1]
+
+
+# Files only the emulator may map (arena files): never imported as a dma-buf, though their fds
+# sit in the process's table where any fd number can be named.
+_private: set[Hashable] = set()
+
+
+def keep_private(key: Hashable) -> None:
+    """Refuse imports of file ``key`` from now on."""
+    _private.add(key)
+
+
+def release_private(key: Hashable) -> None:
+    """Call before closing the file: its inode number may name another file after."""
+    _private.discard(key)
 
 
 def _fix_size(fd: int, user_fd: int) -> None:

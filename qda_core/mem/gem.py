@@ -10,6 +10,7 @@ import threading
 
 from .. import debug
 from ..errors import InternalError
+from . import arena
 from .backing import Backing, page_align
 from .bus import ContextBank
 
@@ -20,7 +21,7 @@ class GemObject:
     __slots__ = ("backing", "size", "cb", "iova", "dma_addr", "imported", "mmap_offset",
                  "_refs", "_lock", "_on_free", "name", "exported", "__weakref__")
 
-    def __init__(self, backing: Backing, cb: ContextBank, *, iova: int | None = None,
+    def __init__(self, backing: Backing | arena.Slot, cb: ContextBank, *, iova: int | None = None,
                  imported: bool = False, name: str = "gem"):
         self.backing = backing
         self.size = page_align(backing.size)  # an imported file may end mid-page
@@ -38,17 +39,29 @@ class GemObject:
         debug.created("gem")
 
     @classmethod
-    def create(cls, cb: ContextBank, size: int, name: str = "gem") -> "GemObject":
+    def create(cls, cb: ContextBank, size: int, name: str = "gem", *, packed: bool = False) -> "GemObject":
         """Allocate zeroed shared memory (like dma_alloc_coherent) in ``cb``. The IOVA space is
-        reserved first, so an impossible size fails with ``ENOMEM`` before any memory is touched."""
+        reserved first, so an impossible size fails with ``ENOMEM`` before any memory is touched.
+
+        ``packed``: a small object goes into an arena slot (:mod:`qda_core.mem.arena`: no fd,
+        no mapping, no page until used) and gets a file of its own only when :meth:`promote`
+        is called or its ``backing.fd`` is read. Else it is a populated memfd of its own."""
         size = page_align(size)
         iova = cb.reserve(size)
         try:
-            backing = Backing(size, name=f"qdarpc-{name}")
+            if packed and size <= arena.ARENA_MAX:
+                backing = arena.alloc(size, name=f"qdarpc-{name}")
+            else:
+                backing = Backing(size, name=f"qdarpc-{name}")
         except BaseException:
             cb.unreserve(iova)
             raise
         return cls(backing, cb, iova=iova, name=name)
+
+    def promote(self) -> None:
+        """Give the object a file of its own now, if it has none (an arena slot): before any
+        access that may write it from outside the emulator's own calls (a DSP mapping)."""
+        self.backing.fd  # noqa: B018 - an arena slot's fd is made on first read
 
     def get(self) -> "GemObject":
         with self._lock:
