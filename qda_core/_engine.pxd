@@ -1,3 +1,5 @@
+from cpython.dict cimport PyDict_GetItem
+from cpython.object cimport PyObject
 from libc.stdint cimport uint32_t, uint64_t
 from libc.string cimport memcpy
 
@@ -24,6 +26,7 @@ cdef class EngineLane:
     cdef readonly object engine
     cdef object channel
     cdef IdAllocator ids
+    cdef dict _chan          # the channel's __dict__ (up, _sent, _received: see _dict_attr)
     cdef object _ep_capsule
     cdef qda_endpoint *ep
     cdef int id_shift
@@ -33,6 +36,7 @@ cdef class EngineLane:
 
     cpdef int invoke(self, int client_id, int tid, uint32_t handle, uint32_t sc, int pd, args, refs, msg_alloc,
                      origin, fdlist, bint poll) except? -1
+    cdef bint channel_up(self) except -1
 
 
 cdef long current_tid() noexcept
@@ -40,8 +44,12 @@ cdef long current_tid() noexcept
 
 cdef class FileLane:
     cdef public bint native, ready
-    cdef public object cb, origin, pool_alloc, engine_invoke, invoke_request
+    cdef public object cb, origin, pool_alloc, engine_invoke
+    cdef readonly object invoke_request
+    cdef long long invoke_nr      # invoke_request in C; -1: the revision has no INVOKE
     cdef public int client_id
+    cdef public int pd            # the PD the file's user messages go to (legacy: LegacyFile.pd)
+    cdef public bint poll_mode    # legacy: LegacyFile.poll_mode
     cdef public EngineLane engine
     cdef readonly bint closed, released
     cdef readonly long inflight
@@ -49,6 +57,7 @@ cdef class FileLane:
     cpdef bint leave(self)
     cpdef bint close(self)
 cdef object read_descs(uint64_t args, uint32_t n)
+cdef bint tracing() noexcept
 cdef object new_refs(uint32_t n)
 
 
@@ -68,3 +77,10 @@ cdef inline void invoke_fields(const unsigned char *k, uint32_t *handle, uint32_
     memcpy(handle, k, 4)
     memcpy(sc, k + 4, 4)
     memcpy(args, k + 8, 8)
+
+
+cdef inline object dict_attr(dict d, str name, obj):
+    """``getattr(obj, name)`` of a plain instance attribute, read in the object's ``__dict__``
+    ``d`` (one dict lookup instead of a generic attribute lookup); getattr when it is not there."""
+    cdef PyObject *p = PyDict_GetItem(d, name)
+    return <object>p if p != NULL else getattr(obj, name)

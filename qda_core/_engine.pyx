@@ -10,6 +10,8 @@ docs/dataplane.md.
 """
 from cpython.buffer cimport PyBUF_SIMPLE, PyBuffer_Release, PyObject_GetBuffer
 from cpython.bytearray cimport PyByteArray_AS_STRING
+from cpython.dict cimport PyDict_GetItem
+from cpython.object cimport PyObject
 from cpython.mem cimport PyMem_Free, PyMem_Realloc
 from cpython.pycapsule cimport PyCapsule_GetPointer, PyCapsule_IsValid
 from libc.stdint cimport int32_t, int64_t, uint32_t, uint64_t
@@ -63,6 +65,15 @@ cdef long current_tid() noexcept:
     return qda_tid()
 
 
+cdef dict _TRACE_VARS = vars(_trace)
+
+
+cdef bint tracing() noexcept:
+    """``trace.RECORDER is not None``, read in the module's dict (no module attribute lookup)."""
+    cdef PyObject *r = PyDict_GetItem(_TRACE_VARS, "RECORDER")
+    return r != NULL and r != <PyObject *>None
+
+
 def native_id():
     """``threading.get_native_id()`` as the lanes know it (a test checks they agree)."""
     return qda_tid()
@@ -78,12 +89,17 @@ cdef class FileLane:
     Taken once the file has its context bank (which it keeps until its release): the bank, the
     sender's stamp (``Origin``) of its user messages, its message pool's ``alloc``, its client
     id and its channel's engine. ``native``: the file was opened on the native data plane;
-    ``invoke_request``: the INVOKE ioctl number of its driver revision."""
+    ``invoke_request``: the INVOKE ioctl number of its driver revision (None: it has none).
+    ``pd``, ``poll_mode``: the legacy file's PD and poll mode, kept here as their only copy
+    (``LegacyFile.pd``/``poll_mode`` are properties over them) so the lane reads C fields."""
 
     def __init__(self, bint native, invoke_request=None):
         self.native = native
         self.ready = False
         self.invoke_request = invoke_request
+        self.invoke_nr = -1 if invoke_request is None else <uint32_t>invoke_request
+        self.pd = 0
+        self.poll_mode = False
         self.closed = self.released = False
         self.inflight = 0
 
@@ -261,6 +277,7 @@ cdef class EngineLane:
         layout = engine.layout
         self.engine = engine
         self.channel = engine.channel
+        self._chan = vars(self.channel)
         self.ids = engine._ids
         self.id_shift = layout.id_shift
         self.seq_shift = -1 if layout.seq_shift is None else layout.seq_shift
@@ -292,7 +309,7 @@ cdef class EngineLane:
         cdef fastrpc_msg m
         cdef fastrpc_invoke_rsp rsp
         cdef Py_buffer a, r
-        if self.ep == NULL or _trace.RECORDER is not None:  # the trace records the reference's steps
+        if self.ep == NULL or tracing():  # the trace records the reference's steps
             return self.engine.reference_invoke(client_id=client_id, tid=tid, handle=handle, sc=sc, pd=pd,
                                                 args=args, refs=refs, msg_alloc=msg_alloc, origin=origin,
                                                 fdlist=fdlist, poll=poll)
@@ -328,16 +345,16 @@ cdef class EngineLane:
                             memset(pbuf + meta, 0, shift)
                         else:
                             pack_raw(sc, a.buf, <size_t>a.len, r.buf, <size_t>r.len, pbuf, plen, va, dev)
-                        if not self.channel.up:
+                        if not self.channel_up():
                             raise errno_error(_errno.ENODEV, f"rpmsg channel {self.channel.name} is down")
                         m.client_id, m.tid, m.ctx, m.handle = client_id, tid, ctxword, handle
                         m.sc, m.addr, m.size = sc, dev, rounded
                         rsp.ctx = 0
                         rsp.retval = 0
-                        next(self.channel._sent)
+                        next(dict_attr(self._chan, "_sent", self.channel))
                         ret = self.ep.receive(self.ep.self, &m, <void *>origin, &rsp)
                         if ret & QDA_EP_REPLIED:
-                            next(self.channel._received)
+                            next(dict_attr(self._chan, "_received", self.channel))
                             if rsp.ctx & self.match_mask == ctxword:
                                 retval, have = rsp.retval, True
                             else:
@@ -359,3 +376,7 @@ cdef class EngineLane:
         finally:
             PyBuffer_Release(&a)
         return retval
+
+    cdef bint channel_up(self) except -1:
+        """``channel.up``: False once the transport is removed."""
+        return dict_attr(self._chan, "up", self.channel)

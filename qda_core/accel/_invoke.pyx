@@ -13,11 +13,10 @@ from cpython.bytearray cimport PyByteArray_AS_STRING
 from libc.stdint cimport int32_t, uint32_t, uint64_t
 from libc.string cimport memcpy, memset
 
-from qda_core._engine cimport FileLane, current_tid, invoke_fields, new_refs, read_descs, sc_length, sc_nbufs
+from qda_core._engine cimport FileLane, current_tid, invoke_fields, new_refs, read_descs, sc_length, sc_nbufs, tracing
 
 import errno as _errno
 
-from qda_core import trace as _trace
 from qda_core import uapi as _uapi
 from qda_core import wire as _wire
 from qda_core.mem.vma import ref_address as _ref_address
@@ -51,7 +50,7 @@ def ioctl(f, request, arg=None):
         return -_errno.EBADF
     try:
         if (fl.native and type(request) is int and 0 <= request <= 0xFFFFFFFF
-                and (request & 0xFF) == INVOKE_NR and _trace.RECORDER is None):
+                and (request & 0xFF) == INVOKE_NR and not tracing()):
             ret = _invoke(f, fl, <uint32_t>request, arg)
             if ret is not None:
                 return ret
@@ -70,7 +69,7 @@ cdef object _invoke(f, FileLane fl, uint32_t request, arg):
     cdef bint writable
     if arg is None or type(arg) is int:
         return None
-    both = (request >> 30) & (<uint32_t>fl.invoke_request >> 30)  # the revision's INVOKE number
+    both = (request >> 30) & (<uint32_t>fl.invoke_nr >> 30)  # the revision's INVOKE number
     usize = (request >> 16) & 0x3FFF
     in_size = usize if both & _IN else 0
     out_size = usize if both & _OUT else 0

@@ -16,6 +16,8 @@ docs/dataplane.md.
 from cpython.pycapsule cimport PyCapsule_GetContext, PyCapsule_New, PyCapsule_SetContext
 from cpython.ref cimport Py_DECREF, Py_INCREF
 from cpython.buffer cimport PyBUF_SIMPLE, PyBuffer_Release, PyObject_GetBuffer
+from cpython.dict cimport PyDict_GetItem
+from cpython.object cimport PyObject
 from libc.stdint cimport int32_t, int64_t, uint32_t, uint64_t
 from libc.stdlib cimport free, malloc
 
@@ -55,6 +57,19 @@ cdef object _ERR_BAD_PARM = _aee.ERR_BAD_PARM
 cdef uint32_t _ESCAPE = _ESCAPE_METHOD
 cdef object _settle = _cost.settle
 cdef object _OVERRIDE = _cost._OVERRIDE
+cdef dict _TRACE_VARS = vars(_trace)
+
+
+cdef inline bint _tracing() noexcept:
+    # trace.RECORDER is not None, read in the module's dict (no module attribute lookup)
+    cdef PyObject *r = PyDict_GetItem(_TRACE_VARS, "RECORDER")
+    return r != NULL and r != <PyObject *>None
+
+
+cdef inline object _attr(dict d, str name, obj):
+    # getattr(obj, name) of a plain instance attribute, read in the object's __dict__ d
+    cdef PyObject *p = PyDict_GetItem(d, name)
+    return <object>p if p != NULL else getattr(obj, name)
 
 
 cdef class _Capture:
@@ -67,8 +82,29 @@ cdef class _Capture:
 
 cdef class _Pd:
     """What the lane reads of one PD on every message (see DspLane._pd)."""
-    cdef object proc, modules, params, sids, view
+    cdef object proc, params, sids, view
+    cdef dict modules, pdict    # proc.modules, proc.__dict__ (state, poll_mode)
     cdef PdCounters ctr
+    cdef object origin          # the last sender found to be this PD's client (Origin is immutable)
+    cdef _Mod mod               # the module instance last called
+
+
+cdef class _Mod:
+    """What a call reads of one module instance (a ModuleInstance, immutable; a
+    PythonModule's skel and dispatch are set once, when it is made)."""
+    cdef object mi, impl, skel
+    cdef dict dispatch          # None: not a PythonModule
+    cdef bint native
+
+
+cdef _Mod _new_mod(mi):
+    cdef _Mod m = _Mod.__new__(_Mod)
+    m.mi = mi
+    m.impl = impl = (<tuple>mi)[2]  # ModuleInstance.impl
+    m.native = type(impl) is _NativeModule
+    if type(impl) is _PythonModule:
+        m.skel, m.dispatch = impl.skel, impl.dispatch
+    return m
 
 
 cdef class DspLane:
@@ -135,7 +171,7 @@ cdef class DspLane:
     cdef Counters _counters(self):
         """The C counters of the DSP's statistics now (``dsp.stats.native``); None when
         ``dsp.stats`` is not a DspStats (then its own ``record`` counts)."""
-        st = self.dsp.stats
+        st = _attr(self._dsp_dict, "stats", self.dsp)
         if st is not self._stats_owner:
             native = getattr(st, "native", None)
             self._stats = native if type(native) is Counters else None
@@ -147,7 +183,7 @@ cdef class DspLane:
         if there is none. Cached until the DSP's table of PDs changes (``_procs_gen``)."""
         cdef _Pd pd
         dsp = self.dsp
-        gen = dsp._procs_gen
+        gen = _attr(self._dsp_dict, "_procs_gen", dsp)
         if gen != self._pds_gen:
             self._pds.clear()
             self._pds_gen = gen
@@ -158,6 +194,7 @@ cdef class DspLane:
                 return None
             pd = _Pd.__new__(_Pd)
             pd.proc, pd.modules, pd.params, pd.ctr = proc, proc.modules, proc.params, proc.counters
+            pd.pdict = vars(proc)
             memory = proc.memory
             pd.sids, pd.view = memory.sids, memory._memory.view
             self._pds[client_id] = pd
@@ -165,18 +202,25 @@ cdef class DspLane:
 
     cdef int _receive(self, const fastrpc_msg *m, object origin, fastrpc_invoke_rsp *rsp) except -1:
         cdef _Pd pd
+        cdef _Mod mod
+        cdef Call call
         cdef uint32_t sc = m.sc
+        cdef int64_t r, copied = 0, nbytes_in = 0, nbytes_out = 0, nhin, nhout, ns
+        cdef int32_t rv
+        cdef uint32_t nin, ninh, method
+        cdef object handle
+        cdef PyObject *p
+        cdef dict d = self._dsp_dict
         dsp = self.dsp
         # what sends a message to the reference: anything that is not a user method of a
         # live PD, or that something watches (trace) or may alter (fault rules, QoS, realtime)
-        if (m.handle < _CONST_LIMIT or origin is None or _trace.RECORDER is not None
-                or m.client_id != <int32_t>origin.client_id or "receive" in self._dsp_dict):
+        if m.handle < _CONST_LIMIT or origin is None or _tracing() or "receive" in d:
             # (a receive set on the DSP itself is a tap on every message: tests, tools)
             return self._reference(m, origin, rsp)
-        f = dsp.faults
+        f = _attr(d, "faults", dsp)
         if f is not None and f._kinds:
             return self._reference(m, origin, rsp)
-        cost = dsp.cost
+        cost = _attr(d, "cost", dsp)
         if cost is not self._cost:
             if cost.realtime:
                 return self._reference(m, origin, rsp)
@@ -186,15 +230,23 @@ cdef class DspLane:
         pd = self._pd(m.client_id)
         if pd is None:
             return self._reference(m, origin, rsp)
+        if origin is not pd.origin:  # the header must name the sender's own client
+            if m.client_id != <int32_t>origin.client_id:
+                return self._reference(m, origin, rsp)
+            pd.origin = origin
         proc = pd.proc
-        if proc.state != "alive" or proc.poll_mode:
+        if _attr(pd.pdict, "state", proc) != "alive" or _attr(pd.pdict, "poll_mode", proc):
             return self._reference(m, origin, rsp)
         if pd.params and (_QOS_KEYS[0] in pd.params or _QOS_KEYS[1] in pd.params):
             return self._reference(m, origin, rsp)
-        mi = pd.modules.get(m.handle)
-        if mi is None:
+        handle = m.handle
+        p = PyDict_GetItem(pd.modules, handle)
+        if p == NULL:
             return self._reference(m, origin, rsp)
-        generation = dsp._generation
+        mod = pd.mod
+        if mod is None or mod.mi is not <object>p:
+            mod = pd.mod = _new_mod(<object>p)
+        generation = _attr(d, "_generation", dsp)
         # the arguments, as the reference's _resolve views them; any failure (an SMMU fault,
         # a payload that does not decode) is the reference's to answer: nothing ran yet
         if m.size and not ((m.addr >> 32) in pd.sids and (m.addr & 0xFFFFFFFF) + m.size <= (<uint64_t>1 << 32)):
@@ -203,30 +255,32 @@ cdef class DspLane:
             payload = pd.view(m.addr, m.size, True)  # the device memory, past PdMemory's check
             if sc & 0xFFFFFF:
                 views, copied, nbytes_in, nbytes_out, handles = self._views(m, proc.memory, payload)
-            else:
-                views, copied, nbytes_in, nbytes_out, handles = (), 0, 0, 0, ()
         except (DeviceFault, OSError):
             return self._reference(m, origin, rsp)
         nin = (sc >> 16) & 0xFF
         ninh = (sc >> 4) & 0xF
         method = (sc >> 24) & 0x1F
-        # the handle counts recorded are the decode's, whatever the skel does to its Call
-        nhin = ninh
-        nhout = len(handles) - ninh
         if sc & 0xFFFFFF:
+            # the handle counts recorded are the decode's, whatever the skel does to its Call
+            nhin = ninh
+            nhout = len(handles) - ninh
             call = new_call(sc, method, tuple(views[:nin]), tuple(views[nin:]), handles[:ninh], handles[ninh:],
-                            proc, m.handle)
+                            proc, handle)
         else:  # no arguments: the empty tuple, four times
-            call = new_call(sc, method, (), (), (), (), proc, m.handle)
+            nhin = nhout = 0
+            call = new_call(sc, method, (), (), (), (), proc, handle)
         crashed = False
         try:
-            rv = <int32_t><uint32_t>(_invoke(mi.impl, call, method, sc) & 0xFFFFFFFF)  # aee.to_int32
+            r = _invoke(mod, call, method, sc)
+            rv = <int32_t><uint32_t>(r & 0xFFFFFFFF)  # aee.to_int32
         except Exception as exc:
             crashed = True
             rv = _ERR_PD_CRASHED
             dsp._crashed(self.channel, proc, exc)
         # a crashed call charges no compute time (the reference loses the call's figure with it)
-        ns = self._overhead + <int64_t>(<double>copied * 1e9 / self._cbps) + (0 if crashed else call.extra_ns)
+        ns = self._overhead + <int64_t>(<double>copied * 1e9 / self._cbps)
+        if not crashed:
+            ns += <int64_t>call.extra_ns
         if get_value(_OVERRIDE) is None:  # cost.settle: no override, not realtime (checked above)
             account_add(ns)
         else:
@@ -238,7 +292,7 @@ cdef class DspLane:
         else:  # a DspStats stand-in (a test's recorder): its own record()
             dsp.stats.record(bytes_in=nbytes_in, bytes_out=nbytes_out, handles_in=nhin, handles_out=nhout, ns=ns,
                              error=rv != 0, crash=crashed)
-        if dsp._generation != generation:
+        if _attr(d, "_generation", dsp) != generation:
             raise errno_error(_errno.ENODEV, f"{dsp.domain} restarted while handle {m.handle:#x} "
                                              f"sc {m.sc:#x} of client {m.client_id} was running")
         rctx = m.ctx
@@ -341,23 +395,24 @@ cdef object _native(impl, Call call, uint32_t method, uint32_t sc):
     return rv
 
 
-cdef object _invoke(impl, Call call, uint32_t method, uint32_t sc):
-    """``impl.invoke(call)``; a Python skel's method called here, as ``PythonModule.invoke``
-    calls it (the escape, method 31, through ``PythonModule.invoke`` itself), a native skel as
-    ``NativeModule.invoke`` calls it (:func:`_native`)."""
-    if type(impl) is _NativeModule:
-        return _native(impl, call, method, sc)
-    if type(impl) is not _PythonModule or method == _ESCAPE:
-        return impl.invoke(call)
-    entry = impl.dispatch.get(method)  # handle-style modules' 0 and 1 are not in it
-    if entry is None:
+cdef int64_t _invoke(_Mod mod, Call call, uint32_t method, uint32_t sc) except? 0x10000000000:  # (no retval is outside 33 bits)
+    """``impl.invoke(call)``'s retval; a Python skel's method called here, as
+    ``PythonModule.invoke`` calls it (the escape, method 31, through ``PythonModule.invoke``
+    itself), a native skel as ``NativeModule.invoke`` calls it (:func:`_native`)."""
+    cdef PyObject *entry
+    if mod.native:
+        return _native(mod.impl, call, method, sc)
+    if mod.dispatch is None or method == _ESCAPE:
+        return mod.impl.invoke(call) & 0xFFFFFFFF
+    entry = PyDict_GetItem(mod.dispatch, method)  # handle-style modules' 0 and 1 are not in it
+    if entry == NULL:
         return _ERR_UNKNOWN_METHOD
-    fn, want, cost_ns = <tuple>entry
+    fn, want, cost_ns = <tuple><object>entry
     if want is not None and (<uint32_t>want ^ sc) & 0xFFFFFF:  # MethodSpec.counts_match
         return _ERR_BAD_PARM
     if cost_ns:
         call.extra_ns += cost_ns
-    rv = fn(impl.skel, call)
+    rv = fn(mod.skel, call)
     if type(rv) is int and -0x80000000 <= rv <= 0x7FFFFFFF:
         return rv
     return _checked(rv, fn.__name__)

@@ -13,11 +13,10 @@ from cpython.bytearray cimport PyByteArray_AS_STRING
 from libc.stdint cimport int32_t, uint32_t, uint64_t
 from libc.string cimport memcpy
 
-from qda_core._engine cimport FileLane, current_tid, invoke_fields, new_refs, read_descs, sc_length
+from qda_core._engine cimport FileLane, current_tid, invoke_fields, new_refs, read_descs, sc_length, tracing
 
 import errno as _errno
 
-from qda_core import trace as _trace
 from qda_core import uapi as _uapi
 from qda_core import wire as _wire
 from qda_core.errors import errno_error
@@ -38,9 +37,9 @@ assert (_uapi.fastrpc_invoke.size, _uapi.fastrpc_invoke.offset("handle"), _uapi.
 def ioctl(f, request, arg=None):
     """``LegacyFile.ioctl`` (``fastrpc_device_ioctl``: switch on the full command number)."""
     cdef FileLane fl = f._lane
-    # invoke_request: FASTRPC_IOCTL_INVOKE, or None on a revision without it (decided at open)
-    if (fl.native and fl.invoke_request is not None and type(request) is int and request == fl.invoke_request
-            and _trace.RECORDER is None):
+    # invoke_nr: FASTRPC_IOCTL_INVOKE, or -1 on a revision without it (decided at open)
+    if (fl.native and fl.invoke_nr >= 0 and type(request) is int and request == fl.invoke_nr
+            and not tracing()):
         if not fl.enter():
             return -_errno.EBADF
         try:
@@ -92,18 +91,18 @@ cdef object _invoke(f, FileLane fl, arg):
 
 cdef object _internal_invoke(f, FileLane fl, uint32_t handle, uint32_t sc, descs):
     """``LegacyFile.internal_invoke`` of a user INVOKE with no buffer to map."""
-    channel = f.channel
-    if not channel.up:
+    # LegacyChannel.up is its rpmsg channel's, the engine's channel once the lane is filled
+    if not (fl.engine.channel_up() if fl.engine is not None else f.channel.up):
         raise errno_error(_errno.EPIPE, f"{f.path}: DSP channel is down")
     if handle == _INIT_HANDLE:
         raise errno_error(_errno.EPERM, "user app trying to send a kernel RPC message (handle 1)")
     if not fl.ready:
         cb = f.ensure_cb()
-        fl.fill(cb, f._origin(cb, False), f._pool.alloc, f.client_id, channel.fastrpc.invoke)
+        fl.fill(cb, f._origin(cb, False), f._pool.alloc, f.client_id, f.channel.fastrpc.invoke)
     refs = new_refs(sc_length(sc))
     fdlist = []
-    pd = f.pd
-    poll = f.poll_mode and handle > _MAX_STATIC and pd == _USER_PD
+    cdef int pd = fl.pd
+    cdef bint poll = fl.poll_mode and handle > _MAX_STATIC and pd == _USER_PD
     tid = current_tid()
     try:
         if fl.engine is not None:

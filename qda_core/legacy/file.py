@@ -116,8 +116,6 @@ class LegacyFile(DriverFile):
         # misc: "session_idx + 1 is the simplest one"; the shim: the QDA core's device counter
         self.client_id = cb.index + 1 if cb is not None else self.channel.next_client_id()
         self.pd = wire.ROOT_PD
-        #: FASTRPC_IOCTL_SET_OPTION FASTRPC_POLL_MODE (Linux 7.3, the shim): poll this file's
-        #: invokes of dynamic handles in a user PD.
         self.poll_mode = False
         self.maps: dict[tuple, _Map] = {}      # (fd, dma-buf identity) -> map
         self.mmaps: list[_MmapBuf] = []
@@ -128,6 +126,26 @@ class LegacyFile(DriverFile):
         self._origins: dict[tuple, wire.Origin] = {}  # (cb, kernel) -> Origin (see _origin)
         self.last_error: OSError | None = None
         debug.created("legacy_file")
+
+    # The PD and the poll mode live in the file's FileLane (C fields its INVOKE lane reads).
+    @property
+    def pd(self) -> int:
+        """The PD this file's user messages go to (``fl->pd``)."""
+        return self._lane.pd
+
+    @pd.setter
+    def pd(self, value: int) -> None:
+        self._lane.pd = value
+
+    @property
+    def poll_mode(self) -> bool:
+        """FASTRPC_IOCTL_SET_OPTION FASTRPC_POLL_MODE (Linux 7.3, the shim): poll this file's
+        invokes of dynamic handles in a user PD."""
+        return self._lane.poll_mode
+
+    @poll_mode.setter
+    def poll_mode(self, value: bool) -> None:
+        self._lane.poll_mode = value
 
     def ensure_cb(self):
         """The file's context bank: misc's, taken at open; the QDA shim's, taken now on first
