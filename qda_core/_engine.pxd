@@ -9,7 +9,9 @@ from qda_core._cwire cimport qda_endpoint
 cdef class IdAllocator:
     cdef readonly uint64_t limit
     cdef readonly bint cyclic
-    cdef readonly dict _used      # ids in use -> None
+    cdef uint64_t *_bits          # ids in use, a bit each (grown to the highest id taken)
+    cdef Py_ssize_t _nwords
+    cdef uint64_t _nused
     cdef uint64_t *_heap          # lowest-free: ids given back, a min-heap
     cdef Py_ssize_t _nheap, _capheap
     cdef uint64_t _fresh          # lowest-free: above every id handed out so far
@@ -17,6 +19,8 @@ cdef class IdAllocator:
 
     cdef long long take(self) except -1
     cdef int give(self, uint64_t i) except -1
+    cdef bint _taken(self, uint64_t i) noexcept
+    cdef int _mark(self, uint64_t i) except -1
     cdef int _push(self, uint64_t v) except -1
     cdef uint64_t _pop(self) noexcept
     cdef object _busy(self)

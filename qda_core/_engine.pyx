@@ -144,14 +144,18 @@ cdef class IdAllocator:
     Every invoke on a channel, from any file and thread, allocates and frees here, so there is
     no lock: each operation runs in C under the GIL and calls no Python code, so no other
     thread interleaves with it (an id is taken by exactly one caller, and freed once). The
-    native lane and the reference engine share one allocator per channel."""
+    native lane and the reference engine share one allocator per channel. The ids in use are
+    a bit array up to the highest id taken (lowest-free: the most ever outstanding; cyclic: at
+    most ``limit``, 32 bytes for the legacy driver's 255)."""
 
     def __cinit__(self, limit, bint cyclic):
         if not 0 < limit <= 0xFFFFFFFF:
             raise ValueError(f"context id limit must be 1..2**32-1, got {limit}")
         self.limit = limit
         self.cyclic = cyclic
-        self._used = {}
+        self._bits = NULL
+        self._nwords = 0
+        self._nused = 0
         self._heap = NULL
         self._nheap = self._capheap = 0
         self._fresh = 1
@@ -159,6 +163,12 @@ cdef class IdAllocator:
 
     def __dealloc__(self):
         PyMem_Free(self._heap)
+        PyMem_Free(self._bits)
+
+    @property
+    def _used(self):
+        """The ids in use (-> None), for tests."""
+        return {i: None for i in range(64 * self._nwords) if self._taken(i)}
 
     def alloc(self):
         """A free context id; ``EBUSY`` when ``limit`` are outstanding."""
@@ -171,15 +181,15 @@ cdef class IdAllocator:
 
     cdef long long take(self) except -1:
         cdef uint64_t k, i
-        if <uint64_t>len(self._used) >= self.limit:
+        if self._nused >= self.limit:
             raise self._busy()  # idr_alloc_cyclic and xa_alloc both answer a full range with EBUSY
         if self.cyclic:
             # the id after the last one taken, skipping those in use, as the kernel's IDR does
             for k in range(self.limit):
                 i = self._cursor % self.limit + 1
                 self._cursor += 1
-                if i not in self._used:
-                    self._used[i] = None
+                if not self._taken(i):
+                    self._mark(i)
                     return i
             raise self._busy()
         if self._nheap:
@@ -190,14 +200,33 @@ cdef class IdAllocator:
         if i > self.limit:
             self._push(i)  # kept for when an id frees up below it
             raise self._busy()
-        self._used[i] = None
+        self._mark(i)
         return i
 
     cdef int give(self, uint64_t i) except -1:
-        if i in self._used:
-            del self._used[i]
+        if self._taken(i):
+            self._bits[i >> 6] &= ~((<uint64_t>1) << (i & 63))
+            self._nused -= 1
             if not self.cyclic:
                 self._push(i)
+        return 0
+
+    cdef bint _taken(self, uint64_t i) noexcept:
+        return <Py_ssize_t>(i >> 6) < self._nwords and (self._bits[i >> 6] >> (i & 63)) & 1
+
+    cdef int _mark(self, uint64_t i) except -1:
+        # the caller checked that i is free
+        cdef Py_ssize_t w = <Py_ssize_t>(i >> 6), n
+        cdef uint64_t *b
+        if w >= self._nwords:
+            n = max(w + 1, 2 * self._nwords, 4)
+            b = <uint64_t *>PyMem_Realloc(self._bits, n * sizeof(uint64_t))
+            if b == NULL:
+                raise MemoryError()
+            memset(b + self._nwords, 0, (n - self._nwords) * sizeof(uint64_t))
+            self._bits, self._nwords = b, n
+        self._bits[w] |= (<uint64_t>1) << (i & 63)
+        self._nused += 1
         return 0
 
     cdef int _push(self, uint64_t v) except -1:
