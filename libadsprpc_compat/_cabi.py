@@ -24,16 +24,18 @@ import sys
 import threading
 import traceback
 
+from qda_core import trace as _trace
 from qda_core.errors import ConfigError
 
 from . import default, rpcmem
 from . import process as _process
 from . import buffers as _buffers
-from ._remote import CArgs
+from ._remote import CArgs, Face
 from .cargs import A, cstr, put_cstr
 from .constants import DOMAIN_NAMES
 from .errors import FastRpcError
 from .handle64 import remote_handle64_close as _h64_close
+from .handle64 import invoke_failed as _h64_failed
 from .handle64 import remote_handle64_invoke as _h64_invoke
 from .library import Library
 from .process import state
@@ -67,17 +69,23 @@ def _code(fn):
         try:
             fn(*args)
             return 0
-        except FastRpcError as exc:
-            return (exc.aee & 0xFFFF_FFFF) | ((exc.errno or 0) & 0xFFFF) << 32
-        except ConfigError as exc:
-            _config_error(exc)
-            return A.AEE_EFAILED
         except Exception:
-            _internal_error(fn.__name__)
-            return A.AEE_EFAILED
+            return _error_code(fn.__name__)
     call.__name__ = call.__qualname__ = fn.__name__
     call.__doc__ = fn.__doc__
     return call
+
+
+def _error_code(name: str) -> int:
+    """The int of API call ``name`` for the exception being handled (see :func:`_code`)."""
+    exc = sys.exc_info()[1]
+    if isinstance(exc, FastRpcError):
+        return (exc.aee & 0xFFFF_FFFF) | ((exc.errno or 0) & 0xFFFF) << 32
+    if isinstance(exc, ConfigError):
+        _config_error(exc)
+    else:
+        _internal_error(name)
+    return A.AEE_EFAILED
 
 
 _reported: set[str] = set()
@@ -169,6 +177,27 @@ def bind(flavour: str, default_domain: int, names: str) -> tuple:
                                   else Library(state.backend, default_domain=default_domain))
     table = _bound(flavour)
     return tuple(table[n] for n in names.split())
+
+
+def face(flavour: str):
+    """The capsule of ``flavour``'s fast entry (``qdarpc/face.h``), after :func:`bind`: its
+    ``remote_handle64_invoke`` from C without a Python frame of the C face; the cases the
+    entry does not serve go to the function :func:`bind` gave for that name."""
+    return Face(_process._records, _flavours, _trace, _bound(flavour)["remote_handle64_invoke"],
+                _h64_failed_code, _h64_error_code).capsule()
+
+
+def _h64_failed_code(rec, sc: int, code: int) -> int:
+    """The int of an invoke through ``rec`` that returned ``code`` (the Python API's ending)."""
+    try:
+        _h64_failed(rec, sc, code)
+    except Exception:
+        return _error_code("remote_handle64_invoke")
+    raise AssertionError("invoke_failed returned")
+
+
+def _h64_error_code() -> int:
+    return _error_code("remote_handle64_invoke")
 
 
 def _foreign(flavour: str, h: int) -> bool:

@@ -17,7 +17,8 @@ pinned as known-valid on the calling thread, so the driver copies them with ``me
 """
 from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_SIMPLE, PyBUF_WRITABLE
 from cpython.bytearray cimport PyByteArray_AS_STRING
-from cpython.pycapsule cimport PyCapsule_GetPointer
+from cpython.pycapsule cimport PyCapsule_GetPointer, PyCapsule_New, PyCapsule_GetContext, PyCapsule_SetContext
+from cpython.ref cimport Py_INCREF, Py_DECREF
 from cpython.ref cimport PyObject
 from cpython.sequence cimport PySequence_Fast, PySequence_Fast_GET_SIZE, PySequence_Fast_GET_ITEM
 from libc.stdint cimport int32_t, int64_t, uint32_t, uint64_t
@@ -34,6 +35,15 @@ cdef extern from *:
     """
     int qda_compat_errno
     int qda_compat_origin
+
+cdef extern from "qdarpc/face.h":
+    const char *QDARPC_FACE_CAPSULE
+    enum: QDARPC_FACE_ABI
+    struct qdarpc_face:
+        unsigned int abi
+        long long (*h64_invoke)(void *ctx, unsigned long long h, unsigned int sc,
+                                unsigned long long pra) noexcept
+        void *ctx
 
 cdef extern from "qdarpc/aee_err.h":
     int qda_errno_to_aee(int err)
@@ -275,6 +285,9 @@ cdef class Invoker:
         """Invoke ``handle`` with ``sc`` and the argument sequence ``args`` (in-buffers,
         out-buffers, in-handles, out-handles). Returns the AEE code (0 on success; DSP codes
         as their unsigned 32-bit value)."""
+        return self.call(handle, sc, args)
+
+    cdef object call(self, uint32_t handle, uint32_t sc, object args):
         cdef char *descs
         cdef Py_buffer *views
         cdef bint own = not self.busy
@@ -469,3 +482,62 @@ cdef class Invoker:
         qda_compat_errno = 0
         qda_compat_origin = ORIGIN_DSP
         return <uint32_t>(rv & 0xFFFFFFFF)
+
+
+cdef class Face:
+    """The C library's fast entry for one flavour (``qdarpc/face.h``): ``remote_handle64_invoke``
+    from C straight into the handle's :class:`Invoker`. It serves the call the Python API's
+    ``remote_handle64_invoke`` serves without a trace or a second flavour to tell handles
+    apart; anything else, and the error a failed invoke raises, goes to the Python functions
+    it is given, which return the call's int as the C face's Python functions do."""
+    cdef qdarpc_face c
+    cdef dict records       # libadsprpc_compat.process._records (never rebound)
+    cdef object flavours    # the C face's loaded flavours: two or more -> the Python function
+    cdef object trace       # qda_core.trace (its RECORDER)
+    cdef object slow        # (h, sc, pra) -> int: the flavour's Python remote_handle64_invoke
+    cdef object failed      # (record, sc, code) -> int: a failed invoke's code and errno
+    cdef object error       # () -> int: the code of the exception being handled
+
+    def __cinit__(self, dict records, flavours, trace, slow, failed, error):
+        self.records, self.flavours, self.trace = records, flavours, trace
+        self.slow, self.failed, self.error = slow, failed, error
+        self.c.abi = QDARPC_FACE_ABI
+        self.c.h64_invoke = _face_h64_invoke
+        self.c.ctx = <void *>self
+
+    def capsule(self):
+        """A capsule of the entry that keeps this object alive as long as it lives."""
+        cap = PyCapsule_New(&self.c, QDARPC_FACE_CAPSULE, _face_capsule_free)
+        Py_INCREF(self)
+        PyCapsule_SetContext(cap, <void *>self)
+        return cap
+
+    def __call__(self, unsigned long long h, unsigned int sc, unsigned long long pra):
+        """The entry, from Python (what C gets through the capsule): the call's int."""
+        return _face_h64_invoke(<void *>self, h, sc, pra)
+
+
+cdef void _face_capsule_free(object cap) noexcept:
+    Py_DECREF(<object>PyCapsule_GetContext(cap))
+
+
+cdef long long _face_h64_invoke(void *ctx, unsigned long long h, unsigned int sc,
+                                unsigned long long pra) noexcept:
+    cdef Face f = <Face>ctx
+    cdef Py_ssize_t n
+    try:
+        if f.trace.RECORDER is not None or len(f.flavours) > 1:
+            return f.slow(h, sc, pra)
+        rec = f.records.get(h)
+        if rec is None or type(rec.invoker) is not Invoker:
+            return f.slow(h, sc, pra)  # AEE_EINVHANDLE, said by the API
+        n = ((sc >> 16) & 0xFF) + ((sc >> 8) & 0xFF) + ((sc >> 4) & 0xF) + (sc & 0xF)
+        code = (<Invoker>rec.invoker).call(rec.dsp_handle, sc, CArgs.__new__(CArgs, pra, n))
+        if code == 0:
+            return 0
+        return f.failed(rec, sc, code)
+    except BaseException:
+        try:
+            return f.error()
+        except BaseException:
+            return 1  # AEE_EFAILED: not even the report could be made

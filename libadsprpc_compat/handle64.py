@@ -49,8 +49,14 @@ def remote_handle64_invoke(h: int, sc: int, args=()) -> None:
     except OverflowError:
         fail(A.AEE_EBADPARM, f"remote_handle64_invoke: sc {sc:#x} is not a uint32_t")
     if code:
-        rec.session.fail_if_closed("remote_handle64_invoke")
-        raise_invoke(code, f"remote_handle64_invoke({sc:#010x})")
+        invoke_failed(rec, sc, code)
+
+
+def invoke_failed(rec, sc: int, code: int) -> None:
+    """Raise the error of an invoke through record ``rec`` that returned ``code``
+    (``AEE_ECONNRESET`` if its session was closed meanwhile)."""
+    rec.session.fail_if_closed("remote_handle64_invoke")
+    raise_invoke(code, f"remote_handle64_invoke({sc:#010x})")
 
 
 def _invoke_traced(tr, h, sc, args) -> None:

@@ -10,11 +10,13 @@ import pathlib
 import re
 import subprocess
 import sys
+import textwrap
 
 import pytest
 
 import libadsprpc_compat as rpc
 from libadsprpc_compat import native
+from libadsprpc_compat.cargs import A
 
 sys.path.insert(0, str(pathlib.Path(__file__).parent))
 from cc_helpers import compile_c, needs_c_abi, run_c  # noqa: E402
@@ -355,3 +357,40 @@ def test_each_flavour_opens_non_domain_handles_on_its_own_default_domain(flavour
 
         _cabi.close_all()
         rpc.shutdown()
+
+
+URI = "file:///libqdarpc_test_skel.so?qdarpc_test_skel_handle_invoke&_modver=1.0&_dom=cdsp"
+
+
+def test_a_c_caller_takes_the_fast_entry():
+    """The C library's remote_handle64_invoke goes through its fast entry (qdarpc/face.h,
+    tests/test_c_abi_face.py): in a process whose library binds it, only the call the entry
+    cannot serve reaches the Python function (counted by wrapping what bind hands out)."""
+    script = textwrap.dedent(f"""
+        import ctypes, json
+        from libadsprpc_compat import _cabi
+        seen = []
+        real = _cabi._bound
+        def counting(flavour):
+            table = dict(real(flavour))
+            slow = table["remote_handle64_invoke"]
+            def wrapped(*a):
+                seen.append(a[0])
+                return slow(*a)
+            table["remote_handle64_invoke"] = wrapped
+            return table
+        _cabi._bound = counting
+        lib = ctypes.CDLL({str(native.library())!r})
+        h = ctypes.c_uint64()
+        assert lib.remote_handle64_open({URI!r}.encode(), ctypes.byref(h)) == 0
+        codes = [lib.remote_handle64_invoke(h, 0x02000000, None) for _ in range(5)]
+        codes.append(lib.remote_handle64_invoke(ctypes.c_uint64(0xDEAD), 0x02000000, None))
+        lib.remote_handle64_close(h)
+        print(json.dumps([codes, seen]))
+    """)
+    env = native.run_env(dict(os.environ))
+    p = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, env=env)
+    assert p.returncode == 0, p.stderr[-2000:]
+    codes, seen = json.loads(p.stdout.splitlines()[-1])
+    assert codes == [0] * 5 + [A.AEE_EINVHANDLE]
+    assert seen == [0xDEAD]

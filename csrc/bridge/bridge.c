@@ -31,6 +31,7 @@
 #include "remote.h"
 #include "rpcmem.h"
 #include "qdarpc/aee_err.h"
+#include "qdarpc/face.h"
 
 #define API __attribute__((visibility("default")))
 #define py qdarpc_py
@@ -64,6 +65,20 @@ static const char *const abi_name[F_COUNT] = { ABI_FUNCS(ABI_NAME) };
 #undef ABI_NAME
 
 static PyObject *funcs[F_COUNT];     /* borrowed from a tuple kept for the process' life */
+static const struct qdarpc_face *face; /* remote_handle64_invoke's fast entry, or NULL */
+
+/* The fast entry (qdarpc/face.h), kept for the process' life with its capsule. Without one (a
+ * package of another layout) every call takes the Python function: slower, the same result. */
+static void bind_face(PyObject *mod)
+{
+	PyObject *cap = py.PyObject_CallMethod(mod, "face", "s", QDARPC_LIBNAME);
+	const struct qdarpc_face *f = cap ? py.PyCapsule_GetPointer(cap, QDARPC_FACE_CAPSULE) : NULL;
+
+	if (f && f->abi == QDARPC_FACE_ABI)
+		face = f;
+	else
+		py.PyErr_Clear();
+}
 
 /* Import libadsprpc_compat._cabi and bind this flavour's functions. With the GIL held. A
  * host Python without the package on sys.path gets the directory that holds it. */
@@ -89,6 +104,7 @@ static int bind(void)
 			return -1;
 		}
 	}
+	bind_face(mod);
 	return 0;
 }
 
@@ -167,8 +183,22 @@ API int remote_handle64_open(const char *name, remote_handle64 *ph)
 
 API int remote_handle64_invoke(remote_handle64 h, uint32_t sc, remote_arg *pra)
 {
-	return code(call(F_remote_handle64_invoke, AEE_ECONNREFUSED, "(KIK)",
-			 (unsigned long long)h, sc, P(pra)));
+	PyGILState_STATE g;
+	long long v;
+	int fresh, saved = errno;
+
+	if (embed_ready(bind)) {
+		errno = saved;
+		return AEE_ECONNREFUSED;
+	}
+	if (!face)
+		return code(call(F_remote_handle64_invoke, AEE_ECONNREFUSED, "(KIK)",
+				 (unsigned long long)h, sc, P(pra)));
+	g = embed_enter(&fresh);
+	v = face->h64_invoke(face->ctx, (unsigned long long)h, sc, P(pra));
+	embed_leave(g, fresh);
+	errno = saved;
+	return code(v);
 }
 
 API int remote_handle64_close(remote_handle64 h)

@@ -23,7 +23,7 @@
 	X(Py_VaBuildValue) X(Py_DecRef) X(PyLong_AsLongLong) X(PyTuple_GetItem) \
 	X(PyErr_Occurred) X(PyErr_Print) X(PyErr_Clear) X(PyOS_BeforeFork) \
 	X(PyOS_AfterFork_Parent) X(PyOS_AfterFork_Child) X(PyRun_SimpleStringFlags) X(PyThreadState_New) \
-	X(PyInterpreterState_Main)
+	X(PyInterpreterState_Main) X(PyCapsule_GetPointer)
 
 #define QDARPC_PY_FIELD(name) __typeof__(name) *name;
 struct qdarpc_py { QDARPC_PY_API(QDARPC_PY_FIELD) };
