@@ -1,4 +1,3 @@
-from cpython.dict cimport PyDict_GetItem
 from cpython.object cimport PyObject
 from libc.stdint cimport uint32_t, uint64_t
 from libc.string cimport memcpy
@@ -83,8 +82,14 @@ cdef inline void invoke_fields(const unsigned char *k, uint32_t *handle, uint32_
     memcpy(args, k + 8, 8)
 
 
+cdef extern from "Python.h":
+    # a borrowed reference or NULL, no error check: only for str and int keys (whose hash and
+    # compare cannot fail); PyDict_GetItem would save and restore the error state around it
+    PyObject *dict_get "PyDict_GetItemWithError"(object d, object key)
+
+
 cdef inline object dict_attr(dict d, str name, obj):
     """``getattr(obj, name)`` of a plain instance attribute, read in the object's ``__dict__``
     ``d`` (one dict lookup instead of a generic attribute lookup); getattr when it is not there."""
-    cdef PyObject *p = PyDict_GetItem(d, name)
+    cdef PyObject *p = dict_get(d, name)
     return <object>p if p != NULL else getattr(obj, name)

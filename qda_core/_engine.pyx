@@ -10,7 +10,6 @@ docs/dataplane.md.
 """
 from cpython.buffer cimport PyBUF_SIMPLE, PyBuffer_Release, PyObject_GetBuffer
 from cpython.bytearray cimport PyByteArray_AS_STRING
-from cpython.dict cimport PyDict_GetItem
 from cpython.object cimport PyObject
 from cpython.mem cimport PyMem_Free, PyMem_Realloc
 from cpython.pycapsule cimport PyCapsule_GetPointer, PyCapsule_IsValid
@@ -70,7 +69,7 @@ cdef dict _TRACE_VARS = vars(_trace)
 
 cdef bint tracing() noexcept:
     """``trace.RECORDER is not None``, read in the module's dict (no module attribute lookup)."""
-    cdef PyObject *r = PyDict_GetItem(_TRACE_VARS, "RECORDER")
+    cdef PyObject *r = dict_get(_TRACE_VARS, "RECORDER")
     return r != NULL and r != <PyObject *>None
 
 

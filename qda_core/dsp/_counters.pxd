@@ -8,3 +8,11 @@ cdef class PdCounters:
     cdef void add(self, long long invokes, long long ns) noexcept
 
 cpdef void account_add(long long ns) noexcept
+
+cdef class DspState:
+    cdef public object faults, cost, stats
+    cdef public long long generation, procs_gen
+
+cdef class PdState:
+    cdef public object state
+    cdef public bint poll_mode

@@ -67,3 +67,28 @@ def account():
     """``(last, total, count)``: the calling thread's last message's modeled ns, the sum and
     the number of all its messages."""
     return qda_acct[0], qda_acct[1], qda_acct[2]
+
+
+cdef class DspState:
+    """What every message reads of its DSP, in C fields the native lane reads directly:
+    ``EmulatedDsp``'s ``faults``, ``cost``, ``stats``, ``_generation`` and ``_procs_gen`` are
+    properties over these (the only copy)."""
+
+
+cdef class PdState:
+    """What every message checks of its PD: ``Process.state`` and ``Process.poll_mode`` are
+    properties over these (the only copy)."""
+
+    def __init__(self):
+        self.state = "alive"
+        self.poll_mode = False
+
+
+def state_property(str field, str doc):
+    """A property over ``self._st.<field>`` (a DspState or PdState)."""
+    def get(self):
+        return getattr(self._st, field)
+
+    def set(self, value):
+        setattr(self._st, field, value)
+    return property(get, set, doc=doc)

@@ -16,7 +16,6 @@ docs/dataplane.md.
 from cpython.pycapsule cimport PyCapsule_GetContext, PyCapsule_New, PyCapsule_SetContext
 from cpython.ref cimport Py_DECREF, Py_INCREF
 from cpython.buffer cimport PyBUF_SIMPLE, PyBuffer_Release, PyObject_GetBuffer
-from cpython.dict cimport PyDict_GetItem
 from cpython.object cimport PyObject
 from libc.stdint cimport int32_t, int64_t, uint32_t, uint64_t
 from libc.stdlib cimport free, malloc
@@ -29,7 +28,7 @@ from qda_core._cwire cimport (QDA_ENDPOINT_CAPSULE, QDA_EP_REFERENCE, QDA_EP_REP
 from qda_core._marshal cimport decode_views_raw
 
 from ._call cimport Call, new_call
-from ._counters cimport Counters, PdCounters, account_add
+from ._counters cimport Counters, DspState, PdCounters, PdState, account_add
 
 import errno as _errno
 
@@ -60,16 +59,18 @@ cdef object _OVERRIDE = _cost._OVERRIDE
 cdef dict _TRACE_VARS = vars(_trace)
 
 
+cdef extern from "Python.h":
+    # a borrowed reference or NULL, no error check: only for str and int keys (whose hash and
+    # compare cannot fail); PyDict_GetItem would save and restore the error state around it
+    PyObject *_dict_get "PyDict_GetItemWithError"(object d, object key)
+
+
 cdef inline bint _tracing() noexcept:
     # trace.RECORDER is not None, read in the module's dict (no module attribute lookup)
-    cdef PyObject *r = PyDict_GetItem(_TRACE_VARS, "RECORDER")
+    cdef PyObject *r = _dict_get(_TRACE_VARS, "RECORDER")
     return r != NULL and r != <PyObject *>None
 
 
-cdef inline object _attr(dict d, str name, obj):
-    # getattr(obj, name) of a plain instance attribute, read in the object's __dict__ d
-    cdef PyObject *p = PyDict_GetItem(d, name)
-    return <object>p if p != NULL else getattr(obj, name)
 
 
 cdef class _Capture:
@@ -83,7 +84,8 @@ cdef class _Capture:
 cdef class _Pd:
     """What the lane reads of one PD on every message (see DspLane._pd)."""
     cdef object proc, params, sids, view
-    cdef dict modules, pdict    # proc.modules, proc.__dict__ (state, poll_mode)
+    cdef dict modules
+    cdef PdState st             # proc._st: state, poll_mode
     cdef PdCounters ctr
     cdef object origin          # the last sender found to be this PD's client (Origin is immutable)
     cdef _Mod mod               # the module instance last called
@@ -114,8 +116,9 @@ cdef class DspLane:
     cdef qda_endpoint _ep
     cdef qda_endpoint *ep
     cdef dict _dsp_dict
+    cdef DspState _st       # dsp._st: faults, cost, stats, generations
     cdef dict _pds          # client id -> _Pd
-    cdef object _pds_gen    # dsp._procs_gen when _pds was filled
+    cdef long long _pds_gen # dsp._procs_gen when _pds was filled
     cdef Counters _stats    # dsp.stats.native (see _counters)
     cdef object _stats_owner
     # the cost model last seen, and its figures (CostModel is frozen: cached by identity)
@@ -127,8 +130,9 @@ cdef class DspLane:
         self.dsp = dsp
         self.channel = channel
         self._dsp_dict = dsp.__dict__
+        self._st = dsp._st
         self._pds = {}
-        self._pds_gen = None
+        self._pds_gen = -1
         self._stats = None
         self._stats_owner = None
         self.ep = &self._ep  # in the object itself: it lives exactly as long as the lane
@@ -171,7 +175,7 @@ cdef class DspLane:
     cdef Counters _counters(self):
         """The C counters of the DSP's statistics now (``dsp.stats.native``); None when
         ``dsp.stats`` is not a DspStats (then its own ``record`` counts)."""
-        st = _attr(self._dsp_dict, "stats", self.dsp)
+        st = self._st.stats
         if st is not self._stats_owner:
             native = getattr(st, "native", None)
             self._stats = native if type(native) is Counters else None
@@ -183,7 +187,7 @@ cdef class DspLane:
         if there is none. Cached until the DSP's table of PDs changes (``_procs_gen``)."""
         cdef _Pd pd
         dsp = self.dsp
-        gen = _attr(self._dsp_dict, "_procs_gen", dsp)
+        cdef long long gen = self._st.procs_gen
         if gen != self._pds_gen:
             self._pds.clear()
             self._pds_gen = gen
@@ -194,7 +198,7 @@ cdef class DspLane:
                 return None
             pd = _Pd.__new__(_Pd)
             pd.proc, pd.modules, pd.params, pd.ctr = proc, proc.modules, proc.params, proc.counters
-            pd.pdict = vars(proc)
+            pd.st = proc._st
             memory = proc.memory
             pd.sids, pd.view = memory.sids, memory._memory.view
             self._pds[client_id] = pd
@@ -210,17 +214,19 @@ cdef class DspLane:
         cdef uint32_t nin, ninh, method
         cdef object handle
         cdef PyObject *p
+        cdef long long generation
         cdef dict d = self._dsp_dict
+        cdef DspState st = self._st
         dsp = self.dsp
         # what sends a message to the reference: anything that is not a user method of a
         # live PD, or that something watches (trace) or may alter (fault rules, QoS, realtime)
         if m.handle < _CONST_LIMIT or origin is None or _tracing() or "receive" in d:
             # (a receive set on the DSP itself is a tap on every message: tests, tools)
             return self._reference(m, origin, rsp)
-        f = _attr(d, "faults", dsp)
+        f = st.faults
         if f is not None and f._kinds:
             return self._reference(m, origin, rsp)
-        cost = _attr(d, "cost", dsp)
+        cost = st.cost
         if cost is not self._cost:
             if cost.realtime:
                 return self._reference(m, origin, rsp)
@@ -235,18 +241,18 @@ cdef class DspLane:
                 return self._reference(m, origin, rsp)
             pd.origin = origin
         proc = pd.proc
-        if _attr(pd.pdict, "state", proc) != "alive" or _attr(pd.pdict, "poll_mode", proc):
+        if pd.st.state != "alive" or pd.st.poll_mode:
             return self._reference(m, origin, rsp)
         if pd.params and (_QOS_KEYS[0] in pd.params or _QOS_KEYS[1] in pd.params):
             return self._reference(m, origin, rsp)
         handle = m.handle
-        p = PyDict_GetItem(pd.modules, handle)
+        p = _dict_get(pd.modules, handle)
         if p == NULL:
             return self._reference(m, origin, rsp)
         mod = pd.mod
         if mod is None or mod.mi is not <object>p:
             mod = pd.mod = _new_mod(<object>p)
-        generation = _attr(d, "_generation", dsp)
+        generation = st.generation
         # the arguments, as the reference's _resolve views them; any failure (an SMMU fault,
         # a payload that does not decode) is the reference's to answer: nothing ran yet
         if m.size and not ((m.addr >> 32) in pd.sids and (m.addr & 0xFFFFFFFF) + m.size <= (<uint64_t>1 << 32)):
@@ -292,7 +298,7 @@ cdef class DspLane:
         else:  # a DspStats stand-in (a test's recorder): its own record()
             dsp.stats.record(bytes_in=nbytes_in, bytes_out=nbytes_out, handles_in=nhin, handles_out=nhout, ns=ns,
                              error=rv != 0, crash=crashed)
-        if _attr(d, "_generation", dsp) != generation:
+        if st.generation != generation:
             raise errno_error(_errno.ENODEV, f"{dsp.domain} restarted while handle {m.handle:#x} "
                                              f"sc {m.sc:#x} of client {m.client_id} was running")
         rctx = m.ctx
@@ -404,7 +410,7 @@ cdef int64_t _invoke(_Mod mod, Call call, uint32_t method, uint32_t sc) except? 
         return _native(mod.impl, call, method, sc)
     if mod.dispatch is None or method == _ESCAPE:
         return mod.impl.invoke(call) & 0xFFFFFFFF
-    entry = PyDict_GetItem(mod.dispatch, method)  # handle-style modules' 0 and 1 are not in it
+    entry = _dict_get(mod.dispatch, method)  # handle-style modules' 0 and 1 are not in it
     if entry == NULL:
         return _ERR_UNKNOWN_METHOD
     fn, want, cost_ns = <tuple><object>entry

@@ -49,6 +49,7 @@ from ..wire import (ADSP_CURRENT_PROCESS1_HANDLE, ADSP_LISTENER1_HANDLE, CONST_H
                     RPC_PARAM_THREAD, RSP, S32, SENSORS_PD, STATIC_HANDLES, U64, Msg, Origin, metadata_size,
                     sc_counts, sc_method)
 from . import aee, caps, cost
+from ._counters import DspState, state_property
 from ._lane import DspLane
 from .cost import DOMAIN_COST, CostModel, DspStats
 from .dsprt import DspContext, NativeFault
@@ -163,10 +164,18 @@ class EmulatedDsp:
     table (:mod:`.caps`). ``cost``: a :class:`~.cost.CostModel` replacing the domain default.
     """
 
+    # What every message reads of the DSP lives in C (a DspState, read by the native lane).
+    cost = state_property("cost", "The DSP's cost model (:class:`~.cost.CostModel`).")
+    stats = state_property("stats", "The DSP's statistics (:class:`~.cost.DspStats`).")
+    faults = state_property("faults", "The SoC's fault rules (:mod:`qda_core.faults`), or None.")
+    _generation = state_property("generation", "Subsystem restarts so far.")
+    _procs_gen = state_property("procs_gen", "Bumped before and after every change of ``_procs``.")
+
     def __init__(self, domain: str, memory: DeviceMemory, *, skel_path_env: Mapping[str, str] | None = None,
                  capabilities: Mapping[int, int] | None = None, cost: CostModel | None = None):
         from .skels import BUILTIN_SKELS
 
+        self._st = DspState()
         self.domain = domain
         self.memory = memory
         self.capabilities = caps.capability_table(domain, capabilities)

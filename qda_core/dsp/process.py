@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, NamedTuple
 
 from .. import _ext
 from ..wire import PAGE_SIZE
-from ._counters import PdCounters
+from ._counters import PdCounters, PdState, state_property
 
 if TYPE_CHECKING:  # pragma: no cover
     from .cost import CostModel
@@ -82,9 +82,14 @@ class Process:
     it so calls into one PD can proceed in parallel. A blocked listener (:meth:`listen`) holds no lock.
     """
 
+    # What every message checks of the PD lives in C (a PdState, read by the native lane).
+    state = state_property("state", '"alive", "crashed" or "exited".')
+    poll_mode = state_property("poll_mode", "Calls complete by the poll word too (``poll_mode`` method).")
+
     def __init__(self, client_id: int, kind: str, memory, *, name: str = "", unsigned: bool = False,
                  init_mem: tuple[int, int] = (0, 0), domain: str = "", channel: str = "",
                  cost: "CostModel | None" = None):
+        self._st = PdState()
         self.client_id = client_id
         self.domain = domain    # where the PD runs (a skel's FARF names it)
         self.channel = channel
@@ -95,7 +100,6 @@ class Process:
         self.init_mem = init_mem
         self.memory = memory
         self.lock = threading.Lock()
-        self.state = "alive"
         self.crash_reason = ""
         self.modules: dict[int, ModuleInstance] = {}
         self.mappings: list[MemMapping] = []
@@ -105,8 +109,6 @@ class Process:
         #: This PD's calls and modeled ns, in C (both data planes add to them): ``invokes``, ``modeled_ns``.
         self.counters = PdCounters()
         self.listeners = 0
-        # adsp_current_process1 poll_mode(enable, timeout): complete calls by the poll word too
-        self.poll_mode = False
         self.poll_timeout = 0
         self._ended = threading.Event()  # set once the PD stops being alive (never cleared)
 

@@ -1,0 +1,118 @@
+"""What the native lanes keep of the DSP, a PD and a file: each cached item is taken again when
+what it was read from changes, and each C field is the only copy of its Python attribute."""
+from __future__ import annotations
+
+import pytest
+
+from libadsprpc_compat.remotectl import open_module
+from qda_core import uapi, wire
+from qda_core.dsp import aee
+
+SKELS = {
+    "liblane_a_skel.py": """
+from qda_core.dsp import Skeleton, method
+
+class A(Skeleton):
+    @method(2)
+    def who(self, call):
+        return 0xA
+""",
+    "liblane_b_skel.py": """
+from qda_core.dsp import Skeleton, method
+
+class B(Skeleton):
+    @method(2)
+    def who(self, call):
+        return 0xB
+""",
+}
+URI = "file:///liblane_{}_skel.so?lane_{}_skel_handle_invoke&_modver=1.0"
+SC_WHO = 2 << 24
+
+
+@pytest.fixture
+def pd(make_soc, tmp_path, monkeypatch):
+    """An accel file with a PD, modules A and B open in it: (file, handles, the PD, the DSP)."""
+    for name, text in SKELS.items():
+        (tmp_path / name).write_text(text)
+    monkeypatch.setenv("DSP_LIBRARY_PATH", str(tmp_path))
+    soc = make_soc("default")
+    f = soc.open_device("cdsp")
+    assert f.init_create(attrs=uapi.FASTRPC_MODE_UNSIGNED_MODULE) == 0
+    h = {}
+    for k in "ab":
+        rv, h[k] = open_module(f, URI.format(k, k))
+        assert rv == 0
+    dsp = soc.domain("cdsp").dsp
+    proc = next(p for p in dsp._procs.values() if h["a"] in p.modules)
+    try:
+        yield f, h, proc, dsp
+    finally:
+        f.close()
+
+
+def test_a_module_replaced_at_its_handle_is_the_one_called(pd):
+    """The lane keeps the module instance it last called per PD: another one at the handle
+    (a new ModuleInstance) is called, not the one kept."""
+    f, h, proc, _ = pd
+    assert f.invoke(h["a"], SC_WHO) == 0xA
+    assert f.invoke(h["a"], SC_WHO) == 0xA
+    proc.modules[h["a"]] = proc.modules[h["b"]]
+    assert f.invoke(h["a"], SC_WHO) == 0xB
+
+
+def test_every_new_sender_of_a_pd_is_checked_again(pd):
+    """The lane keeps the sender it last found to be a PD's client: another sender naming
+    that client in the header is refused as the reference refuses it."""
+    f, h, proc, _ = pd
+    lane = f.device.fastrpc.channel._remote._lane
+    cid = proc.client_id
+    sids = f._origin(False).sids
+    own, other = wire.Origin(cid, sids, False), wire.Origin(cid + 100, sids, False)
+    assert lane.receive(cid, 1, 0x10, h["a"], SC_WHO, 0, 0, own) == (True, False, 0x10, 0xA)
+    replied, _, ctx, rv = lane.receive(cid, 1, 0x20, h["a"], SC_WHO, 0, 0, other)
+    assert (replied, ctx, rv & 0xFFFF_FFFF) == (True, 0x20, aee.ERR_NOT_OWNER)
+    assert lane.receive(cid, 1, 0x30, h["a"], SC_WHO, 0, 0, own) == (True, False, 0x30, 0xA)
+
+
+def test_a_pds_state_and_poll_mode_are_one_c_copy(pd):
+    f, h, proc, _ = pd
+    assert f.invoke(h["a"], SC_WHO) == 0xA
+    proc.state = "exited"
+    assert proc._st.state == "exited" and not proc.alive
+    assert f.invoke(h["a"], SC_WHO) == aee.ERR_PD_CRASHED
+    proc.poll_mode = True
+    assert proc._st.poll_mode is True
+
+
+def test_the_dsps_switches_are_one_c_copy(pd):
+    f, h, proc, dsp = pd
+    gen, procs_gen = dsp._generation, dsp._procs_gen
+    dsp._generation += 1
+    dsp._procs_gen += 2
+    assert (dsp._st.generation, dsp._st.procs_gen) == (gen + 1, procs_gen + 2)
+    assert dsp._st.cost is dsp.cost and dsp._st.stats is dsp.stats and dsp._st.faults is dsp.faults
+    assert f.invoke(h["a"], SC_WHO) == 0xA  # the PD table taken again: the same PD
+
+
+def test_a_pd_table_change_is_seen_by_the_lane(pd):
+    """A PD removed from the DSP's table (release) after the lane cached it: no PD now."""
+    f, h, proc, dsp = pd
+    assert f.invoke(h["a"], SC_WHO) == 0xA
+    with dsp._lock:
+        dsp._procs_gen += 1
+        key = next(k for k, p in dsp._procs.items() if p is proc)
+        del dsp._procs[key]
+        dsp._procs_gen += 1
+    assert f.invoke(h["a"], SC_WHO) == aee.ERR_NO_PD
+
+
+def test_a_legacy_files_pd_and_poll_mode_are_its_lanes(make_soc):
+    soc = make_soc("default")
+    f = soc.open("/dev/fastrpc-cdsp")
+    try:
+        assert (f.pd, f.poll_mode) == (wire.ROOT_PD, False) == (f._lane.pd, f._lane.poll_mode)
+        f.pd, f.poll_mode = wire.USER_PD, True
+        assert (f._lane.pd, f._lane.poll_mode) == (wire.USER_PD, True)
+    finally:
+        f.close()
