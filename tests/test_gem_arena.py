@@ -102,14 +102,15 @@ def test_by_reference_invoke_needs_a_mapping_of_the_object_not_of_the_arena(f):
     ret, h_mod = open_module(f, TEST)
     assert ret == 0
     h = f.gem_create(PAGE)
-    obj = f.lookup(h)
+    other = f.lookup(f.gem_create(PAGE))
     out = bytearray(16)
-    # The arena's kernel-side pages of the object are no CPU mapping of it (an attacker can find
-    # the arena in /proc/self/maps): EFAULT, and nothing changes.
+    # The arena's kernel-side pages are no CPU mapping of the object (an attacker can find the
+    # arena in /proc/self/maps): EFAULT. (The call promotes the object it names, as every
+    # argument the DSP is given an address of; its own kernel-side pages are then its file's.)
     with pytest.raises(OSError) as e:
-        f.invoke(h_mod, SC_TOUCH, [GemRef(h, obj.backing.view), out])
+        f.invoke(h_mod, SC_TOUCH, [GemRef(h, other.backing.view), out])
     assert e.value.errno == errno.EFAULT
-    assert not obj.backing.promoted
+    assert not other.backing.promoted
     # Through its own mapping it works.
     cpu = f.mmap(f.gem_mmap_offset(h), PAGE)
     cpu[:2] = b"\x07\x09"
@@ -211,22 +212,26 @@ def test_map_to_the_dsp_promotes(f):
 
 def test_threads_never_share_a_slot(f):
     f.gem_create(PAGE)
-    seen: list[set] = [set(), set()]
     errors = []
+    live: set[int] = set()  # slot addresses of the objects alive now, both threads'
+    lock = threading.Lock()
 
-    def churn(i):
+    def churn():
         try:
             for n in range(300):
                 hs = [f.gem_create(PAGE * (1 + n % 3)) for _ in range(4)]
-                seen[i].update(f.lookup(h).backing.addr for h in hs)
-                live = {f.lookup(h).backing.addr for h in hs}
-                assert len(live) == 4
-                for h in hs:
+                addrs = [f.lookup(h).backing.addr for h in hs]
+                with lock:
+                    assert not live & set(addrs) and len(set(addrs)) == 4
+                    live.update(addrs)
+                with lock:
+                    live.difference_update(addrs)
+                for h in hs:  # freed after leaving the set: a reuse by the other thread is fine
                     f.gem_close(h)
         except BaseException as exc:  # pragma: no cover - reported below
             errors.append(exc)
 
-    ts = [threading.Thread(target=churn, args=(i,)) for i in range(2)]
+    ts = [threading.Thread(target=churn) for _ in range(2)]
     for t in ts:
         t.start()
     for t in ts:
