@@ -236,19 +236,13 @@ def mmap_source(key: int, offset: int, length: int, prot: int) -> int:
     """``mmap`` of an accel node at a GEM fake offset: a new fd on the object's pages (the
     caller maps it at file offset 0 and closes it), or ``-errno``."""
     f = _files.get(key)
-    if f is None or isinstance(f, _Heap) or not hasattr(f, "mmap"):
+    if f is None or isinstance(f, _Heap) or not hasattr(f, "mmap_fd"):
         return -errno.ENODEV
     try:
-        view = f.mmap(offset, length, prot)  # every check the driver makes, then drop the view
-    except OSError as exc:
-        return -(exc.errno or errno.EINVAL)
-    view.release()
-    obj = f.device.offset_objects.get(offset)
-    if obj is None:
-        return -errno.EINVAL
-    try:
-        return os.dup(obj.backing.fd)
-    except OSError as exc:  # EMFILE; or the object went away meanwhile
+        # Every check the driver's mmap makes, on the object it then dups (no second lookup of
+        # the offset: after a GEM_CLOSE it may name another file's object).
+        return f.mmap_fd(offset, length, prot)
+    except OSError as exc:  # as mmap's; EMFILE
         return -(exc.errno or errno.EINVAL)
 
 

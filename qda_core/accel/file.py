@@ -161,7 +161,15 @@ class QdaFile(DriverFile):
             obj = self.handles.get(h)
             if obj is None:
                 raise errno_error(errno.ENOENT, f"{what}: no GEM handle {fd} in this file")
-            return obj.get()
+            obj.get()
+        try:
+            # The DSP gets its device address (a MAP, a handle argument): it may write it from
+            # now on, so not into an arena slot a promotion could move under it.
+            obj.promote()
+        except BaseException:
+            obj.put()
+            raise
+        return obj
 
     def prime_import(self, fd: int, what: str = "PRIME_FD_TO_HANDLE") -> int:
         """``drm_gem_prime_fd_to_handle()``: the handle of dma-buf ``fd`` in this file."""
@@ -304,22 +312,47 @@ class QdaFile(DriverFile):
 
     def mmap(self, offset: int, size: int, prot: int = _mmap.PROT_READ | _mmap.PROT_WRITE) -> memoryview:
         """``mmap(NULL, size, prot, MAP_SHARED, fd, offset)`` on this file: a CPU mapping."""
+        obj = self._mmap_object(offset, size, prot)
+        try:
+            mm = _mmap.mmap(obj.backing.fd, size, _mmap.MAP_SHARED, prot)
+            view = memoryview(mm)
+            vma.register(mm, address(view), size, obj.backing.key)
+        finally:
+            obj.put()
+        return view
+
+    def mmap_fd(self, offset: int, size: int, prot: int) -> int:
+        """What the device shim maps for :meth:`mmap`'s arguments: a new fd on the object's
+        pages (the caller maps it at file offset 0 and closes it)."""
+        obj = self._mmap_object(offset, size, prot)
+        try:
+            return os.dup(obj.backing.fd)
+        finally:
+            obj.put()
+
+    def _mmap_object(self, offset: int, size: int, prot: int) -> GemObject:
+        """The object at fake ``offset`` after every check ``mmap`` makes, with its own file
+        (promoted) and a reference the caller puts: a GEM_CLOSE meanwhile must not free it
+        (its arena slot would go to another object while it is promoted or mapped)."""
         with self.device.lock:
             obj = self.device.offset_objects.get(offset)
+            obj = obj.try_get() if obj is not None else None
         if obj is None:
             raise errno_error(errno.EINVAL, f"mmap: no object at fake offset {offset:#x}")
-        if size <= 0 or size > obj.size:
-            raise errno_error(errno.EINVAL, f"mmap: length {size:#x} exceeds the {obj.size:#x}-byte object")
-        if id(obj) not in self._handle_of:
-            raise errno_error(errno.EACCES, "mmap: this file holds no handle to the object")
-        if obj.imported:
-            raise errno_error(errno.EINVAL, "mmap: imported (PRIME) objects must be mapped through their exporter")
-        if prot & _mmap.PROT_WRITE and (self.flags & os.O_ACCMODE) == os.O_RDONLY:
-            raise errno_error(errno.EACCES, "mmap: PROT_WRITE on a file opened read-only")
-        mm = _mmap.mmap(obj.backing.fd, size, _mmap.MAP_SHARED, prot)
-        view = memoryview(mm)
-        vma.register(mm, address(view), size, obj.backing.key)
-        return view
+        try:
+            if size <= 0 or size > obj.size:
+                raise errno_error(errno.EINVAL, f"mmap: length {size:#x} exceeds the {obj.size:#x}-byte object")
+            if id(obj) not in self._handle_of:
+                raise errno_error(errno.EACCES, "mmap: this file holds no handle to the object")
+            if obj.imported:
+                raise errno_error(errno.EINVAL, "mmap: imported (PRIME) objects must be mapped through their exporter")
+            if prot & _mmap.PROT_WRITE and (self.flags & os.O_ACCMODE) == os.O_RDONLY:
+                raise errno_error(errno.EACCES, "mmap: PROT_WRITE on a file opened read-only")
+            obj.promote()
+        except BaseException:
+            obj.put()
+            raise
+        return obj
 
     def map(self, request: int, fd: int, *, flags: int = 0, vaddrin: int = 0, size: int = 0,
             attrs: int = 0, offset: int = 0) -> int:
@@ -461,12 +494,7 @@ def _map(f: QdaFile, k: bytearray) -> int:
     f.ensure_cb()
     page, held = (0, 0), None
     if a["fd"] > 0:
-        held = f.buffer(a["fd"], "MAP")
-        try:
-            held.promote()  # the DSP may write it at any time from now on
-        except BaseException:
-            held.put()
-            raise
+        held = f.buffer(a["fd"], "MAP")  # promoted: the DSP may write it at any time from now on
         page = (held.dma_addr, held.size)  # the whole object
         if f.uapi.fd_kind == "gem-handle":
             held.put()  # RFC: the reference is dropped right away (the map does not pin it)
@@ -522,16 +550,21 @@ def _prime_handle_to_fd(f: QdaFile, k: bytearray) -> int:
     a = uapi.drm_prime_handle.unpack(k)
     if a["flags"] & ~(uapi.DRM_CLOEXEC | uapi.DRM_RDWR):
         raise errno_error(errno.EINVAL, f"PRIME_HANDLE_TO_FD: bad flags {a['flags']:#x}")
-    obj = f.lookup(a["handle"])
-    if obj is None:
-        raise errno_error(errno.ENOENT, f"PRIME_HANDLE_TO_FD: no handle {a['handle']}")
-    # An fd of the same pages with the access mode the flags ask for; a read-only one cannot be
-    # reopened read-write (Backing.export_fd).
-    fd = obj.backing.export_fd(writable=bool(a["flags"] & uapi.DRM_RDWR),
-                               cloexec=bool(a["flags"] & uapi.DRM_CLOEXEC))
-    obj.exported = True
-    # Its file is known from now on (an arena slot got one just now): an import finds the object.
-    f.device.objects_by_key[obj.backing.key] = obj
+    with f._lock:  # a handle holds a reference while it is in the table
+        obj = f.lookup(a["handle"])
+        if obj is None:
+            raise errno_error(errno.ENOENT, f"PRIME_HANDLE_TO_FD: no handle {a['handle']}")
+        obj.get()  # a GEM_CLOSE meanwhile must not free it while it is promoted (see _mmap_object)
+    try:
+        # An fd of the same pages with the access mode the flags ask for; a read-only one cannot
+        # be reopened read-write (Backing.export_fd).
+        fd = obj.backing.export_fd(writable=bool(a["flags"] & uapi.DRM_RDWR),
+                                   cloexec=bool(a["flags"] & uapi.DRM_CLOEXEC))
+        obj.exported = True
+        # Its file is known from now on (an arena slot got one just now): an import finds the object.
+        f.device.objects_by_key[obj.backing.key] = obj
+    finally:
+        obj.put()
     uapi.drm_prime_handle.set(k, "fd", fd)
     return 0
 

@@ -27,6 +27,7 @@ import fcntl
 import mmap
 import os
 import threading
+import weakref
 
 from .. import debug
 from ..errors import InternalError, errno_error
@@ -69,7 +70,8 @@ def _punch(fd: int, offset: int, size: int) -> None:
 class _Chunk:
     """One arena file of equal slots, and its kernel-side mapping."""
 
-    __slots__ = ("fd", "key", "slot_size", "mm", "view", "addr", "free", "next", "used", "__weakref__")
+    __slots__ = ("fd", "key", "slot_size", "mm", "view", "addr", "free", "next", "used", "pid", "forked",
+                 "__weakref__")
 
     def __init__(self, slot_size: int):
         fd = os.memfd_create(f"qdarpc-arena-{slot_size // 1024}k", os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
@@ -89,12 +91,20 @@ class _Chunk:
         self.free: list[int] = []  # slot offsets given back
         self.next = 0              # the first offset never handed out
         self.used = 0
+        self.pid = _pid          # the process whose arena it is (a forked child only inherits it)
+        self.forked = False      # a child shares its pages: no slot of it is handed out again
         _backing.keep_private(self.key)
         debug.created("arena")
 
     @property
     def full(self) -> bool:
-        return not self.free and self.next + self.slot_size > CHUNK_SIZE
+        return self.forked or (not self.free and self.next + self.slot_size > CHUNK_SIZE)
+
+    @property
+    def ours(self) -> bool:
+        """False in a forked child: the parent's file, whose slots the child must never punch
+        or hand out (its pages are the parent's objects)."""
+        return self.pid == _pid
 
     def take(self) -> int:
         self.used += 1
@@ -116,8 +126,29 @@ class _Chunk:
 
 
 _lock = threading.Lock()  # protects every chunk's slot lists and the classes below
-os.register_at_fork(after_in_child=_lock._at_fork_reinit)  # see qda_core.debug
 _classes: dict[int, list[_Chunk]] = {}  # slot size -> chunks of that class, newest last
+_pid = os.getpid()
+_inherited: list = []  # a child's view of its parent's arenas: kept, never used
+
+
+def _after_fork_in_parent() -> None:
+    # The child maps every arena file MAP_SHARED: a slot handed out again here would be the
+    # same pages as a child's stale view of the object that had it. New objects go to new files.
+    for chunks in _classes.values():
+        for c in chunks:
+            c.forked = True
+    _lock.release()
+
+
+def _after_fork_in_child() -> None:
+    global _classes, _pid
+    _lock._at_fork_reinit()  # see qda_core.debug
+    _inherited.append(_classes)  # the parent's: freeing or promoting its objects punches nothing
+    _classes, _pid = {}, os.getpid()
+
+
+os.register_at_fork(before=_lock.acquire, after_in_parent=_after_fork_in_parent,
+                    after_in_child=_after_fork_in_child)
 
 
 def _slot_size(size: int) -> int:
@@ -134,6 +165,8 @@ def alloc(size: int, name: str = "qdarpc-gem") -> "Slot":
     size = page_align(size)
     slot_size = _slot_size(size)
     _backing.charge(size)
+    if _released:
+        _drain()
     try:
         with _lock:
             chunks = _classes.setdefault(slot_size, [])
@@ -151,13 +184,45 @@ def alloc(size: int, name: str = "qdarpc-gem") -> "Slot":
 def _give_back(chunk: _Chunk, offset: int) -> None:
     with _lock:
         chunk.used -= 1
-        chunk.free.append(offset)
+        if not chunk.forked:
+            chunk.free.append(offset)
         if chunk.used:
             return
         _classes[chunk.slot_size].remove(chunk)
         if not _classes[chunk.slot_size]:
             del _classes[chunk.slot_size]
     chunk.close()
+
+
+# Slots freed while views of them were still held (a DSP module keeping a view of an argument):
+# not handed out again until the last such view is gone, as it would read and write the next
+# object there. Their weakref callbacks queue them in _released (a callback may run inside a
+# locked section, during a collection); alloc and close give them back.
+class _Held(weakref.ref):
+    __slots__ = ("slot",)  # (chunk, offset, size)
+
+
+_quarantine: dict[int, _Held] = {}  # id -> ref (a weakref hashes as its referent, unhashable)
+_released: list[tuple[_Chunk, int, int]] = []
+
+
+def _quarantined(ref: _Held) -> None:
+    _quarantine.pop(id(ref), None)
+    _released.append(ref.slot)
+    if _lock.acquire(blocking=False):  # else a locked section of this or another thread: later
+        _lock.release()
+        _drain()
+
+
+def _drain() -> None:
+    while _released:
+        try:
+            chunk, offset, size = _released.pop()
+        except IndexError:  # another thread took the last one
+            return
+        if chunk.ours:  # in a forked child, a view of its parent's slot went: not ours to free
+            _punch(chunk.fd, offset, size)  # what stale views wrote meanwhile
+            _give_back(chunk, offset)
 
 
 def stats() -> dict[int, tuple[int, int]]:
@@ -174,12 +239,16 @@ class Slot:
     ``key`` is an identity no file has, so no mapping is ever taken for one of this buffer's.
     """
 
-    __slots__ = ("size", "view", "addr", "key", "_chunk", "_offset", "_fd", "_name", "_lock")
+    __slots__ = ("size", "view", "addr", "key", "_chunk", "_offset", "_fd", "_name", "_lock", "_pages")
 
     def __init__(self, chunk: _Chunk, offset: int, size: int, name: str):
         self._chunk, self._offset, self._name = chunk, offset, name
         self.size = size
-        self.view = chunk.view[offset:offset + size]
+        # An exporter of the slot's own (not the arena's), so that whether any view of the slot
+        # is still held is known at close: every view derived from ``view`` keeps it alive.
+        pages = (ctypes.c_ubyte * size).from_buffer(chunk.mm, offset)
+        self.view = memoryview(pages).cast("B")
+        self._pages = weakref.ref(pages)
         self.addr = chunk.addr + offset
         self.key: tuple = ("arena", chunk.key, offset)  # never a file's (st_dev, st_ino)
         self._fd = -1
@@ -206,6 +275,8 @@ class Slot:
             if self._fd >= 0:
                 return
             chunk, offset, size = self._chunk, self._offset, self.size
+            if chunk is None:
+                raise errno_error(errno.EBADF, "the buffer is freed")
             fd = _backing.new_memfd(self._name, size)
             try:
                 _copy_data(chunk.fd, offset, self.view, fd)
@@ -215,30 +286,44 @@ class Slot:
                 os.close(fd)
                 raise
             # From here the pages are the new file's; the arena's copies are not needed.
-            _punch(chunk.fd, offset, size)
+            if chunk.ours:
+                _punch(chunk.fd, offset, size)
             _backing.rekey_charge(size, key)
             self.key, self._fd = key, fd
             debug.dbg("gem", "promoted %#x-byte arena slot to its own memfd", size)
 
     def close(self) -> None:
         """Free the buffer: its pages go back to the host and its slot to the arena."""
-        chunk = self._chunk
-        if chunk is None:
-            return
-        self._chunk = None
+        with self._lock:  # after a promotion in progress
+            chunk = self._chunk
+            if chunk is None:
+                return
+            self._chunk = None
         self.view.release()
-        size = self.size
+        size, ours = self.size, chunk.ours
         if self._fd >= 0:
-            # The slot's address gets the arena's (punched, zero) pages back for the next buffer.
-            _map_over(self.addr, size, chunk.fd, self._offset)
+            if ours:
+                # The slot's address gets the arena's (punched, zero) pages back for the next buffer.
+                _map_over(self.addr, size, chunk.fd, self._offset)
             os.close(self._fd)
             self._fd = -1
             _backing.uncharge(size, self.key)
         else:
-            _punch(chunk.fd, self._offset, size)
+            if ours:
+                _punch(chunk.fd, self._offset, size)
             _backing.uncharge(size)
-        _give_back(chunk, self._offset)
         debug.destroyed("backing")
+        if not ours:
+            return  # a forked child's copy of its parent's object: the slot is the parent's
+        pages = self._pages()
+        if pages is not None:  # a view of the slot is still held somewhere
+            ref = _Held(pages, _quarantined)
+            ref.slot = (chunk, self._offset, size)
+            _quarantine[id(ref)] = ref
+            return
+        _give_back(chunk, self._offset)
+        if _released:
+            _drain()
 
 
 def _copy_data(src: int, offset: int, view: memoryview, dst: int) -> None:

@@ -70,6 +70,15 @@ class GemObject:
             self._refs += 1
         return self
 
+    def try_get(self) -> "GemObject | None":
+        """:meth:`get`, or None if the object is already freed (found through a table that
+        holds no reference, such as the device's fake offsets)."""
+        with self._lock:
+            if self._refs <= 0:
+                return None
+            self._refs += 1
+        return self
+
     def put(self) -> None:
         with self._lock:
             self._refs -= 1
