@@ -10,6 +10,7 @@ docs/dataplane.md.
 """
 from cpython.buffer cimport PyBUF_SIMPLE, PyBuffer_Release, PyObject_GetBuffer
 from cpython.bytearray cimport PyByteArray_AS_STRING
+from cpython.long cimport PyLong_AsUnsignedLongLongMask
 from cpython.object cimport PyObject
 from cpython.mem cimport PyMem_Free, PyMem_Realloc
 from cpython.pycapsule cimport PyCapsule_GetPointer, PyCapsule_IsValid
@@ -294,7 +295,7 @@ cdef object new_refs(uint32_t n):
 
 
 cdef inline int32_t _s32(uint64_t v) noexcept:
-    return <int32_t>(<uint32_t>(v & 0xFFFFFFFF))
+    return <int32_t><uint32_t>v
 
 
 cdef class EngineLane:
@@ -306,6 +307,7 @@ cdef class EngineLane:
         self.engine = engine
         self.channel = engine.channel
         self._chan = vars(self.channel)
+        self._eng = vars(engine)
         self.ids = engine._ids
         self.id_shift = layout.id_shift
         self.seq_shift = -1 if layout.seq_shift is None else layout.seq_shift
@@ -327,7 +329,7 @@ cdef class EngineLane:
                      origin, fdlist, bint poll) except? -1:
         cdef uint32_t n = sc_length(sc)
         cdef uint64_t shift = _ALIGN if self.poll_word and n % 16 == 0 else 0
-        cdef uint64_t size, rounded, ctxword, dev, va, meta
+        cdef uint64_t size, rounded, ctxword, dev, va, meta, seq
         cdef size_t plen
         cdef char *pbuf
         cdef long long i
@@ -355,8 +357,9 @@ cdef class EngineLane:
                 i = self.ids.take()
                 ctxword = (<uint64_t>i << self.id_shift) | <uint64_t>pd
                 if self.seq_shift >= 0:  # FIELD_PREP(GENMASK_ULL(63, 16), (u64)seq)
-                    seq = next(self.engine._seqs) & 0xFFFFFFFF  # the atomic_t's bits, then sign-extended
-                    ctxword |= (<uint64_t><int64_t>_s32(<uint64_t>seq)) << self.seq_shift
+                    # the atomic_t's bits, then sign-extended
+                    seq = PyLong_AsUnsignedLongLongMask(next(dict_attr(self._eng, "_seqs", self.engine)))
+                    ctxword |= (<uint64_t><int64_t>_s32(seq)) << self.seq_shift
                 try:
                     msg = msg_alloc(max(rounded, _PAGE))
                     try:

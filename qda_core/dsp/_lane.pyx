@@ -220,7 +220,7 @@ cdef class DspLane:
         dsp = self.dsp
         # what sends a message to the reference: anything that is not a user method of a
         # live PD, or that something watches (trace) or may alter (fault rules, QoS, realtime)
-        if m.handle < _CONST_LIMIT or origin is None or _tracing() or "receive" in d:
+        if m.handle < _CONST_LIMIT or origin is None or _tracing() or _dict_get(d, "receive") != NULL:
             # (a receive set on the DSP itself is a tap on every message: tests, tools)
             return self._reference(m, origin, rsp)
         f = st.faults
@@ -255,7 +255,8 @@ cdef class DspLane:
         generation = st.generation
         # the arguments, as the reference's _resolve views them; any failure (an SMMU fault,
         # a payload that does not decode) is the reference's to answer: nothing ran yet
-        if m.size and not ((m.addr >> 32) in pd.sids and (m.addr & 0xFFFFFFFF) + m.size <= (<uint64_t>1 << 32)):
+        if m.size and not (m.size <= (<uint64_t>1 << 32) - (m.addr & <uint64_t>0xFFFFFFFF)
+                           and (m.addr >> 32) in pd.sids):
             return self._reference(m, origin, rsp)  # PdMemory.view's check: outside the PD's streams
         try:
             payload = pd.view(m.addr, m.size, True)  # the device memory, past PdMemory's check
@@ -278,7 +279,7 @@ cdef class DspLane:
         crashed = False
         try:
             r = _invoke(mod, call, method, sc)
-            rv = <int32_t><uint32_t>(r & 0xFFFFFFFF)  # aee.to_int32
+            rv = <int32_t><uint32_t>r  # aee.to_int32
         except Exception as exc:
             crashed = True
             rv = _ERR_PD_CRASHED
