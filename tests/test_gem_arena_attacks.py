@@ -220,3 +220,73 @@ def test_a_handle_argument_promotes_before_the_dsp_writes(soc, writer_skel, free
     assert bytes(cpu[:6]) == b"during"
     cpu.release()
     f.close()
+
+
+# --- follow-ups of the review --------------------------------------------------------------------
+def test_a_fork_while_another_thread_promotes_leaves_the_child_able_to_promote(soc):
+    """Promotions take one module lock, made free again in a forked child: a lock held by a
+    thread that does not exist in the child must not hang it."""
+    f = soc.open_device("cdsp")
+    h = f.gem_create(PAGE)
+    off = f.gem_mmap_offset(h)
+    held, release = threading.Event(), threading.Event()
+
+    def holder():
+        with arena._promoting:  # what a promotion in progress holds
+            held.set()
+            release.wait(10)
+
+    t = threading.Thread(target=holder)
+    t.start()
+    held.wait(10)
+    try:
+        def child():
+            f.mmap(off, PAGE).release()  # an inherited object, promoted in the child
+            return f.lookup(h).backing.promoted
+
+        assert in_child(child) is True
+    finally:
+        release.set()
+        t.join()
+    f.close()
+
+
+def test_a_slot_whose_restore_fails_is_retired_not_reused(soc, monkeypatch):
+    """Freeing a promoted object maps the arena back over its slot; if that fails (out of
+    mappings) the slot keeps the object's pages, so it is never handed out again, and the
+    fd, the charge and the arena file still go."""
+    f = soc.open_device("cdsp")
+    keep = f.gem_create(PAGE)
+    h = f.gem_create(PAGE)
+    addr = f.lookup(h).backing.addr
+    f.mmap(f.gem_mmap_offset(h), PAGE).release()
+    fds, pool = len(os.listdir("/proc/self/fd")), backing.pool_used()
+
+    def no_mappings(*a):
+        raise OSError(12, "cannot map: out of mappings")
+
+    with monkeypatch.context() as m:
+        m.setattr(arena, "_map_over", no_mappings)
+        f.gem_close(h)
+    assert len(os.listdir("/proc/self/fd")) == fds - 1 and backing.pool_used() == pool - PAGE
+    fresh = [f.lookup(f.gem_create(PAGE)).backing.addr for _ in range(8)]
+    assert addr not in fresh
+    f.close()  # the arena file goes with its last slot, the retired one counted out
+    assert arena.stats() == {}
+
+
+def test_a_reexported_import_is_imported_anew_by_another_file(soc):
+    """PRIME: only the device's own objects are found by their file; a dma-buf it imported
+    and exports again is a foreign buffer, which another file imports as its own object."""
+    fd = os.memfd_create("foreign", os.MFD_ALLOW_SEALING)
+    os.ftruncate(fd, PAGE)
+    a = soc.open_device("cdsp")
+    ha = a.prime_fd_to_handle(fd)
+    again = a.prime_handle_to_fd(ha)
+    b = soc.open_device("cdsp")  # same thread: same context bank
+    hb = b.prime_fd_to_handle(again)
+    assert b.lookup(hb) is not a.lookup(ha) and b.lookup(hb).imported
+    for x in (fd, again):
+        os.close(x)
+    a.close()
+    b.close()

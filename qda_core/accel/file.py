@@ -561,8 +561,10 @@ def _prime_handle_to_fd(f: QdaFile, k: bytearray) -> int:
         fd = obj.backing.export_fd(writable=bool(a["flags"] & uapi.DRM_RDWR),
                                    cloexec=bool(a["flags"] & uapi.DRM_CLOEXEC))
         obj.exported = True
-        # Its file is known from now on (an arena slot got one just now): an import finds the object.
-        f.device.objects_by_key[obj.backing.key] = obj
+        if not obj.imported:
+            # Its file is known from now on (an arena slot got one just now): an import of it
+            # finds the object. A re-exported import is a foreign dma-buf: imported anew.
+            f.device.objects_by_key[obj.backing.key] = obj
     finally:
         obj.put()
     uapi.drm_prime_handle.set(k, "fd", fd)

@@ -181,10 +181,17 @@ def alloc(size: int, name: str = "qdarpc-gem") -> "Slot":
     return Slot(chunk, offset, size, name)
 
 
-def _give_back(chunk: _Chunk, offset: int) -> None:
+# Promotions, and frees after them, one at a time: a promotion is rare, and a module lock is
+# made free again in a forked child (a per-slot one held at the fork would hang the child).
+_promoting = threading.Lock()
+os.register_at_fork(after_in_child=_promoting._at_fork_reinit)
+
+
+def _give_back(chunk: _Chunk, offset: int | None) -> None:
+    """Return a slot of ``chunk`` (``offset`` None: retired, never handed out again)."""
     with _lock:
         chunk.used -= 1
-        if not chunk.forked:
+        if offset is not None and not chunk.forked:
             chunk.free.append(offset)
         if chunk.used:
             return
@@ -239,7 +246,7 @@ class Slot:
     ``key`` is an identity no file has, so no mapping is ever taken for one of this buffer's.
     """
 
-    __slots__ = ("size", "view", "addr", "key", "_chunk", "_offset", "_fd", "_name", "_lock", "_pages")
+    __slots__ = ("size", "view", "addr", "key", "_chunk", "_offset", "_fd", "_name", "_pages")
 
     def __init__(self, chunk: _Chunk, offset: int, size: int, name: str):
         self._chunk, self._offset, self._name = chunk, offset, name
@@ -252,7 +259,6 @@ class Slot:
         self.addr = chunk.addr + offset
         self.key: tuple = ("arena", chunk.key, offset)  # never a file's (st_dev, st_ino)
         self._fd = -1
-        self._lock = threading.Lock()  # makes promotion happen once
         debug.created("backing")
 
     @property
@@ -271,7 +277,7 @@ class Slot:
         return _backing.export_of(self.fd, writable, cloexec)
 
     def _promote(self) -> None:
-        with self._lock:
+        with _promoting:
             if self._fd >= 0:
                 return
             chunk, offset, size = self._chunk, self._offset, self.size
@@ -294,7 +300,7 @@ class Slot:
 
     def close(self) -> None:
         """Free the buffer: its pages go back to the host and its slot to the arena."""
-        with self._lock:  # after a promotion in progress
+        with _promoting:  # after a promotion in progress
             chunk = self._chunk
             if chunk is None:
                 return
@@ -304,7 +310,11 @@ class Slot:
         if self._fd >= 0:
             if ours:
                 # The slot's address gets the arena's (punched, zero) pages back for the next buffer.
-                _map_over(self.addr, size, chunk.fd, self._offset)
+                try:
+                    _map_over(self.addr, size, chunk.fd, self._offset)
+                except OSError:  # ENOMEM: out of mappings (vm.max_map_count)
+                    ours = False  # the slot keeps this file's pages: never handed out again
+                    _give_back(chunk, None)
             os.close(self._fd)
             self._fd = -1
             _backing.uncharge(size, self.key)
@@ -314,7 +324,7 @@ class Slot:
             _backing.uncharge(size)
         debug.destroyed("backing")
         if not ours:
-            return  # a forked child's copy of its parent's object: the slot is the parent's
+            return  # a forked child's copy of its parent's object (the slot is the parent's), or retired
         pages = self._pages()
         if pages is not None:  # a view of the slot is still held somewhere
             ref = _Held(pages, _quarantined)
