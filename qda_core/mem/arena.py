@@ -7,7 +7,8 @@ classes, one file per class until it fills; a freed slot is hole-punched (its pa
 the host, and the next object there reads zeros, as ``dma_alloc_coherent`` memory does).
 
 An object that must be a file of its own — its first CPU mapping (``mmap`` of its fake offset),
-PRIME export, or ``MAP`` to the DSP — is *promoted*: its pages move to a memfd of their own,
+PRIME export, or any use giving the DSP its device address (``MAP``, a handle or by-reference
+argument) — is *promoted*: its pages move to a memfd of their own,
 which is mapped over the slot's kernel-side address (``MAP_FIXED``), so every view and device
 address taken of it stays valid, and the slot's pages are punched out of the arena. Only the
 pages holding data are copied (``SEEK_DATA``), so promoting a fresh object copies nothing.
