@@ -29,7 +29,8 @@ cdef class EngineLane:
     cdef readonly object engine
     cdef object channel
     cdef IdAllocator ids
-    cdef dict _chan          # the channel's __dict__ (up, _sent, _received: see dict_attr)
+    cdef dict _chan          # the channel's __dict__ (up: see dict_attr)
+    cdef object _sent, _received  # the channel's message counts
     cdef dict _eng           # the engine's __dict__ (_seqs)
     cdef object _ep_capsule
     cdef qda_endpoint *ep

@@ -307,6 +307,7 @@ cdef class EngineLane:
         self.engine = engine
         self.channel = engine.channel
         self._chan = vars(self.channel)
+        self._sent, self._received = self.channel._sent, self.channel._received  # set once, at the channel's making
         self._eng = vars(engine)
         self.ids = engine._ids
         self.id_shift = layout.id_shift
@@ -382,10 +383,10 @@ cdef class EngineLane:
                         m.sc, m.addr, m.size = sc, dev, rounded
                         rsp.ctx = 0
                         rsp.retval = 0
-                        next(dict_attr(self._chan, "_sent", self.channel))
+                        next(self._sent)
                         ret = self.ep.receive(self.ep.self, &m, <void *>origin, &rsp)
                         if ret & QDA_EP_REPLIED:
-                            next(dict_attr(self._chan, "_received", self.channel))
+                            next(self._received)
                             if rsp.ctx & self.match_mask == ctxword:
                                 retval, have = rsp.retval, True
                             else:

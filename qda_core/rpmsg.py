@@ -29,7 +29,8 @@ class Channel:
         self.on_receive: Callable[[bytes], None] | None = None
         self.up = True
         # Counted without a lock: every thread sending on the channel passes here. next() of a
-        # count is one C call under the GIL: no update lost (count_value).
+        # count is one C call under the GIL: no update lost (count_value). Never replaced: the
+        # engine's native lane keeps them.
         self._sent = itertools.count()
         self._received = itertools.count()
 

@@ -87,6 +87,8 @@ cdef class _Pd:
     cdef dict modules
     cdef PdState st             # proc._st: state, poll_mode
     cdef PdCounters ctr
+    cdef int32_t cid
+    cdef long long gen          # dsp._procs_gen when taken
     cdef object origin          # the last sender found to be this PD's client (Origin is immutable)
     cdef _Mod mod               # the module instance last called
 
@@ -119,6 +121,7 @@ cdef class DspLane:
     cdef DspState _st       # dsp._st: faults, cost, stats, generations
     cdef dict _pds          # client id -> _Pd
     cdef long long _pds_gen # dsp._procs_gen when _pds was filled
+    cdef _Pd _last          # the PD of the last message
     cdef Counters _stats    # dsp.stats.native (see _counters)
     cdef object _stats_owner
     # the cost model last seen, and its figures (CostModel is frozen: cached by identity)
@@ -185,9 +188,11 @@ cdef class DspLane:
     cdef _Pd _pd(self, int32_t client_id):
         """The PD of ``client_id`` on this channel, with what every message reads of it; None
         if there is none. Cached until the DSP's table of PDs changes (``_procs_gen``)."""
-        cdef _Pd pd
-        dsp = self.dsp
         cdef long long gen = self._st.procs_gen
+        cdef _Pd pd = self._last
+        if pd is not None and pd.cid == client_id and pd.gen == gen:
+            return pd
+        dsp = self.dsp
         if gen != self._pds_gen:
             self._pds.clear()
             self._pds_gen = gen
@@ -199,9 +204,11 @@ cdef class DspLane:
             pd = _Pd.__new__(_Pd)
             pd.proc, pd.modules, pd.params, pd.ctr = proc, proc.modules, proc.params, proc.counters
             pd.st = proc._st
+            pd.cid, pd.gen = client_id, gen
             memory = proc.memory
             pd.sids, pd.view = memory.sids, memory._memory.view
             self._pds[client_id] = pd
+        self._last = pd
         return pd
 
     cdef int _receive(self, const fastrpc_msg *m, object origin, fastrpc_invoke_rsp *rsp) except -1:

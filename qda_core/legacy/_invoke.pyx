@@ -38,7 +38,7 @@ def ioctl(f, request, arg=None):
     """``LegacyFile.ioctl`` (``fastrpc_device_ioctl``: switch on the full command number)."""
     cdef FileLane fl = f._lane
     # invoke_nr: FASTRPC_IOCTL_INVOKE, or -1 on a revision without it (decided at open)
-    if (fl.native and fl.invoke_nr >= 0 and type(request) is int and request == fl.invoke_nr
+    if (fl.native and fl.invoke_nr >= 0 and type(request) is int and request == fl.invoke_request
             and not tracing()):
         if not fl.enter():
             return -_errno.EBADF
