@@ -227,7 +227,9 @@ cdef class DspLane:
         dsp = self.dsp
         # what sends a message to the reference: anything that is not a user method of a
         # live PD, or that something watches (trace) or may alter (fault rules, QoS, realtime)
-        if m.handle < _CONST_LIMIT or origin is None or _tracing() or _dict_get(d, "receive") != NULL:
+        # (st is None: the lane was cleared by the cycle collector; the reference fails cleanly)
+        if (m.handle < _CONST_LIMIT or origin is None or st is None or _tracing()
+                or _dict_get(d, "receive") != NULL):
             # (a receive set on the DSP itself is a tap on every message: tests, tools)
             return self._reference(m, origin, rsp)
         f = st.faults
