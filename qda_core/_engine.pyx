@@ -288,10 +288,20 @@ cdef object read_descs(uint64_t args, uint32_t n):
     return descs
 
 
+cdef dict _ZERO_REFS = {}  # n -> bytes(16 * n), made on first use (n <= 540)
+
+
 cdef object new_refs(uint32_t n):
-    """The page list of ``n`` arguments (16 zero bytes each, filled for those by reference);
-    an empty bytes for none (nothing allocated)."""
-    return bytearray(16 * n) if n else _NO_DESCS
+    """The page list of ``n`` arguments with none by reference: 16 zero bytes each, a shared
+    read-only ``bytes`` (nothing allocated per call). A lane that passes an argument by
+    reference fills a ``bytearray(...)`` copy of it instead."""
+    if not n:
+        return _NO_DESCS
+    cdef PyObject *p = dict_get(_ZERO_REFS, n)
+    if p != NULL:
+        return <object>p
+    refs = _ZERO_REFS[n] = bytes(16 * n)  # a racing thread stores an equal one
+    return refs
 
 
 cdef inline int32_t _s32(uint64_t v) noexcept:

@@ -127,6 +127,7 @@ cdef object _fastrpc(f, FileLane fl, uint32_t handle, uint32_t sc, uint32_t n, d
             obj = f.buffer(fd, f"argument {i}")
             if held is None:
                 held = []
+                refs = bytearray(refs)  # new_refs' page list is shared: fill a copy
             held.append(obj)
             addr = _ref_address(i, ptr, length, obj) if i < nbufs else obj.dma_addr
             r = <uint64_t *>(PyByteArray_AS_STRING(refs) + 16 * i)

@@ -280,8 +280,10 @@ cdef class DspLane:
             # the handle counts recorded are the decode's, whatever the skel does to its Call
             nhin = ninh
             nhout = len(handles) - ninh
-            call = new_call(sc, method, tuple(views[:nin]), tuple(views[nin:]), handles[:ninh], handles[ninh:],
-                            proc, handle)
+            lv = <list>views
+            hs = <tuple>handles
+            call = new_call(sc, method, tuple(lv[:nin]) if nin else (), tuple(lv[nin:]) if nin < len(lv) else (),
+                            hs[:ninh] if ninh else (), hs[ninh:] if nhout else (), proc, handle)
         else:  # no arguments: the empty tuple, four times
             nhin = nhout = 0
             call = new_call(sc, method, (), (), (), (), proc, handle)
