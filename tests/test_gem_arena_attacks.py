@@ -256,7 +256,7 @@ def test_a_slot_whose_restore_fails_is_retired_not_reused(soc, monkeypatch):
     mappings) the slot keeps the object's pages, so it is never handed out again, and the
     fd, the charge and the arena file still go."""
     f = soc.open_device("cdsp")
-    keep = f.gem_create(PAGE)
+    f.gem_create(PAGE)  # keeps the arena file alive
     h = f.gem_create(PAGE)
     addr = f.lookup(h).backing.addr
     f.mmap(f.gem_mmap_offset(h), PAGE).release()
