@@ -38,6 +38,7 @@ FAST = marshal.BACKEND == "c"
 
 PAGE = mmap.PAGESIZE
 ARENA = 8 * PAGE
+GUARD = 4 * PAGE  # user_ranges reach 2 pages below the arena and 4 above it
 M64 = (1 << 64) - 1
 TEST = "file:///libqdarpc_test_skel.so?qdarpc_test_skel_handle_invoke&_modver=1.0&_dom=cdsp"
 SC_ECHO = 0x03010100
@@ -47,16 +48,19 @@ _libc.mprotect.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
 
 
 class Arena:
-    """``ARENA`` bytes of real memory between two PROT_NONE guard pages, in one anonymous mmap
-    (which vouches for the arena: ``view``)."""
+    """``ARENA`` bytes of real memory between two PROT_NONE guard regions of ``GUARD`` bytes, in
+    one anonymous mmap (which vouches for the arena: ``view``). The guards are as wide as the
+    furthest address the tests reach around the arena (user_ranges), so a copy never lands in
+    whatever else is mapped next to it: a guard one page wide let the copies write into the
+    process's neighbouring memory (its heap, once), with random bytes."""
 
     def __init__(self):
-        self.mm = mmap.mmap(-1, ARENA + 2 * PAGE)
+        self.mm = mmap.mmap(-1, ARENA + 2 * GUARD)
         self.lo = address(self.mm)
-        self.base = self.lo + PAGE
-        assert _libc.mprotect(self.lo, PAGE, 0) == 0
-        assert _libc.mprotect(self.base + ARENA, PAGE, 0) == 0
-        self.view = memoryview(self.mm)[PAGE:PAGE + ARENA]
+        self.base = self.lo + GUARD
+        assert _libc.mprotect(self.lo, GUARD, 0) == 0
+        assert _libc.mprotect(self.base + ARENA, GUARD, 0) == 0
+        self.view = memoryview(self.mm)[GUARD:GUARD + ARENA]
 
     def fill(self, pattern: bytes) -> None:
         self.view[:] = (pattern * (ARENA // max(len(pattern), 1) + 1))[:ARENA] if pattern else bytes(ARENA)
@@ -66,7 +70,7 @@ class Arena:
 
     def close(self) -> None:
         self.view.release()
-        _libc.mprotect(self.lo, ARENA + 2 * PAGE, mmap.PROT_READ | mmap.PROT_WRITE)
+        _libc.mprotect(self.lo, ARENA + 2 * GUARD, mmap.PROT_READ | mmap.PROT_WRITE)
         self.mm.close()
 
 
@@ -105,9 +109,13 @@ def user_ranges(draw):
     return ("arena", off), length
 
 
-def _resolve(arena, where) -> int:
+def _resolve(arena, where, n: int) -> int:
     kind, v = where
-    return v if kind == "abs" else arena.base + v
+    if kind == "abs":
+        return v
+    # never past the guards: what lies beyond them is other memory of this process
+    assert arena.lo <= arena.base + v and arena.base + v + n <= arena.base + ARENA + GUARD
+    return arena.base + v
 
 
 def _inside(arena, uaddr, n) -> bool:
@@ -118,7 +126,7 @@ def _inside(arena, uaddr, n) -> bool:
 @given(rng=user_ranges(), pattern=st.binary(max_size=64), data=st.binary(max_size=64))
 def test_copy_from_user_fast_checked_and_reference_agree(arena, rng, pattern, data):
     where, n = rng
-    uaddr = _resolve(arena, where)
+    uaddr = _resolve(arena, where, n)
     arena.fill(pattern)
     outcomes = []
     for mode in ("fast", "checked", "reference"):
@@ -144,7 +152,7 @@ def test_copy_from_user_fast_checked_and_reference_agree(arena, rng, pattern, da
 @given(rng=user_ranges(), pattern=st.binary(max_size=64), data=st.binary(min_size=1, max_size=64))
 def test_copy_to_user_fast_checked_and_reference_agree(arena, rng, pattern, data):
     where, n = rng
-    uaddr = _resolve(arena, where)
+    uaddr = _resolve(arena, where, n)
     src = (data * (n // len(data) + 1))[:n]
     outcomes = []
     for mode in ("fast", "checked", "reference"):
@@ -326,7 +334,7 @@ def buffers(draw):
 def test_pack_and_unpack_same_with_and_without_pins(arena, nin, nout, data, pattern, va):
     bufs = [data.draw(buffers(), label=f"buffer {i}") for i in range(nin + nout)]
     sc = wire.scalars(1, nin, nout)
-    args = b"".join(wire.INVOKE_ARG.pack(_resolve(arena, w) & M64, n, -1, 0) for w, n, _ in bufs)
+    args = b"".join(wire.INVOKE_ARG.pack(_resolve(arena, w, n) & M64, n, -1, 0) for w, n, _ in bufs)
     refs = b"".join(struct.pack("<QQ", 0x5000_0000, 4096) if byref else bytes(16) for _, _, byref in bufs)
     try:
         size = native.payload_size(sc, args, refs)
