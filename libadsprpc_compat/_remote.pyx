@@ -25,6 +25,8 @@ from libc.stdint cimport int32_t, int64_t, uint32_t, uint64_t
 from libc.stdlib cimport malloc, free, realloc
 from libc.string cimport memset
 
+from qda_core._engine cimport sc_length
+
 cdef extern from *:
     const char *QDARPC_VERSION
 
@@ -524,15 +526,13 @@ cdef void _face_capsule_free(object cap) noexcept:
 cdef long long _face_h64_invoke(void *ctx, unsigned long long h, unsigned int sc,
                                 unsigned long long pra) noexcept:
     cdef Face f = <Face>ctx
-    cdef Py_ssize_t n
     try:
         if f.trace.RECORDER is not None or len(f.flavours) > 1:
             return f.slow(h, sc, pra)
         rec = f.records.get(h)
         if rec is None or type(rec.invoker) is not Invoker:
             return f.slow(h, sc, pra)  # AEE_EINVHANDLE, said by the API
-        n = ((sc >> 16) & 0xFF) + ((sc >> 8) & 0xFF) + ((sc >> 4) & 0xF) + (sc & 0xF)
-        code = (<Invoker>rec.invoker).call(rec.dsp_handle, sc, CArgs.__new__(CArgs, pra, n))
+        code = (<Invoker>rec.invoker).call(rec.dsp_handle, sc, CArgs.__new__(CArgs, pra, sc_length(sc)))
         if code == 0:
             return 0
         return f.failed(rec, sc, code)

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import ctypes
 import errno
-import fcntl
 import mmap
 import os
 import threading
@@ -71,15 +70,12 @@ def _punch(fd: int, offset: int, size: int) -> None:
 class _Chunk:
     """One arena file of equal slots, and its kernel-side mapping."""
 
-    __slots__ = ("fd", "key", "slot_size", "mm", "view", "addr", "free", "next", "used", "pid", "forked",
+    __slots__ = ("fd", "key", "slot_size", "mm", "addr", "free", "next", "used", "pid", "forked",
                  "__weakref__")
 
     def __init__(self, slot_size: int):
-        fd = os.memfd_create(f"qdarpc-arena-{slot_size // 1024}k", os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
+        fd = _backing.new_memfd(f"qdarpc-arena-{slot_size // 1024}k", CHUNK_SIZE)  # sealed, 0400
         try:
-            os.ftruncate(fd, CHUNK_SIZE)
-            fcntl.fcntl(fd, fcntl.F_ADD_SEALS, fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW)
-            os.fchmod(fd, 0o400)
             self.mm = mmap.mmap(fd, CHUNK_SIZE, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
         except BaseException:
             os.close(fd)
@@ -87,8 +83,7 @@ class _Chunk:
         self.fd = fd
         self.key = file_key(fd)
         self.slot_size = slot_size
-        self.view = memoryview(self.mm)
-        self.addr = ctypes.addressof(ctypes.c_char.from_buffer(self.view))
+        self.addr = ctypes.addressof(ctypes.c_char.from_buffer(self.mm))
         self.free: list[int] = []  # slot offsets given back
         self.next = 0              # the first offset never handed out
         self.used = 0
@@ -116,7 +111,6 @@ class _Chunk:
 
     def close(self) -> None:
         _backing.release_private(self.key)
-        self.view.release()
         try:
             self.mm.close()
         except BufferError:

@@ -64,10 +64,8 @@ class GemObject:
         self.backing.fd  # noqa: B018 - an arena slot's fd is made on first read
 
     def get(self) -> "GemObject":
-        with self._lock:
-            if self._refs <= 0:
-                raise InternalError(f"get() on freed GEM object {self!r}")
-            self._refs += 1
+        if self.try_get() is None:
+            raise InternalError(f"get() on freed GEM object {self!r}")
         return self
 
     def try_get(self) -> "GemObject | None":
