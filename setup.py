@@ -49,6 +49,7 @@ cython_exts = cythonize(
         c_ext("qda_core._marshal", ["qda_core/_marshal.pyx", "csrc/marshal.c", "csrc/decode.c", "csrc/uaccess.c"]),
         c_ext("qda_core._abi", ["qda_core/_abi.pyx", "csrc/errmap.c"]),
         # the native data plane (docs/dataplane.md): the engine's lane and the DSP's receive
+        c_ext("qda_core._cdev", ["qda_core/_cdev.pyx"]),  # C interfaces between the lanes
         c_ext("qda_core._engine", ["qda_core/_engine.pyx"]),
         c_ext("qda_core.dsp._counters", ["qda_core/dsp/_counters.pyx"]),
         c_ext("qda_core.dsp._call", ["qda_core/dsp/_call.pyx"]),

@@ -18,6 +18,7 @@ from libc.stdint cimport int32_t, int64_t, uint32_t, uint64_t
 from libc.string cimport memmove, memset
 
 from qda_core._marshal cimport _user_copy, pack_raw, payload_size_raw, unpack_raw
+from qda_core._cdev cimport MsgBuf, MsgSource
 from qda_core._cwire cimport (QDA_ENDPOINT_CAPSULE, QDA_EP_REFERENCE, QDA_EP_REPLIED, fastrpc_invoke_rsp,
                                fastrpc_msg, qda_endpoint)
 
@@ -104,6 +105,9 @@ cdef class FileLane:
         self.inflight = 0
 
     def fill(self, cb, origin, pool_alloc, int client_id, engine_invoke):
+        pool = getattr(pool_alloc, "__self__", None)  # a pool's alloc: the pool, taken from in C
+        if isinstance(pool, MsgSource) and pool_alloc == pool.alloc:
+            pool_alloc = pool
         self.cb, self.origin, self.pool_alloc, self.client_id = cb, origin, pool_alloc, client_id
         self.engine = engine_invoke if type(engine_invoke) is EngineLane else None
         self.engine_invoke = engine_invoke
@@ -350,6 +354,8 @@ cdef class EngineLane:
         cdef fastrpc_msg m
         cdef fastrpc_invoke_rsp rsp
         cdef Py_buffer a, r
+        cdef MsgSource src
+        cdef MsgBuf mb
         if self.ep == NULL or tracing():  # the trace records the reference's steps
             return self.engine.reference_invoke(client_id=client_id, tid=tid, handle=handle, sc=sc, pd=pd,
                                                 args=args, refs=refs, msg_alloc=msg_alloc, origin=origin,
@@ -372,13 +378,18 @@ cdef class EngineLane:
                     seq = PyLong_AsUnsignedLongLongMask(next(dict_attr(self._eng, "_seqs", self.engine)))
                     ctxword |= (<uint64_t><int64_t>_s32(seq)) << self.seq_shift
                 try:
-                    msg = msg_alloc(max(rounded, _PAGE))
-                    try:
+                    if isinstance(msg_alloc, MsgSource):  # the driver's pool, in C
+                        src = <MsgSource>msg_alloc
+                        mb = src.take(max(rounded, _PAGE))
+                    else:  # any allocator the reference takes: a MsgBuf-like object with release()
+                        src = None
+                        msg = msg_alloc(max(rounded, _PAGE))
                         backing = msg.backing
-                        va = backing.addr
-                        plen = backing.size
-                        pbuf = <char *><size_t>va  # the kernel-side mapping, held by msg
-                        dev = msg.dma_addr
+                        mb = MsgBuf.__new__(MsgBuf)
+                        mb.va, mb.size, mb.dev = backing.addr, backing.size, msg.dma_addr
+                        mb.ptr = <char *><size_t>mb.va  # the kernel-side mapping, held by msg
+                    try:
+                        va, plen, pbuf, dev = mb.va, mb.size, mb.ptr, mb.dev
                         if shift:  # fastrpc._pack_shifted: the poll word moves the data area
                             pack_raw(sc, a.buf, <size_t>a.len, r.buf, <size_t>r.len, pbuf + shift, plen - shift,
                                      va + shift, dev + shift)
@@ -410,7 +421,10 @@ cdef class EngineLane:
                         if fds and fdlist is not None:
                             fdlist.extend(fds)
                     finally:
-                        msg.release()
+                        if src is not None:
+                            src.give(mb)
+                        else:
+                            msg.release()
                 finally:
                     self.ids.give(i)
             finally:

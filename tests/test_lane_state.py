@@ -116,3 +116,67 @@ def test_a_legacy_files_pd_and_poll_mode_are_its_lanes(make_soc):
         assert (f._lane.pd, f._lane.poll_mode) == (wire.USER_PD, True)
     finally:
         f.close()
+
+
+def _lane_of(f, proc):
+    return f.device.fastrpc.channel._remote._lane, proc.client_id, f._origin(False)
+
+
+@pytest.mark.parametrize("off,size", [(0, 8193), (4096, 2**64 - 4096), (4096, 2**64 - 1), (8192, 1)],
+                         ids=["past-end", "wraps", "max", "after"])
+def test_a_message_range_outside_its_object_goes_to_the_reference(pd, off, size):
+    """A call with no arguments has its message address checked by the SMMU's C translation
+    (``_cdev.DevMemory.span``): a range that runs past its object, however large (no
+    wrap-around), is the reference's to answer (an SMMU fault, which crashes the PD)."""
+    f, h, proc, _ = pd
+    lane, cid, own = _lane_of(f, proc)
+    dev = f.lookup(f.gem_create(8192)).dma_addr
+    assert lane.receive(cid, 1, 0x10, h["a"], SC_WHO, dev, 8192, own) == (True, False, 0x10, 0xA)
+    assert lane.receive(cid, 1, 0x11, h["a"], SC_WHO, dev + 4096, 4096, own) == (True, False, 0x11, 0xA)
+    replied, reference, _, rv = lane.receive(cid, 1, 0x12, h["a"], SC_WHO, dev + off, size, own)
+    assert reference and rv & 0xFFFF_FFFF == aee.ERR_PD_CRASHED
+
+
+def test_the_translation_kept_follows_unmap_and_remap(pd):
+    """The SMMU keeps its last translation: an object mapped anew at its address is translated
+    afresh (its own size), and an unmapped one is not found."""
+    f, h, proc, _ = pd
+    lane, cid, own = _lane_of(f, proc)
+    g = f.gem_create(8192)
+    dev = f.lookup(g).dma_addr
+    assert lane.receive(cid, 1, 0x10, h["a"], SC_WHO, dev, 8192, own) == (True, False, 0x10, 0xA)
+    f.gem_close(g)
+    g2 = f.gem_create(4096)
+    assert f.lookup(g2).dma_addr == dev  # the lowest free IOVA again
+    assert lane.receive(cid, 1, 0x14, h["a"], SC_WHO, dev, 4096, own) == (True, False, 0x14, 0xA)
+    assert lane.receive(cid, 1, 0x15, h["a"], SC_WHO, dev, 8192, own)[1]  # past the new, smaller object
+
+
+def test_an_unmapped_objects_address_goes_to_the_reference(pd):
+    f, h, proc, _ = pd
+    lane, cid, own = _lane_of(f, proc)
+    g = f.gem_create(4096)
+    dev = f.lookup(g).dma_addr
+    assert lane.receive(cid, 1, 0x10, h["a"], SC_WHO, dev, 4096, own) == (True, False, 0x10, 0xA)
+    f.gem_close(g)
+    assert lane.receive(cid, 1, 0x13, h["a"], SC_WHO, dev, 4096, own)[1]
+
+
+def test_a_files_lane_takes_message_buffers_from_its_pool_in_c(pd):
+    """The lane holds the file's pool itself (the engine takes and gives back buffers through
+    its C interface); the pool called is its alloc, for the reference engine."""
+    from qda_core._cdev import MsgSource
+
+    f, h, _, _ = pd
+    assert f.invoke(h["a"], SC_WHO) == 0xA
+    assert f._lane.pool_alloc is f._pool and isinstance(f._pool, MsgSource)
+    before = f._pool.stats()
+    for _ in range(5):
+        assert f.invoke(h["a"], SC_WHO) == 0xA
+    after = f._pool.stats()
+    assert after["created"] == before["created"] and after["reused"] == before["reused"] + 5
+    buf = f._pool(100)
+    try:
+        assert buf.obj.size == 4096 and bytes(buf.backing.view[:4096]) == bytes(4096)
+    finally:
+        buf.release()

@@ -25,7 +25,7 @@ RANKS = [
 # Extra rules stated by ARCHITECTURE.md.
 ONLY = {
     # the DSP sees only what crosses the transport
-    "qda_core.dsp": {"qda_core.dsp", "qda_core.wire", "qda_core._cwire", "qda_core.errors", "qda_core.marshal",
+    "qda_core.dsp": {"qda_core.dsp", "qda_core.wire", "qda_core._cwire", "qda_core._cdev", "qda_core.errors", "qda_core.marshal",
                      "qda_core.marshal_ref", "qda_core._marshal", "qda_core._ext", "qda_core._iova",
                      "qda_core._abi", "qda_core.debug", "qda_core.trace",
                      # which data plane (native lanes or the Python reference): configuration

@@ -25,6 +25,7 @@ from cpython.contextvars cimport get_value
 from qda_core._cwire cimport (QDA_ENDPOINT_CAPSULE, QDA_EP_REFERENCE, QDA_EP_REPLIED, fastrpc_invoke_rsp,
                                fastrpc_msg, qda_endpoint)
 
+from qda_core._cdev cimport DevMemory
 from qda_core._marshal cimport decode_views_raw
 
 from ._call cimport Call, new_call
@@ -84,6 +85,7 @@ cdef class _Capture:
 cdef class _Pd:
     """What the lane reads of one PD on every message (see DspLane._pd)."""
     cdef object proc, params, sids, view
+    cdef DevMemory nmem         # the memory behind view in C (None: only its Python view)
     cdef dict modules
     cdef PdState st             # proc._st: state, poll_mode
     cdef PdCounters ctr
@@ -91,6 +93,8 @@ cdef class _Pd:
     cdef long long gen          # dsp._procs_gen when taken
     cdef object origin          # the last sender found to be this PD's client (Origin is immutable)
     cdef _Mod mod               # the module instance last called
+    cdef object hkey            # the last message's handle as an int (a dict key), and in C
+    cdef uint32_t hval
 
 
 cdef class _Mod:
@@ -128,6 +132,8 @@ cdef class DspLane:
     cdef object _cost
     cdef int64_t _overhead
     cdef double _cbps
+    cdef object _faults         # the fault rules last seen, and their __dict__ (see _armed)
+    cdef dict _faults_dict
 
     def __cinit__(self, dsp, str channel):
         self.dsp = dsp
@@ -175,6 +181,18 @@ cdef class DspLane:
         rsp.retval = rv
         return QDA_EP_REPLIED | QDA_EP_REFERENCE
 
+    cdef bint _armed(self, f) except -1:
+        """``f._kinds`` is not empty: a fault rule is armed (read in the rules' ``__dict__``)."""
+        cdef PyObject *k
+        if f is not self._faults:
+            self._faults, self._faults_dict = f, getattr(f, "__dict__", None)
+        if self._faults_dict is None:
+            return bool(f._kinds)
+        k = _dict_get(self._faults_dict, "_kinds")
+        if k == NULL:
+            return bool(f._kinds)
+        return bool(<object>k)
+
     cdef Counters _counters(self):
         """The C counters of the DSP's statistics now (``dsp.stats.native``); None when
         ``dsp.stats`` is not a DspStats (then its own ``record`` counts)."""
@@ -207,6 +225,7 @@ cdef class DspLane:
             pd.cid, pd.gen = client_id, gen
             memory = proc.memory
             pd.sids, pd.view = memory.sids, memory._memory.view
+            pd.nmem = memory._memory if isinstance(memory._memory, DevMemory) else None
             self._pds[client_id] = pd
         self._last = pd
         return pd
@@ -221,6 +240,7 @@ cdef class DspLane:
         cdef uint32_t nin, ninh, method
         cdef object handle
         cdef PyObject *p
+        cdef char *host
         cdef long long generation
         cdef dict d = self._dsp_dict
         cdef DspState st = self._st
@@ -233,7 +253,7 @@ cdef class DspLane:
             # (a receive set on the DSP itself is a tap on every message: tests, tools)
             return self._reference(m, origin, rsp)
         f = st.faults
-        if f is not None and f._kinds:
+        if f is not None and self._armed(f):
             return self._reference(m, origin, rsp)
         cost = st.cost
         if cost is not self._cost:
@@ -254,7 +274,9 @@ cdef class DspLane:
             return self._reference(m, origin, rsp)
         if pd.params and (_QOS_KEYS[0] in pd.params or _QOS_KEYS[1] in pd.params):
             return self._reference(m, origin, rsp)
-        handle = m.handle
+        if pd.hkey is None or m.handle != pd.hval:  # the handle's int, kept for the next message
+            pd.hkey, pd.hval = m.handle, m.handle
+        handle = pd.hkey
         p = _dict_get(pd.modules, handle)
         if p == NULL:
             return self._reference(m, origin, rsp)
@@ -267,12 +289,20 @@ cdef class DspLane:
         if m.size and not (m.size <= (<uint64_t>1 << 32) - (m.addr & <uint64_t>0xFFFFFFFF)
                            and (m.addr >> 32) in pd.sids):
             return self._reference(m, origin, rsp)  # PdMemory.view's check: outside the PD's streams
-        try:
-            payload = pd.view(m.addr, m.size, True)  # the device memory, past PdMemory's check
-            if sc & 0xFFFFFF:
+        if sc & 0xFFFFFF:
+            try:  # the device memory, past PdMemory's check
+                payload = pd.nmem.view(m.addr, m.size, True) if pd.nmem is not None else pd.view(m.addr, m.size, True)
                 views, copied, nbytes_in, nbytes_out, handles = self._views(m, proc.memory, payload)
-        except (DeviceFault, OSError):
-            return self._reference(m, origin, rsp)
+            except (DeviceFault, OSError):
+                return self._reference(m, origin, rsp)
+        elif pd.nmem is not None:  # no arguments: only the translation's check, no view
+            if pd.nmem.span(m.addr, m.size, &host):
+                return self._reference(m, origin, rsp)
+        else:
+            try:
+                pd.view(m.addr, m.size, True)
+            except (DeviceFault, OSError):
+                return self._reference(m, origin, rsp)
         nin = (sc >> 16) & 0xFF
         ninh = (sc >> 4) & 0xF
         method = (sc >> 24) & 0x1F
@@ -314,7 +344,7 @@ cdef class DspLane:
             raise errno_error(_errno.ENODEV, f"{dsp.domain} restarted while handle {m.handle:#x} "
                                              f"sc {m.sc:#x} of client {m.client_id} was running")
         rctx = m.ctx
-        if f is not None and f._kinds:  # a rule came while it ran: the reference's last step
+        if f is not None and self._armed(f):  # a rule came while it ran: the reference's last step
             rctx, withheld = dsp._reply_faults(m.handle, m.sc, rctx)
             if withheld:
                 return QDA_EP_REFERENCE

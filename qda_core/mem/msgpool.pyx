@@ -21,14 +21,20 @@ out-buffers), and the packet ends in the window's last page (``size`` is the pag
 size); what lies between the packet and ``size`` is zeroed here, as is whatever an earlier,
 larger window of the same buffer left beyond it (``MsgBuf.dirty``).
 
-**In C.** Every invoke allocates and returns a buffer, from any thread of the file, so the pool
-is a Cython class (the native data plane, docs/dataplane.md) whose every update runs under the
-GIL without calling Python code: no lock, and no other thread sees a half-made update. Making
-and freeing GEM objects (Python) happens outside those updates.
+**In C.** Every invoke takes and gives back a buffer, from any thread of the file, so the pool
+is a Cython class whose every update runs under the GIL without calling Python code: no lock,
+and no other thread sees a half-made update. Making and freeing GEM objects (Python) happens
+outside those updates. The engine's lane takes and gives back buffers through the pool's C
+interface (``qda_core._cdev.MsgSource``), without a Python call (docs/dataplane.md).
 """
+from cpython.mem cimport PyMem_Free, PyMem_Realloc
+
 cdef extern from "Python.h":
     const Py_ssize_t PY_SSIZE_T_MAX
-from libc.string cimport memset
+from libc.stdint cimport uint64_t
+from libc.string cimport memmove, memset
+
+from qda_core._cdev cimport MsgBuf as _CMsgBuf, MsgSource
 
 from qda_core.mem.backing import HOST_PAGE_SIZE, page_align
 from qda_core.mem.gem import GemObject
@@ -56,7 +62,7 @@ def size_class(size: int) -> int:
     return (size + step - 1) // step * step
 
 
-cdef class MsgBuf:
+cdef class MsgBuf(_CMsgBuf):
     """One message buffer: its GEM object, the object's backing and device address, and how
     many bytes at its front a call may have written (0: all zero)."""
     cdef readonly object obj
@@ -64,21 +70,21 @@ cdef class MsgBuf:
     cdef readonly object dma_addr
     cdef public Py_ssize_t dirty
     cdef MessagePool _pool
-    cdef Py_ssize_t size
-    cdef size_t addr
 
     def __init__(self, obj, MessagePool pool):
         self.obj = obj
         self.backing = obj.backing
         self.dma_addr = obj.dma_addr
         self.size = obj.size
-        self.addr = obj.backing.addr
+        self.va = obj.backing.addr
+        self.ptr = <char *><size_t>self.va  # our own mapping of the object, alive while we hold it
+        self.dev = self.dma_addr
         self.dirty = 0
         self._pool = pool
 
     def release(self):
         """Give the buffer back to its pool."""
-        self._pool._give_back(self)
+        self._pool.give(self)
 
     cpdef _scrub(self, Py_ssize_t size):
         """Zero what the coming call will show the DSP without writing it, and what earlier
@@ -86,94 +92,128 @@ cdef class MsgBuf:
         cdef Py_ssize_t lo = size - _C_PAGE, hi = self.dirty
         if lo < 0:
             lo = 0
-        if hi > self.size:
+        if hi > <Py_ssize_t>self.size:
             hi = self.size
-        if lo < hi:  # our own mapping of the object, alive while the pool holds it
-            memset(<char *><size_t>self.addr + lo, 0, <size_t>(hi - lo))
+        if lo < hi:
+            memset(self.ptr + lo, 0, <size_t>(hi - lo))
         self.dirty = size
 
 
-cdef class MessagePool:
-    """Per-file supply of message buffers from one context bank, in size classes."""
+cdef class MessagePool(MsgSource):
+    """Per-file supply of message buffers from one context bank, in size classes.
+
+    The free buffers are one list, least recently returned first, with their sizes in a C array
+    beside it: a request takes the most recent free buffer of its class (a scan of at most
+    :data:`POOL_MAX_BUFFERS` integers), a returned buffer goes at the end, eviction takes the
+    front. Calling the pool is :meth:`alloc` (the reference engine's ``msg_alloc``)."""
     cdef readonly object cb
-    cdef dict _free      # class -> free buffers, most recent last
-    # id -> free buffer, least recent first (a dict keeps insertion order, and a buffer is
-    # inserted when it comes back, so the first one is the least recently used)
-    cdef dict _lru
+    cdef list _free          # free buffers, least recently returned first
+    cdef Py_ssize_t *_sizes  # their sizes, in the same order
+    cdef Py_ssize_t _cap     # entries _sizes has room for
     cdef Py_ssize_t _bytes
     #: Counters: buffers created, reused, evicted (free ones given back to keep the bounds),
     #: dropped (returned ones never kept: larger than the whole pool).
     cdef public Py_ssize_t created, reused, evicted, dropped
 
+    def __cinit__(self):
+        self._sizes = NULL
+        self._cap = 0
+
     def __init__(self, cb):
         self.cb = cb
-        self._free = {}
-        self._lru = {}
+        self._free = []
         self._bytes = 0
         self.created = self.reused = self.evicted = self.dropped = 0
+
+    def __dealloc__(self):
+        PyMem_Free(self._sizes)
+
+    def __call__(self, size):
+        """:meth:`alloc`."""
+        return self.alloc(size)
 
     cpdef MsgBuf alloc(self, size_):
         """A buffer of at least ``size`` bytes whose first ``size`` the caller's packet fills,
         up to its last page (see the module docstring)."""
-        cdef MsgBuf buf = None
-        cdef Py_ssize_t size
         if size_ > PY_SSIZE_T_MAX:  # no such buffer: the allocation's own error (ENOMEM)
             GemObject.create(self.cb, size_class(size_), name="msg")
             raise MemoryError(f"a {size_}-byte message buffer")
-        size = size_
-        cls = _C_PAGE if 0 < size <= _C_PAGE else size_class(size)
-        bucket = self._free.get(cls)
-        if bucket:
-            buf = (<list>bucket).pop()
-            del self._lru[id(buf)]
-            self._bytes -= buf.size
-            self.reused += 1
-        else:
-            self.created += 1
+        return self._take(size_)
+
+    cdef _CMsgBuf take(self, uint64_t size):
+        if size > <uint64_t>PY_SSIZE_T_MAX:
+            return self.alloc(size)
+        return self._take(<Py_ssize_t>size)
+
+    cdef MsgBuf _take(self, Py_ssize_t size):
+        cdef MsgBuf buf = None
+        cdef Py_ssize_t cls = _C_PAGE if 0 < size <= _C_PAGE else size_class(size)
+        cdef Py_ssize_t i = len(self._free) - 1
+        while i >= 0:  # the most recently returned buffer of the class
+            if self._sizes[i] == cls:
+                buf = <MsgBuf>self._remove(i)
+                self.reused += 1
+                break
+            i -= 1
         if buf is None:
+            self.created += 1
             buf = MsgBuf(GemObject.create(self.cb, cls, name="msg"), self)
         buf._scrub(size)
         return buf
 
-    cpdef _give_back(self, MsgBuf buf):
-        cdef Py_ssize_t size = buf.size
+    cdef object _remove(self, Py_ssize_t i):
+        """Take free entry ``i`` out of the list (no Python code runs)."""
+        cdef Py_ssize_t n = len(self._free)
+        buf = self._free[i]
+        del self._free[i]
+        memmove(&self._sizes[i], &self._sizes[i + 1], (n - 1 - i) * sizeof(Py_ssize_t))
+        self._bytes -= (<MsgBuf>buf).size
+        return buf
+
+    cdef int give(self, _CMsgBuf cbuf) except -1:
+        cdef MsgBuf buf = <MsgBuf>cbuf
+        cdef Py_ssize_t size = buf.size, n, i, same = 0, first = -1
         cdef Py_ssize_t max_bytes = POOL_MAX_BYTES  # the bounds read now (tests change them)
-        out = []
+        cdef Py_ssize_t max_bufs = POOL_MAX_BUFFERS, depth = CLASS_DEPTH
+        cdef Py_ssize_t *sizes
+        out = None
         if size > max_bytes:
             self.dropped += 1
-            out.append(buf)
-        else:
-            bucket = self._free.get(size)
-            if bucket is None:
-                bucket = self._free[size] = []
-            (<list>bucket).append(buf)
-            self._lru[id(buf)] = buf
-            self._bytes += size
-            if len(bucket) > CLASS_DEPTH:
-                out.append(self._evict(bucket[0]))
-            while len(self._lru) > POOL_MAX_BUFFERS or self._bytes > max_bytes:
-                out.append(self._evict(next(iter(self._lru.values()))))
-        for b in out:
-            (<MsgBuf>b).obj.put()
-
-    cdef MsgBuf _evict(self, MsgBuf buf):
-        """Take free ``buf`` out of the pool; the caller puts it."""
-        del self._lru[id(buf)]
-        bucket = <list>self._free[buf.size]
-        bucket.remove(buf)
-        if not bucket:
-            del self._free[buf.size]
-        self._bytes -= buf.size
-        self.evicted += 1
-        return buf
+            buf.obj.put()
+            return 0
+        n = len(self._free)
+        if n == self._cap:
+            sizes = <Py_ssize_t *>PyMem_Realloc(self._sizes, (2 * n + 16) * sizeof(Py_ssize_t))
+            if sizes == NULL:
+                raise MemoryError()
+            self._sizes, self._cap = sizes, 2 * n + 16
+        self._free.append(buf)
+        self._sizes[n] = size
+        self._bytes += size
+        for i in range(n + 1):
+            if self._sizes[i] == size:
+                same += 1
+                if first < 0:
+                    first = i
+        if same > depth:
+            out = [self._remove(first)]
+            self.evicted += 1
+        while len(self._free) > max_bufs or self._bytes > max_bytes:
+            if out is None:
+                out = []
+            out.append(self._remove(0))
+            self.evicted += 1
+        if out is not None:  # outside the update: put() runs Python code
+            for b in out:
+                (<MsgBuf>b).obj.put()
+        return 0
 
     def stats(self):
         """Buffers created, reused, evicted and dropped so far, and what is free now."""
         return {"created": self.created, "reused": self.reused, "evicted": self.evicted,
-                "dropped": self.dropped, "free": len(self._lru), "free_bytes": self._bytes}
+                "dropped": self.dropped, "free": len(self._free), "free_bytes": self._bytes}
 
     def close(self):
-        free = list(self._lru.values())
-        self._free, self._lru, self._bytes = {}, {}, 0
+        free, self._free, self._bytes = self._free, [], 0
         for buf in free:
             (<MsgBuf>buf).obj.put()

@@ -1,0 +1,24 @@
+# C interfaces one layer implements for another, so a lane calls across a layer boundary in C
+# without importing the layer above it (docs/dataplane.md "C interfaces"): the engine takes
+# message buffers from the driver's pool, the DSP reads device memory through the SMMU.
+from libc.stdint cimport uint64_t
+
+
+cdef class MsgBuf:
+    """One message buffer as the engine uses it: its kernel-side mapping and device address."""
+    cdef char *ptr       # the kernel-side mapping, alive while the buffer is out of its pool
+    cdef size_t size
+    cdef uint64_t va     # ptr as an integer (the payload's pointers are kernel addresses)
+    cdef uint64_t dev    # device address
+
+
+cdef class MsgSource:
+    """A supply of message buffers (``qda_core.mem.msgpool.MessagePool``)."""
+    cdef MsgBuf take(self, uint64_t size)
+    cdef int give(self, MsgBuf buf) except -1
+
+
+cdef class DevMemory:
+    """Device memory as the DSP reads it (the C form of ``qda_core.dsp.DeviceMemory``)."""
+    cdef int span(self, uint64_t addr, uint64_t length, char **host) except -1
+    cpdef view(self, addr, length, bint writable)

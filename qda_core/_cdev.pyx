@@ -1,0 +1,39 @@
+# cython: language_level=3, boundscheck=False, wraparound=False
+"""C interfaces one layer implements for another (see _cdev.pxd), so a native lane calls across
+a layer boundary in C while the one-way imports hold: the invoke engine takes message buffers
+from a :class:`MsgSource` it is handed, the DSP reads memory through a :class:`DevMemory`; the
+implementations live in the layers that own the state (``qda_core.mem``). docs/dataplane.md."""
+
+cdef extern from *:
+    const char *QDARPC_VERSION
+__version__ = QDARPC_VERSION.decode()
+
+
+cdef class MsgBuf:
+    def __cinit__(self):
+        self.ptr = NULL
+        self.size = 0
+        self.va = self.dev = 0
+
+
+cdef class MsgSource:
+    cdef MsgBuf take(self, uint64_t size):
+        """A buffer of at least ``size`` bytes whose first ``size`` the caller's packet fills
+        up to its last page, the rest zero; raises on failure."""
+        raise NotImplementedError
+
+    cdef int give(self, MsgBuf buf) except -1:
+        """Give back a buffer :meth:`take` returned."""
+        raise NotImplementedError
+
+
+cdef class DevMemory:
+    cdef int span(self, uint64_t addr, uint64_t length, char **host) except -1:
+        """0 with the host address of device range ``[addr, addr + length)`` in ``*host`` (NULL
+        for an empty range); 1 when the range is not wholly mapped (no exception: the caller
+        asks :meth:`view` for the fault it answers)."""
+        return 1
+
+    cpdef view(self, addr, length, bint writable):
+        """A byte view of ``length`` bytes at device address ``addr`` (DeviceFault if unmapped)."""
+        raise NotImplementedError
