@@ -8,4 +8,8 @@ cdef uint64_t pack_raw(uint32_t sc, const void *abuf, size_t alen, const void *r
 cdef object unpack_raw(uint32_t sc, const void *abuf, size_t alen, const void *rbuf, size_t rlen,
                        const void *pbuf, size_t plen, uint64_t payload_va)
 cdef tuple decode_views_raw(uint32_t sc, object pv, const char *p, size_t plen, uint64_t base)
+# qda_decode (csrc/decode.c) for the DSP's lane: bufs[16 bytes: addr, len] and handles[32 bytes:
+# fd, offset, len, map_addr, map_size] as struct qda_dec_buf / qda_dec_handle; < 0: no decode
+cdef int decode_c(uint32_t sc, const void *p, size_t plen, void *bufs, size_t bufs_cap, void *handles,
+                  size_t handles_cap) noexcept nogil
 cdef int _user_copy(void *buf, uint64_t uaddr, size_t n, int to_user, bint checked) except? -1

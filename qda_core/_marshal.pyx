@@ -765,6 +765,13 @@ cdef tuple decode_views_raw(uint32_t sc, object pv, const char *p, size_t plen, 
     return _decode_views(sc, pv, p, plen, base, False)
 
 
+cdef int decode_c(uint32_t sc, const void *p, size_t plen, void *bufs, size_t bufs_cap, void *handles,
+                  size_t handles_cap) noexcept nogil:
+    """``qda_decode`` without its error location (the DSP's lane answers a payload that does
+    not decode by handing it to the reference, which reports it)."""
+    return qda_decode(sc, p, plen, <qda_dec_buf *>bufs, bufs_cap, <qda_dec_handle *>handles, handles_cap, NULL)
+
+
 def decode_views(uint32_t sc, payload, uint64_t base):
     """``decode`` and the buffers inside ``payload`` (at device address ``base``) viewed in it,
     in one pass: ``(bufs, handles, views, copied, nbytes_in, nbytes_out)`` exactly as the

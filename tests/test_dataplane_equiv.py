@@ -66,7 +66,7 @@ def plane(name):
 class Side:
     """One SoC on one data plane, with a file per driver, a PD and the Equiv module open."""
 
-    def __init__(self, make_soc, name, kernel):
+    def __init__(self, make_soc, name, kernel, uri=EQUIV):
         self.name = name
         with plane(name):
             self.soc = make_soc("default", kernel=kernel)
@@ -74,7 +74,7 @@ class Side:
             self.h = {}
             for drv, f in self.files.items():
                 assert f.init_create(attrs=UNSIGNED) == 0
-                rv, self.h[drv] = open_module(f, EQUIV)
+                rv, self.h[drv] = open_module(f, uri)
                 assert rv == 0
         fa = self.files["accel"]
         self.gem = fa.gem_create(8192)

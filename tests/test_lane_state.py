@@ -180,3 +180,32 @@ def test_a_files_lane_takes_message_buffers_from_its_pool_in_c(pd):
         assert buf.obj.size == 4096 and bytes(buf.backing.view[:4096]) == bytes(4096)
     finally:
         buf.release()
+
+
+def test_the_farf_context_is_per_thread_and_held():
+    """``dsprt.context.ctx`` (a C thread-local the native lane sets around each skel call)
+    is None by default, each thread's own, and keeps its object alive while set."""
+    import gc
+    import threading
+    import weakref
+
+    from qda_core.dsp import dsprt
+
+    class Ctx:
+        pass
+
+    assert dsprt.context.ctx is None
+    mine = Ctx()
+    dsprt.context.ctx = mine
+    seen = []
+    t = threading.Thread(target=lambda: seen.append(dsprt.context.ctx))
+    t.start()
+    t.join()
+    assert seen == [None] and dsprt.context.ctx is mine
+    ref = weakref.ref(mine)
+    del mine
+    gc.collect()
+    assert ref() is not None
+    dsprt.context.ctx = None
+    gc.collect()
+    assert ref() is None and dsprt.context.ctx is None

@@ -16,3 +16,5 @@ cdef class DspState:
 cdef class PdState:
     cdef public object state
     cdef public bint poll_mode
+
+cdef object swap_context(object ctx)

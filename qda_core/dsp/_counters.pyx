@@ -4,6 +4,9 @@ modeled-time account (``qda_core.dsp.cost``: ``last_ns``, ``measure``), kept in 
 invoke path updates them without a Python call. Every update runs under the GIL and calls no
 Python code, so none is lost (docs/dataplane.md)."""
 
+from cpython.object cimport PyObject
+from cpython.ref cimport Py_DECREF, Py_INCREF
+
 cdef extern from *:
     const char *QDARPC_VERSION
 __version__ = QDARPC_VERSION.decode()
@@ -92,3 +95,41 @@ def state_property(str field, str doc):
     def set(self, value):
         setattr(self._st, field, value)
     return property(get, set, doc=doc)
+
+
+cdef extern from *:
+    """
+    /* the DspContext of the native skel call running in this thread (a strong reference), or NULL */
+    static __thread PyObject *qda_dsp_ctx;
+    """
+    PyObject *qda_dsp_ctx
+
+
+cdef class ThreadContext:
+    """``dsprt.context``: the context of the native skel call running in this thread, if any
+    (``ctx``), a C thread-local so that the DSP's lane sets it around each call without a
+    ``threading.local`` lookup (:func:`swap_context`)."""
+
+    @property
+    def ctx(self):
+        return <object>qda_dsp_ctx if qda_dsp_ctx != NULL else None
+
+    @ctx.setter
+    def ctx(self, value):
+        swap_context(value)
+
+
+cdef object swap_context(object ctx):
+    """Make ``ctx`` (None: none) this thread's context; the previous one (or None)."""
+    global qda_dsp_ctx
+    cdef PyObject *prev = qda_dsp_ctx
+    if ctx is None:
+        qda_dsp_ctx = NULL
+    else:
+        Py_INCREF(ctx)
+        qda_dsp_ctx = <PyObject *>ctx
+    if prev == NULL:
+        return None
+    out = <object>prev
+    Py_DECREF(out)  # the thread-local's reference: `out` holds its own
+    return out

@@ -26,10 +26,21 @@ from qda_core._cwire cimport (QDA_ENDPOINT_CAPSULE, QDA_EP_REFERENCE, QDA_EP_REP
                                fastrpc_msg, qda_endpoint)
 
 from qda_core._cdev cimport DevMemory
-from qda_core._marshal cimport decode_views_raw
+
+cdef extern from "qdarpc/marshal.h" nogil:
+    struct qda_dec_buf:
+        uint64_t addr
+        uint64_t len
+    struct qda_dec_handle:
+        int32_t fd
+        uint32_t offset
+        uint32_t len
+        uint64_t map_addr
+        uint64_t map_size
+from qda_core._marshal cimport decode_c, decode_views_raw
 
 from ._call cimport Call, new_call
-from ._counters cimport Counters, DspState, PdCounters, PdState, account_add
+from ._counters cimport Counters, DspState, PdCounters, PdState, account_add, swap_context
 
 import errno as _errno
 
@@ -58,6 +69,12 @@ cdef uint32_t _ESCAPE = _ESCAPE_METHOD
 cdef object _settle = _cost.settle
 cdef object _OVERRIDE = _cost._OVERRIDE
 cdef dict _TRACE_VARS = vars(_trace)
+cdef enum:
+    _NATIVE_SLOTS = 64  # arguments a native skel's call takes without views (more: the views)
+
+
+cdef inline uint32_t sc_slots(uint32_t sc) noexcept:
+    return ((sc >> 16) & 0xFF) + ((sc >> 8) & 0xFF) + ((sc >> 4) & 0xF) + (sc & 0xF)
 
 
 cdef extern from "Python.h":
@@ -86,6 +103,7 @@ cdef class _Pd:
     """What the lane reads of one PD on every message (see DspLane._pd)."""
     cdef object proc, params, sids, view
     cdef DevMemory nmem         # the memory behind view in C (None: only its Python view)
+    cdef bint ranges            # the PD is granted ranges beyond its streams (PdMemory.ranges)
     cdef dict modules
     cdef PdState st             # proc._st: state, poll_mode
     cdef PdCounters ctr
@@ -99,10 +117,14 @@ cdef class _Pd:
 
 cdef class _Mod:
     """What a call reads of one module instance (a ModuleInstance, immutable; a
-    PythonModule's skel and dispatch are set once, when it is made)."""
+    PythonModule's skel and dispatch, a NativeModule's entry point, handle style and FARF
+    context are set once, when it is made)."""
     cdef object mi, impl, skel
     cdef dict dispatch          # None: not a PythonModule
     cdef bint native
+    cdef void *fn               # NativeModule: _fn, _hs, ctx
+    cdef int hs
+    cdef object ctx
 
 
 cdef _Mod _new_mod(mi):
@@ -110,6 +132,8 @@ cdef _Mod _new_mod(mi):
     m.mi = mi
     m.impl = impl = (<tuple>mi)[2]  # ModuleInstance.impl
     m.native = type(impl) is _NativeModule
+    if m.native:
+        m.fn, m.hs, m.ctx = <void *><size_t>impl._fn, impl._hs, impl.ctx
     if type(impl) is _PythonModule:
         m.skel, m.dispatch = impl.skel, impl.dispatch
     return m
@@ -226,6 +250,7 @@ cdef class DspLane:
             memory = proc.memory
             pd.sids, pd.view = memory.sids, memory._memory.view
             pd.nmem = memory._memory if isinstance(memory._memory, DevMemory) else None
+            pd.ranges = bool(memory.ranges)
             self._pds[client_id] = pd
         self._last = pd
         return pd
@@ -241,6 +266,9 @@ cdef class DspLane:
         cdef object handle
         cdef PyObject *p
         cdef char *host
+        cdef uint64_t pra[2 * _NATIVE_SLOTS]
+        cdef bint native
+        cdef int k
         cdef long long generation
         cdef dict d = self._dsp_dict
         cdef DspState st = self._st
@@ -289,7 +317,17 @@ cdef class DspLane:
         if m.size and not (m.size <= (<uint64_t>1 << 32) - (m.addr & <uint64_t>0xFFFFFFFF)
                            and (m.addr >> 32) in pd.sids):
             return self._reference(m, origin, rsp)  # PdMemory.view's check: outside the PD's streams
-        if sc & 0xFFFFFF:
+        # a native skel's arguments straight from the payload into its remote_arg array (no
+        # views, no Call): anything this does not serve takes the views below
+        native = mod.native and pd.nmem is not None and sc_slots(sc) <= _NATIVE_SLOTS
+        if native:
+            k = self._native_args(m, pd, pra, &copied, &nbytes_in, &nbytes_out)
+            if k < 0:
+                return self._reference(m, origin, rsp)
+            native = k == 0
+        if native:
+            pass
+        elif sc & 0xFFFFFF:
             try:  # the device memory, past PdMemory's check
                 payload = pd.nmem.view(m.addr, m.size, True) if pd.nmem is not None else pd.view(m.addr, m.size, True)
                 views, copied, nbytes_in, nbytes_out, handles = self._views(m, proc.memory, payload)
@@ -306,7 +344,11 @@ cdef class DspLane:
         nin = (sc >> 16) & 0xFF
         ninh = (sc >> 4) & 0xF
         method = (sc >> 24) & 0x1F
-        if sc & 0xFFFFFF:
+        call = None
+        if native:
+            nhin = ninh
+            nhout = (sc & 0xF)
+        elif sc & 0xFFFFFF:
             # the handle counts recorded are the decode's, whatever the skel does to its Call
             nhin = ninh
             nhout = len(handles) - ninh
@@ -319,7 +361,7 @@ cdef class DspLane:
             call = new_call(sc, method, (), (), (), (), proc, handle)
         crashed = False
         try:
-            r = _invoke(mod, call, method, sc)
+            r = _native_call(mod, pra, sc, method) if native else _invoke(mod, call, method, sc)
             rv = <int32_t><uint32_t>r  # aee.to_int32
         except Exception as exc:
             crashed = True
@@ -327,7 +369,7 @@ cdef class DspLane:
             dsp._crashed(self.channel, proc, exc)
         # a crashed call charges no compute time (the reference loses the call's figure with it)
         ns = self._overhead + <int64_t>(<double>copied * 1e9 / self._cbps)
-        if not crashed:
+        if not crashed and call is not None:
             ns += <int64_t>call.extra_ns
         if get_value(_OVERRIDE) is None:  # cost.settle: no override, not realtime (checked above)
             account_add(ns)
@@ -354,6 +396,54 @@ cdef class DspLane:
         rsp.ctx = rctx
         rsp.retval = rv
         return QDA_EP_REPLIED
+
+    cdef int _native_args(self, const fastrpc_msg *m, _Pd pd, uint64_t *pra, int64_t *copied, int64_t *nbytes_in,
+                          int64_t *nbytes_out) except -2:
+        """A native skel's ``remote_arg`` array filled straight from the payload, as
+        :func:`_native` fills it from the views: a buffer in the payload points into it, one
+        outside through the PD's SMMU (PdMemory's check first), a handle is ``{fd, offset}``.
+        0: filled; -1: a fault or a payload that does not decode (the reference answers it,
+        nothing ran); 1: a case left to the views (granted ranges beyond the PD's streams)."""
+        cdef uint32_t sc = m.sc
+        cdef uint32_t nin = (sc >> 16) & 0xFF
+        cdef uint32_t nbufs = nin + ((sc >> 8) & 0xFF)
+        cdef uint32_t nh = ((sc >> 4) & 0xF) + (sc & 0xF)
+        cdef uint32_t i
+        cdef uint64_t base = m.addr, size = m.size, a, n, off
+        cdef char *host
+        cdef char *q
+        cdef qda_dec_buf bufs[_NATIVE_SLOTS]
+        cdef qda_dec_handle hs[32]
+        if pd.nmem.span(base, size, &host) or host == NULL:
+            return -1
+        if decode_c(sc, host, <size_t>size, bufs, _NATIVE_SLOTS, hs, 32) < 0:
+            return -1
+        for i in range(nbufs):
+            a, n = bufs[i].addr, bufs[i].len
+            if i < nin:
+                nbytes_in[0] += n
+            else:
+                nbytes_out[0] += n
+            off = a - base  # wraps below base: then >= size, so "outside"
+            if n and a >= base and off < size:
+                copied[0] += n
+            if n == 0:
+                pra[2 * i] = 0
+            elif a >= base and off <= size and n <= size - off:
+                pra[2 * i] = <uint64_t><size_t>(host + off)
+            else:
+                if pd.ranges:
+                    return 1
+                if n > (<uint64_t>1 << 32) - (a & <uint64_t>0xFFFFFFFF) or (a >> 32) not in pd.sids:
+                    return -1  # PdMemory.view's check: outside the PD's streams
+                if pd.nmem.span(a, n, &q):
+                    return -1
+                pra[2 * i] = <uint64_t><size_t>q
+            pra[2 * i + 1] = n
+        for i in range(nh):  # {int32 fd, uint32 offset} in the slot's first word
+            pra[2 * (nbufs + i)] = (<uint64_t><uint32_t>hs[i].fd) | (<uint64_t>hs[i].offset) << 32
+            pra[2 * (nbufs + i) + 1] = 0
+        return 0
 
     cdef tuple _views(self, const fastrpc_msg *m, memory, payload):
         """The reference's _resolve: the payload decoded and every argument viewed (in the
@@ -395,20 +485,14 @@ cdef int _load_dsprt() except -1:
     return 0
 
 
-cdef object _native(impl, Call call, uint32_t method, uint32_t sc):
+cdef object _native(_Mod mod, Call call, uint32_t method, uint32_t sc):
     """``NativeModule.invoke(call)`` in C: the ``remote_arg`` array built from the views (each
-    pointing straight at device memory), the skel called under the crash guard with the GIL
-    released, the PD's FARF context set around it (``dsprt.context``)."""
+    pointing straight at device memory), then :func:`_native_call`."""
     cdef uint64_t stack_pra[64]
     cdef uint64_t *pra = stack_pra
     cdef Py_ssize_t nb = len(call.inbufs) + len(call.outbufs), nh = len(call.inhandles) + len(call.outhandles)
     cdef Py_ssize_t i = 0
     cdef Py_buffer v
-    cdef int rv, signo = 0, code = 0, hs = impl._hs
-    cdef uint64_t h64 = impl.h64 if hs else 0, addr = 0
-    cdef void *fn = <void *><size_t>impl._fn
-    if _dsp_call == NULL:
-        _load_dsprt()
     if 2 * (nb + nh) > 64:
         pra = <uint64_t *>malloc(16 * (nb + nh))
         if pra == NULL:
@@ -426,20 +510,30 @@ cdef object _native(impl, Call call, uint32_t method, uint32_t sc):
                 pra[2 * i] = (<uint64_t>(h.fd & 0xFFFFFFFF)) | (<uint64_t>(h.offset & 0xFFFFFFFF)) << 32
                 pra[2 * i + 1] = 0
                 i += 1
-        tls = _dsprt.context
-        prev = tls.ctx
-        tls.ctx = impl.ctx
-        try:
-            with nogil:
-                rv = _dsp_call(fn, hs, h64, sc, pra, &signo)
-        finally:
-            tls.ctx = prev
+        return _native_call(mod, pra, sc, call.method)
     finally:
         if pra != stack_pra:
             free(pra)
+
+
+cdef object _native_call(_Mod mod, uint64_t *pra, uint32_t sc, method):
+    """The native skel called with its ``remote_arg`` array under the crash guard, the GIL
+    released, the PD's FARF context set around it (``dsprt.context``), as
+    ``NativeModule.invoke`` calls it."""
+    cdef int rv, signo = 0, code = 0, hs = mod.hs
+    cdef uint64_t h64 = mod.impl.h64 if hs else 0, addr = 0  # (set by the open)
+    cdef void *fn = mod.fn
+    if _dsp_call == NULL:
+        _load_dsprt()
+    prev = swap_context(mod.ctx)
+    try:
+        with nogil:
+            rv = _dsp_call(fn, hs, h64, sc, pra, &signo)
+    finally:
+        swap_context(prev)
     if rv == _FAULTED and signo:
         _last_fault(&addr, &code)
-        raise _dsprt.NativeFault(signo, addr, code, f"{impl._where} method {call.method}")
+        raise _dsprt.NativeFault(signo, addr, code, f"{mod.impl._where} method {method}")
     return rv
 
 
@@ -449,7 +543,7 @@ cdef int64_t _invoke(_Mod mod, Call call, uint32_t method, uint32_t sc) except? 
     itself), a native skel as ``NativeModule.invoke`` calls it (:func:`_native`)."""
     cdef PyObject *entry
     if mod.native:
-        return _native(mod.impl, call, method, sc)
+        return _native(mod, call, method, sc)
     if mod.dispatch is None or method == _ESCAPE:
         return mod.impl.invoke(call) & 0xFFFFFFFF
     entry = _dict_get(mod.dispatch, method)  # handle-style modules' 0 and 1 are not in it

@@ -27,6 +27,7 @@ import threading
 from typing import NamedTuple
 
 from .. import trace
+from ._counters import ThreadContext
 
 __all__ = ["NativeFault", "RuntimeMissing", "load", "ensure_guard", "call", "DspContext", "context",
            "LIBRARY", "HAP_LEVEL_RUNTIME"]
@@ -79,12 +80,9 @@ class DspContext(NamedTuple):
     module: str
 
 
-class _Tls(threading.local):
-    ctx: DspContext | None = None
-
-
-#: The context of the native skel call running in this thread, if any.
-context = _Tls()
+#: The context of the native skel call running in this thread, if any (``context.ctx``: a C
+#: thread-local, which the DSP's native lane sets around each call).
+context = ThreadContext()
 
 _lock = threading.Lock()  # protects _lib, _error and _log_cb
 _lib: ctypes.CDLL | None = None

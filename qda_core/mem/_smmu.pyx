@@ -4,8 +4,6 @@ translates a device address on every message (docs/dataplane.md). It is the DSP'
 ``qda_core._cdev.DevMemory``: the DSP's lane asks it for a host address in C."""
 from libc.stdint cimport uint64_t
 
-from cpython.object cimport PyObject
-
 from qda_core._cdev cimport DevMemory
 
 from qda_core.errors import DeviceFault
@@ -14,17 +12,19 @@ cdef extern from *:
     const char *QDARPC_VERSION
 __version__ = QDARPC_VERSION.decode()
 
-cdef extern from "Python.h":
-    # a borrowed reference or NULL: int keys only (their hash and compare cannot fail)
-    PyObject *_dict_get "PyDict_GetItemWithError"(object d, object key)
+cdef class BankState:
+    """A context bank's mapping generation (``ContextBank._st``), bumped on every attach and
+    unmap: the SMMU's last translation in a bank holds while the generation it was made in does."""
+    cdef public unsigned long long gen
 
 
 cdef class _Bank:
-    """What a translation reads of one context bank (its IOVA space's ``find``, its objects),
-    and the object the last translation found there (messages reuse their buffers)."""
+    """What a translation reads of one context bank (its IOVA space's ``find``, its objects,
+    its generation), and what the last translation found there (messages reuse their buffers)."""
     cdef object find, objects, name
-    cdef object last_obj, last_view, last_key
-    cdef unsigned long long last_start, last_size, last_host
+    cdef BankState st
+    cdef object last_obj, last_view
+    cdef unsigned long long last_start, last_size, last_host, last_gen
 
 
 cdef class Smmu(DevMemory):
@@ -52,18 +52,16 @@ cdef class Smmu(DevMemory):
             if cb is None:
                 return None
             b = _Bank.__new__(_Bank)
-            b.find, b.objects, b.name = cb._space.find, cb._objects, cb.name
+            b.find, b.objects, b.name, b.st = cb._space.find, cb._objects, cb.name, cb._st
             self._banks[sid] = b
         self._last, self._last_sid = b, sid
         return b
 
     cdef bint _lookup(self, _Bank cb, unsigned long long iova) except -1:
         """Make ``cb``'s last translation the object mapped at ``iova``; False if none is."""
-        # the object of the last translation, if this address lies in it and it is still the
-        # one mapped at its start (an unmapped object leaves the table; another mapped at the
-        # same IOVA is another object)
-        if (cb.last_obj is not None and cb.last_start <= iova < cb.last_start + cb.last_size
-                and _dict_get(cb.objects, cb.last_key) == <PyObject *>cb.last_obj):
+        # the object of the last translation, if this address lies in it and nothing was mapped
+        # or unmapped in the bank since
+        if cb.last_obj is not None and cb.last_gen == cb.st.gen and cb.last_start <= iova < cb.last_start + cb.last_size:
             return True
         hit = cb.find(iova)  # ContextBank.lookup
         if hit is None:
@@ -72,7 +70,7 @@ cdef class Smmu(DevMemory):
         obj = cb.objects[key]
         backing = obj.backing
         # a backing's kernel-side address is fixed for its life (a promoted arena slot keeps it)
-        cb.last_obj, cb.last_key, cb.last_start = obj, key, key
+        cb.last_obj, cb.last_start, cb.last_gen = obj, key, cb.st.gen
         cb.last_size, cb.last_view, cb.last_host = backing.size, backing.view, backing.addr
         return True
 

@@ -18,7 +18,7 @@ import threading
 from typing import TYPE_CHECKING
 
 from .._ext import load
-from ._smmu import Smmu  # noqa: F401 - the SMMU view, in C (mem/_smmu.pyx)
+from ._smmu import BankState, Smmu  # noqa: F401 - the SMMU view, in C (mem/_smmu.pyx)
 from ..errors import errno_error
 
 if TYPE_CHECKING:
@@ -41,6 +41,7 @@ class ContextBank:
         self.name = f"qda-cb-{dsp_name}-{sid}"
         self._space = _iova.RangeAllocator(IOVA_START, IOVA_END - IOVA_START)
         self._objects: dict[int, GemObject] = {}  # iova start -> object
+        self._st = BankState()  # its generation: bumped on every change of _objects (the SMMU's cache)
         self.assigned_pid = 0
         self.refcount = 0
         self.owner = ""  # "accel" or "legacy" while assigned
@@ -58,9 +59,11 @@ class ContextBank:
     def attach(self, iova: int, obj: "GemObject") -> None:
         """Make ``obj`` reachable at its reserved ``iova``."""
         self._objects[iova] = obj
+        self._st.gen += 1
 
     def unmap(self, obj: "GemObject") -> None:
         del self._objects[obj.iova]
+        self._st.gen += 1
         self._space.free(obj.iova)
 
     def lookup(self, iova: int) -> tuple["GemObject", int] | None:
