@@ -444,7 +444,7 @@ cdef class Invoker:
                 if i >= nbufs:
                     # remote_dma_handle {int32 fd; uint32 offset} (little-endian LP64)
                     ptr, length, fd, attr = self.handle_slot(
-                        (<int32_t>(pra[2 * i] & 0xFFFFFFFF), <uint32_t>(pra[2 * i] >> 32)))
+                        (<int32_t>(pra[2 * i] & <uint64_t>0xFFFFFFFF), <uint32_t>(pra[2 * i] >> 32)))
                     d[0] = ptr
                     d[1] = length
                     (<int32_t *>(d + 2))[0] = fd

@@ -14,6 +14,7 @@ whenever the DSP's PD table changes (``_procs_gen``, bumped before and after eac
 docs/dataplane.md.
 """
 from cpython.pycapsule cimport PyCapsule_GetContext, PyCapsule_New, PyCapsule_SetContext
+from cpython.list cimport PyList_AsTuple, PyList_GetSlice
 from cpython.ref cimport Py_DECREF, Py_INCREF
 from cpython.buffer cimport PyBUF_SIMPLE, PyBuffer_Release, PyObject_GetBuffer
 from cpython.object cimport PyObject
@@ -71,6 +72,13 @@ cdef object _OVERRIDE = _cost._OVERRIDE
 cdef dict _TRACE_VARS = vars(_trace)
 cdef enum:
     _NATIVE_SLOTS = 64  # arguments a native skel's call takes without views (more: the views)
+
+
+cdef inline tuple _slice_tuple(list l, Py_ssize_t lo, Py_ssize_t hi):
+    """``tuple(l[lo:hi])`` in one step (the empty tuple when empty)."""
+    if lo >= hi:
+        return ()
+    return PyList_AsTuple(PyList_GetSlice(l, lo, hi))
 
 
 cdef inline uint32_t sc_slots(uint32_t sc) noexcept:
@@ -354,7 +362,7 @@ cdef class DspLane:
             nhout = len(handles) - ninh
             lv = <list>views
             hs = <tuple>handles
-            call = new_call(sc, method, tuple(lv[:nin]) if nin else (), tuple(lv[nin:]) if nin < len(lv) else (),
+            call = new_call(sc, method, _slice_tuple(lv, 0, nin), _slice_tuple(lv, nin, len(lv)),
                             hs[:ninh] if ninh else (), hs[ninh:] if nhout else (), proc, handle)
         else:  # no arguments: the empty tuple, four times
             nhin = nhout = 0

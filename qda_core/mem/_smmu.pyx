@@ -76,7 +76,7 @@ cdef class Smmu(DevMemory):
 
     cdef int span(self, uint64_t addr, uint64_t length, char **host) except -1:
         cdef _Bank cb
-        cdef unsigned long long iova = addr & 0xFFFFFFFF, off
+        cdef unsigned long long iova = addr & <unsigned long long>0xFFFFFFFF, off
         if length == 0:
             host[0] = NULL
             return 0
@@ -101,7 +101,7 @@ cdef class Smmu(DevMemory):
         cb = self._bank(a >> 32)
         if cb is None:
             raise DeviceFault(a, n, f"no context bank with SID {a >> 32}")
-        cdef unsigned long long iova = a & 0xFFFFFFFF, off
+        cdef unsigned long long iova = a & <unsigned long long>0xFFFFFFFF, off
         if not self._lookup(cb, iova):
             raise DeviceFault(a, n, f"{cb.name}: IOVA not mapped")
         off = iova - cb.last_start
