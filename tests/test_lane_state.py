@@ -209,3 +209,20 @@ def test_the_farf_context_is_per_thread_and_held():
     dsprt.context.ctx = None
     gc.collect()
     assert ref() is None and dsprt.context.ctx is None
+
+
+def test_translations_of_several_objects_are_kept_until_the_bank_changes(pd):
+    """The SMMU keeps a few translations per bank (a call's message and its by-reference
+    buffers): calls alternating between objects are translated right, and after one of them is
+    unmapped its address is not found while the other's still is."""
+    f, h, proc, _ = pd
+    lane, cid, own = _lane_of(f, proc)
+    gs = [f.gem_create(4096 * (k + 1)) for k in range(6)]
+    devs = [f.lookup(g).dma_addr for g in gs]
+    for _ in range(3):
+        for k, dev in enumerate(devs):
+            size = 4096 * (k + 1)
+            assert lane.receive(cid, 1, 0x10, h["a"], SC_WHO, dev, size, own) == (True, False, 0x10, 0xA)
+    f.gem_close(gs[0])
+    assert lane.receive(cid, 1, 0x11, h["a"], SC_WHO, devs[1], 8192, own) == (True, False, 0x11, 0xA)
+    assert lane.receive(cid, 1, 0x12, h["a"], SC_WHO, devs[0], 4096, own)[1]

@@ -74,6 +74,12 @@ cdef enum:
     _NATIVE_SLOTS = 64  # arguments a native skel's call takes without views (more: the views)
 
 
+cdef bint _in_streams(_Pd pd, uint64_t addr, uint64_t length) except -1:
+    """PdMemory.view's check (pdmem.span_granted without ranges): the range lies in one of
+    the PD's streams (its SID in the PD's, within the 32-bit IOVA space)."""
+    return length <= (<uint64_t>1 << 32) - (addr & <uint64_t>0xFFFFFFFF) and (addr >> 32) in pd.sids
+
+
 cdef inline tuple _slice_tuple(list l, Py_ssize_t lo, Py_ssize_t hi):
     """``tuple(l[lo:hi])`` in one step (the empty tuple when empty)."""
     if lo >= hi:
@@ -338,7 +344,7 @@ cdef class DspLane:
         elif sc & 0xFFFFFF:
             try:  # the device memory, past PdMemory's check
                 payload = pd.nmem.view(m.addr, m.size, True) if pd.nmem is not None else pd.view(m.addr, m.size, True)
-                views, copied, nbytes_in, nbytes_out, handles = self._views(m, proc.memory, payload)
+                views, copied, nbytes_in, nbytes_out, handles = self._views(m, pd, payload)
             except (DeviceFault, OSError):
                 return self._reference(m, origin, rsp)
         elif pd.nmem is not None:  # no arguments: only the translation's check, no view
@@ -442,8 +448,8 @@ cdef class DspLane:
             else:
                 if pd.ranges:
                     return 1
-                if n > (<uint64_t>1 << 32) - (a & <uint64_t>0xFFFFFFFF) or (a >> 32) not in pd.sids:
-                    return -1  # PdMemory.view's check: outside the PD's streams
+                if not _in_streams(pd, a, n):
+                    return -1  # PdMemory.view's check
                 if pd.nmem.span(a, n, &q):
                     return -1
                 pra[2 * i] = <uint64_t><size_t>q
@@ -453,7 +459,7 @@ cdef class DspLane:
             pra[2 * (nbufs + i) + 1] = 0
         return 0
 
-    cdef tuple _views(self, const fastrpc_msg *m, memory, payload):
+    cdef tuple _views(self, const fastrpc_msg *m, _Pd pd, payload):
         """The reference's _resolve: the payload decoded and every argument viewed (in the
         payload, or through the PD's SMMU view when by reference)."""
         cdef uint32_t sc = m.sc
@@ -467,7 +473,10 @@ cdef class DspLane:
             PyBuffer_Release(&p)
         if refs is not None:
             for i, (addr, length) in (<dict>refs).items():
-                mv = memoryview(memory.view(addr, length, i >= nin))
+                if pd.nmem is not None and not pd.ranges and _in_streams(pd, addr, length):
+                    views[i] = pd.nmem.view(addr, length, i >= nin)  # PdMemory.view, its check done
+                    continue
+                mv = memoryview(pd.proc.memory.view(addr, length, i >= nin))
                 if mv.format != "B" or mv.ndim != 1:
                     mv = mv.cast("B")
                 views[i] = mv if i >= nin else mv.toreadonly()

@@ -18,13 +18,25 @@ cdef class BankState:
     cdef public unsigned long long gen
 
 
+cdef class _Entry:
+    """One translation kept: the object at ``[start, start + size)`` of a bank's IOVA space,
+    its backing's kernel-side address, and the bank generation it was made in. (Not its view:
+    a view kept would count as a DSP-side view of an arena slot, holding the slot back.)"""
+    cdef object obj
+    cdef unsigned long long start, size, host, gen
+
+
+cdef enum:
+    _KEPT = 4  # translations kept per bank: a call's message buffer and its by-reference buffers
+
+
 cdef class _Bank:
     """What a translation reads of one context bank (its IOVA space's ``find``, its objects,
-    its generation), and what the last translation found there (messages reuse their buffers)."""
+    its generation), and the last translations made there, most recent first (messages
+    reuse their buffers, and by-reference calls reuse theirs)."""
     cdef object find, objects, name
     cdef BankState st
-    cdef object last_obj, last_view
-    cdef unsigned long long last_start, last_size, last_host, last_gen
+    cdef list kept
 
 
 cdef class Smmu(DevMemory):
@@ -53,40 +65,60 @@ cdef class Smmu(DevMemory):
                 return None
             b = _Bank.__new__(_Bank)
             b.find, b.objects, b.name, b.st = cb._space.find, cb._objects, cb.name, cb._st
+            b.kept = []
             self._banks[sid] = b
         self._last, self._last_sid = b, sid
         return b
 
-    cdef bint _lookup(self, _Bank cb, unsigned long long iova) except -1:
-        """Make ``cb``'s last translation the object mapped at ``iova``; False if none is."""
-        # the object of the last translation, if this address lies in it and nothing was mapped
-        # or unmapped in the bank since
-        if cb.last_obj is not None and cb.last_gen == cb.st.gen and cb.last_start <= iova < cb.last_start + cb.last_size:
-            return True
+    cdef _Entry _lookup(self, _Bank cb, unsigned long long iova):
+        """The translation of ``iova`` in ``cb``: a kept one if it holds (the address lies in
+        its object and nothing was mapped or unmapped in the bank since), else a new one, kept
+        in place of the least recent; None if nothing is mapped there."""
+        cdef _Entry e
+        cdef Py_ssize_t i, n = len(cb.kept)
+        cdef unsigned long long gen = cb.st.gen
+        if n and (<_Entry>cb.kept[0]).gen != gen:  # all made before a (un)map: none holds again
+            cb.kept = []
+            n = 0
+        for i in range(n):
+            e = <_Entry>cb.kept[i]
+            if e.start <= iova < e.start + e.size:
+                if i:  # most recent first
+                    del cb.kept[i]
+                    cb.kept.insert(0, e)
+                return e
         hit = cb.find(iova)  # ContextBank.lookup
         if hit is None:
-            return False
+            return None
         key = hit[0]
         obj = cb.objects[key]
         backing = obj.backing
+        e = _Entry.__new__(_Entry)
         # a backing's kernel-side address is fixed for its life (a promoted arena slot keeps it)
-        cb.last_obj, cb.last_start, cb.last_gen = obj, key, cb.st.gen
-        cb.last_size, cb.last_view, cb.last_host = backing.size, backing.view, backing.addr
-        return True
+        e.obj, e.start, e.gen = obj, key, gen
+        e.size, e.host = backing.size, backing.addr
+        if n >= _KEPT:
+            cb.kept.pop()
+        cb.kept.insert(0, e)
+        return e
 
     cdef int span(self, uint64_t addr, uint64_t length, char **host) except -1:
         cdef _Bank cb
+        cdef _Entry e
         cdef unsigned long long iova = addr & <unsigned long long>0xFFFFFFFF, off
         if length == 0:
             host[0] = NULL
             return 0
         cb = self._bank(addr >> 32)
-        if cb is None or not self._lookup(cb, iova):
+        if cb is None:
             return 1
-        off = iova - cb.last_start
-        if off >= cb.last_size or length > cb.last_size - off:  # (off + length could wrap)
+        e = self._lookup(cb, iova)
+        if e is None:
             return 1
-        host[0] = <char *><size_t>(cb.last_host + off)
+        off = iova - e.start
+        if off >= e.size or length > e.size - off:  # (off + length could wrap)
+            return 1
+        host[0] = <char *><size_t>(e.host + off)
         return 0
 
     cpdef view(self, addr, length, bint writable):
@@ -102,10 +134,11 @@ cdef class Smmu(DevMemory):
         if cb is None:
             raise DeviceFault(a, n, f"no context bank with SID {a >> 32}")
         cdef unsigned long long iova = a & <unsigned long long>0xFFFFFFFF, off
-        if not self._lookup(cb, iova):
+        cdef _Entry e = self._lookup(cb, iova)
+        if e is None:
             raise DeviceFault(a, n, f"{cb.name}: IOVA not mapped")
-        off = iova - cb.last_start
-        if off >= cb.last_size or n > cb.last_size - off:  # (off + n could wrap)
-            raise DeviceFault(a, n, f"{cb.name}: range runs past a {cb.last_size:#x}-byte buffer")
-        mv = cb.last_view[off:off + n]
+        off = iova - e.start
+        if off >= e.size or n > e.size - off:  # (off + n could wrap)
+            raise DeviceFault(a, n, f"{cb.name}: range runs past a {e.size:#x}-byte buffer")
+        mv = e.obj.backing.view[off:off + n]
         return mv if writable else mv.toreadonly()
