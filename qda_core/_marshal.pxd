@@ -13,3 +13,32 @@ cdef tuple decode_views_raw(uint32_t sc, object pv, const char *p, size_t plen, 
 cdef int decode_c(uint32_t sc, const void *p, size_t plen, void *bufs, size_t bufs_cap, void *handles,
                   size_t handles_cap) noexcept nogil
 cdef int _user_copy(void *buf, uint64_t uaddr, size_t n, int to_user, bint checked) except? -1
+
+
+cdef enum:
+    ARGPINS_SMALL = 4   # buffer arguments an ArgPins holds without an allocation
+
+
+# A typed invoke's descriptors and buffer holds; the drivers' typed-invoke lanes
+# (accel/_invoke.pyx, legacy/_invoke.pyx) drive it through the cdef methods, without the
+# context-manager protocol: fill() as __init__, pin() as __enter__, unpin() as __exit__.
+cdef class ArgPins:
+    cdef Py_buffer *views
+    cdef char *state       # per buffer argument: bit 0 held, bit 1 copied (worth pinning)
+    cdef Py_ssize_t nbufs
+    cdef Py_buffer dview
+    cdef bint dheld
+    cdef bint pinned       # pin() ran and unpin() has not yet
+    cdef size_t mark
+    cdef readonly bytearray descs
+    cdef Py_buffer small_views[ARGPINS_SMALL]
+    cdef char small_state[ARGPINS_SMALL]
+
+    cdef int fill(self, uint32_t sc, object args, object ref_type, object bufref_type,
+                  object handle_type) except -1
+    cdef int _arg(self, Py_ssize_t i, object a, Py_ssize_t nin, Py_ssize_t nbufs, object ref_type,
+                  object bufref_type, object handle_type) except -1
+    cdef int pin(self) except -1
+    cdef void unpin(self) noexcept
+    cdef void _release(self) noexcept
+    cdef void _free(self) noexcept

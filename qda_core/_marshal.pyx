@@ -21,8 +21,10 @@ read-only mmaps (``PROT_NONE`` is a read-only mmap too).
 """
 from cpython.buffer cimport (PyObject_CheckBuffer, PyObject_GetBuffer, PyBuffer_Release, PyBUF_SIMPLE,
                              PyBUF_WRITABLE)
-from cpython.bytearray cimport PyByteArray_AS_STRING, PyByteArray_Check
+from cpython.bytearray cimport PyByteArray_AS_STRING, PyByteArray_Check, PyByteArray_FromStringAndSize
 from cpython.bytes cimport PyBytes_Check
+from cpython.list cimport PyList_GET_SIZE
+from cpython.long cimport PyLong_AsLongLongAndOverflow
 from cpython.exc cimport PyErr_Clear
 from cpython.object cimport PyObject
 from cpython.pycapsule cimport PyCapsule_New
@@ -31,6 +33,8 @@ from cpython.weakref cimport PyWeakref_GET_OBJECT, PyWeakref_NewRef
 from libc.stdint cimport uint32_t, uint64_t, int32_t
 from libc.stdlib cimport calloc, free, realloc
 from libc.string cimport memcpy, memmove, memset
+
+cimport cython
 
 import array as _array
 import errno as _errno
@@ -427,97 +431,154 @@ def address(buf):
 cdef object _INVOKE_ARG = None
 
 
+@cython.freelist(8)
 cdef class ArgPins:
     """The ``fastrpc_invoke_args`` descriptors of a typed invoke's ``args`` (see
     ``qda_core.invoke_args.descriptors``: same checks, errors and bytes), holding every buffer.
     As a context manager it pins the copied ones (and the descriptors) on the calling thread for
-    the ``with`` block and returns the descriptors; the buffers are released on exit."""
-    cdef Py_buffer *views
-    cdef char *state       # per buffer argument: bit 0 held, bit 1 copied (worth pinning)
-    cdef Py_ssize_t nbufs
-    cdef Py_buffer dview
-    cdef bint dheld
-    cdef size_t mark
-    cdef readonly bytearray descs
+    the ``with`` block and returns the descriptors; the buffers are released on exit. The
+    drivers' typed-invoke lanes use the same steps as cdef methods (``_marshal.pxd``)."""
 
     def __cinit__(self):
         self.views = NULL
         self.state = NULL
         self.nbufs = 0
         self.dheld = False
+        self.pinned = False
 
     def __init__(self, uint32_t sc, args, ref_type, bufref_type, handle_type):
+        self.fill(sc, args, ref_type, bufref_type, handle_type)
+
+    cdef int fill(self, uint32_t sc, object args, object ref_type, object bufref_type,
+                  object handle_type) except -1:
+        """Check ``args`` against ``sc`` and build the descriptors, holding each buffer (the
+        reference's checks and errors, in its order); what an earlier fill held is let go."""
         global _INVOKE_ARG
         cdef Py_ssize_t nin = (sc >> 16) & 0xFF
         cdef Py_ssize_t nbufs = nin + ((sc >> 8) & 0xFF)
         cdef Py_ssize_t n = nbufs + ((sc >> 4) & 0xF) + (sc & 0xF)
         cdef Py_ssize_t i
-        cdef uint64_t *d
-        cdef int flags
         if _INVOKE_ARG is None:
             from qda_core.wire import INVOKE_ARG
             _INVOKE_ARG = INVOKE_ARG
+        if self.pinned:
+            raise RuntimeError("ArgPins is already in use")
+        self._free()
         if len(args) != n:
             raise errno_error(_errno.EINVAL, f"scalars {sc:#010x} declare {n} arguments, got {len(args)}")
-        self.descs = bytearray(24 * n)
-        if nbufs:
+        self.descs = PyByteArray_FromStringAndSize(NULL, 24 * n)  # bytearray(24 * n), no call
+        memset(PyByteArray_AS_STRING(self.descs), 0, 24 * n)
+        if nbufs <= ARGPINS_SMALL:
+            self.views, self.state = self.small_views, self.small_state
+            memset(self.small_state, 0, ARGPINS_SMALL)
+        else:
             self.views = <Py_buffer *>calloc(nbufs, sizeof(Py_buffer))
             self.state = <char *>calloc(nbufs, 1)
             if self.views == NULL or self.state == NULL:
+                free(self.views)
+                free(self.state)
+                self.views = self.state = NULL
                 raise MemoryError()
         self.nbufs = nbufs
-        for i, a in enumerate(args):
-            if i >= nbufs:
-                if not isinstance(a, handle_type):
-                    raise TypeError(f"argument {i} is a handle slot: pass a HandleArg")
-                _INVOKE_ARG.pack_into(self.descs, 24 * i, a.offset, a.length, a.fd, 0)
-                continue
-            if isinstance(a, bufref_type):
-                if not isinstance(a, ref_type):
-                    raise TypeError(f"argument {i}: this driver takes {ref_type.__name__}, not {type(a).__name__}")
-                ident, buf = a.ident, a.buf
-            else:
-                ident, buf = -1, a
-            flags = PyBUF_SIMPLE | (PyBUF_WRITABLE if i >= nin else 0)
-            try:
-                PyObject_GetBuffer(buf, &self.views[i], flags)
-            except (BufferError, TypeError, ValueError):
-                mv = memoryview(buf)  # the reference's errors: not a buffer, then read-only out
-                if i >= nin and mv.readonly:
-                    raise TypeError(f"out-buffer {i - nin} must be writable") from None
-                raise
-            self.state[i] = 1
-            ptr = <size_t>self.views[i].buf if self.views[i].len else 0
-            if type(ident) is int and -0x80000000 <= ident <= 0x7FFFFFFF:
-                d = <uint64_t *>(PyByteArray_AS_STRING(self.descs) + 24 * i)
-                d[0] = ptr
-                d[1] = <uint64_t>self.views[i].len
-                (<int32_t *>(d + 2))[0] = <int32_t>ident
-                (<uint32_t *>(d + 2))[1] = 0
-            else:
-                _INVOKE_ARG.pack_into(self.descs, 24 * i, ptr, self.views[i].len, ident, 0)
-            if ident <= 0:
-                self.state[i] |= 2  # both drivers copy a buffer whose fd is <= 0 (-1, 0)
+        if type(args) is tuple:
+            for i in range(n):
+                self._arg(i, (<tuple>args)[i], nin, nbufs, ref_type, bufref_type, handle_type)
+        elif type(args) is list:
+            # as enumerate() walks a list: each item taken (a strong reference) while the list
+            # still has it, since an argument's attributes may run code that changes the list
+            i = 0
+            while i < PyList_GET_SIZE(args):
+                a = (<list>args)[i]
+                self._arg(i, a, nin, nbufs, ref_type, bufref_type, handle_type)
+                i += 1
+        else:
+            for i, a in enumerate(args):
+                self._arg(i, a, nin, nbufs, ref_type, bufref_type, handle_type)
+        return 0
+
+    cdef int _arg(self, Py_ssize_t i, object a, Py_ssize_t nin, Py_ssize_t nbufs, object ref_type,
+                  object bufref_type, object handle_type) except -1:
+        """Descriptor ``i`` of argument ``a``, holding its buffer."""
+        cdef uint64_t *d
+        cdef Py_buffer *v
+        cdef uint64_t ptr
+        cdef long long fd = -1
+        cdef int overflow = 0
+        cdef int flags
+        if i >= nbufs:
+            if not isinstance(a, handle_type):
+                raise TypeError(f"argument {i} is a handle slot: pass a HandleArg")
+            _INVOKE_ARG.pack_into(self.descs, 24 * i, a.offset, a.length, a.fd, 0)
+            return 0
+        ident = None  # a plain buffer: fd -1
+        buf = a
+        # A builtin buffer is no BufRef, unless a metaclass's __instancecheck__ says so: skip
+        # isinstance(), whose failure also asks the object for its __class__.
+        if type(bufref_type) is type and (type(a) is bytes or type(a) is bytearray or type(a) is memoryview):
+            pass
+        elif isinstance(a, bufref_type):
+            if not isinstance(a, ref_type):
+                raise TypeError(f"argument {i}: this driver takes {ref_type.__name__}, not {type(a).__name__}")
+            ident, buf = a.ident, a.buf
+        v = &self.views[i]
+        flags = PyBUF_SIMPLE | (PyBUF_WRITABLE if i >= nin else 0)
+        try:
+            PyObject_GetBuffer(buf, v, flags)
+        except (BufferError, TypeError, ValueError):
+            mv = memoryview(buf)  # the reference's errors: not a buffer, then read-only out
+            if i >= nin and mv.readonly:
+                raise TypeError(f"out-buffer {i - nin} must be writable") from None
+            raise
+        self.state[i] = 1
+        ptr = <size_t>v.buf if v.len else 0
+        if ident is not None:
+            fd = PyLong_AsLongLongAndOverflow(ident, &overflow) if type(ident) is int else 0
+            if type(ident) is not int or overflow or not -0x80000000 <= fd <= 0x7FFFFFFF:
+                # not a plain int32: struct's conversion and errors, as the reference
+                _INVOKE_ARG.pack_into(self.descs, 24 * i, ptr, v.len, ident, 0)
+                if ident <= 0:
+                    self.state[i] |= 2
+                return 0
+        d = <uint64_t *>(PyByteArray_AS_STRING(self.descs) + 24 * i)
+        d[0] = ptr
+        d[1] = <uint64_t>v.len
+        (<int32_t *>(d + 2))[0] = <int32_t>fd
+        (<uint32_t *>(d + 2))[1] = 0
+        if fd <= 0:
+            self.state[i] |= 2  # both drivers copy a buffer whose fd is <= 0 (-1, 0)
+        return 0
 
     def __enter__(self):
+        self.pin()
+        return self.descs
+
+    def __exit__(self, *exc):
+        self.unpin()
+        return False
+
+    cdef int pin(self) except -1:
+        """Pin the copied buffers and the descriptors on the calling thread until :meth:`unpin`."""
         cdef Py_ssize_t i
-        if self.dheld:
+        if self.pinned:
             raise RuntimeError("ArgPins is already in use")
         # held, so nobody can resize the descriptors under the pin
         PyObject_GetBuffer(self.descs, &self.dview, PyBUF_SIMPLE)
         self.dheld = True
         self.mark = qda_uaccess_pin_mark()
+        self.pinned = True
         for i in range(self.nbufs):
             if self.state[i] == 3:
                 _pin_view(&self.views[i], 1)
         if self.dview.len:
             qda_uaccess_pin(self.dview.buf, <size_t>self.dview.len, 0)
-        return self.descs
+        return 0
 
-    def __exit__(self, *exc):
-        qda_uaccess_unpin(self.mark)
+    cdef void unpin(self) noexcept:
+        """Undo :meth:`pin` and release every buffer held."""
+        if self.pinned:
+            qda_uaccess_unpin(self.mark)
+            self.pinned = False
         self._release()
-        return False
 
     cdef void _release(self) noexcept:
         cdef Py_ssize_t i
@@ -529,11 +590,20 @@ cdef class ArgPins:
                 PyBuffer_Release(&self.views[i])
                 self.state[i] = 0
 
-    def __dealloc__(self):
+    cdef void _free(self) noexcept:
         if self.views != NULL:
             self._release()
-        free(self.views)
-        free(self.state)
+        if self.views != self.small_views:
+            free(self.views)
+            free(self.state)
+        self.views = self.state = NULL
+        self.nbufs = 0
+
+    def __dealloc__(self):
+        # Only a misuse gets here pinned (a with block never left): drop the pins rather than
+        # leave ranges pinned over buffers released now (fewer pins only means checked copies).
+        self.unpin()
+        self._free()
 
 
 cdef int _get(object obj, Py_buffer *view, int flags, str name) except -1:
