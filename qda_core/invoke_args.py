@@ -5,7 +5,9 @@ inhandles, outhandles]`` order: a plain buffer is copied, a :class:`BufRef` of t
 is passed by reference, a :class:`HandleArg` fills a handle slot. :func:`descriptors` turns them
 into the 24-byte ``fastrpc_invoke_args`` array that the raw ioctl reads from user memory;
 :func:`pinned` does the same for the length of a call, holding the buffers so that the
-driver's copies of them (and of the descriptors) are plain ``memcpy``.
+driver's copies of them (and of the descriptors) are plain ``memcpy``. The drivers' native
+lanes (``accel/_invoke.pyx``, ``legacy/_invoke.pyx``) drive the same ``ArgPins`` through its C
+methods; :func:`pinned` serves their reference (``_invoke_reference``).
 """
 from __future__ import annotations
 

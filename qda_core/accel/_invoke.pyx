@@ -7,18 +7,25 @@ argument resolved to a buffer object of the file (``QdaFile.buffer``, ``vma.ref_
 the same Python helpers, so the isolation checks have one source), the engine's lane called
 with C values. Every other ioctl, a traced one, an ``arg`` given as a user address, and a file
 on the Python data plane take the reference. docs/dataplane.md.
+
+:func:`invoke` is ``QdaFile.invoke`` on the same lane: the arguments held and pinned by
+``ArgPins``' C methods, the struct in C, no ``ioctl()`` in between.
 """
 from cpython.buffer cimport PyBUF_SIMPLE, PyBUF_WRITABLE, PyBuffer_Release, PyObject_GetBuffer
 from cpython.bytearray cimport PyByteArray_AS_STRING
+from cpython.long cimport PyLong_AsLongLongAndOverflow
 from libc.stdint cimport int32_t, uint32_t, uint64_t
 from libc.string cimport memcpy, memset
 
 from qda_core._engine cimport FileLane, current_tid, invoke_fields, new_refs, read_descs, sc_length, sc_nbufs, tracing
+from qda_core._marshal cimport ArgPins
 
 import errno as _errno
 
 from qda_core import uapi as _uapi
 from qda_core import wire as _wire
+from qda_core.invoke_args import BufRef as _BufRef
+from qda_core.invoke_args import HandleArg as _HandleArg
 from qda_core.mem.vma import ref_address as _ref_address
 
 
@@ -93,14 +100,23 @@ cdef object _invoke(f, FileLane fl, uint32_t request, arg):
         n = sc_length(sc)
         try:
             descs = read_descs(args, n)
-            ret = _fastrpc(f, fl, handle, sc, n, descs)
         except OSError as exc:
             ret = f._failed(exc)
+        else:
+            ret = _serve(f, fl, handle, sc, n, descs)
         if out_size:
             memcpy(view.buf, kbuf, out_size)
         return ret
     finally:
         PyBuffer_Release(&view)
+
+
+cdef object _serve(f, FileLane fl, uint32_t handle, uint32_t sc, uint32_t n, descs):
+    """The INVOKE handler once the descriptors are read: its errors as ``-errno``."""
+    try:
+        return _fastrpc(f, fl, handle, sc, n, descs)
+    except OSError as exc:
+        return f._failed(exc)
 
 
 cdef object _fastrpc(f, FileLane fl, uint32_t handle, uint32_t sc, uint32_t n, descs):
@@ -144,3 +160,108 @@ cdef object _fastrpc(f, FileLane fl, uint32_t handle, uint32_t sc, uint32_t n, d
         if held is not None:
             for obj in held:
                 obj.put()
+
+
+# --- QdaFile.invoke ------------------------------------------------------------------------
+# qda_core.accel.file's QdaFile and GemRef, taken on first use (that module imports this one)
+cdef object _QdaFile = None
+cdef object _GemRef = None
+
+
+cdef int _u32(obj, uint32_t *out) noexcept:
+    """1 and ``*out`` if ``obj`` is an int (not a subclass) in 0..2**32-1, else 0."""
+    cdef int overflow = 0
+    cdef long long v
+    if type(obj) is not int:
+        return 0
+    v = PyLong_AsLongLongAndOverflow(obj, &overflow)
+    if overflow or v < 0 or v > 0xFFFFFFFF:
+        return 0
+    out[0] = <uint32_t>v
+    return 1
+
+
+cdef object _dsp_code(f, ret):
+    """``f._check_dsp(ret)``: a DSP code as unsigned 32-bit, a ``-errno`` raised by it."""
+    cdef int overflow = 0
+    cdef long long v
+    if type(ret) is int:
+        v = PyLong_AsLongLongAndOverflow(ret, &overflow)
+        if not overflow and not -4096 < v < 0:
+            return <uint32_t><uint64_t>v  # ret & 0xFFFF_FFFF
+    return f._check_dsp(ret)
+
+
+def invoke(f, handle, sc, args=()):
+    """DRM_IOCTL_QDA_INVOKE with ``args`` in ``[inbufs, outbufs, inhandles, outhandles]``
+    order: plain buffers are copied, :class:`GemRef` buffers shared, :class:`HandleArg`
+    entries are handles. Returns the DSP retval (0 or an AEE code, as unsigned 32-bit).
+
+    ``QdaFile.invoke``, served here with the reference's steps, results and errors (the
+    arguments checked, held and the copied ones pinned by ``ArgPins``; INVOKE as ``ioctl()``
+    serves it, EBADF once closed; the pins and holds dropped; the result checked as
+    ``_check_dsp`` does); a traced call issues the struct through ``f.ioctl`` as before.
+    ``QdaFile._invoke_reference`` serves a subclass's file, one on the Python data plane, a
+    ``handle`` or ``sc`` not an int in 0..2**32-1, ``args`` neither a tuple nor a list, a
+    :class:`GemRef` on a revision whose ``fd`` fields are DMA-BUF fds (exported for the call),
+    and an INVOKE number whose size or direction is not the 16-byte struct's in."""
+    global _QdaFile, _GemRef
+    cdef FileLane fl = f._lane
+    cdef uint32_t h, s, n, req, usize
+    cdef ArgPins pins = None
+    cdef uint64_t a
+    cdef char *k
+    if _QdaFile is None:
+        from qda_core.accel.file import GemRef, QdaFile
+        _QdaFile, _GemRef = QdaFile, GemRef
+    # a subclass may have its own ioctl() or _check_dsp(), which the reference calls
+    if type(f) is not _QdaFile or not fl.native or not _u32(handle, &h) or not _u32(sc, &s):
+        return f._invoke_reference(handle, sc, args)
+    if type(args) is not tuple and type(args) is not list:
+        return f._invoke_reference(handle, sc, args)
+    req = <uint32_t>fl.invoke_nr  # this revision's INVOKE: the struct copied in whole
+    usize = (req >> 16) & 0x3FFF
+    if not (req >> 30) & _IN or usize != 16:
+        return f._invoke_reference(handle, sc, args)
+    for x in args:
+        # (a failed isinstance() also asks for __class__: skip the plain builtin buffers)
+        if type(x) is bytes or type(x) is bytearray or type(x) is memoryview:
+            continue
+        if isinstance(x, _GemRef) and f.uapi.fd_kind != "gem-handle":
+            return f._invoke_reference(handle, sc, args)  # exported for the call there
+    n = sc_length(s)
+    if n or len(args):
+        pins = ArgPins.__new__(ArgPins)
+    try:
+        if pins is not None:
+            pins.fill(s, args, _GemRef, _BufRef, _HandleArg)
+            pins.pin()
+            # address(descs): the struct's args, from which INVOKE reads them (a copy, as ever)
+            a = <uint64_t><size_t>PyByteArray_AS_STRING(pins.descs) if n else 0
+        else:
+            a = 0
+        if tracing():
+            # the trace records the reference's steps: the ioctl with the struct in a buffer
+            kbuf = bytearray(16)
+            k = PyByteArray_AS_STRING(kbuf)
+            memcpy(k, &h, 4)
+            memcpy(k + 4, &s, 4)
+            memcpy(k + 8, &a, 8)
+            ret = f.ioctl(fl.invoke_request, kbuf)
+        elif not fl.enter():
+            ret = -_errno.EBADF
+        else:
+            try:
+                try:
+                    descs = read_descs(a, n)
+                except OSError as exc:
+                    ret = f._failed(exc)
+                else:
+                    ret = _serve(f, fl, h, s, n, descs)
+            finally:
+                if fl.leave():
+                    f._release_now()
+    finally:
+        if pins is not None:
+            pins.unpin()
+    return _dsp_code(f, ret)

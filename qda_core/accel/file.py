@@ -370,10 +370,17 @@ class QdaFile(DriverFile):
         buf = ioc.layout.pack(request=request, fd=fd, vaddr=vaddr, vaddrout=vaddrout, size=size)
         self._check_dsp(self.ioctl(ioc.number, buf), raise_dsp=True)
 
-    def invoke(self, handle: int, sc: int, args=()) -> int:
-        """DRM_IOCTL_QDA_INVOKE with ``args`` in ``[inbufs, outbufs, inhandles, outhandles]``
-        order: plain buffers are copied, :class:`GemRef` buffers shared, :class:`HandleArg`
-        entries are handles. Returns the DSP retval (0 or an AEE code, as unsigned 32-bit)."""
+    #: ``invoke(handle, sc, args=())``: DRM_IOCTL_QDA_INVOKE with ``args`` in ``[inbufs,
+    #: outbufs, inhandles, outhandles]`` order: plain buffers are copied, :class:`GemRef` buffers
+    #: shared, :class:`HandleArg` entries are handles. Returns the DSP retval (0 or an AEE code,
+    #: as unsigned 32-bit). The native lane (accel/_invoke.pyx, no Python frame of its own)
+    #: serves the common call; :meth:`_invoke_reference` every other, with the same results.
+    invoke = _invoke.invoke
+
+    def _invoke_reference(self, handle: int, sc: int, args=()) -> int:
+        """The typed invoke's reference: the descriptors pinned, the INVOKE struct built and
+        issued through :meth:`ioctl`, the result checked; a :class:`GemRef` on a revision whose
+        ``fd`` fields are DMA-BUF fds is exported for the call (closed after it)."""
         exported: list[int] = []
         try:
             if self.uapi.fd_kind != "gem-handle" and args:

@@ -7,19 +7,26 @@ with C values. A call with a buffer to map (an ``fd`` argument) runs ``internal_
 itself, whose map cache and isolation checks have one source; the engine's lane still serves
 its message. Every other ioctl, a traced one, an ``arg`` given as a user address, and a file
 on the Python data plane take the reference. docs/dataplane.md.
+
+:func:`invoke` is ``LegacyFile.invoke`` on the same lane: the arguments held and pinned
+by ``ArgPins``' C methods, the struct in C, no ``ioctl()`` in between.
 """
 from cpython.buffer cimport PyBUF_SIMPLE, PyBuffer_Release, PyObject_GetBuffer
 from cpython.bytearray cimport PyByteArray_AS_STRING
+from cpython.long cimport PyLong_AsLongLongAndOverflow
 from libc.stdint cimport int32_t, uint32_t, uint64_t
 from libc.string cimport memcpy
 
 from qda_core._engine cimport FileLane, current_tid, invoke_fields, new_refs, read_descs, sc_length, tracing
+from qda_core._marshal cimport ArgPins
 
 import errno as _errno
 
 from qda_core import uapi as _uapi
 from qda_core import wire as _wire
 from qda_core.errors import errno_error
+from qda_core.invoke_args import BufRef as _BufRef
+from qda_core.invoke_args import HandleArg as _HandleArg
 
 
 cdef extern from *:
@@ -57,11 +64,8 @@ cdef object _invoke(f, FileLane fl, arg):
     """INVOKE, or None when the reference must serve it (decided before anything happens)."""
     cdef Py_buffer view
     cdef unsigned char kbuf[16]
-    cdef uint32_t handle, sc, n, i
+    cdef uint32_t handle, sc, n
     cdef uint64_t args
-    cdef int32_t fd
-    cdef uint64_t length
-    cdef const char *d
     if arg is None or type(arg) is int:
         return None
     try:
@@ -78,6 +82,18 @@ cdef object _invoke(f, FileLane fl, arg):
     n = sc_length(sc)
     try:
         descs = read_descs(args, n)
+    except OSError as exc:
+        return f._failed(exc)
+    return _serve(f, fl, handle, sc, n, descs)
+
+
+cdef object _serve(f, FileLane fl, uint32_t handle, uint32_t sc, uint32_t n, descs):
+    """The INVOKE handler once the descriptors are read: its errors as ``-errno``."""
+    cdef uint32_t i
+    cdef int32_t fd
+    cdef uint64_t length
+    cdef const char *d
+    try:
         for i in range(n):
             d = PyByteArray_AS_STRING(descs) + 24 * i
             memcpy(&length, d + 8, 8)
@@ -118,3 +134,98 @@ cdef object _internal_invoke(f, FileLane fl, uint32_t handle, uint32_t sc, descs
     if fdlist:
         f.drop_listed_maps(fdlist)
     return ret
+
+
+# --- LegacyFile.invoke ---------------------------------------------------------------------
+# qda_core.legacy.file's LegacyFile and DmaBufRef, taken on first use (that module imports this one)
+cdef object _LegacyFile = None
+cdef object _DmaBufRef = None
+
+
+cdef int _u32(obj, uint32_t *out) noexcept:
+    """1 and ``*out`` if ``obj`` is an int (not a subclass) in 0..2**32-1, else 0."""
+    cdef int overflow = 0
+    cdef long long v
+    if type(obj) is not int:
+        return 0
+    v = PyLong_AsLongLongAndOverflow(obj, &overflow)
+    if overflow or v < 0 or v > 0xFFFFFFFF:
+        return 0
+    out[0] = <uint32_t>v
+    return 1
+
+
+cdef object _dsp_code(f, ret):
+    """``f._check_dsp(ret)``: a DSP code as unsigned 32-bit, a ``-errno`` raised by it."""
+    cdef int overflow = 0
+    cdef long long v
+    if type(ret) is int:
+        v = PyLong_AsLongLongAndOverflow(ret, &overflow)
+        if not overflow and not -4096 < v < 0:
+            return <uint32_t><uint64_t>v  # ret & 0xFFFF_FFFF
+    return f._check_dsp(ret)
+
+
+def invoke(f, handle, sc, args=()):
+    """FASTRPC_IOCTL_INVOKE with ``args`` in ``[inbufs, outbufs, inhandles, outhandles]``
+    order: plain buffers are copied, :class:`DmaBufRef` buffers shared by fd,
+    :class:`HandleArg` entries are handles. Returns the DSP retval as unsigned 32-bit.
+
+    ``LegacyFile.invoke``, served here with the reference's steps, results and errors (the
+    arguments checked, held and the copied ones pinned by ``ArgPins``; INVOKE as ``ioctl()``
+    serves it, EBADF once closed; the pins and holds dropped; the result checked as
+    ``_check_dsp`` does); a traced call issues the struct through ``f.ioctl`` as before.
+    ``LegacyFile._invoke_reference`` serves a subclass's file, one on the Python data plane or
+    of a revision without INVOKE, a ``handle`` or ``sc`` not an int in 0..2**32-1, and ``args``
+    neither a tuple nor a list."""
+    global _LegacyFile, _DmaBufRef
+    cdef FileLane fl = f._lane
+    cdef uint32_t h, s, n
+    cdef ArgPins pins = None
+    cdef uint64_t a
+    cdef char *k
+    if _LegacyFile is None:
+        from qda_core.legacy.file import DmaBufRef, LegacyFile
+        _LegacyFile, _DmaBufRef = LegacyFile, DmaBufRef
+    # a subclass may have its own ioctl() or _check_dsp(), which the reference calls
+    if (type(f) is not _LegacyFile or not fl.native or fl.invoke_nr < 0 or not _u32(handle, &h)
+            or not _u32(sc, &s)):
+        return f._invoke_reference(handle, sc, args)
+    if type(args) is not tuple and type(args) is not list:
+        return f._invoke_reference(handle, sc, args)
+    n = sc_length(s)
+    if n or len(args):
+        pins = ArgPins.__new__(ArgPins)
+    try:
+        if pins is not None:
+            pins.fill(s, args, _DmaBufRef, _BufRef, _HandleArg)
+            pins.pin()
+            # address(descs): the struct's args, from which INVOKE reads them (a copy, as ever)
+            a = <uint64_t><size_t>PyByteArray_AS_STRING(pins.descs) if n else 0
+        else:
+            a = 0
+        if tracing():
+            # the trace records the reference's steps: the ioctl with the struct in a buffer
+            kbuf = bytearray(16)
+            k = PyByteArray_AS_STRING(kbuf)
+            memcpy(k, &h, 4)
+            memcpy(k + 4, &s, 4)
+            memcpy(k + 8, &a, 8)
+            ret = f.ioctl(fl.invoke_request, kbuf)
+        elif not fl.enter():
+            ret = -_errno.EBADF
+        else:
+            try:
+                try:
+                    descs = read_descs(a, n)
+                except OSError as exc:
+                    ret = f._failed(exc)
+                else:
+                    ret = _serve(f, fl, h, s, n, descs)
+            finally:
+                if fl.leave():
+                    f._release_now()
+    finally:
+        if pins is not None:
+            pins.unpin()
+    return _dsp_code(f, ret)

@@ -396,10 +396,16 @@ class LegacyFile(DriverFile):
         buf = uapi.fastrpc_init_create_static.pack(namelen=len(raw), memlen=memlen, name=address(raw))
         return self._check_dsp(self.ioctl(uapi.FASTRPC_IOCTL_INIT_CREATE_STATIC, buf))
 
-    def invoke(self, handle: int, sc: int, args=()) -> int:
-        """FASTRPC_IOCTL_INVOKE with ``args`` in ``[inbufs, outbufs, inhandles, outhandles]``
-        order: plain buffers are copied, :class:`DmaBufRef` buffers shared by fd,
-        :class:`HandleArg` entries are handles. Returns the DSP retval as unsigned 32-bit."""
+    #: ``invoke(handle, sc, args=())``: FASTRPC_IOCTL_INVOKE with ``args`` in ``[inbufs,
+    #: outbufs, inhandles, outhandles]`` order: plain buffers are copied, :class:`DmaBufRef`
+    #: buffers shared by fd, :class:`HandleArg` entries are handles. Returns the DSP retval as
+    #: unsigned 32-bit. The native lane (legacy/_invoke.pyx, no Python frame of its own) serves
+    #: the common call; :meth:`_invoke_reference` every other, with the same results.
+    invoke = _invoke.invoke
+
+    def _invoke_reference(self, handle: int, sc: int, args=()) -> int:
+        """The typed invoke's reference: the descriptors pinned, the INVOKE struct built and
+        issued through :meth:`ioctl`, the result checked."""
         with pinned(sc, args, DmaBufRef) as descs:  # the buffers stay held for the ioctl
             kbuf = bytearray(16)
             _INVOKE_STRUCT.pack_into(kbuf, 0, handle, sc, address(descs) if descs else 0)  # fastrpc_invoke.pack
