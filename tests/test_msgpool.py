@@ -2,6 +2,7 @@
 to the DSP. Counted (buffers created, reused, evicted), never timed."""
 from __future__ import annotations
 
+import errno
 import threading
 
 import pytest
@@ -160,3 +161,23 @@ def test_mixed_size_invokes_do_not_thrash_the_pool(soc, driver):
         assert now["created"] == warm["created"]
         assert now["evicted"] == warm["evicted"] == 0
         assert now["reused"] - warm["reused"] == 5 * len(MIXED)
+
+
+@settings(deadline=None, max_examples=40, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(size=st.one_of(st.integers(2**62, 2**64 - 1), st.integers(-2**63, 0)))
+def test_any_size_gets_a_buffer_or_the_allocations_own_error(cdsp, size):
+    """However large the request (one rounded up past every C size included), the pool answers
+    with a buffer or the allocation's error (ENOMEM), never an exception of its own arithmetic."""
+    p = MessagePool(cdsp.ensure_cb())
+    try:
+        try:
+            b = p.alloc(size)
+        except OSError as exc:
+            assert exc.errno == errno.ENOMEM and size > 0
+        except MemoryError:
+            assert size > 0
+        else:
+            assert size <= 0 and b.obj.size == PAGE  # no bytes asked: one page
+            b.release()
+    finally:
+        p.close()

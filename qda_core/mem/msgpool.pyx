@@ -147,8 +147,14 @@ cdef class MessagePool(MsgSource):
 
     cdef MsgBuf _take(self, Py_ssize_t size):
         cdef MsgBuf buf = None
-        cdef Py_ssize_t cls = _C_PAGE if 0 < size <= _C_PAGE else size_class(size)
+        cdef Py_ssize_t cls = _C_PAGE
         cdef Py_ssize_t i = len(self._free) - 1
+        if not 0 < size <= _C_PAGE:
+            c = size_class(size)
+            if c > PY_SSIZE_T_MAX:  # rounded up past any C size: the allocation's own error (ENOMEM)
+                GemObject.create(self.cb, c, name="msg")
+                raise MemoryError(f"a {size}-byte message buffer")
+            cls = c
         while i >= 0:  # the most recently returned buffer of the class
             if self._sizes[i] == cls:
                 buf = <MsgBuf>self._remove(i)
