@@ -1,3 +1,4 @@
+from cpython.long cimport PyLong_AsLongLongAndOverflow
 from cpython.object cimport PyObject
 from libc.stdint cimport uint32_t, uint64_t
 from libc.string cimport memcpy
@@ -82,6 +83,31 @@ cdef inline void invoke_fields(const unsigned char *k, uint32_t *handle, uint32_
     memcpy(handle, k, 4)
     memcpy(sc, k + 4, 4)
     memcpy(args, k + 8, 8)
+
+
+cdef inline int u32_of(obj, uint32_t *out) noexcept:
+    """1 and ``*out`` if ``obj`` is an int (not a subclass) in 0..2**32-1, else 0 (the typed
+    invoke entries' handle and scalars)."""
+    cdef int overflow = 0
+    cdef long long v
+    if type(obj) is not int:
+        return 0
+    v = PyLong_AsLongLongAndOverflow(obj, &overflow)
+    if overflow or v < 0 or v > 0xFFFFFFFF:
+        return 0
+    out[0] = <uint32_t>v
+    return 1
+
+
+cdef inline object dsp_code(f, ret):
+    """``f._check_dsp(ret)``: a DSP code as unsigned 32-bit, a ``-errno`` raised by it."""
+    cdef int overflow = 0
+    cdef long long v
+    if type(ret) is int:
+        v = PyLong_AsLongLongAndOverflow(ret, &overflow)
+        if not overflow and not -4096 < v < 0:
+            return <uint32_t><uint64_t>v  # ret & 0xFFFF_FFFF
+    return f._check_dsp(ret)
 
 
 cdef extern from "Python.h":

@@ -13,11 +13,11 @@ by ``ArgPins``' C methods, the struct in C, no ``ioctl()`` in between.
 """
 from cpython.buffer cimport PyBUF_SIMPLE, PyBuffer_Release, PyObject_GetBuffer
 from cpython.bytearray cimport PyByteArray_AS_STRING
-from cpython.long cimport PyLong_AsLongLongAndOverflow
 from libc.stdint cimport int32_t, uint32_t, uint64_t
 from libc.string cimport memcpy
 
-from qda_core._engine cimport FileLane, current_tid, invoke_fields, new_refs, read_descs, sc_length, tracing
+from qda_core._engine cimport (FileLane, current_tid, dsp_code, invoke_fields, new_refs, read_descs, sc_length, tracing,
+                               u32_of)
 from qda_core._marshal cimport ArgPins
 
 import errno as _errno
@@ -142,30 +142,6 @@ cdef object _LegacyFile = None
 cdef object _DmaBufRef = None
 
 
-cdef int _u32(obj, uint32_t *out) noexcept:
-    """1 and ``*out`` if ``obj`` is an int (not a subclass) in 0..2**32-1, else 0."""
-    cdef int overflow = 0
-    cdef long long v
-    if type(obj) is not int:
-        return 0
-    v = PyLong_AsLongLongAndOverflow(obj, &overflow)
-    if overflow or v < 0 or v > 0xFFFFFFFF:
-        return 0
-    out[0] = <uint32_t>v
-    return 1
-
-
-cdef object _dsp_code(f, ret):
-    """``f._check_dsp(ret)``: a DSP code as unsigned 32-bit, a ``-errno`` raised by it."""
-    cdef int overflow = 0
-    cdef long long v
-    if type(ret) is int:
-        v = PyLong_AsLongLongAndOverflow(ret, &overflow)
-        if not overflow and not -4096 < v < 0:
-            return <uint32_t><uint64_t>v  # ret & 0xFFFF_FFFF
-    return f._check_dsp(ret)
-
-
 def invoke(f, handle, sc, args=()):
     """FASTRPC_IOCTL_INVOKE with ``args`` in ``[inbufs, outbufs, inhandles, outhandles]``
     order: plain buffers are copied, :class:`DmaBufRef` buffers shared by fd,
@@ -188,8 +164,8 @@ def invoke(f, handle, sc, args=()):
         from qda_core.legacy.file import DmaBufRef, LegacyFile
         _LegacyFile, _DmaBufRef = LegacyFile, DmaBufRef
     # a subclass may have its own ioctl() or _check_dsp(), which the reference calls
-    if (type(f) is not _LegacyFile or not fl.native or fl.invoke_nr < 0 or not _u32(handle, &h)
-            or not _u32(sc, &s)):
+    if (type(f) is not _LegacyFile or not fl.native or fl.invoke_nr < 0 or not u32_of(handle, &h)
+            or not u32_of(sc, &s)):
         return f._invoke_reference(handle, sc, args)
     if type(args) is not tuple and type(args) is not list:
         return f._invoke_reference(handle, sc, args)
@@ -228,4 +204,4 @@ def invoke(f, handle, sc, args=()):
     finally:
         if pins is not None:
             pins.unpin()
-    return _dsp_code(f, ret)
+    return dsp_code(f, ret)
