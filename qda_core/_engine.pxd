@@ -63,6 +63,10 @@ cdef class FileLane:
     cpdef bint leave(self)
     cpdef bint close(self)
 cdef object read_descs(uint64_t args, uint32_t n)
+# a lane's step after INVOKE's descriptors are read (accel/_invoke.pyx, legacy/_invoke.pyx: _serve)
+ctypedef object (*serve_fn)(f, FileLane fl, uint32_t handle, uint32_t sc, uint32_t n, descs)
+cdef object typed_invoke(f, FileLane fl, uint32_t h, uint32_t s, args, ref_type, bufref_type, handle_type,
+                         serve_fn serve)
 cdef bint tracing() noexcept
 cdef object new_refs(uint32_t n)
 

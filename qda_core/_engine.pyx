@@ -15,9 +15,9 @@ from cpython.object cimport PyObject
 from cpython.mem cimport PyMem_Free, PyMem_Realloc
 from cpython.pycapsule cimport PyCapsule_GetPointer, PyCapsule_IsValid
 from libc.stdint cimport int32_t, int64_t, uint32_t, uint64_t
-from libc.string cimport memmove, memset
+from libc.string cimport memcpy, memmove, memset
 
-from qda_core._marshal cimport _user_copy, pack_raw, payload_size_raw, unpack_raw
+from qda_core._marshal cimport ArgPins, _user_copy, pack_raw, payload_size_raw, unpack_raw
 from qda_core._cdev cimport MsgBuf, MsgSource
 from qda_core._cwire cimport (QDA_ENDPOINT_CAPSULE, QDA_EP_REFERENCE, QDA_EP_REPLIED, fastrpc_invoke_rsp,
                                fastrpc_msg, qda_endpoint)
@@ -436,3 +436,50 @@ cdef class EngineLane:
     cdef bint channel_up(self) except -1:
         """``channel.up``: False once the transport is removed."""
         return dict_attr(self._chan, "up", self.channel)
+
+
+cdef object typed_invoke(f, FileLane fl, uint32_t h, uint32_t s, args, ref_type, bufref_type, handle_type,
+                         serve_fn serve):
+    """The typed ``invoke()`` of both drivers' lanes, once the lane chose to serve it: the
+    arguments checked, held and the copied ones pinned (``ArgPins``), INVOKE served as the
+    lane's ``ioctl()`` serves it (``serve``: the lane's step after the descriptors are read;
+    EBADF once the file is closed), a traced call issued through ``f.ioctl`` with the struct
+    in a buffer as before; the pins dropped; the result checked as ``_check_dsp`` does."""
+    cdef uint32_t n = sc_length(s)
+    cdef ArgPins pins = None
+    cdef uint64_t a = 0
+    cdef char *k
+    if n or len(args):
+        pins = ArgPins.__new__(ArgPins)
+    try:
+        if pins is not None:
+            pins.fill(s, args, ref_type, bufref_type, handle_type)
+            pins.pin()
+            # address(descs): the struct's args, from which INVOKE reads them (a copy, as ever)
+            if n:
+                a = <uint64_t><size_t>PyByteArray_AS_STRING(pins.descs)
+        if tracing():
+            # the trace records the reference's steps: the ioctl with the struct in a buffer
+            kbuf = bytearray(16)
+            k = PyByteArray_AS_STRING(kbuf)
+            memcpy(k, &h, 4)
+            memcpy(k + 4, &s, 4)
+            memcpy(k + 8, &a, 8)
+            ret = f.ioctl(fl.invoke_request, kbuf)
+        elif not fl.enter():
+            ret = -_errno.EBADF
+        else:
+            try:
+                try:
+                    descs = read_descs(a, n)
+                except OSError as exc:
+                    ret = f._failed(exc)
+                else:
+                    ret = serve(f, fl, h, s, n, descs)
+            finally:
+                if fl.leave():
+                    f._release_now()
+    finally:
+        if pins is not None:
+            pins.unpin()
+    return dsp_code(f, ret)

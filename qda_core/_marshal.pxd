@@ -1,6 +1,18 @@
 # The marshaller's raw entry points, for the native lanes (qda_core/_engine.pyx): the same
 # checks, copies and errors as payload_size/pack/unpack, on buffers the caller holds.
-from libc.stdint cimport uint32_t, uint64_t
+from libc.stdint cimport int32_t, uint32_t, uint64_t
+
+cdef extern from "qdarpc/marshal.h" nogil:
+    # what the DSP sees of an argument (csrc/include/qdarpc/marshal.h)
+    struct qda_dec_buf:
+        uint64_t addr
+        uint64_t len
+    struct qda_dec_handle:
+        int32_t fd
+        uint32_t offset
+        uint32_t len
+        uint64_t map_addr
+        uint64_t map_size
 
 cdef uint64_t payload_size_raw(uint32_t sc, const void *a, size_t alen, const void *r, size_t rlen) except? 0
 cdef uint64_t pack_raw(uint32_t sc, const void *abuf, size_t alen, const void *rbuf, size_t rlen, void *pbuf,
@@ -8,10 +20,9 @@ cdef uint64_t pack_raw(uint32_t sc, const void *abuf, size_t alen, const void *r
 cdef object unpack_raw(uint32_t sc, const void *abuf, size_t alen, const void *rbuf, size_t rlen,
                        const void *pbuf, size_t plen, uint64_t payload_va)
 cdef tuple decode_views_raw(uint32_t sc, object pv, const char *p, size_t plen, uint64_t base)
-# qda_decode (csrc/decode.c) for the DSP's lane: bufs[16 bytes: addr, len] and handles[32 bytes:
-# fd, offset, len, map_addr, map_size] as struct qda_dec_buf / qda_dec_handle; < 0: no decode
-cdef int decode_c(uint32_t sc, const void *p, size_t plen, void *bufs, size_t bufs_cap, void *handles,
-                  size_t handles_cap) noexcept nogil
+# qda_decode (csrc/decode.c) for the DSP's lane; < 0: the payload does not decode
+cdef int decode_c(uint32_t sc, const void *p, size_t plen, qda_dec_buf *bufs, size_t bufs_cap,
+                  qda_dec_handle *handles, size_t handles_cap) noexcept nogil
 cdef int _user_copy(void *buf, uint64_t uaddr, size_t n, int to_user, bint checked) except? -1
 
 

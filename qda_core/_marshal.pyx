@@ -58,15 +58,6 @@ cdef extern from "qdarpc/marshal.h" nogil:
     struct qda_marshal_status:
         int arg
         const char *why
-    struct qda_dec_buf:
-        uint64_t addr
-        uint64_t len
-    struct qda_dec_handle:
-        int32_t fd
-        uint32_t offset
-        uint32_t len
-        uint64_t map_addr
-        uint64_t map_size
     uint64_t qda_metadata_size(uint32_t n)
     int qda_payload_size(uint32_t sc, const void *args, size_t args_len, const void *refs,
                          size_t refs_len, uint64_t *pkt_size, qda_marshal_status *st)
@@ -835,11 +826,11 @@ cdef tuple decode_views_raw(uint32_t sc, object pv, const char *p, size_t plen, 
     return _decode_views(sc, pv, p, plen, base, False)
 
 
-cdef int decode_c(uint32_t sc, const void *p, size_t plen, void *bufs, size_t bufs_cap, void *handles,
-                  size_t handles_cap) noexcept nogil:
+cdef int decode_c(uint32_t sc, const void *p, size_t plen, qda_dec_buf *bufs, size_t bufs_cap,
+                  qda_dec_handle *handles, size_t handles_cap) noexcept nogil:
     """``qda_decode`` without its error location (the DSP's lane answers a payload that does
     not decode by handing it to the reference, which reports it)."""
-    return qda_decode(sc, p, plen, <qda_dec_buf *>bufs, bufs_cap, <qda_dec_handle *>handles, handles_cap, NULL)
+    return qda_decode(sc, p, plen, bufs, bufs_cap, handles, handles_cap, NULL)
 
 
 def decode_views(uint32_t sc, payload, uint64_t base):

@@ -16,9 +16,8 @@ from cpython.bytearray cimport PyByteArray_AS_STRING
 from libc.stdint cimport int32_t, uint32_t, uint64_t
 from libc.string cimport memcpy, memset
 
-from qda_core._engine cimport (FileLane, current_tid, dsp_code, invoke_fields, new_refs, read_descs, sc_length, sc_nbufs,
-                               tracing, u32_of)
-from qda_core._marshal cimport ArgPins
+from qda_core._engine cimport (FileLane, current_tid, invoke_fields, new_refs, read_descs, sc_length, sc_nbufs, tracing,
+                               typed_invoke, u32_of)
 
 import errno as _errno
 
@@ -183,10 +182,7 @@ def invoke(f, handle, sc, args=()):
     and an INVOKE number whose size or direction is not the 16-byte struct's in."""
     global _QdaFile, _GemRef
     cdef FileLane fl = f._lane
-    cdef uint32_t h, s, n, req, usize
-    cdef ArgPins pins = None
-    cdef uint64_t a
-    cdef char *k
+    cdef uint32_t h, s, req, usize
     if _QdaFile is None:
         from qda_core.accel.file import GemRef, QdaFile
         _QdaFile, _GemRef = QdaFile, GemRef
@@ -205,39 +201,4 @@ def invoke(f, handle, sc, args=()):
             continue
         if isinstance(x, _GemRef) and f.uapi.fd_kind != "gem-handle":
             return f._invoke_reference(handle, sc, args)  # exported for the call there
-    n = sc_length(s)
-    if n or len(args):
-        pins = ArgPins.__new__(ArgPins)
-    try:
-        if pins is not None:
-            pins.fill(s, args, _GemRef, _BufRef, _HandleArg)
-            pins.pin()
-            # address(descs): the struct's args, from which INVOKE reads them (a copy, as ever)
-            a = <uint64_t><size_t>PyByteArray_AS_STRING(pins.descs) if n else 0
-        else:
-            a = 0
-        if tracing():
-            # the trace records the reference's steps: the ioctl with the struct in a buffer
-            kbuf = bytearray(16)
-            k = PyByteArray_AS_STRING(kbuf)
-            memcpy(k, &h, 4)
-            memcpy(k + 4, &s, 4)
-            memcpy(k + 8, &a, 8)
-            ret = f.ioctl(fl.invoke_request, kbuf)
-        elif not fl.enter():
-            ret = -_errno.EBADF
-        else:
-            try:
-                try:
-                    descs = read_descs(a, n)
-                except OSError as exc:
-                    ret = f._failed(exc)
-                else:
-                    ret = _serve(f, fl, h, s, n, descs)
-            finally:
-                if fl.leave():
-                    f._release_now()
-    finally:
-        if pins is not None:
-            pins.unpin()
-    return dsp_code(f, ret)
+    return typed_invoke(f, fl, h, s, args, _GemRef, _BufRef, _HandleArg, _serve)

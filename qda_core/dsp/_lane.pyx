@@ -28,17 +28,7 @@ from qda_core._cwire cimport (QDA_ENDPOINT_CAPSULE, QDA_EP_REFERENCE, QDA_EP_REP
 
 from qda_core._cdev cimport DevMemory
 
-cdef extern from "qdarpc/marshal.h" nogil:
-    struct qda_dec_buf:
-        uint64_t addr
-        uint64_t len
-    struct qda_dec_handle:
-        int32_t fd
-        uint32_t offset
-        uint32_t len
-        uint64_t map_addr
-        uint64_t map_size
-from qda_core._marshal cimport decode_c, decode_views_raw
+from qda_core._marshal cimport decode_c, decode_views_raw, qda_dec_buf, qda_dec_handle
 
 from ._call cimport Call, new_call
 from ._counters cimport Counters, DspState, PdCounters, PdState, account_add, swap_context

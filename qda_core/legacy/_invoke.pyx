@@ -16,9 +16,8 @@ from cpython.bytearray cimport PyByteArray_AS_STRING
 from libc.stdint cimport int32_t, uint32_t, uint64_t
 from libc.string cimport memcpy
 
-from qda_core._engine cimport (FileLane, current_tid, dsp_code, invoke_fields, new_refs, read_descs, sc_length, tracing,
-                               u32_of)
-from qda_core._marshal cimport ArgPins
+from qda_core._engine cimport (FileLane, current_tid, invoke_fields, new_refs, read_descs, sc_length, tracing,
+                               typed_invoke, u32_of)
 
 import errno as _errno
 
@@ -156,10 +155,7 @@ def invoke(f, handle, sc, args=()):
     neither a tuple nor a list."""
     global _LegacyFile, _DmaBufRef
     cdef FileLane fl = f._lane
-    cdef uint32_t h, s, n
-    cdef ArgPins pins = None
-    cdef uint64_t a
-    cdef char *k
+    cdef uint32_t h, s
     if _LegacyFile is None:
         from qda_core.legacy.file import DmaBufRef, LegacyFile
         _LegacyFile, _DmaBufRef = LegacyFile, DmaBufRef
@@ -169,39 +165,4 @@ def invoke(f, handle, sc, args=()):
         return f._invoke_reference(handle, sc, args)
     if type(args) is not tuple and type(args) is not list:
         return f._invoke_reference(handle, sc, args)
-    n = sc_length(s)
-    if n or len(args):
-        pins = ArgPins.__new__(ArgPins)
-    try:
-        if pins is not None:
-            pins.fill(s, args, _DmaBufRef, _BufRef, _HandleArg)
-            pins.pin()
-            # address(descs): the struct's args, from which INVOKE reads them (a copy, as ever)
-            a = <uint64_t><size_t>PyByteArray_AS_STRING(pins.descs) if n else 0
-        else:
-            a = 0
-        if tracing():
-            # the trace records the reference's steps: the ioctl with the struct in a buffer
-            kbuf = bytearray(16)
-            k = PyByteArray_AS_STRING(kbuf)
-            memcpy(k, &h, 4)
-            memcpy(k + 4, &s, 4)
-            memcpy(k + 8, &a, 8)
-            ret = f.ioctl(fl.invoke_request, kbuf)
-        elif not fl.enter():
-            ret = -_errno.EBADF
-        else:
-            try:
-                try:
-                    descs = read_descs(a, n)
-                except OSError as exc:
-                    ret = f._failed(exc)
-                else:
-                    ret = _serve(f, fl, h, s, n, descs)
-            finally:
-                if fl.leave():
-                    f._release_now()
-    finally:
-        if pins is not None:
-            pins.unpin()
-    return dsp_code(f, ret)
+    return typed_invoke(f, fl, h, s, args, _DmaBufRef, _BufRef, _HandleArg, _serve)
