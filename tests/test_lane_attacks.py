@@ -178,7 +178,7 @@ def test_a_context_left_set_by_an_ending_thread_is_let_go():
 
     c = Ctx()
     ref = weakref.ref(c)
-    t = threading.Thread(target=lambda: setattr(dsprt.context, "ctx", c))
+    t = threading.Thread(target=setattr, args=(dsprt.context, "ctx", c))  # (a Thread drops its args when done)
     t.start()
     t.join()
     del c
