@@ -1,9 +1,10 @@
 """An attacker's review of the native data plane (the message pool in C, the SMMU's kept
 translations, the DSP lane's native arguments, the FARF context thread-local).
 
-Tests marked ``xfail(strict=True, reason="bug: ...")`` reproduce a bug found in the review: they
-fail on the code they were written against and start passing (so fail as XPASS) once it is fixed.
-The others guard a property that was attacked and held.
+Four tests reproduced bugs the review found, each failing on the code it was written against: a
+take racing another thread's (the free list read before Python code ran), a buffer given back twice
+kept twice, a negative pool bound crashing the process, a FARF context left set by an ending thread
+never let go. The others guard a property that was attacked and held.
 """
 from __future__ import annotations
 
@@ -61,10 +62,6 @@ def pool(make_soc):
         f.close()
 
 
-@pytest.mark.xfail(strict=True, reason="bug: MessagePool._take reads len(self._free) before size_class() "
-                                       "runs Python code (page_align); a buffer taken meanwhile (another "
-                                       "thread) leaves a stale index: IndexError, or an out-of-bounds list "
-                                       "read (boundscheck=False)")
 def test_a_buffer_taken_while_a_request_is_sized_does_not_break_the_take(pool, monkeypatch):
     """size_class() runs Python code (page_align), so the GIL may pass to another thread that
     takes a buffer from the same pool; the take in progress must still find a free buffer of
@@ -93,8 +90,6 @@ def test_a_buffer_taken_while_a_request_is_sized_does_not_break_the_take(pool, m
             buf.release()
 
 
-@pytest.mark.xfail(strict=True, reason="bug: MessagePool.give keeps a buffer given back twice twice: two "
-                                       "later takes share one message buffer (and close() puts it twice)")
 def test_a_buffer_given_back_twice_is_kept_once(pool):
     c = pool.alloc(PAGE)
     c.release()
@@ -146,8 +141,6 @@ def test_a_reused_buffer_shows_no_stale_bytes(pool):
         again.release()
 
 
-@pytest.mark.xfail(strict=True, reason="bug: MessagePool.give with POOL_MAX_BUFFERS < 0 evicts from an empty "
-                                       "list (_remove(0), boundscheck=False): the process segfaults")
 def test_a_negative_buffer_bound_does_not_crash_the_process():
     code = textwrap.dedent("""
         from qda_core.soc import Soc
@@ -167,9 +160,6 @@ def test_a_negative_buffer_bound_does_not_crash_the_process():
 
 # --- the FARF context thread-local -----------------------------------------------------------
 
-@pytest.mark.xfail(strict=True, reason="bug: dsprt.context.ctx is a C __thread PyObject* holding a strong "
-                                       "reference: a thread ending with it set leaks the object forever "
-                                       "(the threading.local it replaced let it go)")
 def test_a_context_left_set_by_an_ending_thread_is_let_go():
     from qda_core.dsp import dsprt
 

@@ -226,3 +226,19 @@ def test_translations_of_several_objects_are_kept_until_the_bank_changes(pd):
     f.gem_close(gs[0])
     assert lane.receive(cid, 1, 0x11, h["a"], SC_WHO, devs[1], 8192, own) == (True, False, 0x11, 0xA)
     assert lane.receive(cid, 1, 0x12, h["a"], SC_WHO, devs[0], 4096, own)[1]
+
+
+def test_a_reserved_iova_not_yet_attached_is_an_smmu_fault(pd):
+    """An IOVA reserved for an object being made (or being unmapped) is not mapped: the SMMU
+    answers DeviceFault, not an error of its own bookkeeping."""
+    from qda_core.errors import DeviceFault
+
+    f, _, _, dsp = pd
+    cb = f.cb
+    iova = cb.reserve(4096)
+    try:
+        smmu = dsp.memory  # the Smmu
+        with pytest.raises(DeviceFault):
+            smmu.view(cb.sid << 32 | iova, 16, False)
+    finally:
+        cb.unreserve(iova)

@@ -5,7 +5,6 @@ invoke path updates them without a Python call. Every update runs under the GIL 
 Python code, so none is lost (docs/dataplane.md)."""
 
 from cpython.object cimport PyObject
-from cpython.ref cimport Py_DECREF, Py_INCREF
 
 cdef extern from *:
     const char *QDARPC_VERSION
@@ -99,7 +98,8 @@ def state_property(str field, str doc):
 
 cdef extern from *:
     """
-    /* the DspContext of the native skel call running in this thread (a strong reference), or NULL */
+    /* the DspContext of the native skel call running in this thread, or NULL: borrowed (its
+       holder is ThreadContext's threading.local, or the lane's frame around a call) */
     static __thread PyObject *qda_dsp_ctx;
     """
     PyObject *qda_dsp_ctx
@@ -107,8 +107,14 @@ cdef extern from *:
 
 cdef class ThreadContext:
     """``dsprt.context``: the context of the native skel call running in this thread, if any
-    (``ctx``), a C thread-local so that the DSP's lane sets it around each call without a
-    ``threading.local`` lookup (:func:`swap_context`)."""
+    (``ctx``). Read from a C thread-local, so the DSP's lane sets it around each call without
+    a ``threading.local`` lookup (:func:`swap_context`); a context set here is held by a
+    ``threading.local``, which lets it go when its thread ends."""
+    cdef object _hold
+
+    def __cinit__(self):
+        import threading
+        self._hold = threading.local()
 
     @property
     def ctx(self):
@@ -116,20 +122,15 @@ cdef class ThreadContext:
 
     @ctx.setter
     def ctx(self, value):
-        swap_context(value)
+        global qda_dsp_ctx
+        self._hold.ctx = value
+        qda_dsp_ctx = NULL if value is None else <PyObject *>value
 
 
 cdef object swap_context(object ctx):
-    """Make ``ctx`` (None: none) this thread's context; the previous one (or None)."""
+    """Make ``ctx`` (None: none) this thread's context; the previous one (or None). The caller
+    keeps ``ctx`` alive until it swaps the previous one back (the thread-local borrows it)."""
     global qda_dsp_ctx
-    cdef PyObject *prev = qda_dsp_ctx
-    if ctx is None:
-        qda_dsp_ctx = NULL
-    else:
-        Py_INCREF(ctx)
-        qda_dsp_ctx = <PyObject *>ctx
-    if prev == NULL:
-        return None
-    out = <object>prev
-    Py_DECREF(out)  # the thread-local's reference: `out` holds its own
-    return out
+    prev = <object>qda_dsp_ctx if qda_dsp_ctx != NULL else None
+    qda_dsp_ctx = NULL if ctx is None else <PyObject *>ctx
+    return prev

@@ -82,7 +82,7 @@ cdef class Smmu(DevMemory):
             n = 0
         for i in range(n):
             e = <_Entry>cb.kept[i]
-            if e.start <= iova < e.start + e.size:
+            if e.gen == gen and e.start <= iova < e.start + e.size:
                 if i:  # most recent first
                     del cb.kept[i]
                     cb.kept.insert(0, e)
@@ -91,7 +91,9 @@ cdef class Smmu(DevMemory):
         if hit is None:
             return None
         key = hit[0]
-        obj = cb.objects[key]
+        obj = cb.objects.get(key)
+        if obj is None:  # reserved, not attached yet (GemObject.create) or being unmapped
+            return None
         backing = obj.backing
         e = _Entry.__new__(_Entry)
         # a backing's kernel-side address is fixed for its life (a promoted arena slot keeps it)

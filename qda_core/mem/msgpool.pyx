@@ -70,6 +70,7 @@ cdef class MsgBuf(_CMsgBuf):
     cdef readonly object dma_addr
     cdef public Py_ssize_t dirty
     cdef MessagePool _pool
+    cdef bint free  # in its pool's free list (a second give back is ignored)
 
     def __init__(self, obj, MessagePool pool):
         self.obj = obj
@@ -81,6 +82,7 @@ cdef class MsgBuf(_CMsgBuf):
         self.dev = self.dma_addr
         self.dirty = 0
         self._pool = pool
+        self.free = False
 
     def release(self):
         """Give the buffer back to its pool."""
@@ -96,7 +98,7 @@ cdef class MsgBuf(_CMsgBuf):
             hi = self.size
         if lo < hi:
             memset(self.ptr + lo, 0, <size_t>(hi - lo))
-        self.dirty = size
+        self.dirty = size if size > 0 else 0
 
 
 cdef class MessagePool(MsgSource):
@@ -148,13 +150,15 @@ cdef class MessagePool(MsgSource):
     cdef MsgBuf _take(self, Py_ssize_t size):
         cdef MsgBuf buf = None
         cdef Py_ssize_t cls = _C_PAGE
-        cdef Py_ssize_t i = len(self._free) - 1
+        cdef Py_ssize_t i
         if not 0 < size <= _C_PAGE:
-            c = size_class(size)
+            c = size_class(size)  # Python code: before the free list is read
             if c > PY_SSIZE_T_MAX:  # rounded up past any C size: the allocation's own error (ENOMEM)
                 GemObject.create(self.cb, c, name="msg")
                 raise MemoryError(f"a {size}-byte message buffer")
             cls = c
+        # from here until the buffer is out of the list no Python code runs (no other thread)
+        i = len(self._free) - 1
         while i >= 0:  # the most recently returned buffer of the class
             if self._sizes[i] == cls:
                 buf = <MsgBuf>self._remove(i)
@@ -172,6 +176,7 @@ cdef class MessagePool(MsgSource):
         cdef Py_ssize_t n = len(self._free)
         buf = self._free[i]
         del self._free[i]
+        (<MsgBuf>buf).free = False
         memmove(&self._sizes[i], &self._sizes[i + 1], (n - 1 - i) * sizeof(Py_ssize_t))
         self._bytes -= (<MsgBuf>buf).size
         return buf
@@ -183,6 +188,10 @@ cdef class MessagePool(MsgSource):
         cdef Py_ssize_t max_bufs = POOL_MAX_BUFFERS, depth = CLASS_DEPTH
         cdef Py_ssize_t *sizes
         out = None
+        if buf._pool is not self:
+            return buf._pool.give(buf)
+        if buf.free:  # given back already: kept once
+            return 0
         if size > max_bytes:
             self.dropped += 1
             buf.obj.put()
@@ -194,6 +203,7 @@ cdef class MessagePool(MsgSource):
                 raise MemoryError()
             self._sizes, self._cap = sizes, 2 * n + 16
         self._free.append(buf)
+        buf.free = True
         self._sizes[n] = size
         self._bytes += size
         for i in range(n + 1):
@@ -204,7 +214,7 @@ cdef class MessagePool(MsgSource):
         if same > depth:
             out = [self._remove(first)]
             self.evicted += 1
-        while len(self._free) > max_bufs or self._bytes > max_bytes:
+        while self._free and (len(self._free) > max_bufs or self._bytes > max_bytes):
             if out is None:
                 out = []
             out.append(self._remove(0))
@@ -222,4 +232,5 @@ cdef class MessagePool(MsgSource):
     def close(self):
         free, self._free, self._bytes = self._free, [], 0
         for buf in free:
+            (<MsgBuf>buf).free = False
             (<MsgBuf>buf).obj.put()
