@@ -13,6 +13,7 @@ The C skels under tests/c/skels are compiled with the system compiler when this 
 * the crash guard's cost per call (tests/c/skels/guard_bench.c).
 """
 import ctypes
+import gc
 import logging
 import os
 import re
@@ -540,3 +541,52 @@ def test_guard_cost_per_call(tmp_path, capsys):
     with capsys.disabled():
         print(f"\n[dsprt] {res.stdout.strip().splitlines()[-1]}")
     assert cost < 500  # ~5 ns on the reference machine; a loose bound against a per-call syscall
+
+
+def test_a_context_set_during_a_native_call_leaves_the_callers_alive(skels, make_soc, monkeypatch):
+    """The DSP's lane sets the skel's FARF context around its call and puts the caller's back.
+    Python code run by a FARF line may set another meanwhile (dropping its hold on the caller's):
+    the caller's is still the thread's afterwards, alive and readable."""
+    import weakref
+
+    from libadsprpc_compat.remotectl import open_module
+    from qda_core.dsp import dsprt
+
+    monkeypatch.setenv("DSP_LIBRARY_PATH", str(skels))
+    soc = make_soc("default")
+    f = soc.open_device("cdsp")
+    assert f.init_create(attrs=0x8) == 0
+    rv, h = open_module(f, FARF_URI)
+    assert rv == 0
+
+    class Ctx:  # what a FARF line reads of a context (dsprt.DspContext), and weakly referable
+        domain, channel, client_id, module = "cdsp", "test", 0, "meddler"
+
+    class Meddler(logging.Handler):
+        def emit(self, record):
+            seen.append(dsprt.context.ctx)
+            dsprt.context.ctx = Ctx()  # the only holder of the caller's context lets go of it
+
+    seen: list = []
+    log = logging.getLogger("qdarpc.dsp")
+    handler = Meddler()
+    log.addHandler(handler)
+    old_level = log.level
+    log.setLevel(logging.DEBUG)
+    try:
+        mine = Ctx()
+        ref = weakref.ref(mine)
+        dsprt.context.ctx = mine
+        del mine
+        assert f.invoke(h, sc(2)) == 0
+        gc.collect()
+        assert seen and seen[0] is not None and seen[0] is not ref()  # the skel's own context first
+        assert ref() is not None and dsprt.context.ctx is ref()
+    finally:
+        log.removeHandler(handler)
+        log.setLevel(old_level)
+        seen.clear()
+        dsprt.context.ctx = None
+        f.close()
+    gc.collect()
+    assert ref() is None

@@ -18,3 +18,4 @@ cdef class PdState:
     cdef public bint poll_mode
 
 cdef object swap_context(object ctx)
+cdef int restore_context(object ctx) except -1

@@ -105,16 +105,16 @@ cdef extern from *:
     PyObject *qda_dsp_ctx
 
 
+import threading as _threading
+
+cdef object _HOLD = _threading.local()  # per thread: the strong reference behind qda_dsp_ctx
+
+
 cdef class ThreadContext:
     """``dsprt.context``: the context of the native skel call running in this thread, if any
     (``ctx``). Read from a C thread-local, so the DSP's lane sets it around each call without
     a ``threading.local`` lookup (:func:`swap_context`); a context set here is held by a
     ``threading.local``, which lets it go when its thread ends."""
-    cdef object _hold
-
-    def __cinit__(self):
-        import threading
-        self._hold = threading.local()
 
     @property
     def ctx(self):
@@ -122,15 +122,26 @@ cdef class ThreadContext:
 
     @ctx.setter
     def ctx(self, value):
-        global qda_dsp_ctx
-        self._hold.ctx = value
-        qda_dsp_ctx = NULL if value is None else <PyObject *>value
+        restore_context(value)
 
 
 cdef object swap_context(object ctx):
-    """Make ``ctx`` (None: none) this thread's context; the previous one (or None). The caller
-    keeps ``ctx`` alive until it swaps the previous one back (the thread-local borrows it)."""
+    """Make ``ctx`` (None: none) this thread's context for a call, borrowed: the caller keeps
+    it alive until it puts the previous one (returned) back with :func:`restore_context`."""
     global qda_dsp_ctx
     prev = <object>qda_dsp_ctx if qda_dsp_ctx != NULL else None
     qda_dsp_ctx = NULL if ctx is None else <PyObject *>ctx
     return prev
+
+
+cdef int restore_context(object ctx) except -1:
+    """Make ``ctx`` (None: none) this thread's context, held by the thread's ``threading.local``
+    (a context set inside a call, by Python code, may have been the only other holder)."""
+    global qda_dsp_ctx
+    if ctx is None:
+        qda_dsp_ctx = NULL
+        _HOLD.ctx = None
+    else:
+        _HOLD.ctx = ctx
+        qda_dsp_ctx = <PyObject *>ctx
+    return 0

@@ -31,7 +31,7 @@ from qda_core._cdev cimport DevMemory
 from qda_core._marshal cimport decode_c, decode_views_raw, qda_dec_buf, qda_dec_handle
 
 from ._call cimport Call, new_call
-from ._counters cimport Counters, DspState, PdCounters, PdState, account_add, swap_context
+from ._counters cimport Counters, DspState, PdCounters, PdState, account_add, restore_context, swap_context
 
 import errno as _errno
 
@@ -537,7 +537,10 @@ cdef object _native_call(_Mod mod, uint64_t *pra, uint32_t sc, method):
         with nogil:
             rv = _dsp_call(fn, hs, h64, sc, pra, &signo)
     finally:
-        swap_context(prev)
+        if prev is None:  # (no object to keep alive: the usual case, no threading.local touched)
+            swap_context(None)
+        else:
+            restore_context(prev)
     if rv == _FAULTED and signo:
         _last_fault(&addr, &code)
         raise _dsprt.NativeFault(signo, addr, code, f"{mod.impl._where} method {method}")
