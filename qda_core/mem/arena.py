@@ -70,7 +70,7 @@ def _punch(fd: int, offset: int, size: int) -> None:
 class _Chunk:
     """One arena file of equal slots, and its kernel-side mapping."""
 
-    __slots__ = ("fd", "key", "slot_size", "mm", "addr", "free", "next", "used", "pid", "forked",
+    __slots__ = ("fd", "key", "slot_size", "mm", "addr", "free", "next", "used", "pid", "forks",
                  "__weakref__")
 
     def __init__(self, slot_size: int):
@@ -88,9 +88,15 @@ class _Chunk:
         self.next = 0              # the first offset never handed out
         self.used = 0
         self.pid = _pid          # the process whose arena it is (a forked child only inherits it)
-        self.forked = False      # a child shares its pages: no slot of it is handed out again
+        self.forks = _forks      # the process's forks when it was made (see forked)
         _backing.keep_private(self.key)
         debug.created("arena")
+
+    @property
+    def forked(self) -> bool:
+        """The process forked since the file was made: a child shares its pages, so no slot of
+        it is handed out again (a slot free at the fork may still be: no child object is there)."""
+        return self.forks != _forks
 
     @property
     def full(self) -> bool:
@@ -126,13 +132,16 @@ _pid = os.getpid()
 _inherited: list = []  # a child's view of its parent's arenas: kept, never used
 
 
-def _after_fork_in_parent() -> None:
-    # The child maps every arena file MAP_SHARED: a slot handed out again here would be the
-    # same pages as a child's stale view of the object that had it. New objects go to new files.
-    for chunks in _classes.values():
-        for c in chunks:
-            c.forked = True
-    _lock.release()
+_forks = 0  # forks of this process so far: a file made before the last one is shared with a child
+
+
+def _before_fork() -> None:
+    # Every file is marked at once, without waiting for the arena lock inside fork() (a thread
+    # holding it may need the allocator, which a sanitizer's fork() holds while the handlers
+    # run). A thread that checked a file just before may still hand out one of its slots, or
+    # queue one freed before the fork: either was free at the fork, so no child object is there.
+    global _forks
+    _forks += 1
 
 
 def _after_fork_in_child() -> None:
@@ -142,8 +151,7 @@ def _after_fork_in_child() -> None:
     _classes, _pid = {}, os.getpid()
 
 
-os.register_at_fork(before=_lock.acquire, after_in_parent=_after_fork_in_parent,
-                    after_in_child=_after_fork_in_child)
+os.register_at_fork(before=_before_fork, after_in_child=_after_fork_in_child)
 
 
 def _slot_size(size: int) -> int:
