@@ -25,7 +25,7 @@ from libc.stdint cimport int32_t, int64_t, uint32_t, uint64_t
 from libc.stdlib cimport malloc, free, realloc
 from libc.string cimport memset
 
-from qda_core._engine cimport sc_length
+from qda_core._cwire cimport sc_length
 
 cdef extern from *:
     const char *QDARPC_VERSION

@@ -1,5 +1,6 @@
 # The C structs that cross the in-process transport (csrc/include/qdarpc/fastrpc_wire.h,
-# endpoint.h), declared once for the native lanes (_engine.pyx, dsp/_lane.pyx).
+# endpoint.h), and the counts of the scalars word every message carries, declared once for the
+# native lanes (_engine.pyx, dsp/_lane.pyx, the drivers' lanes, the C face).
 from libc.stdint cimport int32_t, uint32_t, uint64_t
 
 cdef extern from "qdarpc/fastrpc_wire.h":
@@ -23,3 +24,13 @@ cdef extern from "qdarpc/endpoint.h":
     struct qda_endpoint:
         int (*receive)(void *self, const fastrpc_msg *m, void *origin, fastrpc_invoke_rsp *rsp) except -1
         void *self
+
+
+cdef inline uint32_t sc_length(uint32_t sc) noexcept:
+    """Arguments a scalars word declares (wire.sc_length)."""
+    return ((sc >> 16) & 0xFF) + ((sc >> 8) & 0xFF) + ((sc >> 4) & 0xF) + (sc & 0xF)
+
+
+cdef inline uint32_t sc_nbufs(uint32_t sc) noexcept:
+    """Buffer arguments (in and out) a scalars word declares."""
+    return ((sc >> 16) & 0xFF) + ((sc >> 8) & 0xFF)

@@ -65,20 +65,11 @@ cdef class FileLane:
 cdef object read_descs(uint64_t args, uint32_t n)
 # a lane's step after INVOKE's descriptors are read (accel/_invoke.pyx, legacy/_invoke.pyx: _serve)
 ctypedef object (*serve_fn)(f, FileLane fl, uint32_t handle, uint32_t sc, uint32_t n, descs)
+cdef object serve_invoke(f, FileLane fl, uint32_t handle, uint32_t sc, uint64_t args, serve_fn serve)
 cdef object typed_invoke(f, FileLane fl, uint32_t h, uint32_t s, args, ref_type, bufref_type, handle_type,
                          serve_fn serve)
 cdef bint tracing() noexcept
 cdef object new_refs(uint32_t n)
-
-
-cdef inline uint32_t sc_length(uint32_t sc) noexcept:
-    """Arguments a scalars word declares (wire.sc_length)."""
-    return ((sc >> 16) & 0xFF) + ((sc >> 8) & 0xFF) + ((sc >> 4) & 0xF) + (sc & 0xF)
-
-
-cdef inline uint32_t sc_nbufs(uint32_t sc) noexcept:
-    """Buffer arguments (in and out) a scalars word declares."""
-    return ((sc >> 16) & 0xFF) + ((sc >> 8) & 0xFF)
 
 
 cdef inline void invoke_fields(const unsigned char *k, uint32_t *handle, uint32_t *sc, uint64_t *args) noexcept:
@@ -101,17 +92,6 @@ cdef inline int u32_of(obj, uint32_t *out) noexcept:
         return 0
     out[0] = <uint32_t>v
     return 1
-
-
-cdef inline object dsp_code(f, ret):
-    """``f._check_dsp(ret)``: a DSP code as unsigned 32-bit, a ``-errno`` raised by it."""
-    cdef int overflow = 0
-    cdef long long v
-    if type(ret) is int:
-        v = PyLong_AsLongLongAndOverflow(ret, &overflow)
-        if not overflow and not -4096 < v < 0:
-            return <uint32_t><uint64_t>v  # ret & 0xFFFF_FFFF
-    return f._check_dsp(ret)
 
 
 cdef extern from "Python.h":

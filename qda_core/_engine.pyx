@@ -10,7 +10,7 @@ docs/dataplane.md.
 """
 from cpython.buffer cimport PyBUF_SIMPLE, PyBuffer_Release, PyObject_GetBuffer
 from cpython.bytearray cimport PyByteArray_AS_STRING
-from cpython.long cimport PyLong_AsUnsignedLongLongMask
+from cpython.long cimport PyLong_AsLongLongAndOverflow, PyLong_AsUnsignedLongLongMask
 from cpython.object cimport PyObject
 from cpython.mem cimport PyMem_Free, PyMem_Realloc
 from cpython.pycapsule cimport PyCapsule_GetPointer, PyCapsule_IsValid
@@ -20,7 +20,7 @@ from libc.string cimport memcpy, memmove, memset
 from qda_core._marshal cimport ArgPins, _user_copy, pack_raw, payload_size_raw, unpack_raw
 from qda_core._cdev cimport MsgBuf, MsgSource
 from qda_core._cwire cimport (QDA_ENDPOINT_CAPSULE, QDA_EP_REFERENCE, QDA_EP_REPLIED, fastrpc_invoke_rsp,
-                               fastrpc_msg, qda_endpoint)
+                               fastrpc_msg, qda_endpoint, sc_length)
 
 import errno as _errno
 
@@ -438,6 +438,28 @@ cdef class EngineLane:
         return dict_attr(self._chan, "up", self.channel)
 
 
+cdef object serve_invoke(f, FileLane fl, uint32_t handle, uint32_t sc, uint64_t args, serve_fn serve):
+    """INVOKE once its struct is read, as both drivers' lanes serve it: the descriptors read
+    from user address ``args`` (``EFAULT``, as ``-errno``), then the lane's ``serve``."""
+    cdef uint32_t n = sc_length(sc)
+    try:
+        descs = read_descs(args, n)
+    except OSError as exc:
+        return f._failed(exc)
+    return serve(f, fl, handle, sc, n, descs)
+
+
+cdef object _dsp_code(f, ret):
+    """``f._check_dsp(ret)``: a DSP code as unsigned 32-bit, a ``-errno`` raised by it."""
+    cdef int overflow = 0
+    cdef long long v
+    if type(ret) is int:
+        v = PyLong_AsLongLongAndOverflow(ret, &overflow)
+        if not overflow and not -4096 < v < 0:
+            return <uint32_t><uint64_t>v  # ret & 0xFFFF_FFFF
+    return f._check_dsp(ret)
+
+
 cdef object typed_invoke(f, FileLane fl, uint32_t h, uint32_t s, args, ref_type, bufref_type, handle_type,
                          serve_fn serve):
     """The typed ``invoke()`` of both drivers' lanes, once the lane chose to serve it: the
@@ -445,18 +467,17 @@ cdef object typed_invoke(f, FileLane fl, uint32_t h, uint32_t s, args, ref_type,
     lane's ``ioctl()`` serves it (``serve``: the lane's step after the descriptors are read;
     EBADF once the file is closed), a traced call issued through ``f.ioctl`` with the struct
     in a buffer as before; the pins dropped; the result checked as ``_check_dsp`` does."""
-    cdef uint32_t n = sc_length(s)
     cdef ArgPins pins = None
     cdef uint64_t a = 0
     cdef char *k
-    if n or len(args):
+    if sc_length(s) or len(args):
         pins = ArgPins.__new__(ArgPins)
     try:
         if pins is not None:
             pins.fill(s, args, ref_type, bufref_type, handle_type)
             pins.pin()
             # address(descs): the struct's args, from which INVOKE reads them (a copy, as ever)
-            if n:
+            if sc_length(s):
                 a = <uint64_t><size_t>PyByteArray_AS_STRING(pins.descs)
         if tracing():
             # the trace records the reference's steps: the ioctl with the struct in a buffer
@@ -470,16 +491,11 @@ cdef object typed_invoke(f, FileLane fl, uint32_t h, uint32_t s, args, ref_type,
             ret = -_errno.EBADF
         else:
             try:
-                try:
-                    descs = read_descs(a, n)
-                except OSError as exc:
-                    ret = f._failed(exc)
-                else:
-                    ret = serve(f, fl, h, s, n, descs)
+                ret = serve_invoke(f, fl, h, s, a, serve)
             finally:
                 if fl.leave():
                     f._release_now()
     finally:
         if pins is not None:
             pins.unpin()
-    return dsp_code(f, ret)
+    return _dsp_code(f, ret)

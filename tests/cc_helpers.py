@@ -50,6 +50,15 @@ def compile_c(sources, out: Path, *, shared: bool = False, link_abi: bool = True
     return out
 
 
+def compile_skel(name: str, out: Path) -> Path:
+    """The skel ``tests/c/skels/<name>.c`` as a shared library ``out``: DSP-side code, built
+    against the repository's own headers (``qdarpc/remote_abi.h``), not the C ABI."""
+    subprocess.run([CC, "-std=c99", "-Wall", "-Wextra", "-Werror", "-O2", "-fPIC", "-shared",
+                    f"-I{ROOT / 'csrc' / 'include'}", "-o", str(out), str(C_DIR / "skels" / f"{name}.c")],
+                   check=True, capture_output=True, text=True)
+    return out
+
+
 def run_c(argv, *, backend: str = "accel", env=None, timeout: float = 120, cwd=None,
           **extra_env) -> subprocess.CompletedProcess:
     """Run a C program as `qdarpc run` would (our libraries, this interpreter, ``backend``)."""

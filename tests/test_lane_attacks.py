@@ -9,8 +9,6 @@ never let go. The others guard a property that was attacked and held.
 from __future__ import annotations
 
 import gc
-import os
-import shutil
 import struct
 import subprocess
 import sys
@@ -29,8 +27,8 @@ from qda_core.errors import DeviceFault
 from qda_core.mem import msgpool
 from qda_core.mem.msgpool import MessagePool
 
-ROOT = Path(__file__).resolve().parents[1]
-CC = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
+sys.path.insert(0, str(Path(__file__).parent))
+from cc_helpers import CC, compile_skel  # noqa: E402
 PAGE = 4096
 
 PY_SKEL = """
@@ -345,9 +343,7 @@ def test_a_python_skel_never_sees_another_sessions_memory(make_soc, tmp_path, mo
 
 @pytest.fixture
 def native_skel(tmp_path, monkeypatch):
-    subprocess.run([CC, "-std=c99", "-Wall", "-Wextra", "-Werror", "-O2", "-fPIC", "-shared",
-                    f"-I{ROOT / 'csrc' / 'include'}", "-o", str(tmp_path / "libequivn_skel.so"),
-                    str(ROOT / "tests" / "c" / "skels" / "equiv.c")], check=True, capture_output=True, text=True)
+    compile_skel("equiv", tmp_path / "libequivn_skel.so")
     monkeypatch.setenv("DSP_LIBRARY_PATH", str(tmp_path))
 
 

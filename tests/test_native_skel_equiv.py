@@ -6,9 +6,6 @@ whose results depend on every byte and handle it is given (tests/c/skels/equiv.c
 the same random invokes on both planes: copied and by-reference buffers, handles, errors,
 crashes, bad pointers; results, output bytes, the DSP's statistics and each PD's counters agree.
 """
-import os
-import shutil
-import subprocess
 import sys
 from pathlib import Path
 
@@ -19,19 +16,16 @@ from hypothesis import strategies as st
 from qda_core.accel.file import HandleArg
 
 sys.path.insert(0, str(Path(__file__).parent))
+from cc_helpers import CC, compile_skel  # noqa: E402
 from test_dataplane_equiv import Side  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
-CC = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
 URI = "file:///libequivn_skel.so?equivn_skel_handle_invoke&_modver=1.0"
 pytestmark = [pytest.mark.needs_cc, pytest.mark.skipif(CC is None, reason="no C compiler")]
 
 
 @pytest.fixture
 def native_path(tmp_path, monkeypatch):
-    subprocess.run([CC, "-std=c99", "-Wall", "-Wextra", "-Werror", "-O2", "-fPIC", "-shared",
-                    f"-I{ROOT / 'csrc' / 'include'}", "-o", str(tmp_path / "libequivn_skel.so"),
-                    str(ROOT / "tests" / "c" / "skels" / "equiv.c")], check=True, capture_output=True, text=True)
+    compile_skel("equiv", tmp_path / "libequivn_skel.so")
     monkeypatch.setenv("DSP_LIBRARY_PATH", str(tmp_path))
 
 

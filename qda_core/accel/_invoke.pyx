@@ -16,8 +16,9 @@ from cpython.bytearray cimport PyByteArray_AS_STRING
 from libc.stdint cimport int32_t, uint32_t, uint64_t
 from libc.string cimport memcpy, memset
 
-from qda_core._engine cimport (FileLane, current_tid, invoke_fields, new_refs, read_descs, sc_length, sc_nbufs, tracing,
-                               typed_invoke, u32_of)
+from qda_core._cwire cimport sc_nbufs
+from qda_core._engine cimport (FileLane, current_tid, invoke_fields, new_refs, serve_invoke, tracing, typed_invoke,
+                               u32_of)
 
 import errno as _errno
 
@@ -96,13 +97,7 @@ cdef object _invoke(f, FileLane fl, uint32_t request, arg):
         memset(kbuf, 0, 16)
         memcpy(kbuf, view.buf, in_size)
         invoke_fields(kbuf, &handle, &sc, &args)
-        n = sc_length(sc)
-        try:
-            descs = read_descs(args, n)
-        except OSError as exc:
-            ret = f._failed(exc)
-        else:
-            ret = _serve(f, fl, handle, sc, n, descs)
+        ret = serve_invoke(f, fl, handle, sc, args, _serve)
         if out_size:
             memcpy(view.buf, kbuf, out_size)
         return ret

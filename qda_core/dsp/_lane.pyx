@@ -24,7 +24,7 @@ from libc.stdlib cimport free, malloc
 from cpython.contextvars cimport get_value
 
 from qda_core._cwire cimport (QDA_ENDPOINT_CAPSULE, QDA_EP_REFERENCE, QDA_EP_REPLIED, fastrpc_invoke_rsp,
-                               fastrpc_msg, qda_endpoint)
+                               fastrpc_msg, qda_endpoint, sc_length)
 
 from qda_core._cdev cimport DevMemory
 
@@ -75,10 +75,6 @@ cdef inline tuple _slice_tuple(list l, Py_ssize_t lo, Py_ssize_t hi):
     if lo >= hi:
         return ()
     return PyList_AsTuple(PyList_GetSlice(l, lo, hi))
-
-
-cdef inline uint32_t sc_slots(uint32_t sc) noexcept:
-    return ((sc >> 16) & 0xFF) + ((sc >> 8) & 0xFF) + ((sc >> 4) & 0xF) + (sc & 0xF)
 
 
 cdef extern from "Python.h":
@@ -318,33 +314,31 @@ cdef class DspLane:
         generation = st.generation
         # the arguments, as the reference's _resolve views them; any failure (an SMMU fault,
         # a payload that does not decode) is the reference's to answer: nothing ran yet
-        if m.size and not (m.size <= (<uint64_t>1 << 32) - (m.addr & <uint64_t>0xFFFFFFFF)
-                           and (m.addr >> 32) in pd.sids):
+        if m.size and not _in_streams(pd, m.addr, m.size):
             return self._reference(m, origin, rsp)  # PdMemory.view's check: outside the PD's streams
         # a native skel's arguments straight from the payload into its remote_arg array (no
         # views, no Call): anything this does not serve takes the views below
-        native = mod.native and pd.nmem is not None and sc_slots(sc) <= _NATIVE_SLOTS
+        native = mod.native and pd.nmem is not None and sc_length(sc) <= _NATIVE_SLOTS
         if native:
             k = self._native_args(m, pd, pra, &copied, &nbytes_in, &nbytes_out)
             if k < 0:
                 return self._reference(m, origin, rsp)
             native = k == 0
-        if native:
-            pass
-        elif sc & 0xFFFFFF:
-            try:  # the device memory, past PdMemory's check
-                payload = pd.nmem.view(m.addr, m.size, True) if pd.nmem is not None else pd.view(m.addr, m.size, True)
-                views, copied, nbytes_in, nbytes_out, handles = self._views(m, pd, payload)
-            except (DeviceFault, OSError):
-                return self._reference(m, origin, rsp)
-        elif pd.nmem is not None:  # no arguments: only the translation's check, no view
-            if pd.nmem.span(m.addr, m.size, &host):
-                return self._reference(m, origin, rsp)
-        else:
-            try:
-                pd.view(m.addr, m.size, True)
-            except (DeviceFault, OSError):
-                return self._reference(m, origin, rsp)
+        if not native:
+            if sc & 0xFFFFFF:
+                try:  # the device memory, past PdMemory's check
+                    payload = pd.nmem.view(m.addr, m.size, True) if pd.nmem is not None else pd.view(m.addr, m.size, True)
+                    views, copied, nbytes_in, nbytes_out, handles = self._views(m, pd, payload)
+                except (DeviceFault, OSError):
+                    return self._reference(m, origin, rsp)
+            elif pd.nmem is not None:  # no arguments: only the translation's check, no view
+                if pd.nmem.span(m.addr, m.size, &host):
+                    return self._reference(m, origin, rsp)
+            else:
+                try:
+                    pd.view(m.addr, m.size, True)
+                except (DeviceFault, OSError):
+                    return self._reference(m, origin, rsp)
         nin = (sc >> 16) & 0xFF
         ninh = (sc >> 4) & 0xF
         method = (sc >> 24) & 0x1F

@@ -16,8 +16,9 @@ from cpython.bytearray cimport PyByteArray_AS_STRING
 from libc.stdint cimport int32_t, uint32_t, uint64_t
 from libc.string cimport memcpy
 
-from qda_core._engine cimport (FileLane, current_tid, invoke_fields, new_refs, read_descs, sc_length, tracing,
-                               typed_invoke, u32_of)
+from qda_core._cwire cimport sc_length
+from qda_core._engine cimport (FileLane, current_tid, invoke_fields, new_refs, serve_invoke, tracing, typed_invoke,
+                               u32_of)
 
 import errno as _errno
 
@@ -63,7 +64,7 @@ cdef object _invoke(f, FileLane fl, arg):
     """INVOKE, or None when the reference must serve it (decided before anything happens)."""
     cdef Py_buffer view
     cdef unsigned char kbuf[16]
-    cdef uint32_t handle, sc, n
+    cdef uint32_t handle, sc
     cdef uint64_t args
     if arg is None or type(arg) is int:
         return None
@@ -78,12 +79,7 @@ cdef object _invoke(f, FileLane fl, arg):
     finally:
         PyBuffer_Release(&view)
     invoke_fields(kbuf, &handle, &sc, &args)
-    n = sc_length(sc)
-    try:
-        descs = read_descs(args, n)
-    except OSError as exc:
-        return f._failed(exc)
-    return _serve(f, fl, handle, sc, n, descs)
+    return serve_invoke(f, fl, handle, sc, args, _serve)
 
 
 cdef object _serve(f, FileLane fl, uint32_t handle, uint32_t sc, uint32_t n, descs):

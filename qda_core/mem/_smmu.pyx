@@ -104,43 +104,53 @@ cdef class Smmu(DevMemory):
         cb.kept.insert(0, e)
         return e
 
-    cdef int span(self, uint64_t addr, uint64_t length, char **host) except -1:
-        cdef _Bank cb
+    cdef _Entry _find(self, unsigned long long addr, unsigned long long length, int *why):
+        """The translation holding device range ``[addr, addr + length)`` (``length`` > 0), or
+        why not in ``*why``: 0 it does, 1 no context bank has the SID, 2 the IOVA is not mapped
+        (None), 3 the range runs past the object (its translation returned)."""
+        cdef _Bank cb = self._bank(addr >> 32)
         cdef _Entry e
         cdef unsigned long long iova = addr & <unsigned long long>0xFFFFFFFF, off
+        if cb is None:
+            why[0] = 1
+            return None
+        e = self._lookup(cb, iova)
+        if e is None:
+            why[0] = 2
+            return None
+        off = iova - e.start
+        why[0] = 3 if off >= e.size or length > e.size - off else 0  # (off + length could wrap)
+        return e
+
+    cdef int span(self, uint64_t addr, uint64_t length, char **host) except -1:
+        cdef int why
+        cdef _Entry e
         if length == 0:
             host[0] = NULL
             return 0
-        cb = self._bank(addr >> 32)
-        if cb is None:
+        e = self._find(addr, length, &why)
+        if why:
             return 1
-        e = self._lookup(cb, iova)
-        if e is None:
-            return 1
-        off = iova - e.start
-        if off >= e.size or length > e.size - off:  # (off + length could wrap)
-            return 1
-        host[0] = <char *><size_t>(e.host + off)
+        host[0] = <char *><size_t>(e.host + (addr & <unsigned long long>0xFFFFFFFF) - e.start)
         return 0
 
     cpdef view(self, addr, length, bint writable):
         """A byte view of ``length`` bytes at device address ``addr``."""
-        cdef unsigned long long a, n
-        cdef _Bank cb
+        cdef unsigned long long a, n, off
+        cdef int why
+        cdef _Entry e
         if not (0 <= addr <= 0xFFFFFFFFFFFFFFFF and 0 <= length <= 0xFFFFFFFFFFFFFFFF):
             raise DeviceFault(addr, length, "not a 64-bit device range")
         a, n = addr, length
         if n == 0:
             return memoryview(b"")  # a fresh one each time: a view is its caller's to release
-        cb = self._bank(a >> 32)
-        if cb is None:
+        e = self._find(a, n, &why)
+        if why == 1:
             raise DeviceFault(a, n, f"no context bank with SID {a >> 32}")
-        cdef unsigned long long iova = a & <unsigned long long>0xFFFFFFFF, off
-        cdef _Entry e = self._lookup(cb, iova)
-        if e is None:
-            raise DeviceFault(a, n, f"{cb.name}: IOVA not mapped")
-        off = iova - e.start
-        if off >= e.size or n > e.size - off:  # (off + n could wrap)
-            raise DeviceFault(a, n, f"{cb.name}: range runs past a {e.size:#x}-byte buffer")
+        if why == 2:
+            raise DeviceFault(a, n, f"{self._bank(a >> 32).name}: IOVA not mapped")
+        if why == 3:
+            raise DeviceFault(a, n, f"{self._bank(a >> 32).name}: range runs past a {e.size:#x}-byte buffer")
+        off = (a & <unsigned long long>0xFFFFFFFF) - e.start
         mv = e.obj.backing.view[off:off + n]
         return mv if writable else mv.toreadonly()

@@ -137,15 +137,20 @@ cdef class MessagePool(MsgSource):
     cpdef MsgBuf alloc(self, size_):
         """A buffer of at least ``size`` bytes whose first ``size`` the caller's packet fills,
         up to its last page (see the module docstring)."""
-        if size_ > PY_SSIZE_T_MAX:  # no such buffer: the allocation's own error (ENOMEM)
-            GemObject.create(self.cb, size_class(size_), name="msg")
-            raise MemoryError(f"a {size_}-byte message buffer")
+        if size_ > PY_SSIZE_T_MAX:
+            self._none_of(size_)
         return self._take(size_)
 
     cdef _CMsgBuf take(self, uint64_t size):
         if size > <uint64_t>PY_SSIZE_T_MAX:
-            return self.alloc(size)
+            self._none_of(size)
         return self._take(<Py_ssize_t>size)
+
+    cdef int _none_of(self, size) except -1:
+        """No buffer of ``size`` bytes can exist (its class is past every C size): the
+        allocation's own error (ENOMEM), else MemoryError."""
+        GemObject.create(self.cb, size_class(size), name="msg")
+        raise MemoryError(f"a {size}-byte message buffer")
 
     cdef MsgBuf _take(self, Py_ssize_t size):
         cdef MsgBuf buf = None
@@ -153,9 +158,8 @@ cdef class MessagePool(MsgSource):
         cdef Py_ssize_t i
         if not 0 < size <= _C_PAGE:
             c = size_class(size)  # Python code: before the free list is read
-            if c > PY_SSIZE_T_MAX:  # rounded up past any C size: the allocation's own error (ENOMEM)
-                GemObject.create(self.cb, c, name="msg")
-                raise MemoryError(f"a {size}-byte message buffer")
+            if c > PY_SSIZE_T_MAX:  # rounded up past any C size
+                self._none_of(size)
             cls = c
         # from here until the buffer is out of the list no Python code runs (no other thread)
         i = len(self._free) - 1
