@@ -34,6 +34,13 @@ cdef class DevMemory:
         asks :meth:`view` for the fault it answers)."""
         return 1
 
+    cdef object base(self, uint64_t addr, uint64_t length, Py_ssize_t *off):
+        """The writable view of the whole buffer device range ``[addr, addr + length)``
+        (``length`` > 0) lies in, with the range's offset in it in ``*off``; None when the range
+        is not wholly mapped (as :meth:`span`). The caller slices it: one view of a buffer per
+        call, however many arguments lie in it."""
+        return None
+
     cpdef view(self, addr, length, bint writable):
         """A byte view of ``length`` bytes at device address ``addr`` (DeviceFault if unmapped)."""
         raise NotImplementedError

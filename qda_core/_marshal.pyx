@@ -28,7 +28,8 @@ from cpython.long cimport PyLong_AsLongLongAndOverflow
 from cpython.exc cimport PyErr_Clear
 from cpython.object cimport PyObject
 from cpython.pycapsule cimport PyCapsule_New
-from cpython.ref cimport Py_INCREF, Py_XDECREF
+from cpython.ref cimport Py_DECREF, Py_INCREF, Py_XDECREF
+from cpython.tuple cimport PyTuple_GET_ITEM, PyTuple_New, PyTuple_SET_ITEM
 from cpython.weakref cimport PyWeakref_GET_OBJECT, PyWeakref_NewRef
 from libc.stdint cimport uint32_t, uint64_t, int32_t
 from libc.stdlib cimport calloc, free, realloc
@@ -768,62 +769,107 @@ def decode(uint32_t sc, payload):
             [(hs[i].fd, hs[i].offset, hs[i].len, hs[i].map_addr, hs[i].map_size) for i in range(nh)])
 
 
-cdef tuple _decode_views(uint32_t sc, object pv, const char *p, size_t plen, uint64_t base, bint all_bufs):
-    """The one decode-and-view pass behind :func:`decode_views` and :func:`decode_views_raw`:
-    ``(views, copied, nbytes_in, nbytes_out, handles, bufs)``; ``bufs`` is the ``(addr, len)``
-    of every buffer when ``all_bufs``, else a dict of those outside the payload (or None)."""
-    cdef qda_dec_buf bufs[REMOTE_SCALARS_MAX_LENGTH]
-    cdef qda_dec_handle hs[32]
+cdef extern from "Python.h":
+    Py_buffer *PyMemoryView_GET_BUFFER(object mview)
+    object PyMemoryView_FromObject(object obj)
+
+
+cdef object _sub_view(object pv, Py_ssize_t start, Py_ssize_t n, bint readonly):
+    """``pv[start:start + n]`` (``pv`` a contiguous 1-D byte memoryview, the range inside it),
+    read-only if asked, made as ``memoryview.__getitem__`` and ``toreadonly`` make a slice: a
+    new view on the same managed buffer with its pointer, length and shape narrowed (each
+    view has its own shape), without the slice object and integers they take per call."""
+    cdef Py_buffer *b = PyMemoryView_GET_BUFFER(pv)
+    if b.ndim != 1 or b.itemsize != 1 or (b.strides != NULL and b.strides[0] != 1) or b.suboffsets != NULL:
+        v = pv[start:start + n]  # (not a plain byte view: the general slice)
+        if readonly:
+            v = v.toreadonly()
+        return v
+    v = PyMemoryView_FromObject(pv)  # a view registered with pv's managed buffer
+    b = PyMemoryView_GET_BUFFER(v)
+    b.buf = <char *>b.buf + start
+    b.len = n
+    b.shape[0] = n
+    if readonly:
+        b.readonly = 1
+    return v
+
+
+cdef int _decode_into(uint32_t sc, const char *p, size_t plen, uint64_t base, qda_dec_buf *bufs,
+                      qda_dec_handle *hs, uint64_t *counts) except -1:
+    """``qda_decode`` of the payload (its error raised), and ``counts``: the bytes of the
+    buffers in the payload (copied), of the in- and of the out-buffers."""
     cdef qda_marshal_status st
-    cdef int ret
     cdef uint32_t nin = (sc >> 16) & 0xFF
     cdef uint32_t nbufs = nin + ((sc >> 8) & 0xFF)
-    cdef uint32_t nh = ((sc >> 4) & 0xF) + (sc & 0xF)
     cdef uint32_t i
-    cdef uint64_t off, length, copied = 0, nin_bytes = 0, nout_bytes = 0
-    ret = qda_decode(sc, p, plen, bufs, REMOTE_SCALARS_MAX_LENGTH, hs, 32, &st)
+    cdef uint64_t off, length
+    cdef int ret = qda_decode(sc, p, plen, bufs, REMOTE_SCALARS_MAX_LENGTH, hs, 32, &st)
     if ret < 0:
         raise _error(ret, &st)
-    ro = None  # a read-only view of the payload, made once: in-buffers are slices of it
-    views = []
-    out = [] if all_bufs else None
+    counts[0] = counts[1] = counts[2] = 0
     for i in range(nbufs):
         length = bufs[i].len
-        if all_bufs:
-            out.append((bufs[i].addr, length))
-        if i < nin:
-            nin_bytes += length
-        else:
-            nout_bytes += length
+        counts[1 if i < nin else 2] += length
         off = bufs[i].addr - base  # wraps below base: then >= plen, so "outside"
         if length and bufs[i].addr >= base and off < plen:
-            copied += length
-        if length == 0:
-            views.append(memoryview(bytearray()) if i >= nin else memoryview(b""))
-        elif bufs[i].addr >= base and off <= plen and length <= plen - off:
-            if i >= nin:
-                views.append(pv[off:off + length])
-            else:
-                if ro is None:
-                    ro = pv.toreadonly()
-                views.append(ro[off:off + length])
-        else:
-            views.append(None)
-            if not all_bufs:
-                if out is None:
-                    out = {}
-                out[i] = (bufs[i].addr, length)
-    handles = [(hs[i].fd, hs[i].offset, hs[i].len, hs[i].map_addr, hs[i].map_size) for i in range(nh)]
-    return views, copied, nin_bytes, nout_bytes, handles, out
+            counts[0] += length
+    return 0
 
 
-cdef tuple decode_views_raw(uint32_t sc, object pv, const char *p, size_t plen, uint64_t base):
-    """``decode_views`` for the native DSP lane: the payload ``pv`` (a 1-D byte memoryview, at
-    device address ``base``) already held, its bytes at ``p``. Returns ``(views, copied,
-    nbytes_in, nbytes_out, handles, refs)``: the argument views (None where a buffer lies
-    outside the payload), ``handles`` as ``(fd, offset, len, map_addr, map_size)`` tuples and
-    ``refs`` the ``(addr, len)`` of each buffer outside the payload by index (None: none)."""
-    return _decode_views(sc, pv, p, plen, base, False)
+cdef object _view_of(object pv, Py_ssize_t pvoff, size_t plen, uint64_t base, const qda_dec_buf *b, bint is_in):
+    """Buffer ``b``'s view in the payload ``pv[pvoff:pvoff + plen]`` (at device address
+    ``base``), read-only for an in-buffer; a new empty one for an empty buffer; None when the
+    buffer lies outside the payload."""
+    cdef uint64_t off = b.addr - base
+    if b.len == 0:
+        return memoryview(b"") if is_in else memoryview(bytearray())
+    if b.addr >= base and off <= plen and b.len <= plen - off:
+        return _sub_view(pv, pvoff + <Py_ssize_t>off, <Py_ssize_t>b.len, is_in)
+    return None
+
+
+cdef list _handles(qda_dec_handle *hs, uint32_t nh):
+    return [(hs[i].fd, hs[i].offset, hs[i].len, hs[i].map_addr, hs[i].map_size) for i in range(nh)]
+
+
+cdef tuple decode_views_raw(uint32_t sc, object pv, Py_ssize_t pvoff, const char *p, size_t plen, uint64_t base,
+                            uint64_t *counts):
+    """``decode_views`` for the native DSP lane: the payload ``pv[pvoff:pvoff + plen]`` (``pv`` a
+    writable 1-D byte memoryview, the payload at device address ``base``) already held, its
+    bytes at ``p``. Returns ``(inbufs, outbufs, handles, refs)``: the views as the skel's two
+    tuples (None where a buffer lies outside the payload: the caller puts its view there with
+    :func:`tuple_put` before anyone else sees the tuple), ``handles`` as ``(fd, offset, len,
+    map_addr, map_size)`` tuples (``()`` for none) and ``refs`` the ``(addr, len)`` of each
+    buffer outside the payload by index (None: none); ``counts`` as :func:`_decode_into`."""
+    cdef qda_dec_buf bufs[REMOTE_SCALARS_MAX_LENGTH]
+    cdef qda_dec_handle hs[32]
+    cdef uint32_t nin = (sc >> 16) & 0xFF
+    cdef uint32_t nout = (sc >> 8) & 0xFF
+    cdef uint32_t nh = ((sc >> 4) & 0xF) + (sc & 0xF)
+    cdef uint32_t i
+    cdef dict refs = None
+    _decode_into(sc, p, plen, base, bufs, hs, counts)
+    ins = PyTuple_New(nin) if nin else ()
+    outs = PyTuple_New(nout) if nout else ()
+    for i in range(nin + nout):
+        v = _view_of(pv, pvoff, plen, base, &bufs[i], i < nin)
+        if v is None:
+            if refs is None:
+                refs = {}
+            refs[i] = (bufs[i].addr, bufs[i].len)
+        Py_INCREF(v)
+        PyTuple_SET_ITEM(ins if i < nin else outs, i if i < nin else i - nin, v)
+    return ins, outs, _handles(hs, nh) if nh else (), refs
+
+
+cdef int tuple_put(tuple t, Py_ssize_t i, v) except -1:
+    """Item ``i`` of a tuple :func:`decode_views_raw` just made and no one else holds yet."""
+    old = <object>PyTuple_GET_ITEM(t, i)
+    Py_INCREF(v)
+    PyTuple_SET_ITEM(t, i, v)
+    Py_DECREF(old)  # the reference the tuple held (``old`` keeps its own until it goes)
+    return 0
 
 
 cdef int decode_c(uint32_t sc, const void *p, size_t plen, qda_dec_buf *bufs, size_t bufs_cap,
@@ -838,12 +884,19 @@ def decode_views(uint32_t sc, payload, uint64_t base):
     in one pass: ``(bufs, handles, views, copied, nbytes_in, nbytes_out)`` exactly as the
     reference (``qda_core.marshal_ref.decode_views``) returns them."""
     cdef Py_buffer p
+    cdef qda_dec_buf bufs[REMOTE_SCALARS_MAX_LENGTH]
+    cdef qda_dec_handle hs[32]
+    cdef uint64_t counts[3]
+    cdef uint32_t nin = (sc >> 16) & 0xFF
+    cdef uint32_t nbufs = nin + ((sc >> 8) & 0xFF)
+    cdef uint32_t i
     _get(payload, &p, PyBUF_SIMPLE, "payload")
     try:
         pv = payload if type(payload) is memoryview and payload.format == "B" and payload.ndim == 1 \
             else memoryview(payload).cast("B")
-        views, copied, nin_bytes, nout_bytes, handles, out = _decode_views(sc, pv, <const char *>p.buf,
-                                                                           <size_t>p.len, base, True)
+        _decode_into(sc, <const char *>p.buf, <size_t>p.len, base, bufs, hs, counts)
+        views = [_view_of(pv, 0, <size_t>p.len, base, &bufs[i], i < nin) for i in range(nbufs)]
     finally:
         PyBuffer_Release(&p)
-    return out, handles, views, copied, nin_bytes, nout_bytes
+    return ([(bufs[i].addr, bufs[i].len) for i in range(nbufs)], _handles(hs, ((sc >> 4) & 0xF) + (sc & 0xF)),
+            views, counts[0], counts[1], counts[2])

@@ -298,3 +298,59 @@ def test_decode_views_of_a_packed_payload_show_the_copied_buffers(inv, va):
             assert views[i].readonly == (i < nin) and bytes(views[i]) == bytes(payload[off:off + length])
     assert copied == sum(length for addr, length in bufs if (addr - dev) & M64 < size)
     assert (nin_bytes, nout_bytes) == (sum(n for _, n in bufs[:nin]), sum(n for _, n in bufs[nin:]))
+
+
+def _view_traits(v: memoryview) -> tuple:
+    return (bytes(v), v.readonly, v.format, v.itemsize, v.ndim, v.shape, v.strides, v.nbytes, len(v),
+            v.c_contiguous, v.f_contiguous, v.contiguous, v.suboffsets)
+
+
+@settings(deadline=None)
+@given(st.lists(st.integers(0, 300), min_size=1, max_size=6), st.integers(0, 5))
+def test_argument_views_are_plain_slices_of_the_payload(lengths, nin):
+    """The views ``decode_views`` makes (narrowed in C, not sliced) behave as ``payload[a:b]``
+    (and ``.toreadonly()`` for in-buffers) in everything a skel can observe: their bytes and
+    shape, casts, hashing, writes through an out-buffer's view, and the hold they keep on the
+    payload's memory."""
+    import mmap
+
+    nin = min(nin, len(lengths))
+    src = bytearray(bytes(range(256)) * 2)
+    a_src = ctypes.addressof((ctypes.c_char * len(src)).from_buffer(src))
+    args = bytearray(24 * len(lengths))
+    for i, n in enumerate(lengths):
+        INVOKE_ARG.pack_into(args, 24 * i, a_src + i, n, -1, 0)
+    sc = scalars(0, nin, len(lengths) - nin)
+    refs = bytes(16 * len(lengths))
+    size = c.payload_size(sc, args, refs)
+    mm = mmap.mmap(-1, max(size, 1))
+    dev = 0x7_0000_0000
+    c.pack(sc, args, refs, memoryview(mm)[:size], 0x1000_0000, dev)
+    bufs, _, views, *_ = c.decode_views(sc, memoryview(mm)[:size], dev)
+    for i, ((addr, n), v) in enumerate(zip(bufs, views)):
+        assert v is not None and len(v) == n
+        if n == 0:
+            continue
+        ref = memoryview(mm)[addr - dev:addr - dev + n]
+        if i < nin:
+            ref = ref.toreadonly()
+            assert bytes(v) == bytes(src[i:i + n])
+        assert _view_traits(v) == _view_traits(ref)
+        if n % 4 == 0:
+            assert v.cast("I").tolist() == ref.cast("I").tolist()
+        if v.readonly:
+            assert hash(v) == hash(ref)
+        else:
+            v[n - 1] = 0xA5
+            assert mm[addr - dev + n - 1] == 0xA5
+        ref.release()
+    if any(lengths):  # the views hold the mapping, as slices do
+        try:
+            mm.close()
+        except BufferError:
+            pass
+        else:
+            raise AssertionError("the payload's mapping closed under live views")
+    for v in views:
+        v.release()
+    mm.close()

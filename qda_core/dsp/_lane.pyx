@@ -14,7 +14,6 @@ whenever the DSP's PD table changes (``_procs_gen``, bumped before and after eac
 docs/dataplane.md.
 """
 from cpython.pycapsule cimport PyCapsule_GetContext, PyCapsule_New, PyCapsule_SetContext
-from cpython.list cimport PyList_AsTuple, PyList_GetSlice
 from cpython.ref cimport Py_DECREF, Py_INCREF
 from cpython.buffer cimport PyBUF_SIMPLE, PyBuffer_Release, PyObject_GetBuffer
 from cpython.object cimport PyObject
@@ -28,7 +27,7 @@ from qda_core._cwire cimport (QDA_ENDPOINT_CAPSULE, QDA_EP_REFERENCE, QDA_EP_REP
 
 from qda_core._cdev cimport DevMemory
 
-from qda_core._marshal cimport decode_c, decode_views_raw, qda_dec_buf, qda_dec_handle
+from qda_core._marshal cimport decode_c, decode_views_raw, qda_dec_buf, qda_dec_handle, tuple_put
 
 from ._call cimport Call, new_call
 from ._counters cimport Counters, DspState, PdCounters, PdState, account_add, restore_context, swap_context
@@ -68,13 +67,6 @@ cdef bint _in_streams(_Pd pd, uint64_t addr, uint64_t length) except -1:
     """PdMemory.view's check (pdmem.span_granted without ranges): the range lies in one of
     the PD's streams (its SID in the PD's, within the 32-bit IOVA space)."""
     return length <= (<uint64_t>1 << 32) - (addr & <uint64_t>0xFFFFFFFF) and (addr >> 32) in pd.sids
-
-
-cdef inline tuple _slice_tuple(list l, Py_ssize_t lo, Py_ssize_t hi):
-    """``tuple(l[lo:hi])`` in one step (the empty tuple when empty)."""
-    if lo >= hi:
-        return ()
-    return PyList_AsTuple(PyList_GetSlice(l, lo, hi))
 
 
 cdef extern from "Python.h":
@@ -267,6 +259,7 @@ cdef class DspLane:
         cdef PyObject *p
         cdef char *host
         cdef uint64_t pra[2 * _NATIVE_SLOTS]
+        cdef uint64_t counts[3]
         cdef bint native
         cdef int k
         cdef long long generation
@@ -327,10 +320,13 @@ cdef class DspLane:
         if not native:
             if sc & 0xFFFFFF:
                 try:  # the device memory, past PdMemory's check
-                    payload = pd.nmem.view(m.addr, m.size, True) if pd.nmem is not None else pd.view(m.addr, m.size, True)
-                    views, copied, nbytes_in, nbytes_out, handles = self._views(m, pd, payload)
+                    got = self._views(m, pd, counts)
                 except (DeviceFault, OSError):
                     return self._reference(m, origin, rsp)
+                if got is None:  # not wholly mapped: the reference reports the fault
+                    return self._reference(m, origin, rsp)
+                ins, outs, handles = got
+                copied, nbytes_in, nbytes_out = counts[0], counts[1], counts[2]
             elif pd.nmem is not None:  # no arguments: only the translation's check, no view
                 if pd.nmem.span(m.addr, m.size, &host):
                     return self._reference(m, origin, rsp)
@@ -350,9 +346,8 @@ cdef class DspLane:
             # the handle counts recorded are the decode's, whatever the skel does to its Call
             nhin = ninh
             nhout = len(handles) - ninh
-            lv = <list>views
             hs = <tuple>handles
-            call = new_call(sc, method, _slice_tuple(lv, 0, nin), _slice_tuple(lv, nin, len(lv)),
+            call = new_call(sc, method, ins, outs,
                             hs[:ninh] if ninh else (), hs[ninh:] if nhout else (), proc, handle)
         else:  # no arguments: the empty tuple, four times
             nhin = nhout = 0
@@ -443,29 +438,41 @@ cdef class DspLane:
             pra[2 * (nbufs + i) + 1] = 0
         return 0
 
-    cdef tuple _views(self, const fastrpc_msg *m, _Pd pd, payload):
+    cdef tuple _views(self, const fastrpc_msg *m, _Pd pd, uint64_t *counts):
         """The reference's _resolve: the payload decoded and every argument viewed (in the
-        payload, or through the PD's SMMU view when by reference)."""
+        payload, or through the PD's SMMU view when by reference); None if the payload is not
+        wholly mapped. Through the SMMU's C face the arguments are slices of the message
+        buffer's own view (no view of the payload is made)."""
         cdef uint32_t sc = m.sc
-        cdef Py_ssize_t nin = (sc >> 16) & 0xFF
+        cdef Py_ssize_t nin = (sc >> 16) & 0xFF, boff = 0
+        cdef char *host
         cdef Py_buffer p
-        PyObject_GetBuffer(payload, &p, PyBUF_SIMPLE)
-        try:
-            views, copied, nbytes_in, nbytes_out, handles, refs = decode_views_raw(
-                sc, payload, <const char *>p.buf, <size_t>p.len, m.addr)
-        finally:
-            PyBuffer_Release(&p)
+        if pd.nmem is not None:
+            whole = pd.nmem.base(m.addr, m.size, &boff)
+            if whole is None or pd.nmem.span(m.addr, m.size, &host):
+                return None
+            ins, outs, handles, refs = decode_views_raw(sc, whole, boff, host, <size_t>m.size, m.addr, counts)
+        else:
+            payload = pd.view(m.addr, m.size, True)
+            PyObject_GetBuffer(payload, &p, PyBUF_SIMPLE)
+            try:
+                ins, outs, handles, refs = decode_views_raw(sc, payload, 0, <const char *>p.buf, <size_t>p.len,
+                                                            m.addr, counts)
+            finally:
+                PyBuffer_Release(&p)
         if refs is not None:
             for i, (addr, length) in (<dict>refs).items():
                 if pd.nmem is not None and not pd.ranges and _in_streams(pd, addr, length):
-                    views[i] = pd.nmem.view(addr, length, i >= nin)  # PdMemory.view, its check done
-                    continue
-                mv = memoryview(pd.proc.memory.view(addr, length, i >= nin))
-                if mv.format != "B" or mv.ndim != 1:
-                    mv = mv.cast("B")
-                views[i] = mv if i >= nin else mv.toreadonly()
+                    mv = pd.nmem.view(addr, length, i >= nin)  # PdMemory.view, its check done
+                else:
+                    mv = memoryview(pd.proc.memory.view(addr, length, i >= nin))
+                    if mv.format != "B" or mv.ndim != 1:
+                        mv = mv.cast("B")
+                    if i < nin:
+                        mv = mv.toreadonly()
+                tuple_put(ins if i < nin else outs, i if i < nin else i - nin, mv)
         hs = tuple([_DmaHandle(*h) for h in handles]) if handles else ()
-        return views, copied, nbytes_in, nbytes_out, hs
+        return ins, outs, hs
 
 
 ctypedef int (*dsp_call_fn)(void *fn, int handle_style, uint64_t h64, uint32_t sc, void *pra,
