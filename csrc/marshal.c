@@ -12,20 +12,29 @@
 #define ALIGN_MASK ((uint64_t)FASTRPC_ALIGN - 1)
 #define PAGE_SHIFT 12
 
+/* Little-endian stores at any alignment: one move on a little-endian host. */
 static void st64(uint8_t *p, uint64_t v)
 {
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+	memcpy(p, &v, 8);
+#else
 	int k;
 
 	for (k = 0; k < 8; k++)
 		p[k] = (uint8_t)(v >> (8 * k));
+#endif
 }
 
 static void st32(uint8_t *p, uint32_t v)
 {
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+	memcpy(p, &v, 4);
+#else
 	int k;
 
 	for (k = 0; k < 4; k++)
 		p[k] = (uint8_t)(v >> (8 * k));
+#endif
 }
 
 static void ok(struct qda_marshal_status *st)
@@ -243,11 +252,27 @@ static void zero_uncopied(uint8_t *payload, uint64_t from, uint64_t to,
 		memset(payload + cur, 0, (size_t)(to - cur));
 }
 
-int qda_pack(uint32_t sc, const void *args_, size_t args_len, const void *refs_, size_t refs_len,
-	     void *payload_, size_t payload_len, uint64_t payload_va, uint64_t payload_dev,
+int qda_pack(uint32_t sc, const void *args, size_t args_len, const void *refs, size_t refs_len,
+	     void *payload, size_t payload_len, uint64_t payload_va, uint64_t payload_dev,
 	     const struct qda_uaccess *ua, uint64_t *pkt_size_out, struct qda_marshal_status *st)
 {
 	struct qda_olap olaps[REMOTE_SCALARS_MAX_LENGTH];
+	uint64_t pkt_size;
+	int err = qda_plan(sc, args, args_len, refs, refs_len, olaps, &pkt_size, st);
+
+	if (err)
+		return err;
+	err = qda_pack_planned(sc, args, refs, olaps, pkt_size, payload, payload_len, payload_va,
+			       payload_dev, ua, st);
+	if (!err && pkt_size_out)
+		*pkt_size_out = pkt_size;
+	return err;
+}
+
+int qda_pack_planned(uint32_t sc, const void *args_, const void *refs_, const struct qda_olap *olaps,
+		     uint64_t pkt_size, void *payload_, size_t payload_len, uint64_t payload_va,
+		     uint64_t payload_dev, const struct qda_uaccess *ua, struct qda_marshal_status *st)
+{
 	struct qda_ucopy copies[MAX_BUFS_ONE_WAY];
 	uint32_t copy_arg[MAX_BUFS_ONE_WAY];
 	size_t ncopies = 0;
@@ -256,13 +281,10 @@ int qda_pack(uint32_t sc, const void *args_, size_t args_len, const void *refs_,
 	uint32_t n = REMOTE_SCALARS_LENGTH(sc);
 	uint32_t inbufs = REMOTE_SCALARS_INBUFS(sc);
 	uint32_t nbufs = inbufs + REMOTE_SCALARS_OUTBUFS(sc);
-	uint64_t pkt_size, metalen = qda_metadata_size(n), pos;
+	uint64_t metalen = qda_metadata_size(n), pos;
 	uint32_t k;
 	long err;
 
-	err = qda_plan(sc, args, args_len, refs, refs_len, olaps, &pkt_size, st);
-	if (err)
-		return (int)err;
 	if (payload_len < pkt_size)
 		return fail(st, -EINVAL, -1, "payload is smaller than the packet size");
 	if (!ua)
@@ -341,8 +363,6 @@ int qda_pack(uint32_t sc, const void *args_, size_t args_len, const void *refs_,
 		st32(rpra + 16 * (size_t)k + 4, (uint32_t)ld64(a));	/* offset = ptr */
 		st32(rpra + 16 * (size_t)k + 8, (uint32_t)len);
 	}
-	if (pkt_size_out)
-		*pkt_size_out = pkt_size;
 	ok(st);
 	return 0;
 }

@@ -9,7 +9,7 @@ No bytes are packed and parsed for the message or the reply, and no reply callba
 docs/dataplane.md.
 """
 from cpython.buffer cimport PyBUF_SIMPLE, PyBuffer_Release, PyObject_GetBuffer
-from cpython.bytearray cimport PyByteArray_AS_STRING
+from cpython.bytearray cimport PyByteArray_AS_STRING, PyByteArray_FromStringAndSize
 from cpython.long cimport PyLong_AsLongLongAndOverflow, PyLong_AsUnsignedLongLongMask
 from cpython.object cimport PyObject
 from cpython.mem cimport PyMem_Free, PyMem_Realloc
@@ -17,7 +17,8 @@ from cpython.pycapsule cimport PyCapsule_GetPointer, PyCapsule_IsValid
 from libc.stdint cimport int32_t, int64_t, uint32_t, uint64_t
 from libc.string cimport memcpy, memmove, memset
 
-from qda_core._marshal cimport ArgPins, _user_copy, pack_raw, payload_size_raw, unpack_raw
+from qda_core._marshal cimport (REMOTE_SCALARS_MAX_LENGTH, ArgPins, _user_copy, pack_planned_raw, plan_raw, qda_olap,
+                               unpack_raw)
 from qda_core._cdev cimport MsgBuf, MsgSource
 from qda_core._cwire cimport (QDA_ENDPOINT_CAPSULE, QDA_EP_REFERENCE, QDA_EP_REPLIED, fastrpc_invoke_rsp,
                                fastrpc_msg, qda_endpoint, sc_length)
@@ -286,13 +287,13 @@ cdef object read_descs(uint64_t args, uint32_t n):
     path, same EFAULT); an empty bytes for none (nothing allocated)."""
     if not n:
         return _NO_DESCS
-    descs = bytearray(24 * n)
+    descs = PyByteArray_FromStringAndSize(NULL, 24 * n)  # (bytearray(24 * n) without the type call)
     if _user_copy(PyByteArray_AS_STRING(descs), args, 24 * n, 0, False):
         raise errno_error(_errno.EFAULT, f"cannot read {24 * n} bytes of invoke argument descriptors at {args:#x}")
     return descs
 
 
-cdef dict _ZERO_REFS = {}  # n -> bytes(16 * n), made on first use (n <= 540)
+cdef list _ZERO_REFS = [None] * 541  # n -> bytes(16 * n), made on first use (n <= 540)
 
 
 cdef object new_refs(uint32_t n):
@@ -301,10 +302,11 @@ cdef object new_refs(uint32_t n):
     reference fills a ``bytearray(...)`` copy of it instead."""
     if not n:
         return _NO_DESCS
-    cdef PyObject *p = dict_get(_ZERO_REFS, n)
-    if p != NULL:
-        return <object>p
-    refs = _ZERO_REFS[n] = bytes(16 * n)  # a racing thread stores an equal one
+    if n >= <uint32_t>len(_ZERO_REFS):
+        return bytes(16 * n)
+    refs = _ZERO_REFS[n]
+    if refs is None:
+        refs = _ZERO_REFS[n] = bytes(16 * n)  # a racing thread stores an equal one
     return refs
 
 
@@ -344,7 +346,8 @@ cdef class EngineLane:
                      origin, fdlist, bint poll) except? -1:
         cdef uint32_t n = sc_length(sc)
         cdef uint64_t shift = _ALIGN if self.poll_word and n % 16 == 0 else 0
-        cdef uint64_t size, rounded, ctxword, dev, va, meta, seq
+        cdef uint64_t size, pkt, rounded, ctxword, dev, va, meta, seq
+        cdef qda_olap olaps[REMOTE_SCALARS_MAX_LENGTH]
         cdef size_t plen
         cdef char *pbuf
         cdef long long i
@@ -364,7 +367,8 @@ cdef class EngineLane:
         try:
             PyObject_GetBuffer(refs, &r, PyBUF_SIMPLE)
             try:
-                size = payload_size_raw(sc, a.buf, <size_t>a.len, r.buf, <size_t>r.len)
+                pkt = plan_raw(sc, a.buf, <size_t>a.len, r.buf, <size_t>r.len, olaps)  # planned once
+                size = pkt
                 if size > (<uint64_t>1 << 62):  # beyond C sizes: the reference (its allocation fails)
                     return self.engine.reference_invoke(client_id=client_id, tid=tid, handle=handle, sc=sc,
                                                         pd=pd, args=args, refs=refs, msg_alloc=msg_alloc,
@@ -391,13 +395,14 @@ cdef class EngineLane:
                     try:
                         va, plen, pbuf, dev = mb.va, mb.size, mb.ptr, mb.dev
                         if shift:  # fastrpc._pack_shifted: the poll word moves the data area
-                            pack_raw(sc, a.buf, <size_t>a.len, r.buf, <size_t>r.len, pbuf + shift, plen - shift,
-                                     va + shift, dev + shift)
+                            pack_planned_raw(sc, a.buf, <size_t>a.len, r.buf, <size_t>r.len, olaps, pkt, pbuf + shift,
+                                             plen - shift, va + shift, dev + shift)
                             meta = 40 * n + 384
                             memmove(pbuf, pbuf + shift, meta)
                             memset(pbuf + meta, 0, shift)
                         else:
-                            pack_raw(sc, a.buf, <size_t>a.len, r.buf, <size_t>r.len, pbuf, plen, va, dev)
+                            pack_planned_raw(sc, a.buf, <size_t>a.len, r.buf, <size_t>r.len, olaps, pkt, pbuf, plen,
+                                             va, dev)
                         if not self.channel_up():
                             raise errno_error(_errno.ENODEV, f"rpmsg channel {self.channel.name} is down")
                         m.client_id, m.tid, m.ctx, m.handle = client_id, tid, ctxword, handle

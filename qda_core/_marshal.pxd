@@ -7,6 +7,10 @@ cdef extern from "qdarpc/marshal.h" nogil:
     struct qda_dec_buf:
         uint64_t addr
         uint64_t len
+    enum:
+        REMOTE_SCALARS_MAX_LENGTH
+    struct qda_olap:
+        pass
     struct qda_dec_handle:
         int32_t fd
         uint32_t offset
@@ -14,9 +18,11 @@ cdef extern from "qdarpc/marshal.h" nogil:
         uint64_t map_addr
         uint64_t map_size
 
-cdef uint64_t payload_size_raw(uint32_t sc, const void *a, size_t alen, const void *r, size_t rlen) except? 0
-cdef uint64_t pack_raw(uint32_t sc, const void *abuf, size_t alen, const void *rbuf, size_t rlen, void *pbuf,
-                       size_t plen, uint64_t payload_va, uint64_t payload_dev) except? 0
+cdef uint64_t plan_raw(uint32_t sc, const void *a, size_t alen, const void *r, size_t rlen,
+                       qda_olap *olaps) except? 0
+cdef int pack_planned_raw(uint32_t sc, const void *abuf, size_t alen, const void *rbuf, size_t rlen,
+                          const qda_olap *olaps, uint64_t size, void *pbuf, size_t plen, uint64_t payload_va,
+                          uint64_t payload_dev) except -1
 cdef object unpack_raw(uint32_t sc, const void *abuf, size_t alen, const void *rbuf, size_t rlen,
                        const void *pbuf, size_t plen, uint64_t payload_va)
 cdef tuple decode_views_raw(uint32_t sc, object pv, Py_ssize_t pvoff, const char *p, size_t plen, uint64_t base,

@@ -53,7 +53,6 @@ BACKEND = "c"
 cdef extern from "qdarpc/marshal.h" nogil:
     enum:
         FASTRPC_MAX_FDLIST
-        REMOTE_SCALARS_MAX_LENGTH
     struct qda_uaccess:
         pass
     struct qda_marshal_status:
@@ -66,6 +65,11 @@ cdef extern from "qdarpc/marshal.h" nogil:
                  size_t refs_len, void *payload, size_t payload_len, uint64_t payload_va,
                  uint64_t payload_dev, const qda_uaccess *ua, uint64_t *pkt_size,
                  qda_marshal_status *st)
+    int qda_plan(uint32_t sc, const void *args, size_t args_len, const void *refs, size_t refs_len,
+                 qda_olap *olaps, uint64_t *pkt_size, qda_marshal_status *st)
+    int qda_pack_planned(uint32_t sc, const void *args, const void *refs, const qda_olap *olaps,
+                         uint64_t pkt_size, void *payload, size_t payload_len, uint64_t payload_va,
+                         uint64_t payload_dev, const qda_uaccess *ua, qda_marshal_status *st)
     int qda_unpack(uint32_t sc, const void *args, size_t args_len, const void *refs,
                    size_t refs_len, const void *payload, size_t payload_len,
                    uint64_t payload_va, const qda_uaccess *ua, uint64_t *fdlist,
@@ -651,12 +655,33 @@ def payload_size(uint32_t sc, args, refs):
         PyBuffer_Release(&a)
 
 
+cdef uint64_t plan_raw(uint32_t sc, const void *a, size_t alen, const void *r, size_t rlen,
+                       qda_olap *olaps) except? 0:
+    """``payload_size_raw`` keeping the plan (``olaps``: REMOTE_SCALARS_MAX_LENGTH entries) for
+    :func:`pack_planned_raw`, so a lane that sizes the payload before it has one plans once."""
+    cdef uint64_t size = 0
+    cdef qda_marshal_status st
+    cdef int ret = qda_plan(sc, a, alen, r, rlen, olaps, &size, &st)
+    if ret < 0:
+        raise _error(ret, &st)
+    return size
+
+
 cdef uint64_t pack_raw(uint32_t sc, const void *abuf, size_t alen, const void *rbuf, size_t rlen, void *pbuf,
                        size_t plen, uint64_t payload_va, uint64_t payload_dev) except? 0:
     """``pack`` on raw buffers (the native lanes); the caller keeps all three alive."""
+    cdef qda_olap olaps[REMOTE_SCALARS_MAX_LENGTH]
+    cdef uint64_t size = plan_raw(sc, abuf, alen, rbuf, rlen, olaps)
+    pack_planned_raw(sc, abuf, alen, rbuf, rlen, olaps, size, pbuf, plen, payload_va, payload_dev)
+    return size
+
+
+cdef int pack_planned_raw(uint32_t sc, const void *abuf, size_t alen, const void *rbuf, size_t rlen,
+                          const qda_olap *olaps, uint64_t size, void *pbuf, size_t plen, uint64_t payload_va,
+                          uint64_t payload_dev) except -1:
+    """``pack_raw`` with :func:`plan_raw`'s plan and size of the same (unchanged) descriptors."""
     cdef Py_buffer a, r
     cdef Py_buffer regs[REG_PINS_MAX]
-    cdef uint64_t size = 0
     cdef qda_marshal_status st
     cdef int ret, k, nreg = 0
     cdef size_t mark
@@ -666,16 +691,16 @@ cdef uint64_t pack_raw(uint32_t sc, const void *abuf, size_t alen, const void *r
         nreg = _pin_registered_args(sc, &a, &r, 0, regs)
         if plen >= NOGIL_MIN:
             with nogil:
-                ret = qda_pack(sc, abuf, alen, rbuf, rlen, pbuf, plen, payload_va, payload_dev, NULL, &size, &st)
+                ret = qda_pack_planned(sc, abuf, rbuf, olaps, size, pbuf, plen, payload_va, payload_dev, NULL, &st)
         else:
-            ret = qda_pack(sc, abuf, alen, rbuf, rlen, pbuf, plen, payload_va, payload_dev, NULL, &size, &st)
+            ret = qda_pack_planned(sc, abuf, rbuf, olaps, size, pbuf, plen, payload_va, payload_dev, NULL, &st)
     finally:
         qda_uaccess_unpin(mark)
         for k in range(nreg):
             PyBuffer_Release(&regs[k])
     if ret < 0:
         raise _error(ret, &st)
-    return size
+    return 0
 
 
 def pack(uint32_t sc, args, refs, payload, uint64_t payload_va, uint64_t payload_dev):

@@ -241,6 +241,19 @@ static void fuzz_plan_pack(unsigned long iter)
 	}
 	if (ret != 0)
 		die("pack failed", iter);
+	{	/* with the plan made above (qda_pack_planned): the same payload */
+		uint8_t *again = malloc(size ? size : 1);
+
+		if (!again)
+			die("out of memory", iter);
+		if (size > 0 && qda_pack_planned(sc, args, refs, olaps, size, again, size - 1, VA, DEV, &ua,
+						 NULL) != -EINVAL)
+			die("planned pack into a short payload did not fail", iter);
+		if (qda_pack_planned(sc, args, refs, olaps, size, again, size, VA, DEV, &ua, NULL) != 0 ||
+		    (size && memcmp(again, payload, size) != 0))
+			die("planned pack differs from qda_pack", iter);
+		free(again);
+	}
 
 	if (qda_decode(sc, payload, size, bufs, REMOTE_SCALARS_MAX_LENGTH, hs, 30, NULL) != 0)
 		die("decode of a packed payload failed", iter);

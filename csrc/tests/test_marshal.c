@@ -86,6 +86,19 @@ static void test_calculator(void)
 	CHECK(get64(payload + 32) == VA + 4736 && get64(payload + 40) == 8);
 	CHECK(get64(payload + 72 + 16) == DEV && get64(payload + 72 + 24) == 8192);
 	CHECK(memcmp(payload + 640, arena + 64, 4000) == 0);
+	{	/* planned once, packed with the plan: the same packet */
+		static uint8_t again[8192];
+		struct qda_olap olaps[REMOTE_SCALARS_MAX_LENGTH];
+		uint64_t planned = 0;
+
+		CHECK(qda_plan(sc, args, sizeof(args), refs, sizeof(refs), olaps, &planned, NULL) == 0);
+		CHECK(planned == 4744);
+		CHECK(qda_pack_planned(sc, args, refs, olaps, planned, again, 4743, VA, DEV, NULL, NULL) ==
+		      -EINVAL);
+		CHECK(qda_pack_planned(sc, args, refs, olaps, planned, again, sizeof(again), VA, DEV, NULL,
+				       NULL) == 0);
+		CHECK(memcmp(again, payload, 4744) == 0);
+	}
 
 	CHECK(qda_decode(sc, payload, size, bufs, 3, hs, 1, NULL) == 0);
 	CHECK(bufs[1].addr == DEV + 640 && bufs[1].len == 4000);

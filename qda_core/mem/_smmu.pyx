@@ -7,6 +7,7 @@ from libc.stdint cimport uint64_t
 from qda_core._cdev cimport DevMemory
 
 from qda_core.errors import DeviceFault
+from qda_core.mem.backing import Backing
 
 cdef extern from *:
     const char *QDARPC_VERSION
@@ -20,9 +21,11 @@ cdef class BankState:
 
 cdef class _Entry:
     """One translation kept: the object at ``[start, start + size)`` of a bank's IOVA space,
-    its backing's kernel-side address, and the bank generation it was made in. (Not its view:
-    a view kept would count as a DSP-side view of an arena slot, holding the slot back.)"""
+    its backing's kernel-side address, and the bank generation it was made in; and the view
+    a ``Backing`` keeps of its pages (its own attribute: no export of ours). Not an arena
+    slot's: each view of a slot counts as a DSP-side view of it, holding the slot back."""
     cdef object obj
+    cdef object view  # the Backing's view, or None (an arena slot: asked each time)
     cdef unsigned long long start, size, host, gen
 
 
@@ -99,6 +102,9 @@ cdef class Smmu(DevMemory):
         # a backing's kernel-side address is fixed for its life (a promoted arena slot keeps it)
         e.obj, e.start, e.gen = obj, key, gen
         e.size, e.host = backing.size, backing.addr
+        # (valid while the entry is: a Backing closes its view after its object's unmap,
+        # which bumps the bank's generation)
+        e.view = backing.view if type(backing) is Backing else None
         if n >= _KEPT:
             cb.kept.pop()
         cb.kept.insert(0, e)
@@ -140,7 +146,7 @@ cdef class Smmu(DevMemory):
         if e is None or why:
             return None
         off[0] = <Py_ssize_t>((addr & <unsigned long long>0xFFFFFFFF) - e.start)
-        return e.obj.backing.view
+        return e.view if e.view is not None else e.obj.backing.view
 
     cpdef view(self, addr, length, bint writable):
         """A byte view of ``length`` bytes at device address ``addr``."""

@@ -173,6 +173,29 @@ int qda_pack(uint32_t sc, const void *args, size_t args_len, const void *refs, s
 	     const struct qda_uaccess *ua, uint64_t *pkt_size, struct qda_marshal_status *st);
 
 /**
+ * qda_pack_planned() - qda_pack() with the plan qda_plan() made of the same descriptors
+ * @sc: scalars word
+ * @args: N uapi descriptors, as given to qda_plan()
+ * @refs: N driver records, as given to qda_plan()
+ * @olaps: the overlap order qda_plan() filled
+ * @pkt_size: the payload size qda_plan() returned
+ * @payload: the payload buffer
+ * @payload_len: bytes at @payload (must be >= @pkt_size, else -EINVAL)
+ * @payload_va: as for qda_pack()
+ * @payload_dev: as for qda_pack()
+ * @ua: as for qda_pack()
+ * @st: optional error location
+ *
+ * For a caller that sizes the payload first (qda_plan()), then allocates it: the descriptors
+ * are planned once. @args and @refs must be unchanged since the plan.
+ *
+ * Return: 0, -EINVAL (payload too small), -EFAULT (copy).
+ */
+int qda_pack_planned(uint32_t sc, const void *args, const void *refs, const struct qda_olap *olaps,
+		     uint64_t pkt_size, void *payload, size_t payload_len, uint64_t payload_va,
+		     uint64_t payload_dev, const struct qda_uaccess *ua, struct qda_marshal_status *st);
+
+/**
  * qda_unpack() - copy inline out-buffers back after the reply (the kernel's fastrpc_put_args())
  * @sc: scalars word
  * @args: N uapi descriptors
