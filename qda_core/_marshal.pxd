@@ -27,7 +27,6 @@ cdef object unpack_raw(uint32_t sc, const void *abuf, size_t alen, const void *r
                        const void *pbuf, size_t plen, uint64_t payload_va)
 cdef tuple decode_views_raw(uint32_t sc, object pv, Py_ssize_t pvoff, const char *p, size_t plen, uint64_t base,
                             uint64_t *counts)
-cdef int tuple_put(tuple t, Py_ssize_t i, v) except -1
 # qda_decode (csrc/decode.c) for the DSP's lane; < 0: the payload does not decode
 cdef int decode_c(uint32_t sc, const void *p, size_t plen, qda_dec_buf *bufs, size_t bufs_cap,
                   qda_dec_handle *handles, size_t handles_cap) noexcept nogil

@@ -28,12 +28,12 @@ from cpython.long cimport PyLong_AsLongLongAndOverflow
 from cpython.exc cimport PyErr_Clear
 from cpython.object cimport PyObject
 from cpython.pycapsule cimport PyCapsule_New
-from cpython.ref cimport Py_DECREF, Py_INCREF, Py_XDECREF
-from cpython.tuple cimport PyTuple_GET_ITEM, PyTuple_New, PyTuple_SET_ITEM
+from cpython.ref cimport Py_INCREF, Py_XDECREF
+from cpython.tuple cimport PyTuple_New, PyTuple_SET_ITEM
 from cpython.weakref cimport PyWeakref_GET_OBJECT, PyWeakref_NewRef
 from libc.stdint cimport uint32_t, uint64_t, int32_t
 from libc.stdlib cimport calloc, free, realloc
-from libc.string cimport memcpy, memmove, memset
+from libc.string cimport memcpy, memmove, memset, strcmp
 
 cimport cython
 
@@ -804,12 +804,11 @@ cdef object _sub_view(object pv, Py_ssize_t start, Py_ssize_t n, bint readonly):
     read-only if asked, made as ``memoryview.__getitem__`` and ``toreadonly`` make a slice: a
     new view on the same managed buffer with its pointer, length and shape narrowed (each
     view has its own shape), without the slice object and integers they take per call."""
-    cdef Py_buffer *b = PyMemoryView_GET_BUFFER(pv)
-    if b.ndim != 1 or b.itemsize != 1 or (b.strides != NULL and b.strides[0] != 1) or b.suboffsets != NULL:
-        v = pv[start:start + n]  # (not a plain byte view: the general slice)
-        if readonly:
-            v = v.toreadonly()
-        return v
+    cdef Py_buffer *b = PyMemoryView_GET_BUFFER(pv) if type(pv) is memoryview else NULL
+    if (b == NULL or b.ndim != 1 or b.itemsize != 1 or (b.format != NULL and strcmp(b.format, "B") != 0)
+            or (b.strides != NULL and b.strides[0] != 1) or b.suboffsets != NULL):
+        v = memoryview(pv).cast("B")[start:start + n]  # (not a plain byte view: as bytes)
+        return v.toreadonly() if readonly else v
     v = PyMemoryView_FromObject(pv)  # a view registered with pv's managed buffer
     b = PyMemoryView_GET_BUFFER(v)
     b.buf = <char *>b.buf + start
@@ -862,39 +861,37 @@ cdef tuple decode_views_raw(uint32_t sc, object pv, Py_ssize_t pvoff, const char
                             uint64_t *counts):
     """``decode_views`` for the native DSP lane: the payload ``pv[pvoff:pvoff + plen]`` (``pv`` a
     writable 1-D byte memoryview, the payload at device address ``base``) already held, its
-    bytes at ``p``. Returns ``(inbufs, outbufs, handles, refs)``: the views as the skel's two
-    tuples (None where a buffer lies outside the payload: the caller puts its view there with
-    :func:`tuple_put` before anyone else sees the tuple), ``handles`` as ``(fd, offset, len,
-    map_addr, map_size)`` tuples (``()`` for none) and ``refs`` the ``(addr, len)`` of each
-    buffer outside the payload by index (None: none); ``counts`` as :func:`_decode_into`."""
+    bytes at ``p``. Returns ``(inbufs, outbufs, handles, refs)``: ``refs`` the ``(addr, len)``
+    of each buffer outside the payload by index, or None when there is none; then the views are
+    the skel's two tuples, else two lists with None in those slots for the caller to fill (its
+    views may run Python code, which must never see a tuple change). ``handles`` as ``(fd,
+    offset, len, map_addr, map_size)`` tuples (``()`` for none); ``counts`` as
+    :func:`_decode_into`."""
     cdef qda_dec_buf bufs[REMOTE_SCALARS_MAX_LENGTH]
     cdef qda_dec_handle hs[32]
     cdef uint32_t nin = (sc >> 16) & 0xFF
     cdef uint32_t nout = (sc >> 8) & 0xFF
     cdef uint32_t nh = ((sc >> 4) & 0xF) + (sc & 0xF)
     cdef uint32_t i
+    cdef uint64_t off
     cdef dict refs = None
     _decode_into(sc, p, plen, base, bufs, hs, counts)
+    for i in range(nin + nout):
+        off = bufs[i].addr - base
+        if bufs[i].len and not (bufs[i].addr >= base and off <= plen and bufs[i].len <= plen - off):
+            if refs is None:
+                refs = {}
+            refs[i] = (bufs[i].addr, bufs[i].len)
+    if refs is not None:
+        views = [_view_of(pv, pvoff, plen, base, &bufs[i], i < nin) for i in range(nin + nout)]
+        return views[:nin], views[nin:], _handles(hs, nh) if nh else (), refs
     ins = PyTuple_New(nin) if nin else ()
     outs = PyTuple_New(nout) if nout else ()
     for i in range(nin + nout):
         v = _view_of(pv, pvoff, plen, base, &bufs[i], i < nin)
-        if v is None:
-            if refs is None:
-                refs = {}
-            refs[i] = (bufs[i].addr, bufs[i].len)
         Py_INCREF(v)
         PyTuple_SET_ITEM(ins if i < nin else outs, i if i < nin else i - nin, v)
-    return ins, outs, _handles(hs, nh) if nh else (), refs
-
-
-cdef int tuple_put(tuple t, Py_ssize_t i, v) except -1:
-    """Item ``i`` of a tuple :func:`decode_views_raw` just made and no one else holds yet."""
-    old = <object>PyTuple_GET_ITEM(t, i)
-    Py_INCREF(v)
-    PyTuple_SET_ITEM(t, i, v)
-    Py_DECREF(old)  # the reference the tuple held (``old`` keeps its own until it goes)
-    return 0
+    return ins, outs, _handles(hs, nh) if nh else (), None
 
 
 cdef int decode_c(uint32_t sc, const void *p, size_t plen, qda_dec_buf *bufs, size_t bufs_cap,
