@@ -21,5 +21,5 @@ cdef class MsgSource:
 cdef class DevMemory:
     """Device memory as the DSP reads it (the C form of ``qda_core.dsp.DeviceMemory``)."""
     cdef int span(self, uint64_t addr, uint64_t length, char **host) except -1
-    cdef object base(self, uint64_t addr, uint64_t length, Py_ssize_t *off)
+    cdef object base(self, uint64_t addr, uint64_t length, Py_ssize_t *off, char **host)
     cpdef view(self, addr, length, bint writable)

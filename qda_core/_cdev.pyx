@@ -34,11 +34,11 @@ cdef class DevMemory:
         asks :meth:`view` for the fault it answers)."""
         return 1
 
-    cdef object base(self, uint64_t addr, uint64_t length, Py_ssize_t *off):
+    cdef object base(self, uint64_t addr, uint64_t length, Py_ssize_t *off, char **host):
         """The writable view of the whole buffer device range ``[addr, addr + length)``
-        (``length`` > 0) lies in, with the range's offset in it in ``*off``; None when the range
-        is not wholly mapped (as :meth:`span`). The caller slices it: one view of a buffer per
-        call, however many arguments lie in it."""
+        (``length`` > 0) lies in, with the range's offset in it in ``*off`` and its host address
+        in ``*host`` (as :meth:`span`); None when the range is not wholly mapped. The caller
+        slices it: one view of a buffer per call, however many arguments lie in it."""
         return None
 
     cpdef view(self, addr, length, bint writable):

@@ -461,8 +461,8 @@ cdef class DspLane:
         cdef char *host
         cdef Py_buffer p
         if pd.nmem is not None:
-            whole = pd.nmem.base(m.addr, m.size, &boff)
-            if whole is None or pd.nmem.span(m.addr, m.size, &host):
+            whole = pd.nmem.base(m.addr, m.size, &boff, &host)
+            if whole is None:
                 return None
             ins, outs, handles, refs = decode_views_raw(sc, whole, boff, host, <size_t>m.size, m.addr, counts)
         else:

@@ -140,12 +140,13 @@ cdef class Smmu(DevMemory):
         host[0] = <char *><size_t>(e.host + (addr & <unsigned long long>0xFFFFFFFF) - e.start)
         return 0
 
-    cdef object base(self, uint64_t addr, uint64_t length, Py_ssize_t *off):
+    cdef object base(self, uint64_t addr, uint64_t length, Py_ssize_t *off, char **host):
         cdef int why
         cdef _Entry e = self._find(addr, length, &why) if length else None
         if e is None or why:
             return None
         off[0] = <Py_ssize_t>((addr & <unsigned long long>0xFFFFFFFF) - e.start)
+        host[0] = <char *><size_t>(e.host + <unsigned long long>off[0])
         return e.view if e.view is not None else e.obj.backing.view
 
     cpdef view(self, addr, length, bint writable):
