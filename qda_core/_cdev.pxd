@@ -23,3 +23,9 @@ cdef class DevMemory:
     cdef int span(self, uint64_t addr, uint64_t length, char **host) except -1
     cdef object base(self, uint64_t addr, uint64_t length, Py_ssize_t *off, char **host)
     cpdef view(self, addr, length, bint writable)
+
+
+cdef class Switch:
+    """A flag Python code sets and the lanes read as one C load (``TRACE``: a trace recorder is
+    on, kept by ``qda_core.trace`` with its ``RECORDER``)."""
+    cdef public bint on

@@ -44,3 +44,12 @@ cdef class DevMemory:
     cpdef view(self, addr, length, bint writable):
         """A byte view of ``length`` bytes at device address ``addr`` (DeviceFault if unmapped)."""
         raise NotImplementedError
+
+
+cdef class Switch:
+    pass
+
+
+#: ``qda_core.trace.RECORDER is not None``, as the lanes read it: set by ``qda_core.trace``
+#: whenever it sets its recorder (``trace.recording()``, ``QDARPC_TRACE``).
+TRACE = Switch()

@@ -19,7 +19,7 @@ from libc.string cimport memcpy, memmove, memset
 
 from qda_core._marshal cimport (REMOTE_SCALARS_MAX_LENGTH, ArgPins, _user_copy, pack_planned_raw, plan_raw, qda_olap,
                                unpack_raw)
-from qda_core._cdev cimport MsgBuf, MsgSource
+from qda_core._cdev cimport MsgBuf, MsgSource, Switch
 from qda_core._cwire cimport (QDA_ENDPOINT_CAPSULE, QDA_EP_REFERENCE, QDA_EP_REPLIED, fastrpc_invoke_rsp,
                                fastrpc_msg, qda_endpoint, sc_length)
 
@@ -67,13 +67,12 @@ cdef long current_tid() noexcept:
     return qda_tid()
 
 
-cdef dict _TRACE_VARS = vars(_trace)
+cdef Switch _TRACE = _trace._SWITCH
 
 
 cdef bint tracing() noexcept:
-    """``trace.RECORDER is not None``, read in the module's dict (no module attribute lookup)."""
-    cdef PyObject *r = dict_get(_TRACE_VARS, "RECORDER")
-    return r != NULL and r != <PyObject *>None
+    """``trace.RECORDER is not None``: the switch ``qda_core.trace`` keeps with it (one load)."""
+    return _TRACE.on
 
 
 def native_id():

@@ -40,7 +40,12 @@ import time
 from contextlib import contextmanager
 from typing import Any, Iterator
 
+from ._ext import load as _load
 from .trace_formats import SCHEMA_VERSION  # the schema lives with its formats; no cycle back
+
+#: The lanes' copy of ``RECORDER is not None`` (one C load per check): set with RECORDER, so
+#: RECORDER is set only here (:func:`recording`, ``QDARPC_TRACE``).
+_SWITCH = _load("_cdev").TRACE
 
 #: The active recorder, or None. Read it once per hot-path call: ``tr = trace.RECORDER``.
 RECORDER: "Recorder | None" = None
@@ -98,10 +103,12 @@ def recording() -> Iterator[Recorder]:
     global RECORDER
     prev, rec = RECORDER, Recorder()
     RECORDER = rec
+    _SWITCH.on = True
     try:
         yield rec
     finally:
         RECORDER = prev
+        _SWITCH.on = prev is not None
 
 
 def _from_env() -> None:
@@ -110,6 +117,7 @@ def _from_env() -> None:
     if not path:
         return
     RECORDER = rec = Recorder()
+    _SWITCH.on = True
 
     def _write() -> None:
         from .trace_formats import write

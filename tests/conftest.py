@@ -140,6 +140,8 @@ class _Snapshot:
             out.append(f"DMA pool bytes in use {before.pool} -> {self.pool}")
         if self.recorder is not before.recorder:
             out.append(f"trace.RECORDER {before.recorder!r} -> {self.recorder!r}")
+        if _trace._SWITCH.on != (self.recorder is not None):  # the lanes' copy of it
+            out.append(f"trace's switch says {'on' if _trace._SWITCH.on else 'off'} with RECORDER {self.recorder!r}")
         return out
 
 

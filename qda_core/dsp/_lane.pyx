@@ -26,7 +26,7 @@ from cpython.contextvars cimport get_value
 from qda_core._cwire cimport (QDA_ENDPOINT_CAPSULE, QDA_EP_REFERENCE, QDA_EP_REPLIED, fastrpc_invoke_rsp,
                                fastrpc_msg, qda_endpoint, sc_length)
 
-from qda_core._cdev cimport DevMemory
+from qda_core._cdev cimport DevMemory, Switch
 
 from qda_core._marshal cimport decode_c, decode_views_raw, qda_dec_buf, qda_dec_handle
 
@@ -59,7 +59,6 @@ cdef object _ERR_BAD_PARM = _aee.ERR_BAD_PARM
 cdef uint32_t _ESCAPE = _ESCAPE_METHOD
 cdef object _settle = _cost.settle
 cdef object _OVERRIDE = _cost._OVERRIDE
-cdef dict _TRACE_VARS = vars(_trace)
 cdef unsigned long _HEAPTYPE = 1 << 9  # Py_TPFLAGS_HEAPTYPE: a class made by a class statement
 cdef enum:
     _NATIVE_SLOTS = 64  # arguments a native skel's call takes without views (more: the views)
@@ -77,10 +76,11 @@ cdef extern from "Python.h":
     PyObject *_dict_get "PyDict_GetItemWithError"(object d, object key)
 
 
+cdef Switch _TRACE = _trace._SWITCH
+
+
 cdef inline bint _tracing() noexcept:
-    # trace.RECORDER is not None, read in the module's dict (no module attribute lookup)
-    cdef PyObject *r = _dict_get(_TRACE_VARS, "RECORDER")
-    return r != NULL and r != <PyObject *>None
+    return _TRACE.on  # trace.RECORDER is not None (the switch qda_core.trace keeps with it)
 
 
 
