@@ -8,8 +8,10 @@ messages a kernel would send for one client id.
 from __future__ import annotations
 
 import itertools
+import os
 import struct
 import threading
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from qda_core.errors import DeviceFault
@@ -208,3 +210,53 @@ def u32(v: int) -> int:
 
 CALC_URI = "file:///libcalculator_skel.so?calculator_skel_handle_invoke&_modver=1.0&_idlver=1.2.3&_dom=cdsp"
 TEST_URI = "file:///libqdarpc_test_skel.so?qdarpc_test_skel_handle_invoke&_modver=1.0&_dom=cdsp"
+
+
+@contextmanager
+def plane(name: str):
+    """Files, engines and DSP endpoints made inside the block use data plane ``name``
+    (``QDARPC_DATAPLANE``: ``native`` or ``py``)."""
+    from qda_core import dataplane
+
+    old = os.environ.get(dataplane.ENV)
+    os.environ[dataplane.ENV] = name
+    try:
+        yield
+    finally:
+        if old is None:
+            del os.environ[dataplane.ENV]
+        else:
+            os.environ[dataplane.ENV] = old
+
+
+class RefBuffers:
+    """Two 8 KiB buffers for by-reference arguments, mapped: a GEM object of accel file ``fa``
+    and an ALLOC_DMA_BUFF dma-buf of legacy file ``fl``. ``ref(drv, off, n)`` is the argument
+    (``GemRef`` / ``DmaBufRef``) of ``[off, off + n)``, ``view(drv)`` the whole mapping."""
+
+    SIZE = 8192
+
+    def __init__(self, fa, fl):
+        from qda_core.legacy.file import dmabuf_mmap
+
+        self.gem = fa.gem_create(self.SIZE)
+        self.gem_view = fa.mmap(fa.gem_mmap_offset(self.gem), self.SIZE)
+        self.dma_fd = fl.alloc_dma_buff(self.SIZE)
+        self.dma_view = dmabuf_mmap(self.dma_fd)
+
+    def view(self, drv: str) -> memoryview:
+        return self.gem_view if drv == "accel" else self.dma_view
+
+    def ref(self, drv: str, off: int, n: int):
+        from qda_core.accel.file import GemRef
+        from qda_core.legacy.file import DmaBufRef
+
+        if drv == "accel":
+            return GemRef(self.gem, self.gem_view[off:off + n])
+        return DmaBufRef(self.dma_fd, self.dma_view[off:off + n])
+
+    def close(self) -> None:
+        """Let go of the mappings and the dma-buf fd (the GEM object goes with its file)."""
+        self.gem_view.release()
+        self.dma_view.release()
+        os.close(self.dma_fd)

@@ -10,7 +10,6 @@ import os
 import struct
 import subprocess
 import sys
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -19,9 +18,10 @@ from hypothesis import strategies as st
 
 from libadsprpc_compat.remotectl import open_module
 from qda_core import dataplane, kernels, uapi
-from qda_core.accel.file import GemRef
 from qda_core.dsp import aee
-from qda_core.legacy.file import DmaBufRef, dmabuf_mmap
+
+sys.path.insert(0, str(Path(__file__).parent))
+from dsp_helpers import RefBuffers, plane  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 UNSIGNED = uapi.FASTRPC_MODE_UNSIGNED_MODULE
@@ -50,19 +50,6 @@ EQUIV = "file:///libequiv_skel.so?equiv_skel_handle_invoke&_modver=1.0"
 SC_MIX = 2 << 24
 
 
-@contextmanager
-def plane(name):
-    old = os.environ.get(dataplane.ENV)
-    os.environ[dataplane.ENV] = name
-    try:
-        yield
-    finally:
-        if old is None:
-            del os.environ[dataplane.ENV]
-        else:
-            os.environ[dataplane.ENV] = old
-
-
 class Side:
     """One SoC on one data plane, with a file per driver, a PD and the Equiv module open."""
 
@@ -76,17 +63,8 @@ class Side:
                 assert f.init_create(attrs=UNSIGNED) == 0
                 rv, self.h[drv] = open_module(f, uri)
                 assert rv == 0
-        fa = self.files["accel"]
-        self.gem = fa.gem_create(8192)
-        self.gem_view = fa.mmap(fa.gem_mmap_offset(self.gem), 8192)
-        fl = self.files["legacy"]
-        self.dma_fd = fl.alloc_dma_buff(8192)
-        self.dma_view = dmabuf_mmap(self.dma_fd)
-
-    def ref(self, drv, off, n):
-        if drv == "accel":
-            return GemRef(self.gem, self.gem_view[off:off + n])
-        return DmaBufRef(self.dma_fd, self.dma_view[off:off + n])
+        self.bufs = RefBuffers(self.files["accel"], self.files["legacy"])
+        self.ref = self.bufs.ref
 
     def run(self, step):
         """One invoke: (outcome, output bytes)."""
@@ -115,7 +93,7 @@ class Side:
             out = ("errno", exc.errno)
         data = b"".join(bytes(b) for b in outbufs)
         if ref_out:
-            data += bytes(self.gem_view[4096:4096 + ref_out] if drv == "accel" else self.dma_view[4096:4096 + ref_out])
+            data += bytes(self.bufs.view(drv)[4096:4096 + ref_out])
         return out, data
 
     def state(self):
@@ -125,9 +103,7 @@ class Side:
         return dsp.stats.snapshot(), procs
 
     def close(self):
-        self.gem_view.release()
-        self.dma_view.release()
-        os.close(self.dma_fd)
+        self.bufs.close()
         for f in self.files.values():
             f.close()
 

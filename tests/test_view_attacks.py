@@ -29,7 +29,6 @@ import struct
 import subprocess
 import sys
 import weakref
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -37,12 +36,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from libadsprpc_compat.remotectl import open_module
-from qda_core import dataplane, uapi, wire
+from qda_core import uapi, wire
 from qda_core.accel.file import GemRef
-from qda_core.legacy.file import DmaBufRef, dmabuf_mmap
 
 sys.path.insert(0, str(Path(__file__).parent))
-from dsp_helpers import SIDS, Client, FakeMemory, Shared, build_payload  # noqa: E402
+from dsp_helpers import SIDS, Client, FakeMemory, RefBuffers, Shared, build_payload, plane  # noqa: E402
 
 PAGE = 4096
 SKEL = """
@@ -76,19 +74,6 @@ def traits(v: memoryview) -> tuple:
     if len(v) % 4 == 0:
         t += (v.cast("I").tolist(),)
     return t
-
-
-@contextmanager
-def plane(name):
-    old = os.environ.get(dataplane.ENV)
-    os.environ[dataplane.ENV] = name
-    try:
-        yield
-    finally:
-        if old is None:
-            del os.environ[dataplane.ENV]
-        else:
-            os.environ[dataplane.ENV] = old
 
 
 class Session:
@@ -363,16 +348,8 @@ class Side:
         with plane(name):
             soc = make_soc("default")
             self.s = {"accel": Session(soc), "legacy": Session(soc, legacy=True)}
-        fa, fl = self.s["accel"].f, self.s["legacy"].f
-        self.gem = fa.gem_create(8192)
-        self.gem_view = fa.mmap(fa.gem_mmap_offset(self.gem), 8192)
-        self.dma_fd = fl.alloc_dma_buff(8192)
-        self.dma_view = dmabuf_mmap(self.dma_fd)
-
-    def ref(self, drv, off, n):
-        if drv == "accel":
-            return GemRef(self.gem, self.gem_view[off:off + n])
-        return DmaBufRef(self.dma_fd, self.dma_view[off:off + n])
+        self.bufs = RefBuffers(self.s["accel"].f, self.s["legacy"].f)
+        self.ref = self.bufs.ref
 
     def run(self, drv, ins, refs_in, outs, refs_out):
         s = self.s[drv]
@@ -384,7 +361,7 @@ class Side:
                 ob[:] = bytes((j * 31 + k) & 0xFF for k in range(len(ob)))
 
         s.hooks[:] = [look]
-        mem = self.gem_view if drv == "accel" else self.dma_view
+        mem = self.bufs.view(drv)
         mem[:] = bytes((k * 7) & 0xFF for k in range(8192))
         outbufs = [bytearray(n) for n in outs]
         args = [bytes(b) for b in ins] + [self.ref(drv, 64 * k, n) for k, n in enumerate(refs_in)]
@@ -395,9 +372,7 @@ class Side:
         return rv, s.resolved - resolved, seen, [bytes(b) for b in outbufs], bytes(mem)
 
     def close(self):
-        self.gem_view.release()
-        self.dma_view.release()
-        os.close(self.dma_fd)
+        self.bufs.close()
         for s in self.s.values():
             s.close()
 
