@@ -35,7 +35,7 @@ def run(side, step):
     if not handles or kind != "ok":
         return side.run(step[:6])
     f = side.files[drv]
-    ident = side.gem if drv == "accel" else side.dma_fd
+    ident = side.bufs.gem if drv == "accel" else side.bufs.dma_fd
     if drv == "legacy":  # the skel's outputs hash the handles' fds, each side's own dma-buf fd:
         ref_out = 0      # none into the shared buffer, whose bytes the later steps read
     args = [bytes(b) for b in ins] + [side.ref(drv, 1024 * k, n) for k, n in enumerate(refs_in)]

@@ -83,8 +83,6 @@ cdef inline bint _tracing() noexcept:
     return _TRACE.on  # trace.RECORDER is not None (the switch qda_core.trace keeps with it)
 
 
-
-
 cdef bint _c_face(m) except -1:
     """``m`` is a DevMemory whose ``view`` is still its C class's (a Python subclass that
     overrides it - a spy, a fault injector - is asked through its ``view`` for everything)."""
