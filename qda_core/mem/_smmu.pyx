@@ -29,6 +29,11 @@ cdef class _Entry:
     cdef unsigned long long start, size, host, gen
 
 
+cdef inline object _pages(_Entry e):
+    """The kernel-side view of the entry's whole object (kept for a Backing)."""
+    return e.view if e.view is not None else e.obj.backing.view
+
+
 cdef enum:
     _KEPT = 4  # translations kept per bank: a call's message buffer and its by-reference buffers
 
@@ -147,7 +152,7 @@ cdef class Smmu(DevMemory):
             return None
         off[0] = <Py_ssize_t>((addr & <unsigned long long>0xFFFFFFFF) - e.start)
         host[0] = <char *><size_t>(e.host + <unsigned long long>off[0])
-        return e.view if e.view is not None else e.obj.backing.view
+        return _pages(e)
 
     cpdef view(self, addr, length, bint writable):
         """A byte view of ``length`` bytes at device address ``addr``."""
@@ -167,5 +172,5 @@ cdef class Smmu(DevMemory):
         if why == 3:
             raise DeviceFault(a, n, f"{self._bank(a >> 32).name}: range runs past a {e.size:#x}-byte buffer")
         off = (a & <unsigned long long>0xFFFFFFFF) - e.start
-        mv = e.obj.backing.view[off:off + n]
+        mv = _pages(e)[off:off + n]
         return mv if writable else mv.toreadonly()
