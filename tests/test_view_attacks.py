@@ -877,3 +877,27 @@ def test_a_skel_scribbling_over_its_message_buffer_gets_efault_not_a_wild_copy(m
         assert exc.value.errno == 14 and out == bytearray(b"\x5a" * 16)
     finally:
         s.close()
+
+
+def test_pdmemory_argument_is_the_view_a_skel_is_handed():
+    """``PdMemory.argument`` (the reference's and the lane's by-reference view): 1-D bytes,
+    read-only for an in-buffer, writable into the memory for an out-buffer, and a fault for an
+    address outside the PD's streams."""
+    from qda_core.dsp.pdmem import PdMemory
+    from qda_core.errors import DeviceFault
+
+    mem = FakeMemory()
+    addr = mem.alloc(64, bytes(range(64)))
+    pm = PdMemory(mem, frozenset({addr >> 32}), ("cdsp", "test", 1))
+    try:
+        arg_in, arg_out = pm.argument(addr + 8, 16, False), pm.argument(addr + 8, 16, True)
+        assert (arg_in.readonly, arg_in.format, arg_in.ndim, bytes(arg_in)) == (True, "B", 1, bytes(range(8, 24)))
+        assert not arg_out.readonly
+        arg_out[0] = 0xEE
+        assert mem.regions[addr][8] == 0xEE and arg_in[0] == 0xEE
+        with pytest.raises(DeviceFault):
+            pm.argument(addr + (1 << 32), 16, False)
+        arg_in.release()
+        arg_out.release()
+    finally:
+        mem.free(addr)

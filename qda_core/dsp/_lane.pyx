@@ -478,11 +478,7 @@ cdef class DspLane:
                 if pd.nmem is not None and not pd.ranges and _in_streams(pd, addr, length):
                     mv = pd.nmem.view(addr, length, i >= nin)  # PdMemory.view, its check done
                 else:
-                    mv = memoryview(pd.proc.memory.view(addr, length, i >= nin))
-                    if mv.format != "B" or mv.ndim != 1:
-                        mv = mv.cast("B")
-                    if i < nin:
-                        mv = mv.toreadonly()
+                    mv = pd.proc.memory.argument(addr, length, i >= nin)
                 if i < nin:
                     (<list>ins)[i] = mv
                 else:

@@ -390,10 +390,7 @@ class EmulatedDsp:
             for i, mv in enumerate(views):
                 if mv is None:  # elsewhere in device memory (by reference): through the SMMU
                     addr, length = bufs[i]
-                    mv = memoryview(memory.view(addr, length, i >= nin))
-                    if mv.format != "B" or mv.ndim != 1:
-                        mv = mv.cast("B")
-                    views[i] = mv if i >= nin else mv.toreadonly()
+                    views[i] = memory.argument(addr, length, i >= nin)
         except errors.DeviceFault as exc:
             raise _SkelCrash(f"argument unreachable: {exc}") from exc
         hs = tuple(DmaHandle(*h) for h in handles) if handles else ()

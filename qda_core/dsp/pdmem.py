@@ -49,6 +49,14 @@ class PdMemory:
             self._trace(exc)
             raise
 
+    def argument(self, addr: int, length: int, out: bool) -> memoryview:
+        """An argument buffer at ``addr`` as a skel is handed it (:meth:`view`): a 1-D byte view,
+        writable for an out-buffer, read-only for an in-buffer."""
+        mv = memoryview(self.view(addr, length, out))
+        if mv.format != "B" or mv.ndim != 1:
+            mv = mv.cast("B")
+        return mv if out else mv.toreadonly()
+
     def _trace(self, exc: DeviceFault) -> None:
         tr = trace.RECORDER
         if tr is not None:
