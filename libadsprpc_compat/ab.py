@@ -600,7 +600,7 @@ def _step_of(windows, names, idx: int) -> str | None:
 
 def _run_one(workload: Workload, backend: str, soc, label: str | None = None) -> dict:
     lib = Library(backend=backend, soc=soc)
-    before = set(_process._rpcmem)
+    kept, _process._keep = _process._keep, []  # what the workload allocates (see _process._keep)
     soc.faults.reset()  # each side meets the fault rules afresh, even on a shared SoC
     t0 = time.perf_counter_ns()
     try:
@@ -616,9 +616,11 @@ def _run_one(workload: Workload, backend: str, soc, label: str | None = None) ->
             finally:
                 wall = time.perf_counter_ns() - t0
                 lib.close_all()
-                for addr in set(_process._rpcmem) - before:  # left allocated by the workload
-                    rpcmem_free(addr)
+                for mm in _process._keep:  # left allocated by the workload
+                    if mm.fd != -1:
+                        rpcmem_free(mm)
     finally:
+        _process._keep = kept
         lib.close_all()
     windows = steps.windows if isinstance(steps, Steps) and len(steps.windows) == len(steps) else None
     try:

@@ -31,6 +31,10 @@ lock = threading.RLock()
 REGS = _remote.RegTable()
 #: rpcmem base address -> weak reference to its RpcMem (an unfreed, dropped RpcMem warns).
 _rpcmem: dict[int, "weakref.ref"] = {}
+#: While ``qdarpc ab`` runs a workload, the list every new RpcMem is also kept in, so the runner
+#: frees what the workload left allocated however it dropped it (an RpcMem pins its own buffer,
+#: a cycle: only the collector frees a dropped one, at any later allocation); None otherwise.
+_keep: list | None = None
 #: dma-buf fd -> [(len, attr)] from remote_register_dma_handle, consumed one per invoke.
 _dma_regs: dict[int, list[tuple[int, int]]] = {}
 #: remote_handle64 value -> its record (session, DSP handle, URI).

@@ -262,6 +262,8 @@ def _alloc(heapid, flags, size, ctype: tuple[int, int]) -> RpcMem:
     mm.fd = fd  # last: from here on the object owns the fd (and __del__ frees it)
     with process.lock:
         process._rpcmem[mm.address] = weakref.ref(mm)
+        if process._keep is not None:
+            process._keep.append(mm)
         if not flags & RPCMEM_HEAP_NOREG:
             process.REGS.add(mm.address, size, fd, 0)
     return mm

@@ -202,3 +202,25 @@ def test_alignment_marks_same_call_other_result(clean):
     assert ("FASTRPC_IOCTL_INVOKE", "EPERM", "DSP 0x80000429 AEE_ENOTOWNER") in marked
     assert ("FASTRPC_IOCTL_MUNMAP", "EINVAL", "DSP 0x80000448 AEE_ENOSUCHMAP") in marked
     assert any(x["step"] == "(cleanup)" for x in rep["runs"]["legacy"]["invokes"])
+
+
+def test_the_runner_frees_allocations_the_workload_dropped(clean):
+    """An RpcMem pins its own buffer (a cycle), so one the workload drops lives until the
+    collector runs, at any later allocation: the runner keeps every allocation of the run and
+    frees it, with no unfreed warning however often the collector runs (here: at nearly every
+    allocation)."""
+    def dropper(lib):
+        for _ in range(3):
+            rpc.rpcmem_alloc(25, 1, 4096)  # dropped at once
+        return [("dropped", 3)]
+
+    threshold = gc.get_threshold()
+    gc.set_threshold(1)
+    try:
+        rep = ab.run_ab(dropper)
+    finally:
+        gc.set_threshold(*threshold)
+    assert rep["agree"]
+    from libadsprpc_compat import process
+
+    assert process._keep is None
