@@ -25,6 +25,18 @@ cdef class DevMemory:
     cpdef view(self, addr, length, bint writable)
 
 
+cdef class ChannelState:
+    """What every message reads and counts of its rpmsg channel (``qda_core.rpmsg.Channel``)."""
+    cdef public bint up
+    cdef readonly unsigned long long sent, received
+
+
+cdef class Count:
+    """A count Python code keeps and the lanes read as one C load (``ARMED``: fault rule sets
+    with a rule in them, kept by ``qda_core.faults``)."""
+    cdef readonly Py_ssize_t n
+
+
 cdef class Switch:
     """A flag Python code sets and the lanes read as one C load (``TRACE``: a trace recorder is
     on, kept by ``qda_core.trace`` with its ``RECORDER``)."""

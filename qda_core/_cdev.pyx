@@ -46,6 +46,27 @@ cdef class DevMemory:
         raise NotImplementedError
 
 
+cdef class ChannelState:
+    """An rpmsg channel's C state: ``up``, messages sent, replies delivered. The engine's lane
+    reads and counts them in C; each count here is one C call under the GIL (no update lost
+    between threads, no lock)."""
+
+    def __cinit__(self):
+        self.up = True
+
+    def count_sent(self):
+        self.sent += 1
+
+    def count_received(self):
+        self.received += 1
+
+
+cdef class Count:
+    def add(self, Py_ssize_t delta):
+        """One C call under the GIL: no update lost between threads."""
+        self.n += delta
+
+
 cdef class Switch:
     pass
 
@@ -53,3 +74,7 @@ cdef class Switch:
 #: ``qda_core.trace.RECORDER is not None``, as the lanes read it: set by ``qda_core.trace``
 #: whenever it sets its recorder (``trace.recording()``, ``QDARPC_TRACE``).
 TRACE = Switch()
+
+#: The fault rule sets (``qda_core.faults.Faults``) that hold a rule now: the lanes skip their
+#: fault checks while it is 0.
+ARMED = Count()

@@ -3,6 +3,7 @@ from cpython.object cimport PyObject
 from libc.stdint cimport uint32_t, uint64_t
 from libc.string cimport memcpy
 
+from qda_core._cdev cimport ChannelState
 from qda_core._cwire cimport qda_endpoint
 
 
@@ -30,10 +31,9 @@ cdef class EngineLane:
     cdef readonly object engine
     cdef object channel
     cdef IdAllocator ids
-    cdef dict _chan          # the channel's __dict__ (up: see dict_attr)
-    cdef object _sent, _received  # the channel's message counts
+    cdef ChannelState cst    # the channel's up flag and message counts
     cdef dict _eng           # the engine's __dict__ (_seqs)
-    cdef object _ep_capsule
+    cdef object _ep_owner    # the endpoint's object (its capsule's context), kept alive
     cdef qda_endpoint *ep
     cdef int id_shift
     cdef int seq_shift      # -1: the layout has no sequence number

@@ -79,8 +79,13 @@ from dataclasses import dataclass
 from typing import Iterator
 
 from . import trace
+from ._ext import load as _load
 from .wire import DOMAIN_IDS
 from .errors import ConfigError, errno_error
+
+#: How many rule sets hold a rule now, as the native lanes read it (one C load each message):
+#: while 0 they skip their fault checks. Kept by Faults._set_states.
+_ARMED = _load("_cdev").ARMED
 
 __all__ = ["ENV", "KINDS", "FaultError", "Rule", "Faults", "parse", "parse_duration"]
 
@@ -383,9 +388,17 @@ class Faults:
             self._set_states([])
 
     def _set_states(self, states: list[_State]) -> None:
-        """The rules are ``states`` now (caller holds the lock); :meth:`armed` follows."""
+        """The rules are ``states`` now (caller holds the lock); :meth:`armed` follows, and so
+        does the process' count of rule sets with a rule (``_ARMED``, read by the lanes)."""
+        was = bool(self._kinds)
         self._states = states
         self._kinds = frozenset(s.rule.kind for s in states)
+        if bool(self._kinds) != was:
+            _ARMED.add(1 if self._kinds else -1)
+
+    def __del__(self) -> None:
+        if getattr(self, "_kinds", None) and _ARMED is not None:  # (None: at interpreter exit)
+            _ARMED.add(-1)
 
     def reset(self) -> None:
         """Every rule counts from zero again, its random stream restarted (the same run can be

@@ -32,8 +32,9 @@ ONLY = {
                      "qda_core.dataplane",
                      # fault rules are instrumentation, like the trace: no host state
                      "qda_core.faults"},
-    # the transport is protocol-blind (debug: its lock-free counters, instrumentation only)
-    "qda_core.rpmsg": {"qda_core.errors", "qda_core.debug"},
+    # the transport is protocol-blind (its up flag and counters: a C state type of the leaf
+    # _cdev, loaded through _ext; debug: instrumentation only)
+    "qda_core.rpmsg": {"qda_core.errors", "qda_core.debug", "qda_core._ext", "qda_core._cdev"},
 }
 
 
