@@ -10,16 +10,17 @@ docs/dataplane.md.
 """
 from cpython.buffer cimport PyBUF_SIMPLE, PyBuffer_Release, PyObject_GetBuffer
 from cpython.bytearray cimport PyByteArray_AS_STRING, PyByteArray_FromStringAndSize
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
 from cpython.long cimport PyLong_AsLongLongAndOverflow, PyLong_AsUnsignedLongLongMask
 from cpython.object cimport PyObject
 from cpython.mem cimport PyMem_Free, PyMem_Realloc
-from cpython.pycapsule cimport PyCapsule_GetPointer, PyCapsule_IsValid
+from cpython.pycapsule cimport PyCapsule_GetContext, PyCapsule_GetPointer, PyCapsule_IsValid
 from libc.stdint cimport int32_t, int64_t, uint32_t, uint64_t
 from libc.string cimport memcpy, memmove, memset
 
 from qda_core._marshal cimport (REMOTE_SCALARS_MAX_LENGTH, ArgPins, _user_copy, pack_planned_raw, plan_raw, qda_olap,
                                unpack_raw)
-from qda_core._cdev cimport MsgBuf, MsgSource, Switch
+from qda_core._cdev cimport ChannelState, MsgBuf, MsgSource, Switch
 from qda_core._cwire cimport (QDA_ENDPOINT_CAPSULE, QDA_EP_REFERENCE, QDA_EP_REPLIED, fastrpc_invoke_rsp,
                                fastrpc_msg, qda_endpoint, sc_length)
 
@@ -318,11 +319,12 @@ cdef class EngineLane:
     native data plane is selected)."""
 
     def __cinit__(self, engine):
+        cdef void *ctx
         layout = engine.layout
         self.engine = engine
         self.channel = engine.channel
-        self._chan = vars(self.channel)
-        self._sent, self._received = self.channel._sent, self.channel._received  # set once, at the channel's making
+        st = getattr(self.channel, "_st", None)  # made with the channel, never replaced
+        self.cst = st if type(st) is ChannelState else None
         self._eng = vars(engine)
         self.ids = engine._ids
         self.id_shift = layout.id_shift
@@ -330,8 +332,12 @@ cdef class EngineLane:
         self.poll_word = layout.poll_word
         self.match_mask = layout.match_mask
         cap = self.channel.native_remote
-        if cap is not None and PyCapsule_IsValid(cap, QDA_ENDPOINT_CAPSULE):
-            self._ep_capsule = cap  # keeps the endpoint alive
+        if self.cst is not None and cap is not None and PyCapsule_IsValid(cap, QDA_ENDPOINT_CAPSULE):
+            # the capsule's context kept instead of the capsule: the same object alive, by a
+            # reference the cycle collector sees (the capsule's own would keep every cycle
+            # through this engine and the endpoint - a whole SoC - alive for good)
+            ctx = PyCapsule_GetContext(cap)
+            self._ep_owner = <object>ctx if ctx != NULL else cap
             self.ep = <qda_endpoint *>PyCapsule_GetPointer(cap, QDA_ENDPOINT_CAPSULE)
         else:
             self.ep = NULL
@@ -362,9 +368,9 @@ cdef class EngineLane:
             return self.engine.reference_invoke(client_id=client_id, tid=tid, handle=handle, sc=sc, pd=pd,
                                                 args=args, refs=refs, msg_alloc=msg_alloc, origin=origin,
                                                 fdlist=fdlist, poll=poll)
-        PyObject_GetBuffer(args, &a, PyBUF_SIMPLE)
+        _get_buffer(args, &a)
         try:
-            PyObject_GetBuffer(refs, &r, PyBUF_SIMPLE)
+            _get_buffer(refs, &r)
             try:
                 pkt = plan_raw(sc, a.buf, <size_t>a.len, r.buf, <size_t>r.len, olaps)  # planned once
                 size = pkt
@@ -402,16 +408,16 @@ cdef class EngineLane:
                         else:
                             pack_planned_raw(sc, a.buf, <size_t>a.len, r.buf, <size_t>r.len, olaps, pkt, pbuf, plen,
                                              va, dev)
-                        if not self.channel_up():
+                        if not self.cst.up:
                             raise errno_error(_errno.ENODEV, f"rpmsg channel {self.channel.name} is down")
                         m.client_id, m.tid, m.ctx, m.handle = client_id, tid, ctxword, handle
                         m.sc, m.addr, m.size = sc, dev, rounded
                         rsp.ctx = 0
                         rsp.retval = 0
-                        next(self._sent)
+                        self.cst.sent += 1
                         ret = self.ep.receive(self.ep.self, &m, <void *>origin, &rsp)
                         if ret & QDA_EP_REPLIED:
-                            next(self._received)
+                            self.cst.received += 1
                             if rsp.ctx & self.match_mask == ctxword:
                                 retval, have = rsp.retval, True
                             else:
@@ -422,7 +428,7 @@ cdef class EngineLane:
                         if not have:
                             self.engine.no_reply(i, wait)  # raises, as the reference does
                         fds = unpack_raw(sc, a.buf, <size_t>a.len, r.buf, <size_t>r.len, pbuf, plen, va)
-                        if fds and fdlist is not None:
+                        if fdlist is not None and len(<tuple>fds):  # (a tuple: () for none)
                             fdlist.extend(fds)
                     finally:
                         if src is not None:
@@ -439,7 +445,19 @@ cdef class EngineLane:
 
     cdef bint channel_up(self) except -1:
         """``channel.up``: False once the transport is removed."""
-        return dict_attr(self._chan, "up", self.channel)
+        return self.cst.up if self.cst is not None else self.channel.up
+
+
+cdef int _get_buffer(obj, Py_buffer *view) except -1:
+    """``PyObject_GetBuffer(obj, view, PyBUF_SIMPLE)``; a ``bytes`` (immutable: nothing to
+    lock, the lanes' empty descriptors and shared page lists) is read in place, its view with no
+    owner, which ``PyBuffer_Release`` then leaves alone."""
+    if type(obj) is bytes:
+        memset(view, 0, sizeof(Py_buffer))  # (obj NULL)
+        view.buf = PyBytes_AS_STRING(obj)
+        view.len = PyBytes_GET_SIZE(obj)
+        return 0
+    return PyObject_GetBuffer(obj, view, PyBUF_SIMPLE)
 
 
 cdef object serve_invoke(f, FileLane fl, uint32_t handle, uint32_t sc, uint64_t args, serve_fn serve):

@@ -685,6 +685,11 @@ cdef int pack_planned_raw(uint32_t sc, const void *abuf, size_t alen, const void
     cdef qda_marshal_status st
     cdef int ret, k, nreg = 0
     cdef size_t mark
+    if not (sc & 0xFFFFFF):  # no arguments: nothing to copy, no pins (the metadata alone)
+        ret = qda_pack_planned(sc, abuf, rbuf, olaps, size, pbuf, plen, payload_va, payload_dev, NULL, &st)
+        if ret < 0:
+            raise _error(ret, &st)
+        return 0
     a.buf, a.len, r.buf, r.len = <void *>abuf, <Py_ssize_t>alen, <void *>rbuf, <Py_ssize_t>rlen
     mark = qda_uaccess_pin_mark()
     try:
@@ -735,19 +740,22 @@ cdef object unpack_raw(uint32_t sc, const void *abuf, size_t alen, const void *r
     cdef qda_marshal_status st
     cdef int ret, k, nreg = 0
     cdef size_t mark
-    a.buf, a.len, r.buf, r.len = <void *>abuf, <Py_ssize_t>alen, <void *>rbuf, <Py_ssize_t>rlen
-    mark = qda_uaccess_pin_mark()
-    try:
-        nreg = _pin_registered_args(sc, &a, &r, 1, regs)
-        if plen >= NOGIL_MIN:
-            with nogil:
+    if not (sc & 0xFFFFFF):  # no arguments: nothing to copy back, no pins (the fdlist alone)
+        ret = qda_unpack(sc, abuf, alen, rbuf, rlen, pbuf, plen, payload_va, NULL, fds, &st)
+    else:
+        a.buf, a.len, r.buf, r.len = <void *>abuf, <Py_ssize_t>alen, <void *>rbuf, <Py_ssize_t>rlen
+        mark = qda_uaccess_pin_mark()
+        try:
+            nreg = _pin_registered_args(sc, &a, &r, 1, regs)
+            if plen >= NOGIL_MIN:
+                with nogil:
+                    ret = qda_unpack(sc, abuf, alen, rbuf, rlen, pbuf, plen, payload_va, NULL, fds, &st)
+            else:
                 ret = qda_unpack(sc, abuf, alen, rbuf, rlen, pbuf, plen, payload_va, NULL, fds, &st)
-        else:
-            ret = qda_unpack(sc, abuf, alen, rbuf, rlen, pbuf, plen, payload_va, NULL, fds, &st)
-    finally:
-        qda_uaccess_unpin(mark)
-        for k in range(nreg):
-            PyBuffer_Release(&regs[k])
+        finally:
+            qda_uaccess_unpin(mark)
+            for k in range(nreg):
+                PyBuffer_Release(&regs[k])
     if ret < 0:
         raise _error(ret, &st)
     if ret == 0:

@@ -53,12 +53,12 @@ _check_layouts()
 def ioctl(f, request, arg=None):
     """``QdaFile.ioctl`` (the DRM core's ``drm_ioctl()``)."""
     cdef FileLane fl = f._lane
+    cdef uint32_t req
     if not fl.enter():
         return -_errno.EBADF
     try:
-        if (fl.native and type(request) is int and 0 <= request <= 0xFFFFFFFF
-                and (request & 0xFF) == INVOKE_NR and not tracing()):
-            ret = _invoke(f, fl, <uint32_t>request, arg)
+        if fl.native and u32_of(request, &req) and (req & 0xFF) == INVOKE_NR and not tracing():
+            ret = _invoke(f, fl, req, arg)
             if ret is not None:
                 return ret
         return f._ioctl(request, arg)
@@ -121,6 +121,7 @@ cdef object _fastrpc(f, FileLane fl, uint32_t handle, uint32_t sc, uint32_t n, d
     cdef uint64_t ptr, length
     cdef int32_t fd
     cdef uint64_t *r
+    cdef int client_id, tid
     if not fl.ready:
         f.ensure_cb()
         fl.fill(f.cb, f._origin(False), f._pool.alloc, f.client_id, f.device.fastrpc.invoke)

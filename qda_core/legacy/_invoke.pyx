@@ -44,8 +44,9 @@ assert (_uapi.fastrpc_invoke.size, _uapi.fastrpc_invoke.offset("handle"), _uapi.
 def ioctl(f, request, arg=None):
     """``LegacyFile.ioctl`` (``fastrpc_device_ioctl``: switch on the full command number)."""
     cdef FileLane fl = f._lane
+    cdef uint32_t req
     # invoke_nr: FASTRPC_IOCTL_INVOKE, or -1 on a revision without it (decided at open)
-    if (fl.native and fl.invoke_nr >= 0 and type(request) is int and request == fl.invoke_request
+    if (fl.native and fl.invoke_nr >= 0 and u32_of(request, &req) and req == fl.invoke_nr
             and not tracing()):
         if not fl.enter():
             return -_errno.EBADF
@@ -114,7 +115,7 @@ cdef object _internal_invoke(f, FileLane fl, uint32_t handle, uint32_t sc, descs
     fdlist = []
     cdef int pd = fl.pd
     cdef bint poll = fl.poll_mode and handle > _MAX_STATIC and pd == _USER_PD
-    tid = current_tid()
+    cdef int tid = current_tid()
     try:
         if fl.engine is not None:
             ret = fl.engine.invoke(fl.client_id, tid, handle, sc, pd, descs, refs, fl.pool_alloc, fl.origin,
