@@ -109,7 +109,8 @@ cdef class MessagePool(MsgSource):
     :data:`POOL_MAX_BUFFERS` integers), a returned buffer goes at the end, eviction takes the
     front. Calling the pool is :meth:`alloc` (the reference engine's ``msg_alloc``)."""
     cdef readonly object cb
-    cdef list _free          # free buffers, least recently returned first
+    cdef list _free          # free buffers in [0, _n), least recently returned first, then None
+    cdef Py_ssize_t _n       # (the list never shrinks: no reallocation per take and give)
     cdef Py_ssize_t *_sizes  # their sizes, in the same order
     cdef Py_ssize_t _cap     # entries _sizes has room for
     cdef Py_ssize_t _bytes
@@ -124,6 +125,7 @@ cdef class MessagePool(MsgSource):
     def __init__(self, cb):
         self.cb = cb
         self._free = []
+        self._n = 0
         self._bytes = 0
         self.created = self.reused = self.evicted = self.dropped = 0
 
@@ -162,14 +164,13 @@ cdef class MessagePool(MsgSource):
                 self._none_of(size)
             cls = c
         # from here until the buffer is out of the list no Python code runs (no other thread)
-        i = len(self._free) - 1
-        while i >= 0:  # the most recently returned buffer of the class
-            if self._sizes[i] == cls:
-                buf = <MsgBuf>self._remove(i)
-                self.reused += 1
-                break
+        i = self._n - 1
+        while i >= 0 and self._sizes[i] != cls:  # the most recently returned buffer of the class
             i -= 1
-        if buf is None:
+        if i >= 0:
+            buf = <MsgBuf>self._remove(i)
+            self.reused += 1
+        else:
             self.created += 1
             buf = MsgBuf(GemObject.create(self.cb, cls, name="msg"), self)
         buf._scrub(size)
@@ -177,11 +178,15 @@ cdef class MessagePool(MsgSource):
 
     cdef object _remove(self, Py_ssize_t i):
         """Take free entry ``i`` out of the list (no Python code runs)."""
-        cdef Py_ssize_t n = len(self._free)
-        buf = self._free[i]
-        del self._free[i]
-        (<MsgBuf>buf).free = False
+        cdef Py_ssize_t n = self._n, j
+        cdef list free = self._free
+        buf = free[i]
+        for j in range(i, n - 1):  # (none for the usual one: the most recent)
+            free[j] = free[j + 1]
+        free[n - 1] = None
         memmove(&self._sizes[i], &self._sizes[i + 1], (n - 1 - i) * sizeof(Py_ssize_t))
+        self._n = n - 1
+        (<MsgBuf>buf).free = False
         self._bytes -= (<MsgBuf>buf).size
         return buf
 
@@ -200,13 +205,17 @@ cdef class MessagePool(MsgSource):
             self.dropped += 1
             buf.obj.put()
             return 0
-        n = len(self._free)
+        n = self._n
         if n == self._cap:
             sizes = <Py_ssize_t *>PyMem_Realloc(self._sizes, (2 * n + 16) * sizeof(Py_ssize_t))
             if sizes == NULL:
                 raise MemoryError()
             self._sizes, self._cap = sizes, 2 * n + 16
-        self._free.append(buf)
+        if n < len(self._free):
+            self._free[n] = buf
+        else:
+            self._free.append(buf)
+        self._n = n + 1
         buf.free = True
         self._sizes[n] = size
         self._bytes += size
@@ -218,7 +227,7 @@ cdef class MessagePool(MsgSource):
         if same > depth:
             out = [self._remove(first)]
             self.evicted += 1
-        while self._free and (len(self._free) > max_bufs or self._bytes > max_bytes):
+        while self._n and (self._n > max_bufs or self._bytes > max_bytes):
             if out is None:
                 out = []
             out.append(self._remove(0))
@@ -231,10 +240,11 @@ cdef class MessagePool(MsgSource):
     def stats(self):
         """Buffers created, reused, evicted and dropped so far, and what is free now."""
         return {"created": self.created, "reused": self.reused, "evicted": self.evicted,
-                "dropped": self.dropped, "free": len(self._free), "free_bytes": self._bytes}
+                "dropped": self.dropped, "free": self._n, "free_bytes": self._bytes}
 
     def close(self):
-        free, self._free, self._bytes = self._free, [], 0
+        free, self._free, self._bytes = self._free[:self._n], [], 0
+        self._n = 0
         for buf in free:
             (<MsgBuf>buf).free = False
             (<MsgBuf>buf).obj.put()
