@@ -3,11 +3,14 @@
 
 A C type: one is made per invoke on the data plane's hot path (docs/dataplane.md)."""
 
+cimport cython
+
 cdef extern from *:
     const char *QDARPC_VERSION
 __version__ = QDARPC_VERSION.decode()
 
 
+@cython.freelist(8)  # one per call: the allocator skipped (a few live at once: threads, nesting)
 cdef class Call:
     """One invocation as a skel method sees it.
 

@@ -15,9 +15,9 @@ docs/dataplane.md.
 """
 from cpython.pycapsule cimport PyCapsule_GetContext, PyCapsule_New, PyCapsule_SetContext
 from cpython.list cimport PyList_AsTuple
-from cpython.ref cimport Py_DECREF, Py_INCREF
 from cpython.buffer cimport PyBUF_SIMPLE, PyBuffer_Release, PyObject_GetBuffer
 from cpython.object cimport PyObject
+from cpython.ref cimport Py_DECREF, Py_INCREF
 from libc.stdint cimport int32_t, int64_t, uint32_t, uint64_t
 from libc.stdlib cimport free, malloc
 
@@ -26,7 +26,7 @@ from cpython.contextvars cimport get_value
 from qda_core._cwire cimport (QDA_ENDPOINT_CAPSULE, QDA_EP_REFERENCE, QDA_EP_REPLIED, fastrpc_invoke_rsp,
                                fastrpc_msg, qda_endpoint, sc_length)
 
-from qda_core._cdev cimport DevMemory, Switch
+from qda_core._cdev cimport Count, DevMemory, Switch
 
 from qda_core._marshal cimport decode_c, decode_views_raw, qda_dec_buf, qda_dec_handle
 
@@ -35,6 +35,7 @@ from ._counters cimport Counters, DspState, PdCounters, PdState, account_add, re
 
 import errno as _errno
 
+from qda_core import _cdev as _cdev_mod
 from qda_core import trace as _trace
 from qda_core import wire as _wire
 from qda_core.errors import DeviceFault, errno_error
@@ -67,7 +68,15 @@ cdef enum:
 cdef bint _in_streams(_Pd pd, uint64_t addr, uint64_t length) except -1:
     """PdMemory.view's check (pdmem.span_granted without ranges): the range lies in one of
     the PD's streams (its SID in the PD's, within the 32-bit IOVA space)."""
-    return length <= (<uint64_t>1 << 32) - (addr & <uint64_t>0xFFFFFFFF) and (addr >> 32) in pd.sids
+    cdef uint64_t sid = addr >> 32
+    if length > (<uint64_t>1 << 32) - (addr & <uint64_t>0xFFFFFFFF):
+        return False
+    if pd.sid_ok >= 0 and sid == <uint64_t>pd.sid_ok:  # (pd.sids is a frozenset: a hit stays one)
+        return True
+    if sid not in pd.sids:
+        return False
+    pd.sid_ok = sid
+    return True
 
 
 cdef extern from "Python.h":
@@ -76,7 +85,20 @@ cdef extern from "Python.h":
     PyObject *_dict_get "PyDict_GetItemWithError"(object d, object key)
 
 
+cdef object _own_key(dict d, uint32_t handle):
+    """``handle`` as an int: the key object ``d`` holds for it when ``d`` is small (a lookup
+    with the very key object skips the compare), else a new one."""
+    if len(d) <= 8:
+        for k in d:
+            if type(k) is int and k == handle:
+                return k
+    return handle
+
+
 cdef Switch _TRACE = _trace._SWITCH
+
+
+cdef Count _ARMED = _cdev_mod.ARMED
 
 
 cdef inline bint _tracing() noexcept:
@@ -114,8 +136,11 @@ cdef class _Pd:
     cdef long long gen          # dsp._procs_gen when taken
     cdef object origin          # the last sender found to be this PD's client (Origin is immutable)
     cdef _Mod mod               # the module instance last called
-    cdef object hkey            # the last message's handle as an int (a dict key), and in C
+    cdef object hkey            # the last message's handle as an int (the modules' own key), and in C
     cdef uint32_t hval
+    cdef long long sid_ok       # a SID found in sids (-1: none yet)
+    cdef object sc              # the last message's scalars as an int, and in C
+    cdef uint32_t scval
 
 
 cdef class _Mod:
@@ -124,6 +149,8 @@ cdef class _Mod:
     context are set once, when it is made)."""
     cdef object mi, impl, skel
     cdef dict dispatch          # None: not a PythonModule
+    cdef long long mid          # the method last looked up in dispatch (-1: none), and its entry
+    cdef object entry
     cdef bint native
     cdef void *fn               # NativeModule: _fn, _hs, ctx
     cdef int hs
@@ -132,7 +159,7 @@ cdef class _Mod:
 
 cdef _Mod _new_mod(mi):
     cdef _Mod m = _Mod.__new__(_Mod)
-    m.mi = mi
+    m.mi, m.mid = mi, -1
     m.impl = impl = (<tuple>mi)[2]  # ModuleInstance.impl
     m.native = type(impl) is _NativeModule
     if m.native:
@@ -179,7 +206,10 @@ cdef class DspLane:
     @property
     def capsule(self):
         """The ``qda_endpoint`` as a new ``PyCapsule`` (see csrc/include/qdarpc/endpoint.h),
-        which owns a reference to this lane: the lane lives as long as whoever holds it."""
+        which owns a reference to this lane (its context): the lane lives as long as whoever
+        holds it. A holder that keeps the entry for long keeps the context instead (a reference
+        the cycle collector sees: one it cannot see, the capsule's, would keep every SoC, a
+        cycle through its DSPs' SSR callbacks, from ever being freed)."""
         cap = PyCapsule_New(<void *>self.ep, QDA_ENDPOINT_CAPSULE, _release_capsule)
         Py_INCREF(self)
         PyCapsule_SetContext(cap, <void *>self)
@@ -249,7 +279,7 @@ cdef class DspLane:
             pd = _Pd.__new__(_Pd)
             pd.proc, pd.modules, pd.params, pd.ctr = proc, proc.modules, proc.params, proc.counters
             pd.st = proc._st
-            pd.cid, pd.gen = client_id, gen
+            pd.cid, pd.gen, pd.sid_ok = client_id, gen, -1
             memory = proc.memory
             pd.sids, pd.view = memory.sids, memory._memory.view
             pd.nmem = memory._memory if _c_face(memory._memory) else None
@@ -284,7 +314,7 @@ cdef class DspLane:
                 or _dict_get(d, "receive") != NULL):
             # (a receive set on the DSP itself is a tap on every message: tests, tools)
             return self._reference(m, origin, rsp)
-        f = st.faults
+        f = st.faults if _ARMED.n else None  # no rule anywhere: no rule set to read
         if f is not None and self._armed(f):
             return self._reference(m, origin, rsp)
         cost = st.cost
@@ -307,7 +337,7 @@ cdef class DspLane:
         if pd.params and (_QOS_KEYS[0] in pd.params or _QOS_KEYS[1] in pd.params):
             return self._reference(m, origin, rsp)
         if pd.hkey is None or m.handle != pd.hval:  # the handle's int, kept for the next message
-            pd.hkey, pd.hval = m.handle, m.handle
+            pd.hkey, pd.hval = _own_key(pd.modules, m.handle), m.handle
         handle = pd.hkey
         p = _dict_get(pd.modules, handle)
         if p == NULL:
@@ -350,6 +380,8 @@ cdef class DspLane:
         ninh = (sc >> 4) & 0xF
         method = (sc >> 24) & 0x1F
         call = None
+        if not native and (pd.sc is None or sc != pd.scval):  # the Call's sc as an int, kept
+            pd.sc, pd.scval = sc, sc
         if native:
             nhin = ninh
             nhout = (sc & 0xF)
@@ -358,11 +390,11 @@ cdef class DspLane:
             nhin = ninh
             nhout = len(handles) - ninh
             hs = <tuple>handles
-            call = new_call(sc, method, ins, outs,
+            call = new_call(pd.sc, method, ins, outs,
                             hs[:ninh] if ninh else (), hs[ninh:] if nhout else (), proc, handle)
         else:  # no arguments: the empty tuple, four times
             nhin = nhout = 0
-            call = new_call(sc, method, (), (), (), (), proc, handle)
+            call = new_call(pd.sc, method, (), (), (), (), proc, handle)
         crashed = False
         try:
             r = _native_call(mod, pra, sc, method) if native else _invoke(mod, call, method, sc)
@@ -389,15 +421,15 @@ cdef class DspLane:
         if st.generation != generation:
             raise errno_error(_errno.ENODEV, f"{dsp.domain} restarted while handle {m.handle:#x} "
                                              f"sc {m.sc:#x} of client {m.client_id} was running")
-        rctx = m.ctx
+        f = st.faults if _ARMED.n else None
         if f is not None and self._armed(f):  # a rule came while it ran: the reference's last step
-            rctx, withheld = dsp._reply_faults(m.handle, m.sc, rctx)
+            rctx, withheld = dsp._reply_faults(m.handle, m.sc, m.ctx)
             if withheld:
                 return QDA_EP_REFERENCE
             rsp.ctx = rctx
             rsp.retval = rv
             return QDA_EP_REPLIED | QDA_EP_REFERENCE
-        rsp.ctx = rctx
+        rsp.ctx = m.ctx
         rsp.retval = rv
         return QDA_EP_REPLIED
 
@@ -570,13 +602,15 @@ cdef int64_t _invoke(_Mod mod, Call call, uint32_t method, uint32_t sc) except? 
         return _native(mod, call, method, sc)
     if mod.dispatch is None or method == _ESCAPE:
         return mod.impl.invoke(call) & 0xFFFFFFFF
-    entry = _dict_get(mod.dispatch, method)  # handle-style modules' 0 and 1 are not in it
-    if entry == NULL:
-        return _ERR_UNKNOWN_METHOD
-    fn, want, cost_ns = <tuple><object>entry
+    if method != mod.mid:
+        entry = _dict_get(mod.dispatch, method)  # handle-style modules' 0 and 1 are not in it
+        if entry == NULL:
+            return _ERR_UNKNOWN_METHOD
+        mod.mid, mod.entry = method, <object>entry
+    fn, want, cost_ns = <tuple>mod.entry
     if want is not None and (<uint32_t>want ^ sc) & 0xFFFFFF:  # MethodSpec.counts_match
         return _ERR_BAD_PARM
-    if cost_ns:
+    if cost_ns is not None and cost_ns != 0:  # (an int, the MethodSpec's: 0 for most)
         call.extra_ns += cost_ns
     rv = fn(mod.skel, call)
     if type(rv) is int and -0x80000000 <= rv <= 0x7FFFFFFF:

@@ -30,7 +30,8 @@ class PythonModule:
         self.skel = cls()
         self._reserved = (0, 1) if uri.handle_style else ()  # the framework's open/close
         #: method id -> (function, expected sc or None, cost_ns): what a call needs of its
-        #: MethodSpec, for the native lane (dsp/_lane.pyx); the framework's ids left out
+        #: MethodSpec, for the native lane (dsp/_lane.pyx); the framework's ids left out.
+        #: Fixed once made: the lane keeps the last entry it read.
         self.dispatch = {mid: (spec.fn, spec.sc, spec.cost_ns) for mid, spec in cls._methods.items()
                          if mid not in self._reserved}
 
