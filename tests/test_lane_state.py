@@ -2,11 +2,20 @@
 what it was read from changes, and each C field is the only copy of its Python attribute."""
 from __future__ import annotations
 
+import errno
+import gc
+import sys
+import weakref
+from pathlib import Path
+
 import pytest
 
 from libadsprpc_compat.remotectl import open_module
-from qda_core import uapi, wire
+from qda_core import faults, uapi, wire
 from qda_core.dsp import aee
+
+sys.path.insert(0, str(Path(__file__).parent))
+from dsp_helpers import plane  # noqa: E402
 
 SKELS = {
     "liblane_a_skel.py": """
@@ -242,3 +251,79 @@ def test_a_reserved_iova_not_yet_attached_is_an_smmu_fault(pd):
             smmu.view(cb.sid << 32 | iova, 16, False)
     finally:
         cb.unreserve(iova)
+
+
+def test_a_channels_up_and_counts_are_one_c_copy(pd):
+    """``Channel.up``, ``sent`` and ``received`` are its C state's fields, which the engine's
+    lane reads and counts: a call on the native lane counts one message and one reply, a
+    removed channel fails the next call with ENODEV on both planes' entry."""
+    f, h, _, _ = pd
+    ch = f.device.fastrpc.channel
+    sent, received = ch.sent, ch.received
+    assert f.invoke(h["a"], SC_WHO) == 0xA
+    assert (ch.sent, ch.received) == (ch._st.sent, ch._st.received) == (sent + 1, received + 1)
+    ch.up = False
+    try:
+        assert ch._st.up is False
+        with pytest.raises(OSError) as ei:
+            f.invoke(h["a"], SC_WHO)
+        assert ei.value.errno == errno.ENODEV
+        assert (ch.sent, ch.received) == (sent + 1, received + 1)  # nothing sent
+    finally:
+        ch.up = True
+
+
+def test_the_armed_count_follows_every_rule_set(pd):
+    """``faults._ARMED`` counts the rule sets that hold a rule (the lanes skip their fault
+    checks while it is 0): adding, removing, clearing and dropping a set keep it exact, and an
+    armed rule set makes the DSP's lane hand its messages to the reference."""
+    f, h, _, dsp = pd
+    n0 = faults._ARMED.n
+    a, b = faults.Faults(), faults.Faults("crash:nothing_here")
+    assert faults._ARMED.n == n0 + 1
+    rules = a.add("crash:nothing_here")
+    a.add("crash:nothing_else")
+    assert faults._ARMED.n == n0 + 2
+    a.remove(rules)
+    assert faults._ARMED.n == n0 + 2  # one rule is left in a
+    a.clear()
+    b.clear()
+    a.clear()
+    assert faults._ARMED.n == n0
+    b.add("crash:nothing_here")
+    del b
+    gc.collect()
+    assert faults._ARMED.n == n0  # a set dropped while armed
+    lane = f.device.fastrpc.channel._remote._lane
+    cid = next(p for p in dsp._procs.values() if h["a"] in p.modules).client_id
+    origin = f._origin(False)
+    with dsp.faults.inject("crash:no_such_module"):
+        assert faults._ARMED.n == n0 + 1
+        # the reference answers (a rule that matches nothing leaves the result alone)
+        assert lane.receive(cid, 1, 0x10, h["a"], SC_WHO, 0, 0, origin) == (True, True, 0x10, 0xA)
+    assert faults._ARMED.n == n0
+    assert lane.receive(cid, 1, 0x10, h["a"], SC_WHO, 0, 0, origin) == (True, False, 0x10, 0xA)
+
+
+@pytest.mark.parametrize("name", ["native", "py"])
+def test_a_dropped_soc_is_freed_on_both_planes(name, fd_guard):
+    """A SoC is a cycle (its DSPs' SSR callbacks name it); the native lanes hide no reference
+    in it from the collector (the endpoint capsule borrows its lane), so a dropped SoC, and
+    the fault rules armed in it, are freed."""
+    from qda_core.soc import Soc
+
+    with plane(name):
+        soc = Soc("default")
+        soc.faults.add("drop:cdsp@2")
+        f = soc.open_device("cdsp")
+        try:
+            assert f.init_create(attrs=uapi.FASTRPC_MODE_UNSIGNED_MODULE) == 0
+            assert f._lane.native == (name == "native")
+        finally:
+            f.close()
+    n = faults._ARMED.n
+    ref, rules = weakref.ref(soc), weakref.ref(soc.faults)
+    del soc, f
+    gc.collect()
+    assert ref() is None and rules() is None
+    assert faults._ARMED.n == n - 1
