@@ -6,7 +6,10 @@
  *
  * The DSP side (qda_core/dsp/_lane.pyx) exports one qda_endpoint in a PyCapsule named
  * QDA_ENDPOINT_CAPSULE; the transport passes the capsule through unopened (it stays
- * protocol-blind), the engine (qda_core/_engine.pyx) calls it. docs/dataplane.md.
+ * protocol-blind), the engine (qda_core/_engine.pyx) calls it. The capsule owns a reference
+ * to the endpoint object, its context (PyCapsule_GetContext): a holder that keeps the entry
+ * keeps that object, a reference the cycle collector sees, and lets the capsule go.
+ * docs/dataplane.md.
  */
 #ifndef QDARPC_ENDPOINT_H
 #define QDARPC_ENDPOINT_H
