@@ -33,8 +33,8 @@ ONLY = {
                      # fault rules are instrumentation, like the trace: no host state
                      "qda_core.faults"},
     # the transport is protocol-blind (its up flag and counters: a C state type of the leaf
-    # _cdev, loaded through _ext; debug: instrumentation only)
-    "qda_core.rpmsg": {"qda_core.errors", "qda_core.debug", "qda_core._ext", "qda_core._cdev"},
+    # _cdev, loaded through _ext)
+    "qda_core.rpmsg": {"qda_core.errors", "qda_core._ext", "qda_core._cdev"},
 }
 
 
