@@ -37,6 +37,11 @@ cdef class Count:
     cdef readonly Py_ssize_t n
 
 
+cdef class Epoch:
+    """A generation Python code bumps and routes read without the GIL (``ROUTES``)."""
+    cdef readonly unsigned long long n
+
+
 cdef class Switch:
     """A flag Python code sets and the lanes read as one C load (``TRACE``: a trace recorder is
     on, kept by ``qda_core.trace`` with its ``RECORDER``)."""

@@ -4,6 +4,8 @@ a layer boundary in C while the one-way imports hold: the invoke engine takes me
 from a :class:`MsgSource` it is handed, the DSP reads memory through a :class:`DevMemory`; the
 implementations live in the layers that own the state (``qda_core.mem``). docs/dataplane.md."""
 
+from qda_core._atomic cimport qda_add_ull
+
 cdef extern from *:
     const char *QDARPC_VERSION
 __version__ = QDARPC_VERSION.decode()
@@ -48,28 +50,38 @@ cdef class DevMemory:
 
 cdef class ChannelState:
     """An rpmsg channel's C state: ``up``, messages sent, replies delivered. The engine's lane
-    reads and counts them in C; each count here is one C call under the GIL (no update lost
-    between threads, no lock)."""
+    reads and counts them in C; every count is an atomic add (a route counts without the GIL:
+    docs/dataplane.md "Routes")."""
 
     def __cinit__(self):
         self.up = True
 
     def count_sent(self):
-        self.sent += 1
+        qda_add_ull(&self.sent, 1)
 
     def count_received(self):
-        self.received += 1
+        qda_add_ull(&self.received, 1)
 
 
 cdef class Count:
     def add(self, Py_ssize_t delta):
-        """One C call under the GIL: no update lost between threads."""
+        """One C call under the GIL: no update lost between threads. Bumps the routes' epoch
+        (a route refused while a count was not 0 may be taken once it is)."""
         self.n += delta
+        qda_add_ull(&_routes.n, 1)
 
 
 cdef class Switch:
     pass
 
+
+cdef class Epoch:
+    def bump(self):
+        """One more change that routes must see (atomic: a route reads it without the GIL)."""
+        qda_add_ull(&self.n, 1)
+
+
+cdef Epoch _routes  # ROUTES, in C
 
 #: ``qda_core.trace.RECORDER is not None``, as the lanes read it: set by ``qda_core.trace``
 #: whenever it sets its recorder (``trace.recording()``, ``QDARPC_TRACE``).
@@ -78,3 +90,12 @@ TRACE = Switch()
 #: The fault rule sets (``qda_core.faults.Faults``) that hold a rule now: the lanes skip their
 #: fault checks while it is 0.
 ARMED = Count()
+
+#: Active ``qda_core.dsp.cost.override()`` blocks in any thread: routes serve no call while one
+#: is (a GIL-free caller cannot read another context's override).
+OVERRIDES = Count()
+
+#: Bumped by every change a route's snapshot may not see by itself (a module opened or closed in
+#: a PD, a PD's parameters set, a tap set on a DSP, a second C library flavour loaded): a route
+#: taken before serves no call after it (docs/dataplane.md "Routes").
+ROUTES = _routes = Epoch()

@@ -21,9 +21,13 @@ cdef extern from "qdarpc/endpoint.h":
     enum:
         QDA_EP_REPLIED
         QDA_EP_REFERENCE
+        QDA_ROUTE_DECLINED
     struct qda_endpoint:
         int (*receive)(void *self, const fastrpc_msg *m, void *origin, fastrpc_invoke_rsp *rsp) except -1
         void *self
+        void *(*route_open)(void *self, int client_id, unsigned int handle, void *origin, unsigned long long msg_addr,
+                            unsigned long long msg_size, void **call_arg) except NULL
+        int (*route_call)(void *call_arg, const fastrpc_msg *m, fastrpc_invoke_rsp *rsp) noexcept nogil
 
 
 cdef inline uint32_t sc_length(uint32_t sc) noexcept:

@@ -3,8 +3,18 @@ from cpython.object cimport PyObject
 from libc.stdint cimport uint32_t, uint64_t
 from libc.string cimport memcpy
 
-from qda_core._cdev cimport ChannelState
-from qda_core._cwire cimport qda_endpoint
+from qda_core._cdev cimport ChannelState, MsgBuf, MsgSource
+from qda_core._cwire cimport fastrpc_invoke_rsp, fastrpc_msg, qda_endpoint
+
+cdef enum:
+    ROUTE_DECLINED = -0x100000  # EngineRoute.call: not served, nothing happened (below any -errno)
+
+ctypedef int (*route_call_fn)(void *arg, const fastrpc_msg *m, fastrpc_invoke_rsp *rsp) noexcept nogil
+
+
+cdef class SeqCounter:
+    cdef unsigned long long v
+    cdef unsigned long long take(self) noexcept nogil
 
 
 cdef class IdAllocator:
@@ -17,13 +27,17 @@ cdef class IdAllocator:
     cdef Py_ssize_t _nheap, _capheap
     cdef uint64_t _fresh          # lowest-free: above every id handed out so far
     cdef uint64_t _cursor         # cyclic: candidate positions, id = position % limit + 1
+    cdef int _lock                # a spin lock around every take and give
 
     cdef long long take(self) except -1
     cdef int give(self, uint64_t i) except -1
-    cdef bint _taken(self, uint64_t i) noexcept
-    cdef int _mark(self, uint64_t i) except -1
-    cdef int _push(self, uint64_t v) except -1
-    cdef uint64_t _pop(self) noexcept
+    cdef long long take_nogil(self) noexcept nogil
+    cdef void give_nogil(self, uint64_t i) noexcept nogil
+    cdef long long _take(self, bint grow) noexcept nogil
+    cdef bint _taken(self, uint64_t i) noexcept nogil
+    cdef long long _mark(self, uint64_t i) noexcept nogil
+    cdef void _push(self, uint64_t v) noexcept nogil
+    cdef uint64_t _pop(self) noexcept nogil
     cdef object _busy(self)
 
 
@@ -57,11 +71,14 @@ cdef class FileLane:
     cdef public int pd            # the PD the file's user messages go to (legacy: LegacyFile.pd)
     cdef public bint poll_mode    # legacy: LegacyFile.poll_mode
     cdef public EngineLane engine
-    cdef readonly bint closed, released
+    cdef int _closed, _released   # (C ints: atomics; closed and released are their properties)
     cdef readonly long inflight
+    cdef readonly list routes     # the routes open on this file (closed by its release)
     cpdef bint enter(self)
     cpdef bint leave(self)
     cpdef bint close(self)
+    cdef bint _leave(self) noexcept nogil
+    cdef int route_enter(self) noexcept nogil
 cdef object read_descs(uint64_t args, uint32_t n)
 # a lane's step after INVOKE's descriptors are read (accel/_invoke.pyx, legacy/_invoke.pyx: _serve)
 ctypedef object (*serve_fn)(f, FileLane fl, uint32_t handle, uint32_t sc, uint32_t n, descs)
@@ -105,3 +122,26 @@ cdef inline object dict_attr(dict d, str name, obj):
     ``d`` (one dict lookup instead of a generic attribute lookup); getattr when it is not there."""
     cdef PyObject *p = dict_get(d, name)
     return <object>p if p != NULL else getattr(obj, name)
+
+
+cdef class EngineRoute:
+    cdef object f                # the driver file (its _release_now and _failed)
+    cdef FileLane fl
+    cdef IdAllocator ids
+    cdef ChannelState cst
+    cdef EngineLane engine
+    cdef object dsp              # the DSP's route (owner of arg)
+    cdef MsgSource src
+    cdef MsgBuf mb               # the route's message buffer, out of the file's pool
+    cdef void *arg
+    cdef route_call_fn dsp_call
+    cdef int client_id, pd, id_shift, seq_shift
+    cdef SeqCounter seqs         # the channel's ctx_seq (None: the layout has none)
+    cdef uint32_t handle
+    cdef uint64_t match_mask, size
+    cdef int busy                # the message buffer is in use (another thread's call declines)
+    cdef int dead
+
+    cdef long long call(self, uint32_t sc) noexcept nogil
+    cdef void _release(self) noexcept with gil
+    cdef void _failed(self, int err) noexcept with gil

@@ -13,15 +13,18 @@ from cpython.bytearray cimport PyByteArray_AS_STRING, PyByteArray_FromStringAndS
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
 from cpython.long cimport PyLong_AsLongLongAndOverflow, PyLong_AsUnsignedLongLongMask
 from cpython.object cimport PyObject
-from cpython.mem cimport PyMem_Free, PyMem_Realloc
+from cpython.ref cimport Py_DECREF
 from cpython.pycapsule cimport PyCapsule_GetContext, PyCapsule_GetPointer, PyCapsule_IsValid
 from libc.stdint cimport int32_t, int64_t, uint32_t, uint64_t
+from libc.stdlib cimport free, realloc
 from libc.string cimport memcpy, memmove, memset
 
+from qda_core._atomic cimport (qda_add_ull, qda_cas_int, qda_fetch_add_ull, qda_load_ull, qda_store_ull, qda_inc_long, qda_load_int, qda_load_long, qda_spin_lock,
+                               qda_spin_unlock, qda_store_int)
 from qda_core._marshal cimport (REMOTE_SCALARS_MAX_LENGTH, ArgPins, _user_copy, pack_planned_raw, plan_raw, qda_olap,
                                unpack_raw)
 from qda_core._cdev cimport ChannelState, MsgBuf, MsgSource, Switch
-from qda_core._cwire cimport (QDA_ENDPOINT_CAPSULE, QDA_EP_REFERENCE, QDA_EP_REPLIED, fastrpc_invoke_rsp,
+from qda_core._cwire cimport (QDA_ENDPOINT_CAPSULE, QDA_EP_REFERENCE, QDA_EP_REPLIED, QDA_ROUTE_DECLINED, fastrpc_invoke_rsp,
                                fastrpc_msg, qda_endpoint, sc_length)
 
 import errno as _errno
@@ -37,6 +40,9 @@ __version__ = QDARPC_VERSION.decode()
 cdef uint64_t _PAGE = _wire.PAGE_SIZE
 cdef uint64_t _ALIGN = _wire.FASTRPC_ALIGN
 cdef uint32_t _POLL_RESPONSE = _wire.FASTRPC_POLL_RESPONSE
+cdef uint64_t _PAGE_C = _wire.PAGE_SIZE
+cdef Switch _TRACE_SW = _trace._SWITCH
+cdef int *_TRACE_ON = <int *>&_TRACE_SW.on
 
 
 cdef extern from *:
@@ -102,8 +108,9 @@ cdef class FileLane:
         self.invoke_nr = -1 if invoke_request is None else <uint32_t>invoke_request
         self.pd = 0
         self.poll_mode = False
-        self.closed = self.released = False
+        self._closed = self._released = 0
         self.inflight = 0
+        self.routes = []
 
     def fill(self, cb, origin, pool_alloc, int client_id, engine_invoke):
         pool = getattr(pool_alloc, "__self__", None)  # a pool's alloc: the pool, taken from in C
@@ -114,44 +121,94 @@ cdef class FileLane:
         self.engine_invoke = engine_invoke
         self.ready = True
 
+    @property
+    def closed(self):
+        return bool(qda_load_int(&self._closed))
+
+    @property
+    def released(self):
+        return bool(qda_load_int(&self._released))
+
     cpdef bint enter(self):
         """Take an ioctl's reference; False once the file is closed (the caller answers EBADF)."""
-        if self.closed:
+        if qda_load_int(&self._closed):
             return False
-        self.inflight += 1
+        qda_inc_long(&self.inflight, 1)
         return True
 
     cpdef bint leave(self):
         """Drop an ioctl's reference; True when the caller must now run the release (the last
         one after ``close()``)."""
-        self.inflight -= 1
-        if self.closed and self.inflight == 0 and not self.released:
-            self.released = True
-            return True
-        return False
+        return self._leave()
 
     cpdef bint close(self):
         """Mark the file closed; True when the caller must now run the release (no ioctl in
         flight)."""
-        if self.closed:
+        if qda_load_int(&self._closed):
             return False
-        self.closed = True
-        if self.inflight == 0 and not self.released:
-            self.released = True
-            return True
-        return False
+        qda_store_int(&self._closed, 1)
+        return qda_load_long(&self.inflight) == 0 and qda_cas_int(&self._released, 0, 1)
+
+    # The counts are atomic and ordered (seq_cst) because a route takes and drops its
+    # reference without the GIL: a closer that sees no ioctl in flight and a route that sees
+    # the file open cannot both happen, and exactly one of them runs the release.
+    cdef bint _leave(self) noexcept nogil:
+        return (qda_inc_long(&self.inflight, -1) == 0 and qda_load_int(&self._closed)
+                and qda_cas_int(&self._released, 0, 1))
+
+    def close_routes(self):
+        """Close every route open on this file (its release: no ioctl or route call is in
+        flight then, and none starts on a closed file)."""
+        routes, self.routes = self.routes, []
+        for r in routes:
+            (<EngineRoute>r).close()
+
+    cdef int route_enter(self) noexcept nogil:
+        """:meth:`enter` for a route: 1 entered, 0 closed, 2 closed and the release is now the
+        caller's to run (its reference was the last)."""
+        if qda_load_int(&self._closed):
+            return 0
+        qda_inc_long(&self.inflight, 1)
+        if qda_load_int(&self._closed):
+            return 2 if self._leave() else 0
+        return 1
+
+
+cdef class SeqCounter:
+    """A channel's ``ctx_seq`` (the kernel's ``atomic_inc_return``): ``next()`` returns the
+    next value; an atomic add, so the lanes, the reference and a route (without the GIL) each
+    get their own."""
+
+    def __cinit__(self, unsigned long long start=0):
+        self.v = start
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        return self.take()
+
+    cdef unsigned long long take(self) noexcept nogil:
+        return qda_fetch_add_ull(&self.v, 1)
+
+    def peek(self):
+        """The value ``next()`` would return, without taking it."""
+        return qda_load_ull(&self.v)
+
+    def set(self, unsigned long long value):
+        """The next value ``next()`` returns."""
+        qda_store_ull(&self.v, value)
 
 
 cdef class IdAllocator:
     """Context ids. ``cyclic=False``: lowest free id >= 1 (xarray ALLOC1, QDA RFC);
     ``cyclic=True``: next id after the last one, wrapping within 1..limit (legacy IDR cyclic).
 
-    Every invoke on a channel, from any file and thread, allocates and frees here, so there is
-    no lock: each operation runs in C under the GIL and calls no Python code, so no other
-    thread interleaves with it (an id is taken by exactly one caller, and freed once). The
-    native lane and the reference engine share one allocator per channel. The ids in use are
-    a bit array up to the highest id taken (lowest-free: the most ever outstanding; cyclic: at
-    most ``limit``, 32 bytes for the legacy driver's 255)."""
+    Every invoke on a channel, from any file and thread, allocates and frees here, under a spin
+    lock held for the few instructions of a take or a give (a route allocates without the
+    GIL). The native lane and the reference engine share one allocator per channel. The ids in
+    use are a bit array up to the highest id taken (lowest-free: the most ever outstanding;
+    cyclic: at most ``limit``, 32 bytes for the legacy driver's 255)."""
 
     def __cinit__(self, limit, bint cyclic):
         if not 0 < limit <= 0xFFFFFFFF:
@@ -165,10 +222,11 @@ cdef class IdAllocator:
         self._nheap = self._capheap = 0
         self._fresh = 1
         self._cursor = 0
+        self._lock = 0
 
     def __dealloc__(self):
-        PyMem_Free(self._heap)
-        PyMem_Free(self._bits)
+        free(self._heap)
+        free(self._bits)
 
     @property
     def _used(self):
@@ -185,62 +243,97 @@ cdef class IdAllocator:
             self.give(i)
 
     cdef long long take(self) except -1:
-        cdef uint64_t k, i
-        if self._nused >= self.limit:
+        cdef long long i
+        qda_spin_lock(&self._lock)
+        i = self._take(True)
+        qda_spin_unlock(&self._lock)
+        if i == -2:
+            raise MemoryError()
+        if i < 0:
             raise self._busy()  # idr_alloc_cyclic and xa_alloc both answer a full range with EBUSY
-        if self.cyclic:
-            # the id after the last one taken, skipping those in use, as the kernel's IDR does
-            for k in range(self.limit):
-                i = self._cursor % self.limit + 1
-                self._cursor += 1
-                if not self._taken(i):
-                    self._mark(i)
-                    return i
-            raise self._busy()
-        if self._nheap:
-            i = self._pop()  # the heap holds only ids below _fresh
-        else:
-            i = self._fresh
-            self._fresh += 1
-        if i > self.limit:
-            self._push(i)  # kept for when an id frees up below it
-            raise self._busy()
-        self._mark(i)
         return i
 
     cdef int give(self, uint64_t i) except -1:
+        self.give_nogil(i)
+        return 0
+
+    cdef long long take_nogil(self) noexcept nogil:
+        """:meth:`take` for a route: the id, or -1 when the take would raise or would grow the
+        bit array (the route leaves the call to the lanes)."""
+        cdef long long i
+        qda_spin_lock(&self._lock)
+        i = self._take(False)
+        qda_spin_unlock(&self._lock)
+        return i if i > 0 else -1
+
+    cdef void give_nogil(self, uint64_t i) noexcept nogil:
+        qda_spin_lock(&self._lock)
         if self._taken(i):
             self._bits[i >> 6] &= ~((<uint64_t>1) << (i & 63))
             self._nused -= 1
             if not self.cyclic:
                 self._push(i)
-        return 0
+        qda_spin_unlock(&self._lock)
 
-    cdef bint _taken(self, uint64_t i) noexcept:
+    cdef long long _take(self, bint grow) noexcept nogil:
+        # under the lock: the id, -1 (busy), -2 (no memory), -3 (the bit array must grow)
+        cdef uint64_t k, i
+        if self._nused >= self.limit:
+            return -1
+        if self.cyclic:
+            # the id after the last one taken, skipping those in use, as the kernel's IDR does
+            for k in range(self.limit):
+                i = self._cursor % self.limit + 1
+                if not self._taken(i):
+                    if not grow and <Py_ssize_t>(i >> 6) >= self._nwords:
+                        return -3
+                    self._cursor += 1
+                    return self._mark(i)
+                self._cursor += 1
+            return -1
+        if self._nheap:
+            i = self._heap[0]  # the heap holds only ids below _fresh
+        else:
+            i = self._fresh
+        if i > self.limit:
+            return -1  # (kept on the heap, or _fresh stays, for when an id frees up below it)
+        if not grow and <Py_ssize_t>(i >> 6) >= self._nwords:
+            return -3
+        if self._nheap:
+            self._pop()
+        else:
+            self._fresh += 1
+        return self._mark(i)
+
+    cdef bint _taken(self, uint64_t i) noexcept nogil:
         return <Py_ssize_t>(i >> 6) < self._nwords and (self._bits[i >> 6] >> (i & 63)) & 1
 
-    cdef int _mark(self, uint64_t i) except -1:
-        # the caller checked that i is free
+    cdef long long _mark(self, uint64_t i) noexcept nogil:
+        # the caller checked that i is free; i, or -2 (no memory: nothing changed but the caller's
+        # own step, which it gives back: a lowest-free id goes back to the heap)
         cdef Py_ssize_t w = <Py_ssize_t>(i >> 6), n
         cdef uint64_t *b
         if w >= self._nwords:
             n = max(w + 1, 2 * self._nwords, 4)
-            b = <uint64_t *>PyMem_Realloc(self._bits, n * sizeof(uint64_t))
+            b = <uint64_t *>realloc(self._bits, n * sizeof(uint64_t))
             if b == NULL:
-                raise MemoryError()
+                if not self.cyclic:
+                    self._push(i)
+                return -2
             memset(b + self._nwords, 0, (n - self._nwords) * sizeof(uint64_t))
             self._bits, self._nwords = b, n
         self._bits[w] |= (<uint64_t>1) << (i & 63)
         self._nused += 1
-        return 0
+        return <long long>i
 
-    cdef int _push(self, uint64_t v) except -1:
+    cdef void _push(self, uint64_t v) noexcept nogil:
+        # (out of memory: the id is not kept for reuse; lowest-free then hands out higher ones)
         cdef Py_ssize_t j, parent
         cdef uint64_t *h
         if self._nheap == self._capheap:
-            h = <uint64_t *>PyMem_Realloc(self._heap, (self._capheap * 2 + 16) * sizeof(uint64_t))
+            h = <uint64_t *>realloc(self._heap, (self._capheap * 2 + 16) * sizeof(uint64_t))
             if h == NULL:
-                raise MemoryError()
+                return
             self._heap = h
             self._capheap = self._capheap * 2 + 16
         j = self._nheap
@@ -252,9 +345,8 @@ cdef class IdAllocator:
             self._heap[j] = self._heap[parent]
             j = parent
         self._heap[j] = v
-        return 0
 
-    cdef uint64_t _pop(self) noexcept:
+    cdef uint64_t _pop(self) noexcept nogil:
         cdef uint64_t top = self._heap[0], last
         cdef Py_ssize_t j = 0, c, n
         self._nheap -= 1
@@ -310,7 +402,7 @@ cdef object new_refs(uint32_t n):
     return refs
 
 
-cdef inline int32_t _s32(uint64_t v) noexcept:
+cdef inline int32_t _s32(uint64_t v) noexcept nogil:
     return <int32_t><uint32_t>v
 
 
@@ -384,7 +476,11 @@ cdef class EngineLane:
                 ctxword = (<uint64_t>i << self.id_shift) | <uint64_t>pd
                 if self.seq_shift >= 0:  # FIELD_PREP(GENMASK_ULL(63, 16), (u64)seq)
                     # the atomic_t's bits, then sign-extended
-                    seq = PyLong_AsUnsignedLongLongMask(next(dict_attr(self._eng, "_seqs", self.engine)))
+                    seqs = dict_attr(self._eng, "_seqs", self.engine)
+                    if type(seqs) is SeqCounter:
+                        seq = (<SeqCounter>seqs).take()
+                    else:
+                        seq = PyLong_AsUnsignedLongLongMask(next(seqs))
                     ctxword |= (<uint64_t><int64_t>_s32(seq)) << self.seq_shift
                 try:
                     if isinstance(msg_alloc, MsgSource):  # the driver's pool, in C
@@ -414,10 +510,10 @@ cdef class EngineLane:
                         m.sc, m.addr, m.size = sc, dev, rounded
                         rsp.ctx = 0
                         rsp.retval = 0
-                        self.cst.sent += 1
+                        qda_add_ull(&self.cst.sent, 1)
                         ret = self.ep.receive(self.ep.self, &m, <void *>origin, &rsp)
                         if ret & QDA_EP_REPLIED:
-                            self.cst.received += 1
+                            qda_add_ull(&self.cst.received, 1)
                             if rsp.ctx & self.match_mask == ctxword:
                                 retval, have = rsp.retval, True
                             else:
@@ -521,3 +617,163 @@ cdef object typed_invoke(f, FileLane fl, uint32_t h, uint32_t s, args, ref_type,
         if pins is not None:
             pins.unpin()
     return _dsp_code(f, ret)
+
+
+# -- routes (docs/dataplane.md "Routes") ------------------------------------------------------
+def open_route(f, FileLane fl, uint32_t handle, int pd):
+    """An :class:`EngineRoute` for user calls from file ``f`` (its lane ``fl``) to DSP handle
+    ``handle`` with context word ``pd``, or None where the lanes must serve every call: a file
+    off the native plane or without its bank yet, a trace on, a layout with a sequence number
+    (a Python counter), no DSP lane behind the channel, or a DSP that takes no route to that
+    handle (``qda_endpoint.route_open``). The caller (a driver) closes it, or its file's
+    release does."""
+    cdef EngineLane e = fl.engine
+    cdef uint32_t n = 0
+    cdef uint64_t shift, pkt, size
+    cdef qda_olap olaps[REMOTE_SCALARS_MAX_LENGTH]
+    cdef EngineRoute r
+    cdef MsgBuf mb
+    cdef void *arg = NULL
+    cdef Py_ssize_t i
+    if (not fl.native or not fl.ready or e is None or tracing() or fl.closed or e.ep == NULL
+            or e.cst is None or not isinstance(fl.pool_alloc, MsgSource)):
+        return None
+    seqs = dict_attr(e._eng, "_seqs", e.engine) if e.seq_shift >= 0 else None
+    if seqs is not None and type(seqs) is not SeqCounter:
+        return None
+    shift = _ALIGN if e.poll_word else 0  # (no arguments: n % 16 == 0)
+    pkt = plan_raw(0, NULL, 0, NULL, 0, olaps)
+    size = pkt + shift
+    if size > _PAGE:
+        return None
+    src = <MsgSource>fl.pool_alloc
+    mb = src.take(_PAGE)
+    try:
+        # a call without arguments packs the same bytes every time: the metadata, all zeros (a
+        # route writes them again on each call, as the lane packs them into a fresh buffer)
+        pack_planned_raw(0, NULL, 0, NULL, 0, olaps, pkt, mb.ptr + shift, mb.size - shift, mb.va + shift,
+                         mb.dev + shift)
+        memset(mb.ptr, 0, shift)
+        for i in range(<Py_ssize_t>size):
+            if mb.ptr[i]:
+                return None
+        dsp = <object>e.ep.route_open(e.ep.self, fl.client_id, handle, <void *>fl.origin, mb.dev, _PAGE, &arg)
+        Py_DECREF(dsp)  # (route_open's new reference: the local holds one)
+        if dsp is None:
+            return None
+        r = EngineRoute.__new__(EngineRoute)
+        r.f, r.fl, r.ids, r.cst, r.engine, r.dsp = f, fl, e.ids, e.cst, e, dsp
+        r.src, r.mb = src, mb
+        mb = None
+        r.arg, r.dsp_call = arg, e.ep.route_call
+        r.client_id, r.pd, r.handle = fl.client_id, pd, handle
+        r.id_shift, r.match_mask, r.size = e.id_shift, e.match_mask, size
+        r.seqs, r.seq_shift = seqs, e.seq_shift
+        fl.routes.append(r)
+        return r
+    finally:
+        if mb is not None:
+            src.give(mb)
+
+
+cdef class EngineRoute:
+    """The engine's side of a route: calls without arguments from one file to one DSP handle,
+    served without the GIL by :meth:`call` as :meth:`EngineLane.invoke` serves them - the
+    file's reference held, a context id, the message packed into the route's own message
+    buffer and handed to the DSP's route (``qda_endpoint.route_call``), the channel's counts,
+    the reply matched - or declined before anything happened (the caller then takes the
+    lanes). The route keeps one message buffer of the file's pool until it is closed."""
+
+    cdef long long call(self, uint32_t sc) noexcept nogil:
+        """The DSP's retval (0..2**32-1), ``-errno``, or ``ROUTE_DECLINED``."""
+        cdef fastrpc_msg m
+        cdef fastrpc_invoke_rsp rsp
+        cdef long long i, ret
+        cdef int k
+        if sc & 0xFFFFFF or _TRACE_ON[0]:
+            return ROUTE_DECLINED
+        k = self.fl.route_enter()
+        if k != 1:
+            if k == 2:
+                self._release()
+            return ROUTE_DECLINED
+        ret = ROUTE_DECLINED
+        if (not qda_load_int(&self.dead) and self.cst.up and not self.fl.poll_mode and self.fl.pd == self.pd
+                and qda_cas_int(&self.busy, 0, 1)):
+            i = self.ids.take_nogil()
+            if i > 0:
+                memset(self.mb.ptr, 0, self.size)  # the packet: the metadata (the rest of the page stays 0)
+                m.client_id, m.tid, m.handle, m.sc = self.client_id, <int>qda_tid(), self.handle, sc
+                m.ctx = (<uint64_t>i << self.id_shift) | <uint64_t>self.pd
+                if self.seq_shift >= 0:  # FIELD_PREP(GENMASK_ULL(63, 16), (u64)seq), as the lane
+                    m.ctx |= (<uint64_t><int64_t>_s32(self.seqs.take())) << self.seq_shift
+                m.addr, m.size = self.mb.dev, _PAGE_C
+                rsp.ctx = 0
+                rsp.retval = 0
+                k = self.dsp_call(self.arg, &m, &rsp)
+                if k == QDA_EP_REPLIED and rsp.ctx & self.match_mask == m.ctx:
+                    qda_add_ull(&self.cst.sent, 1)
+                    qda_add_ull(&self.cst.received, 1)
+                    ret = <uint32_t>rsp.retval
+                elif k < 0:  # the DSP failed the call after the skel ran (a restart meanwhile)
+                    qda_add_ull(&self.cst.sent, 1)
+                    ret = k
+                self.ids.give_nogil(i)
+            qda_store_int(&self.busy, 0)
+        if self.fl._leave():
+            self._release()
+        if ret < 0 and ret != ROUTE_DECLINED:
+            self._failed(<int>-ret)
+        return ret
+
+    cdef void _release(self) noexcept with gil:
+        # the file was closed during the call, whose reference was the last: its release
+        try:
+            self.f._release_now()
+        except BaseException as e:
+            _report(e, "a file's release after a route call")
+
+    cdef void _failed(self, int err) noexcept with gil:
+        # the driver's record of a failed ioctl (the message its errno's report gives)
+        try:
+            self.f._failed(errno_error(err, f"{self.engine.engine.channel.name}: the DSP restarted while handle "
+                                            f"{self.handle:#x} of client {self.client_id} was running"))
+        except BaseException as e:
+            _report(e, "a route call's error")
+
+    def invoke(self, uint32_t sc):
+        """:meth:`call` from Python (tests): the retval, ``-errno``, or None when declined."""
+        cdef long long r
+        with nogil:
+            r = self.call(sc)
+        return None if r == ROUTE_DECLINED else r
+
+    @property
+    def dead(self):
+        return bool(qda_load_int(&self.dead))
+
+    def stale(self):
+        """Closed, or something the DSP's side took has changed: it serves no call again."""
+        return bool(qda_load_int(&self.dead)) or self.dsp is None or self.dsp.stale()
+
+    def close(self):
+        """Serve no more calls and give the message buffer back (with no call in flight: the
+        caller waited for them, or the file is being released)."""
+        if qda_load_int(&self.dead):
+            return
+        qda_store_int(&self.dead, 1)
+        try:
+            self.fl.routes.remove(self)
+        except ValueError:
+            pass
+        mb, self.mb = self.mb, None
+        self.dsp = None
+        if mb is not None:
+            self.src.give(mb)
+
+
+cdef void _report(e, str what) noexcept:
+    import sys
+    import traceback
+    print(f"qdarpc: internal error in {what}:", file=sys.stderr)
+    traceback.print_exception(type(e), e, e.__traceback__)

@@ -9,7 +9,7 @@ import warnings
 
 from . import faults
 from . import dataplane
-from ._engine import FileLane
+from ._engine import FileLane, open_route
 from .errors import errno_error
 from .uaccess import copy_from_user, copy_to_user
 
@@ -74,8 +74,17 @@ class DriverFile:
             self._release_now()
 
     def _release_now(self) -> None:
+        self._lane.close_routes()  # (no ioctl or route call in flight now, none can start)
         with faults.quiet():  # teardown never consumes a fault rule's events
             self._release()
+
+    def _open_route(self, handle: int):
+        """A route (docs/dataplane.md "Routes") for user calls without arguments to DSP handle
+        ``handle``, served without the GIL, or None where only the lanes serve them. The
+        drivers' ``route`` calls it for their own class only: a subclass may have its own
+        ``ioctl()``, which a route would skip."""
+        lane = self._lane
+        return open_route(self, lane, handle, lane.pd)
 
     def _failed(self, exc: OSError) -> int:
         """Record a handler's error and return the ``-errno`` the raw ioctl gives back."""

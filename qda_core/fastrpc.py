@@ -7,7 +7,6 @@ poll word, which fds are by reference) is passed in by the driver (:class:`CtxLa
 from __future__ import annotations
 
 import errno
-import itertools
 import struct
 import threading
 
@@ -173,10 +172,11 @@ class FastRpc:
         self.channel = channel
         self.layout = layout
         # No lock on the invoke path (every thread of the channel passes here; see IdAllocator):
-        # _ids is lock-free, _seqs is the channel's atomic_t ctx_seq (next() is one C call), and
+        # _ids is lock-free, _seqs is the channel's atomic_t ctx_seq (an atomic C counter, which
+        # a route advances without the GIL), and
         # _pending (context id -> _Ctx) changes only by single dict stores and pops under the GIL.
         self._ids = ids
-        self._seqs = itertools.count(1)  # yields the value atomic_inc_return would (before wrapping)
+        self._seqs = _engine.SeqCounter(1)  # yields the value atomic_inc_return would (before wrapping)
         self._pending: dict[int, _Ctx] = {}
         self._drop_lock = threading.Lock()  # protects dropped_replies (a fault's path only)
         self.dropped_replies = 0
@@ -189,11 +189,11 @@ class FastRpc:
     @property
     def _seq(self) -> int:
         """The channel's ctx_seq: the sequence number of the last context allocated."""
-        return _s32(debug.count_value(self._seqs) - 1)
+        return _s32(self._seqs.peek() - 1)
 
     @_seq.setter
     def _seq(self, value: int) -> None:
-        self._seqs = itertools.count(value + 1)
+        self._seqs.set(value + 1)  # in place: a route holds the counter
 
     def _on_reply(self, data: bytes) -> None:
         word, retval = wire.RSP.unpack(data)

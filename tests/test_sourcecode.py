@@ -28,6 +28,8 @@ ONLY = {
     "qda_core.dsp": {"qda_core.dsp", "qda_core.wire", "qda_core._cwire", "qda_core._cdev", "qda_core.errors", "qda_core.marshal",
                      "qda_core.marshal_ref", "qda_core._marshal", "qda_core._ext", "qda_core._iova",
                      "qda_core._abi", "qda_core.debug", "qda_core.trace",
+                     # atomic operations on the lanes' C state (a header: no state of its own)
+                     "qda_core._atomic",
                      # which data plane (native lanes or the Python reference): configuration
                      "qda_core.dataplane",
                      # fault rules are instrumentation, like the trace: no host state

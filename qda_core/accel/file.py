@@ -377,6 +377,12 @@ class QdaFile(DriverFile):
     #: serves the common call; :meth:`_invoke_reference` every other, with the same results.
     invoke = _invoke.invoke
 
+    def route(self, handle: int):
+        """A route for user calls without arguments to DSP handle ``handle``: an
+        ``EngineRoute`` whose ``call(sc)`` a C caller makes without the GIL, or None where the
+        lanes serve every call (docs/dataplane.md "Routes")."""
+        return self._open_route(handle) if type(self) is QdaFile else None
+
     def _invoke_reference(self, handle: int, sc: int, args=()) -> int:
         """The typed invoke's reference: the descriptors pinned, the INVOKE struct built and
         issued through :meth:`ioctl`, the result checked; a :class:`GemRef` on a revision whose

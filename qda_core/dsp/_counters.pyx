@@ -1,10 +1,12 @@
 # cython: language_level=3, boundscheck=False, wraparound=False
 """The DSP's C counters: a DSP's statistics as its native lanes record them, and each thread's
 modeled-time account (``qda_core.dsp.cost``: ``last_ns``, ``measure``), kept in C so the
-invoke path updates them without a Python call. Every update runs under the GIL and calls no
-Python code, so none is lost (docs/dataplane.md)."""
+invoke path updates them without a Python call. Every update is an atomic add, so none is lost
+between threads, also from a route running without the GIL (docs/dataplane.md "Routes")."""
 
 from cpython.object cimport PyObject
+
+from qda_core._atomic cimport qda_add_ll, qda_xchg_ll
 
 cdef extern from *:
     const char *QDARPC_VERSION
@@ -24,14 +26,20 @@ cdef class Counters:
 
     cdef void add(self, long long bytes_in, long long bytes_out, long long handles_in, long long handles_out,
                   long long ns, bint error, bint crash) noexcept:
-        self.v[0] += 1
-        self.v[1] += error
-        self.v[2] += crash
-        self.v[3] += bytes_in
-        self.v[4] += bytes_out
-        self.v[5] += handles_in
-        self.v[6] += handles_out
-        self.v[7] += ns
+        qda_add_ll(&self.v[0], 1)
+        if error:
+            qda_add_ll(&self.v[1], 1)
+        if crash:
+            qda_add_ll(&self.v[2], 1)
+        if bytes_in:
+            qda_add_ll(&self.v[3], bytes_in)
+        if bytes_out:
+            qda_add_ll(&self.v[4], bytes_out)
+        if handles_in:
+            qda_add_ll(&self.v[5], handles_in)
+        if handles_out:
+            qda_add_ll(&self.v[6], handles_out)
+        qda_add_ll(&self.v[7], ns)
 
     def record(self, *, bytes_in=0, bytes_out=0, handles_in=0, handles_out=0, ns=0, error=False, crash=False):
         """One message (``DspStats.record``'s keywords)."""
@@ -39,10 +47,7 @@ cdef class Counters:
 
     def take(self):
         """The figures so far, as a tuple, and zero them."""
-        t = tuple([self.v[i] for i in range(8)])
-        for i in range(8):
-            self.v[i] = 0
-        return t
+        return tuple([qda_xchg_ll(&self.v[i], 0) for i in range(8)])
 
 
 cdef class PdCounters:
@@ -50,15 +55,16 @@ cdef class PdCounters:
     (every message for it), updated by both data planes in C."""
 
     cdef void add(self, long long invokes, long long ns) noexcept:
-        self.invokes += invokes
-        self.modeled_ns += ns
+        if invokes:
+            qda_add_ll(&self.invokes, invokes)
+        qda_add_ll(&self.modeled_ns, ns)
 
     def record(self, long long invokes, long long ns):
         """Count ``invokes`` (0 or 1) more calls and ``ns`` more modeled ns."""
         self.add(invokes, ns)
 
 
-cpdef void account_add(long long ns) noexcept:
+cpdef void account_add(long long ns) noexcept nogil:
     """Count one message of ``ns`` modeled ns on the calling thread."""
     qda_acct[0] = ns
     qda_acct[1] += ns
@@ -86,13 +92,19 @@ cdef class PdState:
         self.poll_mode = False
 
 
+from qda_core._cdev import ROUTES as _ROUTES
+
+
 def state_property(str field, str doc):
-    """A property over ``self._st.<field>`` (a DspState or PdState)."""
+    """A property over ``self._st.<field>`` (a DspState or PdState). Setting it bumps the
+    routes' epoch: a route (docs/dataplane.md "Routes") took these fields once, and reads only
+    the epoch on each call."""
     def get(self):
         return getattr(self._st, field)
 
     def set(self, value):
         setattr(self._st, field, value)
+        _ROUTES.bump()
     return property(get, set, doc=doc)
 
 
@@ -131,6 +143,15 @@ cdef object swap_context(object ctx):
     global qda_dsp_ctx
     prev = <object>qda_dsp_ctx if qda_dsp_ctx != NULL else None
     qda_dsp_ctx = NULL if ctx is None else <PyObject *>ctx
+    return prev
+
+
+cdef PyObject *swap_context_raw(PyObject *ctx) noexcept nogil:
+    """:func:`swap_context` without the GIL (a route's skel call): ``ctx`` borrowed, the
+    previous one returned as it was."""
+    global qda_dsp_ctx
+    prev = qda_dsp_ctx
+    qda_dsp_ctx = ctx
     return prev
 
 

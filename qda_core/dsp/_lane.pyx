@@ -23,15 +23,17 @@ from libc.stdlib cimport free, malloc
 
 from cpython.contextvars cimport get_value
 
-from qda_core._cwire cimport (QDA_ENDPOINT_CAPSULE, QDA_EP_REFERENCE, QDA_EP_REPLIED, fastrpc_invoke_rsp,
+from qda_core._cwire cimport (QDA_ENDPOINT_CAPSULE, QDA_EP_REFERENCE, QDA_EP_REPLIED, QDA_ROUTE_DECLINED, fastrpc_invoke_rsp,
                                fastrpc_msg, qda_endpoint, sc_length)
 
-from qda_core._cdev cimport Count, DevMemory, Switch
+from qda_core._atomic cimport qda_add_ll, qda_load_ull
+from qda_core._cdev cimport Count, DevMemory, Epoch, Switch
 
 from qda_core._marshal cimport decode_c, decode_views_raw, qda_dec_buf, qda_dec_handle
 
 from ._call cimport Call, new_call
-from ._counters cimport Counters, DspState, PdCounters, PdState, account_add, restore_context, swap_context
+from ._counters cimport (Counters, DspState, PdCounters, PdState, account_add, restore_context, swap_context,
+                        swap_context_raw)
 
 import errno as _errno
 
@@ -99,6 +101,13 @@ cdef Switch _TRACE = _trace._SWITCH
 
 
 cdef Count _ARMED = _cdev_mod.ARMED
+cdef Count _OVERRIDES = _cdev_mod.OVERRIDES
+cdef Epoch _ROUTES = _cdev_mod.ROUTES
+# what a route reads on each call, without the GIL: the C fields themselves
+cdef int *_TRACE_ON = <int *>&_TRACE.on
+cdef Py_ssize_t *_ARMED_N = &_ARMED.n
+cdef Py_ssize_t *_OVERRIDES_N = &_OVERRIDES.n
+cdef unsigned long long *_EPOCH = &_ROUTES.n
 
 
 cdef inline bint _tracing() noexcept:
@@ -201,6 +210,8 @@ cdef class DspLane:
         self.ep = &self._ep  # in the object itself: it lives exactly as long as the lane
         self.ep.receive = _receive
         self.ep.self = <void *>self  # each capsule made of ep owns a reference to the lane (see capsule)
+        self.ep.route_open = _route_open
+        self.ep.route_call = _route_call
         self._cost = None
 
     @property
@@ -287,6 +298,60 @@ cdef class DspLane:
             self._pds[client_id] = pd
         self._last = pd
         return pd
+
+    cdef object _route(self, int32_t client_id, uint32_t handle, origin, uint64_t addr, uint64_t size,
+                       void **arg):
+        """A :class:`DspRoute` for (``client_id``, ``handle``) with the message buffer at device
+        address ``addr`` (``size`` bytes), or None: the same checks :meth:`_receive` makes of a
+        message before it serves one natively, made once; a route serves only a native skel's
+        handle (a Python skel needs the GIL anyway)."""
+        cdef unsigned long long epoch = _EPOCH[0]  # first: a change while this runs is seen
+        cdef char *host = NULL
+        cdef _Pd pd
+        cdef _Mod mod
+        cdef DspRoute r
+        cdef DspState st = self._st
+        if (handle < _CONST_LIMIT or origin is None or st is None or _tracing()
+                or _dict_get(self._dsp_dict, "receive") != NULL or _ARMED.n or _OVERRIDES.n):
+            return None
+        cost = st.cost
+        if cost.realtime:
+            return None
+        stats = self._counters()
+        if stats is None:
+            return None
+        pd = self._pd(client_id)
+        if pd is None or client_id != <int32_t>origin.client_id:
+            return None
+        if pd.st.state != "alive" or pd.st.poll_mode:
+            return None
+        if pd.params and (_QOS_KEYS[0] in pd.params or _QOS_KEYS[1] in pd.params):
+            return None
+        mi = pd.modules.get(handle)
+        if mi is None:
+            return None
+        mod = _new_mod(mi)
+        if not mod.native or pd.nmem is None or not _in_streams(pd, addr, size):
+            return None
+        # the message buffer translated once: the engine's route holds it out of its pool, so its
+        # mapping stays until the file's release, which closes the route first
+        if pd.nmem.span(addr, size, &host) or host == NULL:
+            return None
+        if _dsp_call == NULL:
+            _load_dsprt()
+        r = DspRoute.__new__(DspRoute)
+        r.lane, r.pd, r.mod, r.stats = self, pd, mod, stats
+        r.c.epoch = epoch
+        r.c.fn, r.c.hs = mod.fn, mod.hs
+        r.c.h64 = mod.impl.h64 if mod.hs else 0
+        r.c.ctx = <PyObject *>mod.ctx if mod.ctx is not None else NULL
+        r.c.overhead = cost.overhead_ns
+        r.c.stats_v = &(<Counters>stats).v[0]
+        r.c.pd_invokes, r.c.pd_ns = &pd.ctr.invokes, &pd.ctr.modeled_ns
+        r.c.generation = st.generation
+        r.c.owner = <PyObject *>r
+        arg[0] = <void *>&r.c
+        return r
 
     cdef int _receive(self, const fastrpc_msg *m, object origin, fastrpc_invoke_rsp *rsp) except -1:
         cdef _Pd pd
@@ -626,3 +691,115 @@ cdef void _release_capsule(object cap) noexcept:
 cdef int _receive(void *self, const fastrpc_msg *m, void *origin, fastrpc_invoke_rsp *rsp) except -1:
     # called by the engine holding the GIL; -1 leaves the Python exception set for it
     return (<DspLane>self)._receive(m, <object>origin, rsp)
+
+
+# -- routes (docs/dataplane.md "Routes") ------------------------------------------------------
+cdef struct qda_dsp_route:
+    unsigned long long epoch        # _ROUTES when the route was taken
+    void *fn                        # the skel's invoke, its handle style and handle
+    int hs
+    uint64_t h64
+    PyObject *ctx                   # the module's DspContext (FARF), or NULL
+    int64_t overhead                # the cost model's per-message ns
+    long long *stats_v              # the DSP's Counters.v
+    long long *pd_invokes           # the PD's PdCounters
+    long long *pd_ns
+    long long generation            # the DSP's restarts when the route was taken
+    PyObject *owner                 # the DspRoute (the crash path's, with the GIL)
+
+
+cdef int _ENODEV = _errno.ENODEV
+
+
+cdef class DspRoute:
+    """The DSP's side of a route: what :meth:`DspLane._route` checked and took, kept alive for
+    the C struct the GIL-free call reads."""
+    cdef qda_dsp_route c
+    cdef DspLane lane
+    cdef _Pd pd
+    cdef _Mod mod
+    cdef object stats
+
+    def stale(self):
+        """Something the route took has changed: it serves no call again (open a new one)."""
+        return qda_load_ull(_EPOCH) != self.c.epoch
+
+
+cdef void *_route_open(void *self, int client_id, unsigned int handle, void *origin, unsigned long long addr,
+                       unsigned long long size, void **arg) except NULL:
+    r = (<DspLane>self)._route(client_id, handle, <object>origin, addr, size, arg)
+    Py_INCREF(r)
+    return <void *>r
+
+
+cdef inline void _route_account(qda_dsp_route *r, int64_t ns, bint error, bint crash) noexcept nogil:
+    # the lane's records of one message with no arguments (Counters.add, PdCounters.add)
+    account_add(ns)
+    qda_add_ll(r.pd_invokes, 1)
+    qda_add_ll(r.pd_ns, ns)
+    qda_add_ll(&r.stats_v[0], 1)
+    if error:
+        qda_add_ll(&r.stats_v[1], 1)
+    if crash:
+        qda_add_ll(&r.stats_v[2], 1)
+    qda_add_ll(&r.stats_v[7], ns)
+
+
+cdef int _route_call(void *arg, const fastrpc_msg *m, fastrpc_invoke_rsp *rsp) noexcept nogil:
+    """One message on a route, without the GIL: declined (nothing happened) unless nothing the
+    route took has changed and no trace, fault rule or cost override is on anywhere; then the
+    skel's call and the records :meth:`DspLane._receive` makes of it."""
+    cdef qda_dsp_route *r = <qda_dsp_route *>arg
+    cdef uint64_t pra[2]
+    cdef int rv, signo = 0
+    cdef PyObject *prev
+    if m.sc & 0xFFFFFF:  # a method with arguments: the lanes (the payload's decode, views)
+        return QDA_ROUTE_DECLINED
+    if qda_load_ull(_EPOCH) != r.epoch or _TRACE_ON[0] or _ARMED_N[0] or _OVERRIDES_N[0]:
+        return QDA_ROUTE_DECLINED
+    prev = swap_context_raw(r.ctx)
+    if prev != NULL:  # called from inside a skel's call: the lanes keep the outer context
+        swap_context_raw(prev)
+        return QDA_ROUTE_DECLINED
+    rv = _dsp_call(r.fn, r.hs, r.h64, m.sc, pra, &signo)
+    swap_context_raw(NULL)
+    if rv == _FAULTED and signo:
+        return _route_crashed(r, m, rsp, signo)
+    _route_account(r, r.overhead, rv != 0, False)
+    if qda_load_ull(_EPOCH) != r.epoch and _route_restarted(r):
+        return -_ENODEV
+    rsp.ctx = m.ctx
+    rsp.retval = rv
+    return QDA_EP_REPLIED
+
+
+cdef bint _route_restarted(qda_dsp_route *r) noexcept with gil:
+    # something changed while the skel ran: a restart of the DSP fails the call, as in the lane
+    return (<DspRoute>r.owner).lane._st.generation != r.generation
+
+
+cdef int _route_crashed(qda_dsp_route *r, const fastrpc_msg *m, fastrpc_invoke_rsp *rsp, int signo) noexcept with gil:
+    # the skel faulted: what the lane does for a crash (EmulatedDsp._crashed, its records, the
+    # PD's crash code as the reply), with the GIL
+    cdef DspRoute o = <DspRoute>r.owner
+    cdef uint64_t addr = 0
+    cdef int code = 0
+    _last_fault(&addr, &code)
+    try:
+        exc = _dsprt.NativeFault(signo, addr, code, f"{o.mod.impl._where} method {(m.sc >> 24) & 0x1F}")
+        o.lane.dsp._crashed(o.lane.channel, o.pd.proc, exc)
+    except BaseException as e:  # (nothing may cross the C ABI): the crash is still answered
+        _unraisable(e)
+    _route_account(r, r.overhead, True, True)
+    if o.lane._st.generation != r.generation:
+        return -_ENODEV
+    rsp.ctx = m.ctx
+    rsp.retval = _ERR_PD_CRASHED
+    return QDA_EP_REPLIED
+
+
+cdef void _unraisable(e) noexcept:
+    import sys
+    import traceback
+    print("qdarpc: internal error reporting a skel crash on a route:", file=sys.stderr)
+    traceback.print_exception(type(e), e, e.__traceback__)

@@ -38,7 +38,7 @@ import struct
 import threading
 from typing import Callable, Mapping, NamedTuple, Protocol
 
-from .. import dataplane, errors, faults as _faults, trace
+from .. import _ext, dataplane, errors, faults as _faults, trace
 from ..marshal import decode_views
 from ..wire import (ADSP_CURRENT_PROCESS1_HANDLE, ADSP_LISTENER1_HANDLE, CONST_HANDLE_LIMIT, CREATE_INBUF,
                     CREATE_STATIC_INBUF, CTX_ASYNC_BIT, CURRENT_PROCESS1_EXIT, CURRENT_PROCESS1_POLL_MODE,
@@ -59,6 +59,9 @@ from .pdmem import PdMemory, span_granted
 from .process import MemMapping
 from .process import MmapRegion, ModuleInstance, Process, ProcessInfo
 from .skel import Call, DmaHandle, interface_name
+
+#: Routes' epoch (docs/dataplane.md "Routes"): bumped by every change of what a route took once.
+_ROUTES = _ext.load("_cdev").ROUTES
 
 __all__ = ["EmulatedDsp", "DeviceMemory", "STATIC_PDS", "FIRST_DYNAMIC_HANDLE", "HANDLE_STEP"]
 
@@ -202,6 +205,18 @@ class EmulatedDsp:
         self.on_ssr: Callable[[], None] | None = None
 
     # -- public API ------------------------------------------------------------------------
+
+    def __setattr__(self, name, value):
+        # a tap on every message (an instance's ``receive``, set by tests and tools) is read by
+        # the lanes on each message, but a route took its snapshot once: it must see the change
+        if name == "receive":
+            _ROUTES.bump()
+        object.__setattr__(self, name, value)
+
+    def __delattr__(self, name):
+        if name == "receive":
+            _ROUTES.bump()
+        object.__delattr__(self, name)
 
     def endpoint(self, channel: str) -> "Endpoint":
         """The rpmsg endpoint of one host driver. Each driver numbers its clients on its own
@@ -647,6 +662,7 @@ class EmulatedDsp:
                 return aee.ERR_BAD_PARM
             with p.lock:
                 p.params[cost.QOS_PARAM] = _U32.unpack_from(a.inbufs[0])
+                _ROUTES.bump()  # routes serve no PD with QoS in force
             return 0
         if method not in (sc_method(CURRENT_PROCESS1_EXIT), sc_method(CURRENT_PROCESS1_THREAD_EXIT)):
             return aee.ERR_STATIC_UNSUPPORTED
@@ -723,6 +739,7 @@ class EmulatedDsp:
                 return aee.ERR_STATIC_UNSUPPORTED
             with p.lock:
                 p.params[req_id] = struct.unpack(f"<{nparams}I", a.inbufs[1])
+                _ROUTES.bump()
             return 0
         out0, errbuf = a.outbufs
         if op == "open":
@@ -785,6 +802,7 @@ class EmulatedDsp:
     def _close_module(self, p: Process, handle: int) -> tuple[int, str]:
         with p.lock:
             mi = p.modules.pop(handle, None)
+            _ROUTES.bump()  # before the skel's close: no route calls the instance after it
         if mi is None:
             return aee.ERR_CLOSE_UNKNOWN, f"handle {handle:#x} is not open"
         if not mi.uri.handle_style:
@@ -804,6 +822,7 @@ class EmulatedDsp:
                 p.state = "exited"  # no new opens, invokes see 0x8000040d
             closing = [mi for mi in reversed(p.modules.values()) if mi.uri.handle_style]  # dicts keep open order
             p.modules.clear()
+            _ROUTES.bump()
         p.release_listeners()  # before the closes: a listener waits on the PD, not on its modules
         if alive:
             for mi in closing:

@@ -52,6 +52,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass, fields, replace
 from typing import Iterator, Mapping
 
+from .. import _ext
 from ._counters import Counters, account, account_add
 from ..wire import FASTRPC_INIT_HANDLE, RMID_INIT_MEM_MAP, RMID_INIT_MMAP, RPC_PARAM_ADAPTIVE_QOS, scalars
 
@@ -169,6 +170,7 @@ class _Override:
     extra_ns: int
 
 
+_OVERRIDES = _ext.load("_cdev").OVERRIDES
 _OVERRIDE: ContextVar[_Override | None] = ContextVar("qdarpc_cost_override", default=None)
 
 
@@ -185,9 +187,11 @@ def override(ns: int | None = None, *, extra_ns: int = 0) -> Iterator[None]:
     if ns is not None and ns < 0 or extra_ns < 0:
         raise ValueError(f"modeled time must be >= 0 (ns={ns}, extra_ns={extra_ns})")
     token = _OVERRIDE.set(_Override(None if ns is None else int(ns), int(extra_ns)))
+    _OVERRIDES.add(1)  # routes (GIL-free callers) serve nothing while any override is on
     try:
         yield
     finally:
+        _OVERRIDES.add(-1)
         _OVERRIDE.reset(token)
 
 

@@ -9,6 +9,8 @@ from .. import _ext
 from ..wire import PAGE_SIZE
 from ._counters import PdCounters, PdState, state_property
 
+_ROUTES = _ext.load("_cdev").ROUTES
+
 if TYPE_CHECKING:  # pragma: no cover
     from .cost import CostModel
     from .loader import ModuleUri
@@ -133,6 +135,7 @@ class Process:
                 self.state = "crashed"
                 self.crash_reason = reason
             self.modules.clear()
+            _ROUTES.bump()  # (docs/dataplane.md "Routes")
         self.release_listeners()
 
     def exit(self) -> None:
@@ -140,6 +143,7 @@ class Process:
             if self.state == "alive":
                 self.state = "exited"
             self.modules.clear()
+            _ROUTES.bump()  # (docs/dataplane.md "Routes")
         self.release_listeners()
 
     def release_listeners(self) -> None:

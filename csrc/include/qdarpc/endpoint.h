@@ -23,11 +23,31 @@
 #define QDA_EP_REFERENCE 2  /* the reference (Python) path served it: fault rules or the trace
                                may have left per-thread state for the engine to collect */
 
+/*
+ * A route (docs/dataplane.md "Routes"): the DSP's side of calls on one handle of one PD, checked
+ * once when it is opened and served afterwards without the GIL, as long as nothing it took
+ * has changed (the routes' epoch, qda_core._cdev.ROUTES, and the translation of its message
+ * buffer). route_call() results besides QDA_EP_REPLIED:
+ */
+#define QDA_ROUTE_DECLINED 0 /* nothing happened: send the message on the usual way */
+/* a negative value: -errno, the call failed after the skel ran (a restart meanwhile: ENODEV) */
+
 struct qda_endpoint {
 	/* self: the endpoint object (PyObject *), origin: the sender's wire.Origin (PyObject *) */
 	int (*receive)(void *self, const struct fastrpc_msg *m, void *origin,
 		       struct fastrpc_invoke_rsp *rsp);
 	void *self;
+	/*
+	 * With the GIL: a route for messages from client_id (stamped origin) to handle whose payload
+	 * is the message buffer at device address msg_addr, msg_size bytes. Returns a new reference
+	 * (PyObject *) to the route's owner, which keeps everything *call_arg points to, or Py_None
+	 * when the DSP serves that handle only through receive(); NULL with an exception set.
+	 */
+	void *(*route_open)(void *self, int client_id, unsigned int handle, void *origin,
+			    unsigned long long msg_addr, unsigned long long msg_size, void **call_arg);
+	/* Without the GIL (taking it only for a crash): one message on a route (route_open's
+	 * client id, handle and message buffer). */
+	int (*route_call)(void *call_arg, const struct fastrpc_msg *m, struct fastrpc_invoke_rsp *rsp);
 };
 
 #endif /* QDARPC_ENDPOINT_H */

@@ -6,8 +6,9 @@
  * 1 close (counted per h64: crashy_closes), 2 null, 3 NULL write (SIGSEGV), 4 integer divide by
  * zero (SIGFPE), 5 unbounded recursion (stack overflow, SIGSEGV), 6 spin until the int32 at the
  * host address in in0 becomes non-zero (GIL test; gives up after 10 s and returns 1), 7 sum of
- * in0's bytes into out0 (u32), 8 h64 into out0 (u64). Non-handle style (crashy_skel_invoke):
- * 2 null, 3 NULL write.
+ * in0's bytes into out0 (u32), 8 h64 into out0 (u64), 9 (no arguments) count the call and wait
+ * until crashy_gate is non-zero (10 s at most; tests/test_routes.py), 10 (no arguments) answer
+ * 0x8000040e. Non-handle style (crashy_skel_invoke): 2 null, 3 NULL write.
  */
 #define _POSIX_C_SOURCE 200809L
 #include <stdint.h>
@@ -30,6 +31,10 @@ int crashy_closes(uint64_t h64)
 {
 	return h64 < MAX_OPENS ? __atomic_load_n(&closes[h64], __ATOMIC_SEQ_CST) : -1;
 }
+
+/* Method 9's gate and its callers so far, for tests through ctypes. */
+int crashy_gate;
+int crashy_gated;
 
 volatile long crashy_depth_limit = 1L << 40;  /* never reached: the stack ends first */
 
@@ -116,6 +121,17 @@ int crashy_skel_handle_invoke(remote_handle64 h, uint32_t sc, remote_arg *pra)
 			return 0x8000040e;
 		memcpy(pra[0].buf.pv, &h, 8);
 		return 0;
+	case 9: {
+		double end = now() + 10.0;
+
+		__atomic_add_fetch(&crashy_gated, 1, __ATOMIC_SEQ_CST);
+		while (!__atomic_load_n(&crashy_gate, __ATOMIC_SEQ_CST))
+			if (now() > end)
+				return 1;
+		return 0;
+	}
+	case 10:
+		return 0x8000040e;
 	}
 	return 0x80000414;
 }
