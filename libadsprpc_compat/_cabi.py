@@ -30,6 +30,7 @@ from qda_core.errors import ConfigError
 from . import default, rpcmem
 from . import process as _process
 from . import buffers as _buffers
+from . import _remote
 from ._remote import CArgs, Face
 from .cargs import A, cstr, put_cstr
 from .constants import DOMAIN_NAMES
@@ -175,6 +176,8 @@ def bind(flavour: str, default_domain: int, names: str) -> tuple:
                 raise ValueError(f"{flavour}: no DSP domain {default_domain}")
             _flavours[flavour] = (None if flavour == "libcdsprpc"
                                   else Library(state.backend, default_domain=default_domain))
+            if len(_flavours) > 1:  # handles must now be told apart by flavour: the Python path
+                _remote.routes.forget_all()
     table = _bound(flavour)
     return tuple(table[n] for n in names.split())
 

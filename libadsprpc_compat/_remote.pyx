@@ -25,8 +25,11 @@ from libc.stdint cimport int32_t, int64_t, uint32_t, uint64_t
 from libc.stdlib cimport malloc, free, realloc
 from libc.string cimport memset
 
-from qda_core._cdev cimport Switch
+from qda_core._atomic cimport (qda_cpu_relax, qda_inc_long, qda_load_int, qda_load_long, qda_load_ull, qda_store_int,
+                               qda_store_ull)
+from qda_core._cdev cimport Epoch, Switch
 from qda_core._cwire cimport sc_length
+from qda_core._engine cimport ROUTE_DECLINED, EngineRoute
 
 cdef extern from *:
     const char *QDARPC_VERSION
@@ -42,11 +45,14 @@ cdef extern from *:
 cdef extern from "qdarpc/face.h":
     const char *QDARPC_FACE_CAPSULE
     enum: QDARPC_FACE_ABI
+    enum: QDARPC_FACE_DECLINED
     struct qdarpc_face:
         unsigned int abi
         long long (*h64_invoke)(void *ctx, unsigned long long h, unsigned int sc,
                                 unsigned long long pra) noexcept
         void *ctx
+        long long (*route_invoke)(void *ctx, unsigned long long h, unsigned int sc,
+                                  unsigned long long pra) noexcept nogil
 
 cdef extern from "qdarpc/aee_err.h":
     int qda_errno_to_aee(int err)
@@ -68,6 +74,8 @@ cdef qda_pin_api *_pins = <qda_pin_api *>PyCapsule_GetPointer(_load("_marshal").
                                                                "qda_core._marshal.PIN_API")
 #: ``qda_core.trace.RECORDER is not None``, as one C load (the switch the trace keeps with it).
 cdef Switch _TRACE = _load("_cdev").TRACE
+#: The routes' epoch (docs/dataplane.md "Routes").
+cdef Epoch _ROUTES = _load("_cdev").ROUTES
 
 #: Where the last code on this thread came from (:func:`last_origin`).
 ORIGIN_DSP = 0
@@ -508,6 +516,7 @@ cdef class Face:
         self.slow, self.failed, self.error = slow, failed, error
         self.c.abi = QDARPC_FACE_ABI
         self.c.h64_invoke = _face_h64_invoke
+        self.c.route_invoke = _face_route_invoke
         self.c.ctx = <void *>self
 
     def capsule(self):
@@ -537,6 +546,8 @@ cdef long long _face_h64_invoke(void *ctx, unsigned long long h, unsigned int sc
             return f.slow(h, sc, pra)  # AEE_EINVHANDLE, said by the API
         code = (<Invoker>rec.invoker).call(rec.dsp_handle, sc, CArgs.__new__(CArgs, pra, sc_length(sc)))
         if code == 0:
+            if not sc & 0xFFFFFF:  # a call a route serves: take one for the next (once per change)
+                _routes.refresh(h, rec, f.records)
             return 0
         return f.failed(rec, sc, code)
     except BaseException:
@@ -544,3 +555,209 @@ cdef long long _face_h64_invoke(void *ctx, unsigned long long h, unsigned int sc
             return f.error()
         except BaseException:
             return 1  # AEE_EFAILED: not even the report could be made
+
+
+
+# -- routes (docs/dataplane.md "Routes") ----------------------------------------------------------
+# A C caller's remote_handle64_invoke of a method without arguments, on a handle whose DSP side
+# is a native skel, is served without the GIL by the handle's route (qda_core._engine's
+# EngineRoute: the driver file's reference, a context id, the message in the route's own buffer,
+# the DSP's route to the skel). The table maps handles to routes; it is read without the GIL:
+# a slot is found by its handle, counted in (inflight), and its handle read again, so a slot
+# retired meanwhile is seen and declined; a retired route is closed only once its slot counts
+# no call in flight. Slots are never freed (static), so a reader never touches freed memory.
+cdef enum:
+    _NSLOTS = 256   # handles with a route at once (more: the others take the lanes)
+    _PROBES = 8
+
+
+cdef struct _slot:
+    unsigned long long h        # the handle (0: free)
+    long inflight               # calls on the route now
+    long served                 # calls the route served since it was taken
+    PyObject *route             # the EngineRoute (a reference), NULL while free
+    uint32_t *fail_next         # the handle's Invoker's (remote_set_mode's next failure)
+    PyObject *invoker           # (a reference: keeps fail_next)
+
+
+cdef _slot _slots[_NSLOTS]
+memset(_slots, 0, sizeof(_slots))
+
+
+cdef inline unsigned int _home(unsigned long long h) noexcept nogil:
+    return <unsigned int>(((h ^ (h >> 29)) * <unsigned long long>0x9E3779B97F4A7C15) >> 56) & (_NSLOTS - 1)
+
+
+cdef class _Routes:
+    """The table's writers (with the GIL) and its counts."""
+    cdef dict _refused          # handle -> the epoch a route was refused at (not asked again before a change)
+    cdef dict _earlier          # handle -> calls served by its earlier routes (until the handle goes)
+
+    def __cinit__(self):
+        self._refused = {}
+        self._earlier = {}
+
+    cdef _slot *_find(self, unsigned long long h) noexcept:
+        cdef unsigned int i, k = _home(h)
+        for i in range(_PROBES):
+            if _slots[(k + i) & (_NSLOTS - 1)].h == h:
+                return &_slots[(k + i) & (_NSLOTS - 1)]
+        return NULL
+
+    cdef int refresh(self, unsigned long long h, rec, dict records) except -1:
+        """After a call the lanes served on handle ``h``: a route for the next ones, unless one
+        is live, or one was refused since the last change."""
+        cdef _slot *s = self._find(h)
+        cdef unsigned long long epoch = _ROUTES.n
+        cdef unsigned int i, k
+        if s != NULL:
+            if not (<EngineRoute><object>s.route).stale():
+                return 0  # declined for the moment (a trace, a rule, another thread's call)
+            self._retire(s, h)
+        if self._refused.get(h) == epoch:
+            return 0
+        inv = rec.invoker
+        f = getattr((<Invoker>inv).ioctl, "__self__", None)  # the session's driver file
+        route = f.route(rec.dsp_handle) if f is not None and hasattr(f, "route") else None
+        if route is None:
+            if len(self._refused) > 4 * _NSLOTS:
+                self._refused.clear()
+            self._refused[h] = epoch
+            return 0
+        self._refused.pop(h, None)
+        k = _home(h)
+        for i in range(_PROBES):
+            s = &_slots[(k + i) & (_NSLOTS - 1)]
+            if s.h == 0 and s.route == NULL and qda_load_long(&s.inflight) == 0:
+                Py_INCREF(route)
+                Py_INCREF(inv)
+                s.route, s.invoker = <PyObject *>route, <PyObject *>inv
+                s.fail_next = &(<Invoker>inv).fail_next
+                s.served = 0
+                qda_store_ull(&s.h, h)  # last: a reader finding h finds the rest
+                if records.get(h) is not rec:  # closed while the route was opened: its close
+                    self.forget(h)             # may have looked for it before it was here
+                return 0
+        route.close()  # no free slot near its home: the lanes serve it
+        return 0
+
+    def forget(self, unsigned long long h):
+        """Retire handle ``h``'s route (its close, a session's teardown): no call starts on it
+        after this, and it is closed once the calls in flight on it return."""
+        cdef _slot *s = self._find(h) if h else NULL
+        self._refused.pop(h, None)
+        self._earlier.pop(h, None)
+        if s != NULL:
+            self._retire(s, h)
+            self._earlier.pop(h, None)
+
+    cdef int _retire(self, _slot *s, unsigned long long h) except -1:
+        route, inv = <object>s.route, <object>s.invoker
+        s.route, s.invoker, s.fail_next = NULL, NULL, NULL
+        qda_store_ull(&s.h, 0)
+        with nogil:  # (a call in flight may need the GIL to finish: a crash, a release)
+            while qda_load_long(&s.inflight):
+                qda_cpu_relax()
+        self._earlier[h] = self._earlier.get(h, 0) + s.served
+        Py_DECREF(route)
+        Py_DECREF(inv)
+        route.close()
+        return 0
+
+    def forget_all(self):
+        """Retire every route (a fork's child, a second library flavour)."""
+        for i in range(_NSLOTS):
+            if _slots[i].h:
+                self.forget(_slots[i].h)
+        self._refused.clear()
+        self._earlier.clear()
+
+    def after_fork(self):
+        """In a fork's child: retire every route (the parent's threads' calls are not here)."""
+        for i in range(_NSLOTS):
+            _slots[i].inflight = 0
+        self.forget_all()
+
+    def live(self):
+        """The handles with a route now."""
+        return [_slots[i].h for i in range(_NSLOTS) if _slots[i].h]
+
+    def served(self, unsigned long long h):
+        """Calls handle ``h``'s routes served while it is open."""
+        cdef _slot *s = self._find(h) if h else NULL
+        return (qda_load_long(&s.served) if s != NULL else 0) + self._earlier.get(h, 0)
+
+    def route(self, unsigned long long h):
+        """Handle ``h``'s route, or None (tests)."""
+        cdef _slot *s = self._find(h)
+        return <object>s.route if s != NULL and s.route != NULL else None
+
+
+cdef _Routes _routes = _Routes()
+#: The process's route table (``forget`` when a handle goes, ``live``, ``route``; counts).
+routes = _routes
+
+
+cdef long long _face_route_invoke(void *ctx, unsigned long long h, unsigned int sc,
+                                  unsigned long long pra) noexcept nogil:
+    """The C face's GIL-free entry (``qdarpc_face.route_invoke``): the call's int as
+    :func:`_face_h64_invoke` answers it, or ``QDARPC_FACE_DECLINED`` when the handle has no
+    live route for it (the bridge then takes the GIL and that entry)."""
+    cdef _slot *s = NULL
+    cdef unsigned int i, k
+    cdef long long ret
+    cdef PyObject *r
+    if sc & 0xFFFFFF or h == 0:
+        return QDARPC_FACE_DECLINED
+    k = _home(h)
+    for i in range(_PROBES):
+        if qda_load_ull(&_slots[(k + i) & (_NSLOTS - 1)].h) == h:
+            s = &_slots[(k + i) & (_NSLOTS - 1)]
+            break
+    if s == NULL:
+        return QDARPC_FACE_DECLINED
+    qda_inc_long(&s.inflight, 1)
+    r = s.route  # (read after the count, and checked with the handle again: see the table's comment)
+    if qda_load_ull(&s.h) != h or r == NULL or s.fail_next[0]:
+        qda_inc_long(&s.inflight, -1)
+        return QDARPC_FACE_DECLINED
+    ret = (<EngineRoute>r).call(sc)
+    if ret != ROUTE_DECLINED:
+        qda_inc_long(&s.served, 1)
+    qda_inc_long(&s.inflight, -1)
+    if ret == ROUTE_DECLINED:
+        return QDARPC_FACE_DECLINED
+    if ret == 0:
+        qda_compat_errno = 0
+        qda_compat_origin = ORIGIN_DSP_C
+        return 0
+    return _route_failed(ctx, h, sc, ret)
+
+
+cdef enum:
+    ORIGIN_DSP_C = 0
+    ORIGIN_DRIVER_C = 2
+
+
+cdef long long _route_failed(void *ctx, unsigned long long h, unsigned int sc, long long ret) noexcept with gil:
+    # a failed call on a route: its code and errno as the API makes them (Face.failed)
+    cdef Face f = <Face>ctx
+    cdef long long code
+    try:
+        rec = f.records.get(h)
+        if ret < 0:
+            qda_compat_errno = <int>-ret
+            qda_compat_origin = ORIGIN_DRIVER_C
+            code = <uint32_t>qda_errno_to_aee(<int>-ret)
+        else:
+            qda_compat_errno = 0
+            qda_compat_origin = ORIGIN_DSP_C
+            code = ret
+        if rec is None:  # closed meanwhile (the route was retired after this call began)
+            return code
+        return f.failed(rec, sc, code)
+    except BaseException:
+        try:
+            return f.error()
+        except BaseException:
+            return 1  # AEE_EFAILED

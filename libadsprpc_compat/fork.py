@@ -16,7 +16,7 @@ import os
 
 from qda_core import soc as _socmod
 
-from . import process
+from . import _remote, process
 
 _inherited: list = []             # child: the parent's emulator objects, kept alive, never used
 _parents_socs: set[int] = set()   # child: ids of inherited Socs (alive in _inherited)
@@ -60,6 +60,7 @@ def _after_fork_in_child() -> None:
             _inherited.append(lib._forget_inherited())
         _inherited.append(dict(process._records))
         process._records.clear()  # inherited handles are invalid: AEE_EINVHANDLE
+        _remote.routes.after_fork()  # and so are their routes
     finally:
         process.lock.release()
 

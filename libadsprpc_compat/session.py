@@ -158,6 +158,7 @@ class Session:
             self.lib._closed_ns[self.eff] = self.modeled_ns()  # before the release ends the process
         for h in self.records:
             process._records.pop(h, None)
+            _remote.routes.forget(h)
         self.records.clear()
         process.REGS.forget_session(self.key)
         self.backend.close()

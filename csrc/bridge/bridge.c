@@ -194,6 +194,15 @@ API int remote_handle64_invoke(remote_handle64 h, uint32_t sc, remote_arg *pra)
 	if (!face)
 		return code(call(F_remote_handle64_invoke, AEE_ECONNREFUSED, "(KIK)",
 				 (unsigned long long)h, sc, P(pra)));
+	/* the handle's route, without the GIL, for a thread that has a Python thread state (its
+	 * first call made one: a route's rare steps take the GIL through it) */
+	if (face->abi >= 2 && py.PyGILState_GetThisThreadState()) {
+		v = face->route_invoke(face->ctx, (unsigned long long)h, sc, P(pra));
+		if (v != QDARPC_FACE_DECLINED) {
+			errno = saved;
+			return code(v);
+		}
+	}
 	g = embed_enter(&fresh);
 	v = face->h64_invoke(face->ctx, (unsigned long long)h, sc, P(pra));
 	embed_leave(g, fresh);
