@@ -147,7 +147,8 @@ DATAPLANE_ROWS = {
     **{f"1 null invoke, {d}: {p}": "<= 1.0x" for d, raw in (("accel", "DRM_IOCTL_QDA_INVOKE"),
                                                          ("legacy", "FASTRPC_IOCTL_INVOKE"))
        for p in (f"raw {raw}", "typed invoke()", "remote_handle64_invoke")},
-    **{f"2 null invoke, C ABI from C, {b}": "<= 0.5x" for b in ("accel", "legacy")},
+    **{f"2 null invoke, C ABI from C, {b}, native skel (a route)": "<= 0.5x" for b in ("accel", "legacy")},
+    **{f"2 null invoke, C ABI from C, {b}, Python skel": "-" for b in ("accel", "legacy")},
     **{f"3 each of {k} extra 8-byte in-buffer{'s' if k > 1 else ''}, {b}": "<= 5.0x"
        for k in (1, 4) for b in ("accel", "legacy")},
     **{f"4 copied {size} {d}, {b}": target for size, target in (("64 KiB", ">= 0.5x"), ("1 MiB", ">= 0.8x"))

@@ -5,7 +5,8 @@
  * syscall (FIONREAD on a pipe), one round per line read from stdin, one line of results
  * (nanoseconds per call) written back, so the Python side can interleave its own batches.
  * A line "N_INV N_IO" sets that round's batch sizes (the caller sizes them from the last
- * round); any other line keeps the sizes given as arguments.
+ * round); any other line keeps the sizes given as arguments. Arguments: N_INV N_IO [URI] (the
+ * module whose method 2, a null method, is timed; default qdarpc_test's, a Python skel).
  */
 #define _GNU_SOURCE
 #include <stdint.h>
@@ -30,11 +31,12 @@ static double now(void)
 int main(int argc, char **argv)
 {
 	long n_inv = argc > 1 ? atol(argv[1]) : 1000, n_io = argc > 2 ? atol(argv[2]) : 100000, i;
+	const char *uri = argc > 3 ? argv[3] : URI;
 	remote_handle64 h = 0;
 	int fds[2], avail, rc;
 	char line[64];
 
-	rc = remote_handle64_open(URI, &h);
+	rc = remote_handle64_open(uri, &h);
 	if (rc || pipe(fds)) {
 		printf("error 0x%x\n", (unsigned)rc);
 		return 1;

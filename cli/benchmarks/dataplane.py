@@ -7,9 +7,11 @@ Rows and their references:
   1. null invoke (qdarpc_test ``null``, sc 0x02000000, no buffers) through the raw driver
      ioctl (a prebuilt INVOKE struct), the typed ``invoke()`` and ``remote_handle64_invoke``,
      on both drivers, vs a real ``fcntl.ioctl(pipe, FIONREAD, buf)`` from Python. Target <= 1.0x.
-  2. the same null invoke through the C ABI (``remote_handle64_invoke`` in a C loop,
-     ``c_abi_loop.c``, each backend) vs a real ``ioctl(2)`` FIONREAD on a pipe in the same
-     program. Target <= 0.5x.
+  2. a null invoke through the C ABI (``remote_handle64_invoke`` in a C loop, ``c_abi_loop.c``,
+     each backend) vs a real ``ioctl(2)`` FIONREAD on a pipe in the same program: on a native
+     skel's null method (``dataplane_skel.c``: a C program's skel is C; a route serves the call
+     without the GIL, docs/dataplane.md "Routes"), target <= 0.5x; and, as context without a
+     target, on qdarpc_test's Python ``null`` (the GIL, the lanes and a Python call each time).
   3. each extra small copied argument (8-byte in-buffers) through ``remote_handle64_invoke``, in
      multiples of a Python no-op call (a function returning None):
      ``(t(k args) - t(0 args)) / k / t(noop)``, k = 1 and 4, on a Python skel's null method that
@@ -204,41 +206,53 @@ def c_abi(b: _Bench) -> None:
     from libadsprpc_compat import native
 
     ref = "C ioctl(FIONREAD), same program"
+    cases = [("native skel (a route)", NATIVE_URI, "<= 0.5"), ("Python skel", TEST_URI, "-")]
     if compiler() is None:
         for backend in ("accel", "legacy"):
-            b.rows.append(target_row(f"2 null invoke, C ABI from C, {backend}", None, ref, "<= 0.5",
-                                     note="not measured: no C compiler (cc)"))
+            for what, _, target in cases:
+                b.rows.append(target_row(f"2 null invoke, C ABI from C, {backend}, {what}", None, ref, target,
+                                         note="not measured: no C compiler (cc)"))
         return
+    _native_skel(b)
     exe = compile_c(HERE / "c_abi_loop.c", os.path.join(b.tmp, "c_abi_loop"), native.cflags(),
                     *native.libs().split())
     for backend in ("accel", "legacy"):
         env = native.run_env(backend=backend)
         for k in ("QDARPC_TRACE", "QDARPC_FAULTS", "QDARPC_REALTIME"):
             env.pop(k, None)
-        proc = subprocess.Popen([exe], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
-        inv, io = [], []
-        try:
-            if proc.stdout.readline().strip() != "ready":
-                raise RuntimeError(f"the C side ({backend}) did not start (see its stderr)")
-            n_inv, n_io = 20, 1000
-            for i in range(b.rounds + 1):  # round 0 sizes the batches (about batch_s * 5 each)
-                proc.stdin.write(f"{n_inv} {n_io}\n")
-                proc.stdin.flush()
-                line = proc.stdout.readline()
-                if not line:
-                    raise RuntimeError(f"the C side ({backend}) stopped: exit {proc.wait()}")
-                a, c = map(float, line.split())
-                if i == 0:
-                    n_inv = max(10, int(b.batch_s * 5e9 / max(a, 1.0)))
-                    n_io = max(100, int(b.batch_s * 5e9 / max(c, 1.0)))
-                    continue
-                inv.append(a)
-                io.append(c)
-        finally:
-            proc.stdin.close()
-            proc.wait(timeout=60)
-        b.rows.append(target_row(f"2 null invoke, C ABI from C, {backend}", _med_ratio(inv, io), ref, "<= 0.5",
-                                 time_s=statistics.median(inv) / 1e9, ref_s=statistics.median(io) / 1e9))
+        env["DSP_LIBRARY_PATH"] = b.tmp  # the native skel, and the Python one (PY_SKEL)
+        for what, uri, target in cases:
+            inv, io = _c_loop(b, exe, env, uri, f"{backend}, {what}")
+            b.rows.append(target_row(f"2 null invoke, C ABI from C, {backend}, {what}", _med_ratio(inv, io), ref,
+                                     target, time_s=statistics.median(inv) / 1e9, ref_s=statistics.median(io) / 1e9))
+
+
+def _c_loop(b: _Bench, exe: str, env: dict, uri: str, what: str) -> tuple[list[float], list[float]]:
+    """c_abi_loop's rounds: ns per null invoke and per ioctl, interleaved in the program."""
+    proc = subprocess.Popen([exe, "20", "1000", uri], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                            env=env)
+    inv, io = [], []
+    try:
+        if proc.stdout.readline().strip() != "ready":
+            raise RuntimeError(f"the C side ({what}) did not start (see its stderr)")
+        n_inv, n_io = 20, 1000
+        for i in range(b.rounds + 1):  # round 0 sizes the batches (about batch_s * 5 each)
+            proc.stdin.write(f"{n_inv} {n_io}\n")
+            proc.stdin.flush()
+            line = proc.stdout.readline()
+            if not line:
+                raise RuntimeError(f"the C side ({what}) stopped: exit {proc.wait()}")
+            a, c = map(float, line.split())
+            if i == 0:
+                n_inv = max(10, int(b.batch_s * 5e9 / max(a, 1.0)))
+                n_io = max(100, int(b.batch_s * 5e9 / max(c, 1.0)))
+                continue
+            inv.append(a)
+            io.append(c)
+    finally:
+        proc.stdin.close()
+        proc.wait(timeout=60)
+    return inv, io
 
 
 # -- 3. each extra small copied argument, in Python no-op calls -----------------------------------
