@@ -177,7 +177,7 @@ def bind(flavour: str, default_domain: int, names: str) -> tuple:
             _flavours[flavour] = (None if flavour == "libcdsprpc"
                                   else Library(state.backend, default_domain=default_domain))
             if len(_flavours) > 1:  # handles must now be told apart by flavour: the Python path
-                _remote.routes.forget_all()
+                _remote.routes.turn_off()
     table = _bound(flavour)
     return tuple(table[n] for n in names.split())
 

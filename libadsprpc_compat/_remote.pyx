@@ -25,8 +25,7 @@ from libc.stdint cimport int32_t, int64_t, uint32_t, uint64_t
 from libc.stdlib cimport malloc, free, realloc
 from libc.string cimport memset
 
-from qda_core._atomic cimport (qda_cpu_relax, qda_inc_long, qda_load_int, qda_load_long, qda_load_ull, qda_store_int,
-                               qda_store_ull)
+from qda_core._atomic cimport qda_inc_long, qda_load_long, qda_load_ull, qda_store_ull
 from qda_core._cdev cimport Epoch, Switch
 from qda_core._cwire cimport sc_length
 from qda_core._engine cimport ROUTE_DECLINED, EngineRoute
@@ -53,6 +52,9 @@ cdef extern from "qdarpc/face.h":
         void *ctx
         long long (*route_invoke)(void *ctx, unsigned long long h, unsigned int sc,
                                   unsigned long long pra) noexcept nogil
+
+cdef extern from "Python.h":
+    int Py_AddPendingCall(int (*func)(void *) noexcept with gil, void *arg) nogil
 
 cdef extern from "qdarpc/aee_err.h":
     int qda_errno_to_aee(int err)
@@ -547,7 +549,10 @@ cdef long long _face_h64_invoke(void *ctx, unsigned long long h, unsigned int sc
         code = (<Invoker>rec.invoker).call(rec.dsp_handle, sc, CArgs.__new__(CArgs, pra, sc_length(sc)))
         if code == 0:
             if not sc & 0xFFFFFF:  # a call a route serves: take one for the next (once per change)
-                _routes.refresh(h, rec, f.records)
+                try:
+                    _routes.refresh(h, rec, f)
+                except BaseException as e:  # a bug of ours: said, and the call's answer stands
+                    _report(e)
             return 0
         return f.failed(rec, sc, code)
     except BaseException:
@@ -563,25 +568,30 @@ cdef long long _face_h64_invoke(void *ctx, unsigned long long h, unsigned int sc
 # is a native skel, is served without the GIL by the handle's route (qda_core._engine's
 # EngineRoute: the driver file's reference, a context id, the message in the route's own buffer,
 # the DSP's route to the skel). The table maps handles to routes; it is read without the GIL:
-# a slot is found by its handle, counted in (inflight), and its handle read again, so a slot
-# retired meanwhile is seen and declined; a retired route is closed only once its slot counts
-# no call in flight. Slots are never freed (static), so a reader never touches freed memory.
+# a reader finds a slot by its handle, counts itself in (inflight), then reads the handle again
+# and declines if it changed. A retirement empties the handle (seq_cst) and never waits: the
+# slot keeps its route, record and invoker until no call is counted in it, when a reaper (any
+# writer, or a pending call the last such call schedules) closes the route and frees the slot.
+# Either a reader sees the empty handle, or the reaper sees it counted. Slots are never freed
+# (static), so a reader never touches freed memory; nothing a reader reads is cleared under it.
 cdef enum:
     _NSLOTS = 256   # handles with a route at once (more: the others take the lanes)
     _PROBES = 8
 
 
 cdef struct _slot:
-    unsigned long long h        # the handle (0: free)
-    long inflight               # calls on the route now
+    unsigned long long h        # the handle (0: free or retiring)
+    long inflight               # calls counted in now
     long served                 # calls the route served since it was taken
     PyObject *route             # the EngineRoute (a reference), NULL while free
     uint32_t *fail_next         # the handle's Invoker's (remote_set_mode's next failure)
     PyObject *invoker           # (a reference: keeps fail_next)
+    PyObject *rec               # the handle's record (a reference: a failed call's report)
 
 
 cdef _slot _slots[_NSLOTS]
 memset(_slots, 0, sizeof(_slots))
+cdef int _retiring = 0          # slots retired whose route is not closed yet (a hint for the reaper)
 
 
 cdef inline unsigned int _home(unsigned long long h) noexcept nogil:
@@ -592,10 +602,12 @@ cdef class _Routes:
     """The table's writers (with the GIL) and its counts."""
     cdef dict _refused          # handle -> the epoch a route was refused at (not asked again before a change)
     cdef dict _earlier          # handle -> calls served by its earlier routes (until the handle goes)
+    cdef public bint off        # two C library flavours were loaded: no route is taken again
 
     def __cinit__(self):
         self._refused = {}
         self._earlier = {}
+        self.off = False
 
     cdef _slot *_find(self, unsigned long long h) noexcept:
         cdef unsigned int i, k = _home(h)
@@ -604,73 +616,98 @@ cdef class _Routes:
                 return &_slots[(k + i) & (_NSLOTS - 1)]
         return NULL
 
-    cdef int refresh(self, unsigned long long h, rec, dict records) except -1:
+    cdef int refresh(self, unsigned long long h, rec, Face face) except -1:
         """After a call the lanes served on handle ``h``: a route for the next ones, unless one
         is live, or one was refused since the last change."""
-        cdef _slot *s = self._find(h)
+        cdef _slot *s
         cdef unsigned long long epoch = _ROUTES.n
         cdef unsigned int i, k
+        self.reap()
+        if self.off or len(face.flavours) > 1:
+            return 0
+        s = self._find(h)
         if s != NULL:
             if not (<EngineRoute><object>s.route).stale():
                 return 0  # declined for the moment (a trace, a rule, another thread's call)
             self._retire(s, h)
         if self._refused.get(h) == epoch:
             return 0
+        if len(self._refused) > 4 * _NSLOTS:
+            self._refused.clear()
+        self._refused[h] = epoch  # until a route is in place (the refusals below, a full table)
         inv = rec.invoker
         f = getattr((<Invoker>inv).ioctl, "__self__", None)  # the session's driver file
         route = f.route(rec.dsp_handle) if f is not None and hasattr(f, "route") else None
         if route is None:
-            if len(self._refused) > 4 * _NSLOTS:
-                self._refused.clear()
-            self._refused[h] = epoch
             return 0
-        self._refused.pop(h, None)
         k = _home(h)
         for i in range(_PROBES):
             s = &_slots[(k + i) & (_NSLOTS - 1)]
-            if s.h == 0 and s.route == NULL and qda_load_long(&s.inflight) == 0:
+            if s.h == 0 and s.route == NULL:  # (free: a retiring slot keeps its route)
+                self._refused.pop(h, None)  # (a forget meanwhile may have taken it)
                 Py_INCREF(route)
                 Py_INCREF(inv)
-                s.route, s.invoker = <PyObject *>route, <PyObject *>inv
+                Py_INCREF(rec)
+                s.route, s.invoker, s.rec = <PyObject *>route, <PyObject *>inv, <PyObject *>rec
                 s.fail_next = &(<Invoker>inv).fail_next
                 s.served = 0
                 qda_store_ull(&s.h, h)  # last: a reader finding h finds the rest
-                if records.get(h) is not rec:  # closed while the route was opened: its close
-                    self.forget(h)             # may have looked for it before it was here
+                # (route() ran Python code: the handle may have been closed, or a second flavour
+                # loaded, meanwhile, by a thread that looked for this route before it was here)
+                if face.records.get(h) is not rec or self.off or len(face.flavours) > 1:
+                    self.forget(h)
                 return 0
         route.close()  # no free slot near its home: the lanes serve it
         return 0
 
     def forget(self, unsigned long long h):
         """Retire handle ``h``'s route (its close, a session's teardown): no call starts on it
-        after this, and it is closed once the calls in flight on it return."""
+        after this; it is closed once the calls in flight on it return. Never waits."""
         cdef _slot *s = self._find(h) if h else NULL
         self._refused.pop(h, None)
-        self._earlier.pop(h, None)
         if s != NULL:
             self._retire(s, h)
-            self._earlier.pop(h, None)
+        self._earlier.pop(h, None)
+        self.reap()
 
     cdef int _retire(self, _slot *s, unsigned long long h) except -1:
-        route, inv = <object>s.route, <object>s.invoker
-        s.route, s.invoker, s.fail_next = NULL, NULL, NULL
-        qda_store_ull(&s.h, 0)
-        with nogil:  # (a call in flight may need the GIL to finish: a crash, a release)
-            while qda_load_long(&s.inflight):
-                qda_cpu_relax()
-        self._earlier[h] = self._earlier.get(h, 0) + s.served
-        Py_DECREF(route)
-        Py_DECREF(inv)
-        route.close()
+        global _retiring
+        qda_store_ull(&s.h, 0)  # seq_cst: a call counted in after this sees it and declines
+        self._earlier[h] = self._earlier.get(h, 0) + qda_load_long(&s.served)
+        _retiring += 1
         return 0
 
+    def reap(self):
+        """Close the retired routes no call is in any more (the GIL's holders call it; the last
+        call out of a retired slot schedules it)."""
+        global _retiring
+        cdef Py_ssize_t i
+        if not _retiring:
+            return
+        for i in range(_NSLOTS):
+            if _slots[i].h == 0 and _slots[i].route != NULL and qda_load_long(&_slots[i].inflight) == 0:
+                route, inv, rec = <object>_slots[i].route, <object>_slots[i].invoker, <object>_slots[i].rec
+                _slots[i].route = _slots[i].invoker = _slots[i].rec = NULL
+                _slots[i].fail_next = NULL
+                _retiring -= 1
+                Py_DECREF(route)
+                Py_DECREF(inv)
+                Py_DECREF(rec)
+                route.close()
+
     def forget_all(self):
-        """Retire every route (a fork's child, a second library flavour)."""
+        """Retire every route (a fork's child)."""
         for i in range(_NSLOTS):
             if _slots[i].h:
                 self.forget(_slots[i].h)
         self._refused.clear()
         self._earlier.clear()
+        self.reap()
+
+    def turn_off(self):
+        """No route from now on (a second C library flavour: handles must be told apart)."""
+        self.off = True
+        self.forget_all()
 
     def after_fork(self):
         """In a fork's child: retire every route (the parent's threads' calls are not here)."""
@@ -680,7 +717,13 @@ cdef class _Routes:
 
     def live(self):
         """The handles with a route now."""
+        self.reap()
         return [_slots[i].h for i in range(_NSLOTS) if _slots[i].h]
+
+    def retiring(self):
+        """Routes retired whose close waits for a call still in them."""
+        self.reap()
+        return _retiring
 
     def served(self, unsigned long long h):
         """Calls handle ``h``'s routes served while it is open."""
@@ -689,13 +732,28 @@ cdef class _Routes:
 
     def route(self, unsigned long long h):
         """Handle ``h``'s route, or None (tests)."""
-        cdef _slot *s = self._find(h)
+        cdef _slot *s = self._find(h) if h else NULL
         return <object>s.route if s != NULL and s.route != NULL else None
 
 
 cdef _Routes _routes = _Routes()
-#: The process's route table (``forget`` when a handle goes, ``live``, ``route``; counts).
+#: The process's route table (``forget`` when a handle goes, ``live``, ``served``, ``route``).
 routes = _routes
+
+
+cdef int _reap_pending(void *arg) noexcept with gil:
+    try:
+        _routes.reap()
+    except BaseException as e:
+        _report(e)
+    return 0
+
+
+cdef void _report(e) noexcept:
+    import sys
+    import traceback
+    print("qdarpc: internal error in the routes' table:", file=sys.stderr)
+    traceback.print_exception(type(e), e, e.__traceback__)
 
 
 cdef long long _face_route_invoke(void *ctx, unsigned long long h, unsigned int sc,
@@ -703,10 +761,10 @@ cdef long long _face_route_invoke(void *ctx, unsigned long long h, unsigned int 
     """The C face's GIL-free entry (``qdarpc_face.route_invoke``): the call's int as
     :func:`_face_h64_invoke` answers it, or ``QDARPC_FACE_DECLINED`` when the handle has no
     live route for it (the bridge then takes the GIL and that entry)."""
+    global qda_compat_errno, qda_compat_origin
     cdef _slot *s = NULL
     cdef unsigned int i, k
     cdef long long ret
-    cdef PyObject *r
     if sc & 0xFFFFFF or h == 0:
         return QDARPC_FACE_DECLINED
     k = _home(h)
@@ -717,21 +775,22 @@ cdef long long _face_route_invoke(void *ctx, unsigned long long h, unsigned int 
     if s == NULL:
         return QDARPC_FACE_DECLINED
     qda_inc_long(&s.inflight, 1)
-    r = s.route  # (read after the count, and checked with the handle again: see the table's comment)
-    if qda_load_ull(&s.h) != h or r == NULL or s.fail_next[0]:
-        qda_inc_long(&s.inflight, -1)
-        return QDARPC_FACE_DECLINED
-    ret = (<EngineRoute>r).call(sc)
-    if ret != ROUTE_DECLINED:
-        qda_inc_long(&s.served, 1)
-    qda_inc_long(&s.inflight, -1)
-    if ret == ROUTE_DECLINED:
-        return QDARPC_FACE_DECLINED
-    if ret == 0:
-        qda_compat_errno = 0
-        qda_compat_origin = ORIGIN_DSP_C
-        return 0
-    return _route_failed(ctx, h, sc, ret)
+    # the handle again, after the count (see the table's comment): still there, the rest is valid
+    # until the count is dropped
+    if qda_load_ull(&s.h) != h or s.fail_next[0]:
+        ret = ROUTE_DECLINED
+    else:
+        ret = (<EngineRoute>s.route).call(sc)
+        if ret != ROUTE_DECLINED:
+            qda_inc_long(&s.served, 1)
+            if ret == 0:
+                qda_compat_errno = 0
+                qda_compat_origin = ORIGIN_DSP_C
+            else:
+                ret = _route_failed(ctx, s.rec, sc, ret)
+    if qda_inc_long(&s.inflight, -1) == 0 and qda_load_ull(&s.h) != h:
+        Py_AddPendingCall(_reap_pending, NULL)  # retired while this call was in it: its close
+    return QDARPC_FACE_DECLINED if ret == ROUTE_DECLINED else ret
 
 
 cdef enum:
@@ -739,12 +798,13 @@ cdef enum:
     ORIGIN_DRIVER_C = 2
 
 
-cdef long long _route_failed(void *ctx, unsigned long long h, unsigned int sc, long long ret) noexcept with gil:
-    # a failed call on a route: its code and errno as the API makes them (Face.failed)
+cdef long long _route_failed(void *ctx, PyObject *rec, unsigned int sc, long long ret) noexcept with gil:
+    # a failed call on a route: its code and errno as the API makes them (Face.failed), with the
+    # record the route was taken for (a teardown meanwhile: the API's AEE_ECONNRESET)
+    global qda_compat_errno, qda_compat_origin
     cdef Face f = <Face>ctx
     cdef long long code
     try:
-        rec = f.records.get(h)
         if ret < 0:
             qda_compat_errno = <int>-ret
             qda_compat_origin = ORIGIN_DRIVER_C
@@ -753,9 +813,7 @@ cdef long long _route_failed(void *ctx, unsigned long long h, unsigned int sc, l
             qda_compat_errno = 0
             qda_compat_origin = ORIGIN_DSP_C
             code = ret
-        if rec is None:  # closed meanwhile (the route was retired after this call began)
-            return code
-        return f.failed(rec, sc, code)
+        return f.failed(<object>rec, sc, code)
     except BaseException:
         try:
             return f.error()

@@ -139,6 +139,8 @@ cdef class EngineRoute:
     cdef SeqCounter seqs         # the channel's ctx_seq (None: the layout has none)
     cdef uint32_t handle
     cdef uint64_t match_mask, size
+    cdef unsigned long long epoch  # the routes' epoch when it was taken
+    cdef int lost_errno          # the driver's errno for a call a restart ended
     cdef int busy                # the message buffer is in use (another thread's call declines)
     cdef int dead
 

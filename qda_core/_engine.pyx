@@ -23,12 +23,13 @@ from qda_core._atomic cimport (qda_add_ull, qda_cas_int, qda_fetch_add_ull, qda_
                                qda_spin_unlock, qda_store_int)
 from qda_core._marshal cimport (REMOTE_SCALARS_MAX_LENGTH, ArgPins, _user_copy, pack_planned_raw, plan_raw, qda_olap,
                                unpack_raw)
-from qda_core._cdev cimport ChannelState, MsgBuf, MsgSource, Switch
+from qda_core._cdev cimport ChannelState, Count, Epoch, MsgBuf, MsgSource, Switch
 from qda_core._cwire cimport (QDA_ENDPOINT_CAPSULE, QDA_EP_REFERENCE, QDA_EP_REPLIED, QDA_ROUTE_DECLINED, fastrpc_invoke_rsp,
                                fastrpc_msg, qda_endpoint, sc_length)
 
 import errno as _errno
 
+from qda_core import _cdev as _cdev_mod
 from qda_core import faults as _faults
 from qda_core import trace as _trace
 from qda_core import wire as _wire
@@ -41,8 +42,16 @@ cdef uint64_t _PAGE = _wire.PAGE_SIZE
 cdef uint64_t _ALIGN = _wire.FASTRPC_ALIGN
 cdef uint32_t _POLL_RESPONSE = _wire.FASTRPC_POLL_RESPONSE
 cdef uint64_t _PAGE_C = _wire.PAGE_SIZE
+cdef int _ENODEV = _errno.ENODEV
+# what a route reads on each call, without the GIL: the C fields themselves
 cdef Switch _TRACE_SW = _trace._SWITCH
 cdef int *_TRACE_ON = <int *>&_TRACE_SW.on
+cdef Count _ARMED_C = _cdev_mod.ARMED
+cdef Count _OVERRIDES_C = _cdev_mod.OVERRIDES
+cdef Epoch _ROUTES_C = _cdev_mod.ROUTES
+cdef Py_ssize_t *_ARMED_N = &_ARMED_C.n
+cdef Py_ssize_t *_OVERRIDES_N = &_OVERRIDES_C.n
+cdef unsigned long long *_EPOCH = &_ROUTES_C.n
 
 
 cdef extern from *:
@@ -620,7 +629,7 @@ cdef object typed_invoke(f, FileLane fl, uint32_t h, uint32_t s, args, ref_type,
 
 
 # -- routes (docs/dataplane.md "Routes") ------------------------------------------------------
-def open_route(f, FileLane fl, uint32_t handle, int pd):
+def open_route(f, FileLane fl, uint32_t handle, int pd, int lost_errno):
     """An :class:`EngineRoute` for user calls from file ``f`` (its lane ``fl``) to DSP handle
     ``handle`` with context word ``pd``, or None where the lanes must serve every call: a file
     off the native plane or without its bank yet, a trace on, a layout with a sequence number
@@ -657,9 +666,10 @@ def open_route(f, FileLane fl, uint32_t handle, int pd):
         for i in range(<Py_ssize_t>size):
             if mb.ptr[i]:
                 return None
+        epoch = _EPOCH[0]
         dsp = <object>e.ep.route_open(e.ep.self, fl.client_id, handle, <void *>fl.origin, mb.dev, _PAGE, &arg)
         Py_DECREF(dsp)  # (route_open's new reference: the local holds one)
-        if dsp is None:
+        if dsp is None or _EPOCH[0] != epoch:  # (a change while the DSP took its part)
             return None
         r = EngineRoute.__new__(EngineRoute)
         r.f, r.fl, r.ids, r.cst, r.engine, r.dsp = f, fl, e.ids, e.cst, e, dsp
@@ -669,6 +679,7 @@ def open_route(f, FileLane fl, uint32_t handle, int pd):
         r.client_id, r.pd, r.handle = fl.client_id, pd, handle
         r.id_shift, r.match_mask, r.size = e.id_shift, e.match_mask, size
         r.seqs, r.seq_shift = seqs, e.seq_shift
+        r.epoch, r.lost_errno = epoch, lost_errno
         fl.routes.append(r)
         return r
     finally:
@@ -690,7 +701,9 @@ cdef class EngineRoute:
         cdef fastrpc_invoke_rsp rsp
         cdef long long i, ret
         cdef int k
-        if sc & 0xFFFFFF or _TRACE_ON[0]:
+        # what may change under a route, checked before anything is taken (the DSP's part trusts
+        # it: a change after this is a change made after the call began)
+        if sc & 0xFFFFFF or qda_load_ull(_EPOCH) != self.epoch or _TRACE_ON[0] or _ARMED_N[0] or _OVERRIDES_N[0]:
             return ROUTE_DECLINED
         k = self.fl.route_enter()
         if k != 1:
@@ -717,7 +730,7 @@ cdef class EngineRoute:
                     ret = <uint32_t>rsp.retval
                 elif k < 0:  # the DSP failed the call after the skel ran (a restart meanwhile)
                     qda_add_ull(&self.cst.sent, 1)
-                    ret = k
+                    ret = -self.lost_errno if k == -_ENODEV else k
                 self.ids.give_nogil(i)
             qda_store_int(&self.busy, 0)
         if self.fl._leave():
@@ -736,8 +749,12 @@ cdef class EngineRoute:
     cdef void _failed(self, int err) noexcept with gil:
         # the driver's record of a failed ioctl (the message its errno's report gives)
         try:
-            self.f._failed(errno_error(err, f"{self.engine.engine.channel.name}: the DSP restarted while handle "
-                                            f"{self.handle:#x} of client {self.client_id} was running"))
+            if err == _ENODEV:
+                msg = (f"{self.engine.engine.channel.name}: the DSP restarted while handle {self.handle:#x} "
+                       f"of client {self.client_id} was running")
+            else:  # (the legacy driver: its channel went away under the call)
+                msg = f"{getattr(self.f, 'path', 'the file')}: DSP channel is down"
+            self.f._failed(errno_error(err, msg))
         except BaseException as e:
             _report(e, "a route call's error")
 

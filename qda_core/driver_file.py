@@ -78,13 +78,16 @@ class DriverFile:
         with faults.quiet():  # teardown never consumes a fault rule's events
             self._release()
 
+    #: The errno of a call the DSP's restart ended (the legacy driver answers EPIPE).
+    _ROUTE_LOST = errno.ENODEV
+
     def _open_route(self, handle: int):
         """A route (docs/dataplane.md "Routes") for user calls without arguments to DSP handle
         ``handle``, served without the GIL, or None where only the lanes serve them. The
         drivers' ``route`` calls it for their own class only: a subclass may have its own
         ``ioctl()``, which a route would skip."""
         lane = self._lane
-        return open_route(self, lane, handle, lane.pd)
+        return open_route(self, lane, handle, lane.pd, self._ROUTE_LOST)
 
     def _failed(self, exc: OSError) -> int:
         """Record a handler's error and return the ``-errno`` the raw ioctl gives back."""

@@ -18,7 +18,7 @@ import pytest
 
 import libadsprpc_compat as rpc
 from libadsprpc_compat import Library, _cabi, _remote, native
-from qda_core import trace, uapi
+from qda_core import _cdev, trace, uapi
 from qda_core.dsp import aee, cost
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -68,6 +68,7 @@ def c(request, make_soc, tmp_path, monkeypatch):
     monkeypatch.setenv("DSP_LIBRARY_PATH", str(tmp_path))
     saved = dict(_cabi._flavours)  # one flavour (others loaded by earlier tests: no routes)
     _cabi._flavours.clear()
+    _remote.routes.off = False
     _cabi.bind("libcdsprpc", 3, "remote_handle64_invoke")
     side = C(make_soc("default"), request.param, tmp_path)
     try:
@@ -76,6 +77,7 @@ def c(request, make_soc, tmp_path, monkeypatch):
     finally:
         side.library.close_all()
         _remote.routes.forget_all()
+        _remote.routes.off = False  # (the flavours this test loaded are forgotten too)
         _cabi._flavours.clear()
         _cabi._flavours.update(saved)
 
@@ -154,8 +156,12 @@ def test_a_dsp_error_and_a_crash_answer_as_the_lanes_answer(c):
     c.invoke(h, NULL)
     ctypes.set_errno(0)
     before = _remote.routes.served(h)
+    bad = (ctypes.c_uint64 * 2)(8, 8)  # an in-buffer at address 8: EFAULT, errno 14 on this thread
+    assert c.lib.remote_handle64_invoke(h, 8 << 24 | 1 << 16, bad) == rpc.AEE_EBADPARM
+    assert _remote.last_errno() == 14
     code = c.invoke(h, FAILS)
     assert code == 0x8000040E and _remote.routes.served(h) == before + 1
+    assert (_remote.last_errno(), _remote.last_origin()) == (0, _remote.ORIGIN_DSP)  # this call's
     try:
         rpc.remote_handle64_invoke(h, FAILS, ())
     except rpc.FastRpcError as exc:
@@ -169,7 +175,10 @@ def test_a_dsp_error_and_a_crash_answer_as_the_lanes_answer(c):
     c.close(h)
 
 
-def test_closing_a_handle_waits_for_the_call_on_its_route(c):
+def test_a_handle_closed_during_a_call_on_its_route(c):
+    """As with the lanes, a close does not wait for a call in flight (nor does any retirement:
+    a teardown holds the library's lock): the slot is emptied at once, no call starts on it,
+    and the route is closed when the call in it returns."""
     h = c.open()
     c.invoke(h, NULL)
     gate = ctypes.c_int.in_dll(c.skel, "crashy_gate")
@@ -180,15 +189,37 @@ def test_closing_a_handle_waits_for_the_call_on_its_route(c):
     t.start()
     while gated.value == 0:
         time.sleep(0.001)
-    closer = threading.Thread(target=lambda: results.setdefault("close", c.close(h)))
-    closer.start()
-    time.sleep(0.2)
-    assert "close" not in results  # the route's retirement waits for the call on it
+    assert c.close(h) == 0  # returns with the call still in the skel
+    assert h not in _remote.routes.live() and _remote.routes.retiring() == 1
+    assert c.invoke(h, NULL) == rpc.AEE_EINVHANDLE  # closed: the lanes answer
     gate.value = 1
     t.join(10)
-    closer.join(10)
-    assert results == {"call": 0, "close": 0}
-    assert _remote.routes.served(h) == 0 and h not in _remote.routes.live()
+    assert results == {"call": 0}
+    deadline = time.monotonic() + 5
+    while _remote.routes.retiring() and time.monotonic() < deadline:  # (the call's pending reap)
+        time.sleep(0.001)
+    assert _remote.routes.retiring() == 0
+
+
+def test_a_session_teardown_does_not_wait_for_a_call_on_a_route(c):
+    """The library's teardown runs under its lock: it retires the routes without waiting, so a
+    call that needs the library meanwhile is not held up behind a long skel call."""
+    h = c.open()
+    c.invoke(h, NULL)
+    gate = ctypes.c_int.in_dll(c.skel, "crashy_gate")
+    gated = ctypes.c_int.in_dll(c.skel, "crashy_gated")
+    gate.value, gated.value = 0, 0
+    results = {}
+    t = threading.Thread(target=lambda: results.setdefault("call", c.invoke(h, GATED)))
+    t.start()
+    while gated.value == 0:
+        time.sleep(0.001)
+    t0 = time.monotonic()
+    c.library.close_all()  # every session torn down
+    assert time.monotonic() - t0 < 5 and h not in _remote.routes.live()
+    gate.value = 1
+    t.join(10)
+    assert results["call"] in (0, rpc.AEE_ECONNRESET)
 
 
 def test_a_file_closed_during_a_route_call_is_released_by_that_call(make_soc, tmp_path, monkeypatch):
@@ -238,6 +269,12 @@ def test_a_route_keeps_the_channels_context_ids_and_sequence(c):
         rpc.remote_handle64_invoke(h, NULL, ())
     s2 = state()
     assert (s1[0] - s0[0], s1[1] - s0[1]) == (s2[0] - s1[0], s2[1] - s1[1])
+    _cdev.ROUTES.bump()  # a call the route declines (its epoch moved) uses nothing of its own
+    assert routed(c, h) == 0
+    s3 = state()
+    rpc.remote_handle64_invoke(h, NULL, ())
+    s4 = state()
+    assert (s3[0] - s2[0], s3[1] - s2[1]) == (s4[0] - s3[0], s4[1] - s3[1])
     c.close(h)
 
 
@@ -288,7 +325,7 @@ def test_a_second_flavour_retires_every_route(c):
     c.invoke(h, NULL)
     assert h in _remote.routes.live()
     _cabi.bind("libadsprpc", 0, "remote_handle64_invoke")  # handles must now be told apart
-    assert _remote.routes.live() == []
+    assert _remote.routes.live() == [] and _remote.routes.off
     assert c.invoke(h, NULL) == 0 and _remote.routes.live() == []  # and none is taken again
     assert _remote.routes.served(h) == 0
     c.close(h)
@@ -321,3 +358,41 @@ def test_the_routes_epoch_and_override_count():
         with cost.override(2000):
             assert _cdev.OVERRIDES.n == 2
     assert _cdev.OVERRIDES.n == 0
+
+
+def _gated_restart(c, force_lanes):
+    """A call in the skel while the DSP restarts: (its code, the thread's last errno)."""
+    h = c.open()
+    c.invoke(h, NULL)
+    gate = ctypes.c_int.in_dll(c.skel, "crashy_gate")
+    gated = ctypes.c_int.in_dll(c.skel, "crashy_gated")
+    gate.value, gated.value = 0, 0
+    out = {}
+
+    def call():
+        out["rc"] = c.invoke(h, GATED)
+        out["errno"] = _remote.last_errno()
+
+    rule = c.soc.faults.inject("crash:nomatch.5") if force_lanes else None  # armed: the lanes serve
+    if rule is not None:
+        rule.__enter__()
+    try:
+        t = threading.Thread(target=call)
+        t.start()
+        while gated.value == 0:
+            time.sleep(0.001)
+        c.soc.restart("cdsp")
+        gate.value = 1
+        t.join(10)
+    finally:
+        if rule is not None:
+            rule.__exit__(None, None, None)
+    served = _remote.routes.served(h)
+    c.library.close_all()  # (the session lost its PD: the next open makes a new one)
+    return out["rc"], out["errno"], served
+
+
+def test_a_restart_during_a_routed_call_answers_as_the_lanes(c):
+    rc, err, served = _gated_restart(c, force_lanes=False)
+    assert served == 1
+    assert (rc, err) == _gated_restart(c, force_lanes=True)[:2]  # accel ENODEV, legacy EPIPE

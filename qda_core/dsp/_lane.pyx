@@ -103,11 +103,7 @@ cdef Switch _TRACE = _trace._SWITCH
 cdef Count _ARMED = _cdev_mod.ARMED
 cdef Count _OVERRIDES = _cdev_mod.OVERRIDES
 cdef Epoch _ROUTES = _cdev_mod.ROUTES
-# what a route reads on each call, without the GIL: the C fields themselves
-cdef int *_TRACE_ON = <int *>&_TRACE.on
-cdef Py_ssize_t *_ARMED_N = &_ARMED.n
-cdef Py_ssize_t *_OVERRIDES_N = &_OVERRIDES.n
-cdef unsigned long long *_EPOCH = &_ROUTES.n
+cdef unsigned long long *_EPOCH = &_ROUTES.n  # (read without the GIL: DspRoute.stale)
 
 
 cdef inline bint _tracing() noexcept:
@@ -746,23 +742,20 @@ cdef inline void _route_account(qda_dsp_route *r, int64_t ns, bint error, bint c
 
 
 cdef int _route_call(void *arg, const fastrpc_msg *m, fastrpc_invoke_rsp *rsp) noexcept nogil:
-    """One message on a route, without the GIL: declined (nothing happened) unless nothing the
-    route took has changed and no trace, fault rule or cost override is on anywhere; then the
-    skel's call and the records :meth:`DspLane._receive` makes of it."""
+    """One message on a route, without the GIL: the skel's call and the records
+    :meth:`DspLane._receive` makes of it. The engine's part checked, before it took a context
+    id, that nothing the route took has changed (the routes' epoch, which this part's snapshot
+    shares) and that no trace, fault rule or cost override is on: a change after that is one
+    made after the call began. Declines only a method with arguments (nothing happened)."""
     cdef qda_dsp_route *r = <qda_dsp_route *>arg
     cdef uint64_t pra[2]
     cdef int rv, signo = 0
     cdef PyObject *prev
     if m.sc & 0xFFFFFF:  # a method with arguments: the lanes (the payload's decode, views)
         return QDA_ROUTE_DECLINED
-    if qda_load_ull(_EPOCH) != r.epoch or _TRACE_ON[0] or _ARMED_N[0] or _OVERRIDES_N[0]:
-        return QDA_ROUTE_DECLINED
-    prev = swap_context_raw(r.ctx)
-    if prev != NULL:  # called from inside a skel's call: the lanes keep the outer context
-        swap_context_raw(prev)
-        return QDA_ROUTE_DECLINED
+    prev = swap_context_raw(r.ctx)  # (the outer call's, kept alive by its frame, when nested)
     rv = _dsp_call(r.fn, r.hs, r.h64, m.sc, pra, &signo)
-    swap_context_raw(NULL)
+    swap_context_raw(prev)
     if rv == _FAULTED and signo:
         return _route_crashed(r, m, rsp, signo)
     _route_account(r, r.overhead, rv != 0, False)

@@ -403,6 +403,8 @@ class LegacyFile(DriverFile):
     #: the common call; :meth:`_invoke_reference` every other, with the same results.
     invoke = _invoke.invoke
 
+    _ROUTE_LOST = errno.EPIPE  # (_internal_invoke: "DSP channel is down")
+
     def route(self, handle: int):
         """A route for user calls without arguments to DSP handle ``handle``: an
         ``EngineRoute`` whose ``call(sc)`` a C caller makes without the GIL, or None where the

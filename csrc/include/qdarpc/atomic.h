@@ -25,7 +25,7 @@ static inline unsigned long long qda_fetch_add_ull(unsigned long long *p, unsign
 
 static inline void qda_store_ull(unsigned long long *p, unsigned long long v)
 {
-	__atomic_store_n(p, v, __ATOMIC_RELEASE);
+	__atomic_store_n(p, v, __ATOMIC_SEQ_CST); /* (ordered against a later load of a count) */
 }
 
 static inline long long qda_xchg_ll(long long *p, long long v)
