@@ -175,20 +175,27 @@ def test_a_dsp_error_and_a_crash_answer_as_the_lanes_answer(c):
     c.close(h)
 
 
+def in_skel(c, call):
+    """Start ``call`` (a call of crashy's gated method) in a thread, and return once it is in
+    the skel: (the thread, the gate to open, the dict the call stores into)."""
+    gate = ctypes.c_int.in_dll(c.skel, "crashy_gate")
+    gated = ctypes.c_int.in_dll(c.skel, "crashy_gated")
+    gate.value, gated.value = 0, 0
+    results = {}
+    t = threading.Thread(target=lambda: call(results))
+    t.start()
+    while gated.value == 0:
+        time.sleep(0.001)
+    return t, gate, results
+
+
 def test_a_handle_closed_during_a_call_on_its_route(c):
     """As with the lanes, a close does not wait for a call in flight (nor does any retirement:
     a teardown holds the library's lock): the slot is emptied at once, no call starts on it,
     and the route is closed when the call in it returns."""
     h = c.open()
     c.invoke(h, NULL)
-    gate = ctypes.c_int.in_dll(c.skel, "crashy_gate")
-    gated = ctypes.c_int.in_dll(c.skel, "crashy_gated")
-    gate.value, gated.value = 0, 0
-    results = {}
-    t = threading.Thread(target=lambda: results.setdefault("call", c.invoke(h, GATED)))
-    t.start()
-    while gated.value == 0:
-        time.sleep(0.001)
+    t, gate, results = in_skel(c, lambda out: out.setdefault("call", c.invoke(h, GATED)))
     assert c.close(h) == 0  # returns with the call still in the skel
     assert h not in _remote.routes.live() and _remote.routes.retiring() == 1
     assert c.invoke(h, NULL) == rpc.AEE_EINVHANDLE  # closed: the lanes answer
@@ -206,14 +213,7 @@ def test_a_session_teardown_does_not_wait_for_a_call_on_a_route(c):
     call that needs the library meanwhile is not held up behind a long skel call."""
     h = c.open()
     c.invoke(h, NULL)
-    gate = ctypes.c_int.in_dll(c.skel, "crashy_gate")
-    gated = ctypes.c_int.in_dll(c.skel, "crashy_gated")
-    gate.value, gated.value = 0, 0
-    results = {}
-    t = threading.Thread(target=lambda: results.setdefault("call", c.invoke(h, GATED)))
-    t.start()
-    while gated.value == 0:
-        time.sleep(0.001)
+    t, gate, results = in_skel(c, lambda out: out.setdefault("call", c.invoke(h, GATED)))
     t0 = time.monotonic()
     c.library.close_all()  # every session torn down
     assert time.monotonic() - t0 < 5 and h not in _remote.routes.live()
@@ -364,12 +364,8 @@ def _gated_restart(c, force_lanes):
     """A call in the skel while the DSP restarts: (its code, the thread's last errno)."""
     h = c.open()
     c.invoke(h, NULL)
-    gate = ctypes.c_int.in_dll(c.skel, "crashy_gate")
-    gated = ctypes.c_int.in_dll(c.skel, "crashy_gated")
-    gate.value, gated.value = 0, 0
-    out = {}
 
-    def call():
+    def call(out):
         out["rc"] = c.invoke(h, GATED)
         out["errno"] = _remote.last_errno()
 
@@ -377,10 +373,7 @@ def _gated_restart(c, force_lanes):
     if rule is not None:
         rule.__enter__()
     try:
-        t = threading.Thread(target=call)
-        t.start()
-        while gated.value == 0:
-            time.sleep(0.001)
+        t, gate, out = in_skel(c, call)
         c.soc.restart("cdsp")
         gate.value = 1
         t.join(10)
