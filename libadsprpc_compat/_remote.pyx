@@ -28,7 +28,7 @@ from libc.string cimport memset
 from qda_core._atomic cimport qda_inc_long, qda_load_long, qda_load_ull, qda_store_ull
 from qda_core._cdev cimport Epoch, Switch
 from qda_core._cwire cimport sc_length
-from qda_core._engine cimport ROUTE_DECLINED, EngineRoute
+from qda_core._engine cimport ROUTE_DECLINED, EngineRoute, FileLane
 
 cdef extern from *:
     const char *QDARPC_VERSION
@@ -263,6 +263,8 @@ cdef class Invoker:
     registration under ``key``. ``handle_slot(obj) -> (ptr, length, fd, attr)`` builds the
     descriptor of a handle argument (slow path)."""
     cdef object ioctl
+    cdef object file            # the driver file of ioctl (None: not a driver file's)
+    cdef FileLane lane          # its lane: the routes of its own INVOKEs (docs/dataplane.md "Routes")
     cdef unsigned long request
     cdef RegTable regs
     cdef object translate
@@ -279,6 +281,9 @@ cdef class Invoker:
     def __cinit__(self, ioctl, unsigned long request, RegTable regs, translate, int32_t key, handle_slot):
         import ctypes
         self.ioctl = ioctl
+        self.file = getattr(ioctl, "__self__", None)
+        lane = getattr(self.file, "_lane", None)
+        self.lane = lane if type(lane) is FileLane else None
         self.request = request
         self.regs = regs
         self.translate = translate
@@ -345,6 +350,10 @@ cdef class Invoker:
             code = self.fail_next
             self.fail_next = 0
             return self._host(code)
+        if n == 0 and self.lane is not None:  # the file's route to the handle, as its INVOKE takes it
+            ret = self._routed(handle, sc)
+            if ret is not None:
+                return self._result(ret)
         if type(args) is CArgs:
             return self._invoke_c(handle, sc, <CArgs>args, n, nbufs, hdr, descs)
         if args is None:
@@ -395,6 +404,23 @@ cdef class Invoker:
             for i in range(held):
                 PyBuffer_Release(&views[i])
         return self._result(ret)
+
+    cdef object _routed(self, uint32_t handle, uint32_t sc):
+        """INVOKE of a call without arguments on the file's route to ``handle``, as the driver's
+        ioctl serves it (the file's reference, its record of a failure): the ioctl's result, or
+        None when the file has no route there or the route declines."""
+        cdef FileLane fl = self.lane
+        cdef EngineRoute r = fl.route_to(handle)
+        if r is None or not fl.enter():
+            return None
+        try:
+            try:
+                return r.call_gil(sc)
+            except OSError as exc:
+                return self.file._failed(exc)
+        finally:
+            if fl.leave():
+                self.file._release_now()
 
     cdef object _send(self, uint32_t handle, uint32_t sc, Py_ssize_t n, bytearray hdr, char *descs):
         cdef uint32_t *h32 = <uint32_t *>PyByteArray_AS_STRING(hdr)
@@ -639,6 +665,9 @@ cdef class _Routes:
         f = getattr((<Invoker>inv).ioctl, "__self__", None)  # the session's driver file
         route = f.route(rec.dsp_handle) if f is not None and hasattr(f, "route") else None
         if route is None:
+            return 0
+        if not (<EngineRoute>route).native:  # a Python skel's: it needs the GIL anyway
+            route.close()
             return 0
         k = _home(h)
         for i in range(_PROBES):

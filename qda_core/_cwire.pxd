@@ -28,6 +28,7 @@ cdef extern from "qdarpc/endpoint.h":
         void *(*route_open)(void *self, int client_id, unsigned int handle, void *origin, unsigned long long msg_addr,
                             unsigned long long msg_size, void **call_arg) except NULL
         int (*route_call)(void *call_arg, const fastrpc_msg *m, fastrpc_invoke_rsp *rsp) noexcept nogil
+        int (*route_call_gil)(void *call_arg, const fastrpc_msg *m, fastrpc_invoke_rsp *rsp) except -1
 
 
 cdef inline uint32_t sc_length(uint32_t sc) noexcept:

@@ -62,6 +62,9 @@ cdef class EngineLane:
 cdef long current_tid() noexcept
 
 
+cdef class EngineRoute
+
+
 cdef class FileLane:
     cdef public bint native, ready
     cdef public object cb, origin, pool_alloc, engine_invoke
@@ -74,11 +77,17 @@ cdef class FileLane:
     cdef int _closed, _released   # (C ints: atomics; closed and released are their properties)
     cdef readonly long inflight
     cdef readonly list routes     # the routes open on this file (closed by its release)
+    cdef dict by_handle           # handle -> the route this file's own INVOKEs take
+    cdef dict refused             # handle -> the routes' epoch a route was refused at
+    cdef EngineRoute last_route   # the last one taken, and its handle
+    cdef uint32_t last_handle
     cpdef bint enter(self)
     cpdef bint leave(self)
     cpdef bint close(self)
     cdef bint _leave(self) noexcept nogil
     cdef int route_enter(self) noexcept nogil
+    cdef EngineRoute route_to(self, uint32_t handle)
+    cdef int refresh_route(self, f, uint32_t handle) except -1
 cdef object read_descs(uint64_t args, uint32_t n)
 # a lane's step after INVOKE's descriptors are read (accel/_invoke.pyx, legacy/_invoke.pyx: _serve)
 ctypedef object (*serve_fn)(f, FileLane fl, uint32_t handle, uint32_t sc, uint32_t n, descs)
@@ -141,9 +150,13 @@ cdef class EngineRoute:
     cdef uint64_t match_mask, size
     cdef unsigned long long epoch  # the routes' epoch when it was taken
     cdef int lost_errno          # the driver's errno for a call a restart ended
+    cdef readonly bint native    # to a native skel (call serves it; a Python skel's: call_gil only)
+    cdef readonly unsigned long long served  # calls it served (declined ones not counted)
     cdef int busy                # the message buffer is in use (another thread's call declines)
     cdef int dead
 
     cdef long long call(self, uint32_t sc) noexcept nogil
+    cdef object call_gil(self, uint32_t sc)
+    cdef int _lost(self, exc) except -1
     cdef void _release(self) noexcept with gil
     cdef void _failed(self, int err) noexcept with gil

@@ -120,6 +120,10 @@ cdef class FileLane:
         self._closed = self._released = 0
         self.inflight = 0
         self.routes = []
+        self.by_handle = {}
+        self.refused = {}
+        self.last_route = None
+        self.last_handle = 0
 
     def fill(self, cb, origin, pool_alloc, int client_id, engine_invoke):
         pool = getattr(pool_alloc, "__self__", None)  # a pool's alloc: the pool, taken from in C
@@ -169,8 +173,58 @@ cdef class FileLane:
         """Close every route open on this file (its release: no ioctl or route call is in
         flight then, and none starts on a closed file)."""
         routes, self.routes = self.routes, []
+        self.by_handle.clear()
+        self.refused.clear()
+        self.last_route = None
         for r in routes:
             (<EngineRoute>r).close()
+
+    def route_for(self, handle):
+        """The route this file's own INVOKEs take to ``handle``, or None."""
+        return self.route_to(handle)
+
+    cdef EngineRoute route_to(self, uint32_t handle):
+        """The route this file's own INVOKEs take to ``handle`` (None: the lanes)."""
+        cdef PyObject *p
+        if self.last_route is not None and self.last_handle == handle:
+            return self.last_route
+        if not self.by_handle:
+            return None
+        p = dict_get(self.by_handle, handle)
+        if p == NULL:
+            return None
+        self.last_route, self.last_handle = <EngineRoute>p, handle
+        return self.last_route
+
+    cdef int refresh_route(self, f, uint32_t handle) except -1:
+        """After the lanes served a call without arguments to ``handle``: a route for the next
+        ones, unless one is live or one was refused since the routes' epoch last moved."""
+        cdef EngineRoute r = self.route_to(handle)
+        cdef unsigned long long epoch = _EPOCH[0]
+        if r is not None:
+            if not r.stale():
+                return 0  # declined for the moment
+            self.by_handle.pop(handle, None)
+            self.last_route = None
+            r.close()
+        if self.refused.get(handle) == epoch or self.closed:
+            return 0
+        route = getattr(f, "route", None)
+        r = route(handle) if route is not None else None
+        if r is None:
+            if len(self.refused) > 1024:
+                self.refused.clear()
+            self.refused[handle] = epoch
+            return 0
+        if self.closed or handle in self.by_handle:  # (closed, or opened by another thread, meanwhile)
+            r.close()
+            return 0
+        if len(self.by_handle) >= 64:  # a file's routes: the most recently served handles
+            old = next(iter(self.by_handle))
+            (<EngineRoute>self.by_handle.pop(old)).close()
+            self.last_route = None
+        self.by_handle[handle] = r
+        return 0
 
     cdef int route_enter(self) noexcept nogil:
         """:meth:`enter` for a route: 1 entered, 0 closed, 2 closed and the release is now the
@@ -569,11 +623,24 @@ cdef object serve_invoke(f, FileLane fl, uint32_t handle, uint32_t sc, uint64_t 
     """INVOKE once its struct is read, as both drivers' lanes serve it: the descriptors read
     from user address ``args`` (``EFAULT``, as ``-errno``), then the lane's ``serve``."""
     cdef uint32_t n = sc_length(sc)
+    cdef EngineRoute r
+    if n == 0:  # a call without arguments: the handle's route, if it has one (docs/dataplane.md)
+        r = fl.route_to(handle)
+        if r is not None:
+            try:
+                ret = r.call_gil(sc)
+            except OSError as exc:
+                return f._failed(exc)
+            if ret is not None:
+                return ret
     try:
         descs = read_descs(args, n)
     except OSError as exc:
         return f._failed(exc)
-    return serve(f, fl, handle, sc, n, descs)
+    ret = serve(f, fl, handle, sc, n, descs)
+    if n == 0 and type(ret) is int and ret == 0 and fl.native:  # served: a route for the next ones
+        fl.refresh_route(f, handle)
+    return ret
 
 
 cdef object _dsp_code(f, ret):
@@ -680,6 +747,7 @@ def open_route(f, FileLane fl, uint32_t handle, int pd, int lost_errno):
         r.id_shift, r.match_mask, r.size = e.id_shift, e.match_mask, size
         r.seqs, r.seq_shift = seqs, e.seq_shift
         r.epoch, r.lost_errno = epoch, lost_errno
+        r.native = bool(dsp.native)
         fl.routes.append(r)
         return r
     finally:
@@ -703,8 +771,9 @@ cdef class EngineRoute:
         cdef int k
         # what may change under a route, checked before anything is taken (the DSP's part trusts
         # it: a change after this is a change made after the call began)
-        if sc & 0xFFFFFF or qda_load_ull(_EPOCH) != self.epoch or _TRACE_ON[0] or _ARMED_N[0] or _OVERRIDES_N[0]:
-            return ROUTE_DECLINED
+        if (not self.native or sc & 0xFFFFFF or qda_load_ull(_EPOCH) != self.epoch or _TRACE_ON[0] or _ARMED_N[0]
+                or _OVERRIDES_N[0]):
+            return ROUTE_DECLINED  # (a Python skel's route: call_gil only)
         k = self.fl.route_enter()
         if k != 1:
             if k == 2:
@@ -725,6 +794,7 @@ cdef class EngineRoute:
                 rsp.retval = 0
                 k = self.dsp_call(self.arg, &m, &rsp)
                 if k == QDA_EP_REPLIED and rsp.ctx & self.match_mask == m.ctx:
+                    qda_add_ull(&self.served, 1)
                     qda_add_ull(&self.cst.sent, 1)
                     qda_add_ull(&self.cst.received, 1)
                     ret = <uint32_t>rsp.retval
@@ -738,6 +808,65 @@ cdef class EngineRoute:
         if ret < 0 and ret != ROUTE_DECLINED:
             self._failed(<int>-ret)
         return ret
+
+    cdef object call_gil(self, uint32_t sc):
+        """:meth:`call` with the GIL, from one of the file's own INVOKEs (whose reference it
+        holds): the DSP's retval (an int32), or None when declined (nothing happened); the errors the
+        lanes raise, raised (a restart meanwhile: the driver's errno; a reply a fault rule
+        withheld: ``FastRpc.no_reply``'s)."""
+        cdef fastrpc_msg m
+        cdef fastrpc_invoke_rsp rsp
+        cdef long long i
+        cdef int k
+        cdef bint have = False
+        cdef int32_t retval = 0
+        if sc & 0xFFFFFF or qda_load_ull(_EPOCH) != self.epoch or _TRACE_ON[0] or _ARMED_N[0] or _OVERRIDES_N[0]:
+            return None
+        if (qda_load_int(&self.dead) or not self.cst.up or self.fl.poll_mode or self.fl.pd != self.pd
+                or not qda_cas_int(&self.busy, 0, 1)):
+            return None
+        try:
+            i = self.ids.take_nogil()
+            if i <= 0:
+                return None
+            try:
+                memset(self.mb.ptr, 0, self.size)
+                m.client_id, m.tid, m.handle, m.sc = self.client_id, <int>qda_tid(), self.handle, sc
+                m.ctx = (<uint64_t>i << self.id_shift) | <uint64_t>self.pd
+                if self.seq_shift >= 0:
+                    m.ctx |= (<uint64_t><int64_t>_s32(self.seqs.take())) << self.seq_shift
+                m.addr, m.size = self.mb.dev, _PAGE_C
+                rsp.ctx = 0
+                rsp.retval = 0
+                qda_add_ull(&self.cst.sent, 1)
+                try:
+                    k = self.engine.ep.route_call_gil(self.arg, &m, &rsp)
+                except OSError as exc:
+                    self._lost(exc)
+                    raise
+                qda_add_ull(&self.served, 1)
+                if k < 0:  # (a native skel's route: a restart meanwhile)
+                    raise errno_error(-k, "")
+                if k & QDA_EP_REPLIED:
+                    qda_add_ull(&self.cst.received, 1)
+                    if rsp.ctx & self.match_mask == m.ctx:
+                        retval, have = rsp.retval, True
+                    else:
+                        self.engine.engine.drop_reply(rsp.ctx)
+                wait = _faults.take_wait() if k & QDA_EP_REFERENCE else None
+                if not have:
+                    self.engine.engine.no_reply(i, wait)  # raises, as the lane does
+                return retval  # (signed, as EngineLane.invoke returns it)
+            finally:
+                self.ids.give_nogil(i)
+        finally:
+            qda_store_int(&self.busy, 0)
+
+    cdef int _lost(self, exc) except -1:
+        # a restart while the skel ran: the driver's errno for it (legacy: EPIPE), as its lane says
+        if exc.errno == _ENODEV and self.lost_errno != _ENODEV:
+            raise errno_error(self.lost_errno, f"{getattr(self.f, 'path', 'the file')}: DSP channel is down") from None
+        return 0
 
     cdef void _release(self) noexcept with gil:
         # the file was closed during the call, whose reference was the last: its release

@@ -208,6 +208,7 @@ cdef class DspLane:
         self.ep.self = <void *>self  # each capsule made of ep owns a reference to the lane (see capsule)
         self.ep.route_open = _route_open
         self.ep.route_call = _route_call
+        self.ep.route_call_gil = _route_call_gil
         self._cost = None
 
     @property
@@ -327,19 +328,21 @@ cdef class DspLane:
         if mi is None:
             return None
         mod = _new_mod(mi)
-        if not mod.native or pd.nmem is None or not _in_streams(pd, addr, size):
-            return None
+        if not (mod.native or mod.dispatch is not None) or pd.nmem is None or not _in_streams(pd, addr, size):
+            return None  # (a skel neither native nor a PythonModule: its own invoke, the lanes')
         # the message buffer translated once: the engine's route holds it out of its pool, so its
         # mapping stays until the file's release, which closes the route first
         if pd.nmem.span(addr, size, &host) or host == NULL:
             return None
-        if _dsp_call == NULL:
+        if mod.native and _dsp_call == NULL:
             _load_dsprt()
         r = DspRoute.__new__(DspRoute)
         r.lane, r.pd, r.mod, r.stats = self, pd, mod, stats
+        r.hkey = _own_key(pd.modules, handle)
+        r.c.native = mod.native
         r.c.epoch = epoch
         r.c.fn, r.c.hs = mod.fn, mod.hs
-        r.c.h64 = mod.impl.h64 if mod.hs else 0
+        r.c.h64 = mod.impl.h64 if mod.native and mod.hs else 0
         r.c.ctx = <PyObject *>mod.ctx if mod.ctx is not None else NULL
         r.c.overhead = cost.overhead_ns
         r.c.stats_v = &(<Counters>stats).v[0]
@@ -702,6 +705,7 @@ cdef struct qda_dsp_route:
     long long *pd_ns
     long long generation            # the DSP's restarts when the route was taken
     PyObject *owner                 # the DspRoute (the crash path's, with the GIL)
+    bint native                     # a native skel (else a Python skel: route_call_gil only)
 
 
 cdef int _ENODEV = _errno.ENODEV
@@ -715,6 +719,12 @@ cdef class DspRoute:
     cdef _Pd pd
     cdef _Mod mod
     cdef object stats
+    cdef object hkey            # the handle as the modules dict's own key (the Call's handle)
+
+    @property
+    def native(self):
+        """A native skel's route (else a Python skel's: served with the GIL only)."""
+        return bool(self.c.native)
 
     def stale(self):
         """Something the route took has changed: it serves no call again (open a new one)."""
@@ -729,8 +739,13 @@ cdef void *_route_open(void *self, int client_id, unsigned int handle, void *ori
 
 
 cdef inline void _route_account(qda_dsp_route *r, int64_t ns, bint error, bint crash) noexcept nogil:
-    # the lane's records of one message with no arguments (Counters.add, PdCounters.add)
+    # the lane's records of one message with no arguments (the thread's account, Counters.add,
+    # PdCounters.add)
     account_add(ns)
+    _route_account_counts(r, ns, error, crash)
+
+
+cdef inline void _route_account_counts(qda_dsp_route *r, int64_t ns, bint error, bint crash) noexcept nogil:
     qda_add_ll(r.pd_invokes, 1)
     qda_add_ll(r.pd_ns, ns)
     qda_add_ll(&r.stats_v[0], 1)
@@ -751,7 +766,7 @@ cdef int _route_call(void *arg, const fastrpc_msg *m, fastrpc_invoke_rsp *rsp) n
     cdef uint64_t pra[2]
     cdef int rv, signo = 0
     cdef PyObject *prev
-    if m.sc & 0xFFFFFF:  # a method with arguments: the lanes (the payload's decode, views)
+    if m.sc & 0xFFFFFF or not r.native:  # arguments (the payload's decode, views); a Python skel
         return QDA_ROUTE_DECLINED
     prev = swap_context_raw(r.ctx)  # (the outer call's, kept alive by its frame, when nested)
     rv = _dsp_call(r.fn, r.hs, r.h64, m.sc, pra, &signo)
@@ -796,3 +811,57 @@ cdef void _unraisable(e) noexcept:
     import traceback
     print("qdarpc: internal error reporting a skel crash on a route:", file=sys.stderr)
     traceback.print_exception(type(e), e, e.__traceback__)
+
+
+cdef int _route_call_gil(void *arg, const fastrpc_msg *m, fastrpc_invoke_rsp *rsp) except -1:
+    """One message on a route, with the GIL: a native skel's as :func:`_route_call`, a Python
+    skel's as :meth:`DspLane._receive` calls it (its ``Call``, its dispatch, a crash, the
+    records, a restart or a fault rule armed while it ran), after the same checks, made by the
+    engine's part (see :func:`_route_call`)."""
+    cdef qda_dsp_route *r = <qda_dsp_route *>arg
+    cdef DspRoute o
+    cdef _Pd pd
+    cdef uint32_t sc = m.sc, method = (m.sc >> 24) & 0x1F
+    cdef int32_t rv
+    cdef int64_t ns
+    cdef bint crashed = False
+    cdef Call call
+    if sc & 0xFFFFFF:
+        return QDA_ROUTE_DECLINED
+    if r.native:
+        with nogil:
+            return _route_call(arg, m, rsp)
+    o = <DspRoute>r.owner
+    pd, lane = o.pd, o.lane
+    if pd.sc is None or sc != pd.scval:  # the Call's sc as an int, kept
+        pd.sc, pd.scval = sc, sc
+    call = new_call(pd.sc, method, (), (), (), (), pd.proc, o.hkey)
+    try:
+        rv = <int32_t><uint32_t>_invoke(o.mod, call, method, sc)
+    except Exception as exc:
+        crashed = True
+        rv = _ERR_PD_CRASHED
+        lane.dsp._crashed(lane.channel, pd.proc, exc)
+    ns = r.overhead
+    if not crashed:
+        ns += <int64_t>call.extra_ns
+    if get_value(_OVERRIDE) is None:  # (one set inside the skel's call, as the lane reads it)
+        account_add(ns)
+    else:
+        ns = _settle(lane._st.cost, ns)
+    _route_account_counts(r, ns, rv != 0, crashed)
+    st = lane._st
+    if st.generation != r.generation:
+        raise errno_error(_errno.ENODEV, f"{lane.dsp.domain} restarted while handle {m.handle:#x} "
+                                         f"sc {m.sc:#x} of client {m.client_id} was running")
+    f = st.faults if _ARMED.n else None
+    if f is not None and lane._armed(f):  # a rule came while it ran: the reference's last step
+        rctx, withheld = lane.dsp._reply_faults(m.handle, m.sc, m.ctx)
+        if withheld:
+            return QDA_EP_REFERENCE
+        rsp.ctx = rctx
+        rsp.retval = rv
+        return QDA_EP_REPLIED | QDA_EP_REFERENCE
+    rsp.ctx = m.ctx
+    rsp.retval = rv
+    return QDA_EP_REPLIED

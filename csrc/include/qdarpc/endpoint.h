@@ -46,8 +46,11 @@ struct qda_endpoint {
 	void *(*route_open)(void *self, int client_id, unsigned int handle, void *origin,
 			    unsigned long long msg_addr, unsigned long long msg_size, void **call_arg);
 	/* Without the GIL (taking it only for a crash): one message on a route (route_open's
-	 * client id, handle and message buffer). */
+	 * client id, handle and message buffer) to a native skel (a Python skel's: declined). */
 	int (*route_call)(void *call_arg, const struct fastrpc_msg *m, struct fastrpc_invoke_rsp *rsp);
+	/* With the GIL: the same, for any route (a Python skel's too); also QDA_EP_REFERENCE (a fault
+	 * rule armed while the skel ran took the reply, or withheld it); -1 with an exception set. */
+	int (*route_call_gil)(void *call_arg, const struct fastrpc_msg *m, struct fastrpc_invoke_rsp *rsp);
 };
 
 #endif /* QDARPC_ENDPOINT_H */
