@@ -350,8 +350,11 @@ cdef class Invoker:
             code = self.fail_next
             self.fail_next = 0
             return self._host(code)
-        if n == 0 and self.lane is not None:  # the file's route to the handle, as its INVOKE takes it
-            ret = self._routed(handle, sc)
+        if n == 0 and self.lane is not None and (
+                args is None or ((type(args) is tuple or type(args) is list) and not args)
+                or (type(args) is CArgs and (<CArgs>args).count == 0)):
+            # (arguments the call does not declare are the checks' below to answer)
+            ret = self._routed(handle, sc)  # the file's route to the handle, as its INVOKE takes it
             if ret is not None:
                 return self._result(ret)
         if type(args) is CArgs:

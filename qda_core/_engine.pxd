@@ -134,7 +134,7 @@ cdef inline object dict_attr(dict d, str name, obj):
 
 
 cdef class EngineRoute:
-    cdef object f                # the driver file (its _release_now and _failed)
+    cdef object f                # a weak reference to the driver file (its _release_now and _failed)
     cdef FileLane fl
     cdef IdAllocator ids
     cdef ChannelState cst
@@ -154,9 +154,13 @@ cdef class EngineRoute:
     cdef readonly unsigned long long served  # calls it served (declined ones not counted)
     cdef int busy                # the message buffer is in use (another thread's call declines)
     cdef int dead
+    cdef int cleaned             # the message buffer given back and the DSP's part dropped
 
     cdef long long call(self, uint32_t sc) noexcept nogil
     cdef object call_gil(self, uint32_t sc)
     cdef int _lost(self, exc) except -1
+    cdef int _cleanup(self) except -1
+    cdef void _out(self) noexcept nogil
+    cdef void _cleanup_gil(self) noexcept with gil
     cdef void _release(self) noexcept with gil
     cdef void _failed(self, int err) noexcept with gil

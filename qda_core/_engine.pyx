@@ -28,6 +28,7 @@ from qda_core._cwire cimport (QDA_ENDPOINT_CAPSULE, QDA_EP_REFERENCE, QDA_EP_REP
                                fastrpc_msg, qda_endpoint, sc_length)
 
 import errno as _errno
+from weakref import ref as _weakref
 
 from qda_core import _cdev as _cdev_mod
 from qda_core import faults as _faults
@@ -739,7 +740,7 @@ def open_route(f, FileLane fl, uint32_t handle, int pd, int lost_errno):
         if dsp is None or _EPOCH[0] != epoch:  # (a change while the DSP took its part)
             return None
         r = EngineRoute.__new__(EngineRoute)
-        r.f, r.fl, r.ids, r.cst, r.engine, r.dsp = f, fl, e.ids, e.cst, e, dsp
+        r.f, r.fl, r.ids, r.cst, r.engine, r.dsp = _weakref(f), fl, e.ids, e.cst, e, dsp
         r.src, r.mb = src, mb
         mb = None
         r.arg, r.dsp_call = arg, e.ep.route_call
@@ -802,7 +803,7 @@ cdef class EngineRoute:
                     qda_add_ull(&self.cst.sent, 1)
                     ret = -self.lost_errno if k == -_ENODEV else k
                 self.ids.give_nogil(i)
-            qda_store_int(&self.busy, 0)
+            self._out()
         if self.fl._leave():
             self._release()
         if ret < 0 and ret != ROUTE_DECLINED:
@@ -860,18 +861,20 @@ cdef class EngineRoute:
             finally:
                 self.ids.give_nogil(i)
         finally:
-            qda_store_int(&self.busy, 0)
+            self._out()
 
     cdef int _lost(self, exc) except -1:
         # a restart while the skel ran: the driver's errno for it (legacy: EPIPE), as its lane says
         if exc.errno == _ENODEV and self.lost_errno != _ENODEV:
-            raise errno_error(self.lost_errno, f"{getattr(self.f, 'path', 'the file')}: DSP channel is down") from None
+            raise errno_error(self.lost_errno, f"{getattr(self.f(), 'path', 'the file')}: DSP channel is down") from None
         return 0
 
     cdef void _release(self) noexcept with gil:
         # the file was closed during the call, whose reference was the last: its release
         try:
-            self.f._release_now()
+            f = self.f()
+            if f is not None:  # (a file is released when it is closed: one collected is gone)
+                f._release_now()
         except BaseException as e:
             _report(e, "a file's release after a route call")
 
@@ -882,8 +885,10 @@ cdef class EngineRoute:
                 msg = (f"{self.engine.engine.channel.name}: the DSP restarted while handle {self.handle:#x} "
                        f"of client {self.client_id} was running")
             else:  # (the legacy driver: its channel went away under the call)
-                msg = f"{getattr(self.f, 'path', 'the file')}: DSP channel is down"
-            self.f._failed(errno_error(err, msg))
+                msg = f"{getattr(self.f(), 'path', 'the file')}: DSP channel is down"
+            f = self.f()
+            if f is not None:
+                f._failed(errno_error(err, msg))
         except BaseException as e:
             _report(e, "a route call's error")
 
@@ -903,19 +908,39 @@ cdef class EngineRoute:
         return bool(qda_load_int(&self.dead)) or self.dsp is None or self.dsp.stale()
 
     def close(self):
-        """Serve no more calls and give the message buffer back (with no call in flight: the
-        caller waited for them, or the file is being released)."""
+        """Serve no more calls; give the message buffer back and drop the DSP's part now, or,
+        when a call is in the route, once that call is out of it (it still uses both)."""
         if qda_load_int(&self.dead):
             return
-        qda_store_int(&self.dead, 1)
+        qda_store_int(&self.dead, 1)  # seq_cst, then the busy flag: see _out
         try:
             self.fl.routes.remove(self)
         except ValueError:
             pass
+        if qda_cas_int(&self.busy, 0, 1):  # no call in it: and none starts (dead)
+            self._cleanup()
+
+    cdef int _cleanup(self) except -1:
+        # once, by close() or by the call that was in the route when it was closed
+        if not qda_cas_int(&self.cleaned, 0, 1):
+            return 0
         mb, self.mb = self.mb, None
         self.dsp = None
         if mb is not None:
             self.src.give(mb)
+        return 0
+
+    cdef void _out(self) noexcept nogil:
+        # a call leaves the route: if the route was closed meanwhile, the call cleans it up
+        qda_store_int(&self.busy, 0)
+        if qda_load_int(&self.dead) and qda_cas_int(&self.busy, 0, 1):
+            self._cleanup_gil()
+
+    cdef void _cleanup_gil(self) noexcept with gil:
+        try:
+            self._cleanup()
+        except BaseException as e:
+            _report(e, "a closed route's cleanup")
 
 
 cdef void _report(e, str what) noexcept:

@@ -5,6 +5,7 @@ such call, with the GIL held, to a Python skel as to a native one. A SoC on the 
 and one on the Python reference make the same calls: the same answers and records."""
 from __future__ import annotations
 
+import errno
 import struct
 import sys
 from pathlib import Path
@@ -136,3 +137,149 @@ def test_the_librarys_invoke_takes_the_files_route(make_soc):
             assert exc.value.aee == aee.to_u32(aee.ERR_PD_CRASHED) and r.served == 5
             rpc.remote_handle64_close(h)
         lib.close_all()
+
+
+# -- a native skel's route taken by a Python caller (regressions of an attacker's review) ------
+CRASHY = "file:///libcrashy_skel.so?crashy_skel_handle_invoke&_modver=1.0&_dom=cdsp"
+GATED = 9 << 24  # crashy: waits in the skel until crashy_gate is set
+
+
+@pytest.fixture
+def crashy(make_soc, tmp_path, monkeypatch):
+    """(a native-plane SoC's accel and legacy files with crashy open, their handles, the skel)."""
+    import ctypes
+
+    from cc_helpers import CC, compile_skel
+
+    if CC is None:
+        pytest.skip("no C compiler")
+    compile_skel("crashy", tmp_path / "libcrashy_skel.so")
+    monkeypatch.setenv("DSP_LIBRARY_PATH", str(tmp_path))
+    soc = make_soc("default")
+    files = {"accel": soc.open_device("cdsp"), "legacy": soc.open("/dev/fastrpc-cdsp")}
+    hs = {}
+    for drv, f in files.items():
+        assert f.init_create(attrs=uapi.FASTRPC_MODE_UNSIGNED_MODULE) == 0
+        rv, hs[drv] = open_module(f, CRASHY)
+    for drv, f in files.items():  # (after every PD was made: a change of the PD table moves the epoch)
+        assert f.invoke(hs[drv], NULL) == 0
+        r = f._lane.route_for(hs[drv])
+        assert r.native and not r.stale()
+    yield soc, files, hs, ctypes.CDLL(str(tmp_path / "libcrashy_skel.so"))
+    for f in files.values():
+        f.close()
+
+
+def _in_skel(skel, fn):
+    """Run ``fn`` (a call of crashy's gated method) in a thread; return once it is in the skel."""
+    import ctypes
+    import threading
+    import time
+
+    gate, gated = ctypes.c_int.in_dll(skel, "crashy_gate"), ctypes.c_int.in_dll(skel, "crashy_gated")
+    gate.value, gated.value = 0, 0
+    out = {}
+
+    def run():
+        try:
+            out["rv"] = fn()
+        except OSError as exc:
+            out["errno"] = exc.errno
+
+    t = threading.Thread(target=run)
+    t.start()
+    while gated.value == 0:
+        time.sleep(0.001)
+    return t, gate, out
+
+
+@pytest.mark.needs_cc
+@pytest.mark.parametrize("drv", ["accel", "legacy"])
+def test_a_route_closed_during_its_call_is_cleaned_up_by_that_call(crashy, drv):
+    soc, files, hs, skel = crashy
+    f, h = files[drv], hs[drv]
+    r = f._lane.route_for(h)
+    t, gate, out = _in_skel(skel, lambda: f.invoke(h, GATED))
+    with soc.faults.inject("crash:nomatch.5"):  # the epoch moves: the next call's refresh closes r
+        assert f.invoke(h, NULL) == 0
+    assert r.dead  # closed, but its message buffer and DSP part stay with the call in it
+    junk = [bytearray(200) for _ in range(20000)]  # (freed memory would be reused by now)
+    gate.value = 1
+    t.join(10)
+    del junk
+    assert out == {"rv": 0} and r.served >= 1
+
+
+@pytest.mark.needs_cc
+@pytest.mark.parametrize("drv", ["accel", "legacy"])
+def test_a_restart_during_a_routed_native_call_answers_as_the_lanes(crashy, drv):
+    """The driver's errno and message: accel ENODEV ("... restarted while ..."), legacy EPIPE."""
+    soc, files, hs, skel = crashy
+    f, h = files[drv], hs[drv]
+    t, gate, out = _in_skel(skel, lambda: f.invoke(h, GATED))
+    soc.restart("cdsp")
+    gate.value = 1
+    t.join(10)
+    want = {"accel": errno.ENODEV, "legacy": errno.EPIPE}[drv]
+    assert out == {"errno": want} and f.last_error.errno == want
+    assert ("restarted while" if drv == "accel" else "DSP channel is down") in str(f.last_error)
+
+
+@pytest.mark.needs_cc
+def test_a_routed_native_call_keeps_the_callers_own_override(crashy):
+    """An override the caller's context still holds after its block ended (a copied context, an
+    asyncio task) while the process-wide count is 0: charged, as the lanes charge it."""
+    import contextvars
+
+    soc, files, hs, _ = crashy
+    f, h = files["accel"], hs["accel"]
+    with cost.override(5_000_000):
+        ctx = contextvars.copy_context()
+    f.invoke(h, NULL)  # (the block moved the epoch: this one reopens the route)
+
+    def measured():
+        with cost.measure() as m:
+            f.invoke(h, NULL)
+        return m.ns
+
+    served = f._lane.route_for(h).served
+    assert ctx.run(measured) == 5_000_000 and f._lane.route_for(h).served == served + 1
+
+
+def test_the_library_checks_arguments_the_call_does_not_declare(make_soc):
+    import libadsprpc_compat as rpc
+    from libadsprpc_compat import Library
+
+    lib = Library("accel", make_soc("default"))
+    with rpc.use_library(lib):
+        h = rpc.remote_handle64_open(TEST_URI)
+        rpc.remote_handle64_invoke(h, NULL, ())  # a route from now on
+        with pytest.raises(rpc.FastRpcError) as exc:
+            rpc.remote_handle64_invoke(h, NULL, (b"x",))
+        assert exc.value.aee == rpc.AEE_EBADPARM
+        with pytest.raises(TypeError):
+            rpc.remote_handle64_invoke(h, NULL, 5)
+        rpc.remote_handle64_close(h)
+    lib.close_all()
+
+
+def test_a_dropped_file_with_a_route_is_released_at_once(make_soc):
+    """A route holds its file weakly: dropping the last reference releases it (and warns that
+    it was not closed), with no help from the cycle collector."""
+    import gc
+    import warnings
+
+    soc = make_soc("default")
+    f = soc.open_device("cdsp")
+    assert f.init_create(attrs=uapi.FASTRPC_MODE_UNSIGNED_MODULE) == 0
+    rv, h = open_module(f, TEST_URI)
+    assert f.invoke(h, NULL) == 0 and f._lane.route_for(h) is not None
+    dsp = soc.domains["cdsp"].dsp
+    gc.disable()
+    try:
+        with warnings.catch_warnings(record=True) as seen:
+            warnings.simplefilter("always")
+            del f
+        assert [p.state for p in dsp._procs.values()] == [] and any("unclosed" in str(w.message) for w in seen)
+    finally:
+        gc.enable()

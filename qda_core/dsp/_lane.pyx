@@ -756,6 +756,15 @@ cdef inline void _route_account_counts(qda_dsp_route *r, int64_t ns, bint error,
     qda_add_ll(&r.stats_v[7], ns)
 
 
+cdef int _route_skel(qda_dsp_route *r, uint32_t sc, int *signo) noexcept nogil:
+    # a native skel's call without arguments, its FARF context set around it
+    cdef uint64_t pra[2]
+    cdef PyObject *prev = swap_context_raw(r.ctx)  # (the outer call's, kept by its frame, when nested)
+    cdef int rv = _dsp_call(r.fn, r.hs, r.h64, sc, pra, signo)
+    swap_context_raw(prev)
+    return rv
+
+
 cdef int _route_call(void *arg, const fastrpc_msg *m, fastrpc_invoke_rsp *rsp) noexcept nogil:
     """One message on a route, without the GIL: the skel's call and the records
     :meth:`DspLane._receive` makes of it. The engine's part checked, before it took a context
@@ -763,14 +772,10 @@ cdef int _route_call(void *arg, const fastrpc_msg *m, fastrpc_invoke_rsp *rsp) n
     shares) and that no trace, fault rule or cost override is on: a change after that is one
     made after the call began. Declines only a method with arguments (nothing happened)."""
     cdef qda_dsp_route *r = <qda_dsp_route *>arg
-    cdef uint64_t pra[2]
     cdef int rv, signo = 0
-    cdef PyObject *prev
     if m.sc & 0xFFFFFF or not r.native:  # arguments (the payload's decode, views); a Python skel
         return QDA_ROUTE_DECLINED
-    prev = swap_context_raw(r.ctx)  # (the outer call's, kept alive by its frame, when nested)
-    rv = _dsp_call(r.fn, r.hs, r.h64, m.sc, pra, &signo)
-    swap_context_raw(prev)
+    rv = _route_skel(r, m.sc, &signo)
     if rv == _FAULTED and signo:
         return _route_crashed(r, m, rsp, signo)
     _route_account(r, r.overhead, rv != 0, False)
@@ -814,43 +819,61 @@ cdef void _unraisable(e) noexcept:
 
 
 cdef int _route_call_gil(void *arg, const fastrpc_msg *m, fastrpc_invoke_rsp *rsp) except -1:
-    """One message on a route, with the GIL: a native skel's as :func:`_route_call`, a Python
-    skel's as :meth:`DspLane._receive` calls it (its ``Call``, its dispatch, a crash, the
-    records, a restart or a fault rule armed while it ran), after the same checks, made by the
-    engine's part (see :func:`_route_call`)."""
+    """One message on a route, with the GIL (a Python caller's): the skel called as
+    :meth:`DspLane._receive` calls it - a Python skel's ``Call`` and dispatch, a native skel's
+    call with the GIL released - and the rest as the lane does it with the GIL: a crash, the
+    records (the caller's cost override, the DSP's statistics as they are now), a restart
+    meanwhile, a fault rule armed meanwhile. The engine's part made the checks (see
+    :func:`_route_call`)."""
     cdef qda_dsp_route *r = <qda_dsp_route *>arg
     cdef DspRoute o
     cdef _Pd pd
     cdef uint32_t sc = m.sc, method = (m.sc >> 24) & 0x1F
     cdef int32_t rv
     cdef int64_t ns
+    cdef int signo = 0, code = 0
+    cdef uint64_t addr = 0
     cdef bint crashed = False
-    cdef Call call
+    cdef Call call = None
+    cdef Counters stats
     if sc & 0xFFFFFF:
         return QDA_ROUTE_DECLINED
-    if r.native:
-        with nogil:
-            return _route_call(arg, m, rsp)
     o = <DspRoute>r.owner
     pd, lane = o.pd, o.lane
-    if pd.sc is None or sc != pd.scval:  # the Call's sc as an int, kept
-        pd.sc, pd.scval = sc, sc
-    call = new_call(pd.sc, method, (), (), (), (), pd.proc, o.hkey)
-    try:
-        rv = <int32_t><uint32_t>_invoke(o.mod, call, method, sc)
-    except Exception as exc:
-        crashed = True
-        rv = _ERR_PD_CRASHED
-        lane.dsp._crashed(lane.channel, pd.proc, exc)
+    if r.native:
+        with nogil:
+            rv = _route_skel(r, sc, &signo)
+        if rv == _FAULTED and signo:
+            crashed = True
+            rv = _ERR_PD_CRASHED
+            _last_fault(&addr, &code)
+            lane.dsp._crashed(lane.channel, pd.proc,
+                              _dsprt.NativeFault(signo, addr, code, f"{o.mod.impl._where} method {method}"))
+    else:
+        if pd.sc is None or sc != pd.scval:  # the Call's sc as an int, kept
+            pd.sc, pd.scval = sc, sc
+        call = new_call(pd.sc, method, (), (), (), (), pd.proc, o.hkey)
+        try:
+            rv = <int32_t><uint32_t>_invoke(o.mod, call, method, sc)
+        except Exception as exc:
+            crashed = True
+            rv = _ERR_PD_CRASHED
+            lane.dsp._crashed(lane.channel, pd.proc, exc)
     ns = r.overhead
-    if not crashed:
+    if not crashed and call is not None:
         ns += <int64_t>call.extra_ns
-    if get_value(_OVERRIDE) is None:  # (one set inside the skel's call, as the lane reads it)
+    st = lane._st
+    if get_value(_OVERRIDE) is None:  # cost.settle: the caller's override, as the lane reads it
         account_add(ns)
     else:
-        ns = _settle(lane._st.cost, ns)
-    _route_account_counts(r, ns, rv != 0, crashed)
-    st = lane._st
+        ns = _settle(st.cost, ns)
+    pd.ctr.add(1, ns)
+    stats = lane._counters()
+    if stats is not None:
+        stats.add(0, 0, 0, 0, ns, rv != 0, crashed)
+    else:  # a DspStats stand-in (a test's recorder): its own record()
+        lane.dsp.stats.record(bytes_in=0, bytes_out=0, handles_in=0, handles_out=0, ns=ns, error=rv != 0,
+                              crash=crashed)
     if st.generation != r.generation:
         raise errno_error(_errno.ENODEV, f"{lane.dsp.domain} restarted while handle {m.handle:#x} "
                                          f"sc {m.sc:#x} of client {m.client_id} was running")
