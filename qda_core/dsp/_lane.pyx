@@ -471,10 +471,21 @@ cdef class DspLane:
         ns = self._overhead + <int64_t>(<double>copied * 1e9 / self._cbps)
         if not crashed and call is not None:
             ns += <int64_t>call.extra_ns
-        if get_value(_OVERRIDE) is None:  # cost.settle: no override, not realtime (checked above)
+        return self._finish(m, rsp, pd, rv, crashed, ns, nbytes_in, nbytes_out, nhin, nhout, generation)
+
+    cdef int _finish(self, const fastrpc_msg *m, fastrpc_invoke_rsp *rsp, _Pd pd, int32_t rv, bint crashed,
+                     int64_t ns, int64_t nbytes_in, int64_t nbytes_out, int64_t nhin, int64_t nhout,
+                     long long generation) except -1:
+        """A served message's last steps, as the reference takes them: its modeled ``ns``
+        settled (the caller's override), the PD's and the DSP's records, a restart since
+        ``generation`` (ENODEV), a fault rule armed while it ran, the reply."""
+        cdef Counters stats
+        cdef DspState st = self._st
+        dsp = self.dsp
+        if get_value(_OVERRIDE) is None:  # cost.settle: no override, not realtime (checked before)
             account_add(ns)
         else:
-            ns = _settle(cost, ns)
+            ns = _settle(st.cost, ns)
         pd.ctr.add(1, ns)
         stats = self._counters()
         if stats is not None:
@@ -835,7 +846,7 @@ cdef int _route_call_gil(void *arg, const fastrpc_msg *m, fastrpc_invoke_rsp *rs
     cdef uint64_t addr = 0
     cdef bint crashed = False
     cdef Call call = None
-    cdef Counters stats
+    cdef DspLane lane
     if sc & 0xFFFFFF:
         return QDA_ROUTE_DECLINED
     o = <DspRoute>r.owner
@@ -862,29 +873,4 @@ cdef int _route_call_gil(void *arg, const fastrpc_msg *m, fastrpc_invoke_rsp *rs
     ns = r.overhead
     if not crashed and call is not None:
         ns += <int64_t>call.extra_ns
-    st = lane._st
-    if get_value(_OVERRIDE) is None:  # cost.settle: the caller's override, as the lane reads it
-        account_add(ns)
-    else:
-        ns = _settle(st.cost, ns)
-    pd.ctr.add(1, ns)
-    stats = lane._counters()
-    if stats is not None:
-        stats.add(0, 0, 0, 0, ns, rv != 0, crashed)
-    else:  # a DspStats stand-in (a test's recorder): its own record()
-        lane.dsp.stats.record(bytes_in=0, bytes_out=0, handles_in=0, handles_out=0, ns=ns, error=rv != 0,
-                              crash=crashed)
-    if st.generation != r.generation:
-        raise errno_error(_errno.ENODEV, f"{lane.dsp.domain} restarted while handle {m.handle:#x} "
-                                         f"sc {m.sc:#x} of client {m.client_id} was running")
-    f = st.faults if _ARMED.n else None
-    if f is not None and lane._armed(f):  # a rule came while it ran: the reference's last step
-        rctx, withheld = lane.dsp._reply_faults(m.handle, m.sc, m.ctx)
-        if withheld:
-            return QDA_EP_REFERENCE
-        rsp.ctx = rctx
-        rsp.retval = rv
-        return QDA_EP_REPLIED | QDA_EP_REFERENCE
-    rsp.ctx = m.ctx
-    rsp.retval = rv
-    return QDA_EP_REPLIED
+    return lane._finish(m, rsp, pd, rv, crashed, ns, 0, 0, 0, 0, r.generation)
