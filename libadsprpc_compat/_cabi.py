@@ -22,10 +22,9 @@ import os
 import struct
 import sys
 import threading
-import traceback
 
 from qda_core import trace as _trace
-from qda_core.errors import ConfigError
+from qda_core.errors import ConfigError, report_internal
 
 from . import default, rpcmem
 from . import process as _process
@@ -102,8 +101,7 @@ def _config_error(exc: ConfigError) -> None:
 
 
 def _internal_error(name: str) -> None:
-    sys.stderr.write(f"qdarpc: internal error in the C ABI's {name}:\n")
-    traceback.print_exc()
+    report_internal(f"the C ABI's {name}")
 
 
 def _checked(fn, *args, fallback):

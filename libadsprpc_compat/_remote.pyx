@@ -72,6 +72,7 @@ __version__ = QDARPC_VERSION.decode()
 # Pins must go to the copy of uaccess.c that the driver's copies consult (this module links
 # its own, which only reads a C caller's remote_arg array).
 from qda_core._ext import load as _load
+from qda_core.errors import report_internal
 cdef qda_pin_api *_pins = <qda_pin_api *>PyCapsule_GetPointer(_load("_marshal").PIN_API,
                                                                "qda_core._marshal.PIN_API")
 #: ``qda_core.trace.RECORDER is not None``, as one C load (the switch the trace keeps with it).
@@ -581,7 +582,7 @@ cdef long long _face_h64_invoke(void *ctx, unsigned long long h, unsigned int sc
                 try:
                     _routes.refresh(h, rec, f)
                 except BaseException as e:  # a bug of ours: said, and the call's answer stands
-                    _report(e)
+                    report_internal("the routes' table", e)
             return 0
         return f.failed(rec, sc, code)
     except BaseException:
@@ -627,6 +628,15 @@ cdef inline unsigned int _home(unsigned long long h) noexcept nogil:
     return <unsigned int>(((h ^ (h >> 29)) * <unsigned long long>0x9E3779B97F4A7C15) >> 56) & (_NSLOTS - 1)
 
 
+cdef _slot *_find(unsigned long long h) noexcept nogil:
+    """The slot of handle ``h`` (0: a free or retiring one), or NULL: within ``_PROBES`` of its home."""
+    cdef unsigned int i, k = _home(h)
+    for i in range(_PROBES):
+        if qda_load_ull(&_slots[(k + i) & (_NSLOTS - 1)].h) == h:
+            return &_slots[(k + i) & (_NSLOTS - 1)]
+    return NULL
+
+
 cdef class _Routes:
     """The table's writers (with the GIL) and its counts."""
     cdef dict _refused          # handle -> the epoch a route was refused at (not asked again before a change)
@@ -638,13 +648,6 @@ cdef class _Routes:
         self._earlier = {}
         self.off = False
 
-    cdef _slot *_find(self, unsigned long long h) noexcept:
-        cdef unsigned int i, k = _home(h)
-        for i in range(_PROBES):
-            if _slots[(k + i) & (_NSLOTS - 1)].h == h:
-                return &_slots[(k + i) & (_NSLOTS - 1)]
-        return NULL
-
     cdef int refresh(self, unsigned long long h, rec, Face face) except -1:
         """After a call the lanes served on handle ``h``: a route for the next ones, unless one
         is live, or one was refused since the last change."""
@@ -654,7 +657,7 @@ cdef class _Routes:
         self.reap()
         if self.off or len(face.flavours) > 1:
             return 0
-        s = self._find(h)
+        s = _find(h)
         if s != NULL:
             if not (<EngineRoute><object>s.route).stale():
                 return 0  # declined for the moment (a trace, a rule, another thread's call)
@@ -695,7 +698,7 @@ cdef class _Routes:
     def forget(self, unsigned long long h):
         """Retire handle ``h``'s route (its close, a session's teardown): no call starts on it
         after this; it is closed once the calls in flight on it return. Never waits."""
-        cdef _slot *s = self._find(h) if h else NULL
+        cdef _slot *s = _find(h) if h else NULL
         self._refused.pop(h, None)
         if s != NULL:
             self._retire(s, h)
@@ -759,12 +762,12 @@ cdef class _Routes:
 
     def served(self, unsigned long long h):
         """Calls handle ``h``'s routes served while it is open."""
-        cdef _slot *s = self._find(h) if h else NULL
+        cdef _slot *s = _find(h) if h else NULL
         return (qda_load_long(&s.served) if s != NULL else 0) + self._earlier.get(h, 0)
 
     def route(self, unsigned long long h):
         """Handle ``h``'s route, or None (tests)."""
-        cdef _slot *s = self._find(h) if h else NULL
+        cdef _slot *s = _find(h) if h else NULL
         return <object>s.route if s != NULL and s.route != NULL else None
 
 
@@ -777,15 +780,8 @@ cdef int _reap_pending(void *arg) noexcept with gil:
     try:
         _routes.reap()
     except BaseException as e:
-        _report(e)
+        report_internal("the routes' table", e)
     return 0
-
-
-cdef void _report(e) noexcept:
-    import sys
-    import traceback
-    print("qdarpc: internal error in the routes' table:", file=sys.stderr)
-    traceback.print_exception(type(e), e, e.__traceback__)
 
 
 cdef long long _face_route_invoke(void *ctx, unsigned long long h, unsigned int sc,
@@ -794,16 +790,11 @@ cdef long long _face_route_invoke(void *ctx, unsigned long long h, unsigned int 
     :func:`_face_h64_invoke` answers it, or ``QDARPC_FACE_DECLINED`` when the handle has no
     live route for it (the bridge then takes the GIL and that entry)."""
     global qda_compat_errno, qda_compat_origin
-    cdef _slot *s = NULL
-    cdef unsigned int i, k
+    cdef _slot *s
     cdef long long ret
     if sc & 0xFFFFFF or h == 0:
         return QDARPC_FACE_DECLINED
-    k = _home(h)
-    for i in range(_PROBES):
-        if qda_load_ull(&_slots[(k + i) & (_NSLOTS - 1)].h) == h:
-            s = &_slots[(k + i) & (_NSLOTS - 1)]
-            break
+    s = _find(h)
     if s == NULL:
         return QDARPC_FACE_DECLINED
     qda_inc_long(&s.inflight, 1)

@@ -94,25 +94,22 @@ def remote_handle64_close(h: int) -> None:
     """
     if isinstance(h, int) and STATICPD_LO <= h < STATICPD_HI:
         return  # static-PD handles: nothing to close (QF)
-    try:
-        with process.lock:
-            rec = process._records.pop(h, None)
-            if rec is None:
-                fail(A.AEE_EINVHANDLE, f"remote_handle64_close: {h!r} is not an open handle")
-            s = rec.session
-            s.records.discard(h)
-            lib = s.lib
-            lib._tls.domain = s.eff
-            if s.idle():
-                lib._drop(s)
-                return
-            if not s.records and not s.nondomain:
-                # Another thread is inside an open on this session: the teardown waits for it.
-                s.closing = True
-            s.users += 1
-    finally:
-        if isinstance(h, int) and 0 < h < 1 << 64:  # (outside the lock: it waits for calls on the route)
-            _remote.routes.forget(h)
+    with process.lock:
+        rec = process._records.pop(h, None)
+        if rec is None:
+            fail(A.AEE_EINVHANDLE, f"remote_handle64_close: {h!r} is not an open handle")
+        _remote.routes.forget(h)  # (never waits: a call in its route closes it on its way out)
+        s = rec.session
+        s.records.discard(h)
+        lib = s.lib
+        lib._tls.domain = s.eff
+        if s.idle():
+            lib._drop(s)
+            return
+        if not s.records and not s.nondomain:
+            # Another thread is inside an open on this session: the teardown waits for it.
+            s.closing = True
+        s.users += 1
     try:
         code = s.close_module(rec.dsp_handle)
         if code:

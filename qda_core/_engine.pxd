@@ -156,6 +156,8 @@ cdef class EngineRoute:
     cdef int dead
     cdef int cleaned             # the message buffer given back and the DSP's part dropped
 
+    cdef bint _ready(self, uint32_t sc) noexcept nogil
+    cdef void _message(self, long long i, uint32_t sc, fastrpc_msg *m) noexcept nogil
     cdef long long call(self, uint32_t sc) noexcept nogil
     cdef object call_gil(self, uint32_t sc)
     cdef int _lost(self, exc) except -1

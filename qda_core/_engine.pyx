@@ -34,7 +34,7 @@ from qda_core import _cdev as _cdev_mod
 from qda_core import faults as _faults
 from qda_core import trace as _trace
 from qda_core import wire as _wire
-from qda_core.errors import errno_error
+from qda_core.errors import errno_error, report_internal
 
 cdef extern from *:
     const char *QDARPC_VERSION
@@ -42,7 +42,6 @@ __version__ = QDARPC_VERSION.decode()
 cdef uint64_t _PAGE = _wire.PAGE_SIZE
 cdef uint64_t _ALIGN = _wire.FASTRPC_ALIGN
 cdef uint32_t _POLL_RESPONSE = _wire.FASTRPC_POLL_RESPONSE
-cdef uint64_t _PAGE_C = _wire.PAGE_SIZE
 cdef int _ENODEV = _errno.ENODEV
 # what a route reads on each call, without the GIL: the C fields themselves
 cdef Switch _TRACE_SW = _trace._SWITCH
@@ -705,7 +704,6 @@ def open_route(f, FileLane fl, uint32_t handle, int pd, int lost_errno):
     handle (``qda_endpoint.route_open``). The caller (a driver) closes it, or its file's
     release does."""
     cdef EngineLane e = fl.engine
-    cdef uint32_t n = 0
     cdef uint64_t shift, pkt, size
     cdef qda_olap olaps[REMOTE_SCALARS_MAX_LENGTH]
     cdef EngineRoute r
@@ -764,33 +762,41 @@ cdef class EngineRoute:
     the reply matched - or declined before anything happened (the caller then takes the
     lanes). The route keeps one message buffer of the file's pool until it is closed."""
 
+    cdef bint _ready(self, uint32_t sc) noexcept nogil:
+        # what may change under a route, checked before anything is taken (the DSP's part trusts
+        # it: a change after this is a change made after the call began); then the message
+        # buffer taken (busy) unless the route is closed or the file's state forbids the call
+        return (not sc & 0xFFFFFF and qda_load_ull(_EPOCH) == self.epoch and not _TRACE_ON[0] and not _ARMED_N[0]
+                and not _OVERRIDES_N[0] and not qda_load_int(&self.dead) and self.cst.up and not self.fl.poll_mode
+                and self.fl.pd == self.pd and qda_cas_int(&self.busy, 0, 1))
+
+    cdef void _message(self, long long i, uint32_t sc, fastrpc_msg *m) noexcept nogil:
+        # context id i's message, packed into the route's buffer as the lane packs a call
+        # without arguments (its metadata: zeros; the rest of the page stays 0)
+        memset(self.mb.ptr, 0, self.size)
+        m.client_id, m.tid, m.handle, m.sc = self.client_id, <int>qda_tid(), self.handle, sc
+        m.ctx = (<uint64_t>i << self.id_shift) | <uint64_t>self.pd
+        if self.seq_shift >= 0:  # FIELD_PREP(GENMASK_ULL(63, 16), (u64)seq), as the lane
+            m.ctx |= (<uint64_t><int64_t>_s32(self.seqs.take())) << self.seq_shift
+        m.addr, m.size = self.mb.dev, _PAGE
+
     cdef long long call(self, uint32_t sc) noexcept nogil:
         """The DSP's retval (0..2**32-1), ``-errno``, or ``ROUTE_DECLINED``."""
         cdef fastrpc_msg m
         cdef fastrpc_invoke_rsp rsp
-        cdef long long i, ret
+        cdef long long i, ret = ROUTE_DECLINED
         cdef int k
-        # what may change under a route, checked before anything is taken (the DSP's part trusts
-        # it: a change after this is a change made after the call began)
-        if (not self.native or sc & 0xFFFFFF or qda_load_ull(_EPOCH) != self.epoch or _TRACE_ON[0] or _ARMED_N[0]
-                or _OVERRIDES_N[0]):
-            return ROUTE_DECLINED  # (a Python skel's route: call_gil only)
+        if not self.native:  # a Python skel's route: call_gil only
+            return ROUTE_DECLINED
         k = self.fl.route_enter()
         if k != 1:
             if k == 2:
                 self._release()
             return ROUTE_DECLINED
-        ret = ROUTE_DECLINED
-        if (not qda_load_int(&self.dead) and self.cst.up and not self.fl.poll_mode and self.fl.pd == self.pd
-                and qda_cas_int(&self.busy, 0, 1)):
+        if self._ready(sc):
             i = self.ids.take_nogil()
             if i > 0:
-                memset(self.mb.ptr, 0, self.size)  # the packet: the metadata (the rest of the page stays 0)
-                m.client_id, m.tid, m.handle, m.sc = self.client_id, <int>qda_tid(), self.handle, sc
-                m.ctx = (<uint64_t>i << self.id_shift) | <uint64_t>self.pd
-                if self.seq_shift >= 0:  # FIELD_PREP(GENMASK_ULL(63, 16), (u64)seq), as the lane
-                    m.ctx |= (<uint64_t><int64_t>_s32(self.seqs.take())) << self.seq_shift
-                m.addr, m.size = self.mb.dev, _PAGE_C
+                self._message(i, sc, &m)
                 rsp.ctx = 0
                 rsp.retval = 0
                 k = self.dsp_call(self.arg, &m, &rsp)
@@ -812,8 +818,8 @@ cdef class EngineRoute:
 
     cdef object call_gil(self, uint32_t sc):
         """:meth:`call` with the GIL, from one of the file's own INVOKEs (whose reference it
-        holds): the DSP's retval (an int32), or None when declined (nothing happened); the errors the
-        lanes raise, raised (a restart meanwhile: the driver's errno; a reply a fault rule
+        holds): the DSP's retval (an int32), or None when declined (nothing happened); the errors
+        the lanes raise, raised (a restart meanwhile: the driver's errno; a reply a fault rule
         withheld: ``FastRpc.no_reply``'s)."""
         cdef fastrpc_msg m
         cdef fastrpc_invoke_rsp rsp
@@ -821,22 +827,14 @@ cdef class EngineRoute:
         cdef int k
         cdef bint have = False
         cdef int32_t retval = 0
-        if sc & 0xFFFFFF or qda_load_ull(_EPOCH) != self.epoch or _TRACE_ON[0] or _ARMED_N[0] or _OVERRIDES_N[0]:
-            return None
-        if (qda_load_int(&self.dead) or not self.cst.up or self.fl.poll_mode or self.fl.pd != self.pd
-                or not qda_cas_int(&self.busy, 0, 1)):
+        if not self._ready(sc):
             return None
         try:
             i = self.ids.take_nogil()
             if i <= 0:
                 return None
             try:
-                memset(self.mb.ptr, 0, self.size)
-                m.client_id, m.tid, m.handle, m.sc = self.client_id, <int>qda_tid(), self.handle, sc
-                m.ctx = (<uint64_t>i << self.id_shift) | <uint64_t>self.pd
-                if self.seq_shift >= 0:
-                    m.ctx |= (<uint64_t><int64_t>_s32(self.seqs.take())) << self.seq_shift
-                m.addr, m.size = self.mb.dev, _PAGE_C
+                self._message(i, sc, &m)
                 rsp.ctx = 0
                 rsp.retval = 0
                 qda_add_ull(&self.cst.sent, 1)
@@ -846,8 +844,6 @@ cdef class EngineRoute:
                     self._lost(exc)
                     raise
                 qda_add_ull(&self.served, 1)
-                if k < 0:  # (a native skel's route: a restart meanwhile)
-                    raise errno_error(-k, "")
                 if k & QDA_EP_REPLIED:
                     qda_add_ull(&self.cst.received, 1)
                     if rsp.ctx & self.match_mask == m.ctx:
@@ -876,7 +872,7 @@ cdef class EngineRoute:
             if f is not None:  # (a file is released when it is closed: one collected is gone)
                 f._release_now()
         except BaseException as e:
-            _report(e, "a file's release after a route call")
+            report_internal("a file's release after a route call")
 
     cdef void _failed(self, int err) noexcept with gil:
         # the driver's record of a failed ioctl (the message its errno's report gives)
@@ -890,7 +886,7 @@ cdef class EngineRoute:
             if f is not None:
                 f._failed(errno_error(err, msg))
         except BaseException as e:
-            _report(e, "a route call's error")
+            report_internal("a route call's error")
 
     def invoke(self, uint32_t sc):
         """:meth:`call` from Python (tests): the retval, ``-errno``, or None when declined."""
@@ -940,11 +936,5 @@ cdef class EngineRoute:
         try:
             self._cleanup()
         except BaseException as e:
-            _report(e, "a closed route's cleanup")
+            report_internal("a closed route's cleanup")
 
-
-cdef void _report(e, str what) noexcept:
-    import sys
-    import traceback
-    print(f"qdarpc: internal error in {what}:", file=sys.stderr)
-    traceback.print_exception(type(e), e, e.__traceback__)

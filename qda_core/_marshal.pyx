@@ -687,22 +687,21 @@ cdef int pack_planned_raw(uint32_t sc, const void *abuf, size_t alen, const void
     cdef size_t mark
     if not (sc & 0xFFFFFF):  # no arguments: nothing to copy, no pins (the metadata alone)
         ret = qda_pack_planned(sc, abuf, rbuf, olaps, size, pbuf, plen, payload_va, payload_dev, NULL, &st)
-        if ret < 0:
-            raise _error(ret, &st)
-        return 0
-    a.buf, a.len, r.buf, r.len = <void *>abuf, <Py_ssize_t>alen, <void *>rbuf, <Py_ssize_t>rlen
-    mark = qda_uaccess_pin_mark()
-    try:
-        nreg = _pin_registered_args(sc, &a, &r, 0, regs)
-        if plen >= NOGIL_MIN:
-            with nogil:
+    else:
+        a.buf, a.len, r.buf, r.len = <void *>abuf, <Py_ssize_t>alen, <void *>rbuf, <Py_ssize_t>rlen
+        mark = qda_uaccess_pin_mark()
+        try:
+            nreg = _pin_registered_args(sc, &a, &r, 0, regs)
+            if plen >= NOGIL_MIN:
+                with nogil:
+                    ret = qda_pack_planned(sc, abuf, rbuf, olaps, size, pbuf, plen, payload_va, payload_dev, NULL,
+                                           &st)
+            else:
                 ret = qda_pack_planned(sc, abuf, rbuf, olaps, size, pbuf, plen, payload_va, payload_dev, NULL, &st)
-        else:
-            ret = qda_pack_planned(sc, abuf, rbuf, olaps, size, pbuf, plen, payload_va, payload_dev, NULL, &st)
-    finally:
-        qda_uaccess_unpin(mark)
-        for k in range(nreg):
-            PyBuffer_Release(&regs[k])
+        finally:
+            qda_uaccess_unpin(mark)
+            for k in range(nreg):
+                PyBuffer_Release(&regs[k])
     if ret < 0:
         raise _error(ret, &st)
     return 0

@@ -10,7 +10,7 @@ from __future__ import annotations
 import errno as _errno
 import os
 
-__all__ = ["errno_error", "check", "InternalError", "DeviceFault"]
+__all__ = ["errno_error", "check", "InternalError", "DeviceFault", "report_internal"]
 
 
 def errno_error(err: int, detail: str = "") -> OSError:
@@ -28,6 +28,20 @@ def check(ret: int, detail: str = "") -> int:
     if ret < 0:
         raise errno_error(ret, detail)
     return ret
+
+
+def report_internal(what: str, exc: BaseException | None = None) -> None:
+    """Say on stderr that a bug of ours happened in ``what`` (``qdarpc: internal error in
+    ...``), with the traceback of ``exc`` (default: the exception being handled), where it may
+    not propagate: across the C ABI, or out of a call whose answer stands."""
+    import sys
+    import traceback
+
+    sys.stderr.write(f"qdarpc: internal error in {what}:\n")
+    if exc is None:
+        traceback.print_exc()
+    else:
+        traceback.print_exception(type(exc), exc, exc.__traceback__)
 
 
 class ConfigError(ValueError):

@@ -30,7 +30,8 @@ class Channel:
         self._remote = remote
         self.on_receive: Callable[[bytes], None] | None = None
         # Counted without a lock: every thread sending on the channel passes here, and each
-        # count is one C call under the GIL. Never replaced: the engine's native lane keeps it.
+        # count is an atomic add (a route counts without the GIL). Never replaced: the engine's
+        # native lane keeps it.
         self._st = _ChannelState()
 
     @property

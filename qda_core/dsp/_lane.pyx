@@ -40,7 +40,7 @@ import errno as _errno
 from qda_core import _cdev as _cdev_mod
 from qda_core import trace as _trace
 from qda_core import wire as _wire
-from qda_core.errors import DeviceFault, errno_error
+from qda_core.errors import DeviceFault, errno_error, report_internal
 
 from . import aee as _aee
 from . import cost as _cost
@@ -300,8 +300,8 @@ cdef class DspLane:
                        void **arg):
         """A :class:`DspRoute` for (``client_id``, ``handle``) with the message buffer at device
         address ``addr`` (``size`` bytes), or None: the same checks :meth:`_receive` makes of a
-        message before it serves one natively, made once; a route serves only a native skel's
-        handle (a Python skel needs the GIL anyway)."""
+        message before it serves one natively, made once; a native skel's or a Python skel's
+        (``PythonModule``) handle (a Python skel's route serves callers holding the GIL only)."""
         cdef unsigned long long epoch = _EPOCH[0]  # first: a change while this runs is seen
         cdef char *host = NULL
         cdef _Pd pd
@@ -753,10 +753,6 @@ cdef inline void _route_account(qda_dsp_route *r, int64_t ns, bint error, bint c
     # the lane's records of one message with no arguments (the thread's account, Counters.add,
     # PdCounters.add)
     account_add(ns)
-    _route_account_counts(r, ns, error, crash)
-
-
-cdef inline void _route_account_counts(qda_dsp_route *r, int64_t ns, bint error, bint crash) noexcept nogil:
     qda_add_ll(r.pd_invokes, 1)
     qda_add_ll(r.pd_ns, ns)
     qda_add_ll(&r.stats_v[0], 1)
@@ -802,18 +798,25 @@ cdef bint _route_restarted(qda_dsp_route *r) noexcept with gil:
     return (<DspRoute>r.owner).lane._st.generation != r.generation
 
 
+cdef int _crash_report(DspRoute o, int signo, uint32_t method) except -1:
+    """A native skel's fault on a route, as :func:`_native_call` reports it: the fault's
+    ``NativeFault`` to ``EmulatedDsp._crashed`` (the PD crashes)."""
+    cdef uint64_t addr = 0
+    cdef int code = 0
+    _last_fault(&addr, &code)
+    o.lane.dsp._crashed(o.lane.channel, o.pd.proc,
+                        _dsprt.NativeFault(signo, addr, code, f"{o.mod.impl._where} method {method}"))
+    return 0
+
+
 cdef int _route_crashed(qda_dsp_route *r, const fastrpc_msg *m, fastrpc_invoke_rsp *rsp, int signo) noexcept with gil:
     # the skel faulted: what the lane does for a crash (EmulatedDsp._crashed, its records, the
     # PD's crash code as the reply), with the GIL
     cdef DspRoute o = <DspRoute>r.owner
-    cdef uint64_t addr = 0
-    cdef int code = 0
-    _last_fault(&addr, &code)
     try:
-        exc = _dsprt.NativeFault(signo, addr, code, f"{o.mod.impl._where} method {(m.sc >> 24) & 0x1F}")
-        o.lane.dsp._crashed(o.lane.channel, o.pd.proc, exc)
+        _crash_report(o, signo, (m.sc >> 24) & 0x1F)
     except BaseException as e:  # (nothing may cross the C ABI): the crash is still answered
-        _unraisable(e)
+        report_internal("a skel crash's report on a route", e)
     _route_account(r, r.overhead, True, True)
     if o.lane._st.generation != r.generation:
         return -_ENODEV
@@ -821,12 +824,6 @@ cdef int _route_crashed(qda_dsp_route *r, const fastrpc_msg *m, fastrpc_invoke_r
     rsp.retval = _ERR_PD_CRASHED
     return QDA_EP_REPLIED
 
-
-cdef void _unraisable(e) noexcept:
-    import sys
-    import traceback
-    print("qdarpc: internal error reporting a skel crash on a route:", file=sys.stderr)
-    traceback.print_exception(type(e), e, e.__traceback__)
 
 
 cdef int _route_call_gil(void *arg, const fastrpc_msg *m, fastrpc_invoke_rsp *rsp) except -1:
@@ -842,8 +839,7 @@ cdef int _route_call_gil(void *arg, const fastrpc_msg *m, fastrpc_invoke_rsp *rs
     cdef uint32_t sc = m.sc, method = (m.sc >> 24) & 0x1F
     cdef int32_t rv
     cdef int64_t ns
-    cdef int signo = 0, code = 0
-    cdef uint64_t addr = 0
+    cdef int signo = 0
     cdef bint crashed = False
     cdef Call call = None
     cdef DspLane lane
@@ -857,9 +853,7 @@ cdef int _route_call_gil(void *arg, const fastrpc_msg *m, fastrpc_invoke_rsp *rs
         if rv == _FAULTED and signo:
             crashed = True
             rv = _ERR_PD_CRASHED
-            _last_fault(&addr, &code)
-            lane.dsp._crashed(lane.channel, pd.proc,
-                              _dsprt.NativeFault(signo, addr, code, f"{o.mod.impl._where} method {method}"))
+            _crash_report(o, signo, method)
     else:
         if pd.sc is None or sc != pd.scval:  # the Call's sc as an int, kept
             pd.sc, pd.scval = sc, sc
