@@ -389,3 +389,23 @@ def test_a_restart_during_a_routed_call_answers_as_the_lanes(c):
     rc, err, served = _gated_restart(c, force_lanes=False)
     assert served == 1
     assert (rc, err) == _gated_restart(c, force_lanes=True)[:2]  # accel ENODEV, legacy EPIPE
+
+
+def test_report_internal_says_what_and_where(capsys):
+    """``qda_core.errors.report_internal``: the routes' and the C face's report of a bug of
+    ours that may not propagate: one line naming the place, then the traceback."""
+    from qda_core.errors import report_internal
+
+    try:
+        raise RuntimeError("boom")
+    except RuntimeError as exc:
+        report_internal("the routes' table", exc)
+        saved = exc
+    err = capsys.readouterr().err
+    assert err.startswith("qdarpc: internal error in the routes' table:\n") and "RuntimeError: boom" in err
+    try:
+        raise saved
+    except RuntimeError:
+        report_internal("the C ABI's remote_handle64_invoke")  # the exception being handled
+    err = capsys.readouterr().err
+    assert "internal error in the C ABI's remote_handle64_invoke:" in err and "RuntimeError: boom" in err
