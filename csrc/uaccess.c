@@ -523,3 +523,19 @@ static int self_to(void *ctx, uint64_t dst, const void *src, size_t n)
 }
 
 const struct qda_uaccess qda_uaccess_self = { self_from, self_to, NULL };
+
+static int held_from(void *ctx, void *dst, uint64_t src, size_t n)
+{
+	(void)ctx;
+	memmove(dst, (const void *)(uintptr_t)src, n);
+	return 0;
+}
+
+static int held_to(void *ctx, uint64_t dst, const void *src, size_t n)
+{
+	(void)ctx;
+	memmove((void *)(uintptr_t)dst, src, n);
+	return 0;
+}
+
+const struct qda_uaccess qda_uaccess_held = { held_from, held_to, NULL };

@@ -66,6 +66,7 @@ cdef extern from "qdarpc/uaccess.h":
         int (*pin)(const void *base, size_t len, int writable)
         void (*unpin)(size_t mark)
         int (*pin_view)(void *view, int writable)
+        int (*vouches)(void *view)
 
 __version__ = QDARPC_VERSION.decode()
 
@@ -347,6 +348,7 @@ cdef class Invoker:
         cdef size_t mark
         cdef uint64_t *d
         cdef object seq, item, ret
+        cdef bint vouched
         if self.fail_next:
             code = self.fail_next
             self.fail_next = 0
@@ -355,7 +357,7 @@ cdef class Invoker:
                 args is None or ((type(args) is tuple or type(args) is list) and not args)
                 or (type(args) is CArgs and (<CArgs>args).count == 0)):
             # (arguments the call does not declare are the checks' below to answer)
-            ret = self._routed(handle, sc)  # the file's route to the handle, as its INVOKE takes it
+            ret = self._routed(handle, sc, NULL, False)  # the file's route to the handle, as its INVOKE takes it
             if ret is not None:
                 return self._result(ret)
         if type(args) is CArgs:
@@ -393,6 +395,11 @@ cdef class Invoker:
             except (TypeError, BufferError, ValueError, OverflowError):
                 # not a contiguous buffer, a read-only out-buffer, a bad handle slot
                 return self._host(AEE_EBADPARM)
+            vouched = self.lane is not None and self._vouched(views, held, descs)
+            if vouched:  # every copied buffer is memory held here: the route copies it as is
+                ret = self._routed(handle, sc, descs, True)
+                if ret is not None:
+                    return self._result(ret)
             mark = _pins.mark()
             try:
                 for i in range(held):
@@ -401,7 +408,9 @@ cdef class Invoker:
                         _pins.pin_view(&views[i], 1 if i >= nin else 0)
                 if n:
                     _pins.pin(descs, DESC_SIZE * n, 0)
-                ret = self._send(handle, sc, n, hdr, descs)
+                ret = None if vouched or self.lane is None else self._routed(handle, sc, descs, False)
+                if ret is None:
+                    ret = self._send(handle, sc, n, hdr, descs)
             finally:
                 _pins.unpin(mark)
         finally:
@@ -409,17 +418,28 @@ cdef class Invoker:
                 PyBuffer_Release(&views[i])
         return self._result(ret)
 
-    cdef object _routed(self, uint32_t handle, uint32_t sc):
-        """INVOKE of a call without arguments on the file's route to ``handle``, as the driver's
-        ioctl serves it (the file's reference, its record of a failure): the ioctl's result, or
-        None when the file has no route there or the route declines."""
+    cdef bint _vouched(self, Py_buffer *views, Py_ssize_t held, const char *descs) noexcept:
+        """Every buffer argument copied (not a registration's) is a view whose exporter vouches
+        for its memory (``qda_pin_api.vouches``)."""
+        cdef Py_ssize_t i
+        for i in range(held):
+            if (views[i].len and (<int32_t *>(<uint64_t *>(descs + DESC_SIZE * i) + 2))[0] == -1
+                    and not _pins.vouches(&views[i])):
+                return False
+        return True
+
+    cdef object _routed(self, uint32_t handle, uint32_t sc, const char *descs, bint held):
+        """INVOKE on the file's route to ``handle``, as the driver's ioctl serves it (the file's
+        reference, its record of a failure), ``descs`` its descriptors (NULL: none; they stay
+        as they are during the call; ``held``: each copied buffer is a vouched view held here):
+        the ioctl's result, or None when the file has no route there or the route declines."""
         cdef FileLane fl = self.lane
         cdef EngineRoute r = fl.route_to(handle)
         if r is None or not fl.enter():
             return None
         try:
             try:
-                return r.call_gil(sc)
+                return r.call_gil(sc, descs, held)
             except OSError as exc:
                 return self.file._failed(exc)
         finally:
@@ -508,7 +528,9 @@ cdef class Invoker:
         try:
             if n:
                 _pins.pin(descs, DESC_SIZE * n, 0)  # the buffers stay raw: the checked path
-            ret = self._send(handle, sc, n, hdr, descs)
+            ret = self._routed(handle, sc, descs, False) if self.lane is not None else None
+            if ret is None:
+                ret = self._send(handle, sc, n, hdr, descs)
         finally:
             _pins.unpin(mark)
         return self._result(ret)

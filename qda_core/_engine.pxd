@@ -5,6 +5,7 @@ from libc.string cimport memcpy
 
 from qda_core._cdev cimport ChannelState, MsgBuf, MsgSource
 from qda_core._cwire cimport fastrpc_invoke_rsp, fastrpc_msg, qda_endpoint
+from qda_core._marshal cimport qda_olap
 
 cdef enum:
     ROUTE_DECLINED = -0x100000  # EngineRoute.call: not served, nothing happened (below any -errno)
@@ -159,7 +160,10 @@ cdef class EngineRoute:
     cdef bint _ready(self, uint32_t sc) noexcept nogil
     cdef void _message(self, long long i, uint32_t sc, fastrpc_msg *m) noexcept nogil
     cdef long long call(self, uint32_t sc) noexcept nogil
-    cdef object call_gil(self, uint32_t sc)
+    cdef bint lists_fds          # the driver drops the maps a reply's fdlist names (legacy)
+    cdef object call_gil(self, uint32_t sc, const char *descs, bint held)
+    cdef int _pack(self, uint32_t sc, const char *descs, uint32_t n, const qda_olap *olaps, uint64_t pkt,
+                   uint64_t shift, MsgBuf mb, bint held) except -1
     cdef int _lost(self, exc) except -1
     cdef int _cleanup(self) except -1
     cdef void _out(self) noexcept nogil

@@ -21,8 +21,8 @@ from libc.string cimport memcpy, memmove, memset
 
 from qda_core._atomic cimport (qda_add_ull, qda_cas_int, qda_fetch_add_ull, qda_load_ull, qda_store_ull, qda_inc_long, qda_load_int, qda_load_long, qda_spin_lock,
                                qda_spin_unlock, qda_store_int)
-from qda_core._marshal cimport (REMOTE_SCALARS_MAX_LENGTH, ArgPins, _user_copy, pack_planned_raw, plan_raw, qda_olap,
-                               unpack_raw)
+from qda_core._marshal cimport (REMOTE_SCALARS_MAX_LENGTH, ArgPins, _user_copy, pack_held, pack_planned_raw, plan_raw,
+                               qda_olap, unpack_held, unpack_raw)
 from qda_core._cdev cimport ChannelState, Count, Epoch, MsgBuf, MsgSource, Switch
 from qda_core._cwire cimport (QDA_ENDPOINT_CAPSULE, QDA_EP_REFERENCE, QDA_EP_REPLIED, QDA_ROUTE_DECLINED, fastrpc_invoke_rsp,
                                fastrpc_msg, qda_endpoint, sc_length)
@@ -197,13 +197,13 @@ cdef class FileLane:
         return self.last_route
 
     cdef int refresh_route(self, f, uint32_t handle) except -1:
-        """After the lanes served a call without arguments to ``handle``: a route for the next
-        ones, unless one is live or one was refused since the routes' epoch last moved."""
+        """After the lanes served a call to ``handle``: a route for the next ones, unless one
+        is live or one was refused since the routes' epoch last moved."""
         cdef EngineRoute r = self.route_to(handle)
-        cdef unsigned long long epoch = _EPOCH[0]
+        cdef unsigned long long epoch = qda_load_ull(_EPOCH)
         if r is not None:
-            if not r.stale():
-                return 0  # declined for the moment
+            if r.epoch == epoch and not qda_load_int(&r.dead):  # (stale() in C: the DSP's part shares the epoch)
+                return 0  # live: it declined that call
             self.by_handle.pop(handle, None)
             self.last_route = None
             r.close()
@@ -623,24 +623,47 @@ cdef object serve_invoke(f, FileLane fl, uint32_t handle, uint32_t sc, uint64_t 
     """INVOKE once its struct is read, as both drivers' lanes serve it: the descriptors read
     from user address ``args`` (``EFAULT``, as ``-errno``), then the lane's ``serve``."""
     cdef uint32_t n = sc_length(sc)
-    cdef EngineRoute r
-    if n == 0:  # a call without arguments: the handle's route, if it has one (docs/dataplane.md)
-        r = fl.route_to(handle)
-        if r is not None:
-            try:
-                ret = r.call_gil(sc)
-            except OSError as exc:
-                return f._failed(exc)
-            if ret is not None:
-                return ret
-    try:
-        descs = read_descs(args, n)
-    except OSError as exc:
-        return f._failed(exc)
+    cdef EngineRoute r = fl.route_to(handle)
+    descs = None
+    if r is not None:  # the handle's route, if it has one (docs/dataplane.md "Routes")
+        try:
+            if n:
+                descs = read_descs(args, n)  # (once: the lanes take these if the route declines)
+            ret = r.call_gil(sc, PyByteArray_AS_STRING(descs) if n else NULL, False)
+        except OSError as exc:
+            return f._failed(exc)
+        if ret is not None:
+            return ret
+    if descs is None:
+        try:
+            descs = read_descs(args, n)
+        except OSError as exc:
+            return f._failed(exc)
     ret = serve(f, fl, handle, sc, n, descs)
-    if n == 0 and type(ret) is int and ret == 0 and fl.native:  # served: a route for the next ones
-        fl.refresh_route(f, handle)
+    if type(ret) is int and ret == 0 and fl.native and (not n or _routable(sc, PyByteArray_AS_STRING(descs))):
+        fl.refresh_route(f, handle)  # served, and a route would have: one for the next calls
     return ret
+
+
+cdef enum:
+    _ROUTE_ARGS_MAX = 510  # buffers a call can declare (255 in, 255 out)
+cdef char _ZREFS[16 * _ROUTE_ARGS_MAX]  # the page list of a call with nothing by reference: zeros
+
+
+cdef bint _routable(uint32_t sc, const char *descs) noexcept:
+    """A call a route serves (:meth:`EngineRoute.call_gil`): no handles, every buffer copied
+    (``fd`` 0 or -1, or empty: both drivers copy those) - the lanes map the others."""
+    cdef uint32_t n = sc_length(sc), j
+    cdef uint64_t length
+    cdef int32_t fd
+    if sc & 0xFF or n > _ROUTE_ARGS_MAX:
+        return False
+    for j in range(n):
+        memcpy(&length, descs + 24 * j + 8, 8)
+        memcpy(&fd, descs + 24 * j + 16, 4)
+        if length and fd != 0 and fd != -1:
+            return False
+    return True
 
 
 cdef object _dsp_code(f, ret):
@@ -747,6 +770,7 @@ def open_route(f, FileLane fl, uint32_t handle, int pd, int lost_errno):
         r.seqs, r.seq_shift = seqs, e.seq_shift
         r.epoch, r.lost_errno = epoch, lost_errno
         r.native = bool(dsp.native)
+        r.lists_fds = hasattr(f, "drop_listed_maps")
         fl.routes.append(r)
         return r
     finally:
@@ -766,14 +790,12 @@ cdef class EngineRoute:
         # what may change under a route, checked before anything is taken (the DSP's part trusts
         # it: a change after this is a change made after the call began); then the message
         # buffer taken (busy) unless the route is closed or the file's state forbids the call
-        return (not sc & 0xFFFFFF and qda_load_ull(_EPOCH) == self.epoch and not _TRACE_ON[0] and not _ARMED_N[0]
+        return (qda_load_ull(_EPOCH) == self.epoch and not _TRACE_ON[0] and not _ARMED_N[0]
                 and not _OVERRIDES_N[0] and not qda_load_int(&self.dead) and self.cst.up and not self.fl.poll_mode
                 and self.fl.pd == self.pd and qda_cas_int(&self.busy, 0, 1))
 
     cdef void _message(self, long long i, uint32_t sc, fastrpc_msg *m) noexcept nogil:
-        # context id i's message, packed into the route's buffer as the lane packs a call
-        # without arguments (its metadata: zeros; the rest of the page stays 0)
-        memset(self.mb.ptr, 0, self.size)
+        # context id i's message header (its sequence number taken), in the route's own buffer
         m.client_id, m.tid, m.handle, m.sc = self.client_id, <int>qda_tid(), self.handle, sc
         m.ctx = (<uint64_t>i << self.id_shift) | <uint64_t>self.pd
         if self.seq_shift >= 0:  # FIELD_PREP(GENMASK_ULL(63, 16), (u64)seq), as the lane
@@ -786,7 +808,7 @@ cdef class EngineRoute:
         cdef fastrpc_invoke_rsp rsp
         cdef long long i, ret = ROUTE_DECLINED
         cdef int k
-        if not self.native:  # a Python skel's route: call_gil only
+        if not self.native or sc & 0xFFFFFF:  # a Python skel's route, arguments: call_gil only
             return ROUTE_DECLINED
         k = self.fl.route_enter()
         if k != 1:
@@ -797,6 +819,7 @@ cdef class EngineRoute:
             i = self.ids.take_nogil()
             if i > 0:
                 self._message(i, sc, &m)
+                memset(self.mb.ptr, 0, self.size)  # the metadata of no arguments: zeros
                 rsp.ctx = 0
                 rsp.retval = 0
                 k = self.dsp_call(self.arg, &m, &rsp)
@@ -816,25 +839,54 @@ cdef class EngineRoute:
             self._failed(<int>-ret)
         return ret
 
-    cdef object call_gil(self, uint32_t sc):
+    cdef object call_gil(self, uint32_t sc, const char *descs, bint held):
         """:meth:`call` with the GIL, from one of the file's own INVOKEs (whose reference it
-        holds): the DSP's retval (an int32), or None when declined (nothing happened); the errors
-        the lanes raise, raised (a restart meanwhile: the driver's errno; a reply a fault rule
-        withheld: ``FastRpc.no_reply``'s)."""
+        holds), with or without arguments (``descs``: the call's descriptors, 24 bytes each,
+        already copied in; NULL for none; ``held``: each copied buffer is memory the caller
+        holds, copied without a check): the DSP's retval (an int32), or None when declined
+        (nothing happened); the errors the lanes raise, raised (a restart meanwhile: the
+        driver's errno; a reply a fault rule withheld: ``FastRpc.no_reply``'s; a bad buffer
+        address: EFAULT). Served: copied buffers (``fd`` 0 or -1, or empty), packed into the
+        route's own buffer or, when the call needs more, one the pool lends for the call, and
+        copied back as the lane does; declined: handles and buffers by reference (the lanes'
+        maps and ``DmaHandle``\ s), descriptors the marshaller refuses (the lanes raise it)."""
         cdef fastrpc_msg m
         cdef fastrpc_invoke_rsp rsp
+        cdef qda_olap olaps[REMOTE_SCALARS_MAX_LENGTH]
+        cdef uint32_t n = sc_length(sc)
+        cdef uint64_t pkt = 0, size = 0, rounded
         cdef long long i
         cdef int k
         cdef bint have = False
         cdef int32_t retval = 0
+        cdef MsgBuf mb
+        if n:
+            if not _routable(sc, descs):
+                return None
+            try:
+                pkt = plan_raw(sc, descs, 24 * n, _ZREFS, 16 * n, olaps)
+            except OSError:
+                return None
+            size = pkt + (_ALIGN if self.engine.poll_word and n % 16 == 0 else 0)
+            if size > (<uint64_t>1 << 62):
+                return None
         if not self._ready(sc):
             return None
+        mb = self.mb
         try:
             i = self.ids.take_nogil()
             if i <= 0:
                 return None
             try:
                 self._message(i, sc, &m)
+                if n:
+                    rounded = (size + _PAGE - 1) & ~(_PAGE - 1)
+                    if max(rounded, _PAGE) > mb.size:  # a buffer for this call, of the pool's
+                        mb = self.src.take(max(rounded, _PAGE))
+                    self._pack(sc, descs, n, olaps, pkt, size - pkt, mb, held)
+                    m.addr, m.size = mb.dev, rounded
+                else:
+                    memset(mb.ptr, 0, self.size)  # the metadata of no arguments: zeros
                 rsp.ctx = 0
                 rsp.retval = 0
                 qda_add_ull(&self.cst.sent, 1)
@@ -853,11 +905,38 @@ cdef class EngineRoute:
                 wait = _faults.take_wait() if k & QDA_EP_REFERENCE else None
                 if not have:
                     self.engine.engine.no_reply(i, wait)  # raises, as the lane does
+                if n:
+                    if held:
+                        fds = unpack_held(sc, descs, 24 * n, _ZREFS, 16 * n, mb.ptr, mb.size, mb.va)
+                    else:
+                        fds = unpack_raw(sc, descs, 24 * n, _ZREFS, 16 * n, mb.ptr, mb.size, mb.va)
+                    if len(<tuple>fds) and self.lists_fds:  # (the legacy driver's put_args)
+                        f = self.f()
+                        if f is not None:
+                            f.drop_listed_maps(list(fds))
                 return retval  # (signed, as EngineLane.invoke returns it)
             finally:
                 self.ids.give_nogil(i)
+                if mb is not self.mb:
+                    self.src.give(mb)
         finally:
             self._out()
+
+    cdef int _pack(self, uint32_t sc, const char *descs, uint32_t n, const qda_olap *olaps, uint64_t pkt,
+                   uint64_t shift, MsgBuf mb, bint held) except -1:
+        # the payload as the lane packs it (fastrpc._pack_shifted when the poll word moves the
+        # data area): the checked copies of every buffer (pinned ones: memcpy), or plain ones
+        cdef uint64_t meta
+        if held:
+            pack_held(sc, descs, _ZREFS, olaps, pkt, mb.ptr + shift, mb.size - shift, mb.va + shift, mb.dev + shift)
+        else:
+            pack_planned_raw(sc, descs, 24 * n, _ZREFS, 16 * n, olaps, pkt, mb.ptr + shift, mb.size - shift,
+                             mb.va + shift, mb.dev + shift)
+        if shift:
+            meta = 40 * n + 384
+            memmove(mb.ptr, mb.ptr + shift, meta)
+            memset(mb.ptr + meta, 0, shift)
+        return 0
 
     cdef int _lost(self, exc) except -1:
         # a restart while the skel ran: the driver's errno for it (legacy: EPIPE), as its lane says

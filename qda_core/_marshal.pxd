@@ -23,10 +23,16 @@ cdef uint64_t plan_raw(uint32_t sc, const void *a, size_t alen, const void *r, s
 cdef int pack_planned_raw(uint32_t sc, const void *abuf, size_t alen, const void *rbuf, size_t rlen,
                           const qda_olap *olaps, uint64_t size, void *pbuf, size_t plen, uint64_t payload_va,
                           uint64_t payload_dev) except -1
+cdef int pack_held(uint32_t sc, const void *abuf, const void *rbuf, const qda_olap *olaps, uint64_t size,
+                   void *pbuf, size_t plen, uint64_t payload_va, uint64_t payload_dev) except -1
+cdef object unpack_held(uint32_t sc, const void *abuf, size_t alen, const void *rbuf, size_t rlen,
+                        const void *pbuf, size_t plen, uint64_t payload_va)
 cdef object unpack_raw(uint32_t sc, const void *abuf, size_t alen, const void *rbuf, size_t rlen,
                        const void *pbuf, size_t plen, uint64_t payload_va)
 cdef tuple decode_views_raw(uint32_t sc, object pv, Py_ssize_t pvoff, const char *p, size_t plen, uint64_t base,
                             uint64_t *counts)
+# pv[start:start + n] as a new view (read-only if asked) of a 1-D byte memoryview pv
+cdef object sub_view(object pv, Py_ssize_t start, Py_ssize_t n, bint readonly)
 # qda_decode (csrc/decode.c) for the DSP's lane; < 0: the payload does not decode
 cdef int decode_c(uint32_t sc, const void *p, size_t plen, qda_dec_buf *bufs, size_t bufs_cap,
                   qda_dec_handle *handles, size_t handles_cap) noexcept nogil

@@ -21,8 +21,8 @@ read-only mmaps (``PROT_NONE`` is a read-only mmap too).
 """
 from cpython.buffer cimport (PyObject_CheckBuffer, PyObject_GetBuffer, PyBuffer_Release, PyBUF_SIMPLE,
                              PyBUF_WRITABLE)
-from cpython.bytearray cimport PyByteArray_AS_STRING, PyByteArray_Check, PyByteArray_FromStringAndSize
-from cpython.bytes cimport PyBytes_Check
+from cpython.bytearray cimport PyByteArray_AS_STRING, PyByteArray_Check, PyByteArray_CheckExact, PyByteArray_FromStringAndSize
+from cpython.bytes cimport PyBytes_Check, PyBytes_CheckExact
 from cpython.list cimport PyList_GET_SIZE
 from cpython.long cimport PyLong_AsLongLongAndOverflow
 from cpython.exc cimport PyErr_Clear
@@ -84,6 +84,8 @@ cdef extern from "qdarpc/uaccess.h" nogil:
         int (*pin)(const void *base, size_t len, int writable)
         void (*unpin)(size_t mark)
         int (*pin_view)(void *view, int writable)
+        int (*vouches)(void *view)
+    const qda_uaccess qda_uaccess_held
     int qda_uaccess_prepare()
     int qda_copy_from_user(void *dst, uint64_t uaddr, size_t len)
     int qda_copy_to_user(uint64_t uaddr, const void *src, size_t len)
@@ -163,6 +165,16 @@ cdef int _pin_view(void *vp, int writable) noexcept:
     return 1 if qda_uaccess_pin(v.buf, <size_t>v.len, 1 if writable and not v.readonly else 0) == 0 else 0
 
 
+cdef int _vouches_view(void *vp) noexcept:
+    """1 if :func:`_pin_view` would pin this held Py_buffer (nothing pinned)."""
+    cdef Py_buffer *v = <Py_buffer *>vp
+    if v.len <= 0 or <PyObject *>v.obj == NULL:
+        return 0
+    if PyByteArray_CheckExact(<object>v.obj) or PyBytes_CheckExact(<object>v.obj):  # (the usual ones, first)
+        return 1
+    return _vouches(v.obj, v)
+
+
 def vouches(buf):
     """Whether copies of ``buf`` would take the memcpy path (its exporter vouches for it)."""
     cdef Py_buffer v
@@ -178,6 +190,7 @@ _api.mark = qda_uaccess_pin_mark
 _api.pin = qda_uaccess_pin
 _api.unpin = qda_uaccess_unpin
 _api.pin_view = _pin_view
+_api.vouches = _vouches_view
 #: ``struct qda_pin_api`` (csrc/include/qdarpc/uaccess.h) of this module's copy of uaccess.c,
 #: for extensions that build descriptors themselves (libadsprpc_compat._remote).
 PIN_API = PyCapsule_New(&_api, "qda_core._marshal.PIN_API", NULL)
@@ -707,6 +720,24 @@ cdef int pack_planned_raw(uint32_t sc, const void *abuf, size_t alen, const void
     return 0
 
 
+cdef int pack_held(uint32_t sc, const void *abuf, const void *rbuf, const qda_olap *olaps, uint64_t size,
+                   void *pbuf, size_t plen, uint64_t payload_va, uint64_t payload_dev) except -1:
+    """:func:`pack_planned_raw` of descriptors whose every copied buffer is memory the caller
+    holds (vouched Py_buffers): plain copies, no pins, no checked path (qda_uaccess_held)."""
+    cdef qda_marshal_status st
+    cdef int ret
+    if plen >= NOGIL_MIN:
+        with nogil:
+            ret = qda_pack_planned(sc, abuf, rbuf, olaps, size, pbuf, plen, payload_va, payload_dev,
+                                   &qda_uaccess_held, &st)
+    else:
+        ret = qda_pack_planned(sc, abuf, rbuf, olaps, size, pbuf, plen, payload_va, payload_dev, &qda_uaccess_held,
+                               &st)
+    if ret < 0:
+        raise _error(ret, &st)
+    return 0
+
+
 def pack(uint32_t sc, args, refs, payload, uint64_t payload_va, uint64_t payload_dev):
     """Write the metadata and copy inline in-buffers into ``payload``; return the packet size.
 
@@ -762,6 +793,25 @@ cdef object unpack_raw(uint32_t sc, const void *abuf, size_t alen, const void *r
     return tuple([fds[k] for k in range(ret)])
 
 
+cdef object unpack_held(uint32_t sc, const void *abuf, size_t alen, const void *rbuf, size_t rlen,
+                        const void *pbuf, size_t plen, uint64_t payload_va):
+    """:func:`unpack_raw` of descriptors whose every copied buffer is memory the caller holds
+    (see :func:`pack_held`)."""
+    cdef uint64_t fds[FASTRPC_MAX_FDLIST]
+    cdef qda_marshal_status st
+    cdef int ret, k
+    if plen >= NOGIL_MIN:
+        with nogil:
+            ret = qda_unpack(sc, abuf, alen, rbuf, rlen, pbuf, plen, payload_va, &qda_uaccess_held, fds, &st)
+    else:
+        ret = qda_unpack(sc, abuf, alen, rbuf, rlen, pbuf, plen, payload_va, &qda_uaccess_held, fds, &st)
+    if ret < 0:
+        raise _error(ret, &st)
+    if ret == 0:
+        return ()
+    return tuple([fds[k] for k in range(ret)])
+
+
 def unpack(uint32_t sc, args, refs, payload, uint64_t payload_va):
     """Copy inline out-buffers back to user memory; return the fdlist entries before the first 0."""
     cdef Py_buffer a, r, p
@@ -806,7 +856,7 @@ cdef extern from "Python.h":
     object PyMemoryView_FromObject(object obj)
 
 
-cdef object _sub_view(object pv, Py_ssize_t start, Py_ssize_t n, bint readonly):
+cdef object sub_view(object pv, Py_ssize_t start, Py_ssize_t n, bint readonly):
     """``pv[start:start + n]`` (``pv`` a contiguous 1-D byte memoryview, the range inside it),
     read-only if asked, made as ``memoryview.__getitem__`` and ``toreadonly`` make a slice: a
     new view on the same managed buffer with its pointer, length and shape narrowed (each
@@ -856,7 +906,7 @@ cdef object _view_of(object pv, Py_ssize_t pvoff, size_t plen, uint64_t base, co
     if b.len == 0:
         return memoryview(b"") if is_in else memoryview(bytearray())
     if b.addr >= base and off <= plen and b.len <= plen - off:
-        return _sub_view(pv, pvoff + <Py_ssize_t>off, <Py_ssize_t>b.len, is_in)
+        return sub_view(pv, pvoff + <Py_ssize_t>off, <Py_ssize_t>b.len, is_in)
     return None
 
 

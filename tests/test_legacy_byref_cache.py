@@ -37,6 +37,12 @@ CDSP = "/dev/fastrpc-cdsp"
 MiB = 1 << 20
 
 
+def pool_used(f) -> int:
+    """The backing pool's bytes in use, less the message buffer (a page) each route of file
+    ``f`` holds until its release (docs/dataplane.md "Routes"): what the buffers use."""
+    return backing.pool_used() - 4096 * len(f._lane.routes)
+
+
 
 def host_mappings(key) -> int:
     """How many mappings of file ``key`` (``(st_dev, st_ino)``) this process has."""
@@ -150,7 +156,7 @@ def test_mem_unmap_then_invoke(soc, upd, peek_path):
     _, h = open_module(upd, TEST)
     ret, hp = open_module(upd, PEEK)
     assert ret == 0
-    start = backing.pool_used()
+    start = pool_used(upd)
     fd = upd.alloc_dma_buff(4096)
     view = dmabuf_mmap(fd)
     view[:4] = b"\x01\x02\x03\x04"
@@ -174,7 +180,7 @@ def test_mem_unmap_then_invoke(soc, upd, peek_path):
     assert upd.invoke(hp, SC_PEEK, [struct.pack("<QI", phys, 4), out]) == aee.ERR_PD_CRASHED
     view.release()
     os.close(fd)
-    assert backing.pool_used() == start + 4096  # the ALLOC_DMA_BUFF buffer, until close
+    assert pool_used(upd) == start + 4096  # the ALLOC_DMA_BUFF buffer, until close
 
 
 def test_a_reused_fd_number_reaches_the_new_buffer_only(soc, upd):
@@ -243,14 +249,14 @@ def test_freeing_a_foreign_buffer_frees_its_memory(upd):
     """Nothing of a by-reference buffer outlives its invoke: once the caller closes the fd and
     drops its mapping, the file has no mapping left and the pool has its bytes back."""
     _, h = open_module(upd, TEST)
-    start = backing.pool_used()
+    start = pool_used(upd)
     fd = _sealed(16 * MiB)
     key = file_key(fd)
     view = dmabuf_mmap(fd)
     view[:4] = b"\x01\x01\x01\x01"
     for _ in range(2):
         assert _checksum(upd, h, DmaBufRef(fd, view[:4])) == 4
-    assert host_mappings(key) == 1 and backing.pool_used() == start
+    assert host_mappings(key) == 1 and pool_used(upd) == start
     view.release()
     os.close(fd)
     assert host_mappings(key) == 0
@@ -258,7 +264,7 @@ def test_freeing_a_foreign_buffer_frees_its_memory(upd):
 
 def test_rpcmem_free_frees_the_memory_after_by_reference_invokes(upd, dsp_sees):
     _, h = open_module(upd, TEST)
-    start = backing.pool_used()
+    start = pool_used(upd)
     mem = rpc.rpcmem_alloc(rpc.RPCMEM_HEAP_ID_SYSTEM, rpc.RPCMEM_DEFAULT_FLAGS, 8 * MiB)
     fd, key = mem.fd, file_key(mem.fd)
     mv = memoryview(mem)
@@ -272,11 +278,11 @@ def test_rpcmem_free_frees_the_memory_after_by_reference_invokes(upd, dsp_sees):
             assert upd.invoke(h, SC_INC, [DmaBufRef(fd, mv[8 * MiB - 4:])]) == 0
             assert bytes(mv[8 * MiB - 4:]) == bytes([i]) * 4
         assert seen == [baseline] * 6           # no mapping of its own, during each invoke
-        assert backing.pool_used() == start + 8 * MiB
+        assert pool_used(upd) == start + 8 * MiB
     finally:
         mv.release()
         rpc.rpcmem_free(mem)
-    assert host_mappings(key) == 0 and backing.pool_used() == start
+    assert host_mappings(key) == 0 and pool_used(upd) == start
     with pytest.raises(OSError):
         os.fstat(fd)                            # closed
 
@@ -285,7 +291,7 @@ def test_a_map_keeps_a_freed_rpcmem_buffer_until_mem_unmap(upd):
     """The kernel's map holds the dma-buf: a buffer freed by its owner while MEM_MAPped stays
     readable by the DSP, and its memory goes with MEM_UNMAP."""
     _, h = open_module(upd, TEST)
-    start = backing.pool_used()
+    start = pool_used(upd)
     mem = rpc.rpcmem_alloc(rpc.RPCMEM_HEAP_ID_SYSTEM, rpc.RPCMEM_DEFAULT_FLAGS, 4 * MiB)
     mem[:4] = b"kept"
     fd, key = mem.fd, file_key(mem.fd)
@@ -294,12 +300,12 @@ def test_a_map_keeps_a_freed_rpcmem_buffer_until_mem_unmap(upd):
     finally:
         rpc.rpcmem_free(mem)
     del mem
-    assert backing.pool_used() == start + 4 * MiB and host_mappings(key) == 1
+    assert pool_used(upd) == start + 4 * MiB and host_mappings(key) == 1
     out = bytearray(16)
     assert upd.invoke(h, SC_MAPPED_READ, [struct.pack("<iII", fd, 0, 4), out]) == 0
     assert out[:4] == b"kept"
     upd.mem_unmap(fd, vaddr, 4 * MiB)
-    assert host_mappings(key) == 0 and backing.pool_used() == start
+    assert host_mappings(key) == 0 and pool_used(upd) == start
 
 
 def test_an_unfreed_rpcmem_buffer_is_still_collected_while_mapped(upd):
@@ -307,7 +313,7 @@ def test_an_unfreed_rpcmem_buffer_is_still_collected_while_mapped(upd):
     unfreed still warns and frees it (fd closed) at once; the map keeps the pages until
     MEM_UNMAP."""
     _, h = open_module(upd, TEST)
-    start = backing.pool_used()
+    start = pool_used(upd)
     mem = rpc.rpcmem_alloc(rpc.RPCMEM_HEAP_ID_SYSTEM, rpc.RPCMEM_DEFAULT_FLAGS, MiB)
     mem[:4] = b"left"
     fd, key = mem.fd, file_key(mem.fd)
@@ -323,7 +329,7 @@ def test_an_unfreed_rpcmem_buffer_is_still_collected_while_mapped(upd):
     assert upd.invoke(h, SC_MAPPED_READ, [struct.pack("<iII", fd, 0, 4), out]) == 0
     assert out[:4] == b"left" and host_mappings(key) == 1
     upd.mem_unmap(fd, vaddr, MiB)
-    assert host_mappings(key) == 0 and backing.pool_used() == start
+    assert host_mappings(key) == 0 and pool_used(upd) == start
 
 
 def test_library_legacy_rpcmem_invokes(soc):

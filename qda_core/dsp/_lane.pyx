@@ -29,7 +29,8 @@ from qda_core._cwire cimport (QDA_ENDPOINT_CAPSULE, QDA_EP_REFERENCE, QDA_EP_REP
 from qda_core._atomic cimport qda_add_ll, qda_load_ull
 from qda_core._cdev cimport Count, DevMemory, Epoch, Switch
 
-from qda_core._marshal cimport decode_c, decode_views_raw, qda_dec_buf, qda_dec_handle
+from qda_core._marshal cimport decode_c, decode_views_raw, qda_dec_buf, qda_dec_handle, sub_view
+from cpython.tuple cimport PyTuple_New, PyTuple_SET_ITEM
 
 from ._call cimport Call, new_call
 from ._counters cimport (Counters, DspState, PdCounters, PdState, account_add, restore_context, swap_context,
@@ -304,6 +305,7 @@ cdef class DspLane:
         (``PythonModule``) handle (a Python skel's route serves callers holding the GIL only)."""
         cdef unsigned long long epoch = _EPOCH[0]  # first: a change while this runs is seen
         cdef char *host = NULL
+        cdef Py_ssize_t boff = 0
         cdef _Pd pd
         cdef _Mod mod
         cdef DspRoute r
@@ -332,13 +334,16 @@ cdef class DspLane:
             return None  # (a skel neither native nor a PythonModule: its own invoke, the lanes')
         # the message buffer translated once: the engine's route holds it out of its pool, so its
         # mapping stays until the file's release, which closes the route first
-        if pd.nmem.span(addr, size, &host) or host == NULL:
+        whole = pd.nmem.base(addr, size, &boff, &host)
+        if whole is None or host == NULL:
             return None
         if mod.native and _dsp_call == NULL:
             _load_dsprt()
         r = DspRoute.__new__(DspRoute)
         r.lane, r.pd, r.mod, r.stats = self, pd, mod, stats
         r.hkey = _own_key(pd.modules, handle)
+        r.origin, r.cbps = origin, cost.cache_bytes_per_s
+        r.pv, r.pvoff, r.phost, r.paddr = whole, boff, host, addr
         r.c.native = mod.native
         r.c.epoch = epoch
         r.c.fn, r.c.hs = mod.fn, mod.hs
@@ -355,19 +360,8 @@ cdef class DspLane:
     cdef int _receive(self, const fastrpc_msg *m, object origin, fastrpc_invoke_rsp *rsp) except -1:
         cdef _Pd pd
         cdef _Mod mod
-        cdef Call call
-        cdef uint32_t sc = m.sc
-        cdef int64_t r, copied = 0, nbytes_in = 0, nbytes_out = 0, nhin, nhout, ns
-        cdef int32_t rv
-        cdef uint32_t nin, ninh, method
         cdef object handle
         cdef PyObject *p
-        cdef char *host
-        cdef uint64_t pra[2 * _NATIVE_SLOTS]
-        cdef uint64_t counts[3]
-        cdef bint native
-        cdef int k
-        cdef long long generation
         cdef dict d = self._dsp_dict
         cdef DspState st = self._st
         dsp = self.dsp
@@ -395,7 +389,6 @@ cdef class DspLane:
             if m.client_id != <int32_t>origin.client_id:
                 return self._reference(m, origin, rsp)
             pd.origin = origin
-        proc = pd.proc
         if pd.st.state != "alive" or pd.st.poll_mode:
             return self._reference(m, origin, rsp)
         if pd.params and (_QOS_KEYS[0] in pd.params or _QOS_KEYS[1] in pd.params):
@@ -409,7 +402,28 @@ cdef class DspLane:
         mod = pd.mod
         if mod is None or mod.mi is not <object>p:
             mod = pd.mod = _new_mod(<object>p)
-        generation = st.generation
+        return self._serve(m, origin, rsp, pd, mod, handle, st.generation, self._overhead, self._cbps, None, 0, NULL)
+
+    cdef int _serve(self, const fastrpc_msg *m, object origin, fastrpc_invoke_rsp *rsp, _Pd pd, _Mod mod, handle,
+                    long long generation, int64_t overhead, double cbps, object whole, Py_ssize_t boff,
+                    char *mhost) except -1:
+        """A message :meth:`_receive` (or a route) found to be the usual one, served: the
+        arguments viewed, the skel called, the records (:meth:`_finish`). ``handle``: the
+        modules' own key for ``m.handle``; ``generation``: the DSP's restarts when the message
+        came; ``overhead``, ``cbps``: the cost model's figures; ``whole``, ``boff``, ``mhost``:
+        the message buffer's translation (``Smmu.base``) when the caller has it (a route's own
+        buffer), else None."""
+        cdef Call call
+        cdef uint32_t sc = m.sc
+        cdef int64_t r, copied = 0, nbytes_in = 0, nbytes_out = 0, nhin, nhout, ns
+        cdef int32_t rv
+        cdef uint32_t ninh, method
+        cdef char *host
+        cdef uint64_t pra[2 * _NATIVE_SLOTS]
+        cdef uint64_t counts[3]
+        cdef bint native
+        cdef int k
+        proc = pd.proc
         # the arguments, as the reference's _resolve views them; any failure (an SMMU fault,
         # a payload that does not decode) is the reference's to answer: nothing ran yet
         if m.size and not _in_streams(pd, m.addr, m.size):
@@ -418,47 +432,49 @@ cdef class DspLane:
         # views, no Call): anything this does not serve takes the views below
         native = mod.native and pd.nmem is not None and sc_length(sc) <= _NATIVE_SLOTS
         if native:
-            k = self._native_args(m, pd, pra, &copied, &nbytes_in, &nbytes_out)
+            k = self._native_args(m, pd, pra, &copied, &nbytes_in, &nbytes_out, mhost)
             if k < 0:
                 return self._reference(m, origin, rsp)
             native = k == 0
-        if not native:
-            if sc & 0xFFFFFF:
-                try:  # the device memory, past PdMemory's check
-                    got = self._views(m, pd, counts)
-                except (DeviceFault, OSError):
-                    return self._reference(m, origin, rsp)
-                if got is None:  # not wholly mapped: the reference reports the fault
-                    return self._reference(m, origin, rsp)
-                ins, outs, handles = got
-                copied, nbytes_in, nbytes_out = counts[0], counts[1], counts[2]
-            elif pd.nmem is not None:  # no arguments: only the translation's check, no view
-                if pd.nmem.span(m.addr, m.size, &host):
-                    return self._reference(m, origin, rsp)
-            else:
-                try:
-                    pd.view(m.addr, m.size, True)
-                except (DeviceFault, OSError):
-                    return self._reference(m, origin, rsp)
-        nin = (sc >> 16) & 0xFF
         ninh = (sc >> 4) & 0xF
         method = (sc >> 24) & 0x1F
         call = None
-        if not native and (pd.sc is None or sc != pd.scval):  # the Call's sc as an int, kept
-            pd.sc, pd.scval = sc, sc
+        nhin = nhout = 0
         if native:
             nhin = ninh
             nhout = (sc & 0xF)
-        elif sc & 0xFFFFFF:
-            # the handle counts recorded are the decode's, whatever the skel does to its Call
-            nhin = ninh
-            nhout = len(handles) - ninh
-            hs = <tuple>handles
-            call = new_call(pd.sc, method, ins, outs,
-                            hs[:ninh] if ninh else (), hs[ninh:] if nhout else (), proc, handle)
-        else:  # no arguments: the empty tuple, four times
-            nhin = nhout = 0
-            call = new_call(pd.sc, method, (), (), (), (), proc, handle)
+        else:
+            if pd.sc is None or sc != pd.scval:  # the Call's sc as an int, kept
+                pd.sc, pd.scval = sc, sc
+            if sc & 0xFFFFFF:
+                if pd.nmem is not None and not sc & 0xFF:  # buffers only: views straight from the decode
+                    call = self._plain_call(m, pd, counts, method, handle, whole, boff, mhost)
+                if call is None:
+                    try:  # the device memory, past PdMemory's check
+                        got = self._views(m, pd, counts)
+                    except (DeviceFault, OSError):
+                        return self._reference(m, origin, rsp)
+                    if got is None:  # not wholly mapped: the reference reports the fault
+                        return self._reference(m, origin, rsp)
+                    ins, outs, handles = got
+                    # the handle counts recorded are the decode's, whatever the skel does to its Call
+                    hs = <tuple>handles
+                    nhin = ninh
+                    nhout = len(hs) - ninh
+                    call = new_call(pd.sc, method, ins, outs,
+                                    hs[:ninh] if ninh else (), hs[ninh:] if nhout else (), proc, handle)
+                copied, nbytes_in, nbytes_out = counts[0], counts[1], counts[2]
+            else:  # no arguments: only the translation's check, no view; the empty tuple, four times
+                if mhost == NULL:
+                    if pd.nmem is not None:
+                        if pd.nmem.span(m.addr, m.size, &host):
+                            return self._reference(m, origin, rsp)
+                    else:
+                        try:
+                            pd.view(m.addr, m.size, True)
+                        except (DeviceFault, OSError):
+                            return self._reference(m, origin, rsp)
+                call = new_call(pd.sc, method, (), (), (), (), proc, handle)
         crashed = False
         try:
             r = _native_call(mod, pra, sc, method) if native else _invoke(mod, call, method, sc)
@@ -466,9 +482,9 @@ cdef class DspLane:
         except Exception as exc:
             crashed = True
             rv = _ERR_PD_CRASHED
-            dsp._crashed(self.channel, proc, exc)
+            self.dsp._crashed(self.channel, proc, exc)
         # a crashed call charges no compute time (the reference loses the call's figure with it)
-        ns = self._overhead + <int64_t>(<double>copied * 1e9 / self._cbps)
+        ns = overhead + <int64_t>(<double>copied * 1e9 / cbps)
         if not crashed and call is not None:
             ns += <int64_t>call.extra_ns
         return self._finish(m, rsp, pd, rv, crashed, ns, nbytes_in, nbytes_out, nhin, nhout, generation)
@@ -509,7 +525,7 @@ cdef class DspLane:
         return QDA_EP_REPLIED
 
     cdef int _native_args(self, const fastrpc_msg *m, _Pd pd, uint64_t *pra, int64_t *copied, int64_t *nbytes_in,
-                          int64_t *nbytes_out) except -2:
+                          int64_t *nbytes_out, char *mhost) except -2:
         """A native skel's ``remote_arg`` array filled straight from the payload, as
         :func:`_native` fills it from the views: a buffer in the payload points into it, one
         outside through the PD's SMMU (PdMemory's check first), a handle is ``{fd, offset}``.
@@ -525,7 +541,8 @@ cdef class DspLane:
         cdef char *q
         cdef qda_dec_buf bufs[_NATIVE_SLOTS]
         cdef qda_dec_handle hs[32]
-        if pd.nmem.span(base, size, &host) or host == NULL:
+        host = mhost  # (the caller's translation of the message buffer, when it has one)
+        if host == NULL and (pd.nmem.span(base, size, &host) or host == NULL):
             return -1
         if decode_c(sc, host, <size_t>size, bufs, _NATIVE_SLOTS, hs, 32) < 0:
             return -1
@@ -555,6 +572,47 @@ cdef class DspLane:
             pra[2 * (nbufs + i)] = (<uint64_t><uint32_t>hs[i].fd) | (<uint64_t>hs[i].offset) << 32
             pra[2 * (nbufs + i) + 1] = 0
         return 0
+
+    cdef Call _plain_call(self, const fastrpc_msg *m, _Pd pd, uint64_t *counts, uint32_t method, handle,
+                          object whole, Py_ssize_t boff, char *mhost):
+        """The ``Call`` of a message with buffers only, all inside its payload (the usual
+        one), its two tuples of views made straight from the decode, as :meth:`_views` and
+        ``new_call`` would make them; None for any other (then :meth:`_views`)."""
+        cdef qda_dec_buf bufs[_NATIVE_SLOTS]
+        cdef qda_dec_handle nohandle[1]
+        cdef uint32_t sc = m.sc, nin = (sc >> 16) & 0xFF, nbufs = nin + ((sc >> 8) & 0xFF), i
+        cdef uint64_t base = m.addr, size = m.size, off, n
+        cdef tuple ins, outs
+        if nbufs > _NATIVE_SLOTS:
+            return None
+        if whole is None:
+            whole = pd.nmem.base(base, size, &boff, &mhost)
+            if whole is None:
+                return None
+        if decode_c(sc, mhost, <size_t>size, bufs, _NATIVE_SLOTS, nohandle, 0) < 0:
+            return None
+        counts[0] = counts[1] = counts[2] = 0
+        for i in range(nbufs):
+            n = bufs[i].len
+            off = bufs[i].addr - base  # wraps below base: then > size, so "outside"
+            if n and not (bufs[i].addr >= base and off <= size and n <= size - off):
+                return None  # by reference: the PD's SMMU view (_views)
+            counts[1 if i < nin else 2] += n
+            counts[0] += n
+        ins = PyTuple_New(nin) if nin else ()
+        outs = PyTuple_New(nbufs - nin) if nbufs > nin else ()
+        for i in range(nbufs):
+            n = bufs[i].len
+            if n == 0:  # (a fresh empty view each, as _view_of makes it)
+                v = memoryview(b"") if i < nin else memoryview(bytearray())
+            else:
+                v = sub_view(whole, boff + <Py_ssize_t>(bufs[i].addr - base), <Py_ssize_t>n, i < nin)
+            Py_INCREF(v)
+            if i < nin:
+                PyTuple_SET_ITEM(ins, i, v)
+            else:
+                PyTuple_SET_ITEM(outs, i - nin, v)
+        return new_call(pd.sc, method, ins, outs, (), (), pd.proc, handle)
 
     cdef tuple _views(self, const fastrpc_msg *m, _Pd pd, uint64_t *counts):
         """The reference's _resolve: the payload decoded and every argument viewed (in the
@@ -731,6 +789,12 @@ cdef class DspRoute:
     cdef _Mod mod
     cdef object stats
     cdef object hkey            # the handle as the modules dict's own key (the Call's handle)
+    cdef object origin          # the sender's stamp (a message the reference answers names it)
+    cdef double cbps            # the cost model's copy rate
+    cdef object pv              # the route's message buffer translated: Smmu.base's view, offset,
+    cdef Py_ssize_t pvoff       # host address and the buffer's device address
+    cdef char *phost
+    cdef uint64_t paddr
 
     @property
     def native(self):
@@ -843,10 +907,13 @@ cdef int _route_call_gil(void *arg, const fastrpc_msg *m, fastrpc_invoke_rsp *rs
     cdef bint crashed = False
     cdef Call call = None
     cdef DspLane lane
-    if sc & 0xFFFFFF:
-        return QDA_ROUTE_DECLINED
     o = <DspRoute>r.owner
     pd, lane = o.pd, o.lane
+    if sc & 0xFFFFFF:  # arguments: the lane's own serving of a message it found usual
+        if m.addr == o.paddr:  # in the route's own buffer, translated once
+            return lane._serve(m, o.origin, rsp, pd, o.mod, o.hkey, r.generation, r.overhead, o.cbps, o.pv, o.pvoff,
+                               o.phost)
+        return lane._serve(m, o.origin, rsp, pd, o.mod, o.hkey, r.generation, r.overhead, o.cbps, None, 0, NULL)
     if r.native:
         with nogil:
             rv = _route_skel(r, sc, &signo)

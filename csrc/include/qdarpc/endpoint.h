@@ -45,11 +45,14 @@ struct qda_endpoint {
 	 */
 	void *(*route_open)(void *self, int client_id, unsigned int handle, void *origin,
 			    unsigned long long msg_addr, unsigned long long msg_size, void **call_arg);
-	/* Without the GIL (taking it only for a crash): one message on a route (route_open's
-	 * client id, handle and message buffer) to a native skel (a Python skel's: declined). */
+	/* Without the GIL (taking it only for a crash): one message without arguments on a route
+	 * (route_open's client id, handle and message buffer) to a native skel (declined: a Python
+	 * skel's, a message with arguments). */
 	int (*route_call)(void *call_arg, const struct fastrpc_msg *m, struct fastrpc_invoke_rsp *rsp);
-	/* With the GIL: the same, for any route (a Python skel's too); also QDA_EP_REFERENCE (a fault
-	 * rule armed while the skel ran took the reply, or withheld it); -1 with an exception set. */
+	/* With the GIL: one message on any route (a Python skel's too), with or without arguments
+	 * (a message with arguments may be in another buffer of the sender's, msg_addr/msg_size
+	 * name it); also QDA_EP_REFERENCE (the reference answered it: a fault rule armed while the
+	 * skel ran, a payload that does not decode); -1 with an exception set. */
 	int (*route_call_gil)(void *call_arg, const struct fastrpc_msg *m, struct fastrpc_invoke_rsp *rsp);
 };
 

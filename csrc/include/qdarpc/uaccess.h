@@ -32,6 +32,13 @@ struct qda_uaccess {
 extern const struct qda_uaccess qda_uaccess_self;
 
 /**
+ * qda_uaccess_held - plain memmove() both ways, no check: only for copies whose every user range
+ * lies in memory the caller itself holds for the whole copy (a Py_buffer whose exporter vouches
+ * for it, as qda_uaccess_pin() requires of a pinned range). A bad address crashes.
+ */
+extern const struct qda_uaccess qda_uaccess_held;
+
+/**
  * qda_copy_from_user() - copy from a raw address of this process, never faulting
  * @dst: local destination (must be valid for @len bytes)
  * @uaddr: source address; may be anything, including unmapped or PROT_NONE memory
@@ -105,12 +112,15 @@ void qda_uaccess_stats(unsigned long long *memcpys, unsigned long long *checked)
  * @pin_view: pin a Py_buffer (a ``Py_buffer *``) if its exporter vouches for its memory
  *            (bytes, bytearray, array, writable mmap, numpy over those; not ctypes);
  *            1 pinned, 0 not. Needs the GIL; never raises.
+ * @vouches: 1 if pin_view() would pin that Py_buffer (copies of it may use qda_uaccess_held
+ *           while it is held), 0 if not; pins nothing. Needs the GIL; never raises.
  */
 struct qda_pin_api {
 	size_t (*mark)(void);
 	int (*pin)(const void *base, size_t len, int writable);
 	void (*unpin)(size_t mark);
 	int (*pin_view)(void *view, int writable);
+	int (*vouches)(void *view);
 };
 
 /**

@@ -1,0 +1,247 @@
+"""Routes for calls with copied arguments (docs/dataplane.md "Routes"): a Python caller's INVOKE
+whose buffers are all copied - the raw ioctl, the typed ``invoke()``, the library's
+``remote_handle64_invoke`` - takes the file's route to the handle, packed into the route's own
+message buffer or one the pool lends for the call. A SoC on the native plane and one on the
+Python reference make the same calls: the same answers, out-buffers, errors and records."""
+from __future__ import annotations
+
+import ctypes
+import errno
+import os
+import struct
+import sys
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import libadsprpc_compat as rpc
+from libadsprpc_compat import Library
+from libadsprpc_compat.remotectl import open_module
+from qda_core import uapi
+from qda_core.accel import GemRef
+from qda_core.legacy import DmaBufRef, dmabuf_mmap
+from qda_core.mem import backing
+
+sys.path.insert(0, str(Path(__file__).parent))
+from dsp_helpers import TEST_URI, plane  # noqa: E402
+
+NULL, ECHO, INC, FAIL, CHECKSUM, TOUCH = 0x02000000, 0x03010100, 0x04000100, 0x05010000, 0x07010100, 0x09010100
+BAD = object()  # an argument at an unmapped address (raw INVOKE only)
+
+
+def _pattern(n: int, seed: int) -> bytearray:
+    return bytearray((seed + 7 * i) & 0xFF for i in range(n))
+
+
+class Side:
+    """One SoC on one data plane: a file per driver and a library per backend, each with
+    qdarpc_test open."""
+
+    def __init__(self, make_soc, name, kernel=None):
+        with plane(name):
+            self.soc = make_soc("default", **({"kernel": kernel} if kernel else {}))
+            self.files = {"accel": self.soc.open_device("cdsp"), "legacy": self.soc.open("/dev/fastrpc-cdsp")}
+            self.libs = {b: Library(b, self.soc) for b in self.files}
+        self.h, self.h64 = {}, {}
+        for drv, f in self.files.items():
+            assert f.init_create(attrs=uapi.FASTRPC_MODE_UNSIGNED_MODULE) == 0
+            rv, self.h[drv] = open_module(f, TEST_URI)
+            assert rv == 0
+            with rpc.use_library(self.libs[drv]):
+                self.h64[drv] = rpc.remote_handle64_open(TEST_URI)
+
+    def raw(self, drv, sc, bufs):
+        """INVOKE with descriptors written by hand over ``bufs`` (``BAD``: an unmapped address)."""
+        f = self.files[drv]
+        req = uapi.FASTRPC_IOCTL_INVOKE if drv == "legacy" else f.uapi.ioctls[0x47].number
+        descs = bytearray(24 * len(bufs) or 1)
+        keep = []
+        for i, b in enumerate(bufs):
+            if b is BAD:
+                addr, n = 0x1000, 8
+            else:
+                c = (ctypes.c_char * len(b)).from_buffer(b) if len(b) else None
+                keep.append(c)
+                addr, n = (ctypes.addressof(c) if c is not None else 0), len(b)
+            struct.pack_into("<QQiI", descs, 24 * i, addr, n, -1, 0)
+        d = (ctypes.c_char * len(descs)).from_buffer(descs)
+        try:
+            return f.ioctl(req, bytearray(struct.pack("<IIQ", self.h[drv], sc, ctypes.addressof(d) if bufs else 0)))
+        finally:
+            del d, keep
+
+    def typed(self, drv, sc, bufs):
+        try:
+            return self.files[drv].invoke(self.h[drv], sc, bufs)
+        except OSError as exc:
+            return -exc.errno
+
+    def lib(self, drv, sc, bufs):
+        with rpc.use_library(self.libs[drv]):
+            try:
+                rpc.remote_handle64_invoke(self.h64[drv], sc, bufs)
+            except rpc.FastRpcError as exc:
+                return exc.aee
+        return 0
+
+    def route(self, drv, how="typed"):
+        if how == "lib":
+            rec = rpc.process._records[self.h64[drv]]
+            return rec.session.backend.file._lane.route_for(rec.dsp_handle)
+        return self.files[drv]._lane.route_for(self.h[drv])
+
+    def records(self):
+        dsp = self.soc.domains["cdsp"].dsp
+        return (dsp.stats.snapshot(), sorted((p.invokes, p.counters.modeled_ns, p.state) for p in dsp._procs.values()))
+
+    def close(self):
+        for lib in self.libs.values():
+            lib.close_all()
+        for f in self.files.values():
+            f.close()
+
+
+def _args(op: str, n_in: int, n_out: int, seed: int, bad: bool):
+    """(sc, buffers) of one call: the method's declared counts, or others (MethodSpec refuses)."""
+    sc = {"echo": ECHO, "inc": INC, "fail": FAIL, "checksum": CHECKSUM, "touch": TOUCH, "null": NULL}[op]
+    if op == "fail":
+        ins = [bytearray(struct.pack("<i", seed - 2))]
+        outs = []
+    elif op == "null":
+        ins, outs = [], []
+    elif op == "inc":
+        ins, outs = [], [_pattern(n_out, seed)]
+    else:
+        ins, outs = [_pattern(n_in, seed)], [bytearray(max(n_out, 16))]
+    if seed % 11 == 0:  # counts the method does not declare
+        ins.append(bytearray(3))
+        sc = (sc & ~0x00FF0000) | (len(ins) << 16)
+    if bad and ins:
+        ins[0] = BAD
+    return sc, ins + outs
+
+
+SIZES = st.sampled_from([0, 1, 8, 100, 4000, 5000, 70_000])
+CALLS = st.lists(st.tuples(st.sampled_from(["accel", "legacy"]), st.sampled_from(["raw", "typed", "lib"]),
+                           st.sampled_from(["echo", "inc", "fail", "checksum", "touch", "null"]), SIZES, SIZES,
+                           st.integers(0, 40), st.booleans()), min_size=1, max_size=10)
+
+
+@pytest.mark.parametrize("kernel", [None, "legacy:misc-7.3"])
+@given(calls=CALLS)
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_routes_with_arguments_answer_and_record_as_the_reference(make_soc, kernel, calls):
+    """Copied in- and out-buffers of every size (past one page: a buffer of the pool's), counts
+    a method does not declare, a bad address: the same answers, out-buffers, errors and records
+    (misc-7.3: a sequence number in the context and the poll word's shifted payload)."""
+    native, ref = Side(make_soc, "native", kernel), Side(make_soc, "py", kernel)
+    try:
+        for drv, how, op, n_in, n_out, seed, bad in calls:
+            bad = bad and how == "raw" and seed % 3 == 0
+            got = []
+            for side in (native, ref):
+                sc, bufs = _args(op, n_in, n_out, seed, bad)
+                got.append((getattr(side, how)(drv, sc, bufs), [bytes(b) for b in bufs if b is not BAD]))
+            assert got[0] == got[1], (drv, how, op, n_in, n_out, seed, bad)
+            assert native.records() == ref.records()
+    finally:
+        native.close()
+        ref.close()
+
+
+@pytest.fixture
+def sides(make_soc):
+    both = Side(make_soc, "native"), Side(make_soc, "py")
+    yield both
+    for side in both:
+        side.close()
+
+
+@pytest.mark.parametrize("drv", ["accel", "legacy"])
+@pytest.mark.parametrize("how", ["raw", "typed", "lib"])
+def test_a_call_with_copied_buffers_takes_the_route(sides, drv, how):
+    native, _ = sides
+    call = getattr(native, how)
+    out = bytearray(16)
+    assert call(drv, ECHO, [bytearray(b"abcdefgh"), out]) == 0  # the lanes, then a route
+    r = native.route(drv, how)
+    assert r is not None and r.served == 0
+    for i in range(3):
+        out[:] = bytes(16)
+        assert call(drv, ECHO, [bytearray(b"%08d" % i), out]) == 0 and out[:8] == b"%08d" % i
+    assert r.served == 3
+
+
+@pytest.mark.parametrize("drv", ["accel", "legacy"])
+def test_a_call_bigger_than_a_page_borrows_a_buffer_of_the_pool(sides, drv):
+    """The route's own buffer is one page: a bigger call takes one of the file's pool for the
+    call and gives it back (the pool's use is as before the call)."""
+    native, _ = sides
+    big, out = _pattern(300_000, 5), bytearray(16)
+    assert native.typed(drv, TOUCH, [bytearray(8), out]) == 0
+    r = native.route(drv)
+    native.typed(drv, TOUCH, [big, out])  # (the pool's buffer of that size class, made once)
+    used = backing.pool_used()
+    for _ in range(3):
+        assert native.typed(drv, TOUCH, [big, out]) == 0
+        assert struct.unpack_from("<QBB", out) == (300_000, big[0], big[-1])
+    assert r.served == 4 and backing.pool_used() == used
+
+
+@pytest.mark.parametrize("drv", ["accel", "legacy"])
+def test_a_buffer_by_reference_or_a_handle_takes_the_lanes(sides, drv):
+    native, ref = sides
+    f = native.files[drv]
+    out = bytearray(16)
+    assert native.typed(drv, TOUCH, [bytearray(8), out]) == 0
+    r = native.route(drv)
+    if drv == "accel":
+        gh = f.gem_create(4096)
+        mv = f.mmap(f.gem_mmap_offset(gh), 4096)
+        arg = GemRef(gh, mv[:100])
+    else:
+        fd = f.alloc_dma_buff(4096)
+        mv = dmabuf_mmap(fd, 4096)
+        arg = DmaBufRef(fd, mv[:100])
+    try:
+        assert f.invoke(native.h[drv], TOUCH, [arg, out]) == 0 and struct.unpack_from("<Q", out)[0] == 100
+        assert r.served == 0  # declined: the lanes mapped it
+        assert native.typed(drv, TOUCH, [bytearray(8), out]) == 0 and r.served == 1
+    finally:
+        del arg
+        mv.release()
+        if drv == "accel":
+            f.gem_close(gh)
+        else:
+            os.close(fd)
+
+
+@pytest.mark.parametrize("drv", ["accel", "legacy"])
+def test_a_bad_address_fails_with_efault_on_the_route(sides, drv):
+    native, ref = sides
+    out = bytearray(16)
+    for side in (native, ref):
+        assert side.raw(drv, TOUCH, [bytearray(8), out]) == 0
+    r = native.route(drv)
+    for side in (native, ref):
+        assert side.raw(drv, TOUCH, [BAD, out]) == -errno.EFAULT
+        assert side.files[drv].last_error.errno == errno.EFAULT
+    assert r.served == 0 and native.records() == ref.records()
+    assert native.raw(drv, TOUCH, [bytearray(8), out]) == 0 and r.served == 1  # (nothing left behind)
+
+
+def test_a_library_call_with_an_unvouched_buffer_takes_the_checked_copies(sides):
+    """A ctypes buffer (its exporter does not vouch for its memory) is copied by the checked
+    path, on the route too."""
+    from qda_core import _marshal
+
+    native, _ = sides
+    out = bytearray(16)
+    assert native.lib("accel", ECHO, [bytearray(8), out]) == 0
+    r = native.route("accel", "lib")
+    src = (ctypes.c_char * 8).from_buffer_copy(b"ctypes!!")
+    before = _marshal.copy_stats()
+    assert native.lib("accel", ECHO, [src, out]) == 0 and out[:8] == b"ctypes!!"
+    assert r.served == 1 and _marshal.copy_stats()["checked"] > before["checked"]
