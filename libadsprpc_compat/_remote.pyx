@@ -598,7 +598,9 @@ cdef long long _face_h64_invoke(void *ctx, unsigned long long h, unsigned int sc
         rec = f.records.get(h)
         if rec is None or type(rec.invoker) is not Invoker:
             return f.slow(h, sc, pra)  # AEE_EINVHANDLE, said by the API
-        code = (<Invoker>rec.invoker).call(rec.dsp_handle, sc, CArgs.__new__(CArgs, pra, sc_length(sc)))
+        # (no arguments: None, which the invoker takes as a C caller's empty remote_arg array)
+        code = (<Invoker>rec.invoker).call(rec.dsp_handle, sc,
+                                           CArgs.__new__(CArgs, pra, sc_length(sc)) if sc_length(sc) else None)
         if code == 0:
             if not sc & 0xFFFFFF:  # a call a route serves: take one for the next (once per change)
                 try:
@@ -664,6 +666,7 @@ cdef class _Routes:
     cdef dict _refused          # handle -> the epoch a route was refused at (not asked again before a change)
     cdef dict _earlier          # handle -> calls served by its earlier routes (until the handle goes)
     cdef public bint off        # two C library flavours were loaded: no route is taken again
+    cdef unsigned long long last_refused, last_epoch  # the last refusal (a handle's every call asks)
 
     def __cinit__(self):
         self._refused = {}
@@ -676,7 +679,9 @@ cdef class _Routes:
         cdef _slot *s
         cdef unsigned long long epoch = _ROUTES.n
         cdef unsigned int i, k
-        self.reap()
+        if h == self.last_refused and epoch == self.last_epoch and not _retiring:
+            return 0  # (refused since the last change: the usual answer for a Python skel's handle)
+        self._reap()
         if self.off or len(face.flavours) > 1:
             return 0
         s = _find(h)
@@ -685,10 +690,12 @@ cdef class _Routes:
                 return 0  # declined for the moment (a trace, a rule, another thread's call)
             self._retire(s, h)
         if self._refused.get(h) == epoch:
+            self.last_refused, self.last_epoch = h, epoch
             return 0
         if len(self._refused) > 4 * _NSLOTS:
             self._refused.clear()
         self._refused[h] = epoch  # until a route is in place (the refusals below, a full table)
+        self.last_refused, self.last_epoch = h, epoch
         inv = rec.invoker
         f = getattr((<Invoker>inv).ioctl, "__self__", None)  # the session's driver file
         route = f.route(rec.dsp_handle) if f is not None and hasattr(f, "route") else None
@@ -702,6 +709,7 @@ cdef class _Routes:
             s = &_slots[(k + i) & (_NSLOTS - 1)]
             if s.h == 0 and s.route == NULL:  # (free: a retiring slot keeps its route)
                 self._refused.pop(h, None)  # (a forget meanwhile may have taken it)
+                self.last_refused = 0
                 Py_INCREF(route)
                 Py_INCREF(inv)
                 Py_INCREF(rec)
@@ -722,10 +730,12 @@ cdef class _Routes:
         after this; it is closed once the calls in flight on it return. Never waits."""
         cdef _slot *s = _find(h) if h else NULL
         self._refused.pop(h, None)
+        if h == self.last_refused:
+            self.last_refused = 0
         if s != NULL:
             self._retire(s, h)
         self._earlier.pop(h, None)
-        self.reap()
+        self._reap()
 
     cdef int _retire(self, _slot *s, unsigned long long h) except -1:
         global _retiring
@@ -737,10 +747,13 @@ cdef class _Routes:
     def reap(self):
         """Close the retired routes no call is in any more (the GIL's holders call it; the last
         call out of a retired slot schedules it)."""
+        self._reap()
+
+    cdef int _reap(self) except -1:
         global _retiring
         cdef Py_ssize_t i
         if not _retiring:
-            return
+            return 0
         for i in range(_NSLOTS):
             if _slots[i].h == 0 and _slots[i].route != NULL and qda_load_long(&_slots[i].inflight) == 0:
                 route, inv, rec = <object>_slots[i].route, <object>_slots[i].invoker, <object>_slots[i].rec
@@ -751,6 +764,7 @@ cdef class _Routes:
                 Py_DECREF(inv)
                 Py_DECREF(rec)
                 route.close()
+        return 0
 
     def forget_all(self):
         """Retire every route (a fork's child)."""
@@ -758,8 +772,9 @@ cdef class _Routes:
             if _slots[i].h:
                 self.forget(_slots[i].h)
         self._refused.clear()
+        self.last_refused = 0
         self._earlier.clear()
-        self.reap()
+        self._reap()
 
     def turn_off(self):
         """No route from now on (a second C library flavour: handles must be told apart)."""
@@ -774,12 +789,12 @@ cdef class _Routes:
 
     def live(self):
         """The handles with a route now."""
-        self.reap()
+        self._reap()
         return [_slots[i].h for i in range(_NSLOTS) if _slots[i].h]
 
     def retiring(self):
         """Routes retired whose close waits for a call still in them."""
-        self.reap()
+        self._reap()
         return _retiring
 
     def served(self, unsigned long long h):
@@ -800,7 +815,7 @@ routes = _routes
 
 cdef int _reap_pending(void *arg) noexcept with gil:
     try:
-        _routes.reap()
+        _routes._reap()
     except BaseException as e:
         report_internal("the routes' table", e)
     return 0
