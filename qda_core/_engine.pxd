@@ -156,6 +156,8 @@ cdef class EngineRoute:
     cdef int busy                # the message buffer is in use (another thread's call declines)
     cdef int dead
     cdef int cleaned             # the message buffer given back and the DSP's part dropped
+    cdef uint64_t dirty          # bytes of the buffer an earlier call may have left non-zero
+    cdef void _scrub(self, uint64_t end, bint shown) noexcept nogil
 
     cdef bint _ready(self, uint32_t sc) noexcept nogil
     cdef void _message(self, long long i, uint32_t sc, fastrpc_msg *m) noexcept nogil

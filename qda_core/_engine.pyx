@@ -748,7 +748,8 @@ def open_route(f, FileLane fl, uint32_t handle, int pd, int lost_errno):
     mb = src.take(_PAGE)
     try:
         # a call without arguments packs the same bytes every time: the metadata, all zeros (a
-        # route writes them again on each call, as the lane packs them into a fresh buffer)
+        # route writes them again on each call and clears what a call with arguments left past
+        # them: EngineRoute._scrub, as the pool scrubs a buffer it hands out)
         pack_planned_raw(0, NULL, 0, NULL, 0, olaps, pkt, mb.ptr + shift, mb.size - shift, mb.va + shift,
                          mb.dev + shift)
         memset(mb.ptr, 0, shift)
@@ -779,12 +780,13 @@ def open_route(f, FileLane fl, uint32_t handle, int pd, int lost_errno):
 
 
 cdef class EngineRoute:
-    """The engine's side of a route: calls without arguments from one file to one DSP handle,
-    served without the GIL by :meth:`call` as :meth:`EngineLane.invoke` serves them - the
-    file's reference held, a context id, the message packed into the route's own message
-    buffer and handed to the DSP's route (``qda_endpoint.route_call``), the channel's counts,
-    the reply matched - or declined before anything happened (the caller then takes the
-    lanes). The route keeps one message buffer of the file's pool until it is closed."""
+    """The engine's side of a route: calls from one file to one DSP handle, served as
+    :meth:`EngineLane.invoke` serves them - the file's reference held, a context id, the
+    message packed into the route's own message buffer and handed to the DSP's route, the
+    channel's counts, the reply matched - or declined before anything happened (the caller
+    then takes the lanes): without arguments and without the GIL by :meth:`call`
+    (``qda_endpoint.route_call``), with copied arguments too by :meth:`call_gil`. The route
+    keeps one message buffer of the file's pool until it is closed."""
 
     cdef bint _ready(self, uint32_t sc) noexcept nogil:
         # what may change under a route, checked before anything is taken (the DSP's part trusts
@@ -801,6 +803,15 @@ cdef class EngineRoute:
         if self.seq_shift >= 0:  # FIELD_PREP(GENMASK_ULL(63, 16), (u64)seq), as the lane
             m.ctx |= (<uint64_t><int64_t>_s32(self.seqs.take())) << self.seq_shift
         m.addr, m.size = self.mb.dev, _PAGE
+
+    cdef void _scrub(self, uint64_t end, bint shown) noexcept nogil:
+        # the route's own buffer as the pool hands out a taken one (MsgBuf._scrub): zeros past
+        # this call's packet up to what an earlier call left (its packet, or what the DSP wrote
+        # in the page it was shown); ``shown``: this call shows the DSP the page (its views
+        # reach the whole buffer), so the next call clears it up to the page's end
+        if self.dirty > end:
+            memset(self.mb.ptr + end, 0, self.dirty - end)
+        self.dirty = _PAGE if shown else end
 
     cdef long long call(self, uint32_t sc) noexcept nogil:
         """The DSP's retval (0..2**32-1), ``-errno``, or ``ROUTE_DECLINED``."""
@@ -820,6 +831,7 @@ cdef class EngineRoute:
             if i > 0:
                 self._message(i, sc, &m)
                 memset(self.mb.ptr, 0, self.size)  # the metadata of no arguments: zeros
+                self._scrub(self.size, False)
                 rsp.ctx = 0
                 rsp.retval = 0
                 k = self.dsp_call(self.arg, &m, &rsp)
@@ -884,9 +896,12 @@ cdef class EngineRoute:
                     if max(rounded, _PAGE) > mb.size:  # a buffer for this call, of the pool's
                         mb = self.src.take(max(rounded, _PAGE))
                     self._pack(sc, descs, n, olaps, pkt, size - pkt, mb, held)
+                    if mb is self.mb:
+                        self._scrub(size, True)
                     m.addr, m.size = mb.dev, rounded
                 else:
                     memset(mb.ptr, 0, self.size)  # the metadata of no arguments: zeros
+                    self._scrub(self.size, False)
                 rsp.ctx = 0
                 rsp.retval = 0
                 qda_add_ull(&self.cst.sent, 1)

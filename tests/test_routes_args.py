@@ -245,3 +245,55 @@ def test_a_library_call_with_an_unvouched_buffer_takes_the_checked_copies(sides)
     before = _marshal.copy_stats()
     assert native.lib("accel", ECHO, [src, out]) == 0 and out[:8] == b"ctypes!!"
     assert r.served == 1 and _marshal.copy_stats()["checked"] > before["checked"]
+
+
+PEEK_SKEL = """\
+import ctypes
+import struct
+
+from qda_core.dsp import Skeleton, method
+
+
+class QdarpcPageSkel(Skeleton):
+    @method(3)
+    def fill(self, call):
+        for out in call.outbufs:
+            out[:] = b"\\xee" * len(out)
+        return 0
+
+    @method(4)
+    def peek(self, call):
+        # the non-zero bytes of the message page past out0 (its view's object: the buffer's mapping)
+        out = call.outbufs[0]
+        page = memoryview(out.obj).cast("B")
+        off = ctypes.addressof(ctypes.c_char.from_buffer(out)) - ctypes.addressof(ctypes.c_char.from_buffer(page))
+        end = off - off % 4096 + 4096
+        struct.pack_into("<Q", out, 0, len(page[off + len(out):end]) - bytes(page[off + len(out):end]).count(0))
+        return 0
+"""
+PAGE_URI = "file:///libqdarpc_page_skel.so?qdarpc_page_skel_handle_invoke&_modver=1.0&_dom=cdsp"
+
+
+@pytest.mark.parametrize("drv", ["accel", "legacy"])
+def test_the_routes_page_shows_the_dsp_no_earlier_calls_bytes(make_soc, tmp_path, monkeypatch, drv):
+    """The route's own buffer is cleared past each call's packet as the pool clears a buffer it
+    hands out: a call's out-buffer bytes (or anything the DSP wrote in the page it was shown) never
+    reach a later, smaller call (an attacker's review found the page's tail unscrubbed)."""
+    (tmp_path / "libqdarpc_page_skel.py").write_text(PEEK_SKEL)
+    monkeypatch.setenv("DSP_LIBRARY_PATH", str(tmp_path))
+    with plane("native"):
+        soc = make_soc("default")
+        f = soc.open_device("cdsp") if drv == "accel" else soc.open("/dev/fastrpc-cdsp")
+    try:
+        assert f.init_create(attrs=uapi.FASTRPC_MODE_UNSIGNED_MODULE) == 0
+        rv, h = open_module(f, PAGE_URI)
+        assert rv == 0
+        fill, peek = 0x03000100, 0x04000100
+        assert f.invoke(h, fill, [bytearray(16)]) == 0  # the lanes, then a route
+        r = f._lane.route_for(h)
+        assert f.invoke(h, fill, [bytearray(3000)]) == 0
+        out = bytearray(16)
+        assert f.invoke(h, peek, [out]) == 0 and struct.unpack_from("<Q", out)[0] == 0
+        assert r.served == 2
+    finally:
+        f.close()
