@@ -58,7 +58,7 @@ cython_exts = cythonize(
         c_ext("qda_core.mem._smmu", ["qda_core/mem/_smmu.pyx"]),
         c_ext("qda_core.accel._invoke", ["qda_core/accel/_invoke.pyx"]),
         c_ext("qda_core.legacy._invoke", ["qda_core/legacy/_invoke.pyx"]),
-        c_ext("libadsprpc_compat._remote", ["libadsprpc_compat/_remote.pyx", "csrc/errmap.c", "csrc/uaccess.c"]),
+        c_ext("libadsprpc_compat._remote", ["libadsprpc_compat/_remote.pyx", "csrc/errmap.c"]),
     ],
     compiler_directives={"language_level": 3, "boundscheck": False, "wraparound": False},
     quiet=True,

@@ -40,11 +40,37 @@ static __thread struct pin pins[QDA_UACCESS_PINS_MAX];
 static __thread size_t npins;
 
 /* Copy counters: relaxed atomics, read only by tests and benchmarks. */
-static unsigned long long stat_memcpy, stat_checked;
+static unsigned long long stat_memcpy, stat_checked, stat_guarded;
 
 static void count(unsigned long long *c)
 {
 	__atomic_fetch_add(c, 1, __ATOMIC_RELAXED);
+}
+
+/* The copier for ranges nobody pinned (qda_uaccess_set_guarded), or NULL: acquire/release. */
+static qda_guarded_copy_fn guarded;
+
+void qda_uaccess_set_guarded(qda_guarded_copy_fn fn)
+{
+	__atomic_store_n(&guarded, fn, __ATOMIC_RELEASE);
+}
+
+unsigned long long qda_uaccess_guarded_count(void)
+{
+	return __atomic_load_n(&stat_guarded, __ATOMIC_RELAXED);
+}
+
+/* Through the guarded copier, if one is set: 1 and *rc (0 or -EFAULT), else 0. */
+static int try_guarded(void *dst, const void *src, size_t len, int *rc)
+{
+	qda_guarded_copy_fn fn = __atomic_load_n(&guarded, __ATOMIC_ACQUIRE);
+
+	if (fn == NULL)
+		return 0;
+	count(&stat_checked);
+	count(&stat_guarded);
+	*rc = fn(dst, src, len) ? -EFAULT : 0;
+	return 1;
 }
 
 size_t qda_uaccess_pin_mark(void)
@@ -277,21 +303,29 @@ int qda_copy_to_user_checked(uint64_t uaddr, const void *src, size_t len)
 /* memmove, not memcpy: a caller's pinned buffer may overlap the local one */
 int qda_copy_from_user(void *dst, uint64_t uaddr, size_t len)
 {
+	int rc;
+
 	if (qda_uaccess_pinned(uaddr, len, 0)) {
 		count(&stat_memcpy);
 		memmove(dst, (const void *)(uintptr_t)uaddr, len);
 		return 0;
 	}
+	if (len && !range_wraps(uaddr, len) && try_guarded(dst, (const void *)(uintptr_t)uaddr, len, &rc))
+		return rc;
 	return qda_copy_from_user_checked(dst, uaddr, len);
 }
 
 int qda_copy_to_user(uint64_t uaddr, const void *src, size_t len)
 {
+	int rc;
+
 	if (qda_uaccess_pinned(uaddr, len, 1)) {
 		count(&stat_memcpy);
 		memmove((void *)(uintptr_t)uaddr, src, len);
 		return 0;
 	}
+	if (len && !range_wraps(uaddr, len) && try_guarded((void *)(uintptr_t)uaddr, src, len, &rc))
+		return rc;
 	return qda_copy_to_user_checked(uaddr, src, len);
 }
 
@@ -470,8 +504,10 @@ static int copy_vec(const struct qda_ucopy *v, size_t n, size_t *bad, int to_use
 			i++;
 			continue;
 		}
-		/* a run of unpinned small copies goes through the pipe together */
-		while (i + k < n && k < PIPE_IOV_MAX && v[i + k].len <= PIPE_COPY_MAX &&
+		/* a run of unpinned small copies goes through the pipe together (unless a guarded
+		 * copier takes each: no syscall at all) */
+		while (!__atomic_load_n(&guarded, __ATOMIC_ACQUIRE) && i + k < n && k < PIPE_IOV_MAX &&
+		       v[i + k].len <= PIPE_COPY_MAX &&
 		       bytes + v[i + k].len <= PIPE_BATCH_MAX &&
 		       !qda_uaccess_pinned(v[i + k].user, v[i + k].len, to_user)) {
 			bytes += v[i + k].len;

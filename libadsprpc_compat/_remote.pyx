@@ -60,18 +60,18 @@ cdef extern from "qdarpc/aee_err.h":
     int qda_errno_to_aee(int err)
 
 cdef extern from "qdarpc/uaccess.h":
-    int qda_copy_from_user(void *dst, uint64_t uaddr, size_t len) nogil
     struct qda_pin_api:
         size_t (*mark)()
         int (*pin)(const void *base, size_t len, int writable)
         void (*unpin)(size_t mark)
         int (*pin_view)(void *view, int writable)
         int (*vouches)(void *view)
+        int (*copy_from_user)(void *dst, uint64_t uaddr, size_t len)
 
 __version__ = QDARPC_VERSION.decode()
 
-# Pins must go to the copy of uaccess.c that the driver's copies consult (this module links
-# its own, which only reads a C caller's remote_arg array).
+# Pins, and the copies of a C caller's remote_arg array, go to the one copy of uaccess.c (the
+# marshaller's: its pins, its guarded copier).
 from qda_core._ext import load as _load
 from qda_core.errors import report_internal
 cdef qda_pin_api *_pins = <qda_pin_api *>PyCapsule_GetPointer(_load("_marshal").PIN_API,
@@ -496,10 +496,10 @@ cdef class Invoker:
                 return self._host(AEE_ENOMEMORY)
         # The whole remote_arg array in one checked copy; if some of it is unreadable, entry by
         # entry, so the entries before the bad one are handled as before.
-        whole = n == 0 or qda_copy_from_user(pra, args.address, 16 * n) == 0
+        whole = n == 0 or _pins.copy_from_user(pra, args.address, 16 * n) == 0
         try:
             for i in range(n):
-                if not whole and qda_copy_from_user(pra + 2 * i, args.address + 16 * i, 16) != 0:
+                if not whole and _pins.copy_from_user(pra + 2 * i, args.address + 16 * i, 16) != 0:
                     self._host(AEE_EBADPARM)
                     qda_compat_errno = 14  # EFAULT
                     return AEE_EBADPARM

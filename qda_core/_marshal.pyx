@@ -85,7 +85,11 @@ cdef extern from "qdarpc/uaccess.h" nogil:
         void (*unpin)(size_t mark)
         int (*pin_view)(void *view, int writable)
         int (*vouches)(void *view)
+        int (*copy_from_user)(void *dst, uint64_t uaddr, size_t len)
     const qda_uaccess qda_uaccess_held
+    ctypedef int (*qda_guarded_copy_fn)(void *dst, const void *src, size_t n)
+    void qda_uaccess_set_guarded(qda_guarded_copy_fn fn)
+    unsigned long long qda_uaccess_guarded_count()
     int qda_uaccess_prepare()
     int qda_copy_from_user(void *dst, uint64_t uaddr, size_t len)
     int qda_copy_to_user(uint64_t uaddr, const void *src, size_t len)
@@ -191,6 +195,7 @@ _api.pin = qda_uaccess_pin
 _api.unpin = qda_uaccess_unpin
 _api.pin_view = _pin_view
 _api.vouches = _vouches_view
+_api.copy_from_user = qda_copy_from_user
 #: ``struct qda_pin_api`` (csrc/include/qdarpc/uaccess.h) of this module's copy of uaccess.c,
 #: for extensions that build descriptors themselves (libadsprpc_compat._remote).
 PIN_API = PyCapsule_New(&_api, "qda_core._marshal.PIN_API", NULL)
@@ -399,10 +404,26 @@ def copy_to_user(uint64_t uaddr, src, bint checked=False):
 
 
 def copy_stats():
-    """Process-wide counts of user copies by path: ``memcpy`` (known-valid) and ``checked``."""
+    """Process-wide counts of user copies by path: ``memcpy`` (known-valid) and ``checked``,
+    and of the checked ones, those the ``guarded`` copier made (no syscall)."""
     cdef unsigned long long m = 0, c = 0
     qda_uaccess_stats(&m, &c)
-    return {"memcpy": m, "checked": c}
+    return {"memcpy": m, "checked": c, "guarded": qda_uaccess_guarded_count()}
+
+
+def set_guarded_copy(size_t fn):
+    """Copy the ranges nobody pinned with the C function at address ``fn`` (``int fn(void *dst,
+    const void *src, size_t n)``: 0, or -EFAULT for a range that faults, never crashing - the
+    DSP runtime's ``qdarpc_guarded_copy``), or, with 0, through ``process_vm_readv/writev``
+    again. Returns the address set before (0: none)."""
+    global _guarded
+    prev = _guarded
+    qda_uaccess_set_guarded(<qda_guarded_copy_fn>fn)
+    _guarded = fn
+    return prev
+
+
+cdef size_t _guarded = 0
 
 
 def pinned(uint64_t uaddr, size_t n, bint write=False):

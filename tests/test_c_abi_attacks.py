@@ -36,12 +36,9 @@ def _lines(stdout: str) -> dict[str, str]:
     return dict(line.split(" ", 1) for line in stdout.splitlines() if " " in line)
 
 
-@pytest.mark.parametrize("backend", ["accel", "legacy"])
-def test_hostile_pointers_and_lengths_get_codes(progs, backend):
-    res = run_c([progs["attacks"]], backend=backend, timeout=60)
-    assert res.returncode == 0, res.stderr
+def _attacks_answers() -> dict[str, str]:
     bad = f"0x{rpc.AEE_EBADPARM:x}"
-    assert _lines(res.stdout) == {
+    return {
         "open": "0x0/0", "ok": "0x0/0", "ok_out": "10",
         # pra[] read with the checked copy: an entry on an inaccessible page is EFAULT ...
         "pra_straddles_inaccessible": f"{bad}/{EFAULT}",
@@ -62,7 +59,36 @@ def test_hostile_pointers_and_lengths_get_codes(progs, backend):
         # the interpreter the library started is the program's guest: no handler installed
         "signal_dispositions_changed": "0", "sigint_handler_ran": "1", "sigpipe_handler_ran": "1",
     }
+
+
+@pytest.mark.parametrize("backend", ["accel", "legacy"])
+def test_hostile_pointers_and_lengths_get_codes(progs, backend):
+    res = run_c([progs["attacks"]], backend=backend, timeout=60)
+    assert res.returncode == 0, res.stderr
+    assert _lines(res.stdout) == _attacks_answers()
     assert "internal error" not in res.stderr
+
+
+@pytest.mark.parametrize("backend", ["accel", "legacy"])
+def test_hostile_pointers_to_a_native_skel_get_the_same_codes(progs, backend, tmp_path):
+    """The same attacks on the calculator as a native skel: the DSP runtime is loaded (its crash
+    guard's four handlers are the one change to the program's signals), and the kernel's user
+    copies of the program's pointers take the runtime's guarded copy - the same codes and errnos
+    as through process_vm_readv/writev (QDARPC_UACCESS=checked) and as on the Python skel."""
+    from cc_helpers import compile_skel
+
+    compile_skel("calculator", tmp_path / "libcalculator_skel.so")  # (its sum: 1000000 more)
+    want = {**_attacks_answers(), "signal_dispositions_changed": "4", "ok_out": "1000010",
+            "pra_unaligned_out": "1000010"}
+    del want["calls_in_tls_destructors"]  # (counts the calls whose sum is the built-in one's)
+    for uaccess in ("", "checked"):
+        res = run_c([progs["attacks"]], backend=backend, timeout=60, DSP_LIBRARY_PATH=tmp_path,
+                    QDARPC_UACCESS=uaccess)
+        assert res.returncode == 0, res.stderr
+        got = _lines(res.stdout)
+        assert got.pop("calls_in_tls_destructors") == "0"
+        assert got == want, uaccess
+        assert "internal error" not in res.stderr
 
 
 def test_flavours_are_separate_library_instances(progs):

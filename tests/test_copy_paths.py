@@ -1,8 +1,11 @@
-"""User copies: the known-valid path (memcpy) and the checked path (process_vm_*) agree.
+"""User copies: the known-valid path (memcpy), the guarded copy and the checked path
+(process_vm_*) agree.
 
 Memory is copied with ``memcpy`` when the calling thread pinned it for the call (the buffers a
 typed invoke or the library's invoker holds) or when it lies in a registered mapping whose owner
-is alive (``qda_core.mem.vma``); everything else goes through ``process_vm_readv``/``writev``.
+is alive (``qda_core.mem.vma``); everything else goes through the DSP runtime's guarded copy
+once the runtime is loaded (a fault in it is EFAULT, as the kernel's exception table makes it),
+else through ``process_vm_readv``/``writev``.
 The properties below run the same copies both ways (and through the pure-Python reference) over
 real memory with guard pages around it, bad raw pointers included: same bytes, same errno, same
 lengths, and never a crash. The copy counters show which path ran.
@@ -95,6 +98,23 @@ def stats():
     return native.copy_stats()
 
 
+def _guarded_copier() -> int:
+    """The DSP runtime's guarded copy (``qdarpc_guarded_copy``), loading the runtime."""
+    from qda_core.dsp import dsprt
+
+    return ctypes.cast(dsprt.load().qdarpc_guarded_copy, ctypes.c_void_p).value
+
+
+@contextlib.contextmanager
+def guard_copies(on: bool):
+    """Copies of ranges nobody pinned through the guarded copy (``on``) or the syscalls."""
+    prev = native.set_guarded_copy(_guarded_copier() if on else 0)
+    try:
+        yield
+    finally:
+        native.set_guarded_copy(prev)
+
+
 # --- single copies --------------------------------------------------------------------------
 BAD = [0, 8, 0x1000, M64 - 15, 1 << 63, 0xFFFF_8000_0000_0000]
 
@@ -129,23 +149,26 @@ def test_copy_from_user_fast_checked_and_reference_agree(arena, rng, pattern, da
     uaddr = _resolve(arena, where, n)
     arena.fill(pattern)
     outcomes = []
-    for mode in ("fast", "checked", "reference"):
+    for mode in ("fast", "guarded", "syscalls", "checked", "reference"):
         dst = bytearray(n)
-        before = stats()["memcpy"]
+        before = stats()
         if mode == "reference":
             got = ref.copy_from_user(uaddr, n) if uaddr else None
             ret = 0 if got is not None or n == 0 else -errno.EFAULT
             dst[:] = got if got is not None else dst
         else:
-            with pins(arena.view) if mode == "fast" else contextlib.nullcontext():
+            with pins(arena.view) if mode == "fast" else contextlib.nullcontext(), guard_copies(mode != "syscalls"):
                 ret = native.copy_from_user(dst, uaddr, checked=mode == "checked")
-        used_memcpy = stats()["memcpy"] > before
+        used_memcpy = stats()["memcpy"] > before["memcpy"]
         outcomes.append((ret, bytes(dst) if ret == 0 else None))
         if mode == "fast":
             assert used_memcpy == _inside(arena, uaddr, n)
         else:
             assert not used_memcpy
-    assert outcomes[0] == outcomes[1] == outcomes[2], (where, n)
+        # (a NULL or wrapping range is refused before any copy)
+        tried = n > 0 and uaddr != 0 and uaddr + n <= M64 + 1
+        assert (stats()["guarded"] > before["guarded"]) == (mode in ("fast", "guarded") and tried and not used_memcpy)
+    assert len(set(outcomes)) == 1, (where, n, outcomes)
 
 
 @settings(deadline=None, max_examples=300)
@@ -155,19 +178,20 @@ def test_copy_to_user_fast_checked_and_reference_agree(arena, rng, pattern, data
     uaddr = _resolve(arena, where, n)
     src = (data * (n // len(data) + 1))[:n]
     outcomes = []
-    for mode in ("fast", "checked", "reference"):
+    for mode in ("fast", "guarded", "syscalls", "checked", "reference"):
         arena.fill(pattern)
         before = stats()["memcpy"]
         if mode == "reference":
             ret = 0 if n == 0 or (uaddr and ref.copy_to_user(uaddr, src)) else -errno.EFAULT
         else:
-            with pins(arena.view) if mode == "fast" else contextlib.nullcontext():
+            with pins(arena.view) if mode == "fast" else contextlib.nullcontext(), guard_copies(mode != "syscalls"):
                 ret = native.copy_to_user(uaddr, src, checked=mode == "checked")
         used_memcpy = stats()["memcpy"] > before
-        # a failed copy may have written a prefix: the same one on every path
+        # a failed copy may have written a prefix: the same one on every path (the guarded copy
+        # redoes a faulted copy page by page to stop where the syscalls stop)
         outcomes.append((ret, arena.snapshot()))
         assert used_memcpy == (mode == "fast" and _inside(arena, uaddr, n))
-    assert outcomes[0] == outcomes[1] == outcomes[2], (where, n)
+    assert len(set(outcomes)) == 1, (where, n)
 
 
 def test_pins_are_per_thread_and_end_with_the_call(arena):
@@ -228,9 +252,11 @@ def test_which_exporters_vouch_for_their_memory():
         os.close(fd)
 
 
-def test_unvouched_buffers_fault_instead_of_crashing(soc):
-    """Buffers whose memory Python cannot vouch for take the checked path: a ctypes view of a
-    guard page, a PROT_NONE mmap and a mapping past its truncated file are EFAULT."""
+@pytest.mark.parametrize("guarded", [True, False], ids=["guarded", "syscalls"])
+def test_unvouched_buffers_fault_instead_of_crashing(soc, guarded):
+    """Buffers whose memory Python cannot vouch for take the checked path - the DSP runtime's
+    guarded copy (SIGSEGV and SIGBUS caught) or process_vm_readv: a ctypes view of a guard page,
+    a PROT_NONE mmap and a mapping past its truncated file are EFAULT."""
     guard = Arena()
     fd, shared = _memfd_map(2 * PAGE)
     none = mmap.mmap(-1, PAGE, prot=0)
@@ -244,9 +270,10 @@ def test_unvouched_buffers_fault_instead_of_crashing(soc):
                 tail = memoryview(shared)[PAGE:]
                 os.ftruncate(fd, PAGE)
                 for bad in ((ctypes.c_char * 16).from_address(guard.base + ARENA), none, tail):
-                    with pytest.raises(OSError) as e:
+                    with pytest.raises(OSError) as e, guard_copies(guarded):
+                        n = stats()["guarded"]
                         f.invoke(h, SC_ECHO, [bad, out])
-                    assert e.value.errno == errno.EFAULT
+                    assert e.value.errno == errno.EFAULT and (stats()["guarded"] > n) == guarded
                 tail.release()
     finally:
         guard.close()
@@ -468,3 +495,42 @@ def test_library_invoker_pins_its_callers_buffers(soc, backend):
     finally:
         rpc.use_soc(None)
         rpc.set_backend("accel")
+
+
+def test_the_runtime_guards_user_copies_from_its_load_unless_told_not_to():
+    """Loading the DSP runtime (the first native skel) sets its guarded copy for the kernel's
+    user copies; with QDARPC_UACCESS=checked it does not (a process of its own: once set, a
+    process keeps it)."""
+    import subprocess
+    import sys
+
+    code = ("from qda_core.dsp import dsprt; from qda_core._ext import load; m = load('_marshal'); "
+            "before = dsprt.guarding_user_copies(); dsprt.load(); "
+            "print(before, dsprt.guarding_user_copies(), m.set_guarded_copy(0) != 0)")
+    for env, want in (({}, "False True True"), ({"QDARPC_UACCESS": "checked"}, "False False False")):
+        e = {k: v for k, v in os.environ.items() if k != "QDARPC_UACCESS"}
+        out = subprocess.run([sys.executable, "-c", code], env={**e, **env}, capture_output=True, text=True,
+                             check=True).stdout
+        assert out.strip() == want, env
+
+
+def test_guarded_copies_fault_cleanly_in_any_thread(arena):
+    """Each thread's first guarded copy sets up what the guard needs (an alternate signal stack):
+    a fault in a new thread's copy is EFAULT, and its good copies are exact."""
+    arena.fill(b"threads")
+    results = []
+
+    def run():
+        dst = bytearray(64)
+        bad = native.copy_from_user(dst, arena.base + ARENA - 8, False)  # into the guard
+        good = native.copy_from_user(dst, arena.base, False)
+        results.append((bad, good, bytes(dst) == arena.snapshot()[:64]))
+
+    with guard_copies(True):
+        before = stats()["guarded"]
+        ts = [threading.Thread(target=run) for _ in range(4)]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join()
+    assert results == [(-errno.EFAULT, 0, True)] * 4 and stats()["guarded"] >= before + 8

@@ -295,6 +295,73 @@ API int qdarpc_dsp_call(void *fn, int handle_style, uint64_t h64, uint32_t sc, v
 	return rv;
 }
 
+/* The copy itself, out of the sanitizers' sight (a fault in it is expected, and caught). */
+__attribute__((no_sanitize_address, noinline)) static void raw_copy(void *dst, const void *src, size_t n)
+{
+	if ((const char *)dst > (const char *)src && (const char *)dst < (const char *)src + n) {
+		memmove(dst, src, n);	/* overlapping, dst above: backwards (two ranges of ours) */
+		return;
+	}
+#if defined(__x86_64__)
+	/* what the kernel's copy_user uses with ERMS; a fault stops it where it is */
+	__asm__ volatile("rep movsb" : "+D"(dst), "+S"(src), "+c"(n) : : "memory");
+#else
+	memmove(dst, src, n);
+#endif
+}
+
+/* One guarded copy: 0, or -EFAULT after a fault (then an unspecified part of it is done). */
+static int guarded_once(void *dst, const void *src, size_t n)
+{
+	struct guard g;
+	struct guard *volatile prev = active;
+
+	g.signo = 0;
+	if (sigsetjmp(g.jb, 0) != 0) {
+		active = prev;
+		return -EFAULT;
+	}
+	active = &g;
+	__atomic_signal_fence(__ATOMIC_SEQ_CST);
+	raw_copy(dst, src, n);
+	__atomic_signal_fence(__ATOMIC_SEQ_CST);
+	active = prev;
+	return 0;
+}
+
+#define COPY_CHUNK 4096u	/* the smallest page: a chunk never spans two pages of either side */
+
+API int qdarpc_guarded_copy(void *dst, const void *src, size_t n)
+{
+	char *d = dst;
+	const char *s = src;
+
+	if (n == 0)
+		return 0;
+	if (!thread_ready)
+		prepare_thread();
+	if (guarded_once(dst, src, n) == 0)
+		return 0;
+	/* A fault: again page by page, so that exactly the bytes before the first bad page of
+	 * either side are copied (what the kernel's copy_user fixup and process_vm_writev leave;
+	 * a fast string copy may stop short of the fault). A chunk on a bad page faults on its
+	 * first access, so it writes nothing. */
+	while (n) {
+		size_t a = COPY_CHUNK - ((uintptr_t)d & (COPY_CHUNK - 1));
+		size_t b = COPY_CHUNK - ((uintptr_t)s & (COPY_CHUNK - 1));
+		size_t k = a < b ? a : b;
+
+		if (k > n)
+			k = n;
+		if (guarded_once(d, s, k))
+			return -EFAULT;
+		d += k;
+		s += k;
+		n -= k;
+	}
+	return 0;	/* (the fault was transient: the memory is there now) */
+}
+
 API int qdarpc_dsprt_last_fault(uint64_t *addr, int *code)
 {
 	if (addr != NULL)

@@ -19,6 +19,7 @@
 #ifndef QDARPC_DSPRT_H
 #define QDARPC_DSPRT_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #ifdef __cplusplus
@@ -37,6 +38,15 @@ extern "C" {
  * `signo` may be NULL.
  */
 int qdarpc_dsp_call(void *fn, int handle_style, uint64_t h64, uint32_t sc, void *pra, int *signo);
+
+/*
+ * Copy n bytes from src to dst under the same guard (the kernel's copy_from_user/copy_to_user,
+ * whose exception table turns a fault in the copy into -EFAULT): 0, or -EFAULT when a byte of
+ * either range faults (dst then holds an unspecified prefix). Any thread; nests inside a
+ * guarded skel call. What the emulated kernel's user copies take for addresses nobody vouched
+ * for (qda_uaccess_set_guarded), in place of a process_vm_readv/writev syscall.
+ */
+int qdarpc_guarded_copy(void *dst, const void *src, size_t n);
 
 /*
  * The last fault qdarpc_dsp_call caught in the calling thread: returns its signal (0: none yet)

@@ -26,15 +26,18 @@ import signal
 import threading
 from typing import NamedTuple
 
-from .. import trace
+from .. import _ext, trace
 from ._counters import ThreadContext
 
-__all__ = ["NativeFault", "RuntimeMissing", "load", "ensure_guard", "call", "DspContext", "context",
-           "LIBRARY", "HAP_LEVEL_RUNTIME"]
+__all__ = ["NativeFault", "RuntimeMissing", "load", "ensure_guard", "guarding_user_copies", "call", "DspContext",
+           "context", "LIBRARY", "HAP_LEVEL_RUNTIME", "UACCESS_ENV"]
 
 #: Where the build puts the runtime (setup.py NATIVE_LIBS).
 LIBRARY = os.path.join(os.path.dirname(os.path.abspath(__file__)), "libqdarpc_dsprt.so")
 HAP_LEVEL_RUNTIME = 1 << 5
+#: ``QDARPC_UACCESS=checked``: the emulated kernel's user copies of ranges nobody vouched for go
+#: through ``process_vm_readv/writev`` (a syscall each) instead of the guarded copy.
+UACCESS_ENV = "QDARPC_UACCESS"
 LOG = logging.getLogger("qdarpc.dsp")
 
 # HAP_LEVEL_* (LOW .. CRITICAL, and the RPC_* levels 16..21) -> logging levels.
@@ -84,8 +87,9 @@ class DspContext(NamedTuple):
 #: thread-local, which the DSP's native lane sets around each call).
 context = ThreadContext()
 
-_lock = threading.Lock()  # protects _lib, _error and _log_cb
+_lock = threading.Lock()  # protects _lib, _error, _log_cb and _guarded
 _lib: ctypes.CDLL | None = None
+_guarded = False  # the guarded copy is in use (guarding_user_copies)
 _error: str = ""
 _log_cb = None
 _LOG_FN = ctypes.CFUNCTYPE(None, ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p)
@@ -113,37 +117,61 @@ def _on_farf(level: int, file: bytes | None, line: int, text: bytes | None) -> N
 def load() -> ctypes.CDLL:
     """The runtime, loaded once per process with RTLD_GLOBAL; :class:`RuntimeMissing` if it
     cannot be."""
-    global _lib, _error, _log_cb
     lib = _lib
     if lib is not None:
         return lib
     with _lock:
-        if _lib is not None:
-            return _lib
-        if _error:
-            raise RuntimeMissing(_error)
-        try:
-            lib = ctypes.CDLL(LIBRARY, mode=os.RTLD_GLOBAL | os.RTLD_NOW)
-        except OSError as exc:
-            _error = (f"qdarpc's DSP runtime {os.path.basename(LIBRARY)} does not load ({exc}); rebuild "
-                      "the package (`python setup.py build_ext --inplace` in a checkout)")
-            raise RuntimeMissing(_error) from None
-        lib.qdarpc_dsp_call.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_uint64, ctypes.c_uint32,
-                                        ctypes.c_void_p, ctypes.POINTER(ctypes.c_int)]
-        lib.qdarpc_dsp_call.restype = ctypes.c_int
-        lib.qdarpc_dsprt_last_fault.argtypes = [ctypes.POINTER(ctypes.c_uint64), ctypes.POINTER(ctypes.c_int)]
-        lib.qdarpc_dsprt_last_fault.restype = ctypes.c_int
-        lib.qdarpc_dsprt_call_fault.argtypes = [ctypes.POINTER(ctypes.c_uint64), ctypes.POINTER(ctypes.c_int)]
-        lib.qdarpc_dsprt_call_fault.restype = ctypes.c_int
-        lib.qdarpc_dsprt_ensure.argtypes = []
-        lib.qdarpc_dsprt_ensure.restype = ctypes.c_int
-        lib.qdarpc_dsprt_set_log.argtypes = [_LOG_FN]
-        lib.qdarpc_dsprt_set_log.restype = None
-        _log_cb = _LOG_FN(_on_farf)  # kept for the life of the process: C holds the pointer
-        lib.qdarpc_dsprt_set_log(_log_cb)
-        lib.qdarpc_dsprt_ensure()
-        _lib = lib
-        return lib
+        return _lib or _load_locked()
+
+
+def _load_locked() -> ctypes.CDLL:
+    # (under _lock)
+    global _lib, _error, _log_cb
+    if _error:
+        raise RuntimeMissing(_error)
+    try:
+        lib = ctypes.CDLL(LIBRARY, mode=os.RTLD_GLOBAL | os.RTLD_NOW)
+    except OSError as exc:
+        _error = (f"qdarpc's DSP runtime {os.path.basename(LIBRARY)} does not load ({exc}); rebuild "
+                  "the package (`python setup.py build_ext --inplace` in a checkout)")
+        raise RuntimeMissing(_error) from None
+    lib.qdarpc_dsp_call.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_uint64, ctypes.c_uint32,
+                                    ctypes.c_void_p, ctypes.POINTER(ctypes.c_int)]
+    lib.qdarpc_dsp_call.restype = ctypes.c_int
+    lib.qdarpc_dsprt_last_fault.argtypes = [ctypes.POINTER(ctypes.c_uint64), ctypes.POINTER(ctypes.c_int)]
+    lib.qdarpc_dsprt_last_fault.restype = ctypes.c_int
+    lib.qdarpc_dsprt_call_fault.argtypes = [ctypes.POINTER(ctypes.c_uint64), ctypes.POINTER(ctypes.c_int)]
+    lib.qdarpc_dsprt_call_fault.restype = ctypes.c_int
+    lib.qdarpc_dsprt_ensure.argtypes = []
+    lib.qdarpc_dsprt_ensure.restype = ctypes.c_int
+    lib.qdarpc_guarded_copy.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t]
+    lib.qdarpc_guarded_copy.restype = ctypes.c_int
+    lib.qdarpc_dsprt_set_log.argtypes = [_LOG_FN]
+    lib.qdarpc_dsprt_set_log.restype = None
+    _log_cb = _LOG_FN(_on_farf)  # kept for the life of the process: C holds the pointer
+    lib.qdarpc_dsprt_set_log(_log_cb)
+    lib.qdarpc_dsprt_ensure()
+    _lib = lib
+    _guard_user_copies(lib)
+    return lib
+
+
+def _guard_user_copies(lib: ctypes.CDLL) -> None:
+    # (see guarding_user_copies; the handlers the guarded copy needs were just installed)
+    global _guarded
+    if os.environ.get(UACCESS_ENV, "") != "checked":
+        _ext.load("_marshal").set_guarded_copy(ctypes.cast(lib.qdarpc_guarded_copy, ctypes.c_void_p).value)
+        _guarded = True
+
+
+def guarding_user_copies() -> bool:
+    """Whether the emulated kernel's user copies of ranges nobody vouched for (a C caller's
+    pointers, a raw ioctl's addresses) go through ``qdarpc_guarded_copy``: a fault in the copy is
+    -EFAULT, as the kernel's exception table makes it, with no syscall (``process_vm_readv``
+    costs several times a whole emulated invoke). From the runtime's load on (the first native
+    skel: the crash guard's handlers are installed then, and only then, so a process that runs
+    no native skel keeps its signal dispositions untouched); not with ``QDARPC_UACCESS=checked``."""
+    return _guarded
 
 
 def ensure_guard() -> int:

@@ -45,8 +45,9 @@ extern const struct qda_uaccess qda_uaccess_held;
  * @len: bytes; 0 always succeeds
  *
  * A range inside one the calling thread pinned (qda_uaccess_pin()) is copied with memcpy();
- * anything else goes through process_vm_readv() on our own pid, looping on partial transfers,
- * which reports a bad pointer as EFAULT instead of faulting.
+ * anything else goes through the guarded copier when one is set (qda_uaccess_set_guarded()),
+ * else through process_vm_readv() on our own pid, looping on partial transfers, which reports
+ * a bad pointer as EFAULT instead of faulting.
  *
  * Return: 0, or -EFAULT if any byte of [@uaddr, @uaddr + @len) is not readable (then @dst
  * holds an unspecified prefix of the data).
@@ -59,15 +60,33 @@ int qda_copy_from_user(void *dst, uint64_t uaddr, size_t len);
  * @src: local source (must be valid for @len bytes)
  * @len: bytes; 0 always succeeds
  *
- * memcpy() into a range pinned writable by the calling thread, else process_vm_writev() on
- * our own pid (so read-only pages fail, unlike /proc/self/mem).
+ * memcpy() into a range pinned writable by the calling thread, else the guarded copier when
+ * one is set, else process_vm_writev() on our own pid (either way read-only pages fail, unlike
+ * /proc/self/mem).
  *
  * Return: 0, or -EFAULT if any byte of the destination is not writable.
  */
 int qda_copy_to_user(uint64_t uaddr, const void *src, size_t len);
 
+/**
+ * qda_uaccess_set_guarded() - a copier for the ranges nobody pinned, or NULL (the default)
+ * @fn: copies @n bytes from @src to @dst and returns 0, or -EFAULT when a byte of either range
+ *      faults, never crashing (the DSP runtime's qdarpc_guarded_copy: the kernel's exception
+ *      table fixup, without a syscall)
+ *
+ * While one is set, qda_copy_from_user(), qda_copy_to_user() and the vectored copies use it for
+ * every range not pinned, in place of process_vm_readv/writev and the pipe.
+ */
+typedef int (*qda_guarded_copy_fn)(void *dst, const void *src, size_t n);
+void qda_uaccess_set_guarded(qda_guarded_copy_fn fn);
+
+/** qda_uaccess_guarded_count() - process-wide count of copies done by the guarded copier (a
+ * part of qda_uaccess_stats()'s @checked). */
+unsigned long long qda_uaccess_guarded_count(void);
+
 /** qda_copy_from_user_checked(), qda_copy_to_user_checked() - the same copies, always through
- * process_vm_readv/writev whatever is pinned (the reference the fast path is tested against). */
+ * process_vm_readv/writev whatever is pinned or set (the reference the fast path is tested
+ * against). */
 int qda_copy_from_user_checked(void *dst, uint64_t uaddr, size_t len);
 int qda_copy_to_user_checked(uint64_t uaddr, const void *src, size_t len);
 
@@ -114,6 +133,7 @@ void qda_uaccess_stats(unsigned long long *memcpys, unsigned long long *checked)
  *            1 pinned, 0 not. Needs the GIL; never raises.
  * @vouches: 1 if pin_view() would pin that Py_buffer (copies of it may use qda_uaccess_held
  *           while it is held), 0 if not; pins nothing. Needs the GIL; never raises.
+ * @copy_from_user: that copy's qda_copy_from_user() (its pins, its guarded copier).
  */
 struct qda_pin_api {
 	size_t (*mark)(void);
@@ -121,6 +141,7 @@ struct qda_pin_api {
 	void (*unpin)(size_t mark);
 	int (*pin_view)(void *view, int writable);
 	int (*vouches)(void *view);
+	int (*copy_from_user)(void *dst, uint64_t uaddr, size_t len);
 };
 
 /**
