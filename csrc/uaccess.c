@@ -47,11 +47,21 @@ static void count(unsigned long long *c)
 	__atomic_fetch_add(c, 1, __ATOMIC_RELAXED);
 }
 
-/* The copier for ranges nobody pinned (qda_uaccess_set_guarded), or NULL: acquire/release. */
+/* The copier for ranges nobody pinned (qda_uaccess_set_guarded) and its readiness check, or
+ * NULL: acquire/release (set: armed before fn; cleared: fn first). */
 static qda_guarded_copy_fn guarded;
+static qda_guard_armed_fn guard_armed;
+static unsigned long long stat_checks, stat_refused;
 
-void qda_uaccess_set_guarded(qda_guarded_copy_fn fn)
+/* The calling thread's user-copy scopes (qda_uaccess_begin) and, inside one, the verdict of
+ * guard_armed for it: 0 not asked yet, 1 armed, -1 not. */
+static __thread unsigned scope_depth;
+static __thread signed char verdict;
+
+void qda_uaccess_set_guarded(qda_guarded_copy_fn fn, qda_guard_armed_fn armed)
 {
+	__atomic_store_n(&guarded, NULL, __ATOMIC_RELEASE);
+	__atomic_store_n(&guard_armed, armed, __ATOMIC_RELEASE);
 	__atomic_store_n(&guarded, fn, __ATOMIC_RELEASE);
 }
 
@@ -60,10 +70,37 @@ unsigned long long qda_uaccess_guarded_count(void)
 	return __atomic_load_n(&stat_guarded, __ATOMIC_RELAXED);
 }
 
-/* Through the guarded copier, if one is set: 1 and *rc (0 or -EFAULT), else 0. */
-static int try_guarded(void *dst, const void *src, size_t len, int *rc)
+unsigned long long qda_uaccess_guard_checks(unsigned long long *refused)
+{
+	if (refused)
+		*refused = __atomic_load_n(&stat_refused, __ATOMIC_RELAXED);
+	return __atomic_load_n(&stat_checks, __ATOMIC_RELAXED);
+}
+
+/* The guarded copier if one is set and it can catch a fault in this thread now, else NULL. */
+static qda_guarded_copy_fn guarded_copier(void)
 {
 	qda_guarded_copy_fn fn = __atomic_load_n(&guarded, __ATOMIC_ACQUIRE);
+
+	if (fn == NULL)
+		return NULL;
+	if (verdict == 0 || scope_depth == 0) {
+		qda_guard_armed_fn armed = __atomic_load_n(&guard_armed, __ATOMIC_ACQUIRE);
+
+		verdict = armed == NULL || armed() ? 1 : -1;
+		if (armed != NULL) {
+			count(&stat_checks);
+			if (verdict < 0)
+				count(&stat_refused);
+		}
+	}
+	return verdict > 0 ? fn : NULL;
+}
+
+/* Through the guarded copier, if it can be used: 1 and *rc (0 or -EFAULT), else 0. */
+static int try_guarded(void *dst, const void *src, size_t len, int *rc)
+{
+	qda_guarded_copy_fn fn = guarded_copier();
 
 	if (fn == NULL)
 		return 0;
@@ -71,6 +108,20 @@ static int try_guarded(void *dst, const void *src, size_t len, int *rc)
 	count(&stat_guarded);
 	*rc = fn(dst, src, len) ? -EFAULT : 0;
 	return 1;
+}
+
+size_t qda_uaccess_begin(void)
+{
+	if (scope_depth++ == 0)
+		verdict = 0;
+	return npins;
+}
+
+void qda_uaccess_end(size_t mark)
+{
+	qda_uaccess_unpin(mark);
+	if (scope_depth > 0 && --scope_depth == 0)
+		verdict = 0;
 }
 
 size_t qda_uaccess_pin_mark(void)
@@ -488,7 +539,8 @@ broken:
 
 static int copy_vec(const struct qda_ucopy *v, size_t n, size_t *bad, int to_user)
 {
-	size_t i = 0;
+	size_t i = 0, mark = qda_uaccess_begin();	/* the copies share one look at the guard */
+	int guard = -1, rc = 0;	/* asked at the first copy not pinned */
 
 	while (i < n) {
 		size_t k = 0, bytes = 0;
@@ -506,7 +558,9 @@ static int copy_vec(const struct qda_ucopy *v, size_t n, size_t *bad, int to_use
 		}
 		/* a run of unpinned small copies goes through the pipe together (unless a guarded
 		 * copier takes each: no syscall at all) */
-		while (!__atomic_load_n(&guarded, __ATOMIC_ACQUIRE) && i + k < n && k < PIPE_IOV_MAX &&
+		if (guard < 0)
+			guard = guarded_copier() != NULL;
+		while (!guard && i + k < n && k < PIPE_IOV_MAX &&
 		       v[i + k].len <= PIPE_COPY_MAX &&
 		       bytes + v[i + k].len <= PIPE_BATCH_MAX &&
 		       !qda_uaccess_pinned(v[i + k].user, v[i + k].len, to_user)) {
@@ -529,11 +583,13 @@ static int copy_vec(const struct qda_ucopy *v, size_t n, size_t *bad, int to_use
 			    : qda_copy_from_user(v[i].local, v[i].user, v[i].len)) {
 			if (bad)
 				*bad = i;
-			return -EFAULT;
+			rc = -EFAULT;
+			break;
 		}
 		i++;
 	}
-	return 0;
+	qda_uaccess_end(mark);
+	return rc;
 }
 
 int qda_copy_from_user_vec(const struct qda_ucopy *v, size_t n, size_t *bad)

@@ -67,6 +67,8 @@ cdef extern from "qdarpc/uaccess.h":
         int (*pin_view)(void *view, int writable)
         int (*vouches)(void *view)
         int (*copy_from_user)(void *dst, uint64_t uaddr, size_t len)
+        size_t (*begin)()
+        void (*end)(size_t mark)
 
 __version__ = QDARPC_VERSION.decode()
 
@@ -400,7 +402,7 @@ cdef class Invoker:
                 ret = self._routed(handle, sc, descs, True)
                 if ret is not None:
                     return self._result(ret)
-            mark = _pins.mark()
+            mark = _pins.begin()
             try:
                 for i in range(held):
                     # copied (not translated to a registration): the driver will memcpy it
@@ -412,7 +414,7 @@ cdef class Invoker:
                 if ret is None:
                     ret = self._send(handle, sc, n, hdr, descs)
             finally:
-                _pins.unpin(mark)
+                _pins.end(mark)
         finally:
             for i in range(held):
                 PyBuffer_Release(&views[i])
@@ -480,20 +482,33 @@ cdef class Invoker:
                           Py_ssize_t nbufs, bytearray hdr, char *descs):
         """The invoke of a C caller: ``pra`` entries (16 B: ``{pv, nLen}`` or ``{fd, offset}``)
         become descriptors in place; the driver checks every buffer address it is given."""
-        global qda_compat_errno
-        cdef Py_ssize_t i
         cdef size_t mark
-        cdef uint64_t *d
-        cdef object ret
         cdef uint64_t small[2 * PRA_STACK]
         cdef uint64_t *pra = small
-        cdef bint whole
         if args.count != n or (n and args.address == 0):
             return self._host(AEE_EBADPARM)
         if n > PRA_STACK:
             pra = <uint64_t *>malloc(16 * n)
             if pra == NULL:
                 return self._host(AEE_ENOMEMORY)
+        # One user-copy scope for the whole call: its copies share one look at the guard.
+        mark = _pins.begin()
+        try:
+            return self._invoke_c_scoped(handle, sc, args, n, nbufs, hdr, descs, pra)
+        finally:
+            _pins.end(mark)
+            if pra != small:
+                free(pra)
+
+    cdef object _invoke_c_scoped(self, uint32_t handle, uint32_t sc, CArgs args, Py_ssize_t n,
+                                 Py_ssize_t nbufs, bytearray hdr, char *descs, uint64_t *pra):
+        # (_invoke_c's body, inside its scope)
+        global qda_compat_errno
+        cdef Py_ssize_t i
+        cdef size_t mark
+        cdef uint64_t *d
+        cdef object ret
+        cdef bint whole
         # The whole remote_arg array in one checked copy; if some of it is unreadable, entry by
         # entry, so the entries before the bad one are handled as before.
         whole = n == 0 or _pins.copy_from_user(pra, args.address, 16 * n) == 0
@@ -521,9 +536,6 @@ cdef class Invoker:
                     return self._host(AEE_EBADPARM)
         except (TypeError, ValueError, OverflowError):
             return self._host(AEE_EBADPARM)
-        finally:
-            if pra != small:
-                free(pra)
         mark = _pins.mark()
         try:
             if n:

@@ -86,10 +86,16 @@ cdef extern from "qdarpc/uaccess.h" nogil:
         int (*pin_view)(void *view, int writable)
         int (*vouches)(void *view)
         int (*copy_from_user)(void *dst, uint64_t uaddr, size_t len)
+        size_t (*begin)()
+        void (*end)(size_t mark)
     const qda_uaccess qda_uaccess_held
     ctypedef int (*qda_guarded_copy_fn)(void *dst, const void *src, size_t n)
-    void qda_uaccess_set_guarded(qda_guarded_copy_fn fn)
+    ctypedef int (*qda_guard_armed_fn)()
+    void qda_uaccess_set_guarded(qda_guarded_copy_fn fn, qda_guard_armed_fn armed)
     unsigned long long qda_uaccess_guarded_count()
+    unsigned long long qda_uaccess_guard_checks(unsigned long long *refused)
+    size_t qda_uaccess_begin()
+    void qda_uaccess_end(size_t mark)
     int qda_uaccess_prepare()
     int qda_copy_from_user(void *dst, uint64_t uaddr, size_t len)
     int qda_copy_to_user(uint64_t uaddr, const void *src, size_t len)
@@ -196,6 +202,8 @@ _api.unpin = qda_uaccess_unpin
 _api.pin_view = _pin_view
 _api.vouches = _vouches_view
 _api.copy_from_user = qda_copy_from_user
+_api.begin = qda_uaccess_begin
+_api.end = qda_uaccess_end
 #: ``struct qda_pin_api`` (csrc/include/qdarpc/uaccess.h) of this module's copy of uaccess.c,
 #: for extensions that build descriptors themselves (libadsprpc_compat._remote).
 PIN_API = PyCapsule_New(&_api, "qda_core._marshal.PIN_API", NULL)
@@ -365,7 +373,7 @@ cdef int _user_copy(void *buf, uint64_t uaddr, size_t n, int to_user, bint check
             ret = (qda_copy_to_user_checked(uaddr, buf, n) if to_user
                    else qda_copy_from_user_checked(buf, uaddr, n))
         return ret
-    mark = qda_uaccess_pin_mark()
+    mark = qda_uaccess_begin()
     try:
         if _nvmas and not qda_uaccess_pinned(uaddr, n, to_user):
             held = _pin_registered(uaddr, n, to_user, &reg)
@@ -375,7 +383,7 @@ cdef int _user_copy(void *buf, uint64_t uaddr, size_t n, int to_user, bint check
         else:
             ret = qda_copy_to_user(uaddr, buf, n) if to_user else qda_copy_from_user(buf, uaddr, n)
     finally:
-        qda_uaccess_unpin(mark)
+        qda_uaccess_end(mark)
         if held:
             PyBuffer_Release(&reg)
     return ret
@@ -405,25 +413,37 @@ def copy_to_user(uint64_t uaddr, src, bint checked=False):
 
 def copy_stats():
     """Process-wide counts of user copies by path: ``memcpy`` (known-valid) and ``checked``,
-    and of the checked ones, those the ``guarded`` copier made (no syscall)."""
-    cdef unsigned long long m = 0, c = 0
+    of the checked ones those the ``guarded`` copier made (no syscall), and how often the guard
+    was asked whether it could take a scope's copies (``guard_checks``) and said no
+    (``guard_refused``: someone else's signal handler was in, or the thread blocked the signal)."""
+    cdef unsigned long long m = 0, c = 0, refused = 0, checks
     qda_uaccess_stats(&m, &c)
-    return {"memcpy": m, "checked": c, "guarded": qda_uaccess_guarded_count()}
+    checks = qda_uaccess_guard_checks(&refused)
+    return {"memcpy": m, "checked": c, "guarded": qda_uaccess_guarded_count(),
+            "guard_checks": checks, "guard_refused": refused}
 
 
-def set_guarded_copy(size_t fn):
+def set_guarded_copy(size_t fn, size_t armed=0):
     """Copy the ranges nobody pinned with the C function at address ``fn`` (``int fn(void *dst,
     const void *src, size_t n)``: 0, or -EFAULT for a range that faults, never crashing - the
-    DSP runtime's ``qdarpc_guarded_copy``), or, with 0, through ``process_vm_readv/writev``
-    again. Returns the address set before (0: none)."""
-    global _guarded
-    prev = _guarded
-    qda_uaccess_set_guarded(<qda_guarded_copy_fn>fn)
-    _guarded = fn
+    DSP runtime's ``qdarpc_guarded_copy``) whenever the C function at ``armed`` (``int
+    armed(void)``, the runtime's ``qdarpc_guard_armed``; 0: always) says it can, once per
+    user-copy scope; or, with ``fn`` 0, through ``process_vm_readv/writev`` again. Returns the
+    ``(fn, armed)`` set before (``(0, 0)``: none)."""
+    global _guarded, _guarded_armed
+    prev = (_guarded, _guarded_armed)
+    qda_uaccess_set_guarded(<qda_guarded_copy_fn>fn, <qda_guard_armed_fn>armed if fn else NULL)
+    _guarded, _guarded_armed = fn, (armed if fn else 0)
     return prev
 
 
+def guarded_copy():
+    """The ``(fn, armed)`` :func:`set_guarded_copy` set (``(0, 0)``: copies take the syscalls)."""
+    return (_guarded, _guarded_armed)
+
+
 cdef size_t _guarded = 0
+cdef size_t _guarded_armed = 0
 
 
 def pinned(uint64_t uaddr, size_t n, bint write=False):
@@ -594,7 +614,7 @@ cdef class ArgPins:
         # held, so nobody can resize the descriptors under the pin
         PyObject_GetBuffer(self.descs, &self.dview, PyBUF_SIMPLE)
         self.dheld = True
-        self.mark = qda_uaccess_pin_mark()
+        self.mark = qda_uaccess_begin()
         self.pinned = True
         for i in range(self.nbufs):
             if self.state[i] == 3:
@@ -606,7 +626,7 @@ cdef class ArgPins:
     cdef void unpin(self) noexcept:
         """Undo :meth:`pin` and release every buffer held."""
         if self.pinned:
-            qda_uaccess_unpin(self.mark)
+            qda_uaccess_end(self.mark)
             self.pinned = False
         self._release()
 
@@ -723,7 +743,7 @@ cdef int pack_planned_raw(uint32_t sc, const void *abuf, size_t alen, const void
         ret = qda_pack_planned(sc, abuf, rbuf, olaps, size, pbuf, plen, payload_va, payload_dev, NULL, &st)
     else:
         a.buf, a.len, r.buf, r.len = <void *>abuf, <Py_ssize_t>alen, <void *>rbuf, <Py_ssize_t>rlen
-        mark = qda_uaccess_pin_mark()
+        mark = qda_uaccess_begin()
         try:
             nreg = _pin_registered_args(sc, &a, &r, 0, regs)
             if plen >= NOGIL_MIN:
@@ -733,7 +753,7 @@ cdef int pack_planned_raw(uint32_t sc, const void *abuf, size_t alen, const void
             else:
                 ret = qda_pack_planned(sc, abuf, rbuf, olaps, size, pbuf, plen, payload_va, payload_dev, NULL, &st)
         finally:
-            qda_uaccess_unpin(mark)
+            qda_uaccess_end(mark)
             for k in range(nreg):
                 PyBuffer_Release(&regs[k])
     if ret < 0:
@@ -795,7 +815,7 @@ cdef object unpack_raw(uint32_t sc, const void *abuf, size_t alen, const void *r
         ret = qda_unpack(sc, abuf, alen, rbuf, rlen, pbuf, plen, payload_va, NULL, fds, &st)
     else:
         a.buf, a.len, r.buf, r.len = <void *>abuf, <Py_ssize_t>alen, <void *>rbuf, <Py_ssize_t>rlen
-        mark = qda_uaccess_pin_mark()
+        mark = qda_uaccess_begin()
         try:
             nreg = _pin_registered_args(sc, &a, &r, 1, regs)
             if plen >= NOGIL_MIN:
@@ -804,7 +824,7 @@ cdef object unpack_raw(uint32_t sc, const void *abuf, size_t alen, const void *r
             else:
                 ret = qda_unpack(sc, abuf, alen, rbuf, rlen, pbuf, plen, payload_va, NULL, fds, &st)
         finally:
-            qda_uaccess_unpin(mark)
+            qda_uaccess_end(mark)
             for k in range(nreg):
                 PyBuffer_Release(&regs[k])
     if ret < 0:

@@ -28,6 +28,7 @@ def progs(tmp_path_factory):
         "fork_start": compile_c("abi/fork_start.c", d / "fork_start"),
         "fork_storm": compile_c("abi/fork_storm.c", d / "fork_storm"),
         "exit_join": compile_c("abi/exit_join.c", d / "exit_join"),
+        "guard_signals": compile_c("abi/guard_signals.c", d / "guard_signals"),
     }
 
 
@@ -89,6 +90,30 @@ def test_hostile_pointers_to_a_native_skel_get_the_same_codes(progs, backend, tm
         assert got.pop("calls_in_tls_destructors") == "0"
         assert got == want, uaccess
         assert "internal error" not in res.stderr
+
+
+@pytest.mark.parametrize("mode", ["reporter", "default", "blocked", "chain"])
+def test_fault_signals_changed_after_the_runtime_loaded_still_give_codes(progs, mode, tmp_path):
+    """The guarded copy is only as good as the handlers in place when it runs: a program that,
+    after its first native skel call, installs a crash reporter (not chaining), puts SIG_DFL
+    back, blocks SIGSEGV/SIGBUS, or chains to the guard from a handler that runs with the signal
+    blocked, still gets EFAULT for a bad in- or out-buffer (its copies take the syscalls while
+    the guard could not catch their fault), never its own handler run or a death by signal; and
+    a skel fault that reaches the guard through the chaining handler leaves the thread's signal
+    mask as it was (the next fault would otherwise kill the process)."""
+    from cc_helpers import compile_skel
+
+    compile_skel("calculator", tmp_path / "libcalculator_skel.so")
+    compile_skel("crashy", tmp_path / "libcrashy_skel.so")
+    res = run_c([progs["guard_signals"], mode], timeout=60, DSP_LIBRARY_PATH=tmp_path)
+    assert res.returncode == 0, (res.returncode, res.stdout, res.stderr)
+    bad = f"0x{rpc.AEE_EBADPARM:x}/{EFAULT}"
+    want = {"open": "0x0/0", "first": "0x0/0", "bad": bad, "bad_out": bad, "good": "0x0/0", "sum": "1000010",
+            "close": "0x0/0"}
+    if mode == "chain":
+        want.update({"crashy": "0x0/0", "crash": "0x8000040d/0", "segv_blocked_after": "0"})
+    assert _lines(res.stdout) == want
+    assert "crash reporter ran" not in res.stderr
 
 
 def test_flavours_are_separate_library_instances(progs):

@@ -98,21 +98,23 @@ def stats():
     return native.copy_stats()
 
 
-def _guarded_copier() -> int:
-    """The DSP runtime's guarded copy (``qdarpc_guarded_copy``), loading the runtime."""
+def _guarded_copier() -> tuple[int, int]:
+    """The DSP runtime's guarded copy and its readiness check (``qdarpc_guarded_copy``,
+    ``qdarpc_guard_armed``), loading the runtime."""
     from qda_core.dsp import dsprt
 
-    return ctypes.cast(dsprt.load().qdarpc_guarded_copy, ctypes.c_void_p).value
+    lib = dsprt.load()
+    return tuple(ctypes.cast(f, ctypes.c_void_p).value for f in (lib.qdarpc_guarded_copy, lib.qdarpc_guard_armed))
 
 
 @contextlib.contextmanager
 def guard_copies(on: bool):
     """Copies of ranges nobody pinned through the guarded copy (``on``) or the syscalls."""
-    prev = native.set_guarded_copy(_guarded_copier() if on else 0)
+    prev = native.set_guarded_copy(*(_guarded_copier() if on else (0, 0)))
     try:
         yield
     finally:
-        native.set_guarded_copy(prev)
+        native.set_guarded_copy(*prev)
 
 
 # --- single copies --------------------------------------------------------------------------
@@ -506,8 +508,9 @@ def test_the_runtime_guards_user_copies_from_its_load_unless_told_not_to():
 
     code = ("from qda_core.dsp import dsprt; from qda_core._ext import load; m = load('_marshal'); "
             "before = dsprt.guarding_user_copies(); dsprt.load(); "
-            "print(before, dsprt.guarding_user_copies(), m.set_guarded_copy(0) != 0)")
-    for env, want in (({}, "False True True"), ({"QDARPC_UACCESS": "checked"}, "False False False")):
+            "print(before, dsprt.guarding_user_copies(), m.set_guarded_copy(0) != (0, 0), "
+            "dsprt.guarding_user_copies())")
+    for env, want in (({}, "False True True False"), ({"QDARPC_UACCESS": "checked"}, "False False False False")):
         e = {k: v for k, v in os.environ.items() if k != "QDARPC_UACCESS"}
         out = subprocess.run([sys.executable, "-c", code], env={**e, **env}, capture_output=True, text=True,
                              check=True).stdout
@@ -534,3 +537,77 @@ def test_guarded_copies_fault_cleanly_in_any_thread(arena):
         for t in ts:
             t.join()
     assert results == [(-errno.EFAULT, 0, True)] * 4 and stats()["guarded"] >= before + 8
+
+
+_HANDLERS_CHILD = r"""
+import ctypes, faulthandler, mmap, signal
+from qda_core.dsp import dsprt
+from qda_core._ext import load
+m = load("_marshal")
+libc = ctypes.CDLL(None)
+libc.mmap.restype = ctypes.c_void_p
+libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_long]
+bad = libc.mmap(None, mmap.PAGESIZE, 0, mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS, -1, 0)
+dsprt.load()
+
+def probe(what):
+    s = m.copy_stats()
+    r = m.copy_from_user(bytearray(8), bad), m.copy_to_user(bad, b"12345678")
+    t = m.copy_stats()
+    print(what, *r, t["guarded"] - s["guarded"], t["guard_refused"] - s["guard_refused"], flush=True)
+
+probe("runtime")
+signal.signal(signal.SIGSEGV, lambda *a: print("python handler ran", flush=True))
+probe("signal.signal")
+signal.signal(signal.SIGSEGV, signal.SIG_DFL)
+probe("SIG_DFL")
+dsprt.ensure_guard()
+probe("ensure_guard")
+faulthandler.enable()
+probe("faulthandler.enable")
+dsprt.ensure_guard()
+probe("ensure_guard")
+signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGBUS])
+probe("SIGBUS blocked")
+signal.pthread_sigmask(signal.SIG_UNBLOCK, [signal.SIGBUS])
+probe("unblocked")
+"""
+
+
+def test_copies_take_the_syscalls_while_the_guard_could_not_catch_their_fault():
+    """The guarded copy catches a fault only while its handlers are the installed ones and the
+    thread lets the signal through. Whatever the process did since the runtime loaded (Python's
+    ``signal.signal``, ``SIG_DFL``, ``faulthandler.enable()``, a blocked SIGBUS), a bad address
+    is EFAULT, through the syscalls while the guard is out, and never reaches another handler;
+    ``ensure_guard()`` puts the guard back. (A process of its own: it changes its signals.)"""
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k not in ("QDARPC_UACCESS", "PYTHONFAULTHANDLER")}
+    res = subprocess.run([sys.executable, "-c", _HANDLERS_CHILD], env=env, capture_output=True, text=True,
+                         timeout=120)
+    assert res.returncode == 0, res.stderr
+    guarded, refused = f"-{errno.EFAULT} -{errno.EFAULT} 2 0", f"-{errno.EFAULT} -{errno.EFAULT} 0 2"
+    assert res.stdout.splitlines() == [
+        f"runtime {guarded}", f"signal.signal {refused}", f"SIG_DFL {refused}", f"ensure_guard {guarded}",
+        f"faulthandler.enable {refused}", f"ensure_guard {guarded}", f"SIGBUS blocked {refused}",
+        f"unblocked {guarded}"]
+
+
+def test_a_calls_copies_share_one_look_at_the_guard(soc):
+    """The guard's readiness costs syscalls (qdarpc_guard_armed), so an emulated call asks once
+    for all its copies (a user-copy scope, qda_uaccess_begin): a typed invoke with four in-buffers
+    Python cannot vouch for makes four guarded copies and one check."""
+    keep = [(ctypes.c_char * 16)(*(b"%02d" % i * 8)) for i in range(4)]
+    bufs = [(ctypes.c_char * 16).from_address(ctypes.addressof(b)) for b in keep]  # (not vouched for)
+    out = bytearray(16)
+    with soc.open_device("cdsp") as f, guard_copies(True):
+        assert f.init_create(attrs=UNSIGNED) == 0
+        h = open_module(f, TEST)[1]
+        f.invoke(h, SC_ECHO, [bufs[0], out])
+        s = stats()
+        with contextlib.suppress(OSError):  # (the null method answers whatever it is given)
+            f.invoke(h, 0x02040100, [*bufs, out])
+        t = stats()
+    assert t["guarded"] - s["guarded"] >= 4
+    assert (t["guard_checks"] - s["guard_checks"], t["guard_refused"] - s["guard_refused"]) == (1, 0)

@@ -5,9 +5,13 @@
  * Design notes (measured on the reference machine, see tests/test_native_skels.py):
  *  - handlers are installed once per process: a per-call sigaction save/restore is not thread
  *    safe (two threads' calls interleave their restores) and costs two syscalls;
- *  - sigsetjmp(jb, 0) does not save the signal mask (no syscall); that is only correct because
- *    the handlers run with SA_NODEFER, so the fault's signal is not blocked when we jump out of
- *    the handler (without it the next fault in that thread would be fatal);
+ *  - sigsetjmp(jb, 0) does not save the signal mask (no syscall): our handlers run with
+ *    SA_NODEFER, so the fault's signal is not blocked when we jump out of the handler; a handler
+ *    that chains to ours may have blocked it, so the landing restores the faulting context's
+ *    mask (one syscall, on the fault path: without it the next fault in that thread is fatal);
+ *  - a guarded user copy is only as safe as the handlers that are installed when it runs:
+ *    qdarpc_guard_armed() looks (three syscalls), and the emulated kernel's copies look once per
+ *    user-copy scope (qda_uaccess_begin), taking the syscalls while someone else's handler is in;
  *  - without an alternate signal stack a stack overflow has nowhere to run the handler and the
  *    kernel kills the process;
  *  - Python's faulthandler.enable() replaces our handlers; qdarpc_dsprt_ensure() (run for every
@@ -28,6 +32,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <ucontext.h>
 #include <unistd.h>
 
 #include "HAP_farf.h"
@@ -57,6 +62,9 @@ struct guard {
 	volatile int signo;
 	volatile int code;
 	void *volatile addr;
+	int kernel_only;	/* catch only faults the kernel raised (a copy), not raise() (a skel) */
+	volatile int has_mask;	/* mask: the thread's signal mask when the fault hit */
+	sigset_t mask;
 };
 
 static TLS struct guard *volatile active;   /* set only while skel code runs in this thread */
@@ -154,11 +162,17 @@ static void on_fault(int sig, siginfo_t *si, void *uc)
 {
 	struct guard *g = active;
 
-	if (g != NULL && synchronous(si)) {
+	if (g != NULL && (g->kernel_only ? si != NULL && si->si_code > 0 : synchronous(si))) {
 		active = NULL;
 		g->signo = sig;
 		g->code = si->si_code;
 		g->addr = si->si_addr;
+		if (uc != NULL) {
+			/* a handler that chained to us may have run with the signal blocked: the
+			 * landing puts back the mask of the faulting context (see restore_mask) */
+			g->mask = ((ucontext_t *)uc)->uc_sigmask;
+			g->has_mask = 1;
+		}
 		siglongjmp(g->jb, 1);
 	}
 	chain(sig, si, uc);
@@ -259,6 +273,23 @@ static void prepare_thread(void)
 	}
 }
 
+/* After a jump out of the handler. sigsetjmp(jb, 0) keeps no mask, and SA_NODEFER leaves ours
+ * unblocked; but a handler installed after ours that chains to it runs with the signal blocked
+ * (no SA_NODEFER), and jumping out of it would leave the signal blocked in this thread: the next
+ * fault would kill the process. One syscall, on the fault path only. */
+static void restore_mask(const struct guard *g)
+{
+	sigset_t s;
+
+	if (g->has_mask) {
+		pthread_sigmask(SIG_SETMASK, &g->mask, NULL);
+		return;
+	}
+	sigemptyset(&s);
+	sigaddset(&s, g->signo);
+	pthread_sigmask(SIG_UNBLOCK, &s, NULL);
+}
+
 typedef int (*handle_invoke_fn)(remote_handle64, uint32_t, remote_arg *);
 typedef int (*invoke_fn)(uint32_t, remote_arg *);
 
@@ -272,8 +303,11 @@ API int qdarpc_dsp_call(void *fn, int handle_style, uint64_t h64, uint32_t sc, v
 	chaining = 0;
 	call_signo = 0;
 	g.signo = 0;
+	g.kernel_only = 0;
+	g.has_mask = 0;
 	if (sigsetjmp(g.jb, 0) != 0) {
 		active = NULL;
+		restore_mask(&g);
 		call_signo = g.signo;
 		last_signo = g.signo;
 		last_code = g.code;
@@ -295,30 +329,38 @@ API int qdarpc_dsp_call(void *fn, int handle_style, uint64_t h64, uint32_t sc, v
 	return rv;
 }
 
-/* The copy itself, out of the sanitizers' sight (a fault in it is expected, and caught). */
+/* The copy itself, out of the sanitizers' sight (a fault in it is expected, and caught).
+ * Always forwards, byte order as the kernel's copy_user and process_vm_readv/writev go (an
+ * overlapping pair of ranges then reads bytes it already wrote, as the syscalls do), and never
+ * a libc call: a sanitizer intercepts those and checks the ranges itself. */
 __attribute__((no_sanitize_address, noinline)) static void raw_copy(void *dst, const void *src, size_t n)
 {
-	if ((const char *)dst > (const char *)src && (const char *)dst < (const char *)src + n) {
-		memmove(dst, src, n);	/* overlapping, dst above: backwards (two ranges of ours) */
-		return;
-	}
 #if defined(__x86_64__)
 	/* what the kernel's copy_user uses with ERMS; a fault stops it where it is */
 	__asm__ volatile("rep movsb" : "+D"(dst), "+S"(src), "+c"(n) : : "memory");
 #else
-	memmove(dst, src, n);
+	volatile char *d = dst;
+	const volatile char *s = src;
+
+	while (n--)
+		*d++ = *s++;
 #endif
 }
 
-/* One guarded copy: 0, or -EFAULT after a fault (then an unspecified part of it is done). */
+/* One guarded copy: 0, or -EFAULT after a fault (then an unspecified part of it is done). Only
+ * a fault the kernel raises counts: a SIGSEGV someone sends this thread (pthread_kill, tgkill)
+ * meanwhile goes where it would without the guard. */
 static int guarded_once(void *dst, const void *src, size_t n)
 {
 	struct guard g;
 	struct guard *volatile prev = active;
 
 	g.signo = 0;
+	g.kernel_only = 1;
+	g.has_mask = 0;
 	if (sigsetjmp(g.jb, 0) != 0) {
 		active = prev;
+		restore_mask(&g);
 		return -EFAULT;
 	}
 	active = &g;
@@ -360,6 +402,24 @@ API int qdarpc_guarded_copy(void *dst, const void *src, size_t n)
 		n -= k;
 	}
 	return 0;	/* (the fault was transient: the memory is there now) */
+}
+
+API int qdarpc_guard_armed(void)
+{
+	static const int copy_signals[] = {SIGSEGV, SIGBUS};
+	struct sigaction sa;
+	sigset_t blocked;
+
+	if (!thread_ready)
+		prepare_thread();
+	/* a blocked fault signal is not delivered: the kernel resets it to the default and kills */
+	if (pthread_sigmask(SIG_BLOCK, NULL, &blocked) != 0)
+		return 0;
+	for (int i = 0; i < 2; i++)
+		if (sigismember(&blocked, copy_signals[i]) || sigaction(copy_signals[i], NULL, &sa) != 0 ||
+		    !is_ours(&sa))
+			return 0;
+	return 1;
 }
 
 API int qdarpc_dsprt_last_fault(uint64_t *addr, int *code)

@@ -49,6 +49,16 @@ int qdarpc_dsp_call(void *fn, int handle_style, uint64_t h64, uint32_t sc, void 
 int qdarpc_guarded_copy(void *dst, const void *src, size_t n);
 
 /*
+ * Whether a guarded copy in the calling thread would catch its fault now: 1 if the handlers of
+ * SIGSEGV and SIGBUS are the guard's and the thread does not block either, else 0 (a handler
+ * installed after ours - a crash reporter's, Python's signal.signal or faulthandler.enable() -
+ * or SIG_DFL would get the fault instead). Three syscalls: for once per batch of copies, not
+ * per copy. Only a fault the kernel raises is caught by a copy (a SIGSEGV sent to the thread
+ * is not).
+ */
+int qdarpc_guard_armed(void);
+
+/*
  * The last fault qdarpc_dsp_call caught in the calling thread: returns its signal (0: none yet)
  * and stores the faulting address and si_code.
  */

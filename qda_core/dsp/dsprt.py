@@ -87,9 +87,8 @@ class DspContext(NamedTuple):
 #: thread-local, which the DSP's native lane sets around each call).
 context = ThreadContext()
 
-_lock = threading.Lock()  # protects _lib, _error, _log_cb and _guarded
+_lock = threading.Lock()  # protects _lib, _error and _log_cb
 _lib: ctypes.CDLL | None = None
-_guarded = False  # the guarded copy is in use (guarding_user_copies)
 _error: str = ""
 _log_cb = None
 _LOG_FN = ctypes.CFUNCTYPE(None, ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p)
@@ -146,6 +145,8 @@ def _load_locked() -> ctypes.CDLL:
     lib.qdarpc_dsprt_ensure.restype = ctypes.c_int
     lib.qdarpc_guarded_copy.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t]
     lib.qdarpc_guarded_copy.restype = ctypes.c_int
+    lib.qdarpc_guard_armed.argtypes = []
+    lib.qdarpc_guard_armed.restype = ctypes.c_int
     lib.qdarpc_dsprt_set_log.argtypes = [_LOG_FN]
     lib.qdarpc_dsprt_set_log.restype = None
     _log_cb = _LOG_FN(_on_farf)  # kept for the life of the process: C holds the pointer
@@ -158,10 +159,12 @@ def _load_locked() -> ctypes.CDLL:
 
 def _guard_user_copies(lib: ctypes.CDLL) -> None:
     # (see guarding_user_copies; the handlers the guarded copy needs were just installed)
-    global _guarded
     if os.environ.get(UACCESS_ENV, "") != "checked":
-        _ext.load("_marshal").set_guarded_copy(ctypes.cast(lib.qdarpc_guarded_copy, ctypes.c_void_p).value)
-        _guarded = True
+        _ext.load("_marshal").set_guarded_copy(_address(lib.qdarpc_guarded_copy), _address(lib.qdarpc_guard_armed))
+
+
+def _address(fn) -> int:
+    return ctypes.cast(fn, ctypes.c_void_p).value or 0
 
 
 def guarding_user_copies() -> bool:
@@ -170,8 +173,11 @@ def guarding_user_copies() -> bool:
     -EFAULT, as the kernel's exception table makes it, with no syscall (``process_vm_readv``
     costs several times a whole emulated invoke). From the runtime's load on (the first native
     skel: the crash guard's handlers are installed then, and only then, so a process that runs
-    no native skel keeps its signal dispositions untouched); not with ``QDARPC_UACCESS=checked``."""
-    return _guarded
+    no native skel keeps its signal dispositions untouched); not with ``QDARPC_UACCESS=checked``.
+    Each emulated syscall's copies still take the syscalls while the guard could not catch their
+    fault (``qdarpc_guard_armed``: a signal handler installed after the runtime's, or the
+    thread blocking SIGSEGV or SIGBUS)."""
+    return _ext.load("_marshal").guarded_copy()[0] != 0
 
 
 def ensure_guard() -> int:

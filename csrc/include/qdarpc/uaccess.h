@@ -73,16 +73,26 @@ int qda_copy_to_user(uint64_t uaddr, const void *src, size_t len);
  * @fn: copies @n bytes from @src to @dst and returns 0, or -EFAULT when a byte of either range
  *      faults, never crashing (the DSP runtime's qdarpc_guarded_copy: the kernel's exception
  *      table fixup, without a syscall)
+ * @armed: 1 if @fn would catch a fault in the calling thread now, else 0 (the DSP runtime's
+ *         qdarpc_guard_armed: its handlers still installed, the signals not blocked); NULL:
+ *         always
  *
  * While one is set, qda_copy_from_user(), qda_copy_to_user() and the vectored copies use it for
- * every range not pinned, in place of process_vm_readv/writev and the pipe.
+ * every range not pinned, in place of process_vm_readv/writev and the pipe, whenever @armed
+ * says so. @armed is asked once per outermost qda_uaccess_begin() scope of a thread (the first
+ * copy in it asks), and for every copy made outside a scope.
  */
 typedef int (*qda_guarded_copy_fn)(void *dst, const void *src, size_t n);
-void qda_uaccess_set_guarded(qda_guarded_copy_fn fn);
+typedef int (*qda_guard_armed_fn)(void);
+void qda_uaccess_set_guarded(qda_guarded_copy_fn fn, qda_guard_armed_fn armed);
 
 /** qda_uaccess_guarded_count() - process-wide count of copies done by the guarded copier (a
  * part of qda_uaccess_stats()'s @checked). */
 unsigned long long qda_uaccess_guarded_count(void);
+
+/** qda_uaccess_guard_checks() - process-wide count of the guarded copier's @armed asked, and
+ * (@refused) how many of those said no (the copies then took the syscalls). */
+unsigned long long qda_uaccess_guard_checks(unsigned long long *refused);
 
 /** qda_copy_from_user_checked(), qda_copy_to_user_checked() - the same copies, always through
  * process_vm_readv/writev whatever is pinned or set (the reference the fast path is tested
@@ -116,6 +126,22 @@ size_t qda_uaccess_pin_mark(void);
 /** qda_uaccess_unpin() - drop the calling thread's pins made since @mark was taken. */
 void qda_uaccess_unpin(size_t mark);
 
+/**
+ * qda_uaccess_begin() - open a user-copy scope of the calling thread: what one emulated
+ * syscall copies (an invoke's argument array, its buffers, its out-copies)
+ *
+ * The copies in a scope share one look at whether the guarded copier can be used (the
+ * handlers a program installs between two calls count; installed during one, they count from
+ * its next). Scopes nest: only the outermost one looks.
+ *
+ * Return: the pin mark, for qda_uaccess_end().
+ */
+size_t qda_uaccess_begin(void);
+
+/** qda_uaccess_end() - close the scope qda_uaccess_begin() returned @mark for, and drop the
+ * pins made since (qda_uaccess_unpin()). */
+void qda_uaccess_end(size_t mark);
+
 /** qda_uaccess_pinned() - 1 if [@uaddr, @uaddr + @len) lies inside one range the calling
  * thread pinned (writable if @write), else 0 (also for @len 0). */
 int qda_uaccess_pinned(uint64_t uaddr, size_t len, int write);
@@ -134,6 +160,7 @@ void qda_uaccess_stats(unsigned long long *memcpys, unsigned long long *checked)
  * @vouches: 1 if pin_view() would pin that Py_buffer (copies of it may use qda_uaccess_held
  *           while it is held), 0 if not; pins nothing. Needs the GIL; never raises.
  * @copy_from_user: that copy's qda_copy_from_user() (its pins, its guarded copier).
+ * @begin, @end: that copy's qda_uaccess_begin() and qda_uaccess_end().
  */
 struct qda_pin_api {
 	size_t (*mark)(void);
@@ -142,6 +169,8 @@ struct qda_pin_api {
 	int (*pin_view)(void *view, int writable);
 	int (*vouches)(void *view);
 	int (*copy_from_user)(void *dst, uint64_t uaddr, size_t len);
+	size_t (*begin)(void);
+	void (*end)(size_t mark);
 };
 
 /**
