@@ -12,6 +12,9 @@ Rows and their references:
      skel's null method (``dataplane_skel.c``: a C program's skel is C; a route serves the call
      without the GIL, docs/dataplane.md "Routes"), target <= 0.5x; and, as context without a
      target, on qdarpc_test's Python ``null`` (the GIL, the lanes and a Python call each time).
+     2b, context without a target: the native skel's null method with a copied 8-byte in- and
+     out-buffer, the DSP runtime's guarded user copy vs ``QDARPC_UACCESS=checked`` (the
+     process_vm_readv/writev it replaces), two programs whose rounds alternate.
   3. each extra small copied argument (8-byte in-buffers) through ``remote_handle64_invoke``, in
      multiples of a Python no-op call (a function returning None):
      ``(t(k args) - t(0 args)) / k / t(noop)``, k = 1 and 4, on a Python skel's null method that
@@ -225,34 +228,54 @@ def c_abi(b: _Bench) -> None:
             inv, io = _c_loop(b, exe, env, uri, f"{backend}, {what}")
             b.rows.append(target_row(f"2 null invoke, C ABI from C, {backend}, {what}", _med_ratio(inv, io), ref,
                                      target, time_s=statistics.median(inv) / 1e9, ref_s=statistics.median(io) / 1e9))
+        # 2b: the same with a copied in- and out-buffer (8 B each): the guarded user copy
+        # (docs/dataplane.md "User copies") against the syscalls it replaces, two programs
+        checked = {**env, "QDARPC_UACCESS": "checked"}
+        (g, gio), (c, cio) = _c_loops(b, exe, [(env, [NATIVE_URI, "1", "1"]), (checked, [NATIVE_URI, "1", "1"])],
+                                      f"{backend}, buffers")
+        b.rows.append(target_row(
+            f"2b 1 in + 1 out 8 B buffer, C ABI from C, {backend}, native skel", _med_ratio(g, c),
+            "the same, QDARPC_UACCESS=checked (process_vm_readv/writev)", "-", time_s=statistics.median(g) / 1e9,
+            ref_s=statistics.median(c) / 1e9,
+            note=f"{_med_ratio(g, gio):.2f}x / {_med_ratio(c, cio):.2f}x a C ioctl(FIONREAD) in each program"))
 
 
 def _c_loop(b: _Bench, exe: str, env: dict, uri: str, what: str) -> tuple[list[float], list[float]]:
     """c_abi_loop's rounds: ns per null invoke and per ioctl, interleaved in the program."""
-    proc = subprocess.Popen([exe, "20", "1000", uri], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-                            env=env)
-    inv, io = [], []
+    return _c_loops(b, exe, [(env, [uri])], what)[0]
+
+
+def _c_loops(b: _Bench, exe: str, runs: list[tuple[dict, list[str]]], what: str) -> list[tuple[list[float], list[float]]]:
+    """c_abi_loop's rounds for each ``(env, extra arguments)`` of ``runs``, one program each,
+    their rounds alternating: per program, ns per invoke and per ioctl."""
+    procs = [subprocess.Popen([exe, "20", "1000", *args], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                              env=env) for env, args in runs]
+    out: list[tuple[list[float], list[float]]] = [([], []) for _ in runs]
+    sizes = [(20, 1000)] * len(runs)
     try:
-        if proc.stdout.readline().strip() != "ready":
-            raise RuntimeError(f"the C side ({what}) did not start (see its stderr)")
-        n_inv, n_io = 20, 1000
+        for proc in procs:
+            if proc.stdout.readline().strip() != "ready":
+                raise RuntimeError(f"the C side ({what}) did not start (see its stderr)")
         for i in range(b.rounds + 1):  # round 0 sizes the batches (about batch_s * 5 each)
-            proc.stdin.write(f"{n_inv} {n_io}\n")
-            proc.stdin.flush()
-            line = proc.stdout.readline()
-            if not line:
-                raise RuntimeError(f"the C side ({what}) stopped: exit {proc.wait()}")
-            a, c = map(float, line.split())
-            if i == 0:
-                n_inv = max(10, int(b.batch_s * 5e9 / max(a, 1.0)))
-                n_io = max(100, int(b.batch_s * 5e9 / max(c, 1.0)))
-                continue
-            inv.append(a)
-            io.append(c)
+            for k, proc in enumerate(procs):
+                proc.stdin.write("%d %d\n" % sizes[k])
+                proc.stdin.flush()
+                line = proc.stdout.readline()
+                if not line:
+                    raise RuntimeError(f"the C side ({what}) stopped: exit {proc.wait()}")
+                a, c = map(float, line.split())
+                if i == 0:
+                    sizes[k] = (max(10, int(b.batch_s * 5e9 / max(a, 1.0))),
+                                max(100, int(b.batch_s * 5e9 / max(c, 1.0))))
+                    continue
+                out[k][0].append(a)
+                out[k][1].append(c)
     finally:
-        proc.stdin.close()
-        proc.wait(timeout=60)
-    return inv, io
+        for proc in procs:
+            proc.stdin.close()
+        for proc in procs:
+            proc.wait(timeout=60)
+    return out
 
 
 # -- 3. each extra small copied argument, in Python no-op calls -----------------------------------
