@@ -140,7 +140,7 @@ cdef class EngineRoute:
     cdef IdAllocator ids
     cdef ChannelState cst
     cdef EngineLane engine
-    cdef object dsp              # the DSP's route (owner of arg)
+    cdef readonly object dsp     # the DSP's route (owner of arg)
     cdef MsgSource src
     cdef MsgBuf mb               # the route's message buffer, out of the file's pool
     cdef void *arg
@@ -157,6 +157,11 @@ cdef class EngineRoute:
     cdef int dead
     cdef int cleaned             # the message buffer given back and the DSP's part dropped
     cdef uint64_t dirty          # bytes of the buffer an earlier call may have left non-zero
+    # the last call's plan (call_gil), kept for a next call with the very same descriptors
+    cdef uint32_t plan_sc        # its scalars (0: none kept)
+    cdef uint64_t plan_pkt
+    cdef char plan_descs[24 * 8]
+    cdef qda_olap plan_olaps[8]
     cdef void _scrub(self, uint64_t end, bint shown) noexcept nogil
 
     cdef bint _ready(self, uint32_t sc) noexcept nogil

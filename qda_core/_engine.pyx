@@ -17,7 +17,7 @@ from cpython.ref cimport Py_DECREF
 from cpython.pycapsule cimport PyCapsule_GetContext, PyCapsule_GetPointer, PyCapsule_IsValid
 from libc.stdint cimport int32_t, int64_t, uint32_t, uint64_t
 from libc.stdlib cimport free, realloc
-from libc.string cimport memcpy, memmove, memset
+from libc.string cimport memcmp, memcpy, memmove, memset
 
 from qda_core._atomic cimport (qda_add_ull, qda_cas_int, qda_fetch_add_ull, qda_load_ull, qda_store_ull, qda_inc_long, qda_load_int, qda_load_long, qda_spin_lock,
                                qda_spin_unlock, qda_store_int)
@@ -647,6 +647,7 @@ cdef object serve_invoke(f, FileLane fl, uint32_t handle, uint32_t sc, uint64_t 
 
 cdef enum:
     _ROUTE_ARGS_MAX = 510  # buffers a call can declare (255 in, 255 out)
+    _PLAN_KEPT = 8         # a route keeps the plan of calls with up to this many (EngineRoute.plan_*)
 cdef char _ZREFS[16 * _ROUTE_ARGS_MAX]  # the page list of a call with nothing by reference: zeros
 
 
@@ -807,8 +808,8 @@ cdef class EngineRoute:
     cdef void _scrub(self, uint64_t end, bint shown) noexcept nogil:
         # the route's own buffer as the pool hands out a taken one (MsgBuf._scrub): zeros past
         # this call's packet up to what an earlier call left (its packet, or what the DSP wrote
-        # in the page it was shown); ``shown``: this call shows the DSP the page (its views
-        # reach the whole buffer), so the next call clears it up to the page's end
+        # in the page it was shown); ``shown``: this call shows the DSP the page (a native
+        # skel's pointers reach the whole buffer), so the next call clears it up to its end
         if self.dirty > end:
             memset(self.mb.ptr + end, 0, self.dirty - end)
         self.dirty = _PAGE if shown else end
@@ -873,12 +874,21 @@ cdef class EngineRoute:
         cdef int32_t retval = 0
         cdef MsgBuf mb
         if n:
-            if not _routable(sc, descs):
-                return None
-            try:
-                pkt = plan_raw(sc, descs, 24 * n, _ZREFS, 16 * n, olaps)
-            except OSError:
-                return None
+            if n <= _PLAN_KEPT and sc == self.plan_sc and memcmp(descs, self.plan_descs, 24 * n) == 0:
+                # the last call's descriptors again (a loop over the same buffers): its plan
+                pkt = self.plan_pkt
+                memcpy(olaps, self.plan_olaps, n * sizeof(qda_olap))
+            else:
+                if not _routable(sc, descs):
+                    return None
+                try:
+                    pkt = plan_raw(sc, descs, 24 * n, _ZREFS, 16 * n, olaps)
+                except OSError:
+                    return None
+                if n <= _PLAN_KEPT:
+                    memcpy(self.plan_descs, descs, 24 * n)
+                    memcpy(self.plan_olaps, olaps, n * sizeof(qda_olap))
+                    self.plan_sc, self.plan_pkt = sc, pkt
             size = pkt + (_ALIGN if self.engine.poll_word and n % 16 == 0 else 0)
             if size > (<uint64_t>1 << 62):
                 return None
@@ -897,7 +907,10 @@ cdef class EngineRoute:
                         mb = self.src.take(max(rounded, _PAGE))
                     self._pack(sc, descs, n, olaps, pkt, size - pkt, mb, held)
                     if mb is self.mb:
-                        self._scrub(size, True)
+                        # a native skel writes through raw pointers into the page it is shown
+                        # (past its buffers, if it overruns them); a Python skel's views end
+                        # at its buffers, so only the packet can be dirty after its call
+                        self._scrub(size, self.native)
                     m.addr, m.size = mb.dev, rounded
                 else:
                     memset(mb.ptr, 0, self.size)  # the metadata of no arguments: zeros

@@ -297,3 +297,93 @@ def test_the_routes_page_shows_the_dsp_no_earlier_calls_bytes(make_soc, tmp_path
         assert r.served == 2
     finally:
         f.close()
+
+
+KEEP_SKEL = """\
+import struct
+
+from qda_core.dsp import Skeleton, method
+
+
+class QdarpcKeepSkel(Skeleton):
+    def __init__(self, *a, **k):
+        super().__init__(*a, **k)
+        self.kept = []  # (dies with the skel's instance, and what it holds with it)
+
+    def _answer(self, call):
+        # out0 = (the Call's id, the in-bytes' sum, extra_ns on entry)
+        struct.pack_into("<QQQ", call.outbufs[0], 0, id(call), sum(call.inbufs[0]), call.extra_ns)
+
+    @method(2)
+    def plain(self, call):
+        self._answer(call)
+        return 0
+
+    @method(3)
+    def keep_call(self, call):
+        self._answer(call)
+        self.kept.append(call)
+        return 0
+
+    @method(4)
+    def keep_view(self, call):
+        self._answer(call)
+        self.kept.append(call.inbufs[0])
+        return 0
+
+    @method(5)
+    def release(self, call):
+        self._answer(call)
+        call.inbufs[0].release()
+        return 0
+
+    @method(6)
+    def swap(self, call):
+        self._answer(call)
+        call.inbufs = (memoryview(b"zz"),)
+        call.outbufs = ()
+        return 0
+
+    @method(7)
+    def cost(self, call):
+        self._answer(call)
+        call.add_cost(5000)
+        return 0
+"""
+KEEP_URI = "file:///libqdarpc_keep_skel.so?qdarpc_keep_skel_handle_invoke&_modver=1.0&_dom=cdsp"
+
+
+@pytest.mark.parametrize("drv", ["accel", "legacy"])
+def test_a_routes_call_object_is_reused_only_when_nobody_kept_it(make_soc, tmp_path, monkeypatch, drv):
+    """A route serves a loop over the same buffers with the last call's ``Call``, tuples and views
+    again (none made), but only when the skel kept none of them, released no view and replaced
+    no tuple, and with every field as new (``extra_ns`` back to 0): each call still sees its own
+    bytes (docs/dataplane.md "Calls with copied arguments")."""
+    (tmp_path / "libqdarpc_keep_skel.py").write_text(KEEP_SKEL)
+    monkeypatch.setenv("DSP_LIBRARY_PATH", str(tmp_path))
+    with plane("native"):
+        soc = make_soc("default")
+        f = soc.open_device("cdsp") if drv == "accel" else soc.open("/dev/fastrpc-cdsp")
+    try:
+        assert f.init_create(attrs=uapi.FASTRPC_MODE_UNSIGNED_MODULE) == 0
+        rv, h = open_module(f, KEEP_URI)
+        assert rv == 0
+
+        data, out = bytearray(16), bytearray(24)  # (the same buffers: the same layout in the page)
+
+        def call(method, seed):
+            data[:], out[:] = _pattern(16, seed), bytes(24)
+            assert f.invoke(h, (method << 24) | 0x10100, [data, out]) == 0
+            total, extra = struct.unpack_from("<QQ", out, 8)
+            assert total == sum(data) and extra == 0
+
+        call(2, 0)  # (the lanes; a route from the next call on)
+        for method in (2, 3, 4, 5, 6, 7):
+            call(method, 1)  # (a Call to spare, whatever the last method did to its own)
+            r = f._lane.route_for(h)
+            before = r.dsp.spared
+            for seed in range(2, 6):
+                call(method, seed)
+            assert r.dsp.spared - before == (4 if method in (2, 7) else 0), method
+    finally:
+        f.close()

@@ -16,7 +16,7 @@ docs/dataplane.md.
 from cpython.pycapsule cimport PyCapsule_GetContext, PyCapsule_New, PyCapsule_SetContext
 from cpython.list cimport PyList_AsTuple
 from cpython.buffer cimport PyBUF_SIMPLE, PyBuffer_Release, PyObject_GetBuffer
-from cpython.object cimport PyObject
+from cpython.object cimport PyObject, PyTypeObject
 from cpython.ref cimport Py_DECREF, Py_INCREF
 from libc.stdint cimport int32_t, int64_t, uint32_t, uint64_t
 from libc.stdlib cimport free, malloc
@@ -86,6 +86,47 @@ cdef extern from "Python.h":
     # a borrowed reference or NULL, no error check: only for str and int keys (whose hash and
     # compare cannot fail); PyDict_GetItem would save and restore the error state around it
     PyObject *_dict_get "PyDict_GetItemWithError"(object d, object key)
+
+
+cdef extern from "Python.h":
+    # Borrowed, pointer-level looks (no reference taken, so the counts read are the holders'):
+    # a view's flags and buffer (cpython/memoryobject.h), to tell a view nobody else holds.
+    ctypedef struct PyMemoryViewObject:
+        int flags
+        Py_buffer view
+    int _Py_MEMORYVIEW_RELEASED
+    PyTypeObject PyTuple_Type, PyMemoryView_Type
+    PyTypeObject *_type_of "Py_TYPE"(PyObject *o)
+    Py_ssize_t _refs "Py_REFCNT"(PyObject *o)
+    Py_ssize_t _tuple_len "PyTuple_GET_SIZE"(PyObject *t)
+    PyObject *_tuple_item "PyTuple_GET_ITEM"(PyObject *t, Py_ssize_t i)
+
+
+cdef inline bint _spare_view(PyObject *v, const char *p, Py_ssize_t n, bint ro) noexcept:
+    """``v`` is a view only its tuple holds, unreleased, of exactly ``n`` bytes at ``p``,
+    read-only iff ``ro`` (what ``sub_view`` would make again)."""
+    cdef PyMemoryViewObject *o = <PyMemoryViewObject *>v
+    return (_type_of(v) == &PyMemoryView_Type and _refs(v) == 1 and not (o.flags & _Py_MEMORYVIEW_RELEASED)
+            and o.view.buf == <void *>p and o.view.len == n and (o.view.readonly != 0) == ro)
+
+
+cdef inline bint _spare_views(PyObject *t, Py_ssize_t count, const char *mhost, const qda_dec_buf *bufs,
+                              uint64_t base, bint ro) noexcept:
+    # (a tuple only the Call holds, of `count` views _spare_view accepts; bufs: its buffers)
+    cdef Py_ssize_t i
+    if _type_of(t) != &PyTuple_Type or _tuple_len(t) != count:
+        return False
+    if count == 0:
+        return True  # (the empty tuple: shared, immutable)
+    if _refs(t) != 1:
+        return False
+    for i in range(count):
+        if not _spare_view(_tuple_item(t, i), mhost + (bufs[i].addr - base), <Py_ssize_t>bufs[i].len, ro):
+            return False
+    return True
+
+
+cdef class DspRoute
 
 
 cdef object _own_key(dict d, uint32_t handle):
@@ -406,13 +447,13 @@ cdef class DspLane:
 
     cdef int _serve(self, const fastrpc_msg *m, object origin, fastrpc_invoke_rsp *rsp, _Pd pd, _Mod mod, handle,
                     long long generation, int64_t overhead, double cbps, object whole, Py_ssize_t boff,
-                    char *mhost) except -1:
+                    char *mhost, DspRoute owner=None) except -1:
         """A message :meth:`_receive` (or a route) found to be the usual one, served: the
         arguments viewed, the skel called, the records (:meth:`_finish`). ``handle``: the
         modules' own key for ``m.handle``; ``generation``: the DSP's restarts when the message
         came; ``overhead``, ``cbps``: the cost model's figures; ``whole``, ``boff``, ``mhost``:
         the message buffer's translation (``Smmu.base``) when the caller has it (a route's own
-        buffer), else None."""
+        buffer), else None; ``owner``: that route (its spare ``Call``, :meth:`_plain_call`)."""
         cdef Call call
         cdef uint32_t sc = m.sc
         cdef int64_t r, copied = 0, nbytes_in = 0, nbytes_out = 0, nhin, nhout, ns
@@ -448,7 +489,7 @@ cdef class DspLane:
                 pd.sc, pd.scval = sc, sc
             if sc & 0xFFFFFF:
                 if pd.nmem is not None and not sc & 0xFF:  # buffers only: views straight from the decode
-                    call = self._plain_call(m, pd, counts, method, handle, whole, boff, mhost)
+                    call = self._plain_call(m, pd, counts, method, handle, whole, boff, mhost, owner)
                 if call is None:
                     try:  # the device memory, past PdMemory's check
                         got = self._views(m, pd, counts)
@@ -483,6 +524,9 @@ cdef class DspLane:
             crashed = True
             rv = _ERR_PD_CRASHED
             self.dsp._crashed(self.channel, proc, exc)
+        else:
+            if owner is not None and mhost != NULL and call is not None and call.inhandles is ():
+                owner.spare = call  # (reused by the route's next call if nobody kept it)
         # a crashed call charges no compute time (the reference loses the call's figure with it)
         ns = overhead + <int64_t>(<double>copied * 1e9 / cbps)
         if not crashed and call is not None:
@@ -574,15 +618,19 @@ cdef class DspLane:
         return 0
 
     cdef Call _plain_call(self, const fastrpc_msg *m, _Pd pd, uint64_t *counts, uint32_t method, handle,
-                          object whole, Py_ssize_t boff, char *mhost):
+                          object whole, Py_ssize_t boff, char *mhost, DspRoute owner):
         """The ``Call`` of a message with buffers only, all inside its payload (the usual
         one), its two tuples of views made straight from the decode, as :meth:`_views` and
-        ``new_call`` would make them; None for any other (then :meth:`_views`)."""
+        ``new_call`` would make them; None for any other (then :meth:`_views`). On a route
+        (``owner``), its last call's ``Call`` again when nobody kept it, its tuples or any of
+        their views and its views are the ones this call would make (a loop with the same
+        buffers): every field set again, no view, tuple or ``Call`` made."""
         cdef qda_dec_buf bufs[_NATIVE_SLOTS]
         cdef qda_dec_handle nohandle[1]
         cdef uint32_t sc = m.sc, nin = (sc >> 16) & 0xFF, nbufs = nin + ((sc >> 8) & 0xFF), i
         cdef uint64_t base = m.addr, size = m.size, off, n
         cdef tuple ins, outs
+        cdef Call call
         if nbufs > _NATIVE_SLOTS:
             return None
         if whole is None:
@@ -599,6 +647,16 @@ cdef class DspLane:
                 return None  # by reference: the PD's SMMU view (_views)
             counts[1 if i < nin else 2] += n
             counts[0] += n
+        if owner is not None and owner.spare is not None and mhost != NULL:
+            call = owner.spare
+            owner.spare = None
+            if (_refs(<PyObject *>call) == 1  # (only here: nobody kept it)
+                    and _spare_views(<PyObject *>call.inbufs, nin, mhost, bufs, base, True)
+                    and _spare_views(<PyObject *>call.outbufs, nbufs - nin, mhost, bufs + nin, base, False)):
+                call.sc, call.method, call.inhandles, call.outhandles = pd.sc, method, (), ()
+                call.process, call.handle, call.extra_ns = pd.proc, handle, 0
+                owner.spared += 1
+                return call
         ins = PyTuple_New(nin) if nin else ()
         outs = PyTuple_New(nbufs - nin) if nbufs > nin else ()
         for i in range(nbufs):
@@ -795,6 +853,8 @@ cdef class DspRoute:
     cdef Py_ssize_t pvoff       # host address and the buffer's device address
     cdef char *phost
     cdef uint64_t paddr
+    cdef Call spare             # the last call's Call, for the next (DspLane._plain_call)
+    cdef readonly unsigned long long spared  # calls served with it
 
     @property
     def native(self):
@@ -912,7 +972,7 @@ cdef int _route_call_gil(void *arg, const fastrpc_msg *m, fastrpc_invoke_rsp *rs
     if sc & 0xFFFFFF:  # arguments: the lane's own serving of a message it found usual
         if m.addr == o.paddr:  # in the route's own buffer, translated once
             return lane._serve(m, o.origin, rsp, pd, o.mod, o.hkey, r.generation, r.overhead, o.cbps, o.pv, o.pvoff,
-                               o.phost)
+                               o.phost, o)
         return lane._serve(m, o.origin, rsp, pd, o.mod, o.hkey, r.generation, r.overhead, o.cbps, None, 0, NULL)
     if r.native:
         with nogil:
