@@ -202,6 +202,7 @@ cdef class _Mod:
     cdef void *fn               # NativeModule: _fn, _hs, ctx
     cdef int hs
     cdef object ctx
+    cdef uint64_t h64           # NativeModule.h64 once its open set it (never changed after)
 
 
 cdef _Mod _new_mod(mi):
@@ -765,8 +766,12 @@ cdef object _native_call(_Mod mod, uint64_t *pra, uint32_t sc, method):
     released, the PD's FARF context set around it (``dsprt.context``), as
     ``NativeModule.invoke`` calls it."""
     cdef int rv, signo = 0, code = 0, hs = mod.hs
-    cdef uint64_t h64 = mod.impl.h64 if hs else 0, addr = 0  # (set by the open)
+    cdef uint64_t h64 = 0, addr = 0
     cdef void *fn = mod.fn
+    if hs:
+        if mod.h64 == 0:  # (the open sets it, before any call; a skel may answer 0)
+            mod.h64 = mod.impl.h64
+        h64 = mod.h64
     if _dsp_call == NULL:
         _load_dsprt()
     prev = swap_context(mod.ctx)
