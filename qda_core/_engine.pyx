@@ -22,7 +22,7 @@ from libc.string cimport memcmp, memcpy, memmove, memset
 from qda_core._atomic cimport (qda_add_ull, qda_cas_int, qda_fetch_add_ull, qda_load_ull, qda_store_ull, qda_inc_long, qda_load_int, qda_load_long, qda_spin_lock,
                                qda_spin_unlock, qda_store_int)
 from qda_core._marshal cimport (REMOTE_SCALARS_MAX_LENGTH, ArgPins, _user_copy, pack_held, pack_planned_raw, plan_raw,
-                               qda_olap, unpack_held, unpack_raw)
+                               qda_olap, scope_begin, scope_end, unpack_held, unpack_raw)
 from qda_core._cdev cimport ChannelState, Count, Epoch, MsgBuf, MsgSource, Switch
 from qda_core._cwire cimport (QDA_ENDPOINT_CAPSULE, QDA_EP_REFERENCE, QDA_EP_REPLIED, QDA_ROUTE_DECLINED, fastrpc_invoke_rsp,
                                fastrpc_msg, qda_endpoint, sc_length)
@@ -621,7 +621,16 @@ cdef int _get_buffer(obj, Py_buffer *view) except -1:
 
 cdef object serve_invoke(f, FileLane fl, uint32_t handle, uint32_t sc, uint64_t args, serve_fn serve):
     """INVOKE once its struct is read, as both drivers' lanes serve it: the descriptors read
-    from user address ``args`` (``EFAULT``, as ``-errno``), then the lane's ``serve``."""
+    from user address ``args`` (``EFAULT``, as ``-errno``), then the lane's ``serve``. One
+    user-copy scope: the descriptors' and the buffers' copies share one look at the guard."""
+    cdef size_t mark = scope_begin()
+    try:
+        return _serve_invoke(f, fl, handle, sc, args, serve)
+    finally:
+        scope_end(mark)
+
+
+cdef object _serve_invoke(f, FileLane fl, uint32_t handle, uint32_t sc, uint64_t args, serve_fn serve):
     cdef uint32_t n = sc_length(sc)
     cdef EngineRoute r = fl.route_to(handle)
     descs = None

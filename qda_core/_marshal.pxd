@@ -37,6 +37,10 @@ cdef object sub_view(object pv, Py_ssize_t start, Py_ssize_t n, bint readonly)
 cdef int decode_c(uint32_t sc, const void *p, size_t plen, qda_dec_buf *bufs, size_t bufs_cap,
                   qda_dec_handle *handles, size_t handles_cap) noexcept nogil
 cdef int _user_copy(void *buf, uint64_t uaddr, size_t n, int to_user, bint checked) except? -1
+# qda_uaccess_begin/end of this module's uaccess.c: one user-copy scope (its copies share one
+# look at the guarded copy's readiness), e.g. around a whole INVOKE
+cdef size_t scope_begin() noexcept nogil
+cdef void scope_end(size_t mark) noexcept nogil
 
 
 cdef enum:

@@ -389,6 +389,14 @@ cdef int _user_copy(void *buf, uint64_t uaddr, size_t n, int to_user, bint check
     return ret
 
 
+cdef size_t scope_begin() noexcept nogil:
+    return qda_uaccess_begin()
+
+
+cdef void scope_end(size_t mark) noexcept nogil:
+    qda_uaccess_end(mark)
+
+
 def copy_from_user(dst, uint64_t uaddr, bint checked=False):
     """Fill writable ``dst`` from user address ``uaddr``: 0 or -EFAULT (NULL is EFAULT).
     ``checked``: always through process_vm_readv (the reference of the fast path)."""

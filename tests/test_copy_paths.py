@@ -611,3 +611,20 @@ def test_a_calls_copies_share_one_look_at_the_guard(soc):
         t = stats()
     assert t["guarded"] - s["guarded"] >= 4
     assert (t["guard_checks"] - s["guard_checks"], t["guard_refused"] - s["guard_refused"]) == (1, 0)
+
+
+def test_a_raw_invokes_copies_share_one_look_at_the_guard(soc):
+    """The same for a raw INVOKE ioctl (what the device shim hands a C program's ioctl to): its
+    descriptors, in-buffer and out-buffer copies are one scope (``serve_invoke``)."""
+    inb, outb = (ctypes.c_char * 16)(*b"0123456789abcdef"), (ctypes.c_char * 16)()
+    descs = (ctypes.c_uint64 * 6)(ctypes.addressof(inb), 16, 0xFFFFFFFF, ctypes.addressof(outb), 16, 0xFFFFFFFF)
+    with soc.open("/dev/fastrpc-cdsp") as f, guard_copies(True):
+        assert f.init_create(attrs=UNSIGNED) == 0
+        h = open_module(f, TEST)[1]
+        inv = bytearray(struct.pack("<IIQ", h, SC_ECHO, ctypes.addressof(descs)))
+        assert f.ioctl(uapi.FASTRPC_IOCTL_INVOKE, inv) == 0
+        s = stats()
+        assert f.ioctl(uapi.FASTRPC_IOCTL_INVOKE, inv) == 0
+        t = stats()
+    assert bytes(outb) == b"0123456789abcdef" and t["guarded"] - s["guarded"] == 3
+    assert (t["guard_checks"] - s["guard_checks"], t["guard_refused"] - s["guard_refused"]) == (1, 0)

@@ -17,12 +17,14 @@ from libc.stdint cimport int32_t, uint32_t, uint64_t
 from libc.string cimport memcpy, memset
 
 from qda_core._cwire cimport sc_nbufs
+from qda_core._marshal cimport _user_copy, scope_begin, scope_end
 from qda_core._engine cimport (FileLane, current_tid, invoke_fields, new_refs, serve_invoke, tracing, typed_invoke,
                                u32_of)
 
 import errno as _errno
 
 from qda_core import uapi as _uapi
+from qda_core.errors import errno_error as _errno_error
 from qda_core import wire as _wire
 from qda_core.invoke_args import BufRef as _BufRef
 from qda_core.invoke_args import HandleArg as _HandleArg
@@ -34,6 +36,7 @@ cdef extern from *:
 __version__ = QDARPC_VERSION.decode()
 
 cdef int INVOKE_NR = _uapi.IOC_NR(_uapi.DRM_IOCTL_QDA_INVOKE)
+_INVOKE_NAME = "DRM_IOCTL_QDA_INVOKE"
 cdef uint32_t _INIT_HANDLE = _wire.FASTRPC_INIT_HANDLE
 cdef int _ROOT_PD = _wire.ROOT_PD
 cdef int _IN = _uapi.IOC_WRITE
@@ -74,7 +77,8 @@ cdef object _invoke(f, FileLane fl, uint32_t request, arg):
     cdef uint32_t both, usize, in_size, out_size, handle, sc, n
     cdef uint64_t args
     cdef bint writable
-    if arg is None or type(arg) is int:
+    cdef size_t mark
+    if arg is None:
         return None
     both = (request >> 30) & (<uint32_t>fl.invoke_nr >> 30)  # the revision's INVOKE number
     usize = (request >> 16) & 0x3FFF
@@ -82,6 +86,23 @@ cdef object _invoke(f, FileLane fl, uint32_t request, arg):
     out_size = usize if both & _OUT else 0
     if in_size > 16 or out_size > 16:
         return None
+    if type(arg) is int:  # a C program's own address (the device shim): drm_ioctl's copies
+        if not 0 < arg < (1 << 64):
+            return None
+        mark = scope_begin()  # (the struct's copies and the invoke's: one look at the guard)
+        try:
+            memset(kbuf, 0, 16)
+            if in_size and _user_copy(kbuf, <uint64_t>arg, in_size, 0, False) != 0:
+                return None  # the reference's EFAULT, with its message
+            invoke_fields(kbuf, &handle, &sc, &args)
+            ret = serve_invoke(f, fl, handle, sc, args, _serve)
+            if out_size and _user_copy(kbuf, <uint64_t>arg, out_size, 1, False) != 0:
+                # (drm_ioctl: the copy back fails the call, whatever it answered; as copy_out)
+                return f._failed(_errno_error(_errno.EFAULT, f"cannot write {out_size} bytes of "
+                                                             f"{_INVOKE_NAME} at {arg:#x}"))
+            return ret
+        finally:
+            scope_end(mark)
     writable = True
     try:
         PyObject_GetBuffer(arg, &view, PyBUF_WRITABLE)

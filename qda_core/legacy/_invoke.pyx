@@ -17,6 +17,7 @@ from libc.stdint cimport int32_t, uint32_t, uint64_t
 from libc.string cimport memcpy
 
 from qda_core._cwire cimport sc_length
+from qda_core._marshal cimport _user_copy, scope_begin, scope_end
 from qda_core._engine cimport (FileLane, current_tid, invoke_fields, new_refs, serve_invoke, tracing, typed_invoke,
                                u32_of)
 
@@ -67,8 +68,20 @@ cdef object _invoke(f, FileLane fl, arg):
     cdef unsigned char kbuf[16]
     cdef uint32_t handle, sc
     cdef uint64_t args
-    if arg is None or type(arg) is int:
+    cdef size_t mark
+    if arg is None:
         return None
+    if type(arg) is int:  # a C program's own address (the device shim): copy_from_user
+        if not 0 < arg < (1 << 64):
+            return None
+        mark = scope_begin()  # (the struct's copy and the invoke's: one look at the guard)
+        try:
+            if _user_copy(kbuf, <uint64_t>arg, 16, 0, False) != 0:
+                return None  # the reference's EFAULT, with its message
+            invoke_fields(kbuf, &handle, &sc, &args)
+            return serve_invoke(f, fl, handle, sc, args, _serve)
+        finally:
+            scope_end(mark)
     try:
         PyObject_GetBuffer(arg, &view, PyBUF_SIMPLE)
     except (BufferError, TypeError, ValueError):
