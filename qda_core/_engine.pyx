@@ -916,10 +916,9 @@ cdef class EngineRoute:
                         mb = self.src.take(max(rounded, _PAGE))
                     self._pack(sc, descs, n, olaps, pkt, size - pkt, mb, held)
                     if mb is self.mb:
-                        # a native skel writes through raw pointers into the page it is shown
-                        # (past its buffers, if it overruns them); a Python skel's views end
-                        # at its buffers, so only the packet can be dirty after its call
-                        self._scrub(size, self.native)
+                        # the DSP is shown the page: a native skel's pointers reach all of it,
+                        # and so does a Python skel's view's .obj (the buffer's mapping)
+                        self._scrub(size, True)
                     m.addr, m.size = mb.dev, rounded
                 else:
                     memset(mb.ptr, 0, self.size)  # the metadata of no arguments: zeros

@@ -127,18 +127,22 @@ cdef inline uint64_t _ld64(const char *p) noexcept nogil:
 cdef object _ndarray = None  # numpy.ndarray once the caller has imported numpy (never imported here)
 
 
-cdef int _mmap_covered(object mm) except -1:
+cdef int _mmap_covered(object mm, bint sealed) except -1:
     # A file truncated under a mapping raises SIGBUS on access, where a checked copy says EFAULT.
+    # A caller's file can be truncated at any time, during the call too (by the skel, another
+    # thread or process): only an anonymous mapping vouches for its memory. A registered
+    # mapping's file is the emulator's own (sealed against shrinking, mem.backing): covered now.
     try:
         size = mm.size()
     except OSError:
         return 1  # anonymous: no file to shrink
-    return 1 if size >= len(mm) else 0
+    return 1 if sealed and size >= len(mm) else 0
 
 
-cdef int _vouches(object obj, Py_buffer *view) noexcept:
+cdef int _vouches(object obj, Py_buffer *view, bint registered=False) noexcept:
     """1 if ``obj`` (the exporter of ``view``) guarantees the memory of ``view`` is mapped and
-    readable, and writable unless ``view.readonly``, for as long as ``view`` is held."""
+    readable, and writable unless ``view.readonly``, for as long as ``view`` is held
+    (``registered``: a mapping of the emulator's VMA registry, whose files cannot shrink)."""
     global _ndarray
     cdef int depth
     try:
@@ -154,7 +158,7 @@ cdef int _vouches(object obj, Py_buffer *view) noexcept:
                 continue
             if isinstance(obj, _mmap.mmap):
                 # read-only covers PROT_NONE; a writable one is readable too (Linux)
-                return 1 if view.readonly == 0 and _mmap_covered(obj) else 0
+                return 1 if view.readonly == 0 and _mmap_covered(obj, registered) else 0
             if _ndarray is not None and isinstance(obj, _ndarray):
                 base = obj.base
                 if base is None:
@@ -320,7 +324,7 @@ cdef int _pin_registered(uint64_t uaddr, uint64_t n, int write, Py_buffer *out) 
         return 0
     if (uaddr < <uint64_t><size_t>out.buf or n > <uint64_t>out.len or
             uaddr - <uint64_t><size_t>out.buf > <uint64_t>out.len - n or
-            (write and out.readonly) or not _vouches(<object>owner, out) or
+            (write and out.readonly) or not _vouches(<object>owner, out, True) or
             qda_uaccess_pin(out.buf, <size_t>out.len, 0 if out.readonly else 1) != 0):
         PyBuffer_Release(out)
         return 0

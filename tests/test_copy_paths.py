@@ -240,13 +240,14 @@ def test_which_exporters_vouch_for_their_memory():
     carr = (ctypes.c_char * 16)()
     try:
         yes = [b"abc", bytearray(8), array.array("i", [1, 2]), memoryview(bytearray(8))[2:],
-               np.arange(8), np.frombuffer(m, np.uint8)[4:], m, shared, memoryview(shared)[PAGE:]]
+               np.arange(8), np.frombuffer(m, np.uint8)[4:], m]
+        # a file's mapping never vouches: the file can shrink under it at any time, during the
+        # call too (its pages past the end then raise SIGBUS; the guarded or checked copy says
+        # EFAULT)
         no = [carr, memoryview(carr), np.frombuffer(carr, np.uint8), ro, none,
-              (ctypes.c_char * 16).from_address(address(m))]
+              (ctypes.c_char * 16).from_address(address(m)), shared, memoryview(shared)[PAGE:]]
         assert [native.vouches(x) for x in yes] == [True] * len(yes)
         assert [native.vouches(x) for x in no] == [False] * len(no)
-        os.ftruncate(fd, PAGE)  # pages past the end of the file would raise SIGBUS
-        assert not native.vouches(shared)
     finally:
         del yes, no
         for mm in (m, ro, none, shared):
@@ -615,7 +616,8 @@ def test_a_calls_copies_share_one_look_at_the_guard(soc):
 
 def test_a_raw_invokes_copies_share_one_look_at_the_guard(soc):
     """The same for a raw INVOKE ioctl (what the device shim hands a C program's ioctl to): its
-    descriptors, in-buffer and out-buffer copies are one scope (``serve_invoke``)."""
+    descriptors, in-buffer and out-buffer copies are one scope (``serve_invoke``), asked once
+    each way."""
     inb, outb = (ctypes.c_char * 16)(*b"0123456789abcdef"), (ctypes.c_char * 16)()
     descs = (ctypes.c_uint64 * 6)(ctypes.addressof(inb), 16, 0xFFFFFFFF, ctypes.addressof(outb), 16, 0xFFFFFFFF)
     with soc.open("/dev/fastrpc-cdsp") as f, guard_copies(True):
@@ -626,5 +628,127 @@ def test_a_raw_invokes_copies_share_one_look_at_the_guard(soc):
         s = stats()
         assert f.ioctl(uapi.FASTRPC_IOCTL_INVOKE, inv) == 0
         t = stats()
+    # one look for the copies in (descriptors, in-buffer), one for the copy back: the skel ran
+    # in between and may have changed the handlers
     assert bytes(outb) == b"0123456789abcdef" and t["guarded"] - s["guarded"] == 3
-    assert (t["guard_checks"] - s["guard_checks"], t["guard_refused"] - s["guard_refused"]) == (1, 0)
+    assert (t["guard_checks"] - s["guard_checks"], t["guard_refused"] - s["guard_refused"]) == (2, 0)
+
+
+_SIG_SKEL = """\
+import faulthandler
+import os
+import signal
+
+from qda_core.dsp import Skeleton, method
+
+
+class QdarpcSigSkel(Skeleton):
+    @method(3)
+    def handler(self, call):
+        # a skel that installs a Python SIGSEGV handler for its own debugging
+        signal.signal(signal.SIGSEGV, lambda *a: os.write(2, b"python handler ran\\\\n"))
+        return 0
+
+    @method(4)
+    def fh(self, call):
+        faulthandler.enable()  # a skel that turns faulthandler on
+        return 0
+"""
+_SIG_CHILD = r"""
+import ctypes, mmap, os, sys
+from qda_core.soc import Soc
+from qda_core import uapi
+from qda_core._ext import load
+from qda_core.dsp import dsprt
+from libadsprpc_compat.remotectl import open_module
+m = load("_marshal")
+libc = ctypes.CDLL(None)
+libc.mmap.restype = ctypes.c_void_p
+libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_long]
+bad = libc.mmap(None, mmap.PAGESIZE, 0, mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS, -1, 0)
+dsprt.load()
+f = Soc("default").open_device("cdsp")
+assert f.init_create(attrs=uapi.FASTRPC_MODE_UNSIGNED_MODULE) == 0
+h = open_module(f, "file:///libqdarpc_sig_skel.so?qdarpc_sig_skel_handle_invoke&_modver=1.0&_dom=cdsp")[1]
+inb = (ctypes.c_char * 16)(*b"0123456789abcdef")  # (ctypes: copied by the guarded copy)
+s = m.copy_stats()
+try:
+    r = f.invoke(h, (int(sys.argv[1]) << 24) | 0x10100, [inb, (ctypes.c_char * 16).from_address(bad)])
+except OSError as e:
+    r = -e.errno
+t = m.copy_stats()
+print(r, t["guard_checks"] - s["guard_checks"], t["guard_refused"] - s["guard_refused"], flush=True)
+f.close()
+"""
+
+
+@pytest.mark.parametrize("method", [3, 4], ids=["signal.signal", "faulthandler.enable"])
+def test_handlers_a_skel_installs_count_for_its_calls_copies_back(tmp_path, method):
+    """The copies back to the user are asked about the guard again (an attacker's review): a
+    skel that installs a SIGSEGV handler while it runs makes its own call's bad out-buffer EFAULT
+    through the syscalls, not a hang in the handler or a fatal error. (A process of its own.)"""
+    import subprocess
+    import sys
+
+    (tmp_path / "libqdarpc_sig_skel.py").write_text(_SIG_SKEL)
+    env = {k: v for k, v in os.environ.items() if k not in ("QDARPC_UACCESS", "PYTHONFAULTHANDLER")}
+    res = subprocess.run([sys.executable, "-c", _SIG_CHILD, str(method)], env={**env, "DSP_LIBRARY_PATH": str(tmp_path)},
+                         capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert res.stdout.split() == [str(-errno.EFAULT), "2", "1"]  # in: armed; back: refused
+    assert "python handler ran" not in res.stderr
+
+
+_TRUNC_SKEL = """\
+import os
+
+from qda_core.dsp import Skeleton, method
+
+
+class QdarpcTruncSkel(Skeleton):
+    @method(2)
+    def trunc(self, call):
+        os.truncate(os.environ["TRUNC_FILE"], 0)  # (any thread or process could, meanwhile)
+        return 0
+"""
+_TRUNC_CHILD = r"""
+import mmap, os, sys
+from qda_core.soc import Soc
+from qda_core import uapi
+from libadsprpc_compat.remotectl import open_module
+f = Soc("default").open_device("cdsp")
+assert f.init_create(attrs=uapi.FASTRPC_MODE_UNSIGNED_MODULE) == 0
+h = open_module(f, "file:///libqdarpc_trunc_skel.so?qdarpc_trunc_skel_handle_invoke&_modver=1.0&_dom=cdsp")[1]
+path = os.environ["TRUNC_FILE"]
+for i in range(3):  # the lanes, then the route
+    with open(path, "wb") as fh:
+        fh.write(bytes(2 * mmap.PAGESIZE))
+    fd = os.open(path, os.O_RDWR)
+    mm = mmap.mmap(fd, 2 * mmap.PAGESIZE)
+    view = memoryview(mm)[mmap.PAGESIZE:mmap.PAGESIZE + 16]
+    try:
+        r = f.invoke(h, 0x02000100, [view])
+    except OSError as e:
+        r = -e.errno
+    print(r, flush=True)
+    view.release()
+    mm.close()
+    os.close(fd)
+f.close()
+"""
+
+
+def test_a_file_mapping_truncated_during_the_call_is_efault(tmp_path):
+    """An out-buffer in a mapping of the caller's file whose file the skel truncates while it
+    runs (an attacker's review): its pages past the new end would raise SIGBUS, so a file's
+    mapping never vouches for its memory, and the copy back is EFAULT, as the kernel's. (A
+    process of its own: a failure is a death by SIGBUS.)"""
+    import subprocess
+    import sys
+
+    (tmp_path / "libqdarpc_trunc_skel.py").write_text(_TRUNC_SKEL)
+    env = {k: v for k, v in os.environ.items() if k != "QDARPC_UACCESS"}
+    res = subprocess.run([sys.executable, "-c", _TRUNC_CHILD], capture_output=True, text=True, timeout=120,
+                         env={**env, "DSP_LIBRARY_PATH": str(tmp_path), "TRUNC_FILE": str(tmp_path / "f")})
+    assert res.returncode == 0, (res.returncode, res.stderr[-2000:])
+    assert res.stdout.split() == [str(-errno.EFAULT)] * 3

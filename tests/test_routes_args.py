@@ -300,6 +300,7 @@ def test_the_routes_page_shows_the_dsp_no_earlier_calls_bytes(make_soc, tmp_path
 
 
 KEEP_SKEL = """\
+import ctypes
 import struct
 
 from qda_core.dsp import Skeleton, method
@@ -349,6 +350,58 @@ class QdarpcKeepSkel(Skeleton):
         self._answer(call)
         call.add_cost(5000)
         return 0
+
+    @method(8)
+    def hashed(self, call):
+        # out0 = (hash(in0), len(out0), out0.ndim, in0[0]); hashing caches the hash in the view
+        out = call.outbufs[0]
+        first = call.inbufs[0][0]
+        struct.pack_into("<qQQq", out, 0, hash(call.inbufs[0]), len(out), out.ndim,
+                         first if isinstance(first, int) else -1)
+        return 0
+
+    @method(9)
+    def recast(self, call):
+        # the skel's own views in place of the route's: same memory, another format and shape
+        self.hashed(call)
+        call.outbufs = (call.outbufs[0].cast("B", (2, len(call.outbufs[0]) // 2)),)
+        call.inbufs = (call.inbufs[0].cast("c"),)
+        return 0
+
+    @method(10)
+    def hold(self, call):
+        # a view of the skel's own bytearray left in the Call (it must not outlive the call)
+        self.hashed(call)
+        self.own = getattr(self, "own", bytearray(8))
+        call.outbufs = (memoryview(self.own),)
+        return 0
+
+    @method(11)
+    def grow(self, call):
+        self.own.extend(b"x")  # (BufferError while anything still exports it)
+        return 0
+
+    @method(12)
+    def scribble(self, call):
+        # writes past out0 to the page's end through the view's .obj (the buffer's mapping)
+        self.hashed(call)
+        out = call.outbufs[0]
+        page = memoryview(out.obj).cast("B")
+        off = ctypes.addressof(ctypes.c_char.from_buffer(out)) - ctypes.addressof(ctypes.c_char.from_buffer(page))
+        end = off - off % 4096 + 4096
+        page[off + len(out):end] = b"\\xee" * (end - off - len(out))
+        return 0
+
+    @method(13)
+    def peek(self, call):
+        # (hash slot: the non-zero bytes of the page past out0)
+        out = call.outbufs[0]
+        page = memoryview(out.obj).cast("B")
+        off = ctypes.addressof(ctypes.c_char.from_buffer(out)) - ctypes.addressof(ctypes.c_char.from_buffer(page))
+        end = off - off % 4096 + 4096
+        tail = bytes(page[off + len(out):end])
+        struct.pack_into("<qQQq", out, 0, len(tail) - tail.count(0), len(out), out.ndim, call.inbufs[0][0])
+        return 0
 """
 KEEP_URI = "file:///libqdarpc_keep_skel.so?qdarpc_keep_skel_handle_invoke&_modver=1.0&_dom=cdsp"
 
@@ -387,3 +440,43 @@ def test_a_routes_call_object_is_reused_only_when_nobody_kept_it(make_soc, tmp_p
             assert r.dsp.spared - before == (4 if method in (2, 7) else 0), method
     finally:
         f.close()
+
+
+@pytest.mark.parametrize("drv", ["accel", "legacy"])
+def test_a_spare_call_shows_each_call_what_a_fresh_one_would(make_soc, tmp_path, monkeypatch, drv):
+    """What a skel did to its last Call never shows in the next (an attacker's review): a view's
+    cached hash, views the skel swapped in (another format and shape over the same memory), an
+    object of the skel's left in the Call (kept alive, its buffer still exported), bytes it wrote
+    past its buffers through a view's ``.obj`` (the page is cleared for the next call). Both
+    planes see the same."""
+    (tmp_path / "libqdarpc_keep_skel.py").write_text(KEEP_SKEL)
+    monkeypatch.setenv("DSP_LIBRARY_PATH", str(tmp_path))
+    seen = {}
+    for name in ("native", "py"):
+        with plane(name):
+            soc = make_soc("default")
+            f = soc.open_device("cdsp") if drv == "accel" else soc.open("/dev/fastrpc-cdsp")
+        try:
+            assert f.init_create(attrs=uapi.FASTRPC_MODE_UNSIGNED_MODULE) == 0
+            rv, h = open_module(f, KEEP_URI)
+            assert rv == 0
+            data, out, got = bytearray(8), bytearray(32), []
+            for method, fill in ((8, b"A"), (8, b"B"), (8, b"C"), (9, b"D"), (8, b"E"), (8, b"F"), (10, b"G"),
+                                 (8, b"H"), (12, b"I"), (13, b"J"), (13, b"K")):
+                data[:], out[:] = fill * 8, bytes(32)
+                rv = f.invoke(h, (method << 24) | 0x10100, [data, out])
+                got.append((rv, *struct.unpack("<qQQq", out)))
+            got.append(f.invoke(h, 11 << 24, []))  # the skel's bytearray is not exported any more
+            seen[name] = got
+        finally:
+            f.close()
+    # (the peeks' counts depend on where each plane's allocator put the in-buffer: compared below)
+    peeks = {name: [g[1] for g in got[9:11]] for name, got in seen.items()}
+    for got in seen.values():
+        got[9:11] = [g[:1] + g[2:] for g in got[9:11]]
+    assert seen["native"] == seen["py"]
+    hashes = [g[1] for g in seen["native"][:3]]
+    assert hashes == [hash(c * 8) for c in (b"A", b"B", b"C")]
+    assert seen["native"][4][1:] == (hash(b"E" * 8), 32, 1, ord("E"))  # after the recast
+    # past out0: at most the in-buffer's 8 bytes (where the payload puts it), none of the scribble
+    assert all(n <= 8 for ns in peeks.values() for n in ns) and seen["native"][-1] == 0

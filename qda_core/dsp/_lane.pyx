@@ -90,35 +90,39 @@ cdef extern from "Python.h":
 
 cdef extern from "Python.h":
     # Borrowed, pointer-level looks (no reference taken, so the counts read are the holders'):
-    # a view's flags and buffer (cpython/memoryobject.h), to tell a view nobody else holds.
+    # a view's flags, cached hash and buffer (cpython's memoryobject.h), to tell a view nobody
+    # else holds and nobody hashed.
     ctypedef struct PyMemoryViewObject:
+        Py_hash_t hash
         int flags
         Py_buffer view
     int _Py_MEMORYVIEW_RELEASED
-    PyTypeObject PyTuple_Type, PyMemoryView_Type
-    PyTypeObject *_type_of "Py_TYPE"(PyObject *o)
+    PyTypeObject PyTuple_Type
     Py_ssize_t _refs "Py_REFCNT"(PyObject *o)
     Py_ssize_t _tuple_len "PyTuple_GET_SIZE"(PyObject *t)
     PyObject *_tuple_item "PyTuple_GET_ITEM"(PyObject *t, Py_ssize_t i)
 
 
 cdef inline bint _spare_view(PyObject *v, const char *p, Py_ssize_t n, bint ro) noexcept:
-    """``v`` is a view only its tuple holds, unreleased, of exactly ``n`` bytes at ``p``,
-    read-only iff ``ro`` (what ``sub_view`` would make again)."""
+    """``v`` (one of the route's own views, see :func:`_spare_views`) is held by its tuple
+    only, unreleased, never hashed, and at exactly ``n`` bytes at ``p``, read-only iff ``ro``:
+    what ``sub_view`` would make again."""
     cdef PyMemoryViewObject *o = <PyMemoryViewObject *>v
-    return (_type_of(v) == &PyMemoryView_Type and _refs(v) == 1 and not (o.flags & _Py_MEMORYVIEW_RELEASED)
+    return (_refs(v) == 1 and not (o.flags & _Py_MEMORYVIEW_RELEASED) and o.hash == -1
             and o.view.buf == <void *>p and o.view.len == n and (o.view.readonly != 0) == ro)
 
 
-cdef inline bint _spare_views(PyObject *t, Py_ssize_t count, const char *mhost, const qda_dec_buf *bufs,
-                              uint64_t base, bint ro) noexcept:
-    # (a tuple only the Call holds, of `count` views _spare_view accepts; bufs: its buffers)
+cdef inline bint _spare_views(PyObject *t, PyObject *mine, Py_ssize_t count, const char *mhost,
+                              const qda_dec_buf *bufs, uint64_t base, bint ro) noexcept:
+    # `t` (a Call's tuple) is `mine`, the tuple the route made (so its views are sub_view's:
+    # format, shape and strides as made), held by the Call and the route only, of `count` views
+    # _spare_view accepts for bufs
     cdef Py_ssize_t i
-    if _type_of(t) != &PyTuple_Type or _tuple_len(t) != count:
+    if t != mine or count != _tuple_len(t):
         return False
     if count == 0:
         return True  # (the empty tuple: shared, immutable)
-    if _refs(t) != 1:
+    if _refs(t) != 2:
         return False
     for i in range(count):
         if not _spare_view(_tuple_item(t, i), mhost + (bufs[i].addr - base), <Py_ssize_t>bufs[i].len, ro):
@@ -526,8 +530,8 @@ cdef class DspLane:
             rv = _ERR_PD_CRASHED
             self.dsp._crashed(self.channel, proc, exc)
         else:
-            if owner is not None and mhost != NULL and call is not None and call.inhandles is ():
-                owner.spare = call  # (reused by the route's next call if nobody kept it)
+            if owner is not None and mhost != NULL and call is not None:
+                owner._keep(call, proc, handle)
         # a crashed call charges no compute time (the reference loses the call's figure with it)
         ns = overhead + <int64_t>(<double>copied * 1e9 / cbps)
         if not crashed and call is not None:
@@ -652,8 +656,10 @@ cdef class DspLane:
             call = owner.spare
             owner.spare = None
             if (_refs(<PyObject *>call) == 1  # (only here: nobody kept it)
-                    and _spare_views(<PyObject *>call.inbufs, nin, mhost, bufs, base, True)
-                    and _spare_views(<PyObject *>call.outbufs, nbufs - nin, mhost, bufs + nin, base, False)):
+                    and _spare_views(<PyObject *>call.inbufs, <PyObject *>owner.spare_ins, nin, mhost, bufs, base,
+                                     True)
+                    and _spare_views(<PyObject *>call.outbufs, <PyObject *>owner.spare_outs, nbufs - nin, mhost,
+                                     bufs + nin, base, False)):
                 call.sc, call.method, call.inhandles, call.outhandles = pd.sc, method, (), ()
                 call.process, call.handle, call.extra_ns = pd.proc, handle, 0
                 owner.spared += 1
@@ -671,6 +677,8 @@ cdef class DspLane:
                 PyTuple_SET_ITEM(ins, i, v)
             else:
                 PyTuple_SET_ITEM(outs, i - nin, v)
+        if owner is not None and mhost != NULL:
+            owner.spare_ins, owner.spare_outs = ins, outs  # (what a spare's tuples must be)
         return new_call(pd.sc, method, ins, outs, (), (), pd.proc, handle)
 
     cdef tuple _views(self, const fastrpc_msg *m, _Pd pd, uint64_t *counts):
@@ -859,7 +867,19 @@ cdef class DspRoute:
     cdef char *phost
     cdef uint64_t paddr
     cdef Call spare             # the last call's Call, for the next (DspLane._plain_call)
+    cdef object spare_ins, spare_outs  # the tuples the route made for the Calls it spares
     cdef readonly unsigned long long spared  # calls served with it
+
+    cdef void _keep(self, Call call, proc, handle) noexcept:
+        """Keep ``call`` for the next call if the skel left it as the route made it: its own
+        tuples, no handles, the same process and handle, ints where ints were (anything the
+        skel put in it would otherwise live on in the spare)."""
+        if (call.inbufs is self.spare_ins and call.outbufs is self.spare_outs and call.inhandles is ()
+                and call.outhandles is () and call.process is proc and call.handle is handle
+                and type(call.sc) is int and type(call.method) is int and type(call.extra_ns) is int):
+            self.spare = call
+        else:
+            self.spare = self.spare_ins = self.spare_outs = None
 
     @property
     def native(self):

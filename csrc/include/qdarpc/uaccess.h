@@ -79,8 +79,9 @@ int qda_copy_to_user(uint64_t uaddr, const void *src, size_t len);
  *
  * While one is set, qda_copy_from_user(), qda_copy_to_user() and the vectored copies use it for
  * every range not pinned, in place of process_vm_readv/writev and the pipe, whenever @armed
- * says so. @armed is asked once per outermost qda_uaccess_begin() scope of a thread (the first
- * copy in it asks), and for every copy made outside a scope.
+ * says so. @armed is asked once per direction in an outermost qda_uaccess_begin() scope of a
+ * thread (the first copy from the user, and the first copy back to the user: the DSP ran in
+ * between), and for every copy made outside a scope.
  */
 typedef int (*qda_guarded_copy_fn)(void *dst, const void *src, size_t n);
 typedef int (*qda_guard_armed_fn)(void);
@@ -130,9 +131,9 @@ void qda_uaccess_unpin(size_t mark);
  * qda_uaccess_begin() - open a user-copy scope of the calling thread: what one emulated
  * syscall copies (an invoke's argument array, its buffers, its out-copies)
  *
- * The copies in a scope share one look at whether the guarded copier can be used (the
- * handlers a program installs between two calls count; installed during one, they count from
- * its next). Scopes nest: only the outermost one looks.
+ * The copies in a scope share one look per direction at whether the guarded copier can be
+ * used: the copies from the user before the DSP runs, and the copies back after it (handlers a
+ * program installs while the skel runs count for those). Scopes nest: only the outermost looks.
  *
  * Return: the pin mark, for qda_uaccess_end().
  */
@@ -155,7 +156,8 @@ void qda_uaccess_stats(unsigned long long *memcpys, unsigned long long *checked)
  * uses (qda_core._marshal exports it as a capsule): another extension that links its own
  * uaccess.c must pin through these, since pins are per copy of the code and per thread.
  * @pin_view: pin a Py_buffer (a ``Py_buffer *``) if its exporter vouches for its memory
- *            (bytes, bytearray, array, writable mmap, numpy over those; not ctypes);
+ *            (bytes, bytearray, array, writable anonymous mmap, numpy over those;
+ *            not ctypes, nor a file's mapping: the file may shrink during the call);
  *            1 pinned, 0 not. Needs the GIL; never raises.
  * @vouches: 1 if pin_view() would pin that Py_buffer (copies of it may use qda_uaccess_held
  *           while it is held), 0 if not; pins nothing. Needs the GIL; never raises.
