@@ -540,15 +540,19 @@ def test_guarded_copies_fault_cleanly_in_any_thread(arena):
     assert results == [(-errno.EFAULT, 0, True)] * 4 and stats()["guarded"] >= before + 8
 
 
-_HANDLERS_CHILD = r"""
-import ctypes, faulthandler, mmap, signal
-from qda_core.dsp import dsprt
-from qda_core._ext import load
-m = load("_marshal")
+#: What the children below start with: an inaccessible page at ``bad``.
+_BAD_PAGE = r"""
+import ctypes, mmap
 libc = ctypes.CDLL(None)
 libc.mmap.restype = ctypes.c_void_p
 libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_long]
 bad = libc.mmap(None, mmap.PAGESIZE, 0, mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS, -1, 0)
+"""
+_HANDLERS_CHILD = _BAD_PAGE + r"""
+import faulthandler, signal
+from qda_core.dsp import dsprt
+from qda_core._ext import load
+m = load("_marshal")
 dsprt.load()
 
 def probe(what):
@@ -654,18 +658,14 @@ class QdarpcSigSkel(Skeleton):
         faulthandler.enable()  # a skel that turns faulthandler on
         return 0
 """
-_SIG_CHILD = r"""
-import ctypes, mmap, os, sys
+_SIG_CHILD = _BAD_PAGE + r"""
+import sys
 from qda_core.soc import Soc
 from qda_core import uapi
 from qda_core._ext import load
 from qda_core.dsp import dsprt
 from libadsprpc_compat.remotectl import open_module
 m = load("_marshal")
-libc = ctypes.CDLL(None)
-libc.mmap.restype = ctypes.c_void_p
-libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_long]
-bad = libc.mmap(None, mmap.PAGESIZE, 0, mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS, -1, 0)
 dsprt.load()
 f = Soc("default").open_device("cdsp")
 assert f.init_create(attrs=uapi.FASTRPC_MODE_UNSIGNED_MODULE) == 0

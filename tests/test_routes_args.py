@@ -385,23 +385,24 @@ class QdarpcKeepSkel(Skeleton):
     def scribble(self, call):
         # writes past out0 to the page's end through the view's .obj (the buffer's mapping)
         self.hashed(call)
-        out = call.outbufs[0]
-        page = memoryview(out.obj).cast("B")
-        off = ctypes.addressof(ctypes.c_char.from_buffer(out)) - ctypes.addressof(ctypes.c_char.from_buffer(page))
-        end = off - off % 4096 + 4096
-        page[off + len(out):end] = b"\\xee" * (end - off - len(out))
+        page, lo, hi = _tail(call.outbufs[0])
+        page[lo:hi] = b"\\xee" * (hi - lo)
         return 0
 
     @method(13)
     def peek(self, call):
         # (hash slot: the scribble's bytes in the page past out0)
         out = call.outbufs[0]
-        page = memoryview(out.obj).cast("B")
-        off = ctypes.addressof(ctypes.c_char.from_buffer(out)) - ctypes.addressof(ctypes.c_char.from_buffer(page))
-        end = off - off % 4096 + 4096
-        struct.pack_into("<qQQq", out, 0, bytes(page[off + len(out):end]).count(0xEE), len(out), out.ndim,
-                         call.inbufs[0][0])
+        page, lo, hi = _tail(out)
+        struct.pack_into("<qQQq", out, 0, bytes(page[lo:hi]).count(0xEE), len(out), out.ndim, call.inbufs[0][0])
         return 0
+
+
+def _tail(out):
+    # the buffer's mapping (out0's .obj) and the range from out0's end to its page's end
+    page = memoryview(out.obj).cast("B")
+    off = ctypes.addressof(ctypes.c_char.from_buffer(out)) - ctypes.addressof(ctypes.c_char.from_buffer(page))
+    return page, off + len(out), off - off % 4096 + 4096
 """
 KEEP_URI = "file:///libqdarpc_keep_skel.so?qdarpc_keep_skel_handle_invoke&_modver=1.0&_dom=cdsp"
 
