@@ -274,20 +274,27 @@ class QdarpcPageSkel(Skeleton):
 PAGE_URI = "file:///libqdarpc_page_skel.so?qdarpc_page_skel_handle_invoke&_modver=1.0&_dom=cdsp"
 
 
+def _skel_file(make_soc, tmp_path, monkeypatch, drv, name, text, uri, dataplane="native"):
+    """A file of driver ``drv`` on a SoC of ``dataplane``, with the Python skel ``text`` (saved as
+    ``name``) open: ``(file, handle)``."""
+    (tmp_path / name).write_text(text)
+    monkeypatch.setenv("DSP_LIBRARY_PATH", str(tmp_path))
+    with plane(dataplane):
+        soc = make_soc("default")
+        f = soc.open_device("cdsp") if drv == "accel" else soc.open("/dev/fastrpc-cdsp")
+    assert f.init_create(attrs=uapi.FASTRPC_MODE_UNSIGNED_MODULE) == 0
+    rv, h = open_module(f, uri)
+    assert rv == 0
+    return f, h
+
+
 @pytest.mark.parametrize("drv", ["accel", "legacy"])
 def test_the_routes_page_shows_the_dsp_no_earlier_calls_bytes(make_soc, tmp_path, monkeypatch, drv):
     """The route's own buffer is cleared past each call's packet as the pool clears a buffer it
     hands out: a call's out-buffer bytes (or anything the DSP wrote in the page it was shown) never
     reach a later, smaller call (an attacker's review found the page's tail unscrubbed)."""
-    (tmp_path / "libqdarpc_page_skel.py").write_text(PEEK_SKEL)
-    monkeypatch.setenv("DSP_LIBRARY_PATH", str(tmp_path))
-    with plane("native"):
-        soc = make_soc("default")
-        f = soc.open_device("cdsp") if drv == "accel" else soc.open("/dev/fastrpc-cdsp")
+    f, h = _skel_file(make_soc, tmp_path, monkeypatch, drv, "libqdarpc_page_skel.py", PEEK_SKEL, PAGE_URI)
     try:
-        assert f.init_create(attrs=uapi.FASTRPC_MODE_UNSIGNED_MODULE) == 0
-        rv, h = open_module(f, PAGE_URI)
-        assert rv == 0
         fill, peek = 0x03000100, 0x04000100
         assert f.invoke(h, fill, [bytearray(16)]) == 0  # the lanes, then a route
         r = f._lane.route_for(h)
@@ -413,15 +420,8 @@ def test_a_routes_call_object_is_reused_only_when_nobody_kept_it(make_soc, tmp_p
     again (none made), but only when the skel kept none of them, released no view and replaced
     no tuple, and with every field as new (``extra_ns`` back to 0): each call still sees its own
     bytes (docs/dataplane.md "Calls with copied arguments")."""
-    (tmp_path / "libqdarpc_keep_skel.py").write_text(KEEP_SKEL)
-    monkeypatch.setenv("DSP_LIBRARY_PATH", str(tmp_path))
-    with plane("native"):
-        soc = make_soc("default")
-        f = soc.open_device("cdsp") if drv == "accel" else soc.open("/dev/fastrpc-cdsp")
+    f, h = _skel_file(make_soc, tmp_path, monkeypatch, drv, "libqdarpc_keep_skel.py", KEEP_SKEL, KEEP_URI)
     try:
-        assert f.init_create(attrs=uapi.FASTRPC_MODE_UNSIGNED_MODULE) == 0
-        rv, h = open_module(f, KEEP_URI)
-        assert rv == 0
 
         data, out = bytearray(16), bytearray(24)  # (the same buffers: the same layout in the page)
 
@@ -450,17 +450,10 @@ def test_a_spare_call_shows_each_call_what_a_fresh_one_would(make_soc, tmp_path,
     object of the skel's left in the Call (kept alive, its buffer still exported), bytes it wrote
     past its buffers through a view's ``.obj`` (the page is cleared for the next call). Both
     planes see the same."""
-    (tmp_path / "libqdarpc_keep_skel.py").write_text(KEEP_SKEL)
-    monkeypatch.setenv("DSP_LIBRARY_PATH", str(tmp_path))
     seen = {}
     for name in ("native", "py"):
-        with plane(name):
-            soc = make_soc("default")
-            f = soc.open_device("cdsp") if drv == "accel" else soc.open("/dev/fastrpc-cdsp")
+        f, h = _skel_file(make_soc, tmp_path, monkeypatch, drv, "libqdarpc_keep_skel.py", KEEP_SKEL, KEEP_URI, name)
         try:
-            assert f.init_create(attrs=uapi.FASTRPC_MODE_UNSIGNED_MODULE) == 0
-            rv, h = open_module(f, KEEP_URI)
-            assert rv == 0
             data, out, got = bytearray(8), bytearray(32), []
             for method, fill in ((8, b"A"), (8, b"B"), (8, b"C"), (9, b"D"), (8, b"E"), (8, b"F"), (10, b"G"),
                                  (8, b"H"), (12, b"I"), (13, b"J"), (13, b"K")):
@@ -483,16 +476,9 @@ def test_a_pool_buffer_shows_the_dsp_no_earlier_calls_scribble(make_soc, tmp_pat
     """A call bigger than the route's page takes a buffer of the file's pool; the DSP is shown
     its whole last page, so what a skel wrote there past its packet is cleared before the buffer
     is handed out again (both planes: no scribble reaches the next call)."""
-    (tmp_path / "libqdarpc_keep_skel.py").write_text(KEEP_SKEL)
-    monkeypatch.setenv("DSP_LIBRARY_PATH", str(tmp_path))
     for name in ("native", "py"):
-        with plane(name):
-            soc = make_soc("default")
-            f = soc.open_device("cdsp") if drv == "accel" else soc.open("/dev/fastrpc-cdsp")
+        f, h = _skel_file(make_soc, tmp_path, monkeypatch, drv, "libqdarpc_keep_skel.py", KEEP_SKEL, KEEP_URI, name)
         try:
-            assert f.init_create(attrs=uapi.FASTRPC_MODE_UNSIGNED_MODULE) == 0
-            rv, h = open_module(f, KEEP_URI)
-            assert rv == 0
             # out0 above data in memory: the payload puts it after the in-buffer, so the scribble
             # past it lands past the packet, in the packet's last page
             arena = bytearray(b"d" * 8192)
