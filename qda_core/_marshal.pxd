@@ -41,6 +41,8 @@ cdef int _user_copy(void *buf, uint64_t uaddr, size_t n, int to_user, bint check
 # look at the guarded copy's readiness), e.g. around a whole INVOKE
 cdef size_t scope_begin() noexcept nogil
 cdef void scope_end(size_t mark) noexcept nogil
+# qda_uaccess_recheck: the next copy asks the guard again (around skel code)
+cdef void scope_recheck() noexcept nogil
 
 
 cdef enum:

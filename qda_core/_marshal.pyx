@@ -96,6 +96,7 @@ cdef extern from "qdarpc/uaccess.h" nogil:
     unsigned long long qda_uaccess_guard_checks(unsigned long long *refused)
     size_t qda_uaccess_begin()
     void qda_uaccess_end(size_t mark)
+    void qda_uaccess_recheck()
     int qda_uaccess_prepare()
     int qda_copy_from_user(void *dst, uint64_t uaddr, size_t len)
     int qda_copy_to_user(uint64_t uaddr, const void *src, size_t len)
@@ -399,6 +400,16 @@ cdef size_t scope_begin() noexcept nogil:
 
 cdef void scope_end(size_t mark) noexcept nogil:
     qda_uaccess_end(mark)
+
+
+cdef void scope_recheck() noexcept nogil:
+    qda_uaccess_recheck()
+
+
+def guard_recheck():
+    """The calling thread's next user copy asks the guarded copy's readiness again (the DSP's
+    reference, around skel code: a skel may change the signal handlers while it runs)."""
+    qda_uaccess_recheck()
 
 
 def copy_from_user(dst, uint64_t uaddr, bint checked=False):

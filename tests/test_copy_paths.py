@@ -16,6 +16,7 @@ import array
 import contextlib
 import ctypes
 import errno
+import fcntl
 import gc
 import mmap
 import os
@@ -752,3 +753,116 @@ def test_a_file_mapping_truncated_during_the_call_is_efault(tmp_path):
                          env={**env, "DSP_LIBRARY_PATH": str(tmp_path), "TRUNC_FILE": str(tmp_path / "f")})
     assert res.returncode == 0, (res.returncode, res.stderr[-2000:])
     assert res.stdout.split() == [str(-errno.EFAULT)] * 3
+
+
+_NEST_SKEL = """\
+import builtins
+import os
+import signal
+
+from qda_core.dsp import Skeleton, method
+
+NESTED = builtins.__dict__.setdefault("_qdarpc_test_nested", {})
+
+
+def _handler():
+    signal.signal(signal.SIGSEGV, lambda *a: os.write(2, b"python handler ran\\\\n"))
+
+
+class QdarpcNestSkel(Skeleton):
+    @method(2)
+    def plain(self, call):
+        return 0
+
+    @method(3)
+    def handler_then_call(self, call):
+        _handler()
+        NESTED["result"] = NESTED["call"]()  # a host call from skel code, in the same thread
+        return 0
+
+    @method(4)
+    def call_then_handler(self, call):
+        NESTED["result"] = NESTED["good"]()
+        _handler()
+        return 0
+"""
+_NEST_CHILD = _BAD_PAGE + r"""
+import builtins, struct, sys
+from qda_core.soc import Soc
+from qda_core import uapi
+from qda_core.dsp import dsprt
+from libadsprpc_compat.remotectl import open_module
+dsprt.load()
+soc = Soc("default")
+files = [soc.open_device("cdsp") for _ in range(2)]
+hs = []
+for f in files:
+    assert f.init_create(attrs=uapi.FASTRPC_MODE_UNSIGNED_MODULE) == 0
+    hs.append(open_module(f, "file:///libqdarpc_nest_skel.so?qdarpc_nest_skel_handle_invoke&_modver=1.0&_dom=cdsp")[1])
+req = files[1].uapi.ioctls[0x47].number
+inb, outb = (ctypes.c_char * 16)(*b"0123456789abcdef"), (ctypes.c_char * 16)()
+good = (ctypes.c_uint64 * 6)(ctypes.addressof(inb), 16, 0xFFFFFFFF, ctypes.addressof(outb), 16, 0xFFFFFFFF)
+nested = builtins.__dict__.setdefault("_qdarpc_test_nested", {})
+raw = (ctypes.c_char * 16).from_buffer_copy(struct.pack("<IIQ", hs[1], 0x02010100, ctypes.addressof(good)))
+nested["call"] = lambda: files[1].ioctl(req, bad)  # the struct unreadable: EFAULT
+nested["good"] = lambda: files[1].ioctl(req, ctypes.addressof(raw))
+method = int(sys.argv[1])
+# the outer call: its in-buffer copied by the guarded copy; with method 4 its out-buffer is bad
+out = (ctypes.c_char * 16).from_address(bad) if method == 4 else (ctypes.c_char * 16)()
+try:
+    r = files[0].invoke(hs[0], (method << 24) | 0x10100, [(ctypes.c_char * 16)(*b"x" * 16), out])
+except OSError as e:
+    r = -e.errno
+print(r, nested.get("result"), flush=True)
+for f in files:
+    f.close()
+"""
+
+
+@pytest.mark.parametrize("method", [3, 4], ids=["handler-then-nested-call", "nested-call-then-handler"])
+def test_skel_code_makes_the_next_copy_ask_the_guard_again(tmp_path, method):
+    """Skel code that changes the SIGSEGV handler and makes a host call of its own (a nested
+    INVOKE in the same thread; another reviewer's finding): the nested call's bad struct, or
+    the outer call's bad out-buffer after the nested call asked the guard, is EFAULT - each
+    call of skel code makes the next copy ask again - never a hang or a death. (A process of
+    its own.)"""
+    import subprocess
+    import sys
+
+    (tmp_path / "libqdarpc_nest_skel.py").write_text(_NEST_SKEL)
+    env = {k: v for k, v in os.environ.items() if k not in ("QDARPC_UACCESS", "PYTHONFAULTHANDLER")}
+    res = subprocess.run([sys.executable, "-c", _NEST_CHILD, str(method)], capture_output=True, text=True,
+                         timeout=120, env={**env, "DSP_LIBRARY_PATH": str(tmp_path)})
+    assert res.returncode == 0, (res.returncode, res.stderr[-2000:])
+    want = [0, str(-errno.EFAULT)] if method == 3 else [str(-errno.EFAULT), "0"]
+    assert res.stdout.split() == [str(w) for w in want]
+    assert "python handler ran" not in res.stderr
+
+
+def test_dmabuf_mmap_of_a_file_that_can_shrink_is_never_copied_blindly():
+    """``dmabuf_mmap`` registers any fd's mapping (another reviewer's finding: a file truncated
+    while a copy ran raised SIGBUS). Only a file sealed against shrinking (``shrink_sealed``:
+    the emulator's memfds, an imported dma-buf) lets copies of raw addresses in it be a
+    ``memcpy``; any other takes the checked copies, EFAULT past its end."""
+    from qda_core.legacy import dmabuf_mmap
+
+    for sealed in (True, False):
+        fd = os.memfd_create("shrinkable", os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
+        try:
+            os.ftruncate(fd, 2 * PAGE)
+            if sealed:
+                fcntl.fcntl(fd, fcntl.F_ADD_SEALS, fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW)
+            assert vma.shrink_sealed(fd) == sealed
+            view = dmabuf_mmap(fd)
+            start, dst = address(view), bytearray(16)
+            before = stats()
+            assert native.copy_from_user(dst, start + PAGE) == 0
+            assert (stats()["memcpy"] - before["memcpy"] == 1) == sealed
+            if not sealed:
+                os.ftruncate(fd, PAGE)
+                assert native.copy_from_user(dst, start + PAGE) == -errno.EFAULT
+            view.release()
+        finally:
+            os.close(fd)
+    with open(os.devnull, "rb") as devnull:  # (not a memfd: no seals at all)
+        assert not vma.shrink_sealed(devnull.fileno())

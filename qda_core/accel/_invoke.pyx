@@ -36,7 +36,6 @@ cdef extern from *:
 __version__ = QDARPC_VERSION.decode()
 
 cdef int INVOKE_NR = _uapi.IOC_NR(_uapi.DRM_IOCTL_QDA_INVOKE)
-_INVOKE_NAME = "DRM_IOCTL_QDA_INVOKE"
 cdef uint32_t _INIT_HANDLE = _wire.FASTRPC_INIT_HANDLE
 cdef int _ROOT_PD = _wire.ROOT_PD
 cdef int _IN = _uapi.IOC_WRITE
@@ -99,7 +98,7 @@ cdef object _invoke(f, FileLane fl, uint32_t request, arg):
             if out_size and _user_copy(kbuf, <uint64_t>arg, out_size, 1, False) != 0:
                 # (drm_ioctl: the copy back fails the call, whatever it answered; as copy_out)
                 return f._failed(_errno_error(_errno.EFAULT, f"cannot write {out_size} bytes of "
-                                                             f"{_INVOKE_NAME} at {arg:#x}"))
+                                                             f"{f.uapi.ioctls[INVOKE_NR].name} at {arg:#x}"))
             return ret
         finally:
             scope_end(mark)

@@ -29,7 +29,7 @@ from qda_core._cwire cimport (QDA_ENDPOINT_CAPSULE, QDA_EP_REFERENCE, QDA_EP_REP
 from qda_core._atomic cimport qda_add_ll, qda_load_ull
 from qda_core._cdev cimport Count, DevMemory, Epoch, Switch
 
-from qda_core._marshal cimport decode_c, decode_views_raw, qda_dec_buf, qda_dec_handle, sub_view
+from qda_core._marshal cimport decode_c, decode_views_raw, qda_dec_buf, qda_dec_handle, scope_recheck, sub_view
 from cpython.tuple cimport PyTuple_New, PyTuple_SET_ITEM
 
 from ._call cimport Call, new_call
@@ -785,7 +785,9 @@ cdef object _native_call(_Mod mod, uint64_t *pra, uint32_t sc, method):
     prev = swap_context(mod.ctx)
     try:
         with nogil:
+            scope_recheck()  # (skel code: see _invoke)
             rv = _dsp_call(fn, hs, h64, sc, pra, &signo)
+            scope_recheck()
     finally:
         if prev is None:  # (no object to keep alive: the usual case, no threading.local touched)
             swap_context(None)
@@ -798,6 +800,17 @@ cdef object _native_call(_Mod mod, uint64_t *pra, uint32_t sc, method):
 
 
 cdef int64_t _invoke(_Mod mod, Call call, uint32_t method, uint32_t sc) except? 0x10000000000:  # (no retval is outside 33 bits)
+    """``impl.invoke(call)``'s retval (:func:`_invoke_skel`). Skel code may change the signal
+    handlers the guarded user copy relies on: the copies after it, and any it makes itself
+    (a nested call), ask the guard again (``qda_uaccess_recheck``)."""
+    scope_recheck()
+    try:
+        return _invoke_skel(mod, call, method, sc)
+    finally:
+        scope_recheck()
+
+
+cdef int64_t _invoke_skel(_Mod mod, Call call, uint32_t method, uint32_t sc) except? 0x10000000000:
     """``impl.invoke(call)``'s retval; a Python skel's method called here, as
     ``PythonModule.invoke`` calls it (the escape, method 31, through ``PythonModule.invoke``
     itself), a native skel as ``NativeModule.invoke`` calls it (:func:`_native`)."""

@@ -62,6 +62,8 @@ from .skel import Call, DmaHandle, interface_name
 
 #: Routes' epoch (docs/dataplane.md "Routes"): bumped by every change of what a route took once.
 _ROUTES = _ext.load("_cdev").ROUTES
+#: The next user copy of this thread asks the guarded copy's readiness again (around skel code).
+_guard_recheck = _ext.load("_marshal").guard_recheck
 
 __all__ = ["EmulatedDsp", "DeviceMemory", "STATIC_PDS", "FIRST_DYNAMIC_HANDLE", "HANDLE_STEP"]
 
@@ -868,11 +870,16 @@ class _Malformed(Exception):
 
 
 def _skel(fn, *args):
-    """Run skel code; any exception out of it is a crash of the calling PD."""
+    """Run skel code; any exception out of it is a crash of the calling PD. Skel code may change
+    the signal handlers the guarded user copy relies on: the copies after it, and any it makes
+    itself, ask the guard again."""
+    _guard_recheck()
     try:
         return fn(*args)
     except Exception as exc:
         raise _SkelCrash(f"{type(exc).__name__}: {exc}") from exc
+    finally:
+        _guard_recheck()
 
 
 def _granted(origin: Origin, addr: int, size: int) -> bool:

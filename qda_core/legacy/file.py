@@ -69,7 +69,7 @@ def dmabuf_mmap(fd: int, length: int | None = None,
         length = os.fstat(fd).st_size
     mm = _mmap.mmap(fd, length, _mmap.MAP_SHARED, prot)
     view = memoryview(mm)
-    vma.register(mm, address(view), length, vma.file_key(fd))
+    vma.register(mm, address(view), length, vma.file_key(fd), pinnable=vma.shrink_sealed(fd))
     return view
 
 

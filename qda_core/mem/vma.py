@@ -14,6 +14,7 @@ address inside a registered mapping whose owner exports its pages (an mmap) is c
 from __future__ import annotations
 
 import errno
+import fcntl
 import itertools
 import os
 import threading
@@ -26,7 +27,7 @@ from ..errors import errno_error
 
 _table = _load("_marshal")
 
-__all__ = ["Vma", "register", "find", "find_vma_start", "file_key", "ref_address"]
+__all__ = ["Vma", "register", "shrink_sealed", "find", "find_vma_start", "file_key", "ref_address"]
 
 
 class Vma(NamedTuple):
@@ -52,14 +53,26 @@ def file_key(fd: int) -> tuple[int, int]:
     return (st.st_dev, st.st_ino)
 
 
-def register(owner, start: int, size: int, key: tuple[int, int] | None = None, pgoff: int = 0) -> None:
+def register(owner, start: int, size: int, key: tuple[int, int] | None = None, pgoff: int = 0,
+             pinnable: bool = True) -> None:
     """Track ``[start, start+size)`` (a mapping of file ``key`` from byte ``pgoff``) until
     ``owner`` (the mapping object) is garbage-collected. If ``owner`` exports the mapping's
-    pages (an mmap), copies of raw addresses in it may use them while ``owner`` lives."""
+    pages (an mmap) and ``pinnable``, copies of raw addresses in it may use them while ``owner``
+    lives; pass ``pinnable=False`` for a file that may shrink under the mapping (one not sealed
+    ``F_SEAL_SHRINK``: a copy racing a truncation would raise SIGBUS)."""
     with _lock:
         token = next(_tokens)
-        _table.vma_add(token, start, size, pgoff, key, owner)
+        _table.vma_add(token, start, size, pgoff, key, owner if pinnable else None)
     weakref.finalize(owner, _table.vma_remove, token, start)
+
+
+def shrink_sealed(fd: int) -> bool:
+    """Whether file ``fd`` cannot shrink (sealed ``F_SEAL_SHRINK``: the emulator's own memfds,
+    an imported dma-buf); False for any other file."""
+    try:
+        return bool(fcntl.fcntl(fd, fcntl.F_GET_SEALS) & fcntl.F_SEAL_SHRINK)
+    except OSError:
+        return False
 
 
 def find(addr: int) -> Vma | None:

@@ -143,6 +143,11 @@ size_t qda_uaccess_begin(void);
  * pins made since (qda_uaccess_unpin()). */
 void qda_uaccess_end(size_t mark);
 
+/** qda_uaccess_recheck() - the calling thread's next copy asks the guarded copier's @armed
+ * again, whatever scope it is in: for the DSP's side, around each call of skel code (which may
+ * change the signal handlers, and may make its own nested calls while it runs). */
+void qda_uaccess_recheck(void);
+
 /** qda_uaccess_pinned() - 1 if [@uaddr, @uaddr + @len) lies inside one range the calling
  * thread pinned (writable if @write), else 0 (also for @len 0). */
 int qda_uaccess_pinned(uint64_t uaddr, size_t len, int write);

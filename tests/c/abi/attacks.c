@@ -54,12 +54,13 @@ static void dtor(void *p)
 {
 	remote_handle64 mine = 0;
 	int32_t v[4] = { 1, 2, 3, 4 };
+	int64_t sum = -1;	/* this thread's own (the four threads' calls overlap) */
 	remote_arg pra[3];
 
 	(void)p;
 	set(pra, v, sizeof(v));
-	out = -1;
-	if (remote_handle64_open(CALC, &mine) == 0 && remote_handle64_invoke(mine, SUM, pra) == 0 && out == 10 &&
+	pra[2].buf.pv = &sum;
+	if (remote_handle64_open(CALC, &mine) == 0 && remote_handle64_invoke(mine, SUM, pra) == 0 && sum == 10 &&
 	    remote_handle64_close(mine) == 0)
 		__sync_fetch_and_add(&dtor_ok, 1);
 }
