@@ -188,12 +188,14 @@ class Domain:
         from FastRPC-backed ioctls, legacy files ``EPIPE``; close still works and sends no
         release), every PD on the DSP is destroyed, then the drivers probe again: new legacy
         nodes with the same names, a new accel node ``/dev/accel/accel<new_minor>``."""
+        global NODES_GENERATION
         self.accel.remove()
         if self.legacy_channel is not None:
             self.legacy_channel.remove()
         self.dsp.restart()
         self.restarts += 1
         self._probe(new_minor)
+        NODES_GENERATION += 1
 
 
 class Soc:
@@ -284,6 +286,9 @@ def _resolve_kernel(kernel, specs: list[DomainSpec]) -> dict[str, Revision]:
 
 _default: Soc | None = None
 _default_lock = threading.Lock()
+#: Bumped whenever a domain of any SoC re-probes (an SSR gives its accel node a new path): the
+#: device shim's directory tree (``vfs``) compares it instead of the paths on every ioctl.
+NODES_GENERATION = 0
 _inherited: list[Soc] = []  # a forked child's copies of its parent's default SoC: kept, never used
 
 

@@ -24,6 +24,7 @@ import os
 import shutil
 import struct
 import threading
+import weakref
 
 from . import soc as _soc
 from . import trace as _trace
@@ -68,6 +69,7 @@ def _soc_now():
 
 _tree: str | None = None          # the real directory tree behind /dev/accel and /sys/class/accel
 _tree_nodes: tuple[str, ...] = ()
+_tree_seen: tuple = (None, -1)  # (a weak reference to the SoC, soc.NODES_GENERATION) of _tree_nodes
 
 
 def tree(root: str) -> int:
@@ -88,14 +90,22 @@ def tree(root: str) -> int:
 def _sync_tree() -> bool:
     """Bring the tree up to date with the SoC; False if the filesystem refused (the tree is
     then left as it was, and tried again next time: keeping it never fails a device call)."""
-    global _tree_nodes
+    global _tree_nodes, _tree_seen
     root = _tree
     if root is None:
         return True
+    # (every ioctl asks: the SoC and its re-probes' count first, the paths only when they moved)
+    ref, seen_gen = _tree_seen
+    if ref is not None and seen_gen == _soc.NODES_GENERATION:
+        seen = ref()
+        if seen is not None and seen is _soc._default:
+            return True
+    gen = _soc.NODES_GENERATION  # (read first: a re-probe meanwhile is seen next time)
     s = _soc_now()
     now = tuple(d.accel.path for d in s.domains.values())
     with _lock:
         if now == _tree_nodes:
+            _tree_seen = (weakref.ref(s), gen)
             return True
         old, _tree_nodes = _tree_nodes, now
     try:
@@ -105,6 +115,9 @@ def _sync_tree() -> bool:
             if _tree_nodes == now:
                 _tree_nodes = old
         return False
+    with _lock:
+        if _tree_nodes == now:
+            _tree_seen = (weakref.ref(s), gen)
     return True
 
 
@@ -324,12 +337,12 @@ def _after_fork_in_child() -> None:
     """fork(): the child's device fds are plain memfds to its fresh emulator (the shim forgets
     them in the child too); the parent's files stay the parent's, and the child makes its own
     /dev/accel tree when it needs one."""
-    global _tree, _tree_nodes
+    global _tree, _tree_nodes, _tree_seen
     _lock._at_fork_reinit()
     _inherited.append((dict(_files), dict(_heap_buffers), dict(_closing)))
     for table in (_files, _heap_buffers, _closing, _in_flight, _owners):
         table.clear()
-    _tree, _tree_nodes = None, ()
+    _tree, _tree_nodes, _tree_seen = None, (), (None, -1)
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)
