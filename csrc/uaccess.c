@@ -54,11 +54,11 @@ static qda_guard_armed_fn guard_armed;
 static unsigned long long stat_checks, stat_refused;
 
 /* The calling thread's user-copy scopes (qda_uaccess_begin) and, inside one, the verdict of
- * guard_armed for it: 0 not asked yet, 1 armed, -1 not; asked again when the copies change
- * direction (verdict_to: the direction it was asked for), since the DSP ran in between: the
- * skel - or another thread meanwhile - may have changed the handlers. */
+ * guard_armed for it: 0 not asked yet, 1 armed, -1 not. The DSP's side drops it around every
+ * call of skel code (qda_uaccess_recheck), so a call's copies back, and any copy skel code
+ * makes itself, ask again. */
 static __thread unsigned scope_depth;
-static __thread signed char verdict, verdict_to;
+static __thread signed char verdict;
 
 void qda_uaccess_set_guarded(qda_guarded_copy_fn fn, qda_guard_armed_fn armed)
 {
@@ -79,18 +79,16 @@ unsigned long long qda_uaccess_guard_checks(unsigned long long *refused)
 	return __atomic_load_n(&stat_checks, __ATOMIC_RELAXED);
 }
 
-/* The guarded copier if one is set and it can catch a fault in this thread now, else NULL;
- * to_user: the copy's direction. */
-static qda_guarded_copy_fn guarded_copier(int to_user)
+/* The guarded copier if one is set and it can catch a fault in this thread now, else NULL. */
+static qda_guarded_copy_fn guarded_copier(void)
 {
 	qda_guarded_copy_fn fn = __atomic_load_n(&guarded, __ATOMIC_ACQUIRE);
 
 	if (fn == NULL)
 		return NULL;
-	if (verdict == 0 || scope_depth == 0 || verdict_to != to_user) {
+	if (verdict == 0 || scope_depth == 0) {
 		qda_guard_armed_fn armed = __atomic_load_n(&guard_armed, __ATOMIC_ACQUIRE);
 
-		verdict_to = (signed char)to_user;
 		verdict = armed == NULL || armed() ? 1 : -1;
 		if (armed != NULL) {
 			count(&stat_checks);
@@ -102,9 +100,9 @@ static qda_guarded_copy_fn guarded_copier(int to_user)
 }
 
 /* Through the guarded copier, if it can be used: 1 and *rc (0 or -EFAULT), else 0. */
-static int try_guarded(void *dst, const void *src, size_t len, int to_user, int *rc)
+static int try_guarded(void *dst, const void *src, size_t len, int *rc)
 {
-	qda_guarded_copy_fn fn = guarded_copier(to_user);
+	qda_guarded_copy_fn fn = guarded_copier();
 
 	if (fn == NULL)
 		return 0;
@@ -370,7 +368,7 @@ int qda_copy_from_user(void *dst, uint64_t uaddr, size_t len)
 		memmove(dst, (const void *)(uintptr_t)uaddr, len);
 		return 0;
 	}
-	if (len && !range_wraps(uaddr, len) && try_guarded(dst, (const void *)(uintptr_t)uaddr, len, 0, &rc))
+	if (len && !range_wraps(uaddr, len) && try_guarded(dst, (const void *)(uintptr_t)uaddr, len, &rc))
 		return rc;
 	return qda_copy_from_user_checked(dst, uaddr, len);
 }
@@ -384,7 +382,7 @@ int qda_copy_to_user(uint64_t uaddr, const void *src, size_t len)
 		memmove((void *)(uintptr_t)uaddr, src, len);
 		return 0;
 	}
-	if (len && !range_wraps(uaddr, len) && try_guarded((void *)(uintptr_t)uaddr, src, len, 1, &rc))
+	if (len && !range_wraps(uaddr, len) && try_guarded((void *)(uintptr_t)uaddr, src, len, &rc))
 		return rc;
 	return qda_copy_to_user_checked(uaddr, src, len);
 }
@@ -568,7 +566,7 @@ static int copy_vec(const struct qda_ucopy *v, size_t n, size_t *bad, int to_use
 		/* a run of unpinned small copies goes through the pipe together (unless a guarded
 		 * copier takes each: no syscall at all) */
 		if (guard < 0)
-			guard = guarded_copier(to_user) != NULL;
+			guard = guarded_copier() != NULL;
 		while (!guard && i + k < n && k < PIPE_IOV_MAX &&
 		       v[i + k].len <= PIPE_COPY_MAX &&
 		       bytes + v[i + k].len <= PIPE_BATCH_MAX &&

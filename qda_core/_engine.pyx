@@ -818,7 +818,8 @@ cdef class EngineRoute:
         # the route's own buffer as the pool hands out a taken one (MsgBuf._scrub): zeros past
         # this call's packet up to what an earlier call left (its packet, or what the DSP wrote
         # in the page it was shown); ``shown``: this call shows the DSP the page (a native
-        # skel's pointers reach the whole buffer), so the next call clears it up to its end
+        # skel's pointers and a Python skel's view's .obj reach all of it), so the next call
+        # clears it up to its end
         if self.dirty > end:
             memset(self.mb.ptr + end, 0, self.dirty - end)
         self.dirty = _PAGE if shown else end

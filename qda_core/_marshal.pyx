@@ -451,7 +451,7 @@ def set_guarded_copy(size_t fn, size_t armed=0):
     const void *src, size_t n)``: 0, or -EFAULT for a range that faults, never crashing - the
     DSP runtime's ``qdarpc_guarded_copy``) whenever the C function at ``armed`` (``int
     armed(void)``, the runtime's ``qdarpc_guard_armed``; 0: always) says it can, once per
-    direction of a user-copy scope; or, with ``fn`` 0, through ``process_vm_readv/writev`` again. Returns the
+    user-copy scope and again after skel code ran; or, with ``fn`` 0, through ``process_vm_readv/writev`` again. Returns the
     ``(fn, armed)`` set before (``(0, 0)``: none)."""
     global _guarded, _guarded_armed
     prev = (_guarded, _guarded_armed)

@@ -11,7 +11,7 @@
  *    mask (one syscall, on the fault path: without it the next fault in that thread is fatal);
  *  - a guarded user copy is only as safe as the handlers that are installed when it runs:
  *    qdarpc_guard_armed() looks (three syscalls), and the emulated kernel's copies look once per
- *    direction of a user-copy scope (qda_uaccess_begin: in before the skel runs, back after),
+ *    user-copy scope (qda_uaccess_begin) and again after skel code ran (qda_uaccess_recheck),
  *    taking the syscalls while someone else's handler is in;
  *  - without an alternate signal stack a stack overflow has nowhere to run the handler and the
  *    kernel kills the process;

@@ -79,9 +79,9 @@ int qda_copy_to_user(uint64_t uaddr, const void *src, size_t len);
  *
  * While one is set, qda_copy_from_user(), qda_copy_to_user() and the vectored copies use it for
  * every range not pinned, in place of process_vm_readv/writev and the pipe, whenever @armed
- * says so. @armed is asked once per direction in an outermost qda_uaccess_begin() scope of a
- * thread (the first copy from the user, and the first copy back to the user: the DSP ran in
- * between), and for every copy made outside a scope.
+ * says so. @armed is asked once per outermost qda_uaccess_begin() scope of a thread (by its
+ * first copy not pinned), again after each qda_uaccess_recheck() (the DSP's side calls it
+ * around skel code), and for every copy made outside a scope.
  */
 typedef int (*qda_guarded_copy_fn)(void *dst, const void *src, size_t n);
 typedef int (*qda_guard_armed_fn)(void);
@@ -131,9 +131,9 @@ void qda_uaccess_unpin(size_t mark);
  * qda_uaccess_begin() - open a user-copy scope of the calling thread: what one emulated
  * syscall copies (an invoke's argument array, its buffers, its out-copies)
  *
- * The copies in a scope share one look per direction at whether the guarded copier can be
- * used: the copies from the user before the DSP runs, and the copies back after it (handlers a
- * program installs while the skel runs count for those). Scopes nest: only the outermost looks.
+ * The copies in a scope share one look at whether the guarded copier can be used, taken again
+ * after skel code ran (qda_uaccess_recheck(): handlers a program installs while the skel runs
+ * count for the copies back). Scopes nest: only the outermost one looks.
  *
  * Return: the pin mark, for qda_uaccess_end().
  */
