@@ -20,6 +20,7 @@ cdef class MsgSource:
 
 cdef class DevMemory:
     """Device memory as the DSP reads it (the C form of ``qda_core.dsp.DeviceMemory``)."""
+    cdef readonly unsigned long long views_made  # views made for Python code (view() calls)
     cdef int span(self, uint64_t addr, uint64_t length, char **host) except -1
     cdef object base(self, uint64_t addr, uint64_t length, Py_ssize_t *off, char **host)
     cpdef view(self, addr, length, bint writable)
@@ -46,3 +47,16 @@ cdef class Switch:
     """A flag Python code sets and the lanes read as one C load (``TRACE``: a trace recorder is
     on, kept by ``qda_core.trace`` with its ``RECORDER``)."""
     cdef public bint on
+
+
+cdef class Pages:
+    """The emulator's own pages of one buffer as Python code reaches them: the exporter of a
+    buffer's kernel-side view (so of every view a DSP skel is handed of it: ``view.obj``). It
+    counts the buffers taken of it, so a route knows whether a skel reached past its arguments
+    (docs/dataplane.md "Routes")."""
+    cdef Py_buffer _held     # the mapping's bytes (an export of it: the mapping stays while we do)
+    cdef char *buf
+    cdef Py_ssize_t len
+    cdef readonly unsigned long long taken  # buffers ever taken of it
+    cdef readonly Py_ssize_t live           # buffers taken and not yet released
+    cdef object __weakref__

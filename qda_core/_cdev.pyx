@@ -4,6 +4,8 @@ a layer boundary in C while the one-way imports hold: the invoke engine takes me
 from a :class:`MsgSource` it is handed, the DSP reads memory through a :class:`DevMemory`; the
 implementations live in the layers that own the state (``qda_core.mem``). docs/dataplane.md."""
 
+from cpython.buffer cimport PyBUF_WRITABLE, PyBuffer_FillInfo, PyBuffer_Release, PyObject_GetBuffer
+
 from qda_core._atomic cimport qda_add_ull
 
 cdef extern from *:
@@ -46,6 +48,39 @@ cdef class DevMemory:
     cpdef view(self, addr, length, bint writable):
         """A byte view of ``length`` bytes at device address ``addr`` (DeviceFault if unmapped)."""
         raise NotImplementedError
+
+
+cdef class Pages:
+    """``Pages(mapping, offset=0, size=-1)``: ``size`` bytes of a writable ``mapping`` (an
+    ``mmap``: a Backing's own, or an arena file's) from ``offset``, as a 1-D writable byte
+    buffer and nothing else (no item access or method writes past its buffers, as an ``mmap``'s
+    would). ``taken`` and ``live`` count the buffers taken of it; ``len()`` is its size."""
+
+    def __cinit__(self, mapping, Py_ssize_t offset=0, Py_ssize_t size=-1):
+        PyObject_GetBuffer(mapping, &self._held, PyBUF_WRITABLE)
+        if offset < 0 or offset > self._held.len or size > self._held.len - offset:
+            PyBuffer_Release(&self._held)
+            raise ValueError(f"{size} bytes at {offset} do not fit in a {self._held.len}-byte mapping")
+        self.buf = <char *>self._held.buf + offset
+        self.len = self._held.len - offset if size < 0 else size
+
+    def __dealloc__(self):
+        if self._held.buf != NULL:
+            PyBuffer_Release(&self._held)
+
+    def __getbuffer__(self, Py_buffer *view, int flags):
+        PyBuffer_FillInfo(view, self, self.buf, self.len, 0, flags)
+        self.taken += 1
+        self.live += 1
+
+    def __releasebuffer__(self, Py_buffer *view):
+        self.live -= 1
+
+    def __len__(self):
+        return self.len
+
+    def __repr__(self):
+        return f"<qdarpc pages: {self.len:#x} bytes at {<size_t>self.buf:#x}>"
 
 
 cdef class ChannelState:

@@ -21,6 +21,7 @@ cdef extern from "qdarpc/endpoint.h":
     enum:
         QDA_EP_REPLIED
         QDA_EP_REFERENCE
+        QDA_EP_CONFINED
         QDA_ROUTE_DECLINED
     struct qda_endpoint:
         int (*receive)(void *self, const fastrpc_msg *m, void *origin, fastrpc_invoke_rsp *rsp) except -1

@@ -153,6 +153,7 @@ cdef class EngineRoute:
     cdef int lost_errno          # the driver's errno for a call a restart ended
     cdef readonly bint native    # to a native skel (call serves it; a Python skel's: call_gil only)
     cdef readonly unsigned long long served  # calls it served (declined ones not counted)
+    cdef readonly unsigned long long confined  # calls whose skel stayed in its arguments (QDA_EP_CONFINED)
     cdef int busy                # the message buffer is in use (another thread's call declines)
     cdef int dead
     cdef int cleaned             # the message buffer given back and the DSP's part dropped

@@ -24,7 +24,7 @@ from qda_core._atomic cimport (qda_add_ull, qda_cas_int, qda_fetch_add_ull, qda_
 from qda_core._marshal cimport (REMOTE_SCALARS_MAX_LENGTH, ArgPins, _user_copy, pack_held, pack_planned_raw, plan_raw,
                                qda_olap, scope_begin, scope_end, unpack_held, unpack_raw)
 from qda_core._cdev cimport ChannelState, Count, Epoch, MsgBuf, MsgSource, Switch
-from qda_core._cwire cimport (QDA_ENDPOINT_CAPSULE, QDA_EP_REFERENCE, QDA_EP_REPLIED, QDA_ROUTE_DECLINED, fastrpc_invoke_rsp,
+from qda_core._cwire cimport (QDA_ENDPOINT_CAPSULE, QDA_EP_CONFINED, QDA_EP_REFERENCE, QDA_EP_REPLIED, QDA_ROUTE_DECLINED, fastrpc_invoke_rsp,
                                fastrpc_msg, qda_endpoint, sc_length)
 
 import errno as _errno
@@ -798,6 +798,11 @@ cdef class EngineRoute:
     (``qda_endpoint.route_call``), with copied arguments too by :meth:`call_gil`. The route
     keeps one message buffer of the file's pool until it is closed."""
 
+    @property
+    def buffer(self):
+        """The route's own message buffer: ``(device address, bytes)`` (None once closed)."""
+        return None if self.mb is None else (self.mb.dev, self.mb.size)
+
     cdef bint _ready(self, uint32_t sc) noexcept nogil:
         # what may change under a route, checked before anything is taken (the DSP's part trusts
         # it: a change after this is a change made after the call began); then the message
@@ -933,6 +938,12 @@ cdef class EngineRoute:
                     self._lost(exc)
                     raise
                 qda_add_ull(&self.served, 1)
+                if k & QDA_EP_CONFINED and n and mb is self.mb:
+                    # the skel reached nothing of the page past its arguments, and nothing it
+                    # holds can (a Python skel's, DspRoute._confined): the packet is all the
+                    # next call clears, not the page
+                    self.dirty = size
+                    self.confined += 1
                 if k & QDA_EP_REPLIED:
                     qda_add_ull(&self.cst.received, 1)
                     if rsp.ctx & self.match_mask == m.ctx:

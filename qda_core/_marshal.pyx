@@ -37,6 +37,8 @@ from libc.string cimport memcpy, memmove, memset, strcmp
 
 cimport cython
 
+from qda_core._cdev cimport Pages
+
 import array as _array
 import errno as _errno
 import mmap as _mmap
@@ -157,6 +159,8 @@ cdef int _vouches(object obj, Py_buffer *view, bint registered=False) noexcept:
             if isinstance(obj, memoryview):
                 obj = obj.obj  # None for a view of raw C memory
                 continue
+            if type(obj) is Pages:
+                return 1  # the emulator's own mapping, held by its exporter (files that cannot shrink)
             if isinstance(obj, _mmap.mmap):
                 # read-only covers PROT_NONE; a writable one is readable too (Linux)
                 return 1 if view.readonly == 0 and _mmap_covered(obj, registered) else 0

@@ -23,11 +23,11 @@ from libc.stdlib cimport free, malloc
 
 from cpython.contextvars cimport get_value
 
-from qda_core._cwire cimport (QDA_ENDPOINT_CAPSULE, QDA_EP_REFERENCE, QDA_EP_REPLIED, QDA_ROUTE_DECLINED, fastrpc_invoke_rsp,
+from qda_core._cwire cimport (QDA_ENDPOINT_CAPSULE, QDA_EP_CONFINED, QDA_EP_REFERENCE, QDA_EP_REPLIED, QDA_ROUTE_DECLINED, fastrpc_invoke_rsp,
                                fastrpc_msg, qda_endpoint, sc_length)
 
 from qda_core._atomic cimport qda_add_ll, qda_load_ull
-from qda_core._cdev cimport Count, DevMemory, Epoch, Switch
+from qda_core._cdev cimport Count, DevMemory, Epoch, Pages, Switch
 
 from qda_core._marshal cimport decode_c, decode_views_raw, qda_dec_buf, qda_dec_handle, scope_recheck, sub_view
 from cpython.tuple cimport PyTuple_New, PyTuple_SET_ITEM
@@ -92,9 +92,14 @@ cdef extern from "Python.h":
     # Borrowed, pointer-level looks (no reference taken, so the counts read are the holders'):
     # a view's flags, cached hash and buffer (cpython's memoryobject.h), to tell a view nobody
     # else holds and nobody hashed.
+    ctypedef struct _PyManagedBufferObject:
+        Py_ssize_t exports      # views registered with it
+        Py_buffer master        # the exporter's buffer (master.obj: the exporter)
     ctypedef struct PyMemoryViewObject:
+        _PyManagedBufferObject *mbuf
         Py_hash_t hash
         int flags
+        Py_ssize_t exports      # buffers taken of the view itself
         Py_buffer view
     int _Py_MEMORYVIEW_RELEASED
     PyTypeObject PyTuple_Type
@@ -128,6 +133,31 @@ cdef inline bint _spare_views(PyObject *t, PyObject *mine, Py_ssize_t count, con
         if not _spare_view(_tuple_item(t, i), mhost + (bufs[i].addr - base), <Py_ssize_t>bufs[i].len, ro):
             return False
     return True
+
+
+cdef inline Py_ssize_t _held_views(PyObject *t, PyObject *mine, _PyManagedBufferObject *mbuf) noexcept:
+    """How many non-empty views `t` holds, when `t` is `mine` (the tuple the route made) held
+    by the Call and the route only, and each of its views by `t` only, unreleased, with no
+    buffer taken of it, a view of `mbuf` when not empty; else -1 (something of the call's
+    arguments is held elsewhere)."""
+    cdef Py_ssize_t i, n = 0, count
+    cdef PyMemoryViewObject *o
+    if t != mine:
+        return -1
+    count = _tuple_len(t)
+    if count == 0:
+        return 0  # (the empty tuple: shared, immutable)
+    if _refs(t) != 2:
+        return -1
+    for i in range(count):
+        o = <PyMemoryViewObject *>_tuple_item(t, i)
+        if _refs(<PyObject *>o) != 1 or o.flags & _Py_MEMORYVIEW_RELEASED or o.exports:
+            return -1
+        if o.view.len:
+            if o.mbuf != mbuf:
+                return -1
+            n += 1
+    return n
 
 
 cdef class DspRoute
@@ -355,6 +385,7 @@ cdef class DspLane:
         cdef _Pd pd
         cdef _Mod mod
         cdef DspRoute r
+        cdef PyObject *exporter
         cdef DspState st = self._st
         if (handle < _CONST_LIMIT or origin is None or st is None or _tracing()
                 or _dict_get(self._dsp_dict, "receive") != NULL or _ARMED.n or _OVERRIDES.n):
@@ -390,6 +421,10 @@ cdef class DspLane:
         r.hkey = _own_key(pd.modules, handle)
         r.origin, r.cbps = origin, cost.cache_bytes_per_s
         r.pv, r.pvoff, r.phost, r.paddr = whole, boff, host, addr
+        if type(whole) is memoryview:
+            exporter = <PyObject *>(<PyMemoryViewObject *><PyObject *>whole).mbuf.master.obj
+            if exporter != NULL and type(<object>exporter) is Pages:
+                r.pages = exporter
         r.c.native = mod.native
         r.c.epoch = epoch
         r.c.fn, r.c.hs = mod.fn, mod.hs
@@ -467,7 +502,8 @@ cdef class DspLane:
         cdef char *host
         cdef uint64_t pra[2 * _NATIVE_SLOTS]
         cdef uint64_t counts[3]
-        cdef bint native
+        cdef bint native, crashed, confined
+        cdef unsigned long long taken = 0, made = 0
         cdef int k
         proc = pd.proc
         # the arguments, as the reference's _resolve views them; any failure (an SMMU fault,
@@ -521,7 +557,9 @@ cdef class DspLane:
                         except (DeviceFault, OSError):
                             return self._reference(m, origin, rsp)
                 call = new_call(pd.sc, method, (), (), (), (), proc, handle)
-        crashed = False
+        crashed = confined = False
+        if owner is not None and mhost != NULL and call is not None and owner.pages != NULL:
+            taken, made = (<Pages>owner.pages).taken, pd.nmem.views_made  # (see DspRoute._confined)
         try:
             r = _native_call(mod, pra, sc, method) if native else _invoke(mod, call, method, sc)
             rv = <int32_t><uint32_t>r  # aee.to_int32
@@ -531,12 +569,14 @@ cdef class DspLane:
             self.dsp._crashed(self.channel, proc, exc)
         else:
             if owner is not None and mhost != NULL and call is not None:
+                confined = owner.pages != NULL and owner._confined(call, taken, made)
                 owner._keep(call, proc, handle)
         # a crashed call charges no compute time (the reference loses the call's figure with it)
         ns = overhead + <int64_t>(<double>copied * 1e9 / cbps)
         if not crashed and call is not None:
             ns += <int64_t>call.extra_ns
-        return self._finish(m, rsp, pd, rv, crashed, ns, nbytes_in, nbytes_out, nhin, nhout, generation)
+        k = self._finish(m, rsp, pd, rv, crashed, ns, nbytes_in, nbytes_out, nhin, nhout, generation)
+        return k | QDA_EP_CONFINED if confined and k == QDA_EP_REPLIED else k
 
     cdef int _finish(self, const fastrpc_msg *m, fastrpc_invoke_rsp *rsp, _Pd pd, int32_t rv, bint crashed,
                      int64_t ns, int64_t nbytes_in, int64_t nbytes_out, int64_t nhin, int64_t nhout,
@@ -879,9 +919,28 @@ cdef class DspRoute:
     cdef Py_ssize_t pvoff       # host address and the buffer's device address
     cdef char *phost
     cdef uint64_t paddr
+    cdef PyObject *pages        # pv's exporter when it is a Pages (pv holds it), else NULL
     cdef Call spare             # the last call's Call, for the next (DspLane._plain_call)
     cdef object spare_ins, spare_outs  # the tuples the route made for the Calls it spares
     cdef readonly unsigned long long spared  # calls served with it
+
+    cdef bint _confined(self, Call call, unsigned long long taken, unsigned long long made) noexcept:
+        """A Python skel's ``call`` in the route's page (``taken``, ``made``: the page exporter's
+        and the PD memory's counts before it) reached nothing of the page past its arguments,
+        and holds nothing that could later: no buffer taken of the exporter (``view.obj``) and
+        no view made through the PD's memory (``call.process.memory``) during the call; nobody
+        but the route holds the exporter, the Call, its tuples or its views; no other view of
+        the page registered. Then the engine clears only up to the packet's end before the next
+        call (``QDA_EP_CONFINED``), not the page (a native skel's pointers reach all of it)."""
+        cdef _PyManagedBufferObject *mbuf
+        cdef Py_ssize_t nin, nout
+        if (self.pages == NULL or self.pd.nmem.views_made != made or _refs(self.pages) != 1
+                or (<Pages>self.pages).taken != taken or (<Pages>self.pages).live != 1 or _refs(<PyObject *>call) != 1):
+            return False
+        mbuf = (<PyMemoryViewObject *><PyObject *>self.pv).mbuf
+        nin = _held_views(<PyObject *>call.inbufs, <PyObject *>self.spare_ins, mbuf)
+        nout = _held_views(<PyObject *>call.outbufs, <PyObject *>self.spare_outs, mbuf)
+        return nin >= 0 and nout >= 0 and mbuf.exports == 1 + nin + nout  # (pv's own, and the Call's)
 
     cdef void _keep(self, Call call, proc, handle) noexcept:
         """Keep ``call`` for the next call if the skel left it as the route made it: its own

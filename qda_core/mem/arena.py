@@ -256,8 +256,8 @@ class Slot:
         self.size = size
         # An exporter of the slot's own (not the arena's), so that whether any view of the slot
         # is still held is known at close: every view derived from ``view`` keeps it alive.
-        pages = (ctypes.c_ubyte * size).from_buffer(chunk.mm, offset)
-        self.view = memoryview(pages).cast("B")
+        pages = _backing.Pages(chunk.mm, offset, size)
+        self.view = memoryview(pages)
         self._pages = weakref.ref(pages)
         self.addr = chunk.addr + offset
         self.key: tuple = ("arena", chunk.key, offset)  # never a file's (st_dev, st_ino)

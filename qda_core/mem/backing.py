@@ -53,8 +53,13 @@ import weakref
 from typing import Hashable
 
 from .. import debug
+from .._ext import load
 from ..errors import InternalError, errno_error
 from .vma import file_key
+
+#: The exporter of every buffer's kernel-side view (qda_core._cdev.Pages): a DSP skel's
+#: argument views are slices of that view, so ``view.obj`` is one, and it counts its exports.
+Pages = load("_cdev").Pages
 
 __all__ = ["Backing", "DMA_LIMIT", "HOST_PAGE_SIZE", "charge", "uncharge", "pool_used", "page_align",
            "share_mapping", "unshare_mapping", "new_memfd", "export_of", "rekey_charge", "keep_private",
@@ -173,7 +178,7 @@ def _borrow(key: Hashable, size: int):
         for ref in _shared.get(key, ()):
             mm = ref()
             if mm is not None and not mm.closed and len(mm) == size:
-                return mm, memoryview(mm), ctypes.c_char.from_buffer(mm)
+                return mm, memoryview(Pages(mm)), ctypes.c_char.from_buffer(mm)
     return None
 
 
@@ -214,7 +219,7 @@ class Backing:
                 flags = mmap.MAP_SHARED | (mmap.MAP_POPULATE if populate else 0)
                 mm = mmap.mmap(fd, size, flags, mmap.PROT_READ | mmap.PROT_WRITE)
                 # The pin keeps the mapping's address stable and known; released in close().
-                mapped = mm, memoryview(mm), ctypes.c_char.from_buffer(mm)
+                mapped = mm, memoryview(Pages(mm)), ctypes.c_char.from_buffer(mm)
         except BaseException as exc:
             if fd is not None:
                 os.close(fd)

@@ -22,6 +22,10 @@
 #define QDA_EP_REPLIED   1  /* *rsp holds the reply */
 #define QDA_EP_REFERENCE 2  /* the reference (Python) path served it: fault rules or the trace
                                may have left per-thread state for the engine to collect */
+#define QDA_EP_CONFINED  4  /* route_call_gil: a Python skel served in the route's own buffer
+                               reached nothing of it past its arguments, during the call or
+                               after (nothing of the buffer is held): the engine clears only
+                               up to the packet's end before the next call */
 
 /*
  * A route (docs/dataplane.md "Routes"): the DSP's side of calls on one handle of one PD, checked
