@@ -58,7 +58,7 @@ cdef class Pages:
 
     def __cinit__(self, mapping, Py_ssize_t offset=0, Py_ssize_t size=-1):
         PyObject_GetBuffer(mapping, &self._held, PyBUF_WRITABLE)
-        if offset < 0 or offset > self._held.len or size > self._held.len - offset:
+        if offset < 0 or offset > self._held.len or size < -1 or size > self._held.len - offset:
             PyBuffer_Release(&self._held)
             raise ValueError(f"{size} bytes at {offset} do not fit in a {self._held.len}-byte mapping")
         self.buf = <char *>self._held.buf + offset

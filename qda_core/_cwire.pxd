@@ -30,6 +30,7 @@ cdef extern from "qdarpc/endpoint.h":
                             unsigned long long msg_size, void **call_arg) except NULL
         int (*route_call)(void *call_arg, const fastrpc_msg *m, fastrpc_invoke_rsp *rsp) noexcept nogil
         int (*route_call_gil)(void *call_arg, const fastrpc_msg *m, fastrpc_invoke_rsp *rsp) except -1
+        int (*route_clean)(void *call_arg) noexcept
 
 
 cdef inline uint32_t sc_length(uint32_t sc) noexcept:

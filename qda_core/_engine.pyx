@@ -916,6 +916,8 @@ cdef class EngineRoute:
                 return None
             try:
                 self._message(i, sc, &m)
+                if self.dirty < _PAGE and not self.native and not self.engine.ep.route_clean(self.arg):
+                    self.dirty = _PAGE  # the page was reached since the last (confined) call
                 if n:
                     rounded = (size + _PAGE - 1) & ~(_PAGE - 1)
                     if max(rounded, _PAGE) > mb.size:  # a buffer for this call, of the pool's
@@ -928,7 +930,7 @@ cdef class EngineRoute:
                     m.addr, m.size = mb.dev, rounded
                 else:
                     memset(mb.ptr, 0, self.size)  # the metadata of no arguments: zeros
-                    self._scrub(self.size, False)
+                    self._scrub(self.size, not self.native)  # (a Python skel may reach the page)
                 rsp.ctx = 0
                 rsp.retval = 0
                 qda_add_ull(&self.cst.sent, 1)
@@ -938,11 +940,11 @@ cdef class EngineRoute:
                     self._lost(exc)
                     raise
                 qda_add_ull(&self.served, 1)
-                if k & QDA_EP_CONFINED and n and mb is self.mb:
+                if k & QDA_EP_CONFINED and mb is self.mb:
                     # the skel reached nothing of the page past its arguments, and nothing it
                     # holds can (a Python skel's, DspRoute._confined): the packet is all the
-                    # next call clears, not the page
-                    self.dirty = size
+                    # next call clears, not the page (if route_clean still says so then)
+                    self.dirty = size if n else self.size
                     self.confined += 1
                 if k & QDA_EP_REPLIED:
                     qda_add_ull(&self.cst.received, 1)

@@ -159,8 +159,9 @@ cdef int _vouches(object obj, Py_buffer *view, bint registered=False) noexcept:
             if isinstance(obj, memoryview):
                 obj = obj.obj  # None for a view of raw C memory
                 continue
-            if type(obj) is Pages:
-                return 1  # the emulator's own mapping, held by its exporter (files that cannot shrink)
+            if type(obj) is Pages:  # (anyone can make one: its mapping vouches, or not)
+                obj = <object>(<Pages>obj)._held.obj
+                continue
             if isinstance(obj, _mmap.mmap):
                 # read-only covers PROT_NONE; a writable one is readable too (Linux)
                 return 1 if view.readonly == 0 and _mmap_covered(obj, registered) else 0

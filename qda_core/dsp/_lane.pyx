@@ -101,6 +101,7 @@ cdef extern from "Python.h":
         int flags
         Py_ssize_t exports      # buffers taken of the view itself
         Py_buffer view
+        PyObject *weakreflist
     int _Py_MEMORYVIEW_RELEASED
     PyTypeObject PyTuple_Type
     Py_ssize_t _refs "Py_REFCNT"(PyObject *o)
@@ -135,23 +136,32 @@ cdef inline bint _spare_views(PyObject *t, PyObject *mine, Py_ssize_t count, con
     return True
 
 
+cdef extern from *:
+    """
+    /* an object of a type with weak references has one now (its weak reference list) */
+    static inline int qda_weakly_referenced(PyObject *o) {
+        Py_ssize_t off = Py_TYPE(o)->tp_weaklistoffset;
+        return off > 0 && *(PyObject **)((char *)o + off) != NULL;
+    }
+    """
+    bint _weakly_referenced "qda_weakly_referenced"(PyObject *o) noexcept
+
+
 cdef inline Py_ssize_t _held_views(PyObject *t, PyObject *mine, _PyManagedBufferObject *mbuf) noexcept:
     """How many non-empty views `t` holds, when `t` is `mine` (the tuple the route made) held
     by the Call and the route only, and each of its views by `t` only, unreleased, with no
-    buffer taken of it, a view of `mbuf` when not empty; else -1 (something of the call's
-    arguments is held elsewhere)."""
+    buffer taken of it and no weak reference to it, a view of `mbuf` when not empty; else -1
+    (something of the call's arguments is held elsewhere)."""
     cdef Py_ssize_t i, n = 0, count
     cdef PyMemoryViewObject *o
-    if t != mine:
-        return -1
     count = _tuple_len(t)
     if count == 0:
-        return 0  # (the empty tuple: shared, immutable)
-    if _refs(t) != 2:
+        return 0  # (an empty tuple holds nothing)
+    if t != mine or _refs(t) != 2:
         return -1
     for i in range(count):
         o = <PyMemoryViewObject *>_tuple_item(t, i)
-        if _refs(<PyObject *>o) != 1 or o.flags & _Py_MEMORYVIEW_RELEASED or o.exports:
+        if _refs(<PyObject *>o) != 1 or o.flags & _Py_MEMORYVIEW_RELEASED or o.exports or o.weakreflist != NULL:
             return -1
         if o.view.len:
             if o.mbuf != mbuf:
@@ -286,6 +296,7 @@ cdef class DspLane:
         self.ep.route_open = _route_open
         self.ep.route_call = _route_call
         self.ep.route_call_gil = _route_call_gil
+        self.ep.route_clean = _route_clean
         self._cost = None
 
     @property
@@ -420,7 +431,7 @@ cdef class DspLane:
         r.lane, r.pd, r.mod, r.stats = self, pd, mod, stats
         r.hkey = _own_key(pd.modules, handle)
         r.origin, r.cbps = origin, cost.cache_bytes_per_s
-        r.pv, r.pvoff, r.phost, r.paddr = whole, boff, host, addr
+        r.pv, r.pvoff, r.phost, r.paddr, r.psize = whole, boff, host, addr, size
         if type(whole) is memoryview:
             exporter = <PyObject *>(<PyMemoryViewObject *><PyObject *>whole).mbuf.master.obj
             if exporter != NULL and type(<object>exporter) is Pages:
@@ -496,14 +507,12 @@ cdef class DspLane:
         buffer), else None; ``owner``: that route (its spare ``Call``, :meth:`_plain_call`)."""
         cdef Call call
         cdef uint32_t sc = m.sc
-        cdef int64_t r, copied = 0, nbytes_in = 0, nbytes_out = 0, nhin, nhout, ns
-        cdef int32_t rv
+        cdef int64_t copied = 0, nbytes_in = 0, nbytes_out = 0, nhin, nhout, ns
         cdef uint32_t ninh, method
         cdef char *host
         cdef uint64_t pra[2 * _NATIVE_SLOTS]
         cdef uint64_t counts[3]
-        cdef bint native, crashed, confined
-        cdef unsigned long long taken = 0, made = 0
+        cdef bint native
         cdef int k
         proc = pd.proc
         # the arguments, as the reference's _resolve views them; any failure (an SMMU fault,
@@ -557,24 +566,43 @@ cdef class DspLane:
                         except (DeviceFault, OSError):
                             return self._reference(m, origin, rsp)
                 call = new_call(pd.sc, method, (), (), (), (), proc, handle)
-        crashed = confined = False
-        if owner is not None and mhost != NULL and call is not None and owner.pages != NULL:
+        ns = overhead + <int64_t>(<double>copied * 1e9 / cbps)
+        return self._run(m, rsp, pd, mod, None if native else call, pra, handle, ns, nbytes_in, nbytes_out, nhin, nhout,
+                         generation, owner if mhost != NULL and not native else None)
+
+    cdef int _run(self, const fastrpc_msg *m, fastrpc_invoke_rsp *rsp, _Pd pd, _Mod mod, Call call, uint64_t *pra,
+                  handle, int64_t ns, int64_t nbytes_in, int64_t nbytes_out, int64_t nhin, int64_t nhout,
+                  long long generation, DspRoute owner, bint keep=True) except -1:
+        """A served message's skel call - a Python skel's ``call``, or a native skel's with its
+        ``remote_arg`` array ``pra`` when ``call`` is None - and its records (:meth:`_finish`;
+        ``ns``: the modeled time before the skel's own); on a route's own buffer (``owner``) the
+        ``Call`` kept for the next call and whether the skel stayed in its arguments
+        (DspRoute._keep unless not ``keep``, _confined: ``QDA_EP_CONFINED`` with the reply)."""
+        cdef uint32_t sc = m.sc, method = (m.sc >> 24) & 0x1F
+        cdef unsigned long long taken = 0, made = 0
+        cdef bint crashed = False, confined = False
+        cdef int64_t r
+        cdef int32_t rv
+        cdef int k
+        if owner is not None and owner.pages != NULL:
             taken, made = (<Pages>owner.pages).taken, pd.nmem.views_made  # (see DspRoute._confined)
         try:
-            r = _native_call(mod, pra, sc, method) if native else _invoke(mod, call, method, sc)
+            if call is None:
+                r = _native_call(mod, pra, sc, method)
+            else:
+                r = _invoke(mod, call, method, sc)
             rv = <int32_t><uint32_t>r  # aee.to_int32
         except Exception as exc:
             crashed = True
             rv = _ERR_PD_CRASHED
-            self.dsp._crashed(self.channel, proc, exc)
+            self.dsp._crashed(self.channel, pd.proc, exc)
         else:
-            if owner is not None and mhost != NULL and call is not None:
+            if owner is not None:
                 confined = owner.pages != NULL and owner._confined(call, taken, made)
-                owner._keep(call, proc, handle)
-        # a crashed call charges no compute time (the reference loses the call's figure with it)
-        ns = overhead + <int64_t>(<double>copied * 1e9 / cbps)
-        if not crashed and call is not None:
-            ns += <int64_t>call.extra_ns
+                if keep:
+                    owner._keep(call, pd.proc, handle)
+            if call is not None:  # (a crashed call charges no compute time: the reference loses it)
+                ns += <int64_t>call.extra_ns
         k = self._finish(m, rsp, pd, rv, crashed, ns, nbytes_in, nbytes_out, nhin, nhout, generation)
         return k | QDA_EP_CONFINED if confined and k == QDA_EP_REPLIED else k
 
@@ -919,7 +947,10 @@ cdef class DspRoute:
     cdef Py_ssize_t pvoff       # host address and the buffer's device address
     cdef char *phost
     cdef uint64_t paddr
+    cdef uint64_t psize         # and its size
     cdef PyObject *pages        # pv's exporter when it is a Pages (pv holds it), else NULL
+    cdef unsigned long long v_taken, v_made  # its taken and the PD memory's views_made at the
+                                             # last confined call (_route_clean compares)
     cdef Call spare             # the last call's Call, for the next (DspLane._plain_call)
     cdef object spare_ins, spare_outs  # the tuples the route made for the Calls it spares
     cdef readonly unsigned long long spared  # calls served with it
@@ -930,17 +961,30 @@ cdef class DspRoute:
         and holds nothing that could later: no buffer taken of the exporter (``view.obj``) and
         no view made through the PD's memory (``call.process.memory``) during the call; nobody
         but the route holds the exporter, the Call, its tuples or its views; no other view of
-        the page registered. Then the engine clears only up to the packet's end before the next
-        call (``QDA_EP_CONFINED``), not the page (a native skel's pointers reach all of it)."""
+        the page registered; no weak reference to the exporter or a view. Then the engine
+        clears only up to the packet's end before the next call (``QDA_EP_CONFINED``), not the
+        page (a native skel's pointers reach all of it), if nothing reached the page in between
+        either (``_route_clean``: a finalizer run when the Call goes, another thread)."""
         cdef _PyManagedBufferObject *mbuf
         cdef Py_ssize_t nin, nout
-        if (self.pages == NULL or self.pd.nmem.views_made != made or _refs(self.pages) != 1
-                or (<Pages>self.pages).taken != taken or (<Pages>self.pages).live != 1 or _refs(<PyObject *>call) != 1):
+        if not self._untouched(taken, made) or _refs(<PyObject *>call) != 1:
             return False
         mbuf = (<PyMemoryViewObject *><PyObject *>self.pv).mbuf
         nin = _held_views(<PyObject *>call.inbufs, <PyObject *>self.spare_ins, mbuf)
         nout = _held_views(<PyObject *>call.outbufs, <PyObject *>self.spare_outs, mbuf)
-        return nin >= 0 and nout >= 0 and mbuf.exports == 1 + nin + nout  # (pv's own, and the Call's)
+        if nin < 0 or nout < 0 or mbuf.exports != 1 + nin + nout:  # (pv's own, and the Call's)
+            return False
+        self.v_taken, self.v_made = taken, made  # (what _route_clean compares before the next call)
+        return True
+
+    cdef bint _untouched(self, unsigned long long taken, unsigned long long made) noexcept:
+        # the page's exporter: no buffer taken of it since ``taken``, none held but pv's, held
+        # by pv alone, no weak reference to it (a write through one takes a buffer, so the
+        # counts catch it too: a second line); no view made through the PD's memory since ``made``
+        if (self.pages == NULL or self.pd.nmem.views_made != made or _refs(self.pages) != 1
+                or _weakly_referenced(self.pages)):
+            return False
+        return (<Pages>self.pages).taken == taken and (<Pages>self.pages).live == 1
 
     cdef void _keep(self, Call call, proc, handle) noexcept:
         """Keep ``call`` for the next call if the skel left it as the route made it: its own
@@ -1064,9 +1108,20 @@ cdef int _route_call_gil(void *arg, const fastrpc_msg *m, fastrpc_invoke_rsp *rs
     cdef bint crashed = False
     cdef Call call = None
     cdef DspLane lane
+    cdef uint64_t counts[3]
     o = <DspRoute>r.owner
     pd, lane = o.pd, o.lane
     if sc & 0xFFFFFF:  # arguments: the lane's own serving of a message it found usual
+        if not r.native and not sc & 0xFF and m.addr == o.paddr and m.size == o.psize:
+            # a Python skel's buffers in the route's own buffer (checked in the PD's streams when
+            # the route was opened): _serve's plain case, straight to the Call from the decode
+            if pd.sc is None or sc != pd.scval:  # the Call's sc as an int, kept
+                pd.sc, pd.scval = sc, sc
+            call = lane._plain_call(m, pd, counts, method, o.hkey, o.pv, o.pvoff, o.phost, o)
+            if call is not None:
+                ns = r.overhead + <int64_t>(<double>counts[0] * 1e9 / o.cbps)
+                return lane._run(m, rsp, pd, o.mod, call, NULL, o.hkey, ns, <int64_t>counts[1], <int64_t>counts[2],
+                                 0, 0, r.generation, o)
         if m.addr == o.paddr:  # in the route's own buffer, translated once
             return lane._serve(m, o.origin, rsp, pd, o.mod, o.hkey, r.generation, r.overhead, o.cbps, o.pv, o.pvoff,
                                o.phost, o)
@@ -1082,13 +1137,14 @@ cdef int _route_call_gil(void *arg, const fastrpc_msg *m, fastrpc_invoke_rsp *rs
         if pd.sc is None or sc != pd.scval:  # the Call's sc as an int, kept
             pd.sc, pd.scval = sc, sc
         call = new_call(pd.sc, method, (), (), (), (), pd.proc, o.hkey)
-        try:
-            rv = <int32_t><uint32_t>_invoke(o.mod, call, method, sc)
-        except Exception as exc:
-            crashed = True
-            rv = _ERR_PD_CRASHED
-            lane.dsp._crashed(lane.channel, pd.proc, exc)
-    ns = r.overhead
-    if not crashed and call is not None:
-        ns += <int64_t>call.extra_ns
-    return lane._finish(m, rsp, pd, rv, crashed, ns, 0, 0, 0, 0, r.generation)
+        # (the page is shown to it too: confined or not, as a call with arguments; its Call is
+        # not the one the route keeps for them)
+        return lane._run(m, rsp, pd, o.mod, call, NULL, o.hkey, r.overhead, 0, 0, 0, 0, r.generation, o, False)
+    return lane._finish(m, rsp, pd, rv, crashed, r.overhead, 0, 0, 0, 0, r.generation)
+
+
+cdef int _route_clean(void *arg) noexcept:
+    """Nothing reached the route's page since its last confined call (DspRoute._confined): no
+    buffer taken of its exporter, no view made through the PD's memory, nothing holding it."""
+    cdef DspRoute o = <DspRoute>(<qda_dsp_route *>arg).owner
+    return o._untouched(o.v_taken, o.v_made)

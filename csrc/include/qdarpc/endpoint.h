@@ -23,9 +23,9 @@
 #define QDA_EP_REFERENCE 2  /* the reference (Python) path served it: fault rules or the trace
                                may have left per-thread state for the engine to collect */
 #define QDA_EP_CONFINED  4  /* route_call_gil: a Python skel served in the route's own buffer
-                               reached nothing of it past its arguments, during the call or
-                               after (nothing of the buffer is held): the engine clears only
-                               up to the packet's end before the next call */
+                               reached nothing of it past its arguments during the call and
+                               holds nothing that reaches it (route_clean() says whether that
+                               still holds before the next call) */
 
 /*
  * A route (docs/dataplane.md "Routes"): the DSP's side of calls on one handle of one PD, checked
@@ -58,6 +58,10 @@ struct qda_endpoint {
 	 * name it); also QDA_EP_REFERENCE (the reference answered it: a fault rule armed while the
 	 * skel ran, a payload that does not decode); -1 with an exception set. */
 	int (*route_call_gil)(void *call_arg, const struct fastrpc_msg *m, struct fastrpc_invoke_rsp *rsp);
+	/* With the GIL, before a call on a route whose last call the DSP answered QDA_EP_CONFINED:
+	 * 1 when nothing has reached the route's own buffer since (the engine then clears only up
+	 * to that call's packet end), else 0 (it clears the page). */
+	int (*route_clean)(void *call_arg);
 };
 
 #endif /* QDARPC_ENDPOINT_H */

@@ -1,0 +1,272 @@
+"""An attacker's review of QDA_EP_CONFINED (docs/dataplane.md "Routes"): a Python skel writes into
+the route's page past its arguments at a moment the check after its call does not watch - through
+a weak reference, from a finalizer run when its Call goes, in a call without arguments or in one
+served in another buffer - and the next call of the route must still see zeros past its packet,
+as the reference plane does. Each failed before the fix (route_clean, the weak reference checks,
+calls without arguments shown the page). Out of scope, as ctypes and the garbage collector's
+object lists are: a skel importing the emulator's host modules (qda_core.mem.backing's table of
+mappings reaches the page's mmap itself)."""
+from __future__ import annotations
+
+import struct
+import sys
+from pathlib import Path
+
+import pytest
+
+from libadsprpc_compat.remotectl import open_module
+from qda_core import uapi
+
+sys.path.insert(0, str(Path(__file__).parent))
+from dsp_helpers import plane  # noqa: E402
+
+SKEL = r'''
+import ctypes, struct, weakref
+from qda_core.dsp import Skeleton, method
+
+WR = []       # weak references to the page's exporter (a weakref holds no reference)
+KEEP = []     # strong ones
+EE = 0xEE
+
+
+def _addr(v):
+    return ctypes.addressof(ctypes.c_char.from_buffer(v))
+
+
+def _tail(view):
+    page = memoryview(view.obj)
+    off = _addr(view) - _addr(page)
+    return page, off + len(view), off - off % 4096 + 4096
+
+
+def _scribble():
+    # writes 0xEE over the upper half of every page kept weakly (taken += 1, but outside the
+    # window a route's check watches), or strongly (then let go)
+    for r in WR + [lambda p=p: p for p in KEEP]:
+        p = r()
+        if p is not None:
+            mv = memoryview(p)
+            mv[2048:4096] = bytes([EE]) * 2048
+            mv.release()
+    KEEP.clear()
+
+
+class Boom:
+    """Held by the Call only: dies when the Call does, after DspRoute._confined ran."""
+    def __del__(self):
+        _scribble()
+
+
+DEV = [0]  # the route's page (its device address; 0 on the reference plane: no write)
+
+
+class Writer:
+    def __init__(self, process):
+        self.process = process
+
+    def __del__(self):
+        if DEV[0]:
+            mv = self.process.memory.view(DEV[0], 4096, True)
+            mv[2048:4096] = bytes([EE]) * 2048
+            mv.release()
+
+
+class Attack(Skeleton):
+    @method(2)
+    def plain(self, call):
+        out = call.outbufs[0]
+        out[:] = bytes([call.inbufs[0][0]]) * len(out)
+        return 0
+
+    @method(3)
+    def stash(self, call):
+        # a weak reference to the exporter: no buffer taken, refcount unchanged -> confined
+        WR.append(weakref.ref(call.outbufs[0].obj))
+        return 0
+
+    @method(4)
+    def scribble(self, call):
+        # (served outside the route's window: a call in another buffer, or without arguments)
+        _scribble()
+        return 0
+
+    @method(5)
+    def peek(self, call):
+        out = call.outbufs[0]
+        page, lo, hi = _tail(out)
+        n = (hi - lo) - bytes(page[lo:hi]).count(0)
+        page.release()
+        struct.pack_into("<Q", out, 0, n)
+        return 0
+
+    @method(6)
+    def finalizer(self, call):
+        # a weak reference, and an object of the skel's left in the Call (not its tuples): the
+        # route does not keep such a Call (DspRoute._keep), so it is freed - after the check
+        WR.append(weakref.ref(call.outbufs[0].obj))
+        call.handle = Boom()
+        return 0
+
+    @method(9)
+    def finalizer_smmu(self, call):
+        # an object of the skel's left in the Call, holding only its process: when the Call
+        # goes (after the check), a view through the PD's memory writes the page
+        call.handle = Writer(call.process)
+        return 0
+
+    @method(8)
+    def keep(self, call):
+        KEEP.append(call.outbufs[0].obj)  # (not confined: the exporter is held)
+        return 0
+'''
+URI = "file:///libqdarpc_attack_skel.so?qdarpc_attack_skel_handle_invoke&_modver=1.0&_dom=cdsp"
+
+
+def _sc(method, nin=1, nout=1):
+    return method << 24 | nin << 16 | nout << 8
+
+
+class Side:
+    def __init__(self, make_soc, tmp_path, monkeypatch, drv, name):
+        (tmp_path / "libqdarpc_attack_skel.py").write_text(SKEL)
+        monkeypatch.setenv("DSP_LIBRARY_PATH", str(tmp_path))
+        with plane(name):
+            soc = make_soc("default")
+            self.f = soc.open_device("cdsp") if drv == "accel" else soc.open("/dev/fastrpc-cdsp")
+        assert self.f.init_create(attrs=uapi.FASTRPC_MODE_UNSIGNED_MODULE) == 0
+        rv, self.h = open_module(self.f, URI)
+        assert rv == 0
+        proc = next(p for p in soc.domain("cdsp").dsp._procs.values() if self.h in p.modules)
+        self.g = type(proc.modules[self.h].impl.skel).stash.__globals__
+        self.name = name
+
+    def call(self, method, how=0, nout=8):
+        out = bytearray(nout)
+        assert self.f.invoke(self.h, _sc(method), [bytes([how]) * 8, out]) == 0
+        return out
+
+    def call0(self, method):
+        assert self.f.invoke(self.h, method << 24, []) == 0
+
+    def route(self):
+        return self.f._lane.route_for(self.h) if self.name == "native" else None
+
+    def peek(self):
+        return struct.unpack_from("<Q", self.call(5))[0]
+
+
+def _run(make_soc, tmp_path, monkeypatch, drv, steps):
+    seen = {}
+    for name in ("native", "py"):
+        s = Side(make_soc, tmp_path, monkeypatch, drv, name)
+        try:
+            s.call(2, 1)
+            s.call(2, 1)
+            r = s.route()
+            if r is not None:
+                assert r.buffer[1] == 4096
+                before = r.confined
+                s.g["DEV"][0] = r.buffer[0]
+            steps(s)
+            seen[name] = (s.peek(), (r.confined - before) if r is not None else None)
+        finally:
+            s.g["WR"].clear()
+            s.g["KEEP"].clear()
+            s.f.close()
+    # the reference sees zeros past its packet; so must the route
+    assert seen["native"][0] == seen["py"][0] == 0, seen
+
+
+@pytest.mark.parametrize("drv", ["accel", "legacy"])
+def test_weakref_then_write_from_a_call_in_another_buffer(make_soc, tmp_path, monkeypatch, drv):
+    """Call N keeps a weak reference to view.obj (confined: nothing held, nothing taken); a
+    call too big for the route's page (served in a buffer the pool lends, so the route's
+    dirty mark is untouched) writes into the route's page through it; the next routed call
+    clears only up to the previous packet's end."""
+    def steps(s):
+        s.call(3)                 # stash (confined)
+        s.call(4, nout=8192)      # scribble, in another message buffer
+    _run(make_soc, tmp_path, monkeypatch, drv, steps)
+
+
+@pytest.mark.parametrize("drv", ["accel", "legacy"])
+def test_weakref_then_write_from_a_call_without_arguments(make_soc, tmp_path, monkeypatch, drv):
+    """A call without arguments on the same route: the engine marks the page clean past the
+    metadata (_scrub(self.size, False)) whatever the skel did, and ignores the DSP's verdict."""
+    def steps(s):
+        s.call(3)                 # stash (confined)
+        s.call0(4)                # scribble, no arguments: the route's page, dirty = metadata
+    _run(make_soc, tmp_path, monkeypatch, drv, steps)
+
+
+@pytest.mark.parametrize("drv", ["accel", "legacy"])
+def test_strong_ref_then_write_from_a_call_without_arguments(make_soc, tmp_path, monkeypatch, drv):
+    """Same without any weakref: the exporter held strongly (call N not confined), the write
+    made in a zero-argument call (pre-existing: not the confinement check's)."""
+    def steps(s):
+        s.call(8)                 # keep view.obj (not confined: the route clears the page next)
+        s.call0(4)                # scribble through it and let go, in a call without arguments
+    _run(make_soc, tmp_path, monkeypatch, drv, steps)
+
+
+@pytest.mark.parametrize("drv", ["accel", "legacy"])
+def test_finalizer_of_an_object_left_in_the_call_runs_after_the_check(make_soc, tmp_path, monkeypatch, drv):
+    """One call: a weakref to view.obj and an object with __del__ stored in call.handle. The
+    check passes (the Call's refcount is 1, its tuples/views untouched); _keep then drops the
+    Call, whose field's finalizer writes the page; the next call sees it."""
+    def steps(s):
+        s.call(6)
+    _run(make_soc, tmp_path, monkeypatch, drv, steps)
+
+
+@pytest.mark.parametrize("drv", ["accel", "legacy"])
+def test_finalizer_writing_through_the_pds_memory_after_the_check(make_soc, tmp_path, monkeypatch, drv):
+    """One call leaves an object holding its process in the Call; when the Call goes (after the
+    check said confined) it writes the page through a view of the PD's memory. Only the look
+    before the next call (route_clean: the PD memory's views_made moved) catches it."""
+    def steps(s):
+        s.call(9)
+    _run(make_soc, tmp_path, monkeypatch, drv, steps)
+
+
+_SIGBUS_SCRIPT = r'''
+import mmap, os, sys, tempfile
+sys.path.insert(0, sys.argv[1])
+os.environ["DSP_LIBRARY_PATH"] = sys.argv[2]
+from qda_core._ext import load
+from qda_core._marshal import vouches
+from qda_core import uapi
+from libadsprpc_compat.remotectl import open_module
+from qda_core.soc import Soc as make_soc
+Pages = load("_cdev").Pages
+fd, path = tempfile.mkstemp()
+os.ftruncate(fd, 8192)
+mm = mmap.mmap(fd, 8192)
+p = Pages(mm)
+print("vouches(mmap of a file)", vouches(mm), "vouches(Pages of it)", vouches(memoryview(p)), flush=True)
+soc = make_soc("default")
+f = soc.open_device("cdsp")
+assert f.init_create(attrs=uapi.FASTRPC_MODE_UNSIGNED_MODULE) == 0
+rv, h = open_module(f, sys.argv[3])
+assert rv == 0
+os.ftruncate(fd, 0)  # the caller's file shrinks under its mapping
+for buf in (memoryview(mm)[:8], memoryview(p)[:8]):
+    try:
+        f.invoke(h, 2 << 24 | 1 << 16 | 1 << 8, [buf, bytearray(8)])
+        print("served", flush=True)
+    except OSError as exc:
+        print("errno", exc.errno, flush=True)
+'''
+
+
+def test_pages_over_a_callers_file_mapping_vouches_and_the_copy_faults(tmp_path):
+    """A ``qda_core._cdev.Pages`` vouches for its memory only as its mapping does (anyone can
+    wrap a file's mapping in one): before, a truncated file's mapping wrapped in Pages took the
+    unchecked memcpy and SIGBUS killed the process; now both get EFAULT."""
+    import subprocess
+    (tmp_path / "libqdarpc_attack_skel.py").write_text(SKEL)
+    script = tmp_path / "sigbus.py"
+    script.write_text(_SIGBUS_SCRIPT)
+    p = subprocess.run([sys.executable, str(script), str(Path(__file__).parent.parent), str(tmp_path), URI],
+                       capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0 and p.stdout.count("errno 14") == 2, (p.returncode, p.stdout)
