@@ -260,3 +260,91 @@ class RefBuffers:
         self.gem_view.release()
         self.dma_view.release()
         os.close(self.dma_fd)
+
+
+#: The start of a Python skel's source for RouteSide: ``EE``, ``_addr``, ``_tail`` (the page of a
+#: view's exporter and the range from the view's end to its page's end) and ``PageSkel``, a
+#: Skeleton whose method 2 fills its out-buffer with its in-buffer's first byte and whose
+#: method 5 (``RouteSide.peek``) counts the bytes past its out-buffer that are not zero.
+PAGE_SKEL_PRELUDE = '''
+import ctypes, struct, weakref
+from qda_core.dsp import Skeleton, method
+
+EE = 0xEE
+
+
+def _addr(v):
+    return ctypes.addressof(ctypes.c_char.from_buffer(v))
+
+
+def _tail(view):
+    page = memoryview(view.obj)
+    off = _addr(view) - _addr(page)
+    return page, off + len(view), off - off % 4096 + 4096
+
+
+class PageSkel(Skeleton):
+    @method(2)
+    def plain(self, call):
+        out = call.outbufs[0]
+        out[:] = bytes([call.inbufs[0][0]]) * len(out)
+        return 0
+
+    @method(5)
+    def peek(self, call):
+        out = call.outbufs[0]
+        page, lo, hi = _tail(out)
+        n = (hi - lo) - bytes(page[lo:hi]).count(0)
+        page.release()
+        struct.pack_into("<Q", out, 0, n)
+        return 0
+'''
+
+
+class RouteSide:
+    """A file of driver ``drv`` on a SoC of data plane ``name`` with a Python skel open (its
+    source ``skel`` saved as ``lib<lib>_skel.py``): calls of one in- and one out-buffer to it,
+    its route (None on the reference plane), and the skel module's globals (``g``). ``peek``
+    asks method 5 (the skel's) how many bytes past its packet are not zero."""
+
+    def __init__(self, make_soc, tmp_path, monkeypatch, drv, name, skel, lib):
+        from libadsprpc_compat.remotectl import open_module
+        from qda_core import uapi
+
+        (tmp_path / f"lib{lib}_skel.py").write_text(skel)
+        monkeypatch.setenv("DSP_LIBRARY_PATH", str(tmp_path))
+        with plane(name):
+            soc = make_soc("default")
+            self.f = soc.open_device("cdsp") if drv == "accel" else soc.open("/dev/fastrpc-cdsp")
+        assert self.f.init_create(attrs=uapi.FASTRPC_MODE_UNSIGNED_MODULE) == 0
+        rv, self.h = open_module(self.f, f"file:///lib{lib}_skel.so?{lib}_skel_handle_invoke&_modver=1.0&_dom=cdsp")
+        assert rv == 0
+        proc = next(p for p in soc.domain("cdsp").dsp._procs.values() if self.h in p.modules)
+        self.g = next(f.__globals__ for f in vars(type(proc.modules[self.h].impl.skel)).values()
+                      if hasattr(f, "__globals__"))
+        self.name = name
+
+    def call(self, method, how=0, nout=8):
+        out = bytearray(nout)
+        assert self.f.invoke(self.h, method << 24 | 1 << 16 | 1 << 8, [bytes([how]) * 8, out]) == 0
+        return out
+
+    def call0(self, method):
+        assert self.f.invoke(self.h, method << 24, []) == 0
+
+    def route(self):
+        return self.f._lane.route_for(self.h) if self.name == "native" else None
+
+    def start(self):
+        """Two plain calls (the lanes, then a route); the route (None on the reference plane),
+        its page's device address in the skel's ``DEV[0]``."""
+        self.call(2, 1)
+        self.call(2, 1)
+        r = self.route()
+        if r is not None:
+            assert r.buffer[1] == 4096
+            self.g["DEV"][0] = r.buffer[0]
+        return r
+
+    def peek(self):
+        return struct.unpack_from("<Q", self.call(5))[0]

@@ -6,45 +6,22 @@ the next call clear the whole page again, so no later call sees bytes written th
 drivers; the reference plane makes the same calls and sees the same."""
 from __future__ import annotations
 
-import struct
 import sys
 from pathlib import Path
 
 import pytest
 
-from libadsprpc_compat.remotectl import open_module
-from qda_core import uapi
 
 sys.path.insert(0, str(Path(__file__).parent))
-from dsp_helpers import plane  # noqa: E402
+from dsp_helpers import PAGE_SKEL_PRELUDE, RouteSide  # noqa: E402
 
-SKEL = r'''
-import ctypes, struct
-from qda_core.dsp import Skeleton, method
+SKEL = PAGE_SKEL_PRELUDE + r'''
 
 KEPT = []
 DEV = [0]
-EE = 0xEE
 
 
-def _addr(v):
-    return ctypes.addressof(ctypes.c_char.from_buffer(v))
-
-
-def _tail(view):
-    # the page (a buffer of the views' exporter) and the range from view's end to its page's end
-    page = memoryview(view.obj)
-    off = _addr(view) - _addr(page)
-    return page, off + len(view), off - off % 4096 + 4096
-
-
-class Confined(Skeleton):
-    @method(2)
-    def plain(self, call):
-        out = call.outbufs[0]
-        out[:] = bytes([call.inbufs[0][0]]) * len(out)
-        return 0
-
+class Confined(PageSkel):
     @method(3)
     def escape(self, call):
         how, out = call.inbufs[0][0], call.outbufs[0]
@@ -89,50 +66,18 @@ class Confined(Skeleton):
                 v[:] = bytes([EE]) * len(v)
         return 0
 
-    @method(5)
-    def peek(self, call):
-        # how many bytes past this call's out-buffer, to its page's end, are not zero
-        out = call.outbufs[0]
-        page, lo, hi = _tail(out)
-        n = (hi - lo) - bytes(page[lo:hi]).count(0)
-        page.release()
-        struct.pack_into("<Q", out, 0, n)
-        return 0
+
+SKEL = Confined  # (PageSkel is a Skeleton too)
 '''
-URI = "file:///libqdarpc_confined_skel.so?qdarpc_confined_skel_handle_invoke&_modver=1.0&_dom=cdsp"
 
 
 KEEPS = {2, 3, 4, 5, 6, 8}  # the escapes that keep something
 
 
-def _sc(method):
-    return method << 24 | 1 << 16 | 1 << 8
 
 
-class Side:
-    def __init__(self, make_soc, tmp_path, monkeypatch, drv, name):
-        (tmp_path / "libqdarpc_confined_skel.py").write_text(SKEL)
-        monkeypatch.setenv("DSP_LIBRARY_PATH", str(tmp_path))
-        with plane(name):
-            soc = make_soc("default")
-            self.f = soc.open_device("cdsp") if drv == "accel" else soc.open("/dev/fastrpc-cdsp")
-        assert self.f.init_create(attrs=uapi.FASTRPC_MODE_UNSIGNED_MODULE) == 0
-        rv, self.h = open_module(self.f, URI)
-        assert rv == 0
-        proc = next(p for p in soc.domain("cdsp").dsp._procs.values() if self.h in p.modules)
-        self.g = type(proc.modules[self.h].impl.skel).escape.__globals__
-        self.name = name
-
-    def call(self, method, how=0, nout=8):
-        out = bytearray(nout)
-        assert self.f.invoke(self.h, _sc(method), [bytes([how]) * 8, out]) == 0
-        return out
-
-    def route(self):
-        return self.f._lane.route_for(self.h) if self.name == "native" else None
-
-    def peek(self):
-        return struct.unpack_from("<Q", self.call(5))[0]
+def Side(make_soc, tmp_path, monkeypatch, drv, name):
+    return RouteSide(make_soc, tmp_path, monkeypatch, drv, name, SKEL, "qdarpc_confined")
 
 
 @pytest.mark.parametrize("drv", ["accel", "legacy"])
@@ -164,12 +109,7 @@ def test_every_way_past_the_arguments_makes_the_next_call_clear_the_page(make_so
     for name in ("native", "py"):
         s = Side(make_soc, tmp_path, monkeypatch, drv, name)
         try:
-            s.call(2, 1)
-            s.call(2, 1)
-            r = s.route()
-            if r is not None:  # (the reference plane has no route: its skel skips escape 7)
-                s.g["DEV"][0] = r.buffer[0]
-                assert r.buffer[1] == 4096
+            r = s.start()  # (the reference plane has no route: its skel skips escape 7)
             before = r.confined if r is not None else 0
             s.call(3, how, nout=1024)
             if r is not None:

@@ -8,35 +8,21 @@ object lists are: a skel importing the emulator's host modules (qda_core.mem.bac
 mappings reaches the page's mmap itself)."""
 from __future__ import annotations
 
-import struct
 import sys
 from pathlib import Path
 
 import pytest
 
-from libadsprpc_compat.remotectl import open_module
-from qda_core import uapi
 
 sys.path.insert(0, str(Path(__file__).parent))
-from dsp_helpers import plane  # noqa: E402
+from dsp_helpers import PAGE_SKEL_PRELUDE, RouteSide  # noqa: E402
 
-SKEL = r'''
-import ctypes, struct, weakref
-from qda_core.dsp import Skeleton, method
+SKEL = PAGE_SKEL_PRELUDE + r'''
 
 WR = []       # weak references to the page's exporter (a weakref holds no reference)
 KEEP = []     # strong ones
-EE = 0xEE
 
 
-def _addr(v):
-    return ctypes.addressof(ctypes.c_char.from_buffer(v))
-
-
-def _tail(view):
-    page = memoryview(view.obj)
-    off = _addr(view) - _addr(page)
-    return page, off + len(view), off - off % 4096 + 4096
 
 
 def _scribble():
@@ -71,13 +57,7 @@ class Writer:
             mv.release()
 
 
-class Attack(Skeleton):
-    @method(2)
-    def plain(self, call):
-        out = call.outbufs[0]
-        out[:] = bytes([call.inbufs[0][0]]) * len(out)
-        return 0
-
+class Attack(PageSkel):
     @method(3)
     def stash(self, call):
         # a weak reference to the exporter: no buffer taken, refcount unchanged -> confined
@@ -90,14 +70,6 @@ class Attack(Skeleton):
         _scribble()
         return 0
 
-    @method(5)
-    def peek(self, call):
-        out = call.outbufs[0]
-        page, lo, hi = _tail(out)
-        n = (hi - lo) - bytes(page[lo:hi]).count(0)
-        page.release()
-        struct.pack_into("<Q", out, 0, n)
-        return 0
 
     @method(6)
     def finalizer(self, call):
@@ -118,41 +90,19 @@ class Attack(Skeleton):
     def keep(self, call):
         KEEP.append(call.outbufs[0].obj)  # (not confined: the exporter is held)
         return 0
+
+
+SKEL = Attack  # (PageSkel is a Skeleton too)
 '''
+
+
+
+
 URI = "file:///libqdarpc_attack_skel.so?qdarpc_attack_skel_handle_invoke&_modver=1.0&_dom=cdsp"
 
 
-def _sc(method, nin=1, nout=1):
-    return method << 24 | nin << 16 | nout << 8
-
-
-class Side:
-    def __init__(self, make_soc, tmp_path, monkeypatch, drv, name):
-        (tmp_path / "libqdarpc_attack_skel.py").write_text(SKEL)
-        monkeypatch.setenv("DSP_LIBRARY_PATH", str(tmp_path))
-        with plane(name):
-            soc = make_soc("default")
-            self.f = soc.open_device("cdsp") if drv == "accel" else soc.open("/dev/fastrpc-cdsp")
-        assert self.f.init_create(attrs=uapi.FASTRPC_MODE_UNSIGNED_MODULE) == 0
-        rv, self.h = open_module(self.f, URI)
-        assert rv == 0
-        proc = next(p for p in soc.domain("cdsp").dsp._procs.values() if self.h in p.modules)
-        self.g = type(proc.modules[self.h].impl.skel).stash.__globals__
-        self.name = name
-
-    def call(self, method, how=0, nout=8):
-        out = bytearray(nout)
-        assert self.f.invoke(self.h, _sc(method), [bytes([how]) * 8, out]) == 0
-        return out
-
-    def call0(self, method):
-        assert self.f.invoke(self.h, method << 24, []) == 0
-
-    def route(self):
-        return self.f._lane.route_for(self.h) if self.name == "native" else None
-
-    def peek(self):
-        return struct.unpack_from("<Q", self.call(5))[0]
+def Side(make_soc, tmp_path, monkeypatch, drv, name):
+    return RouteSide(make_soc, tmp_path, monkeypatch, drv, name, SKEL, "qdarpc_attack")
 
 
 def _run(make_soc, tmp_path, monkeypatch, drv, steps):
@@ -160,13 +110,8 @@ def _run(make_soc, tmp_path, monkeypatch, drv, steps):
     for name in ("native", "py"):
         s = Side(make_soc, tmp_path, monkeypatch, drv, name)
         try:
-            s.call(2, 1)
-            s.call(2, 1)
-            r = s.route()
-            if r is not None:
-                assert r.buffer[1] == 4096
-                before = r.confined
-                s.g["DEV"][0] = r.buffer[0]
+            r = s.start()
+            before = r.confined if r is not None else 0
             steps(s)
             seen[name] = (s.peek(), (r.confined - before) if r is not None else None)
         finally:
