@@ -940,7 +940,7 @@ cdef class EngineRoute:
                     self._lost(exc)
                     raise
                 qda_add_ull(&self.served, 1)
-                if k & QDA_EP_CONFINED and mb is self.mb:
+                if k & QDA_EP_CONFINED and mb is self.mb and not self.native:
                     # the skel reached nothing of the page past its arguments, and nothing it
                     # holds can (a Python skel's, DspRoute._confined): the packet is all the
                     # next call clears, not the page (if route_clean still says so then)

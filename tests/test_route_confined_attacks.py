@@ -18,6 +18,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from dsp_helpers import PAGE_SKEL_PRELUDE, RouteSide  # noqa: E402
 
 SKEL = PAGE_SKEL_PRELUDE + r'''
+import gc
 
 WR = []       # weak references to the page's exporter (a weakref holds no reference)
 KEEP = []     # strong ones
@@ -43,6 +44,7 @@ class Boom:
         _scribble()
 
 
+OLD = []
 DEV = [0]  # the route's page (its device address; 0 on the reference plane: no write)
 
 
@@ -84,6 +86,45 @@ class Attack(PageSkel):
         # an object of the skel's left in the Call, holding only its process: when the Call
         # goes (after the check), a view through the PD's memory writes the page
         call.handle = Writer(call.process)
+        return 0
+
+    @method(10)
+    def arm(self, call):
+        # a weak reference with a callback to the route's own out view (this call is not
+        # confined); the callback runs when the route drops its spare Call - inside the next
+        # call with another layout, before its skel
+        proc = call.process
+
+        def cb(_r, proc=proc):
+            if DEV[0]:
+                mv = proc.memory.view(DEV[0], 4096, True)
+                mv[2048:4096] = bytes([EE]) * 2048
+                mv.release()
+        WR.append(weakref.ref(call.outbufs[0], cb))
+        return 0
+
+    @method(11)
+    def cycle(self, call):
+        # nothing of the page kept: a garbage cycle whose finalizer holds only the process, the
+        # collector's threshold set so the collection comes while the next call's views are made
+        proc = call.process
+
+        class W:
+            def __del__(self, proc=proc):
+                if DEV[0]:
+                    mv = proc.memory.view(DEV[0], 4096, True)
+                    mv[2048:4096] = bytes([EE]) * 2048
+                    mv.release()
+                gc.set_threshold(*OLD)
+        w = W()
+        w.me = w
+        del w
+        OLD[:] = gc.get_threshold()
+        gc.set_threshold(gc.get_count()[0] + int(call.inbufs[0][0]))
+        return 0
+
+    @method(12)
+    def many(self, call):
         return 0
 
     @method(8)
@@ -172,6 +213,36 @@ def test_finalizer_writing_through_the_pds_memory_after_the_check(make_soc, tmp_
     def steps(s):
         s.call(9)
     _run(make_soc, tmp_path, monkeypatch, drv, steps)
+
+
+@pytest.mark.parametrize("drv", ["accel", "legacy"])
+def test_a_weak_references_callback_run_by_the_next_call_before_its_skel(make_soc, tmp_path, monkeypatch, drv):
+    """(a second review) A weak reference's callback on the route's spare view writes the page
+    while the next call (another layout) drops that spare, before its skel: its counts are
+    read when the message reaches the DSP's part, so it is not counted confined."""
+    def steps(s):
+        s.call(10)
+        s.call(2, 1, nout=16)
+    _run(make_soc, tmp_path, monkeypatch, drv, steps)
+
+
+@pytest.mark.parametrize("slack", [2, 4])
+def test_a_finalizer_collected_while_the_next_calls_views_are_made(make_soc, tmp_path, monkeypatch, slack):
+    """(a second review) A garbage cycle's finalizer, run by a collection while the next call's
+    eight views are made, writes the page through the PD's memory: not counted confined."""
+    import gc
+
+    old = gc.get_threshold()
+
+    def steps(s):
+        s.call(11, slack)
+        outs = [bytearray(8) for _ in range(8)]
+        assert s.f.invoke(s.h, 12 << 24 | 1 << 16 | 8 << 8, [bytes(8)] + outs) == 0
+        s.call(2, 1)
+    try:
+        _run(make_soc, tmp_path, monkeypatch, "accel", steps)
+    finally:
+        gc.set_threshold(*old)
 
 
 _SIGBUS_SCRIPT = r'''

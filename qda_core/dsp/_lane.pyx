@@ -30,7 +30,7 @@ from qda_core._atomic cimport qda_add_ll, qda_load_ull
 from qda_core._cdev cimport Count, DevMemory, Epoch, Pages, Switch
 
 from qda_core._marshal cimport decode_c, decode_views_raw, qda_dec_buf, qda_dec_handle, scope_recheck, sub_view
-from cpython.tuple cimport PyTuple_New, PyTuple_SET_ITEM
+from cpython.tuple cimport PyTuple_CheckExact, PyTuple_New, PyTuple_SET_ITEM
 
 from ._call cimport Call, new_call
 from ._counters cimport (Counters, DspState, PdCounters, PdState, account_add, restore_context, swap_context,
@@ -148,12 +148,14 @@ cdef extern from *:
 
 
 cdef inline Py_ssize_t _held_views(PyObject *t, PyObject *mine, _PyManagedBufferObject *mbuf) noexcept:
-    """How many non-empty views `t` holds, when `t` is `mine` (the tuple the route made) held
+    """How many non-empty views `t` holds, when `t` is empty or `mine` (the tuple the route made) held
     by the Call and the route only, and each of its views by `t` only, unreleased, with no
     buffer taken of it and no weak reference to it, a view of `mbuf` when not empty; else -1
     (something of the call's arguments is held elsewhere)."""
     cdef Py_ssize_t i, n = 0, count
     cdef PyMemoryViewObject *o
+    if not PyTuple_CheckExact(<object>t):  # (Call's fields are public: anything may be there)
+        return -1
     count = _tuple_len(t)
     if count == 0:
         return 0  # (an empty tuple holds nothing)
@@ -579,13 +581,10 @@ cdef class DspLane:
         ``Call`` kept for the next call and whether the skel stayed in its arguments
         (DspRoute._keep unless not ``keep``, _confined: ``QDA_EP_CONFINED`` with the reply)."""
         cdef uint32_t sc = m.sc, method = (m.sc >> 24) & 0x1F
-        cdef unsigned long long taken = 0, made = 0
         cdef bint crashed = False, confined = False
         cdef int64_t r
         cdef int32_t rv
         cdef int k
-        if owner is not None and owner.pages != NULL:
-            taken, made = (<Pages>owner.pages).taken, pd.nmem.views_made  # (see DspRoute._confined)
         try:
             if call is None:
                 r = _native_call(mod, pra, sc, method)
@@ -598,7 +597,7 @@ cdef class DspLane:
             self.dsp._crashed(self.channel, pd.proc, exc)
         else:
             if owner is not None:
-                confined = owner.pages != NULL and owner._confined(call, taken, made)
+                confined = owner.pages != NULL and owner._confined(call, owner.at_taken, owner.at_made)
                 if keep:
                     owner._keep(call, pd.proc, handle)
             if call is not None:  # (a crashed call charges no compute time: the reference loses it)
@@ -951,6 +950,8 @@ cdef class DspRoute:
     cdef PyObject *pages        # pv's exporter when it is a Pages (pv holds it), else NULL
     cdef unsigned long long v_taken, v_made  # its taken and the PD memory's views_made at the
                                              # last confined call (_route_clean compares)
+    cdef unsigned long long at_taken, at_made  # the same when this call reached the DSP, before
+                                               # any Python code of it ran (_confined compares)
     cdef Call spare             # the last call's Call, for the next (DspLane._plain_call)
     cdef object spare_ins, spare_outs  # the tuples the route made for the Calls it spares
     cdef readonly unsigned long long spared  # calls served with it
@@ -1111,6 +1112,9 @@ cdef int _route_call_gil(void *arg, const fastrpc_msg *m, fastrpc_invoke_rsp *rs
     cdef uint64_t counts[3]
     o = <DspRoute>r.owner
     pd, lane = o.pd, o.lane
+    if o.pages != NULL:  # before anything here runs Python code (a finalizer, a weak reference's
+        # callback: the spare Call dropped, views made) that could reach the page unwatched
+        o.at_taken, o.at_made = (<Pages>o.pages).taken, pd.nmem.views_made
     if sc & 0xFFFFFF:  # arguments: the lane's own serving of a message it found usual
         if not r.native and not sc & 0xFF and m.addr == o.paddr and m.size == o.psize:
             # a Python skel's buffers in the route's own buffer (checked in the PD's streams when
