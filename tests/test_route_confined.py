@@ -46,6 +46,12 @@ class Confined(PageSkel):
             mv.release()
         elif how == 8:  # the view kept through a tuple of the skel's own
             KEPT.append(("view", (call.outbufs,)))
+        elif how == 9:  # the very view kept (the route keeps its Call for the next call)
+            KEPT.append(("view", out))
+        return 0
+
+    @method(6)
+    def nothing(self, call):
         return 0
 
     @method(4)
@@ -71,7 +77,7 @@ SKEL = Confined  # (PageSkel is a Skeleton too)
 '''
 
 
-KEEPS = {2, 3, 4, 5, 6, 8}  # the escapes that keep something
+KEEPS = {2, 3, 4, 5, 6, 8, 9}  # the escapes that keep something
 
 
 
@@ -99,7 +105,7 @@ def test_a_skel_that_stays_in_its_arguments_lets_the_route_clear_only_its_packet
 
 
 @pytest.mark.parametrize("drv", ["accel", "legacy"])
-@pytest.mark.parametrize("how", range(1, 9))
+@pytest.mark.parametrize("how", range(1, 10))
 def test_every_way_past_the_arguments_makes_the_next_call_clear_the_page(make_soc, tmp_path, monkeypatch, drv, how):
     """A skel that reaches the page past its arguments (``how``: see the skel's ``escape``), then
     writes through what it kept during a later, smaller call: the call after sees zeros past its
@@ -173,3 +179,28 @@ def test_pages_is_a_writable_byte_buffer_of_its_mapping_that_counts_what_is_take
     with pytest.raises(BufferError):
         Pages(b"read-only")  # a writable mapping only
     assert len(Pages(mmap.mmap(-1, 4096), 1024)) == 3072
+
+
+@pytest.mark.parametrize("drv", ["accel", "legacy"])
+def test_calls_without_arguments_between_plain_calls_are_judged_with_the_kept_call(make_soc, tmp_path, monkeypatch,
+                                                                                    drv):
+    """A call without arguments while the route keeps its last plain call's ``Call`` (for the
+    next one): confined when nobody else holds that Call's views either; not when the skel kept
+    one of them and writes through it in that call (the next, smaller call sees zeros)."""
+    s = Side(make_soc, tmp_path, monkeypatch, drv, "native")
+    try:
+        r = s.start()
+        before = r.confined
+        for i in range(3):
+            s.call(2, i)
+            s.call0(6)
+        assert r.confined - before == 6
+        s.call(3, 9, nout=1024)  # the out view itself kept: not confined
+        before = r.confined
+        s.call0(4)  # writes through it, without arguments
+        assert r.confined == before
+        s.g["KEPT"].clear()
+        assert s.peek() == 0
+    finally:
+        s.g["KEPT"].clear()
+        s.f.close()

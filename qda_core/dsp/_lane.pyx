@@ -967,13 +967,27 @@ cdef class DspRoute:
         page (a native skel's pointers reach all of it), if nothing reached the page in between
         either (``_route_clean``: a finalizer run when the Call goes, another thread)."""
         cdef _PyManagedBufferObject *mbuf
-        cdef Py_ssize_t nin, nout
+        cdef Py_ssize_t nin, nout, k, kept = 0
         if not self._untouched(taken, made) or _refs(<PyObject *>call) != 1:
             return False
         mbuf = (<PyMemoryViewObject *><PyObject *>self.pv).mbuf
         nin = _held_views(<PyObject *>call.inbufs, <PyObject *>self.spare_ins, mbuf)
         nout = _held_views(<PyObject *>call.outbufs, <PyObject *>self.spare_outs, mbuf)
-        if nin < 0 or nout < 0 or mbuf.exports != 1 + nin + nout:  # (pv's own, and the Call's)
+        if nin < 0 or nout < 0:
+            return False
+        if self.spare is not None:
+            # a call without arguments while the route keeps its last plain call's Call (a call
+            # with them took it first): that Call's views are the page's too, held by it alone
+            if _refs(<PyObject *>self.spare) != 1:
+                return False
+            kept = _held_views(<PyObject *>self.spare.inbufs, <PyObject *>self.spare_ins, mbuf)
+            if kept < 0:
+                return False
+            k = _held_views(<PyObject *>self.spare.outbufs, <PyObject *>self.spare_outs, mbuf)
+            if k < 0:
+                return False
+            kept += k
+        if mbuf.exports != 1 + nin + nout + kept:  # (pv's own, the Call's and the spare's)
             return False
         self.v_taken, self.v_made = taken, made  # (what _route_clean compares before the next call)
         return True
@@ -1104,12 +1118,14 @@ cdef int _route_call_gil(void *arg, const fastrpc_msg *m, fastrpc_invoke_rsp *rs
     cdef _Pd pd
     cdef uint32_t sc = m.sc, method = (m.sc >> 24) & 0x1F
     cdef int32_t rv
-    cdef int64_t ns
+    cdef int64_t ns = r.overhead
     cdef int signo = 0
     cdef bint crashed = False
     cdef Call call = None
     cdef DspLane lane
     cdef uint64_t counts[3]
+    cdef bint confined = False
+    cdef int k
     o = <DspRoute>r.owner
     pd, lane = o.pd, o.lane
     if o.pages != NULL:  # before anything here runs Python code (a finalizer, a weak reference's
@@ -1141,10 +1157,18 @@ cdef int _route_call_gil(void *arg, const fastrpc_msg *m, fastrpc_invoke_rsp *rs
         if pd.sc is None or sc != pd.scval:  # the Call's sc as an int, kept
             pd.sc, pd.scval = sc, sc
         call = new_call(pd.sc, method, (), (), (), (), pd.proc, o.hkey)
-        # (the page is shown to it too: confined or not, as a call with arguments; its Call is
-        # not the one the route keeps for them)
-        return lane._run(m, rsp, pd, o.mod, call, NULL, o.hkey, r.overhead, 0, 0, 0, 0, r.generation, o, False)
-    return lane._finish(m, rsp, pd, rv, crashed, r.overhead, 0, 0, 0, 0, r.generation)
+        try:
+            rv = <int32_t><uint32_t>_invoke(o.mod, call, method, sc)
+        except Exception as exc:
+            crashed = True
+            rv = _ERR_PD_CRASHED
+            lane.dsp._crashed(lane.channel, pd.proc, exc)
+        else:
+            # (the page is shown to it too, as to a call with arguments: DspLane._run)
+            confined = o.pages != NULL and o._confined(call, o.at_taken, o.at_made)
+            ns += <int64_t>call.extra_ns
+    k = lane._finish(m, rsp, pd, rv, crashed, ns, 0, 0, 0, 0, r.generation)
+    return k | QDA_EP_CONFINED if confined and k == QDA_EP_REPLIED else k
 
 
 cdef int _route_clean(void *arg) noexcept:
