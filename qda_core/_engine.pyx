@@ -955,7 +955,8 @@ cdef class EngineRoute:
                 wait = _faults.take_wait() if k & QDA_EP_REFERENCE else None
                 if not have:
                     self.engine.engine.no_reply(i, wait)  # raises, as the lane does
-                if n:
+                if n and (sc & 0xFF00 or (<uint64_t *>(mb.ptr + 40 * n))[0]):  # (else no out-buffer to copy
+                    # back and no fd listed: qda_unpack would do nothing)
                     if held:
                         fds = unpack_held(sc, descs, 24 * n, _ZREFS, 16 * n, mb.ptr, mb.size, mb.va)
                     else:

@@ -172,6 +172,14 @@ cdef inline Py_ssize_t _held_views(PyObject *t, PyObject *mine, _PyManagedBuffer
     return n
 
 
+cdef inline bint _bare(Call call, proc, handle) noexcept:
+    """``call``, a call without arguments, is as a route makes one: no buffers or handles, its
+    process and handle, ints where ints were (so keeping it keeps nothing of the skel's)."""
+    return (call.inbufs is () and call.outbufs is () and call.inhandles is () and call.outhandles is ()
+            and call.process is proc and call.handle is handle and type(call.sc) is int
+            and type(call.method) is int and type(call.extra_ns) is int)
+
+
 cdef class DspRoute
 
 
@@ -574,12 +582,13 @@ cdef class DspLane:
 
     cdef int _run(self, const fastrpc_msg *m, fastrpc_invoke_rsp *rsp, _Pd pd, _Mod mod, Call call, uint64_t *pra,
                   handle, int64_t ns, int64_t nbytes_in, int64_t nbytes_out, int64_t nhin, int64_t nhout,
-                  long long generation, DspRoute owner, bint keep=True) except -1:
+                  long long generation, DspRoute owner) except -1:
         """A served message's skel call - a Python skel's ``call``, or a native skel's with its
         ``remote_arg`` array ``pra`` when ``call`` is None - and its records (:meth:`_finish`;
         ``ns``: the modeled time before the skel's own); on a route's own buffer (``owner``) the
         ``Call`` kept for the next call and whether the skel stayed in its arguments
-        (DspRoute._keep unless not ``keep``, _confined: ``QDA_EP_CONFINED`` with the reply)."""
+        (DspRoute._keep, _confined: ``QDA_EP_CONFINED`` with the reply). A route's usual calls
+        take the same steps in ``_route_call_gil``."""
         cdef uint32_t sc = m.sc, method = (m.sc >> 24) & 0x1F
         cdef bint crashed = False, confined = False
         cdef int64_t r
@@ -598,8 +607,7 @@ cdef class DspLane:
         else:
             if owner is not None:
                 confined = owner.pages != NULL and owner._confined(call, owner.at_taken, owner.at_made)
-                if keep:
-                    owner._keep(call, pd.proc, handle)
+                owner._keep(call, pd.proc, handle)
             if call is not None:  # (a crashed call charges no compute time: the reference loses it)
                 ns += <int64_t>call.extra_ns
         k = self._finish(m, rsp, pd, rv, crashed, ns, nbytes_in, nbytes_out, nhin, nhout, generation)
@@ -953,6 +961,7 @@ cdef class DspRoute:
     cdef unsigned long long at_taken, at_made  # the same when this call reached the DSP, before
                                                # any Python code of it ran (_confined compares)
     cdef Call spare             # the last call's Call, for the next (DspLane._plain_call)
+    cdef Call spare0            # the last call without arguments' Call, for the next such call
     cdef object spare_ins, spare_outs  # the tuples the route made for the Calls it spares
     cdef readonly unsigned long long spared  # calls served with it
 
@@ -1131,44 +1140,51 @@ cdef int _route_call_gil(void *arg, const fastrpc_msg *m, fastrpc_invoke_rsp *rs
     if o.pages != NULL:  # before anything here runs Python code (a finalizer, a weak reference's
         # callback: the spare Call dropped, views made) that could reach the page unwatched
         o.at_taken, o.at_made = (<Pages>o.pages).taken, pd.nmem.views_made
-    if sc & 0xFFFFFF:  # arguments: the lane's own serving of a message it found usual
-        if not r.native and not sc & 0xFF and m.addr == o.paddr and m.size == o.psize:
-            # a Python skel's buffers in the route's own buffer (checked in the PD's streams when
-            # the route was opened): _serve's plain case, straight to the Call from the decode
-            if pd.sc is None or sc != pd.scval:  # the Call's sc as an int, kept
-                pd.sc, pd.scval = sc, sc
+    if not r.native and (not sc & 0xFFFFFF or (not sc & 0xFF and m.addr == o.paddr and m.size == o.psize)):
+        # a Python skel's call without arguments, or with buffers only in the route's own buffer
+        # (checked in the PD's streams when the route was opened: _serve's plain case), straight
+        # to its Call - from the decode, or the last such call's if nobody kept or changed it
+        if pd.sc is None or sc != pd.scval:  # the Call's sc as an int, kept
+            pd.sc, pd.scval = sc, sc
+        counts[0] = counts[1] = counts[2] = 0
+        if sc & 0xFFFFFF:
             call = lane._plain_call(m, pd, counts, method, o.hkey, o.pv, o.pvoff, o.phost, o)
-            if call is not None:
-                ns = r.overhead + <int64_t>(<double>counts[0] * 1e9 / o.cbps)
-                return lane._run(m, rsp, pd, o.mod, call, NULL, o.hkey, ns, <int64_t>counts[1], <int64_t>counts[2],
-                                 0, 0, r.generation, o)
+        else:
+            call, o.spare0 = o.spare0, None
+            if call is not None and _refs(<PyObject *>call) == 1 and _bare(call, pd.proc, o.hkey):
+                call.sc, call.method, call.extra_ns = pd.sc, method, 0
+            else:
+                call = new_call(pd.sc, method, (), (), (), (), pd.proc, o.hkey)
+        if call is not None:  # (else the lane's serving below: it answers what this does not)
+            # (DspLane._run, for the route's Calls)
+            ns += <int64_t>(<double>counts[0] * 1e9 / o.cbps)
+            try:
+                rv = <int32_t><uint32_t>_invoke(o.mod, call, method, sc)
+            except Exception as exc:
+                crashed = True
+                rv = _ERR_PD_CRASHED
+                lane.dsp._crashed(lane.channel, pd.proc, exc)
+            else:
+                confined = o.pages != NULL and o._confined(call, o.at_taken, o.at_made)
+                if sc & 0xFFFFFF:
+                    o._keep(call, pd.proc, o.hkey)
+                elif _bare(call, pd.proc, o.hkey):
+                    o.spare0 = call
+                ns += <int64_t>call.extra_ns  # (a crashed call charges none: the reference loses it)
+            k = lane._finish(m, rsp, pd, rv, crashed, ns, <int64_t>counts[1], <int64_t>counts[2], 0, 0, r.generation)
+            return k | QDA_EP_CONFINED if confined and k == QDA_EP_REPLIED else k
+    if sc & 0xFFFFFF:  # arguments: the lane's own serving of a message it found usual
         if m.addr == o.paddr:  # in the route's own buffer, translated once
             return lane._serve(m, o.origin, rsp, pd, o.mod, o.hkey, r.generation, r.overhead, o.cbps, o.pv, o.pvoff,
                                o.phost, o)
         return lane._serve(m, o.origin, rsp, pd, o.mod, o.hkey, r.generation, r.overhead, o.cbps, None, 0, NULL)
-    if r.native:
-        with nogil:
-            rv = _route_skel(r, sc, &signo)
-        if rv == _FAULTED and signo:
-            crashed = True
-            rv = _ERR_PD_CRASHED
-            _crash_report(o, signo, method)
-    else:
-        if pd.sc is None or sc != pd.scval:  # the Call's sc as an int, kept
-            pd.sc, pd.scval = sc, sc
-        call = new_call(pd.sc, method, (), (), (), (), pd.proc, o.hkey)
-        try:
-            rv = <int32_t><uint32_t>_invoke(o.mod, call, method, sc)
-        except Exception as exc:
-            crashed = True
-            rv = _ERR_PD_CRASHED
-            lane.dsp._crashed(lane.channel, pd.proc, exc)
-        else:
-            # (the page is shown to it too, as to a call with arguments: DspLane._run)
-            confined = o.pages != NULL and o._confined(call, o.at_taken, o.at_made)
-            ns += <int64_t>call.extra_ns
-    k = lane._finish(m, rsp, pd, rv, crashed, ns, 0, 0, 0, 0, r.generation)
-    return k | QDA_EP_CONFINED if confined and k == QDA_EP_REPLIED else k
+    with nogil:  # (a native skel's call without arguments)
+        rv = _route_skel(r, sc, &signo)
+    if rv == _FAULTED and signo:
+        crashed = True
+        rv = _ERR_PD_CRASHED
+        _crash_report(o, signo, method)
+    return lane._finish(m, rsp, pd, rv, crashed, ns, 0, 0, 0, 0, r.generation)
 
 
 cdef int _route_clean(void *arg) noexcept:
