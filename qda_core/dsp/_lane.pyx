@@ -735,8 +735,13 @@ cdef class DspLane:
                                      True)
                     and _spare_views(<PyObject *>call.outbufs, <PyObject *>owner.spare_outs, nbufs - nin, mhost,
                                      bufs + nin, base, False)):
-                call.sc, call.method, call.inhandles, call.outhandles = pd.sc, method, (), ()
-                call.process, call.handle, call.extra_ns = pd.proc, handle, 0
+                call.sc, call.method, call.extra_ns = pd.sc, method, 0
+                # (the rest as the route made it, unless changed since _keep looked: checks
+                # cost less than setting them again)
+                if call.inhandles is not () or call.outhandles is not ():
+                    call.inhandles, call.outhandles = (), ()
+                if call.process is not pd.proc or call.handle is not handle:
+                    call.process, call.handle = pd.proc, handle
                 owner.spared += 1
                 return call
         ins = PyTuple_New(nin) if nin else ()
