@@ -199,3 +199,15 @@ def test_bench_script_entry_point(tmp_path):
                            "--json"], capture_output=True, text=True, cwd=tmp_path, env=env, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["name"] == "remote_invoke"
+
+
+def test_a_target_rows_verdict_is_on_the_figure_it_shows():
+    """A ratio just below a bound that rounds onto it (0.499996 -> 0.5) meets a ">= 0.5" target,
+    as the figure shown says (the verdict was on the unrounded ratio: a row said 0.5 and "no")."""
+    from qdarpc_cli.benchmarks.common import target_row
+
+    assert [(r["ratio"], r["meets"]) for r in (target_row("c", 0.499996, "ref", ">= 0.5"),
+                                               target_row("c", 0.49994, "ref", ">= 0.5"),
+                                               target_row("c", 1.000004, "ref", "<= 1.0"),
+                                               target_row("c", None, "ref", "<= 1.0"))] == \
+        [(0.5, "yes"), (0.4999, "no"), (1.0, "yes"), (None, "n/a")]

@@ -133,6 +133,8 @@ def target_row(case: str, ratio: float | None, reference: str, target: str, *, t
     only: a missed target never fails the benchmark), or ``"-"`` for a row that only gives
     context; ``meets`` is "yes"/"no", "-" without a target, or "n/a" when ``ratio`` is None (not
     measured: ``note`` says why). Times in microseconds."""
+    if ratio is not None:
+        ratio = float(f"{ratio:.4g}")  # (the figure shown: the verdict is on it, so they agree)
     if target == "-":
         meets = "-"
     elif ratio is None:
@@ -140,7 +142,7 @@ def target_row(case: str, ratio: float | None, reference: str, target: str, *, t
     else:
         op, bound = target.split()
         meets = "yes" if (ratio <= float(bound) if op == "<=" else ratio >= float(bound)) else "no"
-    return {"case": case, "ratio": None if ratio is None else float(f"{ratio:.4g}"), "reference": reference,
+    return {"case": case, "ratio": ratio, "reference": reference,
             "target": target if target == "-" else f"{target}x", "meets": meets,
             "time_us": None if time_s is None else round(time_s * 1e6, 3),
             "reference_us": None if ref_s is None else round(ref_s * 1e6, 3), "note": note}
