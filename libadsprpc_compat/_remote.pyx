@@ -15,6 +15,7 @@ runs, the copied buffers (those the caller's exporters vouch for) and the descri
 pinned as known-valid on the calling thread, so the driver copies them with ``memcpy``
 (``qda_core._marshal``, whose copy of csrc/uaccess.c the driver uses).
 """
+cimport cython
 from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_SIMPLE, PyBUF_WRITABLE
 from cpython.bytearray cimport PyByteArray_AS_STRING
 from cpython.pycapsule cimport PyCapsule_GetPointer, PyCapsule_New, PyCapsule_GetContext, PyCapsule_SetContext
@@ -563,6 +564,68 @@ cdef class Invoker:
         return <uint32_t>(rv & 0xFFFFFFFF)
 
 
+cdef class Record:
+    """An open ``remote_handle64``: its session, the DSP's handle, the URI it was opened with,
+    and the session's invoker (cached: the invoke fast path reads only the record)."""
+    cdef readonly object h64, session, dsp_handle, uri, invoker
+
+    def __init__(self, h64, session, dsp_handle, uri):
+        self.h64, self.session, self.dsp_handle, self.uri = h64, session, dsp_handle, uri
+        self.invoker = session.invoker
+
+    def __repr__(self):
+        return f"<Record h64={self.h64:#x} dsp_handle={self.dsp_handle:#x} uri={self.uri!r}>"
+
+
+# -- remote_handle64_invoke from Python ------------------------------------------------------------
+# The public function itself: a Python frame in front of the invoker cost about a third of a
+# null invoke. It serves the usual call (no trace, an open handle of an Invoker's session, an
+# int sc) and hands everything else, and a failed call's error, to handle64's Python code.
+cdef dict _h64_records = None   # libadsprpc_compat.process._records (never rebound)
+cdef object _h64_slow = None    # handle64's Python implementation (the trace, the odd cases)
+cdef object _h64_failed = None  # handle64.invoke_failed(rec, sc, code): raises
+
+
+def bind_h64(dict records, slow, failed):
+    """Give :func:`remote_handle64_invoke` the process's handle table and handle64's Python
+    functions (done once, by ``libadsprpc_compat.handle64``)."""
+    global _h64_records, _h64_slow, _h64_failed
+    _h64_records, _h64_slow, _h64_failed = records, slow, failed
+
+
+@cython.annotation_typing(False)  # (the annotations are the API's: the checks are below)
+def remote_handle64_invoke(h: int, sc: int, args=()) -> None:
+    """Invoke method ``REMOTE_SCALARS_METHOD(sc)`` of multi-domain handle ``h``.
+
+    @param[in] h     handle from remote_handle64_open
+    @param[in] sc    scalars word
+    @param[in,out] args  in-bufs, out-bufs, in-handles, out-handles: buffer-protocol objects
+                     (out-buffers writable); a buffer inside a registered range (rpcmem,
+                     remote_register_buf) goes by reference, others are copied; handle slots
+                     take ``remote_dma_handle`` or ``(fd, offset)``
+    AEE codes: AEE_EINVHANDLE, AEE_EBADPARM (count mismatch, read-only out-buffer, buffer
+    overrunning its registered range, ``sc`` not a uint32_t), AEE_EUNSUPPORTED (after remote_set_mode),
+    AEE_ECONNRESET (SSR, or the session was closed during the call), AEE_ERPC, DSP codes
+    (0x8000040e, 0x80000414, 0x8000043e, 0x8000040d, any code the method returns)
+    """
+    cdef uint32_t c_sc
+    cdef object rec
+    if not _TRACE.on and type(sc) is int and _h64_records is not None:
+        rec = _h64_records.get(h)
+        if type(rec) is Record and type((<Record>rec).invoker) is Invoker:
+            try:
+                c_sc = sc
+            except OverflowError:
+                return _h64_slow(h, sc, args)  # (its AEE_EBADPARM, said)
+            code = (<Invoker>(<Record>rec).invoker).call((<Record>rec).dsp_handle, c_sc, args)
+            if code:
+                _h64_failed(rec, sc, code)
+            return None
+    if _h64_slow is None:
+        raise RuntimeError("remote_handle64_invoke: libadsprpc_compat.handle64 is not imported")
+    return _h64_slow(h, sc, args)
+
+
 cdef class Face:
     """The C library's fast entry for one flavour (``qdarpc/face.h``): ``remote_handle64_invoke``
     from C straight into the handle's :class:`Invoker`. It serves the call the Python API's
@@ -608,11 +671,11 @@ cdef long long _face_h64_invoke(void *ctx, unsigned long long h, unsigned int sc
         if _TRACE.on or len(f.flavours) > 1:  # (trace.RECORDER is not None: its switch)
             return f.slow(h, sc, pra)
         rec = f.records.get(h)
-        if rec is None or type(rec.invoker) is not Invoker:
+        if type(rec) is not Record or type((<Record>rec).invoker) is not Invoker:
             return f.slow(h, sc, pra)  # AEE_EINVHANDLE, said by the API
         # (no arguments: None, which the invoker takes as a C caller's empty remote_arg array)
-        code = (<Invoker>rec.invoker).call(rec.dsp_handle, sc,
-                                           CArgs.__new__(CArgs, pra, sc_length(sc)) if sc_length(sc) else None)
+        code = (<Invoker>(<Record>rec).invoker).call(
+            (<Record>rec).dsp_handle, sc, CArgs.__new__(CArgs, pra, sc_length(sc)) if sc_length(sc) else None)
         if code == 0:
             if not sc & 0xFFFFFF:  # a call a route serves: take one for the next (once per change)
                 try:

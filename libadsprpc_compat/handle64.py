@@ -23,21 +23,10 @@ def raise_invoke(code: int, what: str):
     fail(code, what, errno=_remote.last_errno() or None, origin=ORIGINS[_remote.last_origin()])
 
 
-def remote_handle64_invoke(h: int, sc: int, args=()) -> None:
-    """Invoke method ``REMOTE_SCALARS_METHOD(sc)`` of multi-domain handle ``h``.
-
-    @param[in] h     handle from remote_handle64_open
-    @param[in] sc    scalars word
-    @param[in,out] args  in-bufs, out-bufs, in-handles, out-handles: buffer-protocol objects
-                     (out-buffers writable); a buffer inside a registered range (rpcmem,
-                     remote_register_buf) goes by reference, others are copied; handle slots
-                     take ``remote_dma_handle`` or ``(fd, offset)``
-    AEE codes: AEE_EINVHANDLE, AEE_EBADPARM (count mismatch, read-only out-buffer, buffer
-    overrunning its registered range, ``sc`` not a uint32_t), AEE_EUNSUPPORTED (after remote_set_mode),
-    AEE_ECONNRESET (SSR, or the session was closed during the call), AEE_ERPC, DSP codes
-    (0x8000040e, 0x80000414, 0x8000043e, 0x8000040d, any code the method returns)
-    """
-    # The hot path: not wrapped by @traced (one dict lookup and the Cython invoke).
+def _invoke_py(h: int, sc: int, args=()) -> None:
+    """remote_handle64_invoke in Python: with a trace on, and the cases the Cython function
+    (:func:`libadsprpc_compat._remote.remote_handle64_invoke`) hands over (an unknown handle,
+    an odd ``sc``, a session whose invoker is the Python reference's)."""
     tr = _trace.RECORDER
     if tr is not None:
         return _invoke_traced(tr, h, sc, args)
@@ -59,6 +48,10 @@ def invoke_failed(rec, sc: int, code: int) -> None:
     raise_invoke(code, f"remote_handle64_invoke({sc:#010x})")
 
 
+#: The public function (docstring there): the Cython one, which serves the usual call itself.
+remote_handle64_invoke = _remote.remote_handle64_invoke
+
+
 def _invoke_traced(tr, h, sc, args) -> None:
     t0 = _trace.now()
     ret = 0
@@ -78,7 +71,8 @@ def _invoke_traced(tr, h, sc, args) -> None:
         if ret:
             raise_invoke(ret, f"remote_handle64_invoke({sc:#010x})")
     finally:
-        shown = (f"{h:#x}, {sc:#010x}, [{len(args) if args else 0} args]"
+        # (whatever the arguments are: an error here would replace the call's own)
+        shown = (f"{h:#x}, {sc:#010x}, {'[0 args]' if args is None else summary((args,))}"
                  if isinstance(h, int) and isinstance(sc, int) else summary((h, sc, args)))
         tr.api("remote_handle64_invoke", shown, ret, t0, _trace.now())
 
@@ -118,3 +112,6 @@ def remote_handle64_close(h: int) -> None:
         lib._release(s)
     if code:
         fail(code, "remote_handle64_close", origin="dsp" if code & 0x8000_0000 else None)
+
+
+_remote.bind_h64(process._records, _invoke_py, invoke_failed)

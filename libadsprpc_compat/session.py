@@ -18,15 +18,8 @@ from .cargs import A, fail
 from .constants import FASTRPC_ATTR_NOVA
 
 
-class Record:
-    """An open ``remote_handle64``: its session, the DSP's handle, the URI it was opened with,
-    and the session's invoker (cached: the invoke fast path reads only the record)."""
-
-    __slots__ = ("h64", "session", "dsp_handle", "uri", "invoker")
-
-    def __init__(self, h64, session, dsp_handle, uri):
-        self.h64, self.session, self.dsp_handle, self.uri = h64, session, dsp_handle, uri
-        self.invoker = session.invoker
+#: An open ``remote_handle64`` (a C type: the invoke fast path reads its fields directly).
+Record = _remote.Record
 
 
 class Session:
