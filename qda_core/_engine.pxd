@@ -89,6 +89,11 @@ cdef class FileLane:
     cdef int route_enter(self) noexcept nogil
     cdef EngineRoute route_to(self, uint32_t handle)
     cdef int refresh_route(self, f, uint32_t handle) except -1
+cdef class FileCore:
+    cdef public FileLane _lane    # (DriverFile's: the ioctl entries read it as a C field)
+cdef inline FileLane lane_of(f):
+    """``f._lane``: a C field read for a driver file (a subclass of :class:`FileCore`)."""
+    return (<FileCore>f)._lane if isinstance(f, FileCore) else f._lane
 cdef object read_descs(uint64_t args, uint32_t n)
 # a lane's step after INVOKE's descriptors are read (accel/_invoke.pyx, legacy/_invoke.pyx: _serve)
 ctypedef object (*serve_fn)(f, FileLane fl, uint32_t handle, uint32_t sc, uint32_t n, descs)

@@ -9,7 +9,7 @@ import warnings
 
 from . import faults
 from . import dataplane
-from ._engine import FileLane, open_route
+from ._engine import FileCore, FileLane, open_route
 from .errors import errno_error
 from .uaccess import copy_from_user, copy_to_user
 
@@ -35,7 +35,7 @@ def copy_out(arg, kbuf: bytearray, n: int, name: str) -> None:
     mv[:n] = kbuf[:n]
 
 
-class DriverFile:
+class DriverFile(FileCore):
     """Base of ``QdaFile`` and ``LegacyFile``. Subclasses call ``super().__init__()`` and
     implement ``ioctl()`` (each call bracketed by :meth:`_enter`/:meth:`_leave`),
     ``_release()`` and ``_describe()``.

@@ -18,8 +18,8 @@ from libc.string cimport memcpy, memset
 
 from qda_core._cwire cimport sc_nbufs
 from qda_core._marshal cimport _user_copy, scope_begin, scope_end
-from qda_core._engine cimport (FileLane, current_tid, invoke_fields, new_refs, serve_invoke, tracing, typed_invoke,
-                               u32_of)
+from qda_core._engine cimport (FileLane, current_tid, invoke_fields, lane_of, new_refs, serve_invoke, tracing,
+                               typed_invoke, u32_of)
 
 import errno as _errno
 
@@ -54,7 +54,7 @@ _check_layouts()
 
 def ioctl(f, request, arg=None):
     """``QdaFile.ioctl`` (the DRM core's ``drm_ioctl()``)."""
-    cdef FileLane fl = f._lane
+    cdef FileLane fl = lane_of(f)
     cdef uint32_t req
     if not fl.enter():
         return -_errno.EBADF
@@ -197,7 +197,7 @@ def invoke(f, handle, sc, args=()):
     :class:`GemRef` on a revision whose ``fd`` fields are DMA-BUF fds (exported for the call),
     and an INVOKE number whose size or direction is not the 16-byte struct's in."""
     global _QdaFile, _GemRef
-    cdef FileLane fl = f._lane
+    cdef FileLane fl = lane_of(f)
     cdef uint32_t h, s, req, usize
     if _QdaFile is None:
         from qda_core.accel.file import GemRef, QdaFile

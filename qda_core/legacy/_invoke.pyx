@@ -18,8 +18,8 @@ from libc.string cimport memcpy
 
 from qda_core._cwire cimport sc_length
 from qda_core._marshal cimport _user_copy, scope_begin, scope_end
-from qda_core._engine cimport (FileLane, current_tid, invoke_fields, new_refs, serve_invoke, tracing, typed_invoke,
-                               u32_of)
+from qda_core._engine cimport (FileLane, current_tid, invoke_fields, lane_of, new_refs, serve_invoke, tracing,
+                               typed_invoke, u32_of)
 
 import errno as _errno
 
@@ -44,7 +44,7 @@ assert (_uapi.fastrpc_invoke.size, _uapi.fastrpc_invoke.offset("handle"), _uapi.
 
 def ioctl(f, request, arg=None):
     """``LegacyFile.ioctl`` (``fastrpc_device_ioctl``: switch on the full command number)."""
-    cdef FileLane fl = f._lane
+    cdef FileLane fl = lane_of(f)
     cdef uint32_t req
     # invoke_nr: FASTRPC_IOCTL_INVOKE, or -1 on a revision without it (decided at open)
     if (fl.native and fl.invoke_nr >= 0 and u32_of(request, &req) and req == fl.invoke_nr
@@ -164,7 +164,7 @@ def invoke(f, handle, sc, args=()):
     of a revision without INVOKE, a ``handle`` or ``sc`` not an int in 0..2**32-1, and ``args``
     neither a tuple nor a list."""
     global _LegacyFile, _DmaBufRef
-    cdef FileLane fl = f._lane
+    cdef FileLane fl = lane_of(f)
     cdef uint32_t h, s
     if _LegacyFile is None:
         from qda_core.legacy.file import DmaBufRef, LegacyFile
