@@ -497,3 +497,25 @@ def test_a_subclass_keeps_its_own_ioctl(make_soc, twin_path, drv):
     finally:
         base.__class__ = type(base).__mro__[1]
         base.close()
+
+
+@pytest.mark.parametrize("drv", DRIVERS)
+def test_driver_files_keep_their_lane_in_the_c_core(make_soc, drv):
+    """``DriverFile`` derives from ``_engine.FileCore``: ``_lane`` is a typed C field (the ioctl
+    entries read it without a lookup), None before ``__init__`` set it, a FileLane only."""
+    from qda_core._engine import FileCore, FileLane
+    from qda_core.driver_file import DriverFile
+
+    soc = make_soc("default")
+    f = soc.open_device("cdsp") if drv == "accel" else soc.open("/dev/fastrpc-cdsp")
+    try:
+        assert isinstance(f, FileCore) and issubclass(DriverFile, FileCore)
+        assert type(f._lane) is FileLane and not f.closed
+        with pytest.raises(TypeError):
+            f._lane = object()
+        assert FileCore()._lane is None
+        bare = DriverFile.__new__(DriverFile)  # (no __init__: no lane yet)
+        assert bare._lane is None and bare.closed
+    finally:
+        f.close()
+    assert f.closed and f.ioctl(f._lane.invoke_request, bytearray(16)) < 0  # EBADF, as before
