@@ -61,11 +61,11 @@ def pool(make_soc):
 
 
 def test_a_buffer_taken_while_a_request_is_sized_does_not_break_the_take(pool, monkeypatch):
-    """size_class() runs Python code (page_align), so the GIL may pass to another thread that
-    takes a buffer from the same pool; the take in progress must still find a free buffer of
-    its class (here simulated deterministically: size_class itself takes a page buffer).
-    Concurrent invokes of 4 KiB and larger messages on one file raise IndexError this way
-    (6 threads, sys.setswitchinterval(1e-6): dozens in 4 s)."""
+    """size_class() once ran Python code (page_align) inside a take, so the GIL could pass to
+    another thread that took a buffer from the same pool: 6 threads invoking 4 KiB and larger
+    messages on one file raised IndexError (dozens in 4 s at sys.setswitchinterval(1e-6)).
+    A take now sizes its request in C: the module's size_class (here one that would take a
+    page buffer, as "another thread") is not called, and the take finds its class's buffer."""
     a, b = pool.alloc(PAGE), pool.alloc(2 * PAGE)
     a.release()
     b.release()
@@ -81,7 +81,7 @@ def test_a_buffer_taken_while_a_request_is_sized_does_not_break_the_take(pool, m
     got = None
     try:
         got = pool.alloc(2 * PAGE)
-        assert got is b  # the free buffer of its class
+        assert got is b and not taken  # the free buffer of its class, sized without Python code
     finally:
         monkeypatch.setattr(msgpool, "size_class", real)
         for buf in taken + ([got] if got is not None else []):

@@ -32,6 +32,24 @@ def test_size_classes(size):
     assert size_class(size + 1) >= c                # monotonic
 
 
+def _class_by_formula(size: int) -> int:
+    """The classes as the module docstring states them: whole pages up to 16 KiB, then four per
+    power of two (a quarter of the power of two below each step)."""
+    size = page_align(max(size, 1))
+    if size <= 16 * KiB:
+        return size
+    step = max(PAGE, (1 << ((size - 1).bit_length() - 1)) // 4)
+    return -(-size // step) * step
+
+
+@settings(max_examples=300)
+@given(st.one_of(st.integers(-(1 << 10), 1 << 40), st.integers((1 << 61) - 4096, 1 << 64)))
+def test_size_class_in_c_matches_the_formula(size):
+    """The C arithmetic (a take's, sizes below 2**61) and the Python one (beyond) agree with the
+    documented classes at every size, the boundaries between them included."""
+    assert size_class(size) == _class_by_formula(size)
+
+
 def test_few_classes_per_power_of_two():
     classes = {size_class(s) for s in range(16 * KiB + 1, 32 * MiB + 1, PAGE)}
     assert len(classes) == 4 * 11  # four per doubling, 16 KiB .. 32 MiB

@@ -49,16 +49,40 @@ CLASS_DEPTH = 4             # free buffers kept per size class
 _SMALL = 16 << 10           # classes of whole pages up to here
 _PAGE = HOST_PAGE_SIZE
 cdef Py_ssize_t _C_PAGE = HOST_PAGE_SIZE
+cdef Py_ssize_t _C_SMALL = _SMALL
+
+cdef extern from *:
+    int __builtin_clzll(unsigned long long x) nogil
 
 
 def size_class(size: int) -> int:
     """The buffer size that serves a request of ``size`` bytes."""
     if 0 < size <= _PAGE:
         return _PAGE  # the usual message (every invoke with small arguments): no arithmetic
+    if size < _CLASS_C_MAX:
+        return _class_of(size)
     size = page_align(max(size, 1))
     if size <= _SMALL:
         return size
     step = max(_PAGE, 1 << ((size - 1).bit_length() - 3))  # a quarter of the power of two below
+    return (size + step - 1) // step * step
+
+
+cdef Py_ssize_t _CLASS_C_MAX = PY_SSIZE_T_MAX >> 2  # sizes whose class C arithmetic finds
+
+
+cdef Py_ssize_t _class_of(Py_ssize_t size) noexcept:
+    """:func:`size_class` of ``size < _CLASS_C_MAX`` in C: a take sizes its request without
+    running Python code (no other thread can run meanwhile), and without a Python call."""
+    cdef Py_ssize_t step
+    if size <= _C_PAGE:
+        return _C_PAGE
+    size = (size + _C_PAGE - 1) & ~(_C_PAGE - 1)
+    if size <= _C_SMALL:
+        return size
+    step = (<Py_ssize_t>1) << (63 - __builtin_clzll(<unsigned long long>(size - 1)) + 1 - 3)
+    if step < _C_PAGE:
+        step = _C_PAGE
     return (size + step - 1) // step * step
 
 
@@ -159,10 +183,13 @@ cdef class MessagePool(MsgSource):
         cdef Py_ssize_t cls = _C_PAGE
         cdef Py_ssize_t i
         if not 0 < size <= _C_PAGE:
-            c = size_class(size)  # Python code: before the free list is read
-            if c > PY_SSIZE_T_MAX:  # rounded up past any C size
-                self._none_of(size)
-            cls = c
+            if 0 < size < _CLASS_C_MAX:
+                cls = _class_of(size)
+            else:
+                c = size_class(size)  # Python code: before the free list is read
+                if c > PY_SSIZE_T_MAX:  # rounded up past any C size
+                    self._none_of(size)
+                cls = c
         # from here until the buffer is out of the list no Python code runs (no other thread)
         i = self._n - 1
         while i >= 0 and self._sizes[i] != cls:  # the most recently returned buffer of the class
