@@ -10,6 +10,7 @@ cdef class MsgBuf:
     cdef size_t size
     cdef uint64_t va     # ptr as an integer (the payload's pointers are kernel addresses)
     cdef uint64_t dev    # device address
+    cdef public Py_ssize_t dirty  # bytes at its front a call may have left non-zero (past them: zeros)
 
 
 cdef class MsgSource:

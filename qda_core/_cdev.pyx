@@ -18,6 +18,7 @@ cdef class MsgBuf:
         self.ptr = NULL
         self.size = 0
         self.va = self.dev = 0
+        self.dirty = 0
 
 
 cdef class MsgSource:

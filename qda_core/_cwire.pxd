@@ -31,6 +31,7 @@ cdef extern from "qdarpc/endpoint.h":
         int (*route_call)(void *call_arg, const fastrpc_msg *m, fastrpc_invoke_rsp *rsp) noexcept nogil
         int (*route_call_gil)(void *call_arg, const fastrpc_msg *m, fastrpc_invoke_rsp *rsp) except -1
         int (*route_clean)(void *call_arg) noexcept
+        int (*route_attach)(void *call_arg, unsigned long long msg_addr, unsigned long long msg_size) except -1
 
 
 cdef inline uint32_t sc_length(uint32_t sc) noexcept:

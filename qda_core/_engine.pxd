@@ -148,6 +148,8 @@ cdef class EngineRoute:
     cdef readonly object dsp     # the DSP's route (owner of arg)
     cdef MsgSource src
     cdef MsgBuf mb               # the route's message buffer, out of the file's pool
+    cdef MsgBuf big              # its second, for calls mb does not hold (None: none yet)
+    cdef bint big_refused        # the DSP's part took no second buffer: the pool lends them
     cdef void *arg
     cdef route_call_fn dsp_call
     cdef int client_id, pd, id_shift, seq_shift
@@ -177,6 +179,7 @@ cdef class EngineRoute:
     cdef object call_gil(self, uint32_t sc, const char *descs, bint held)
     cdef int _pack(self, uint32_t sc, const char *descs, uint32_t n, const qda_olap *olaps, uint64_t pkt,
                    uint64_t shift, MsgBuf mb, bint held) except -1
+    cdef MsgBuf _buffer_for(self, uint64_t rounded)
     cdef int _lost(self, exc) except -1
     cdef int _cleanup(self) except -1
     cdef void _out(self) noexcept nogil

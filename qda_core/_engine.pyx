@@ -661,8 +661,14 @@ cdef object _serve_invoke(f, FileLane fl, uint32_t handle, uint32_t sc, uint64_t
 
 
 cdef enum:
+    # a route's second buffer (EngineRoute._buffer_for) serves calls up to this (their payload
+    # page-rounded; larger ones take a buffer of the pool each): a 64 KiB buffer's call, whose
+    # class is 80 KiB, and everything smaller. Past it the copy dwarfs what the buffer saves.
+    _BIG_MAX = 128 << 10
     _ROUTE_ARGS_MAX = 510  # buffers a call can declare (255 in, 255 out)
     _PLAN_KEPT = 8         # a route keeps the plan of calls with up to this many (EngineRoute.plan_*)
+#: The largest payload (page-rounded) a route's second buffer serves (EngineRoute._buffer_for).
+ROUTE_SECOND_MAX = _BIG_MAX
 cdef char _ZREFS[16 * _ROUTE_ARGS_MAX]  # the page list of a call with nothing by reference: zeros
 
 
@@ -809,6 +815,12 @@ cdef class EngineRoute:
         """The route's own message buffer: ``(device address, bytes)`` (None once closed)."""
         return None if self.mb is None else (self.mb.dev, self.mb.size)
 
+    @property
+    def second_buffer(self):
+        """The route's second message buffer, for calls its first does not hold (up to 128 KiB
+        page-rounded): ``(device address, bytes)``, or None (none taken yet, or closed)."""
+        return None if self.big is None else (self.big.dev, self.big.size)
+
     cdef bint _ready(self, uint32_t sc) noexcept nogil:
         # what may change under a route, checked before anything is taken (the DSP's part trusts
         # it: a change after this is a change made after the call began); then the message
@@ -926,13 +938,17 @@ cdef class EngineRoute:
                     self.dirty = _PAGE  # the page was reached since the last (confined) call
                 if n:
                     rounded = (size + _PAGE - 1) & ~(_PAGE - 1)
-                    if max(rounded, _PAGE) > mb.size:  # a buffer for this call, of the pool's
-                        mb = self.src.take(max(rounded, _PAGE))
+                    if max(rounded, _PAGE) > mb.size:  # the second buffer, or one the pool lends
+                        mb = self._buffer_for(max(rounded, _PAGE))
                     self._pack(sc, descs, n, olaps, pkt, size - pkt, mb, held)
                     if mb is self.mb:
                         # the DSP is shown the page: a native skel's pointers reach all of it,
                         # and so does a Python skel's view's .obj (the buffer's mapping)
                         self._scrub(size, True)
+                    elif mb is self.big and rounded > size:
+                        # shown [0, rounded): the packet and zeros, whatever an earlier call
+                        # (or a skel past its window) left there
+                        memset(mb.ptr + size, 0, rounded - size)
                     m.addr, m.size = mb.dev, rounded
                 else:
                     memset(mb.ptr, 0, self.size)  # the metadata of no arguments: zeros
@@ -974,10 +990,36 @@ cdef class EngineRoute:
                 return retval  # (signed, as EngineLane.invoke returns it)
             finally:
                 self.ids.give_nogil(i)
-                if mb is not self.mb:
+                if mb is not self.mb and mb is not self.big:
                     self.src.give(mb)
         finally:
             self._out()
+
+    cdef MsgBuf _buffer_for(self, uint64_t rounded):
+        """A buffer for a call whose payload (``rounded`` bytes, page-rounded) the route's page
+        does not hold: its second buffer when that is large enough, or a larger one it takes
+        now for this call and the next (up to ``_BIG_MAX``: a buffer the DSP's part translated
+        once, route_attach), else one the pool lends for this call only."""
+        cdef MsgBuf b = self.big
+        if b is not None and rounded <= b.size:
+            return b
+        b = self.src.take(rounded)
+        if rounded > _BIG_MAX or self.big_refused:
+            return b
+        try:
+            k = self.engine.ep.route_attach(self.arg, b.dev, b.size)
+        except BaseException:
+            self.src.give(b)
+            raise
+        old, self.big = self.big, None  # (the DSP's part dropped it: route_attach replaces it)
+        if old is not None:
+            old.dirty = old.size  # what the pool scrubs before it shows it again
+            self.src.give(old)
+        if k:
+            self.big = b
+        else:
+            self.big_refused = True
+        return b
 
     cdef int _pack(self, uint32_t sc, const char *descs, uint32_t n, const qda_olap *olaps, uint64_t pkt,
                    uint64_t shift, MsgBuf mb, bint held) except -1:
@@ -1057,9 +1099,13 @@ cdef class EngineRoute:
         if not qda_cas_int(&self.cleaned, 0, 1):
             return 0
         mb, self.mb = self.mb, None
+        big, self.big = self.big, None
         self.dsp = None
         if mb is not None:
             self.src.give(mb)
+        if big is not None:
+            big.dirty = big.size  # (calls were shown windows of it: the pool scrubs it whole)
+            self.src.give(big)
         return 0
 
     cdef void _out(self) noexcept nogil:

@@ -20,6 +20,7 @@ import libadsprpc_compat as rpc
 from libadsprpc_compat import Library
 from libadsprpc_compat.remotectl import open_module
 from qda_core import uapi
+from qda_core._engine import ROUTE_SECOND_MAX
 from qda_core.accel import GemRef
 from qda_core.legacy import DmaBufRef, dmabuf_mmap
 from qda_core.mem import backing
@@ -188,6 +189,72 @@ def test_a_call_bigger_than_a_page_borrows_a_buffer_of_the_pool(sides, drv):
         assert native.typed(drv, TOUCH, [big, out]) == 0
         assert struct.unpack_from("<QBB", out) == (300_000, big[0], big[-1])
     assert r.served == 4 and backing.pool_used() == used
+
+
+@pytest.mark.parametrize("drv", ["accel", "legacy"])
+@pytest.mark.parametrize("how", ["typed", "lib"])
+def test_a_call_past_the_page_takes_the_routes_second_buffer(sides, drv, how):
+    """A call whose payload the route's page does not hold takes the route's second buffer (up
+    to ROUTE_SECOND_MAX, page-rounded), which the route keeps for the next such calls and
+    replaces only by a larger one; a call larger still borrows a buffer of the pool. Nothing is
+    taken of the pool once the sizes were seen, and every call is the route's."""
+    native, _ = sides
+    call = getattr(native, how)
+    out = bytearray(16)
+
+    def touch(n):
+        data = _pattern(n, n % 251)
+        assert call(drv, TOUCH, [data, out]) == 0
+        assert struct.unpack_from("<QBB", out) == (n, data[0], data[-1])
+
+    touch(8)
+    r = native.route(drv, how)
+    assert r is not None and r.second_buffer is None
+    touch(10_000)
+    first = r.second_buffer
+    assert first is not None and first[1] >= 12 << 10
+    touch(5_000)
+    touch(10_000)
+    assert r.second_buffer == first  # kept: smaller calls use it too
+    touch(60_000)
+    second = r.second_buffer
+    assert second[1] >= 64 << 10 and second != first  # replaced by a larger one
+    touch(ROUTE_SECOND_MAX + 1)  # a buffer of the pool for the call
+    assert r.second_buffer == second
+    used = backing.pool_used()
+    for n in (100, 5_000, 60_000, 10_000, ROUTE_SECOND_MAX + 1, 8):
+        touch(n)
+    assert r.second_buffer == second and backing.pool_used() == used
+    assert r.served == 11
+
+
+@pytest.mark.parametrize("drv", ["accel", "legacy"])
+def test_the_routes_second_buffer_shows_the_dsp_no_earlier_calls_bytes(make_soc, tmp_path, monkeypatch, drv):
+    """The DSP is shown a window of the second buffer (the packet, page-rounded): its packet's
+    bytes and zeros, whatever an earlier, larger call left in it or a skel wrote through its
+    view's ``.obj`` past its window (both planes alike)."""
+    seen = {}
+    for name in ("native", "py"):
+        f, h = _skel_file(make_soc, tmp_path, monkeypatch, drv, "libqdarpc_keep_skel.py", KEEP_SKEL, KEEP_URI, name)
+        try:
+            arena = bytearray(b"d" * 50_000)
+            big, small, got = memoryview(arena)[:40_000], memoryview(arena)[:6_000], []
+            for method, data, nout in ((12, small, 32), (14, big, 32), (13, small, 32), (14, big, 32),
+                                       (15, small, 20_000), (14, big, 32), (13, big, 32)):
+                out = bytearray(nout)
+                assert f.invoke(h, (method << 24) | 0x10100, [data, out]) == 0
+                got.append(struct.unpack_from("<q", out)[0])
+            big.release()
+            small.release()
+            r = f._lane.route_for(h)
+            if name == "native":
+                assert r is not None and r.second_buffer is not None and r.served == 6
+            seen[name] = got
+        finally:
+            f.close()
+    assert seen["native"][2] == seen["native"][4] == seen["native"][6] == 0, seen
+    assert [g for i, g in enumerate(seen["native"]) if i in (2, 4, 6)] == [
+        g for i, g in enumerate(seen["py"]) if i in (2, 4, 6)]
 
 
 @pytest.mark.parametrize("drv", ["accel", "legacy"])
@@ -402,6 +469,23 @@ class QdarpcKeepSkel(Skeleton):
         out = call.outbufs[0]
         page, lo, hi = _tail(out)
         struct.pack_into("<qQQq", out, 0, bytes(page[lo:hi]).count(0xEE), len(out), out.ndim, call.inbufs[0][0])
+        return 0
+
+
+    @method(14)
+    def flood(self, call):
+        # writes past out0 to the end of the buffer's mapping (past the call's window too)
+        self.hashed(call)
+        page, lo, _ = _tail(call.outbufs[0])
+        page[lo:] = b"\\xee" * (len(page) - lo)
+        return 0
+
+    @method(15)
+    def zeros(self, call):
+        # (hash slot: the non-zero bytes of out0 as the call found it)
+        out = call.outbufs[0]
+        n = len(out) - bytes(out).count(0)
+        struct.pack_into("<qQQq", out, 0, n, len(out), out.ndim, call.inbufs[0][0])
         return 0
 
 

@@ -307,6 +307,7 @@ cdef class DspLane:
         self.ep.route_call = _route_call
         self.ep.route_call_gil = _route_call_gil
         self.ep.route_clean = _route_clean
+        self.ep.route_attach = _route_attach
         self._cost = None
 
     @property
@@ -961,6 +962,10 @@ cdef class DspRoute:
     cdef uint64_t paddr
     cdef uint64_t psize         # and its size
     cdef PyObject *pages        # pv's exporter when it is a Pages (pv holds it), else NULL
+    cdef object bv              # the route's second buffer (route_attach) translated as pv is,
+    cdef Py_ssize_t bvoff       # None while it has none; a message at baddr of at most bsize
+    cdef char *bhost            # bytes is in it
+    cdef uint64_t baddr, bsize
     cdef unsigned long long v_taken, v_made  # its taken and the PD memory's views_made at the
                                              # last confined call (_route_clean compares)
     cdef unsigned long long at_taken, at_made  # the same when this call reached the DSP, before
@@ -1182,6 +1187,10 @@ cdef int _route_call_gil(void *arg, const fastrpc_msg *m, fastrpc_invoke_rsp *rs
         if m.addr == o.paddr:  # in the route's own buffer, translated once
             return lane._serve(m, o.origin, rsp, pd, o.mod, o.hkey, r.generation, r.overhead, o.cbps, o.pv, o.pvoff,
                                o.phost, o)
+        if o.bhost != NULL and m.addr == o.baddr and m.size <= o.bsize:  # in its second one (as a
+            # buffer the pool lends: no spare Call, no confined verdict)
+            return lane._serve(m, o.origin, rsp, pd, o.mod, o.hkey, r.generation, r.overhead, o.cbps, o.bv, o.bvoff,
+                               o.bhost, None)
         return lane._serve(m, o.origin, rsp, pd, o.mod, o.hkey, r.generation, r.overhead, o.cbps, None, 0, NULL)
     with nogil:  # (a native skel's call without arguments)
         rv = _route_skel(r, sc, &signo)
@@ -1190,6 +1199,24 @@ cdef int _route_call_gil(void *arg, const fastrpc_msg *m, fastrpc_invoke_rsp *rs
         rv = _ERR_PD_CRASHED
         _crash_report(o, signo, method)
     return lane._finish(m, rsp, pd, rv, crashed, ns, 0, 0, 0, 0, r.generation)
+
+
+cdef int _route_attach(void *arg, unsigned long long addr, unsigned long long size) except -1:
+    """The route's second message buffer (``qda_endpoint.route_attach``): translated once, as
+    :meth:`DspLane._route` translates the first, or none (0) when it is not wholly in the PD's
+    streams and mapped."""
+    cdef DspRoute o = <DspRoute>(<qda_dsp_route *>arg).owner
+    cdef _Pd pd = o.pd
+    cdef char *host = NULL
+    cdef Py_ssize_t boff = 0
+    o.bv, o.bvoff, o.bhost, o.baddr, o.bsize = None, 0, NULL, 0, 0  # (an earlier one: gone now)
+    if pd.nmem is None or not size or not _in_streams(pd, addr, size):
+        return 0
+    whole = pd.nmem.base(addr, size, &boff, &host)
+    if whole is None or host == NULL:
+        return 0
+    o.bv, o.bvoff, o.bhost, o.baddr, o.bsize = whole, boff, host, addr, size
+    return 1
 
 
 cdef int _route_clean(void *arg) noexcept:

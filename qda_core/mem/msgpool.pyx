@@ -92,7 +92,6 @@ cdef class MsgBuf(_CMsgBuf):
     cdef readonly object obj
     cdef readonly object backing
     cdef readonly object dma_addr
-    cdef public Py_ssize_t dirty
     cdef MessagePool _pool
     cdef bint free  # in its pool's free list (a second give back is ignored)
 

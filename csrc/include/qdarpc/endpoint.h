@@ -62,6 +62,13 @@ struct qda_endpoint {
 	 * 1 when nothing has reached the route's own buffer since (the engine then clears only up
 	 * to that call's packet end), else 0 (it clears the page). */
 	int (*route_clean)(void *call_arg);
+	/* With the GIL, with no call on the route: its second message buffer of the sender's, at
+	 * device address msg_addr (msg_size bytes), for calls whose payload its first does not hold
+	 * (replacing any earlier one; the sender keeps it until it replaces it again or closes the
+	 * route). The DSP translates it once. 1: taken (a message at msg_addr of at most msg_size
+	 * bytes is served as one in the first buffer: the checks route_open made, made once);
+	 * 0: not (messages there go the usual way); -1 with an exception set. */
+	int (*route_attach)(void *call_arg, unsigned long long msg_addr, unsigned long long msg_size);
 };
 
 #endif /* QDARPC_ENDPOINT_H */
