@@ -258,6 +258,30 @@ def test_the_routes_second_buffer_shows_the_dsp_no_earlier_calls_bytes(make_soc,
 
 
 @pytest.mark.parametrize("drv", ["accel", "legacy"])
+def test_a_pool_buffer_shows_no_bytes_a_skel_wrote_past_its_window(make_soc, tmp_path, monkeypatch, drv):
+    """A skel that writes through its view's ``.obj`` past its call's window (to the end of the
+    pool buffer's mapping): a later call in the same buffer with a larger window must still be
+    shown its packet and zeros only (both planes; the buffer is the pool's, past the route's
+    second buffer)."""
+    seen = {}
+    for name in ("native", "py"):
+        f, h = _skel_file(make_soc, tmp_path, monkeypatch, drv, "libqdarpc_keep_skel.py", KEEP_SKEL, KEEP_URI, name)
+        try:
+            arena = bytearray(b"d" * 320_000)
+            small, large, got = memoryview(arena)[:300_000], memoryview(arena)[:318_000], []
+            for method, data in ((14, small), (14, small), (13, large), (14, small), (13, large)):
+                out = bytearray(32)
+                assert f.invoke(h, (method << 24) | 0x10100, [data, out]) == 0
+                got.append(struct.unpack_from("<q", out)[0])
+            small.release()
+            large.release()
+            seen[name] = got
+        finally:
+            f.close()
+    assert seen["native"][2] == seen["native"][4] == seen["py"][2] == seen["py"][4] == 0, seen
+
+
+@pytest.mark.parametrize("drv", ["accel", "legacy"])
 def test_a_buffer_by_reference_or_a_handle_takes_the_lanes(sides, drv):
     native, ref = sides
     f = native.files[drv]

@@ -18,8 +18,10 @@ smallest-first list of four dropped every buffer larger than the four it held).
 **No stale data reaches the DSP.** The DSP is shown ``[0, size)`` of a buffer allocated with
 ``size``. ``marshal.pack`` writes every byte of the packet (metadata, copies, zeroed gaps and
 out-buffers), and the packet ends in the window's last page (``size`` is the page-rounded packet
-size); what lies between the packet and ``size`` is zeroed here, as is whatever an earlier,
-larger window of the same buffer left beyond it (``MsgBuf.dirty``).
+size); the window's whole last page, where the packet ends, is zeroed here (whatever a skel
+wrote there, even past an earlier, smaller window: a Python skel's view's ``.obj`` reaches the
+whole mapping), as is whatever an earlier, larger window of the same buffer left beyond this one
+(``MsgBuf.dirty``).
 
 **In C.** Every invoke takes and gives back a buffer, from any thread of the file, so the pool
 is a Cython class whose every update runs under the GIL without calling Python code: no lock,
@@ -113,8 +115,10 @@ cdef class MsgBuf(_CMsgBuf):
 
     cpdef _scrub(self, Py_ssize_t size):
         """Zero what the coming call will show the DSP without writing it, and what earlier
-        calls left beyond this one's window: ``[size - page, dirty)`` within the buffer."""
-        cdef Py_ssize_t lo = size - _C_PAGE, hi = self.dirty
+        calls left beyond this one's window: ``[size - page, max(size, dirty))`` within the
+        buffer. (The window's last page whatever ``dirty`` says: a Python skel's view's ``.obj``
+        reaches the whole mapping, past the window it was shown.)"""
+        cdef Py_ssize_t lo = size - _C_PAGE, hi = self.dirty if self.dirty > size else size
         if lo < 0:
             lo = 0
         if hi > <Py_ssize_t>self.size:
