@@ -523,18 +523,19 @@ KEEP_URI = "file:///libqdarpc_keep_skel.so?qdarpc_keep_skel_handle_invoke&_modve
 
 
 @pytest.mark.parametrize("drv", ["accel", "legacy"])
-def test_a_routes_call_object_is_reused_only_when_nobody_kept_it(make_soc, tmp_path, monkeypatch, drv):
+@pytest.mark.parametrize("size", [16, 6000])  # (in the route's page; in its second buffer)
+def test_a_routes_call_object_is_reused_only_when_nobody_kept_it(make_soc, tmp_path, monkeypatch, drv, size):
     """A route serves a loop over the same buffers with the last call's ``Call``, tuples and views
     again (none made), but only when the skel kept none of them, released no view and replaced
     no tuple, and with every field as new (``extra_ns`` back to 0): each call still sees its own
-    bytes (docs/dataplane.md "Calls with copied arguments")."""
+    bytes (docs/dataplane.md "Calls with copied arguments"). In the page and the second buffer."""
     f, h = _skel_file(make_soc, tmp_path, monkeypatch, drv, "libqdarpc_keep_skel.py", KEEP_SKEL, KEEP_URI)
     try:
 
-        data, out = bytearray(16), bytearray(24)  # (the same buffers: the same layout in the page)
+        data, out = bytearray(size), bytearray(24)  # (the same buffers: the same layout in the page)
 
         def call(method, seed):
-            data[:], out[:] = _pattern(16, seed), bytes(24)
+            data[:], out[:] = _pattern(size, seed), bytes(24)
             assert f.invoke(h, (method << 24) | 0x10100, [data, out]) == 0
             total, extra = struct.unpack_from("<QQ", out, 8)
             assert total == sum(data) and extra == 0
@@ -552,20 +553,21 @@ def test_a_routes_call_object_is_reused_only_when_nobody_kept_it(make_soc, tmp_p
 
 
 @pytest.mark.parametrize("drv", ["accel", "legacy"])
-def test_a_spare_call_shows_each_call_what_a_fresh_one_would(make_soc, tmp_path, monkeypatch, drv):
+@pytest.mark.parametrize("size", [8, 6000])  # (in the route's page; in its second buffer)
+def test_a_spare_call_shows_each_call_what_a_fresh_one_would(make_soc, tmp_path, monkeypatch, drv, size):
     """What a skel did to its last Call never shows in the next (an attacker's review): a view's
     cached hash, views the skel swapped in (another format and shape over the same memory), an
     object of the skel's left in the Call (kept alive, its buffer still exported), bytes it wrote
     past its buffers through a view's ``.obj`` (the page is cleared for the next call). Both
-    planes see the same."""
+    planes see the same, in the page and in the second buffer."""
     seen = {}
     for name in ("native", "py"):
         f, h = _skel_file(make_soc, tmp_path, monkeypatch, drv, "libqdarpc_keep_skel.py", KEEP_SKEL, KEEP_URI, name)
         try:
-            data, out, got = bytearray(8), bytearray(32), []
+            data, out, got = bytearray(size), bytearray(32), []
             for method, fill in ((8, b"A"), (8, b"B"), (8, b"C"), (9, b"D"), (8, b"E"), (8, b"F"), (10, b"G"),
                                  (8, b"H"), (12, b"I"), (13, b"J"), (13, b"K")):
-                data[:], out[:] = fill * 8, bytes(32)
+                data[:], out[:] = fill * size, bytes(32)
                 rv = f.invoke(h, (method << 24) | 0x10100, [data, out])
                 got.append((rv, *struct.unpack("<qQQq", out)))
             got.append(f.invoke(h, 11 << 24, []))  # the skel's bytearray is not exported any more
@@ -574,8 +576,8 @@ def test_a_spare_call_shows_each_call_what_a_fresh_one_would(make_soc, tmp_path,
             f.close()
     assert seen["native"] == seen["py"]
     hashes = [g[1] for g in seen["native"][:3]]
-    assert hashes == [hash(c * 8) for c in (b"A", b"B", b"C")]
-    assert seen["native"][4][1:] == (hash(b"E" * 8), 32, 1, ord("E"))  # after the recast
+    assert hashes == [hash(c * size) for c in (b"A", b"B", b"C")]
+    assert seen["native"][4][1:] == (hash(b"E" * size), 32, 1, ord("E"))  # after the recast
     assert [g[1] for g in seen["native"][9:11]] == [0, 0] and seen["native"][-1] == 0  # no scribble left
 
 

@@ -1187,10 +1187,10 @@ cdef int _route_call_gil(void *arg, const fastrpc_msg *m, fastrpc_invoke_rsp *rs
         if m.addr == o.paddr:  # in the route's own buffer, translated once
             return lane._serve(m, o.origin, rsp, pd, o.mod, o.hkey, r.generation, r.overhead, o.cbps, o.pv, o.pvoff,
                                o.phost, o)
-        if o.bhost != NULL and m.addr == o.baddr and m.size <= o.bsize:  # in its second one (as a
-            # buffer the pool lends: no spare Call, no confined verdict)
+        if o.bhost != NULL and m.addr == o.baddr and m.size <= o.bsize:  # in its second one: its
+            # spare Call too (a view of the second buffer is no view of the page: never confined)
             return lane._serve(m, o.origin, rsp, pd, o.mod, o.hkey, r.generation, r.overhead, o.cbps, o.bv, o.bvoff,
-                               o.bhost, None)
+                               o.bhost, o)
         return lane._serve(m, o.origin, rsp, pd, o.mod, o.hkey, r.generation, r.overhead, o.cbps, None, 0, NULL)
     with nogil:  # (a native skel's call without arguments)
         rv = _route_skel(r, sc, &signo)
@@ -1209,7 +1209,8 @@ cdef int _route_attach(void *arg, unsigned long long addr, unsigned long long si
     cdef _Pd pd = o.pd
     cdef char *host = NULL
     cdef Py_ssize_t boff = 0
-    o.bv, o.bvoff, o.bhost, o.baddr, o.bsize = None, 0, NULL, 0, 0  # (an earlier one: gone now)
+    o.bv, o.bvoff, o.bhost, o.baddr, o.bsize = None, 0, NULL, 0, 0  # (an earlier one: gone now,
+    o.spare = o.spare_ins = o.spare_outs = None  # and any Call with views of it)
     if pd.nmem is None or not size or not _in_streams(pd, addr, size):
         return 0
     whole = pd.nmem.base(addr, size, &boff, &host)
