@@ -67,9 +67,9 @@ cdef extern from "qdarpc/uaccess.h":
         void (*unpin)(size_t mark)
         int (*pin_view)(void *view, int writable)
         int (*vouches)(void *view)
-        int (*copy_from_user)(void *dst, uint64_t uaddr, size_t len)
-        size_t (*begin)()
-        void (*end)(size_t mark)
+        int (*copy_from_user)(void *dst, uint64_t uaddr, size_t len) nogil
+        size_t (*begin)() nogil
+        void (*end)(size_t mark) nogil
 
 __version__ = QDARPC_VERSION.decode()
 
@@ -677,7 +677,8 @@ cdef long long _face_h64_invoke(void *ctx, unsigned long long h, unsigned int sc
         code = (<Invoker>(<Record>rec).invoker).call(
             (<Record>rec).dsp_handle, sc, CArgs.__new__(CArgs, pra, sc_length(sc)) if sc_length(sc) else None)
         if code == 0:
-            if not sc & 0xFFFFFF:  # a call a route serves: take one for the next (once per change)
+            if not sc & 0xFF and sc_length(sc) <= _ROUTE_ARGS:  # a call a route serves: take one
+                # for the next (once per change)
                 try:
                     _routes.refresh(h, rec, f)
                 except BaseException as e:  # a bug of ours: said, and the call's answer stands
@@ -716,6 +717,8 @@ cdef struct _slot:
     uint32_t *fail_next         # the handle's Invoker's (remote_set_mode's next failure)
     PyObject *invoker           # (a reference: keeps fail_next)
     PyObject *rec               # the handle's record (a reference: a failed call's report)
+    Py_ssize_t *regs_n          # its invoker's registered ranges, how many (a call with buffers
+                                # is served here only while there are none)
 
 
 cdef _slot _slots[_NSLOTS]
@@ -762,6 +765,7 @@ cdef class _Routes:
         s = _find(h)
         if s != NULL:
             if not (<EngineRoute><object>s.route).stale():
+                (<EngineRoute><object>s.route).reserve()  # (a second buffer it lacked, if any)
                 return 0  # declined for the moment (a trace, a rule, another thread's call)
             self._retire(s, h)
         if self._refused.get(h) == epoch:
@@ -790,6 +794,8 @@ cdef class _Routes:
                 Py_INCREF(rec)
                 s.route, s.invoker, s.rec = <PyObject *>route, <PyObject *>inv, <PyObject *>rec
                 s.fail_next = &(<Invoker>inv).fail_next
+                regs = (<Invoker>inv).regs
+                s.regs_n = &regs.n if regs is not None else NULL
                 s.served = 0
                 qda_store_ull(&s.h, h)  # last: a reader finding h finds the rest
                 # (route() ran Python code: the handle may have been closed, or a second flavour
@@ -904,7 +910,8 @@ cdef long long _face_route_invoke(void *ctx, unsigned long long h, unsigned int 
     global qda_compat_errno, qda_compat_origin
     cdef _slot *s
     cdef long long ret
-    if sc & 0xFFFFFF or h == 0:
+    cdef uint32_t n = sc_length(sc)
+    if sc & 0xFF or n > _ROUTE_ARGS or h == 0 or (n and pra == 0):  # (handles; a NULL pra: the API's error)
         return QDARPC_FACE_DECLINED
     s = _find(h)
     if s == NULL:
@@ -915,7 +922,7 @@ cdef long long _face_route_invoke(void *ctx, unsigned long long h, unsigned int 
     if qda_load_ull(&s.h) != h or s.fail_next[0]:
         ret = ROUTE_DECLINED
     else:
-        ret = (<EngineRoute>s.route).call(sc)
+        ret = _route_args(s, sc, pra, n) if n else (<EngineRoute>s.route).call(sc)
         if ret != ROUTE_DECLINED:
             qda_inc_long(&s.served, 1)
             if ret == 0:
@@ -931,6 +938,34 @@ cdef long long _face_route_invoke(void *ctx, unsigned long long h, unsigned int 
 cdef enum:
     ORIGIN_DSP_C = 0
     ORIGIN_DRIVER_C = 2
+    _ROUTE_ARGS = 8  # buffers a C caller's route call takes (EngineRoute.call_args: its plan kept)
+
+
+cdef long long _route_args(_slot *s, unsigned int sc, unsigned long long pra, uint32_t n) noexcept nogil:
+    """A C caller's call with buffers on its route, without the GIL: its ``remote_arg`` array
+    read (the checked copy), each buffer a copied one - the invoker's table of registered
+    ranges empty now (a registration made meanwhile comes after this call) - then
+    :meth:`EngineRoute.call_args`; ``ROUTE_DECLINED`` before anything happened otherwise (an
+    unreadable array, a registration: the GIL's path answers as ever)."""
+    cdef uint64_t raw[2 * _ROUTE_ARGS]
+    cdef uint64_t descs[3 * _ROUTE_ARGS]
+    cdef uint32_t i
+    cdef size_t mark
+    cdef long long ret
+    if s.regs_n == NULL or qda_load_long(<long *>s.regs_n) != 0:
+        return ROUTE_DECLINED
+    mark = _pins.begin()  # (one look at the guard for this copy and the call's)
+    if _pins.copy_from_user(raw, pra, 16 * n) != 0:
+        _pins.end(mark)
+        return ROUTE_DECLINED  # (AEE_EBADPARM with errno EFAULT: the API's, through the GIL)
+    for i in range(n):  # {pv, nLen} -> {ptr, len, fd -1, attr 0}, as _invoke_c_scoped makes them
+        descs[3 * i] = raw[2 * i]
+        descs[3 * i + 1] = raw[2 * i + 1]
+        (<int32_t *>&descs[3 * i + 2])[0] = -1
+        (<uint32_t *>&descs[3 * i + 2])[1] = 0
+    ret = (<EngineRoute>s.route).call_args(sc, <const char *>descs, n)
+    _pins.end(mark)
+    return ret
 
 
 cdef long long _route_failed(void *ctx, PyObject *rec, unsigned int sc, long long ret) noexcept with gil:

@@ -17,6 +17,7 @@ cdef class MsgSource:
     """A supply of message buffers (``qda_core.mem.msgpool.MessagePool``)."""
     cdef MsgBuf take(self, uint64_t size)
     cdef int give(self, MsgBuf buf) except -1
+    cdef uint64_t class_of(self, uint64_t size) noexcept nogil
 
 
 cdef class DevMemory:

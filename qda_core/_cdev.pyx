@@ -31,6 +31,10 @@ cdef class MsgSource:
         """Give back a buffer :meth:`take` returned."""
         raise NotImplementedError
 
+    cdef uint64_t class_of(self, uint64_t size) noexcept nogil:
+        """The size of the buffer :meth:`take` gives for ``size`` bytes (0: none it can give)."""
+        return 0
+
 
 cdef class DevMemory:
     cdef int span(self, uint64_t addr, uint64_t length, char **host) except -1:

@@ -34,11 +34,11 @@ cdef extern from "qdarpc/endpoint.h":
         int (*route_attach)(void *call_arg, unsigned long long msg_addr, unsigned long long msg_size) except -1
 
 
-cdef inline uint32_t sc_length(uint32_t sc) noexcept:
+cdef inline uint32_t sc_length(uint32_t sc) noexcept nogil:
     """Arguments a scalars word declares (wire.sc_length)."""
     return ((sc >> 16) & 0xFF) + ((sc >> 8) & 0xFF) + ((sc >> 4) & 0xF) + (sc & 0xF)
 
 
-cdef inline uint32_t sc_nbufs(uint32_t sc) noexcept:
+cdef inline uint32_t sc_nbufs(uint32_t sc) noexcept nogil:
     """Buffer arguments (in and out) a scalars word declares."""
     return ((sc >> 16) & 0xFF) + ((sc >> 8) & 0xFF)

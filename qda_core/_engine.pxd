@@ -90,10 +90,13 @@ cdef class FileLane:
     cdef EngineRoute route_to(self, uint32_t handle)
     cdef int refresh_route(self, f, uint32_t handle) except -1
 cdef class FileCore:
-    cdef public FileLane _lane    # (DriverFile's: the ioctl entries read it as a C field)
+    cdef FileLane lane            # (DriverFile's _lane: the ioctl entries read it as a C field)
 cdef inline FileLane lane_of(f):
-    """``f._lane``: a C field read for a driver file (a subclass of :class:`FileCore`)."""
-    return (<FileCore>f)._lane if isinstance(f, FileCore) else f._lane
+    """``f._lane``: a C field read for a driver file (a subclass of :class:`FileCore`); a file
+    whose ``__init__`` did not set it raises AttributeError, as the attribute would."""
+    if isinstance(f, FileCore) and (<FileCore>f).lane is not None:
+        return (<FileCore>f).lane
+    return f._lane
 cdef object read_descs(uint64_t args, uint32_t n)
 # a lane's step after INVOKE's descriptors are read (accel/_invoke.pyx, legacy/_invoke.pyx: _serve)
 ctypedef object (*serve_fn)(f, FileLane fl, uint32_t handle, uint32_t sc, uint32_t n, descs)
@@ -175,6 +178,13 @@ cdef class EngineRoute:
     cdef bint _ready(self, uint32_t sc) noexcept nogil
     cdef void _message(self, long long i, uint32_t sc, fastrpc_msg *m) noexcept nogil
     cdef long long call(self, uint32_t sc) noexcept nogil
+    cdef long long call_args(self, uint32_t sc, const char *descs, uint32_t n) noexcept nogil
+    cdef long long _call_args(self, uint32_t sc, const char *descs, uint32_t n) noexcept nogil
+    cdef void _drop_listed(self, uint64_t *fds, int n) noexcept with gil
+    cdef void _scrub_big(self, uint64_t end, uint64_t rounded) noexcept nogil
+    cdef int reserve(self) except -1
+    cdef uint64_t wanted         # a second buffer's payload a call without the GIL lacked (reserve)
+    cdef bint poll_word          # the layout's poll word shifts the data area (EngineLane.poll_word)
     cdef bint lists_fds          # the driver drops the maps a reply's fdlist names (legacy)
     cdef object call_gil(self, uint32_t sc, const char *descs, bint held)
     cdef int _pack(self, uint32_t sc, const char *descs, uint32_t n, const qda_olap *olaps, uint64_t pkt,

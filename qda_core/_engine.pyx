@@ -21,8 +21,9 @@ from libc.string cimport memcmp, memcpy, memmove, memset
 
 from qda_core._atomic cimport (qda_add_ull, qda_cas_int, qda_fetch_add_ull, qda_load_ull, qda_store_ull, qda_inc_long, qda_load_int, qda_load_long, qda_spin_lock,
                                qda_spin_unlock, qda_store_int)
-from qda_core._marshal cimport (REMOTE_SCALARS_MAX_LENGTH, ArgPins, _user_copy, pack_held, pack_planned_raw, plan_raw,
-                               qda_olap, scope_begin, scope_end, unpack_held, unpack_raw)
+from qda_core._marshal cimport (FASTRPC_MAX_FDLIST, REMOTE_SCALARS_MAX_LENGTH, ArgPins, _user_copy, pack_held, pack_planned_raw,
+                               pack_user_nogil, plan_nogil, plan_raw, qda_olap, scope_begin, scope_end, unpack_held,
+                               unpack_raw, unpack_user_nogil)
 from qda_core._cdev cimport ChannelState, Count, Epoch, MsgBuf, MsgSource, Switch
 from qda_core._cwire cimport (QDA_ENDPOINT_CAPSULE, QDA_EP_CONFINED, QDA_EP_REFERENCE, QDA_EP_REPLIED, QDA_ROUTE_DECLINED, fastrpc_invoke_rsp,
                                fastrpc_msg, qda_endpoint, sc_length)
@@ -43,6 +44,7 @@ cdef uint64_t _PAGE = _wire.PAGE_SIZE
 cdef uint64_t _ALIGN = _wire.FASTRPC_ALIGN
 cdef uint32_t _POLL_RESPONSE = _wire.FASTRPC_POLL_RESPONSE
 cdef int _ENODEV = _errno.ENODEV
+cdef int _EFAULT = _errno.EFAULT
 # what a route reads on each call, without the GIL: the C fields themselves
 cdef Switch _TRACE_SW = _trace._SWITCH
 cdef int *_TRACE_ON = <int *>&_TRACE_SW.on
@@ -100,6 +102,21 @@ cdef class FileCore:
     """The C part of a driver's open file (``qda_core.driver_file.DriverFile`` derives from it):
     its :class:`FileLane` as a field the ioctl entries read without an attribute lookup (that
     lookup was about a fifth of a null INVOKE through the raw ioctl)."""
+
+    @property
+    def _lane(self):
+        """The file's :class:`FileLane` (set once by ``DriverFile.__init__``; never deleted)."""
+        if self.lane is None:
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute '_lane'")
+        return self.lane
+
+    @_lane.setter
+    def _lane(self, FileLane lane not None):
+        self.lane = lane
+
+    @_lane.deleter
+    def _lane(self):
+        raise AttributeError(f"{type(self).__name__!r} object's '_lane' cannot be deleted")
 
 
 cdef class FileLane:
@@ -793,6 +810,7 @@ def open_route(f, FileLane fl, uint32_t handle, int pd, int lost_errno):
         r.seqs, r.seq_shift = seqs, e.seq_shift
         r.epoch, r.lost_errno = epoch, lost_errno
         r.native = bool(dsp.native)
+        r.poll_word = bool(e.poll_word)
         r.lists_fds = hasattr(f, "drop_listed_maps")
         fl.routes.append(r)
         return r
@@ -885,6 +903,143 @@ cdef class EngineRoute:
             self._failed(<int>-ret)
         return ret
 
+    cdef long long call_args(self, uint32_t sc, const char *descs, uint32_t n) noexcept nogil:
+        """:meth:`call` of a C caller's call with copied buffers only (``descs``: its ``n``
+        descriptors, 24 bytes each, read from its ``remote_arg`` array; none in a registered
+        range): planned, packed into the route's page or second buffer with the checked user
+        copies, sent to the DSP's route (a native skel's), the out-buffers copied back - what
+        :meth:`call_gil` does, without the GIL. The DSP's retval, ``-errno`` (a restart; an
+        out-buffer not writable: ``-EFAULT``), or ``ROUTE_DECLINED`` before anything was sent:
+        a Python skel's route, handles, more than 8 arguments, a plan the marshaller refuses, a
+        payload neither buffer holds, an in-buffer not readable (the GIL's path answers those)."""
+        cdef long long ret = ROUTE_DECLINED
+        cdef int k
+        if not self.native or sc & 0xFF or n == 0 or n > _PLAN_KEPT or n != sc_length(sc):
+            return ROUTE_DECLINED
+        k = self.fl.route_enter()
+        if k != 1:
+            if k == 2:
+                self._release()
+            return ROUTE_DECLINED
+        if self._ready(sc):
+            ret = self._call_args(sc, descs, n)
+            self._out()
+        if self.fl._leave():
+            self._release()
+        if ret < 0 and ret != ROUTE_DECLINED:
+            self._failed(<int>-ret)
+        return ret
+
+    cdef long long _call_args(self, uint32_t sc, const char *descs, uint32_t n) noexcept nogil:
+        # (call_args's body, the message buffer taken)
+        cdef fastrpc_msg m
+        cdef fastrpc_invoke_rsp rsp
+        cdef qda_olap olaps[REMOTE_SCALARS_MAX_LENGTH]
+        cdef uint64_t fds[FASTRPC_MAX_FDLIST]
+        cdef uint64_t pkt = 0, size, rounded, shift
+        cdef long long i, ret = ROUTE_DECLINED
+        cdef int k
+        cdef char *ptr
+        cdef uint64_t bsize, va, dev
+        cdef size_t mark
+        cdef bint page
+        if sc == self.plan_sc and memcmp(descs, self.plan_descs, 24 * n) == 0:
+            pkt = self.plan_pkt  # (the last call's descriptors again: its plan)
+            memcpy(olaps, self.plan_olaps, n * sizeof(qda_olap))
+        else:
+            if plan_nogil(sc, descs, 24 * n, olaps, &pkt) < 0:
+                return ROUTE_DECLINED  # (the lanes raise what the marshaller refuses)
+            memcpy(self.plan_descs, descs, 24 * n)
+            memcpy(self.plan_olaps, olaps, n * sizeof(qda_olap))
+            self.plan_sc, self.plan_pkt = sc, pkt
+        shift = _ALIGN if self.poll_word and n % 16 == 0 else 0
+        size = pkt + shift
+        rounded = (size + _PAGE - 1) & ~(_PAGE - 1)
+        if rounded <= self.mb.size:
+            page, ptr, bsize, va, dev = True, self.mb.ptr, self.mb.size, self.mb.va, self.mb.dev
+        elif self.big is not None and self.src.class_of(rounded) == self.big.size:
+            page, ptr, bsize, va, dev = False, self.big.ptr, self.big.size, self.big.va, self.big.dev
+        else:  # (a buffer of the pool: the GIL's path; the route takes a second buffer of this
+            # class next time the GIL is held for it, if it may keep one: reserve)
+            self.wanted = rounded if rounded <= _BIG_MAX and not self.big_refused else 0
+            return ROUTE_DECLINED
+        mark = scope_begin()  # (the caller's: its remote_arg array's copy shares the look)
+        if pack_user_nogil(sc, descs, olaps, pkt, ptr + shift, bsize - shift, va + shift, dev + shift) < 0:
+            if page:
+                self.dirty = _PAGE  # (written in part: cleared past the next packet)
+            scope_end(mark)
+            return ROUTE_DECLINED  # an in-buffer not readable: the GIL's path says EFAULT
+        if shift:  # the metadata where the DSP reads it, the poll word's gap zeroed (_pack)
+            memmove(ptr, ptr + shift, 40 * n + 384)
+            memset(ptr + 40 * n + 384, 0, shift)
+        if page:
+            self._scrub(size, True)
+        else:
+            self._scrub_big(size, rounded)
+        i = self.ids.take_nogil()
+        if i > 0:
+            self._message(i, sc, &m)
+            m.addr, m.size = dev, rounded
+            rsp.ctx = 0
+            rsp.retval = 0
+            k = self.dsp_call(self.arg, &m, &rsp)
+            if k == QDA_EP_REPLIED and rsp.ctx & self.match_mask == m.ctx:
+                qda_add_ull(&self.served, 1)
+                qda_add_ull(&self.cst.sent, 1)
+                qda_add_ull(&self.cst.received, 1)
+                ret = <uint32_t>rsp.retval
+                if sc & 0xFF00 or (<uint64_t *>(ptr + 40 * n))[0]:  # (out-buffers, or an fd listed)
+                    k = unpack_user_nogil(sc, descs, 24 * n, ptr, bsize, va, fds)
+                    if k < 0:
+                        ret = k  # an out-buffer not writable: EFAULT, whatever the DSP answered
+                    elif k > 0 and self.lists_fds:
+                        self._drop_listed(fds, k)
+            elif k < 0:  # the DSP failed the call after the skel ran (a restart meanwhile)
+                qda_add_ull(&self.cst.sent, 1)
+                ret = -self.lost_errno if k == -_ENODEV else k
+            self.ids.give_nogil(i)
+        scope_end(mark)
+        return ret
+
+    cdef int reserve(self) except -1:
+        """With the GIL: the second buffer a call without the GIL lacked (``call_args``
+        declined it for want of one), taken now for the next such calls, unless a call is in
+        the route (then later)."""
+        cdef uint64_t want = self.wanted
+        cdef MsgBuf mb
+        if not want or qda_load_int(&self.dead) or not qda_cas_int(&self.busy, 0, 1):
+            return 0
+        try:
+            self.wanted = 0
+            mb = self._buffer_for(want)
+            if mb is not self.big:
+                self.src.give(mb)  # (lent: the route may not keep one of that class)
+        except (MemoryError, OSError):
+            pass  # (none to be had now: such calls keep taking the GIL's path, which says why)
+        finally:
+            self._out()
+        return 0
+
+    cdef void _scrub_big(self, uint64_t end, uint64_t rounded) noexcept nogil:
+        # the second buffer as the pool scrubs one it lends (MsgBuf._scrub): the DSP is shown
+        # [0, rounded), the packet and zeros whatever a skel wrote past an earlier window; and
+        # nothing an earlier, larger window of it left (dirty: that window's end)
+        cdef uint64_t hi = <uint64_t>self.big.dirty
+        if hi < rounded:
+            hi = rounded
+        if hi > end:
+            memset(self.big.ptr + end, 0, hi - end)
+        self.big.dirty = <Py_ssize_t>rounded
+
+    cdef void _drop_listed(self, uint64_t *fds, int n) noexcept with gil:
+        # the legacy driver's put_args: the maps a reply's fdlist names dropped (as call_gil)
+        try:
+            f = self.f()
+            if f is not None:
+                f.drop_listed_maps([fds[k] for k in range(n)])
+        except BaseException as e:
+            report_internal("a route call's listed maps")
+
     cdef object call_gil(self, uint32_t sc, const char *descs, bint held):
         """:meth:`call` with the GIL, from one of the file's own INVOKEs (whose reference it
         holds), with or without arguments (``descs``: the call's descriptors, 24 bytes each,
@@ -945,10 +1100,8 @@ cdef class EngineRoute:
                         # the DSP is shown the page: a native skel's pointers reach all of it,
                         # and so does a Python skel's view's .obj (the buffer's mapping)
                         self._scrub(size, True)
-                    elif mb is self.big and rounded > size:
-                        # shown [0, rounded): the packet and zeros, whatever an earlier call
-                        # (or a skel past its window) left there
-                        memset(mb.ptr + size, 0, rounded - size)
+                    elif mb is self.big:
+                        self._scrub_big(size, rounded)
                     m.addr, m.size = mb.dev, rounded
                 else:
                     memset(mb.ptr, 0, self.size)  # the metadata of no arguments: zeros
@@ -997,15 +1150,18 @@ cdef class EngineRoute:
 
     cdef MsgBuf _buffer_for(self, uint64_t rounded):
         """A buffer for a call whose payload (``rounded`` bytes, page-rounded) the route's page
-        does not hold: its second buffer when that is large enough, or a larger one it takes
-        now for this call and the next (up to ``_BIG_MAX``: a buffer the DSP's part translated
-        once, route_attach), else one the pool lends for this call only."""
+        does not hold: its second buffer when that is of the payload's size class (the very
+        buffer size the pool would lend: the DSP, a view's ``.obj`` and the copy back see what
+        they see on the lanes), or one of a larger class it takes now for this call and the
+        next (up to ``_BIG_MAX``: a buffer the DSP's part translated once, route_attach), else
+        one the pool lends for this call only."""
         cdef MsgBuf b = self.big
-        if b is not None and rounded <= b.size:
-            return b
+        cdef uint64_t cls = self.src.class_of(rounded)
+        if b is not None and b.size == cls:
+            return b  # (its class exactly: the buffer the pool would lend, as the lanes see it)
         b = self.src.take(rounded)
-        if rounded > _BIG_MAX or self.big_refused:
-            return b
+        if rounded > _BIG_MAX or self.big_refused or (self.big is not None and cls < self.big.size):
+            return b  # (lent for this call: a smaller class than the kept one's is the pool's)
         try:
             k = self.engine.ep.route_attach(self.arg, b.dev, b.size)
         except BaseException:
@@ -1058,6 +1214,8 @@ cdef class EngineRoute:
             if err == _ENODEV:
                 msg = (f"{self.engine.engine.channel.name}: the DSP restarted while handle {self.handle:#x} "
                        f"of client {self.client_id} was running")
+            elif err == _EFAULT:  # (call_args: an out-buffer the copy back could not write)
+                msg = f"handle {self.handle:#x}: cannot copy an out-buffer back to the caller"
             else:  # (the legacy driver: its channel went away under the call)
                 msg = f"{getattr(self.f(), 'path', 'the file')}: DSP channel is down"
             f = self.f()

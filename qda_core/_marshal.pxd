@@ -9,6 +9,7 @@ cdef extern from "qdarpc/marshal.h" nogil:
         uint64_t len
     enum:
         REMOTE_SCALARS_MAX_LENGTH
+        FASTRPC_MAX_FDLIST
     struct qda_olap:
         pass
     struct qda_dec_handle:
@@ -72,3 +73,9 @@ cdef class ArgPins:
     cdef void unpin(self) noexcept
     cdef void _release(self) noexcept
     cdef void _free(self) noexcept
+# the user-copy steps of copied buffers without the GIL (a C caller's route): 0 / fds, or -errno
+cdef int plan_nogil(uint32_t sc, const void *a, size_t alen, qda_olap *olaps, uint64_t *size) noexcept nogil
+cdef int pack_user_nogil(uint32_t sc, const void *abuf, const qda_olap *olaps, uint64_t size, void *pbuf,
+                         size_t plen, uint64_t payload_va, uint64_t payload_dev) noexcept nogil
+cdef int unpack_user_nogil(uint32_t sc, const void *abuf, size_t alen, const void *pbuf, size_t plen,
+                           uint64_t payload_va, uint64_t *fds) noexcept nogil

@@ -30,6 +30,7 @@ from cpython.object cimport PyObject
 from cpython.pycapsule cimport PyCapsule_New
 from cpython.ref cimport Py_INCREF, Py_XDECREF
 from cpython.tuple cimport PyTuple_New, PyTuple_SET_ITEM
+from qda_core._cwire cimport sc_length
 from cpython.weakref cimport PyWeakref_GET_OBJECT, PyWeakref_NewRef
 from libc.stdint cimport uint32_t, uint64_t, int32_t
 from libc.stdlib cimport calloc, free, realloc
@@ -53,8 +54,6 @@ __version__ = QDARPC_VERSION.decode()
 BACKEND = "c"
 
 cdef extern from "qdarpc/marshal.h" nogil:
-    enum:
-        FASTRPC_MAX_FDLIST
     struct qda_uaccess:
         pass
     struct qda_marshal_status:
@@ -805,6 +804,32 @@ cdef int pack_held(uint32_t sc, const void *abuf, const void *rbuf, const qda_ol
     if ret < 0:
         raise _error(ret, &st)
     return 0
+
+
+# -- without the GIL (a C caller's route: qda_core._engine.EngineRoute.call_args) -----------------
+cdef int plan_nogil(uint32_t sc, const void *a, size_t alen, qda_olap *olaps, uint64_t *size) noexcept nogil:
+    """:func:`plan_raw` of copied buffers only (no page list): 0, or ``-errno`` (refused)."""
+    cdef qda_marshal_status st
+    return qda_plan(sc, a, alen, _NO_REFS, 16 * sc_length(sc), olaps, size, &st)
+
+
+cdef int pack_user_nogil(uint32_t sc, const void *abuf, const qda_olap *olaps, uint64_t size, void *pbuf,
+                         size_t plen, uint64_t payload_va, uint64_t payload_dev) noexcept nogil:
+    """:func:`pack_planned_raw` of copied buffers only, their user copies all checked (the
+    guarded copy, or the syscalls): 0, or ``-errno`` (``-EFAULT``: a buffer not readable)."""
+    cdef qda_marshal_status st
+    return qda_pack_planned(sc, abuf, _NO_REFS, olaps, size, pbuf, plen, payload_va, payload_dev, NULL, &st)
+
+
+cdef int unpack_user_nogil(uint32_t sc, const void *abuf, size_t alen, const void *pbuf, size_t plen,
+                           uint64_t payload_va, uint64_t *fds) noexcept nogil:
+    """:func:`unpack_raw` of copied buffers only: the fds listed (``fds``: FASTRPC_MAX_FDLIST
+    entries), or ``-errno`` (``-EFAULT``: an out-buffer not writable)."""
+    cdef qda_marshal_status st
+    return qda_unpack(sc, abuf, alen, _NO_REFS, 16 * sc_length(sc), pbuf, plen, payload_va, NULL, fds, &st)
+
+
+cdef char _NO_REFS[16 * REMOTE_SCALARS_MAX_LENGTH]  # the page list of copied buffers: zeros
 
 
 def pack(uint32_t sc, args, refs, payload, uint64_t payload_va, uint64_t payload_dev):

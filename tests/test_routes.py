@@ -9,6 +9,7 @@ call, so the bridge takes the route as a C program's thread does)."""
 from __future__ import annotations
 
 import ctypes
+import struct
 import sys
 import threading
 import time
@@ -114,17 +115,85 @@ def test_a_native_null_call_takes_the_route_with_the_lanes_records(c):
     assert h not in _remote.routes.live()
 
 
-def test_a_python_skel_and_calls_with_arguments_take_the_lanes(c):
+def test_a_python_skel_and_calls_with_handles_or_registered_memory_take_the_lanes(c):
     h = c.open(TEST)
     assert c.invoke(h, NULL) == 0
     assert h not in _remote.routes.live() and _remote.routes.served(h) == 0
     k = c.open()
     c.invoke(k, NULL)
     out = ctypes.create_string_buffer(8)
-    pra = (ctypes.c_uint64 * 2)(ctypes.addressof(out), 8)
-    assert c.lib.remote_handle64_invoke(k, 8 << 24 | 1 << 8, pra) == 0  # crashy's h64 into out0
-    assert _remote.routes.served(k) == 0
+    pra = (ctypes.c_uint64 * 4)(ctypes.addressof(out), 8, 0, 0)
+    before = _remote.routes.served(k)
+    c.lib.remote_handle64_invoke(k, 8 << 24 | 1 << 8 | 1 << 4, pra)  # a handle argument: the lanes
+    mem = rpc.rpcmem_alloc(rpc.RPCMEM_HEAP_ID_SYSTEM, rpc.RPCMEM_DEFAULT_FLAGS, 4096)  # a registration
+    try:
+        assert c.lib.remote_handle64_invoke(k, 8 << 24 | 1 << 8, pra) == 0  # (plain memory, still)
+        assert struct.unpack("<Q", out.raw)[0] != 0
+    finally:
+        rpc.rpcmem_free(mem)
+    assert _remote.routes.served(k) == before  # (while anything is registered: the GIL's path)
+    assert c.lib.remote_handle64_invoke(k, 8 << 24 | 1 << 8, pra) == 0
+    assert _remote.routes.served(k) == before + 1
     assert c.close(h) == 0 and c.close(k) == 0
+
+
+def _args_call(c, h, method, ins, nout):
+    """crashy's ``method`` with in-buffers ``ins`` and one ``nout``-byte out-buffer from C:
+    (its code, its errno, the out-buffer)."""
+    bufs = [ctypes.create_string_buffer(bytes(b), len(b)) for b in ins]
+    out = ctypes.create_string_buffer(nout)
+    pra = (ctypes.c_uint64 * (2 * len(ins) + 2))()
+    for i, b in enumerate(bufs):
+        pra[2 * i], pra[2 * i + 1] = ctypes.addressof(b), len(ins[i])
+    pra[2 * len(ins)], pra[2 * len(ins) + 1] = ctypes.addressof(out), nout
+    code = c.lib.remote_handle64_invoke(h, method << 24 | len(ins) << 16 | 1 << 8, pra) & 0xFFFF_FFFF
+    return code, _remote.last_errno(), out.raw
+
+
+def test_a_c_callers_call_with_copied_buffers_takes_the_route(c):
+    """A C caller's call with copied in- and out-buffers on a native skel is served by its
+    route without the GIL (EngineRoute.call_args): the same answers, out-buffers and records as
+    the lanes give the same call through the Python API; in the page and in the second buffer."""
+    h = c.open()
+    c.invoke(h, NULL)  # (the lanes; the route for the next calls)
+    for n in (1, 100, 4000, 20_000):
+        data = bytes(range(256)) * (n // 256) + bytes(range(n % 256))
+        assert _args_call(c, h, 7, [data], 4)[0] == 0  # (a route, taken after a call the lanes served)
+        stats0, pds0, chans0 = c.counts()
+        before = _remote.routes.served(h)
+        got = _args_call(c, h, 7, [data], 4)
+        assert _remote.routes.served(h) == before + 1
+        assert got == (0, 0, struct.pack("<I", sum(data)))
+        stats1, pds1, chans1 = c.counts()
+        out = bytearray(4)
+        rpc.remote_handle64_invoke(h, 7 << 24 | 1 << 16 | 1 << 8, [data, out])  # the Python API: the lanes
+        assert bytes(out) == got[2]
+        stats2, pds2, chans2 = c.counts()
+        assert {k: stats1[k] - stats0[k] for k in stats0} == {k: stats2[k] - stats1[k] for k in stats0}
+        assert [(x[0] - y[0], x[1] - y[1]) for x, y in zip(pds1, pds0)] == \
+            [(x[0] - y[0], x[1] - y[1]) for x, y in zip(pds2, pds1)]
+        assert [(x[0] - y[0], x[1] - y[1]) for x, y in zip(chans1, chans0)] == \
+            [(x[0] - y[0], x[1] - y[1]) for x, y in zip(chans2, chans1)]
+    assert _args_call(c, h, 7, [b"\x01" * 8], 2)[0] == 0x8000040E  # the skel's own error
+    assert c.close(h) == 0
+
+
+def test_a_c_callers_bad_buffers_answer_as_the_gil_path(c):
+    """An unreadable in-buffer (declined: the GIL's path answers), an unwritable out-buffer
+    (the route's copy back): AEE_EBADPARM with errno EFAULT, as through the lanes."""
+    h = c.open()
+    c.invoke(h, NULL)
+    good = ctypes.create_string_buffer(8)
+    pra = (ctypes.c_uint64 * 4)(ctypes.addressof(good), 8, 0x10, 4)  # out0 at an unmapped address
+    before = _remote.routes.served(h)
+    assert c.lib.remote_handle64_invoke(h, 7 << 24 | 1 << 16 | 1 << 8, pra) & 0xFFFF_FFFF == 0xE
+    assert _remote.last_errno() == 14 and _remote.routes.served(h) == before + 1
+    pra = (ctypes.c_uint64 * 4)(0x10, 8, ctypes.addressof(good), 4)  # in0 unreadable
+    assert c.lib.remote_handle64_invoke(h, 7 << 24 | 1 << 16 | 1 << 8, pra) & 0xFFFF_FFFF == 0xE
+    assert _remote.last_errno() == 14 and _remote.routes.served(h) == before + 1
+    assert c.lib.remote_handle64_invoke(h, 7 << 24 | 1 << 16 | 1 << 8, None) & 0xFFFF_FFFF == 0xE
+    assert _args_call(c, h, 7, [b"\x02" * 8], 4)[:2] == (0, 0)
+    assert c.close(h) == 0
 
 
 def test_nothing_a_route_took_can_change_under_it(c):
@@ -299,6 +368,42 @@ def test_two_threads_on_routes_lose_no_record(c):
         t.join()
     stats1 = c.counts()[0]
     assert stats1["invokes"] - stats0["invokes"] == 2 * n and stats1["errors"] == stats0["errors"]
+    assert all(_remote.routes.served(h) > 0 for h in hs)
+    for h in hs:
+        assert c.close(h) == 0
+
+
+def test_threads_with_copied_buffers_on_one_handle_and_two(c):
+    """Three threads calling with copied buffers (in the page, in the second buffer), two of
+    them on one handle (one route: a call that finds its buffer busy takes the GIL's path),
+    while traces retire the routes now and then: every answer right, no record lost."""
+    hs = [c.open(), c.open()]
+    for h in hs:
+        c.invoke(h, NULL)
+    stats0 = c.counts()[0]
+    n, bad = 1500, []
+    sizes = (8, 3000, 9000)
+
+    def run(h, seed):
+        for i in range(n):
+            data = bytes([(seed + i) & 0xFF]) * sizes[(seed + i) % 3]
+            got = _args_call(c, h, 7, [data], 4)
+            if got != (0, 0, struct.pack("<I", sum(data))):
+                bad.append(got)
+
+    ts = [threading.Thread(target=run, args=(h, k)) for k, h in enumerate(hs + hs[:1])]
+    for t in ts:
+        t.start()
+    for _ in range(20):
+        with trace.recording():
+            time.sleep(0.001)
+    for t in ts:
+        t.join()
+    stats1 = c.counts()[0]
+    assert not bad
+    assert stats1["invokes"] - stats0["invokes"] == 3 * n and stats1["errors"] == stats0["errors"]
+    assert stats1["bytes_in"] - stats0["bytes_in"] == sum(
+        sizes[(k + i) % 3] for k in (0, 1, 0) for i in range(n))
     assert all(_remote.routes.served(h) > 0 for h in hs)
     for h in hs:
         assert c.close(h) == 0

@@ -195,9 +195,10 @@ def test_a_call_bigger_than_a_page_borrows_a_buffer_of_the_pool(sides, drv):
 @pytest.mark.parametrize("how", ["typed", "lib"])
 def test_a_call_past_the_page_takes_the_routes_second_buffer(sides, drv, how):
     """A call whose payload the route's page does not hold takes the route's second buffer (up
-    to ROUTE_SECOND_MAX, page-rounded), which the route keeps for the next such calls and
-    replaces only by a larger one; a call larger still borrows a buffer of the pool. Nothing is
-    taken of the pool once the sizes were seen, and every call is the route's."""
+    to ROUTE_SECOND_MAX, page-rounded), which the route keeps for the next calls of its size
+    class and replaces only by one of a larger class; a call of another class borrows a buffer
+    of the pool (the one the lanes would lend). Nothing is made in the pool once the sizes were
+    seen, and every call is the route's."""
     native, _ = sides
     call = getattr(native, how)
     out = bytearray(16)
@@ -215,7 +216,7 @@ def test_a_call_past_the_page_takes_the_routes_second_buffer(sides, drv, how):
     assert first is not None and first[1] >= 12 << 10
     touch(5_000)
     touch(10_000)
-    assert r.second_buffer == first  # kept: smaller calls use it too
+    assert r.second_buffer == first  # kept (a smaller class's call borrows one of the pool)
     touch(60_000)
     second = r.second_buffer
     assert second[1] >= 64 << 10 and second != first  # replaced by a larger one
@@ -255,6 +256,65 @@ def test_the_routes_second_buffer_shows_the_dsp_no_earlier_calls_bytes(make_soc,
     assert seen["native"][2] == seen["native"][4] == seen["native"][6] == 0, seen
     assert [g for i, g in enumerate(seen["native"]) if i in (2, 4, 6)] == [
         g for i, g in enumerate(seen["py"]) if i in (2, 4, 6)]
+
+
+SPY_SKEL = """\
+import ctypes
+import struct
+
+from qda_core.dsp import Skeleton, method
+
+
+class QdarpcSpySkel(Skeleton):
+    @method(2)
+    def spy(self, call):
+        # out0 = (the bytes 0xAB anywhere in the message buffer's mapping: out0's .obj, its size)
+        whole = memoryview(call.outbufs[0].obj).cast("B")
+        struct.pack_into("<QQ", call.outbufs[0], 0, bytes(whole).count(0xAB), len(whole))
+        return 0
+
+    @method(3)
+    def lie(self, call):
+        # a lying reply: out0's pointer in the payload's metadata moved 20000 bytes in (past this
+        # call's window when its payload is about 10 KB)
+        out = call.outbufs[0]
+        whole = memoryview(out.obj).cast("B")
+        off = ctypes.addressof(ctypes.c_char.from_buffer(out)) - ctypes.addressof(ctypes.c_char.from_buffer(whole))
+        pv, n = struct.unpack_from("<QQ", whole, 16)
+        struct.pack_into("<QQ", whole, 16, pv - off + 20_000, n)
+        return 0
+"""
+SPY_URI = "file:///libqdarpc_spy_skel.so?qdarpc_spy_skel_handle_invoke&_modver=1.0&_dom=cdsp"
+
+
+@pytest.mark.parametrize("drv", ["accel", "legacy"])
+def test_the_second_buffer_is_what_the_pool_would_lend(make_soc, tmp_path, monkeypatch, drv):
+    """An attacker's review: a 10 KB call after a 60 KB one was served in the route's kept
+    64 KiB buffer, whose mapping (a view's ``.obj``) still held the 60 KB call's bytes, and
+    whose size bounded the copy back of a lying reply (the caller got them). The second buffer
+    now serves only calls of its size class - the very buffer the pool lends on the lanes - and
+    is scrubbed as the pool scrubs one: both planes see the same mapping, bytes and errors."""
+    seen = {}
+    for name in ("native", "py"):
+        f, h = _skel_file(make_soc, tmp_path, monkeypatch, drv, "libqdarpc_spy_skel.py", SPY_SKEL, SPY_URI, name)
+        try:
+            got = []
+            # (63 000 and 58 000 bytes: one size class, 64 KiB; windows of 64 and 60 KiB)
+            for method, n, fill in ((2, 8, 1), (2, 63_000, 0xAB), (2, 10_000, 1), (2, 63_000, 0xAB),
+                                    (2, 58_000, 1), (3, 10_000, 1), (2, 60_000, 0xAB), (3, 10_000, 1)):
+                out = bytearray(16)
+                try:
+                    rv = f.invoke(h, (method << 24) | 0x10100, [bytearray([fill]) * n, out])
+                except OSError as exc:
+                    rv = -exc.errno
+                got.append((rv, bytes(out)))
+            seen[name] = got
+        finally:
+            f.close()
+    assert seen["native"] == seen["py"]
+    spied = [struct.unpack("<QQ", out) for rv, out in seen["native"][:5]]
+    assert spied[2] == (0, 12 << 10) and spied[4] == (0, 64 << 10), spied  # (nothing of the 63 KB calls)
+    assert seen["native"][5][0] == seen["native"][7][0] == -errno.EFAULT
 
 
 @pytest.mark.parametrize("drv", ["accel", "legacy"])

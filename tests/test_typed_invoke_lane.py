@@ -513,9 +513,19 @@ def test_driver_files_keep_their_lane_in_the_c_core(make_soc, drv):
         assert type(f._lane) is FileLane and not f.closed
         with pytest.raises(TypeError):
             f._lane = object()
-        assert FileCore()._lane is None
-        bare = DriverFile.__new__(DriverFile)  # (no __init__: no lane yet)
-        assert bare._lane is None and bare.closed
+        with pytest.raises(TypeError):
+            f._lane = None
+        with pytest.raises(AttributeError):
+            del f._lane
+        with pytest.raises(AttributeError):
+            FileCore()._lane
+        bare = type(f).__new__(type(f))  # (no __init__: no lane; its ioctl raises, as it did)
+        assert bare.closed
+        with pytest.raises(AttributeError, match="_lane"):
+            bare.ioctl(f._lane.invoke_request, bytearray(16))
+        with pytest.raises(AttributeError, match="_lane"):
+            bare.invoke(1, 0x02000000, ())
+        assert DriverFile.__new__(DriverFile).closed
     finally:
         f.close()
     assert f.closed and f.ioctl(f._lane.invoke_request, bytearray(16)) < 0  # EBADF, as before

@@ -457,6 +457,9 @@ cdef class DspLane:
         r.c.pd_invokes, r.c.pd_ns = &pd.ctr.invokes, &pd.ctr.modeled_ns
         r.c.generation = st.generation
         r.c.owner = <PyObject *>r
+        r.c.cbps = cost.cache_bytes_per_s
+        r.c.phost, r.c.paddr, r.c.psize = host, addr, size
+        r.c.bhost, r.c.baddr, r.c.bsize = NULL, 0, 0
         arg[0] = <void *>&r.c
         return r
 
@@ -940,6 +943,11 @@ cdef struct qda_dsp_route:
     long long generation            # the DSP's restarts when the route was taken
     PyObject *owner                 # the DspRoute (the crash path's, with the GIL)
     bint native                     # a native skel (else a Python skel: route_call_gil only)
+    double cbps                     # the cost model's copy rate
+    char *phost                     # the route's message buffer translated (DspRoute.pv's host
+    uint64_t paddr, psize           # address), its device address and size
+    char *bhost                     # its second buffer's (route_attach), NULL while it has none
+    uint64_t baddr, bsize
 
 
 cdef int _ENODEV = _errno.ENODEV
@@ -1048,9 +1056,10 @@ cdef void *_route_open(void *self, int client_id, unsigned int handle, void *ori
     return <void *>r
 
 
-cdef inline void _route_account(qda_dsp_route *r, int64_t ns, bint error, bint crash) noexcept nogil:
-    # the lane's records of one message with no arguments (the thread's account, Counters.add,
-    # PdCounters.add)
+cdef inline void _route_account(qda_dsp_route *r, int64_t ns, bint error, bint crash, int64_t nbytes_in=0,
+                                int64_t nbytes_out=0) noexcept nogil:
+    # the lane's records of one message of copied buffers only, or none (the thread's account,
+    # Counters.add, PdCounters.add)
     account_add(ns)
     qda_add_ll(r.pd_invokes, 1)
     qda_add_ll(r.pd_ns, ns)
@@ -1059,16 +1068,60 @@ cdef inline void _route_account(qda_dsp_route *r, int64_t ns, bint error, bint c
         qda_add_ll(&r.stats_v[1], 1)
     if crash:
         qda_add_ll(&r.stats_v[2], 1)
+    if nbytes_in:
+        qda_add_ll(&r.stats_v[3], nbytes_in)
+    if nbytes_out:
+        qda_add_ll(&r.stats_v[4], nbytes_out)
     qda_add_ll(&r.stats_v[7], ns)
 
 
 cdef int _route_skel(qda_dsp_route *r, uint32_t sc, int *signo) noexcept nogil:
     # a native skel's call without arguments, its FARF context set around it
     cdef uint64_t pra[2]
+    return _route_skel_pra(r, sc, pra, signo)
+
+
+cdef int _route_skel_pra(qda_dsp_route *r, uint32_t sc, uint64_t *pra, int *signo) noexcept nogil:
+    # a native skel's call with its remote_arg array, its FARF context set around it
     cdef PyObject *prev = swap_context_raw(r.ctx)  # (the outer call's, kept by its frame, when nested)
     cdef int rv = _dsp_call(r.fn, r.hs, r.h64, sc, pra, signo)
     swap_context_raw(prev)
     return rv
+
+
+cdef bint _route_args(qda_dsp_route *r, const fastrpc_msg *m, uint64_t *pra, int64_t *nbytes_in,
+                      int64_t *nbytes_out) noexcept nogil:
+    """A native skel's ``remote_arg`` array (``pra``: 2 * _NATIVE_SLOTS words) of a message of
+    buffers only, every one in its payload, in the route's page or second buffer (translated
+    once): :meth:`DspLane._native_args` without the GIL, and their byte counts. False for any
+    other message (the engine's part sends none: it declines it before)."""
+    cdef uint32_t sc = m.sc, nin = (sc >> 16) & 0xFF, nbufs = nin + ((sc >> 8) & 0xFF), i
+    cdef uint64_t base = m.addr, size = m.size, off, n
+    cdef char *host
+    cdef qda_dec_buf bufs[_NATIVE_SLOTS]
+    cdef qda_dec_handle nohandle[1]
+    if sc & 0xFF or nbufs > _NATIVE_SLOTS:
+        return False
+    if base == r.paddr and size == r.psize:
+        host = r.phost
+    elif r.bhost != NULL and base == r.baddr and size <= r.bsize:
+        host = r.bhost
+    else:
+        return False
+    if decode_c(sc, host, <size_t>size, bufs, _NATIVE_SLOTS, nohandle, 0) < 0:
+        return False
+    for i in range(nbufs):
+        n = bufs[i].len
+        off = bufs[i].addr - base  # wraps below base: then > size, so "outside"
+        if n and not (bufs[i].addr >= base and off <= size and n <= size - off):
+            return False
+        pra[2 * i] = <uint64_t><size_t>(host + off) if n else 0
+        pra[2 * i + 1] = n
+        if i < nin:
+            nbytes_in[0] += n
+        else:
+            nbytes_out[0] += n
+    return True
 
 
 cdef int _route_call(void *arg, const fastrpc_msg *m, fastrpc_invoke_rsp *rsp) noexcept nogil:
@@ -1076,15 +1129,27 @@ cdef int _route_call(void *arg, const fastrpc_msg *m, fastrpc_invoke_rsp *rsp) n
     :meth:`DspLane._receive` makes of it. The engine's part checked, before it took a context
     id, that nothing the route took has changed (the routes' epoch, which this part's snapshot
     shares) and that no trace, fault rule or cost override is on: a change after that is one
-    made after the call began. Declines only a method with arguments (nothing happened)."""
+    made after the call began. A native skel's only; a call with arguments: buffers only, in
+    the route's page or second buffer (:func:`_route_args`); declines the rest (nothing
+    happened)."""
     cdef qda_dsp_route *r = <qda_dsp_route *>arg
     cdef int rv, signo = 0
-    if m.sc & 0xFFFFFF or not r.native:  # arguments (the payload's decode, views); a Python skel
+    cdef int64_t ns = r.overhead, nin = 0, nout = 0
+    cdef uint64_t pra[2 * _NATIVE_SLOTS]
+    if not r.native:  # a Python skel
         return QDA_ROUTE_DECLINED
-    rv = _route_skel(r, m.sc, &signo)
+    if m.sc & 0xFFFFFF:
+        if not _route_args(r, m, pra, &nin, &nout):
+            return QDA_ROUTE_DECLINED
+        ns += <int64_t>(<double>(nin + nout) * 1e9 / r.cbps)  # (every byte in the payload: copied)
+        scope_recheck()  # (skel code: see _invoke)
+        rv = _route_skel_pra(r, m.sc, pra, &signo)
+        scope_recheck()
+    else:
+        rv = _route_skel(r, m.sc, &signo)
     if rv == _FAULTED and signo:
-        return _route_crashed(r, m, rsp, signo)
-    _route_account(r, r.overhead, rv != 0, False)
+        return _route_crashed(r, m, rsp, signo, ns, nin, nout)
+    _route_account(r, ns, rv != 0, False, nin, nout)
     if qda_load_ull(_EPOCH) != r.epoch and _route_restarted(r):
         return -_ENODEV
     rsp.ctx = m.ctx
@@ -1108,7 +1173,8 @@ cdef int _crash_report(DspRoute o, int signo, uint32_t method) except -1:
     return 0
 
 
-cdef int _route_crashed(qda_dsp_route *r, const fastrpc_msg *m, fastrpc_invoke_rsp *rsp, int signo) noexcept with gil:
+cdef int _route_crashed(qda_dsp_route *r, const fastrpc_msg *m, fastrpc_invoke_rsp *rsp, int signo, int64_t ns,
+                        int64_t nbytes_in, int64_t nbytes_out) noexcept with gil:
     # the skel faulted: what the lane does for a crash (EmulatedDsp._crashed, its records, the
     # PD's crash code as the reply), with the GIL
     cdef DspRoute o = <DspRoute>r.owner
@@ -1116,7 +1182,7 @@ cdef int _route_crashed(qda_dsp_route *r, const fastrpc_msg *m, fastrpc_invoke_r
         _crash_report(o, signo, (m.sc >> 24) & 0x1F)
     except BaseException as e:  # (nothing may cross the C ABI): the crash is still answered
         report_internal("a skel crash's report on a route", e)
-    _route_account(r, r.overhead, True, True)
+    _route_account(r, ns, True, True, nbytes_in, nbytes_out)
     if o.lane._st.generation != r.generation:
         return -_ENODEV
     rsp.ctx = m.ctx
@@ -1210,6 +1276,7 @@ cdef int _route_attach(void *arg, unsigned long long addr, unsigned long long si
     cdef char *host = NULL
     cdef Py_ssize_t boff = 0
     o.bv, o.bvoff, o.bhost, o.baddr, o.bsize = None, 0, NULL, 0, 0  # (an earlier one: gone now,
+    o.c.bhost, o.c.baddr, o.c.bsize = NULL, 0, 0
     o.spare = o.spare_ins = o.spare_outs = None  # and any Call with views of it)
     if pd.nmem is None or not size or not _in_streams(pd, addr, size):
         return 0
@@ -1217,6 +1284,7 @@ cdef int _route_attach(void *arg, unsigned long long addr, unsigned long long si
     if whole is None or host == NULL:
         return 0
     o.bv, o.bvoff, o.bhost, o.baddr, o.bsize = whole, boff, host, addr, size
+    o.c.bhost, o.c.baddr, o.c.bsize = host, addr, size
     return 1
 
 

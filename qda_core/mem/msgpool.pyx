@@ -73,7 +73,7 @@ def size_class(size: int) -> int:
 cdef Py_ssize_t _CLASS_C_MAX = PY_SSIZE_T_MAX >> 2  # sizes whose class C arithmetic finds
 
 
-cdef Py_ssize_t _class_of(Py_ssize_t size) noexcept:
+cdef Py_ssize_t _class_of(Py_ssize_t size) noexcept nogil:
     """:func:`size_class` of ``size < _CLASS_C_MAX`` in C: a take sizes its request without
     running Python code (no other thread can run meanwhile), and without a Python call."""
     cdef Py_ssize_t step
@@ -180,6 +180,9 @@ cdef class MessagePool(MsgSource):
         allocation's own error (ENOMEM), else MemoryError."""
         GemObject.create(self.cb, size_class(size), name="msg")
         raise MemoryError(f"a {size}-byte message buffer")
+
+    cdef uint64_t class_of(self, uint64_t size) noexcept nogil:
+        return <uint64_t>_class_of(<Py_ssize_t>size) if 0 < size < <uint64_t>_CLASS_C_MAX else 0
 
     cdef MsgBuf _take(self, Py_ssize_t size):
         cdef MsgBuf buf = None

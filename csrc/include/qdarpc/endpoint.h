@@ -49,9 +49,10 @@ struct qda_endpoint {
 	 */
 	void *(*route_open)(void *self, int client_id, unsigned int handle, void *origin,
 			    unsigned long long msg_addr, unsigned long long msg_size, void **call_arg);
-	/* Without the GIL (taking it only for a crash): one message without arguments on a route
-	 * (route_open's client id, handle and message buffer) to a native skel (declined: a Python
-	 * skel's, a message with arguments). */
+	/* Without the GIL (taking it only for a crash): one message on a route (route_open's client
+	 * id and handle) to a native skel, without arguments or with buffers only, its payload in
+	 * the route's message buffer or its second one (declined: a Python skel's, handles, a
+	 * payload elsewhere). */
 	int (*route_call)(void *call_arg, const struct fastrpc_msg *m, struct fastrpc_invoke_rsp *rsp);
 	/* With the GIL: one message on any route (a Python skel's too), with or without arguments
 	 * (a message with arguments may be in another buffer of the sender's, msg_addr/msg_size
