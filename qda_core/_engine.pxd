@@ -180,6 +180,8 @@ cdef class EngineRoute:
     cdef long long call(self, uint32_t sc) noexcept nogil
     cdef long long call_args(self, uint32_t sc, const char *descs, uint32_t n) noexcept nogil
     cdef long long _call_args(self, uint32_t sc, const char *descs, uint32_t n) noexcept nogil
+    cdef long long _call_none(self, uint32_t sc) noexcept nogil
+    cdef long long _exchange(self, uint32_t sc, uint64_t addr, uint64_t size) noexcept nogil
     cdef void _drop_listed(self, uint64_t *fds, int n) noexcept with gil
     cdef void _scrub_big(self, uint64_t end, uint64_t rounded) noexcept nogil
     cdef int reserve(self) except -1

@@ -866,55 +866,22 @@ cdef class EngineRoute:
         self.dirty = _PAGE if shown else end
 
     cdef long long call(self, uint32_t sc) noexcept nogil:
-        """The DSP's retval (0..2**32-1), ``-errno``, or ``ROUTE_DECLINED``."""
-        cdef fastrpc_msg m
-        cdef fastrpc_invoke_rsp rsp
-        cdef long long i, ret = ROUTE_DECLINED
-        cdef int k
-        if not self.native or sc & 0xFFFFFF:  # a Python skel's route, arguments: call_gil only
-            return ROUTE_DECLINED
-        k = self.fl.route_enter()
-        if k != 1:
-            if k == 2:
-                self._release()
-            return ROUTE_DECLINED
-        if self._ready(sc):
-            i = self.ids.take_nogil()
-            if i > 0:
-                self._message(i, sc, &m)
-                memset(self.mb.ptr, 0, self.size)  # the metadata of no arguments: zeros
-                self._scrub(self.size, False)
-                rsp.ctx = 0
-                rsp.retval = 0
-                k = self.dsp_call(self.arg, &m, &rsp)
-                if k == QDA_EP_REPLIED and rsp.ctx & self.match_mask == m.ctx:
-                    qda_add_ull(&self.served, 1)
-                    qda_add_ull(&self.cst.sent, 1)
-                    qda_add_ull(&self.cst.received, 1)
-                    ret = <uint32_t>rsp.retval
-                elif k < 0:  # the DSP failed the call after the skel ran (a restart meanwhile)
-                    qda_add_ull(&self.cst.sent, 1)
-                    ret = -self.lost_errno if k == -_ENODEV else k
-                self.ids.give_nogil(i)
-            self._out()
-        if self.fl._leave():
-            self._release()
-        if ret < 0 and ret != ROUTE_DECLINED:
-            self._failed(<int>-ret)
-        return ret
+        """The DSP's retval (0..2**32-1), ``-errno``, or ``ROUTE_DECLINED``: :meth:`call_args`
+        of a call without arguments."""
+        return self.call_args(sc, NULL, 0)
 
     cdef long long call_args(self, uint32_t sc, const char *descs, uint32_t n) noexcept nogil:
-        """:meth:`call` of a C caller's call with copied buffers only (``descs``: its ``n``
-        descriptors, 24 bytes each, read from its ``remote_arg`` array; none in a registered
-        range): planned, packed into the route's page or second buffer with the checked user
-        copies, sent to the DSP's route (a native skel's), the out-buffers copied back - what
-        :meth:`call_gil` does, without the GIL. The DSP's retval, ``-errno`` (a restart; an
+        """A C caller's call on a native skel's route, without the GIL: without arguments, or
+        with copied buffers only (``descs``: its ``n`` descriptors, 24 bytes each, read from its
+        ``remote_arg`` array; none in a registered range: planned, packed into the route's page
+        or second buffer with the checked user copies, the out-buffers copied back - what
+        :meth:`call_gil` does). The DSP's retval (0..2**32-1), ``-errno`` (a restart; an
         out-buffer not writable: ``-EFAULT``), or ``ROUTE_DECLINED`` before anything was sent:
         a Python skel's route, handles, more than 8 arguments, a plan the marshaller refuses, a
         payload neither buffer holds, an in-buffer not readable (the GIL's path answers those)."""
         cdef long long ret = ROUTE_DECLINED
         cdef int k
-        if not self.native or sc & 0xFF or n == 0 or n > _PLAN_KEPT or n != sc_length(sc):
+        if not self.native or sc & 0xFF or n > _PLAN_KEPT or n != sc_length(sc):
             return ROUTE_DECLINED
         k = self.fl.route_enter()
         if k != 1:
@@ -922,7 +889,7 @@ cdef class EngineRoute:
                 self._release()
             return ROUTE_DECLINED
         if self._ready(sc):
-            ret = self._call_args(sc, descs, n)
+            ret = self._call_args(sc, descs, n) if n else self._call_none(sc)
             self._out()
         if self.fl._leave():
             self._release()
@@ -930,14 +897,45 @@ cdef class EngineRoute:
             self._failed(<int>-ret)
         return ret
 
-    cdef long long _call_args(self, uint32_t sc, const char *descs, uint32_t n) noexcept nogil:
-        # (call_args's body, the message buffer taken)
+    cdef long long _call_none(self, uint32_t sc) noexcept nogil:
+        # (call_args's body for a call without arguments, the message buffer taken)
+        memset(self.mb.ptr, 0, self.size)  # the metadata of no arguments: zeros
+        self._scrub(self.size, False)
+        return self._exchange(sc, self.mb.dev, _PAGE)
+
+    cdef long long _exchange(self, uint32_t sc, uint64_t addr, uint64_t size) noexcept nogil:
+        # the message of a payload at addr (size bytes) to the DSP's route, with a context id
+        # and sequence number taken, and its reply: the retval (0..2**32-1), -errno, or
+        # ROUTE_DECLINED (no context id to be had: nothing sent)
         cdef fastrpc_msg m
         cdef fastrpc_invoke_rsp rsp
+        cdef long long i, ret = ROUTE_DECLINED
+        cdef int k
+        i = self.ids.take_nogil()
+        if i <= 0:
+            return ROUTE_DECLINED
+        self._message(i, sc, &m)
+        m.addr, m.size = addr, size
+        rsp.ctx = 0
+        rsp.retval = 0
+        k = self.dsp_call(self.arg, &m, &rsp)
+        if k == QDA_EP_REPLIED and rsp.ctx & self.match_mask == m.ctx:
+            qda_add_ull(&self.served, 1)
+            qda_add_ull(&self.cst.sent, 1)
+            qda_add_ull(&self.cst.received, 1)
+            ret = <uint32_t>rsp.retval
+        elif k < 0:  # the DSP failed the call after the skel ran (a restart meanwhile)
+            qda_add_ull(&self.cst.sent, 1)
+            ret = -self.lost_errno if k == -_ENODEV else k
+        self.ids.give_nogil(i)
+        return ret
+
+    cdef long long _call_args(self, uint32_t sc, const char *descs, uint32_t n) noexcept nogil:
+        # (call_args's body, the message buffer taken)
         cdef qda_olap olaps[REMOTE_SCALARS_MAX_LENGTH]
         cdef uint64_t fds[FASTRPC_MAX_FDLIST]
         cdef uint64_t pkt = 0, size, rounded, shift
-        cdef long long i, ret = ROUTE_DECLINED
+        cdef long long ret
         cdef int k
         cdef char *ptr
         cdef uint64_t bsize, va, dev
@@ -976,28 +974,13 @@ cdef class EngineRoute:
             self._scrub(size, True)
         else:
             self._scrub_big(size, rounded)
-        i = self.ids.take_nogil()
-        if i > 0:
-            self._message(i, sc, &m)
-            m.addr, m.size = dev, rounded
-            rsp.ctx = 0
-            rsp.retval = 0
-            k = self.dsp_call(self.arg, &m, &rsp)
-            if k == QDA_EP_REPLIED and rsp.ctx & self.match_mask == m.ctx:
-                qda_add_ull(&self.served, 1)
-                qda_add_ull(&self.cst.sent, 1)
-                qda_add_ull(&self.cst.received, 1)
-                ret = <uint32_t>rsp.retval
-                if sc & 0xFF00 or (<uint64_t *>(ptr + 40 * n))[0]:  # (out-buffers, or an fd listed)
-                    k = unpack_user_nogil(sc, descs, 24 * n, ptr, bsize, va, fds)
-                    if k < 0:
-                        ret = k  # an out-buffer not writable: EFAULT, whatever the DSP answered
-                    elif k > 0 and self.lists_fds:
-                        self._drop_listed(fds, k)
-            elif k < 0:  # the DSP failed the call after the skel ran (a restart meanwhile)
-                qda_add_ull(&self.cst.sent, 1)
-                ret = -self.lost_errno if k == -_ENODEV else k
-            self.ids.give_nogil(i)
+        ret = self._exchange(sc, dev, rounded)
+        if ret >= 0 and (sc & 0xFF00 or (<uint64_t *>(ptr + 40 * n))[0]):  # (out-buffers, an fd listed)
+            k = unpack_user_nogil(sc, descs, 24 * n, ptr, bsize, va, fds)
+            if k < 0:
+                ret = k  # an out-buffer not writable: EFAULT, whatever the DSP answered
+            elif k > 0 and self.lists_fds:
+                self._drop_listed(fds, k)
         scope_end(mark)
         return ret
 
