@@ -351,7 +351,7 @@ cdef class Invoker:
         cdef size_t mark
         cdef uint64_t *d
         cdef object seq, item, ret
-        cdef bint vouched
+        cdef bint vouched = self.lane is not None
         if self.fail_next:
             code = self.fail_next
             self.fail_next = 0
@@ -393,12 +393,16 @@ cdef class Invoker:
                     d[1] = <uint64_t>views[i].len
                     (<int32_t *>(d + 2))[0] = -1
                     (<uint32_t *>(d + 2))[1] = 0
-                    if views[i].len and self._translate(d) < 0:
-                        return self._host(AEE_EBADPARM)  # starts in a registered range, overruns it
+                    if views[i].len:
+                        if self.regs.n and self._translate(d) < 0:
+                            return self._host(AEE_EBADPARM)  # starts in a registered range, overruns it
+                        # (every buffer copied, not a registration's, a view whose exporter
+                        # vouches for its memory: the route copies it as is)
+                        if vouched and (<int32_t *>(d + 2))[0] == -1 and not _pins.vouches(&views[i]):
+                            vouched = False
             except (TypeError, BufferError, ValueError, OverflowError):
                 # not a contiguous buffer, a read-only out-buffer, a bad handle slot
                 return self._host(AEE_EBADPARM)
-            vouched = self.lane is not None and self._vouched(views, held, descs)
             if vouched:  # every copied buffer is memory held here: the route copies it as is
                 ret = self._routed(handle, sc, descs, True)
                 if ret is not None:
@@ -420,16 +424,6 @@ cdef class Invoker:
             for i in range(held):
                 PyBuffer_Release(&views[i])
         return self._result(ret)
-
-    cdef bint _vouched(self, Py_buffer *views, Py_ssize_t held, const char *descs) noexcept:
-        """Every buffer argument copied (not a registration's) is a view whose exporter vouches
-        for its memory (``qda_pin_api.vouches``)."""
-        cdef Py_ssize_t i
-        for i in range(held):
-            if (views[i].len and (<int32_t *>(<uint64_t *>(descs + DESC_SIZE * i) + 2))[0] == -1
-                    and not _pins.vouches(&views[i])):
-                return False
-        return True
 
     cdef object _routed(self, uint32_t handle, uint32_t sc, const char *descs, bint held):
         """INVOKE on the file's route to ``handle``, as the driver's ioctl serves it (the file's
