@@ -306,10 +306,12 @@ cdef class Invoker:
         free(self.descs)
         free(self.views)
 
-    def invoke(self, uint32_t handle, uint32_t sc, args):
+    def invoke(self, uint32_t handle, sc, args):
         """Invoke ``handle`` with ``sc`` and the argument sequence ``args`` (in-buffers,
         out-buffers, in-handles, out-handles). Returns the AEE code (0 on success; DSP codes
-        as their unsigned 32-bit value)."""
+        as their unsigned 32-bit value). OverflowError: ``sc`` is not an int in 0..2**32-1."""
+        if not isinstance(sc, int):  # (a float would convert: 1.0 is not a scalars word)
+            raise OverflowError(f"sc {sc!r} is not an int")
         return self.call(handle, sc, args)
 
     cdef object call(self, uint32_t handle, uint32_t sc, object args):

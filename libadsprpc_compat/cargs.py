@@ -32,6 +32,11 @@ def fail(code: int, message: str = "", *, errno: int | None = None, origin: str 
     raise_for(code, message, errno=errno, origin=origin)
 
 
+def sc_text(sc) -> str:
+    """A scalars word as an error message shows it: hex for an int, ``repr`` for anything else."""
+    return f"{sc:#x}" if isinstance(sc, int) else repr(sc)
+
+
 def c_arg(value, ctype: tuple[int, int], what: str) -> int:
     """``value`` as an int of the C type ``ctype`` (one of the ``C_*`` ranges), else AEE_EBADPARM."""
     try:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from qda_core import trace as _trace
 
 from . import _remote, process
-from .cargs import A, fail
+from .cargs import A, fail, sc_text
 from .tracing import summary, traced
 
 #: Handles of static PDs (QF's audio/sensors PD handles): nothing to close.
@@ -36,7 +36,7 @@ def _invoke_py(h: int, sc: int, args=()) -> None:
     try:
         code = rec.invoker.invoke(rec.dsp_handle, sc, args)
     except OverflowError:
-        fail(A.AEE_EBADPARM, f"remote_handle64_invoke: sc {sc:#x} is not a uint32_t")
+        fail(A.AEE_EBADPARM, f"remote_handle64_invoke: sc {sc_text(sc)} is not a uint32_t")
     if code:
         invoke_failed(rec, sc, code)
 
@@ -64,7 +64,7 @@ def _invoke_traced(tr, h, sc, args) -> None:
             ret = rec.invoker.invoke(rec.dsp_handle, sc, args)
         except OverflowError:
             ret = A.AEE_EBADPARM
-            fail(ret, f"remote_handle64_invoke: sc {sc:#x} is not a uint32_t")
+            fail(ret, f"remote_handle64_invoke: sc {sc_text(sc)} is not a uint32_t")
         if ret and rec.session.dead:
             ret = A.AEE_ECONNRESET  # what the trace shows for the failure raised next
             rec.session.fail_if_closed("remote_handle64_invoke")

@@ -44,7 +44,7 @@ from qda_core.soc import default_soc as _default_soc
 
 from . import fork, process
 from .backends import BACKENDS as _BACKEND_CLASSES
-from .cargs import C_BITS32, C_INT, C_INT64, C_UINT32, C_UINT64, A, c_arg, fail, struct_arg, write_back
+from .cargs import C_BITS32, C_INT, C_INT64, C_UINT32, C_UINT64, A, c_arg, fail, sc_text, struct_arg, write_back
 from .cargs import addr as _addr
 from .constants import (DEFAULT_DOMAIN_ID, DOMAIN_NAMES, FASTRPC_MAP_MAX, FASTRPC_MAP_RESERVED,
                         HANDLE_CONTROL_STRUCTS, NUM_DOMAINS_EXTEND, SESSION_CONTROL_STRUCTS)
@@ -303,7 +303,7 @@ class Library:
             if code:
                 s.fail_if_closed("remote_handle_invoke")
         except OverflowError:
-            fail(A.AEE_EBADPARM, f"remote_handle_invoke: sc {sc:#x} is not a uint32_t")
+            fail(A.AEE_EBADPARM, f"remote_handle_invoke: sc {sc_text(sc)} is not a uint32_t")
         finally:
             self._release(s)
         if code:

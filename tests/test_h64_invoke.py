@@ -108,5 +108,10 @@ def test_a_dsp_error_keeps_its_code_errno_and_origin(lib):
             rpc.remote_handle64_invoke(h, 1 << 32, ())
         with pytest.raises(rpc.BadParameterError, match="is not a uint32_t"):
             rpc.remote_handle64_invoke(h, -1, ())
+        for odd in (float(SC_NULL), "0x2000000", None, SC_NULL + 0j):  # (a float once converted)
+            with pytest.raises(rpc.BadParameterError, match=r"sc .* is not a uint32_t"):
+                rpc.remote_handle64_invoke(h, odd, ())
+            with pytest.raises(rpc.BadParameterError, match=r"sc .* is not a uint32_t"):
+                handle64._invoke_py(h, odd, ())
     finally:
         lib.remote_handle64_close(h)
