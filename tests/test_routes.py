@@ -244,6 +244,23 @@ def test_a_dsp_error_and_a_crash_answer_as_the_lanes_answer(c):
     c.close(h)
 
 
+def test_a_crash_with_buffers_on_a_route_answers_as_the_lanes(c):
+    """A native skel faulting in a call with copied buffers on its route (no GIL): the PD's
+    crash code, the crash and the call's bytes recorded, as the lanes record them."""
+    h = c.open()
+    c.invoke(h, NULL)
+    assert _args_call(c, h, 7, [b"\x01" * 8], 4)[0] == 0  # (a route with arguments now)
+    before, stats0 = _remote.routes.served(h), c.counts()[0]
+    assert _args_call(c, h, 3, [b"\x02" * 100], 8)[0] == aee.to_u32(aee.ERR_PD_CRASHED)  # a NULL write
+    stats1 = c.counts()[0]
+    assert _remote.routes.served(h) == before + 1
+    assert (stats1["invokes"] - stats0["invokes"], stats1["crashes"] - stats0["crashes"],
+            stats1["errors"] - stats0["errors"], stats1["bytes_in"] - stats0["bytes_in"],
+            stats1["bytes_out"] - stats0["bytes_out"]) == (1, 1, 1, 100, 8)
+    assert _args_call(c, h, 7, [b"\x01" * 8], 4)[0] == aee.to_u32(aee.ERR_PD_CRASHED)  # the PD is dead
+    c.close(h)
+
+
 def in_skel(c, call):
     """Start ``call`` (a call of crashy's gated method) in a thread, and return once it is in
     the skel: (the thread, the gate to open, the dict the call stores into)."""

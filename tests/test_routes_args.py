@@ -268,9 +268,10 @@ from qda_core.dsp import Skeleton, method
 class QdarpcSpySkel(Skeleton):
     @method(2)
     def spy(self, call):
-        # out0 = (the bytes 0xAB anywhere in the message buffer's mapping: out0's .obj, its size)
+        # out0 = (the runs of 16 bytes 0xAB anywhere in the message buffer's mapping: out0's
+        # .obj, its size); runs, not bytes: a pointer in the metadata may hold an 0xAB byte
         whole = memoryview(call.outbufs[0].obj).cast("B")
-        struct.pack_into("<QQ", call.outbufs[0], 0, bytes(whole).count(0xAB), len(whole))
+        struct.pack_into("<QQ", call.outbufs[0], 0, bytes(whole).count(b"\\xab" * 16), len(whole))
         return 0
 
     @method(3)
