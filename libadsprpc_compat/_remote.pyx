@@ -26,7 +26,7 @@ from libc.stdint cimport int32_t, int64_t, uint32_t, uint64_t
 from libc.stdlib cimport malloc, free, realloc
 from libc.string cimport memset
 
-from qda_core._atomic cimport qda_inc_long, qda_load_long, qda_load_ull, qda_store_ull
+from qda_core._atomic cimport qda_inc_long, qda_load_long, qda_load_ull, qda_spin_lock, qda_spin_unlock, qda_store_ull
 from qda_core._cdev cimport Epoch, Switch
 from qda_core._cwire cimport sc_length
 from qda_core._engine cimport ROUTE_DECLINED, EngineRoute, FileLane
@@ -137,32 +137,58 @@ cdef struct reg_t:
     int32_t cache_ref     # what that session calls this buffer (GEM handle on accel)
 
 
+cdef struct regtab_t:
+    reg_t *regs                 # sorted by start; n of cap used
+    Py_ssize_t n, cap
+    int lock                    # held while the array moves or shifts (writers hold the GIL too)
+
+
+cdef int _regs_hit(regtab_t *t, uint64_t addr, uint64_t length) noexcept nogil:
+    """Without the GIL: 1 when ``[addr, addr+length)`` starts in a registered range (inside it,
+    or running past it: the GIL's path answers either), else 0."""
+    cdef Py_ssize_t lo = 0, hi, mid
+    cdef int hit = 0
+    qda_spin_lock(&t.lock)
+    hi = t.n
+    while lo < hi:  # the first range starting past addr; any before it may hold addr
+        mid = (lo + hi) >> 1
+        if t.regs[mid].start <= addr:
+            lo = mid + 1
+        else:
+            hi = mid
+    while lo > 0 and not hit:
+        lo -= 1
+        hit = addr < t.regs[lo].end
+    qda_spin_unlock(&t.lock)
+    return hit
+
+
 cdef class RegTable:
     """Registered ranges ``[start, start+size)`` -> ``(fd, attr)``, refcounted per exact triple.
 
     ``find`` answers for a buffer: inside a range (by reference), starting inside but running
     past its end (an error), or unregistered (copied).
     """
-    cdef reg_t *regs
-    cdef Py_ssize_t n, cap
+    cdef regtab_t t             # (a struct: a C caller's route reads it without the GIL)
 
     def __cinit__(self):
-        self.regs = NULL
-        self.n = 0
-        self.cap = 0
+        self.t.regs = NULL
+        self.t.n = 0
+        self.t.cap = 0
+        self.t.lock = 0
 
     def __dealloc__(self):
-        free(self.regs)
+        free(self.t.regs)
 
     def __len__(self):
-        return self.n
+        return self.t.n
 
     cdef Py_ssize_t _bisect(self, uint64_t addr) noexcept:
         """Index of the first range with start > addr."""
-        cdef Py_ssize_t lo = 0, hi = self.n, mid
+        cdef Py_ssize_t lo = 0, hi = self.t.n, mid
         while lo < hi:
             mid = (lo + hi) >> 1
-            if self.regs[mid].start <= addr:
+            if self.t.regs[mid].start <= addr:
                 lo = mid + 1
             else:
                 hi = mid
@@ -177,29 +203,33 @@ cdef class RegTable:
             raise ValueError(f"range {start:#x}+{size:#x} runs past the end of the address space")
         i = self._bisect(start)
         j = i - 1
-        while j >= 0 and self.regs[j].start == start:
-            if self.regs[j].end == start + size and self.regs[j].fd == fd:
-                self.regs[j].refs += 1
-                self.regs[j].attr = attr
-                return self.regs[j].refs
+        while j >= 0 and self.t.regs[j].start == start:
+            if self.t.regs[j].end == start + size and self.t.regs[j].fd == fd:
+                self.t.regs[j].refs += 1
+                self.t.regs[j].attr = attr
+                return self.t.regs[j].refs
             j -= 1
-        if self.n == self.cap:
-            newcap = self.cap * 2 if self.cap else 16
-            p = <reg_t *>realloc(self.regs, newcap * sizeof(reg_t))
-            if p == NULL:
-                raise MemoryError()
-            self.regs = p
-            self.cap = newcap
-        for j in range(self.n, i, -1):
-            self.regs[j] = self.regs[j - 1]
-        self.regs[i].start = start
-        self.regs[i].end = start + size
-        self.regs[i].fd = fd
-        self.regs[i].attr = attr
-        self.regs[i].refs = 1
-        self.regs[i].cache_key = 0
-        self.regs[i].cache_ref = 0
-        self.n += 1
+        qda_spin_lock(&self.t.lock)  # (a reader without the GIL sees the table before or after)
+        try:
+            if self.t.n == self.t.cap:
+                newcap = self.t.cap * 2 if self.t.cap else 16
+                p = <reg_t *>realloc(self.t.regs, newcap * sizeof(reg_t))
+                if p == NULL:
+                    raise MemoryError()
+                self.t.regs = p
+                self.t.cap = newcap
+            for j in range(self.t.n, i, -1):
+                self.t.regs[j] = self.t.regs[j - 1]
+            self.t.regs[i].start = start
+            self.t.regs[i].end = start + size
+            self.t.regs[i].fd = fd
+            self.t.regs[i].attr = attr
+            self.t.regs[i].refs = 1
+            self.t.regs[i].cache_key = 0
+            self.t.regs[i].cache_ref = 0
+            self.t.n += 1
+        finally:
+            qda_spin_unlock(&self.t.lock)
         return 1
 
     def remove(self, uint64_t start, uint64_t size):
@@ -209,17 +239,19 @@ cdef class RegTable:
         cdef Py_ssize_t i = self._bisect(start) - 1, j
         cdef int32_t fd
         cdef uint64_t other = 0
-        while i >= 0 and self.regs[i].start == start:
-            if self.regs[i].end - start == size:
-                fd = self.regs[i].fd
-                self.regs[i].refs -= 1
-                if self.regs[i].refs > 0:
-                    return fd, self.regs[i].refs
-                for j in range(i, self.n - 1):
-                    self.regs[j] = self.regs[j + 1]
-                self.n -= 1
+        while i >= 0 and self.t.regs[i].start == start:
+            if self.t.regs[i].end - start == size:
+                fd = self.t.regs[i].fd
+                self.t.regs[i].refs -= 1
+                if self.t.regs[i].refs > 0:
+                    return fd, self.t.regs[i].refs
+                qda_spin_lock(&self.t.lock)
+                for j in range(i, self.t.n - 1):
+                    self.t.regs[j] = self.t.regs[j + 1]
+                self.t.n -= 1
+                qda_spin_unlock(&self.t.lock)
                 return fd, 0
-            other = self.regs[i].end - start
+            other = self.t.regs[i].end - start
             i -= 1
         if other:
             raise ValueError(f"buffer {start:#x} is registered with size {other}, not {size}")
@@ -231,9 +263,9 @@ cdef class RegTable:
         cdef Py_ssize_t i = self._bisect(addr) - 1
         cdef int overrun = 0
         while i >= 0:
-            if addr < self.regs[i].end:
-                if length <= self.regs[i].end - addr:  # not addr + length: that can wrap
-                    out[0] = &self.regs[i]
+            if addr < self.t.regs[i].end:
+                if length <= self.t.regs[i].end - addr:  # not addr + length: that can wrap
+                    out[0] = &self.t.regs[i]
                     return 1
                 overrun = 1
             i -= 1
@@ -250,15 +282,19 @@ cdef class RegTable:
 
     def ranges(self):
         """Every registration as ``(start, size, fd, attr, refs)`` (for diagnostics/tests)."""
-        return [(self.regs[i].start, self.regs[i].end - self.regs[i].start, self.regs[i].fd,
-                 self.regs[i].attr, self.regs[i].refs) for i in range(self.n)]
+        return [(self.t.regs[i].start, self.t.regs[i].end - self.t.regs[i].start, self.t.regs[i].fd,
+                 self.t.regs[i].attr, self.t.regs[i].refs) for i in range(self.t.n)]
+
+    def after_fork(self):
+        """In a forked child: the lock free (a thread of the parent's may have held it)."""
+        self.t.lock = 0
 
     def forget_session(self, int32_t key):
         """Drop cached translations of a session that is going away."""
         cdef Py_ssize_t i
-        for i in range(self.n):
-            if self.regs[i].cache_key == key:
-                self.regs[i].cache_key = 0
+        for i in range(self.t.n):
+            if self.t.regs[i].cache_key == key:
+                self.t.regs[i].cache_key = 0
 
 
 cdef class Invoker:
@@ -396,7 +432,7 @@ cdef class Invoker:
                     (<int32_t *>(d + 2))[0] = -1
                     (<uint32_t *>(d + 2))[1] = 0
                     if views[i].len:
-                        if self.regs.n and self._translate(d) < 0:
+                        if self.regs.t.n and self._translate(d) < 0:
                             return self._host(AEE_EBADPARM)  # starts in a registered range, overruns it
                         # (every buffer copied, not a registration's, a view whose exporter
                         # vouches for its memory: the route copies it as is)
@@ -713,8 +749,7 @@ cdef struct _slot:
     uint32_t *fail_next         # the handle's Invoker's (remote_set_mode's next failure)
     PyObject *invoker           # (a reference: keeps fail_next)
     PyObject *rec               # the handle's record (a reference: a failed call's report)
-    Py_ssize_t *regs_n          # its invoker's registered ranges, how many (a call with buffers
-                                # is served here only while there are none)
+    regtab_t *regs              # its invoker's registered ranges (a call's buffers in one: the GIL's path)
 
 
 cdef _slot _slots[_NSLOTS]
@@ -791,7 +826,7 @@ cdef class _Routes:
                 s.route, s.invoker, s.rec = <PyObject *>route, <PyObject *>inv, <PyObject *>rec
                 s.fail_next = &(<Invoker>inv).fail_next
                 regs = (<Invoker>inv).regs
-                s.regs_n = &regs.n if regs is not None else NULL
+                s.regs = &(<RegTable>regs).t if regs is not None else NULL
                 s.served = 0
                 qda_store_ull(&s.h, h)  # last: a reader finding h finds the rest
                 # (route() ran Python code: the handle may have been closed, or a second flavour
@@ -939,22 +974,25 @@ cdef enum:
 
 cdef long long _route_args(_slot *s, unsigned int sc, unsigned long long pra, uint32_t n) noexcept nogil:
     """A C caller's call with buffers on its route, without the GIL: its ``remote_arg`` array
-    read (the checked copy), each buffer a copied one - the invoker's table of registered
-    ranges empty now (a registration made meanwhile comes after this call) - then
-    :meth:`EngineRoute.call_args`; ``ROUTE_DECLINED`` before anything happened otherwise (an
-    unreadable array, a registration: the GIL's path answers as ever)."""
+    read (the checked copy), each buffer a copied one - in no registered range of the
+    invoker's table (read under its lock; a registration made meanwhile comes after this call)
+    - then :meth:`EngineRoute.call_args`; ``ROUTE_DECLINED`` before anything happened otherwise
+    (an unreadable array, a buffer by reference: the GIL's path answers as ever)."""
     cdef uint64_t raw[2 * _ROUTE_ARGS]
     cdef uint64_t descs[3 * _ROUTE_ARGS]
     cdef uint32_t i
     cdef size_t mark
     cdef long long ret
-    if s.regs_n == NULL or qda_load_long(<long *>s.regs_n) != 0:
+    if s.regs == NULL:
         return ROUTE_DECLINED
     mark = _pins.begin()  # (one look at the guard for this copy and the call's)
     if _pins.copy_from_user(raw, pra, 16 * n) != 0:
         _pins.end(mark)
         return ROUTE_DECLINED  # (AEE_EBADPARM with errno EFAULT: the API's, through the GIL)
     for i in range(n):  # {pv, nLen} -> {ptr, len, fd -1, attr 0}, as _invoke_c_scoped makes them
+        if raw[2 * i + 1] and _regs_hit(s.regs, raw[2 * i], raw[2 * i + 1]):
+            _pins.end(mark)
+            return ROUTE_DECLINED  # by reference (or overrunning its range): the GIL's path
         descs[3 * i] = raw[2 * i]
         descs[3 * i + 1] = raw[2 * i + 1]
         (<int32_t *>&descs[3 * i + 2])[0] = -1

@@ -61,6 +61,7 @@ def _after_fork_in_child() -> None:
         _inherited.append(dict(process._records))
         process._records.clear()  # inherited handles are invalid: AEE_EINVHANDLE
         _remote.routes.after_fork()  # and so are their routes
+        process.REGS.after_fork()  # (its lock, which a C thread of the parent's may have held)
     finally:
         process.lock.release()
 

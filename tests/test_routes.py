@@ -115,7 +115,10 @@ def test_a_native_null_call_takes_the_route_with_the_lanes_records(c):
     assert h not in _remote.routes.live()
 
 
-def test_a_python_skel_and_calls_with_handles_or_registered_memory_take_the_lanes(c):
+def test_a_python_skel_handles_and_registered_buffers_take_the_lanes(c):
+    """A Python skel's handle has no route; a call with a handle, or with a buffer in a
+    registered range (rpcmem: by reference), takes the GIL's path; plain buffers take the route
+    whatever else is registered."""
     h = c.open(TEST)
     assert c.invoke(h, NULL) == 0
     assert h not in _remote.routes.live() and _remote.routes.served(h) == 0
@@ -125,16 +128,62 @@ def test_a_python_skel_and_calls_with_handles_or_registered_memory_take_the_lane
     pra = (ctypes.c_uint64 * 4)(ctypes.addressof(out), 8, 0, 0)
     before = _remote.routes.served(k)
     c.lib.remote_handle64_invoke(k, 8 << 24 | 1 << 8 | 1 << 4, pra)  # a handle argument: the lanes
+    assert _remote.routes.served(k) == before
     mem = rpc.rpcmem_alloc(rpc.RPCMEM_HEAP_ID_SYSTEM, rpc.RPCMEM_DEFAULT_FLAGS, 4096)  # a registration
     try:
-        assert c.lib.remote_handle64_invoke(k, 8 << 24 | 1 << 8, pra) == 0  # (plain memory, still)
-        assert struct.unpack("<Q", out.raw)[0] != 0
+        view = (ctypes.c_char * 4096).from_buffer(mem)
+        shared = (ctypes.c_uint64 * 2)(ctypes.addressof(view) + 64, 8)  # out0 in the rpcmem buffer
+        assert c.lib.remote_handle64_invoke(k, 8 << 24 | 1 << 8, shared) == 0
+        assert struct.unpack_from("<Q", mem, 64)[0] != 0  # (the DSP wrote it in place: by reference)
+        assert _remote.routes.served(k) == before
+        over = (ctypes.c_uint64 * 2)(ctypes.addressof(view) + 4090, 8)  # starts in it, runs past
+        assert c.lib.remote_handle64_invoke(k, 8 << 24 | 1 << 8, over) & 0xFFFF_FFFF == rpc.AEE_EBADPARM
+        assert _remote.routes.served(k) == before
+        out.raw = bytes(8)
+        assert c.lib.remote_handle64_invoke(k, 8 << 24 | 1 << 8, pra) == 0  # plain memory: the route
+        assert struct.unpack("<Q", out.raw)[0] != 0 and _remote.routes.served(k) == before + 1
+        del view
     finally:
         rpc.rpcmem_free(mem)
-    assert _remote.routes.served(k) == before  # (while anything is registered: the GIL's path)
-    assert c.lib.remote_handle64_invoke(k, 8 << 24 | 1 << 8, pra) == 0
-    assert _remote.routes.served(k) == before + 1
     assert c.close(h) == 0 and c.close(k) == 0
+
+
+def test_registrations_changing_while_c_threads_call_on_routes(c):
+    """rpcmem buffers allocated and freed in a loop (the table's array grows, shifts and
+    moves) while two C threads call with plain buffers on their routes without the GIL: every
+    answer right, the routes served the calls."""
+    hs = [c.open(), c.open()]
+    for h in hs:
+        c.invoke(h, NULL)
+        assert _args_call(c, h, 7, [b"\x01" * 8], 4)[0] == 0
+    stop, bad = threading.Event(), []
+
+    def run(h, seed):
+        i = 0
+        while not stop.is_set():
+            data = bytes([(seed + i) & 0xFF]) * (8 + i % 200)
+            got = _args_call(c, h, 7, [data], 4)
+            if got != (0, 0, struct.pack("<I", sum(data))):
+                bad.append(got)
+            i += 1
+
+    before = [_remote.routes.served(h) for h in hs]
+    ts = [threading.Thread(target=run, args=(h, k)) for k, h in enumerate(hs)]
+    for t in ts:
+        t.start()
+    try:
+        for _ in range(150):
+            mems = [rpc.rpcmem_alloc(rpc.RPCMEM_HEAP_ID_SYSTEM, rpc.RPCMEM_DEFAULT_FLAGS, 4096) for _ in range(20)]
+            for m in reversed(mems):
+                rpc.rpcmem_free(m)
+    finally:
+        stop.set()
+        for t in ts:
+            t.join()
+    assert not bad
+    assert all(_remote.routes.served(h) > b for h, b in zip(hs, before))
+    for h in hs:
+        assert c.close(h) == 0
 
 
 def _args_call(c, h, method, ins, nout):
