@@ -29,7 +29,7 @@ from libc.string cimport memset
 from qda_core._atomic cimport qda_inc_long, qda_load_long, qda_load_ull, qda_spin_lock, qda_spin_unlock, qda_store_ull
 from qda_core._cdev cimport Epoch, Switch
 from qda_core._cwire cimport sc_length
-from qda_core._engine cimport ROUTE_DECLINED, EngineRoute, FileLane
+from qda_core._engine cimport ROUTE_ARGS_KEPT, ROUTE_DECLINED, EngineRoute, FileLane
 
 cdef extern from *:
     const char *QDARPC_VERSION
@@ -143,24 +143,42 @@ cdef struct regtab_t:
     int lock                    # held while the array moves or shifts (writers hold the GIL too)
 
 
-cdef int _regs_hit(regtab_t *t, uint64_t addr, uint64_t length) noexcept nogil:
-    """Without the GIL: 1 when ``[addr, addr+length)`` starts in a registered range (inside it,
-    or running past it: the GIL's path answers either), else 0."""
-    cdef Py_ssize_t lo = 0, hi, mid
-    cdef int hit = 0
-    qda_spin_lock(&t.lock)
-    hi = t.n
-    while lo < hi:  # the first range starting past addr; any before it may hold addr
+cdef Py_ssize_t _regtab_bisect(const regtab_t *t, uint64_t addr) noexcept nogil:
+    """Index of the first range with start > addr."""
+    cdef Py_ssize_t lo = 0, hi = t.n, mid
+    while lo < hi:
         mid = (lo + hi) >> 1
         if t.regs[mid].start <= addr:
             lo = mid + 1
         else:
             hi = mid
-    while lo > 0 and not hit:
-        lo -= 1
-        hit = addr < t.regs[lo].end
+    return lo
+
+
+cdef int _regtab_find(regtab_t *t, uint64_t addr, uint64_t length, reg_t **out) noexcept nogil:
+    """1: [addr, addr+length) lies in a range (*out set); -1: starts in one but overruns
+    every range containing addr; 0: not registered."""
+    cdef Py_ssize_t i = _regtab_bisect(t, addr) - 1
+    cdef int overrun = 0
+    while i >= 0:
+        if addr < t.regs[i].end:
+            if length <= t.regs[i].end - addr:  # not addr + length: that can wrap
+                out[0] = &t.regs[i]
+                return 1
+            overrun = 1
+        i -= 1
+    return -1 if overrun else 0
+
+
+cdef int _regs_hit(regtab_t *t, uint64_t addr, uint64_t length) noexcept nogil:
+    """:func:`_regtab_find` without the GIL, under the table's lock: non-zero when the buffer
+    starts in a registered range (by reference, or overrunning it: the GIL's path answers)."""
+    cdef reg_t *r
+    cdef int k
+    qda_spin_lock(&t.lock)
+    k = _regtab_find(t, addr, length, &r)
     qda_spin_unlock(&t.lock)
-    return hit
+    return k
 
 
 cdef class RegTable:
@@ -183,17 +201,6 @@ cdef class RegTable:
     def __len__(self):
         return self.t.n
 
-    cdef Py_ssize_t _bisect(self, uint64_t addr) noexcept:
-        """Index of the first range with start > addr."""
-        cdef Py_ssize_t lo = 0, hi = self.t.n, mid
-        while lo < hi:
-            mid = (lo + hi) >> 1
-            if self.t.regs[mid].start <= addr:
-                lo = mid + 1
-            else:
-                hi = mid
-        return lo
-
     def add(self, uint64_t start, uint64_t size, int32_t fd, uint32_t attr=0):
         """Register (or add a reference to) a range; returns its reference count."""
         cdef Py_ssize_t i, j
@@ -201,7 +208,7 @@ cdef class RegTable:
             raise ValueError("cannot register an empty range")
         if size > <uint64_t>0xFFFFFFFFFFFFFFFF - start:
             raise ValueError(f"range {start:#x}+{size:#x} runs past the end of the address space")
-        i = self._bisect(start)
+        i = _regtab_bisect(&self.t, start)
         j = i - 1
         while j >= 0 and self.t.regs[j].start == start:
             if self.t.regs[j].end == start + size and self.t.regs[j].fd == fd:
@@ -236,7 +243,7 @@ cdef class RegTable:
         """Drop one reference of the registration at ``start``. Returns ``(fd, refs_left)``;
         ``(None, 0)`` if nothing is registered there; raises ValueError if the registration at
         ``start`` has another size (where the C library aborts the process)."""
-        cdef Py_ssize_t i = self._bisect(start) - 1, j
+        cdef Py_ssize_t i = _regtab_bisect(&self.t, start) - 1, j
         cdef int32_t fd
         cdef uint64_t other = 0
         while i >= 0 and self.t.regs[i].start == start:
@@ -259,17 +266,8 @@ cdef class RegTable:
 
     cdef int find(self, uint64_t addr, uint64_t length, reg_t **out) noexcept:
         """1: [addr, addr+length) lies in a range (*out set); -1: starts in one but overruns
-        every range containing addr; 0: not registered."""
-        cdef Py_ssize_t i = self._bisect(addr) - 1
-        cdef int overrun = 0
-        while i >= 0:
-            if addr < self.t.regs[i].end:
-                if length <= self.t.regs[i].end - addr:  # not addr + length: that can wrap
-                    out[0] = &self.t.regs[i]
-                    return 1
-                overrun = 1
-            i -= 1
-        return -1 if overrun else 0
+        every range containing addr; 0: not registered (:func:`_regtab_find`)."""
+        return _regtab_find(&self.t, addr, length, out)
 
     def lookup(self, uint64_t addr, uint64_t length):
         """``(fd, attr)`` of the range holding the buffer, None if unregistered; ValueError if
@@ -709,7 +707,7 @@ cdef long long _face_h64_invoke(void *ctx, unsigned long long h, unsigned int sc
         code = (<Invoker>(<Record>rec).invoker).call(
             (<Record>rec).dsp_handle, sc, CArgs.__new__(CArgs, pra, sc_length(sc)) if sc_length(sc) else None)
         if code == 0:
-            if not sc & 0xFF and sc_length(sc) <= _ROUTE_ARGS:  # a call a route serves: take one
+            if not sc & 0xFF and sc_length(sc) <= ROUTE_ARGS_KEPT:  # a call a route serves: take one
                 # for the next (once per change)
                 try:
                     _routes.refresh(h, rec, f)
@@ -942,7 +940,7 @@ cdef long long _face_route_invoke(void *ctx, unsigned long long h, unsigned int 
     cdef _slot *s
     cdef long long ret
     cdef uint32_t n = sc_length(sc)
-    if sc & 0xFF or n > _ROUTE_ARGS or h == 0 or (n and pra == 0):  # (handles; a NULL pra: the API's error)
+    if sc & 0xFF or n > ROUTE_ARGS_KEPT or h == 0 or (n and pra == 0):  # (handles; a NULL pra: the API's error)
         return QDARPC_FACE_DECLINED
     s = _find(h)
     if s == NULL:
@@ -969,7 +967,6 @@ cdef long long _face_route_invoke(void *ctx, unsigned long long h, unsigned int 
 cdef enum:
     ORIGIN_DSP_C = 0
     ORIGIN_DRIVER_C = 2
-    _ROUTE_ARGS = 8  # buffers a C caller's route call takes (EngineRoute.call_args: its plan kept)
 
 
 cdef long long _route_args(_slot *s, unsigned int sc, unsigned long long pra, uint32_t n) noexcept nogil:
@@ -978,8 +975,8 @@ cdef long long _route_args(_slot *s, unsigned int sc, unsigned long long pra, ui
     invoker's table (read under its lock; a registration made meanwhile comes after this call)
     - then :meth:`EngineRoute.call_args`; ``ROUTE_DECLINED`` before anything happened otherwise
     (an unreadable array, a buffer by reference: the GIL's path answers as ever)."""
-    cdef uint64_t raw[2 * _ROUTE_ARGS]
-    cdef uint64_t descs[3 * _ROUTE_ARGS]
+    cdef uint64_t raw[2 * ROUTE_ARGS_KEPT]
+    cdef uint64_t descs[3 * ROUTE_ARGS_KEPT]
     cdef uint32_t i
     cdef size_t mark
     cdef long long ret

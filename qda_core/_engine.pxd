@@ -9,6 +9,7 @@ from qda_core._marshal cimport qda_olap
 
 cdef enum:
     ROUTE_DECLINED = -0x100000  # EngineRoute.call: not served, nothing happened (below any -errno)
+    ROUTE_ARGS_KEPT = 8         # arguments of a call whose plan a route keeps (and which call_args serves)
 
 ctypedef int (*route_call_fn)(void *arg, const fastrpc_msg *m, fastrpc_invoke_rsp *rsp) noexcept nogil
 
@@ -171,8 +172,8 @@ cdef class EngineRoute:
     # the last call's plan (call_gil), kept for a next call with the very same descriptors
     cdef uint32_t plan_sc        # its scalars (0: none kept)
     cdef uint64_t plan_pkt
-    cdef char plan_descs[24 * 8]
-    cdef qda_olap plan_olaps[8]
+    cdef char plan_descs[24 * ROUTE_ARGS_KEPT]
+    cdef qda_olap plan_olaps[ROUTE_ARGS_KEPT]
     cdef void _scrub(self, uint64_t end, bint shown) noexcept nogil
 
     cdef bint _ready(self, uint32_t sc) noexcept nogil
@@ -185,8 +186,8 @@ cdef class EngineRoute:
     cdef void _drop_listed(self, uint64_t *fds, int n) noexcept with gil
     cdef void _scrub_big(self, uint64_t end, uint64_t rounded) noexcept nogil
     cdef int reserve(self) except -1
+    cdef int _plan(self, uint32_t sc, const char *descs, uint32_t n, qda_olap *olaps, uint64_t *pkt) noexcept nogil
     cdef uint64_t wanted         # a second buffer's payload a call without the GIL lacked (reserve)
-    cdef bint poll_word          # the layout's poll word shifts the data area (EngineLane.poll_word)
     cdef bint lists_fds          # the driver drops the maps a reply's fdlist names (legacy)
     cdef object call_gil(self, uint32_t sc, const char *descs, bint held)
     cdef int _pack(self, uint32_t sc, const char *descs, uint32_t n, const qda_olap *olaps, uint64_t pkt,

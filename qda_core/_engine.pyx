@@ -528,7 +528,7 @@ cdef class EngineLane:
     cpdef int invoke(self, int client_id, int tid, uint32_t handle, uint32_t sc, int pd, args, refs, msg_alloc,
                      origin, fdlist, bint poll) except? -1:
         cdef uint32_t n = sc_length(sc)
-        cdef uint64_t shift = _ALIGN if self.poll_word and n % 16 == 0 else 0
+        cdef uint64_t shift = _shift(self.poll_word, n)
         cdef uint64_t size, pkt, rounded, ctxword, dev, va, meta, seq
         cdef qda_olap olaps[REMOTE_SCALARS_MAX_LENGTH]
         cdef size_t plen
@@ -683,13 +683,26 @@ cdef enum:
     # class is 80 KiB, and everything smaller. Past it the copy dwarfs what the buffer saves.
     _BIG_MAX = 128 << 10
     _ROUTE_ARGS_MAX = 510  # buffers a call can declare (255 in, 255 out)
-    _PLAN_KEPT = 8         # a route keeps the plan of calls with up to this many (EngineRoute.plan_*)
 #: The largest payload (page-rounded) a route's second buffer serves (EngineRoute._buffer_for).
 ROUTE_SECOND_MAX = _BIG_MAX
 cdef char _ZREFS[16 * _ROUTE_ARGS_MAX]  # the page list of a call with nothing by reference: zeros
 
 
-cdef bint _routable(uint32_t sc, const char *descs) noexcept:
+cdef inline uint64_t _shift(bint poll_word, uint32_t n) noexcept nogil:
+    """How far the poll word moves a payload's data area (fastrpc._pack_shifted): the layout has
+    one and the metadata ends on its alignment (n % 16 == 0, no arguments included)."""
+    return _ALIGN if poll_word and n % 16 == 0 else 0
+
+
+cdef inline void _meta_to_front(char *ptr, uint32_t n, uint64_t shift) noexcept nogil:
+    """After a payload of n arguments was packed ``shift`` bytes in: its metadata back where
+    the DSP reads it, the poll word's gap after it zeroed (fastrpc._pack_shifted)."""
+    cdef uint64_t meta = 40 * n + 384
+    memmove(ptr, ptr + shift, meta)
+    memset(ptr + meta, 0, shift)
+
+
+cdef bint _routable(uint32_t sc, const char *descs) noexcept nogil:
     """A call a route serves (:meth:`EngineRoute.call_gil`): no handles, every buffer copied
     (``fd`` 0 or -1, or empty: both drivers copy those) - the lanes map the others."""
     cdef uint32_t n = sc_length(sc), j
@@ -778,7 +791,7 @@ def open_route(f, FileLane fl, uint32_t handle, int pd, int lost_errno):
     seqs = dict_attr(e._eng, "_seqs", e.engine) if e.seq_shift >= 0 else None
     if seqs is not None and type(seqs) is not SeqCounter:
         return None
-    shift = _ALIGN if e.poll_word else 0  # (no arguments: n % 16 == 0)
+    shift = _shift(e.poll_word, 0)
     pkt = plan_raw(0, NULL, 0, NULL, 0, olaps)
     size = pkt + shift
     if size > _PAGE:
@@ -810,7 +823,6 @@ def open_route(f, FileLane fl, uint32_t handle, int pd, int lost_errno):
         r.seqs, r.seq_shift = seqs, e.seq_shift
         r.epoch, r.lost_errno = epoch, lost_errno
         r.native = bool(dsp.native)
-        r.poll_word = bool(e.poll_word)
         r.lists_fds = hasattr(f, "drop_listed_maps")
         fl.routes.append(r)
         return r
@@ -881,7 +893,7 @@ cdef class EngineRoute:
         payload neither buffer holds, an in-buffer not readable (the GIL's path answers those)."""
         cdef long long ret = ROUTE_DECLINED
         cdef int k
-        if not self.native or sc & 0xFF or n > _PLAN_KEPT or n != sc_length(sc):
+        if not self.native or sc & 0xFF or n > ROUTE_ARGS_KEPT or n != sc_length(sc):
             return ROUTE_DECLINED
         k = self.fl.route_enter()
         if k != 1:
@@ -941,16 +953,9 @@ cdef class EngineRoute:
         cdef uint64_t bsize, va, dev
         cdef size_t mark
         cdef bint page
-        if sc == self.plan_sc and memcmp(descs, self.plan_descs, 24 * n) == 0:
-            pkt = self.plan_pkt  # (the last call's descriptors again: its plan)
-            memcpy(olaps, self.plan_olaps, n * sizeof(qda_olap))
-        else:
-            if plan_nogil(sc, descs, 24 * n, olaps, &pkt) < 0:
-                return ROUTE_DECLINED  # (the lanes raise what the marshaller refuses)
-            memcpy(self.plan_descs, descs, 24 * n)
-            memcpy(self.plan_olaps, olaps, n * sizeof(qda_olap))
-            self.plan_sc, self.plan_pkt = sc, pkt
-        shift = _ALIGN if self.poll_word and n % 16 == 0 else 0
+        if self._plan(sc, descs, n, olaps, &pkt) < 0:
+            return ROUTE_DECLINED  # (the lanes raise what the marshaller refuses)
+        shift = _shift(self.engine.poll_word, n)
         size = pkt + shift
         rounded = (size + _PAGE - 1) & ~(_PAGE - 1)
         if rounded <= self.mb.size:
@@ -967,9 +972,8 @@ cdef class EngineRoute:
                 self.dirty = _PAGE  # (written in part: cleared past the next packet)
             scope_end(mark)
             return ROUTE_DECLINED  # an in-buffer not readable: the GIL's path says EFAULT
-        if shift:  # the metadata where the DSP reads it, the poll word's gap zeroed (_pack)
-            memmove(ptr, ptr + shift, 40 * n + 384)
-            memset(ptr + 40 * n + 384, 0, shift)
+        if shift:
+            _meta_to_front(ptr, n, shift)
         if page:
             self._scrub(size, True)
         else:
@@ -983,6 +987,23 @@ cdef class EngineRoute:
                 self._drop_listed(fds, k)
         scope_end(mark)
         return ret
+
+    cdef int _plan(self, uint32_t sc, const char *descs, uint32_t n, qda_olap *olaps, uint64_t *pkt) noexcept nogil:
+        # the payload's plan (olaps) and packet size: the last call's when its descriptors are
+        # the very same (a loop over the same buffers, up to ROUTE_ARGS_KEPT of them), else made
+        # now and kept; -1: a call no route serves (handles, a buffer by reference) or whose
+        # descriptors the marshaller refuses (the lanes raise it)
+        if n <= ROUTE_ARGS_KEPT and sc == self.plan_sc and memcmp(descs, self.plan_descs, 24 * n) == 0:
+            pkt[0] = self.plan_pkt
+            memcpy(olaps, self.plan_olaps, n * sizeof(qda_olap))
+            return 0
+        if not _routable(sc, descs) or plan_nogil(sc, descs, 24 * n, olaps, pkt) < 0:
+            return -1
+        if n <= ROUTE_ARGS_KEPT:
+            memcpy(self.plan_descs, descs, 24 * n)
+            memcpy(self.plan_olaps, olaps, n * sizeof(qda_olap))
+            self.plan_sc, self.plan_pkt = sc, pkt[0]
+        return 0
 
     cdef int reserve(self) except -1:
         """With the GIL: the second buffer a call without the GIL lacked (``call_args``
@@ -1045,22 +1066,9 @@ cdef class EngineRoute:
         cdef int32_t retval = 0
         cdef MsgBuf mb
         if n:
-            if n <= _PLAN_KEPT and sc == self.plan_sc and memcmp(descs, self.plan_descs, 24 * n) == 0:
-                # the last call's descriptors again (a loop over the same buffers): its plan
-                pkt = self.plan_pkt
-                memcpy(olaps, self.plan_olaps, n * sizeof(qda_olap))
-            else:
-                if not _routable(sc, descs):
-                    return None
-                try:
-                    pkt = plan_raw(sc, descs, 24 * n, _ZREFS, 16 * n, olaps)
-                except OSError:
-                    return None
-                if n <= _PLAN_KEPT:
-                    memcpy(self.plan_descs, descs, 24 * n)
-                    memcpy(self.plan_olaps, olaps, n * sizeof(qda_olap))
-                    self.plan_sc, self.plan_pkt = sc, pkt
-            size = pkt + (_ALIGN if self.engine.poll_word and n % 16 == 0 else 0)
+            if self._plan(sc, descs, n, olaps, &pkt) < 0:
+                return None
+            size = pkt + _shift(self.engine.poll_word, n)
             if size > (<uint64_t>1 << 62):
                 return None
         if not self._ready(sc):
@@ -1164,16 +1172,13 @@ cdef class EngineRoute:
                    uint64_t shift, MsgBuf mb, bint held) except -1:
         # the payload as the lane packs it (fastrpc._pack_shifted when the poll word moves the
         # data area): the checked copies of every buffer (pinned ones: memcpy), or plain ones
-        cdef uint64_t meta
         if held:
             pack_held(sc, descs, _ZREFS, olaps, pkt, mb.ptr + shift, mb.size - shift, mb.va + shift, mb.dev + shift)
         else:
             pack_planned_raw(sc, descs, 24 * n, _ZREFS, 16 * n, olaps, pkt, mb.ptr + shift, mb.size - shift,
                              mb.va + shift, mb.dev + shift)
         if shift:
-            meta = 40 * n + 384
-            memmove(mb.ptr, mb.ptr + shift, meta)
-            memset(mb.ptr + meta, 0, shift)
+            _meta_to_front(mb.ptr, n, shift)
         return 0
 
     cdef int _lost(self, exc) except -1:
