@@ -172,6 +172,11 @@ cdef inline Py_ssize_t _held_views(PyObject *t, PyObject *mine, _PyManagedBuffer
     return n
 
 
+cdef inline bint _in_payload(uint64_t addr, uint64_t n, uint64_t base, uint64_t size) noexcept nogil:
+    """``[addr, addr + n)`` lies in the payload at ``base`` (``size`` bytes); no sum that can wrap."""
+    return addr >= base and addr - base <= size and n <= size - (addr - base)
+
+
 cdef inline bint _bare(Call call, proc, handle) noexcept:
     """``call``, a call without arguments, is as a route makes one: no buffers or handles, its
     process and handle, ints where ints were (so keeping it keeps nothing of the skel's)."""
@@ -441,8 +446,8 @@ cdef class DspLane:
         r = DspRoute.__new__(DspRoute)
         r.lane, r.pd, r.mod, r.stats = self, pd, mod, stats
         r.hkey = _own_key(pd.modules, handle)
-        r.origin, r.cbps = origin, cost.cache_bytes_per_s
-        r.pv, r.pvoff, r.phost, r.paddr, r.psize = whole, boff, host, addr, size
+        r.origin = origin
+        r.pv, r.pvoff = whole, boff
         if type(whole) is memoryview:
             exporter = <PyObject *>(<PyMemoryViewObject *><PyObject *>whole).mbuf.master.obj
             if exporter != NULL and type(<object>exporter) is Pages:
@@ -685,7 +690,7 @@ cdef class DspLane:
                 copied[0] += n
             if n == 0:
                 pra[2 * i] = 0
-            elif a >= base and off <= size and n <= size - off:
+            elif _in_payload(a, n, base, size):
                 pra[2 * i] = <uint64_t><size_t>(host + off)
             else:
                 if pd.ranges:
@@ -726,8 +731,8 @@ cdef class DspLane:
         counts[0] = counts[1] = counts[2] = 0
         for i in range(nbufs):
             n = bufs[i].len
-            off = bufs[i].addr - base  # wraps below base: then > size, so "outside"
-            if n and not (bufs[i].addr >= base and off <= size and n <= size - off):
+            off = bufs[i].addr - base
+            if n and not _in_payload(bufs[i].addr, n, base, size):
                 return None  # by reference: the PD's SMMU view (_views)
             counts[1 if i < nin else 2] += n
             counts[0] += n
@@ -963,17 +968,11 @@ cdef class DspRoute:
     cdef object stats
     cdef object hkey            # the handle as the modules dict's own key (the Call's handle)
     cdef object origin          # the sender's stamp (a message the reference answers names it)
-    cdef double cbps            # the cost model's copy rate
-    cdef object pv              # the route's message buffer translated: Smmu.base's view, offset,
-    cdef Py_ssize_t pvoff       # host address and the buffer's device address
-    cdef char *phost
-    cdef uint64_t paddr
-    cdef uint64_t psize         # and its size
+    cdef object pv              # the route's message buffer translated: Smmu.base's view and
+    cdef Py_ssize_t pvoff       # offset (its host address, device address and size: c.p*)
     cdef PyObject *pages        # pv's exporter when it is a Pages (pv holds it), else NULL
-    cdef object bv              # the route's second buffer (route_attach) translated as pv is,
-    cdef Py_ssize_t bvoff       # None while it has none; a message at baddr of at most bsize
-    cdef char *bhost            # bytes is in it
-    cdef uint64_t baddr, bsize
+    cdef object bv              # the route's second buffer (route_attach) translated as pv is
+    cdef Py_ssize_t bvoff       # (c.b*), None while it has none
     cdef unsigned long long v_taken, v_made  # its taken and the PD memory's views_made at the
                                              # last confined call (_route_clean compares)
     cdef unsigned long long at_taken, at_made  # the same when this call reached the DSP, before
@@ -1112,8 +1111,8 @@ cdef bint _route_args(qda_dsp_route *r, const fastrpc_msg *m, uint64_t *pra, int
         return False
     for i in range(nbufs):
         n = bufs[i].len
-        off = bufs[i].addr - base  # wraps below base: then > size, so "outside"
-        if n and not (bufs[i].addr >= base and off <= size and n <= size - off):
+        off = bufs[i].addr - base
+        if n and not _in_payload(bufs[i].addr, n, base, size):
             return False
         pra[2 * i] = <uint64_t><size_t>(host + off) if n else 0
         pra[2 * i + 1] = n
@@ -1216,7 +1215,7 @@ cdef int _route_call_gil(void *arg, const fastrpc_msg *m, fastrpc_invoke_rsp *rs
     if o.pages != NULL:  # before anything here runs Python code (a finalizer, a weak reference's
         # callback: the spare Call dropped, views made) that could reach the page unwatched
         o.at_taken, o.at_made = (<Pages>o.pages).taken, pd.nmem.views_made
-    if not r.native and (not sc & 0xFFFFFF or (not sc & 0xFF and m.addr == o.paddr and m.size == o.psize)):
+    if not r.native and (not sc & 0xFFFFFF or (not sc & 0xFF and m.addr == r.paddr and m.size == r.psize)):
         # a Python skel's call without arguments, or with buffers only in the route's own buffer
         # (checked in the PD's streams when the route was opened: _serve's plain case), straight
         # to its Call - from the decode, or the last such call's if nobody kept or changed it
@@ -1224,7 +1223,7 @@ cdef int _route_call_gil(void *arg, const fastrpc_msg *m, fastrpc_invoke_rsp *rs
             pd.sc, pd.scval = sc, sc
         counts[0] = counts[1] = counts[2] = 0
         if sc & 0xFFFFFF:
-            call = lane._plain_call(m, pd, counts, method, o.hkey, o.pv, o.pvoff, o.phost, o)
+            call = lane._plain_call(m, pd, counts, method, o.hkey, o.pv, o.pvoff, r.phost, o)
         else:
             call, o.spare0 = o.spare0, None
             if call is not None and _refs(<PyObject *>call) == 1 and _bare(call, pd.proc, o.hkey):
@@ -1233,7 +1232,7 @@ cdef int _route_call_gil(void *arg, const fastrpc_msg *m, fastrpc_invoke_rsp *rs
                 call = new_call(pd.sc, method, (), (), (), (), pd.proc, o.hkey)
         if call is not None:  # (else the lane's serving below: it answers what this does not)
             # (DspLane._run, for the route's Calls)
-            ns += <int64_t>(<double>counts[0] * 1e9 / o.cbps)
+            ns += <int64_t>(<double>counts[0] * 1e9 / r.cbps)
             try:
                 rv = <int32_t><uint32_t>_invoke(o.mod, call, method, sc)
             except Exception as exc:
@@ -1250,14 +1249,14 @@ cdef int _route_call_gil(void *arg, const fastrpc_msg *m, fastrpc_invoke_rsp *rs
             k = lane._finish(m, rsp, pd, rv, crashed, ns, <int64_t>counts[1], <int64_t>counts[2], 0, 0, r.generation)
             return k | QDA_EP_CONFINED if confined and k == QDA_EP_REPLIED else k
     if sc & 0xFFFFFF:  # arguments: the lane's own serving of a message it found usual
-        if m.addr == o.paddr:  # in the route's own buffer, translated once
-            return lane._serve(m, o.origin, rsp, pd, o.mod, o.hkey, r.generation, r.overhead, o.cbps, o.pv, o.pvoff,
-                               o.phost, o)
-        if o.bhost != NULL and m.addr == o.baddr and m.size <= o.bsize:  # in its second one: its
+        if m.addr == r.paddr:  # in the route's own buffer, translated once
+            return lane._serve(m, o.origin, rsp, pd, o.mod, o.hkey, r.generation, r.overhead, r.cbps, o.pv, o.pvoff,
+                               r.phost, o)
+        if r.bhost != NULL and m.addr == r.baddr and m.size <= r.bsize:  # in its second one: its
             # spare Call too (a view of the second buffer is no view of the page: never confined)
-            return lane._serve(m, o.origin, rsp, pd, o.mod, o.hkey, r.generation, r.overhead, o.cbps, o.bv, o.bvoff,
-                               o.bhost, o)
-        return lane._serve(m, o.origin, rsp, pd, o.mod, o.hkey, r.generation, r.overhead, o.cbps, None, 0, NULL)
+            return lane._serve(m, o.origin, rsp, pd, o.mod, o.hkey, r.generation, r.overhead, r.cbps, o.bv, o.bvoff,
+                               r.bhost, o)
+        return lane._serve(m, o.origin, rsp, pd, o.mod, o.hkey, r.generation, r.overhead, r.cbps, None, 0, NULL)
     with nogil:  # (a native skel's call without arguments)
         rv = _route_skel(r, sc, &signo)
     if rv == _FAULTED and signo:
@@ -1275,7 +1274,7 @@ cdef int _route_attach(void *arg, unsigned long long addr, unsigned long long si
     cdef _Pd pd = o.pd
     cdef char *host = NULL
     cdef Py_ssize_t boff = 0
-    o.bv, o.bvoff, o.bhost, o.baddr, o.bsize = None, 0, NULL, 0, 0  # (an earlier one: gone now,
+    o.bv, o.bvoff = None, 0  # (an earlier one: gone now,
     o.c.bhost, o.c.baddr, o.c.bsize = NULL, 0, 0
     o.spare = o.spare_ins = o.spare_outs = None  # and any Call with views of it)
     if pd.nmem is None or not size or not _in_streams(pd, addr, size):
@@ -1283,7 +1282,7 @@ cdef int _route_attach(void *arg, unsigned long long addr, unsigned long long si
     whole = pd.nmem.base(addr, size, &boff, &host)
     if whole is None or host == NULL:
         return 0
-    o.bv, o.bvoff, o.bhost, o.baddr, o.bsize = whole, boff, host, addr, size
+    o.bv, o.bvoff = whole, boff
     o.c.bhost, o.c.baddr, o.c.bsize = host, addr, size
     return 1
 
