@@ -44,7 +44,8 @@ def _class_by_formula(size: int) -> int:
 
 
 @settings(max_examples=300)
-@given(st.one_of(st.integers(-(1 << 10), 1 << 40), st.integers((1 << 61) - 4096, 1 << 64)))
+@given(st.one_of(st.integers(-(1 << 10), 1 << 40), st.integers((1 << 61) - 4096, 1 << 64),
+                 st.integers(-(1 << 70), -(1 << 62))))
 def test_size_class_in_c_matches_the_formula(size):
     """The C arithmetic (a take's, sizes below 2**61) and the Python one (beyond) agree with the
     documented classes at every size, the boundaries between them included."""

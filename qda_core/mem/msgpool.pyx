@@ -59,10 +59,8 @@ cdef extern from *:
 
 def size_class(size: int) -> int:
     """The buffer size that serves a request of ``size`` bytes."""
-    if 0 < size <= _PAGE:
-        return _PAGE  # the usual message (every invoke with small arguments): no arithmetic
-    if size < _CLASS_C_MAX:
-        return _class_of(size)
+    if 0 < size < _CLASS_C_MAX:
+        return _class_of(size)  # (in C; the sizes around it, in Python's ints)
     size = page_align(max(size, 1))
     if size <= _SMALL:
         return size
@@ -186,16 +184,13 @@ cdef class MessagePool(MsgSource):
 
     cdef MsgBuf _take(self, Py_ssize_t size):
         cdef MsgBuf buf = None
-        cdef Py_ssize_t cls = _C_PAGE
+        cdef Py_ssize_t cls = <Py_ssize_t>self.class_of(<uint64_t>size) if size > 0 else 0
         cdef Py_ssize_t i
-        if not 0 < size <= _C_PAGE:
-            if 0 < size < _CLASS_C_MAX:
-                cls = _class_of(size)
-            else:
-                c = size_class(size)  # Python code: before the free list is read
-                if c > PY_SSIZE_T_MAX:  # rounded up past any C size
-                    self._none_of(size)
-                cls = c
+        if cls == 0:  # (no size or a huge one)
+            c = size_class(size)  # Python code: before the free list is read
+            if c > PY_SSIZE_T_MAX:  # rounded up past any C size
+                self._none_of(size)
+            cls = c
         # from here until the buffer is out of the list no Python code runs (no other thread)
         i = self._n - 1
         while i >= 0 and self._sizes[i] != cls:  # the most recently returned buffer of the class
