@@ -262,25 +262,35 @@ class RefBuffers:
         os.close(self.dma_fd)
 
 
-#: The start of a Python skel's source for RouteSide: ``EE``, ``_addr``, ``_tail`` (the page of a
-#: view's exporter and the range from the view's end to its page's end) and ``PageSkel``, a
-#: Skeleton whose method 2 fills its out-buffer with its in-buffer's first byte and whose
-#: method 5 (``RouteSide.peek``) counts the bytes past its out-buffer that are not zero.
-PAGE_SKEL_PRELUDE = '''
-import ctypes, struct, weakref
-from qda_core.dsp import Skeleton, method
-
-EE = 0xEE
+#: The start of a Python test skel's source: ``_addr`` (a buffer's address), ``_offset`` (a
+#: view's exporter, the message buffer's mapping, as a view, and the view's offset in it) and
+#: ``_tail`` (that mapping and the range from the view's end to its page's end).
+VIEW_PRELUDE = '''
+import ctypes
 
 
 def _addr(v):
     return ctypes.addressof(ctypes.c_char.from_buffer(v))
 
 
+def _offset(view):
+    whole = memoryview(view.obj)
+    return whole, _addr(view) - _addr(whole)
+
+
 def _tail(view):
-    page = memoryview(view.obj)
-    off = _addr(view) - _addr(page)
+    page, off = _offset(view)
     return page, off + len(view), off - off % 4096 + 4096
+'''
+
+#: The start of a Python skel's source for RouteSide: ``VIEW_PRELUDE``, ``EE`` and ``PageSkel``,
+#: a Skeleton whose method 2 fills its out-buffer with its in-buffer's first byte and whose
+#: method 5 (``RouteSide.peek``) counts the bytes past its out-buffer that are not zero.
+PAGE_SKEL_PRELUDE = VIEW_PRELUDE + '''
+import struct, weakref
+from qda_core.dsp import Skeleton, method
+
+EE = 0xEE
 
 
 class PageSkel(Skeleton):

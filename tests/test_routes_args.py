@@ -26,7 +26,7 @@ from qda_core.legacy import DmaBufRef, dmabuf_mmap
 from qda_core.mem import backing
 
 sys.path.insert(0, str(Path(__file__).parent))
-from dsp_helpers import TEST_URI, plane  # noqa: E402
+from dsp_helpers import TEST_URI, VIEW_PRELUDE, plane  # noqa: E402
 
 NULL, ECHO, INC, FAIL, CHECKSUM, TOUCH = 0x02000000, 0x03010100, 0x04000100, 0x05010000, 0x07010100, 0x09010100
 BAD = object()  # an argument at an unmapped address (raw INVOKE only)
@@ -229,37 +229,48 @@ def test_a_call_past_the_page_takes_the_routes_second_buffer(sides, drv, how):
     assert r.served == 11
 
 
+def _keep_calls(make_soc, tmp_path, monkeypatch, drv, size, calls, route_check=None):
+    """KEEP_SKEL's ``calls`` - ``(method, bytes of in0 (a slice of one arena of ``size``
+    bytes), bytes of out0)`` - on each plane: ``{plane: [out0's first int64 of each call]}``;
+    ``route_check(route)``: the native plane's route to the skel after them."""
+    seen = {}
+    for name in ("native", "py"):
+        f, h = _skel_file(make_soc, tmp_path, monkeypatch, drv, "libqdarpc_keep_skel.py", KEEP_SKEL, KEEP_URI, name)
+        try:
+            arena, got = memoryview(bytearray(b"d" * size)), []
+            for method, n_in, n_out in calls:
+                out = bytearray(n_out)
+                with arena[:n_in] as data:
+                    assert f.invoke(h, (method << 24) | 0x10100, [data, out]) == 0
+                got.append(struct.unpack_from("<q", out)[0])
+            arena.release()
+            if name == "native" and route_check is not None:
+                route_check(f._lane.route_for(h))
+            seen[name] = got
+        finally:
+            f.close()
+    return seen
+
+
 @pytest.mark.parametrize("drv", ["accel", "legacy"])
 def test_the_routes_second_buffer_shows_the_dsp_no_earlier_calls_bytes(make_soc, tmp_path, monkeypatch, drv):
     """The DSP is shown a window of the second buffer (the packet, page-rounded): its packet's
     bytes and zeros, whatever an earlier, larger call left in it or a skel wrote through its
     view's ``.obj`` past its window (both planes alike)."""
-    seen = {}
-    for name in ("native", "py"):
-        f, h = _skel_file(make_soc, tmp_path, monkeypatch, drv, "libqdarpc_keep_skel.py", KEEP_SKEL, KEEP_URI, name)
-        try:
-            arena = bytearray(b"d" * 50_000)
-            big, small, got = memoryview(arena)[:40_000], memoryview(arena)[:6_000], []
-            for method, data, nout in ((12, small, 32), (14, big, 32), (13, small, 32), (14, big, 32),
-                                       (15, small, 20_000), (14, big, 32), (13, big, 32)):
-                out = bytearray(nout)
-                assert f.invoke(h, (method << 24) | 0x10100, [data, out]) == 0
-                got.append(struct.unpack_from("<q", out)[0])
-            big.release()
-            small.release()
-            r = f._lane.route_for(h)
-            if name == "native":
-                assert r is not None and r.second_buffer is not None and r.served == 6
-            seen[name] = got
-        finally:
-            f.close()
+
+    def route_check(r):
+        assert r is not None and r.second_buffer is not None and r.served == 6
+
+    big, small = 40_000, 6_000
+    seen = _keep_calls(make_soc, tmp_path, monkeypatch, drv, 50_000,
+                       ((12, small, 32), (14, big, 32), (13, small, 32), (14, big, 32), (15, small, 20_000),
+                        (14, big, 32), (13, big, 32)), route_check)
     assert seen["native"][2] == seen["native"][4] == seen["native"][6] == 0, seen
     assert [g for i, g in enumerate(seen["native"]) if i in (2, 4, 6)] == [
         g for i, g in enumerate(seen["py"]) if i in (2, 4, 6)]
 
 
-SPY_SKEL = """\
-import ctypes
+SPY_SKEL = VIEW_PRELUDE + """
 import struct
 
 from qda_core.dsp import Skeleton, method
@@ -278,9 +289,7 @@ class QdarpcSpySkel(Skeleton):
     def lie(self, call):
         # a lying reply: out0's pointer in the payload's metadata moved 20000 bytes in (past this
         # call's window when its payload is about 10 KB)
-        out = call.outbufs[0]
-        whole = memoryview(out.obj).cast("B")
-        off = ctypes.addressof(ctypes.c_char.from_buffer(out)) - ctypes.addressof(ctypes.c_char.from_buffer(whole))
+        whole, off = _offset(call.outbufs[0])
         pv, n = struct.unpack_from("<QQ", whole, 16)
         struct.pack_into("<QQ", whole, 16, pv - off + 20_000, n)
         return 0
@@ -324,21 +333,9 @@ def test_a_pool_buffer_shows_no_bytes_a_skel_wrote_past_its_window(make_soc, tmp
     pool buffer's mapping): a later call in the same buffer with a larger window must still be
     shown its packet and zeros only (both planes; the buffer is the pool's, past the route's
     second buffer)."""
-    seen = {}
-    for name in ("native", "py"):
-        f, h = _skel_file(make_soc, tmp_path, monkeypatch, drv, "libqdarpc_keep_skel.py", KEEP_SKEL, KEEP_URI, name)
-        try:
-            arena = bytearray(b"d" * 320_000)
-            small, large, got = memoryview(arena)[:300_000], memoryview(arena)[:318_000], []
-            for method, data in ((14, small), (14, small), (13, large), (14, small), (13, large)):
-                out = bytearray(32)
-                assert f.invoke(h, (method << 24) | 0x10100, [data, out]) == 0
-                got.append(struct.unpack_from("<q", out)[0])
-            small.release()
-            large.release()
-            seen[name] = got
-        finally:
-            f.close()
+    small, large = 300_000, 318_000
+    seen = _keep_calls(make_soc, tmp_path, monkeypatch, drv, 320_000,
+                       ((14, small, 32), (14, small, 32), (13, large, 32), (14, small, 32), (13, large, 32)))
     assert seen["native"][2] == seen["native"][4] == seen["py"][2] == seen["py"][4] == 0, seen
 
 
@@ -399,8 +396,7 @@ def test_a_library_call_with_an_unvouched_buffer_takes_the_checked_copies(sides)
     assert r.served == 1 and _marshal.copy_stats()["checked"] > before["checked"]
 
 
-PEEK_SKEL = """\
-import ctypes
+PEEK_SKEL = VIEW_PRELUDE + """
 import struct
 
 from qda_core.dsp import Skeleton, method
@@ -417,10 +413,8 @@ class QdarpcPageSkel(Skeleton):
     def peek(self, call):
         # the non-zero bytes of the message page past out0 (its view's object: the buffer's mapping)
         out = call.outbufs[0]
-        page = memoryview(out.obj).cast("B")
-        off = ctypes.addressof(ctypes.c_char.from_buffer(out)) - ctypes.addressof(ctypes.c_char.from_buffer(page))
-        end = off - off % 4096 + 4096
-        struct.pack_into("<Q", out, 0, len(page[off + len(out):end]) - bytes(page[off + len(out):end]).count(0))
+        page, lo, end = _tail(out)
+        struct.pack_into("<Q", out, 0, len(page[lo:end]) - bytes(page[lo:end]).count(0))
         return 0
 """
 PAGE_URI = "file:///libqdarpc_page_skel.so?qdarpc_page_skel_handle_invoke&_modver=1.0&_dom=cdsp"
@@ -458,8 +452,7 @@ def test_the_routes_page_shows_the_dsp_no_earlier_calls_bytes(make_soc, tmp_path
         f.close()
 
 
-KEEP_SKEL = """\
-import ctypes
+KEEP_SKEL = VIEW_PRELUDE + """
 import struct
 
 from qda_core.dsp import Skeleton, method
@@ -572,13 +565,6 @@ class QdarpcKeepSkel(Skeleton):
         n = len(out) - bytes(out).count(0)
         struct.pack_into("<qQQq", out, 0, n, len(out), out.ndim, call.inbufs[0][0])
         return 0
-
-
-def _tail(out):
-    # the buffer's mapping (out0's .obj) and the range from out0's end to its page's end
-    page = memoryview(out.obj).cast("B")
-    off = ctypes.addressof(ctypes.c_char.from_buffer(out)) - ctypes.addressof(ctypes.c_char.from_buffer(page))
-    return page, off + len(out), off - off % 4096 + 4096
 """
 KEEP_URI = "file:///libqdarpc_keep_skel.so?qdarpc_keep_skel_handle_invoke&_modver=1.0&_dom=cdsp"
 
