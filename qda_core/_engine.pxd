@@ -186,7 +186,6 @@ cdef class EngineRoute:
     cdef void _drop_listed(self, uint64_t *fds, int n) noexcept with gil
     cdef void _scrub_big(self, uint64_t end, uint64_t rounded) noexcept nogil
     cdef int reserve(self) except -1
-    cdef int _plan(self, uint32_t sc, const char *descs, uint32_t n, qda_olap *olaps, uint64_t *pkt) noexcept nogil
     cdef uint64_t wanted         # a second buffer's payload a call without the GIL lacked (reserve)
     cdef bint lists_fds          # the driver drops the maps a reply's fdlist names (legacy)
     cdef object call_gil(self, uint32_t sc, const char *descs, bint held)

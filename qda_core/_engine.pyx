@@ -831,6 +831,25 @@ def open_route(f, FileLane fl, uint32_t handle, int pd, int lost_errno):
             src.give(mb)
 
 
+cdef inline int _route_plan(EngineRoute r, uint32_t sc, const char *descs, uint32_t n, qda_olap *olaps,
+                            uint64_t *pkt) noexcept nogil:
+    """Route ``r``'s call's payload plan (``olaps``) and packet size: the last call's when its
+    descriptors are the very same (a loop over the same buffers, up to ROUTE_ARGS_KEPT of them),
+    else made now and kept; -1: a call no route serves (handles, a buffer by reference) or whose
+    descriptors the marshaller refuses (the lanes raise it). (Inline: on every routed call.)"""
+    if n <= ROUTE_ARGS_KEPT and sc == r.plan_sc and memcmp(descs, r.plan_descs, 24 * n) == 0:
+        pkt[0] = r.plan_pkt
+        memcpy(olaps, r.plan_olaps, n * sizeof(qda_olap))
+        return 0
+    if not _routable(sc, descs) or plan_nogil(sc, descs, 24 * n, olaps, pkt) < 0:
+        return -1
+    if n <= ROUTE_ARGS_KEPT:
+        memcpy(r.plan_descs, descs, 24 * n)
+        memcpy(r.plan_olaps, olaps, n * sizeof(qda_olap))
+        r.plan_sc, r.plan_pkt = sc, pkt[0]
+    return 0
+
+
 cdef class EngineRoute:
     """The engine's side of a route: calls from one file to one DSP handle, served as
     :meth:`EngineLane.invoke` serves them - the file's reference held, a context id, the
@@ -953,7 +972,7 @@ cdef class EngineRoute:
         cdef uint64_t bsize, va, dev
         cdef size_t mark
         cdef bint page
-        if self._plan(sc, descs, n, olaps, &pkt) < 0:
+        if _route_plan(self, sc, descs, n, olaps, &pkt) < 0:
             return ROUTE_DECLINED  # (the lanes raise what the marshaller refuses)
         shift = _shift(self.engine.poll_word, n)
         size = pkt + shift
@@ -987,23 +1006,6 @@ cdef class EngineRoute:
                 self._drop_listed(fds, k)
         scope_end(mark)
         return ret
-
-    cdef int _plan(self, uint32_t sc, const char *descs, uint32_t n, qda_olap *olaps, uint64_t *pkt) noexcept nogil:
-        # the payload's plan (olaps) and packet size: the last call's when its descriptors are
-        # the very same (a loop over the same buffers, up to ROUTE_ARGS_KEPT of them), else made
-        # now and kept; -1: a call no route serves (handles, a buffer by reference) or whose
-        # descriptors the marshaller refuses (the lanes raise it)
-        if n <= ROUTE_ARGS_KEPT and sc == self.plan_sc and memcmp(descs, self.plan_descs, 24 * n) == 0:
-            pkt[0] = self.plan_pkt
-            memcpy(olaps, self.plan_olaps, n * sizeof(qda_olap))
-            return 0
-        if not _routable(sc, descs) or plan_nogil(sc, descs, 24 * n, olaps, pkt) < 0:
-            return -1
-        if n <= ROUTE_ARGS_KEPT:
-            memcpy(self.plan_descs, descs, 24 * n)
-            memcpy(self.plan_olaps, olaps, n * sizeof(qda_olap))
-            self.plan_sc, self.plan_pkt = sc, pkt[0]
-        return 0
 
     cdef int reserve(self) except -1:
         """With the GIL: the second buffer a call without the GIL lacked (``call_args``
@@ -1066,7 +1068,7 @@ cdef class EngineRoute:
         cdef int32_t retval = 0
         cdef MsgBuf mb
         if n:
-            if self._plan(sc, descs, n, olaps, &pkt) < 0:
+            if _route_plan(self, sc, descs, n, olaps, &pkt) < 0:
                 return None
             size = pkt + _shift(self.engine.poll_word, n)
             if size > (<uint64_t>1 << 62):
